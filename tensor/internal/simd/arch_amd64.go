@@ -2,5 +2,22 @@
 
 package simd
 
-// registerArch adds the amd64 tiers this CPU supports.
-func registerArch() {}
+import "golang.org/x/sys/cpu"
+
+// registerArch adds the amd64 tiers this CPU supports. Each kernel family
+// fills its own entries (arith_amd64.go, exp_amd64.go); entries left nil
+// fall back to the generic twin.
+func registerArch() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		var k Kernels
+		arithAVX2(&k)
+		expAVX2(&k)
+		register(AVX2, k)
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		var k Kernels
+		arithAVX512(&k)
+		expAVX512(&k)
+		register(AVX512, k)
+	}
+}

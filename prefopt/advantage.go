@@ -1,0 +1,42 @@
+package prefopt
+
+import (
+	"fmt"
+	"math"
+)
+
+// LeaveOneOut returns RLOO advantages (Ahmadian et al. 2024) for rewards
+// laid out in contiguous groups of k samples per prompt: each sample's
+// reward minus the mean reward of the other k−1 samples of its group,
+//
+//	Â_i = R_i − (1/(k−1))·Σ_{j≠i} R_j = k/(k−1)·(R_i − mean R).
+//
+// Each group's advantages sum to zero. It returns an error if k < 2, if
+// len(rewards) is not a multiple of k, or if a reward is NaN or ±Inf.
+func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
+	if k < 2 {
+		return nil, fmt.Errorf("prefopt: LeaveOneOut: group size k = %d, need at least 2", k)
+	}
+	if len(rewards)%k != 0 {
+		return nil, fmt.Errorf("prefopt: LeaveOneOut: %d rewards do not split into groups of %d", len(rewards), k)
+	}
+	for i, r := range rewards {
+		if math.IsNaN(r) || math.IsInf(r, 0) {
+			return nil, fmt.Errorf("prefopt: LeaveOneOut: reward %d is %v", i, r)
+		}
+	}
+	adv := make([]float64, len(rewards))
+	scale := float64(k) / float64(k-1)
+	for g := 0; g < len(rewards); g += k {
+		grp := rewards[g : g+k]
+		var mean float64
+		for _, r := range grp {
+			mean += r
+		}
+		mean /= float64(k)
+		for i, r := range grp {
+			adv[g+i] = scale * (r - mean)
+		}
+	}
+	return adv, nil
+}
