@@ -55,8 +55,10 @@ func fromF16(h uint16) float32 {
 	e := uint32(h>>10) & 0x1f
 	m := uint32(h & 0x03ff)
 	switch {
-	case e == 0x1f: // Inf or NaN
-		return math.Float32frombits(sign | 0x7f800000 | m<<13)
+	case e == 0x1f && m != 0: // NaN, made quiet as hardware converters do
+		return math.Float32frombits(sign | 0x7fc00000 | m<<13)
+	case e == 0x1f: // ±Inf
+		return math.Float32frombits(sign | 0x7f800000)
 	case e != 0: // normal
 		return math.Float32frombits(sign | (e+112)<<23 | m<<13)
 	case m == 0:
