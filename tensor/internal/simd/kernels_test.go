@@ -133,6 +133,9 @@ func clampHuge(x []float32) {
 
 func checkReduction(t *testing.T, what string, got float32, want, abs float64) {
 	t.Helper()
+	if abs > 1e37 && !math.IsNaN(want) {
+		return // partial sums may overflow float32, depending on their order
+	}
 	if math.IsNaN(want) || math.IsInf(want, 0) {
 		if ulps(got, want) != 0 {
 			t.Fatalf("%s = %v, want %v", what, got, want)

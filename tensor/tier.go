@@ -1,0 +1,46 @@
+package tensor
+
+import (
+	"strings"
+
+	"github.com/posttrain/posttrain/tensor/internal/simd"
+)
+
+// Tier returns the name of the kernel implementation in use: "avx512",
+// "avx2", "neon" or "generic". It is chosen at init from the CPU's
+// features; the purego build tag forces "generic".
+func Tier() string { return simd.Active().String() }
+
+// Tiers lists the kernel implementations this CPU and build can run,
+// "generic" first.
+func Tiers() []string {
+	var names []string
+	for _, t := range simd.Available() {
+		names = append(names, t.String())
+	}
+	return names
+}
+
+// SetTier switches every kernel to the named implementation, for
+// benchmarks and for ruling a tier out while debugging. It returns the
+// previous tier's name, or an error if the name is not in Tiers. It must
+// not be called while kernels run on other goroutines.
+func SetTier(name string) (string, error) {
+	for _, t := range simd.Available() {
+		if t.String() == name {
+			prev, err := simd.Use(t)
+			return prev.String(), err
+		}
+	}
+	return Tier(), &TierError{Name: name, Have: Tiers()}
+}
+
+// TierError reports a tier name that this CPU or build cannot run.
+type TierError struct {
+	Name string
+	Have []string
+}
+
+func (e *TierError) Error() string {
+	return "tensor: kernel tier " + e.Name + " is not available; have " + strings.Join(e.Have, ", ")
+}
