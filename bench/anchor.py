@@ -1,0 +1,82 @@
+"""The other side of bench/compare.sh: the same workloads in NumPy/OpenBLAS
+and PyTorch eager, timed the same way (median of repeated runs, after a warm
+call). Prints one "name value unit" line. Needs Debian's python3-numpy and
+python3-torch; never run by CI.
+
+    /usr/bin/python3 bench/anchor.py exp | dot | logsoftmax | gemm M K N | convex | tokenlogprobs | tinylm
+"""
+import sys
+import time
+
+import numpy as np
+
+
+def median_seconds(reps, f):
+    f()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[reps // 2]
+
+
+def main():
+    what = sys.argv[1]
+    rng = np.random.default_rng(1)
+    if what == "exp":  # np.exp on 4M float32 (AVX-512 SVML-style loops in NumPy)
+        x = (rng.standard_normal(1 << 22) * 10).astype(np.float32)
+        y = np.empty_like(x)
+        print(f"exp {median_seconds(9, lambda: np.exp(x, out=y)) * 1e3:.3f} ms")
+    elif what == "dot":  # 10,000 dots of 4096
+        x = rng.standard_normal(4096).astype(np.float32)
+        y = rng.standard_normal(4096).astype(np.float32)
+
+        def f():
+            for _ in range(10000):
+                np.dot(x, y)
+        print(f"dot {median_seconds(9, f) * 1e3:.3f} ms")
+    elif what == "gemm":  # OpenBLAS sgemm through NumPy, on the threads OpenBLAS was given
+        m, k, n = (int(v) for v in sys.argv[2:5])
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        reps = 7 if m * k * n < 1 << 31 else 3
+        d = median_seconds(reps, lambda: a @ b)
+        print(f"gemm{m}x{k}x{n} {2 * m * k * n / d / 1e9:.1f} GFLOPS")
+    else:
+        import torch
+        import torch.nn.functional as F
+        if what == "logsoftmax":  # 512 rows of 49,152 on one thread
+            torch.set_num_threads(1)
+            x = torch.randn(512, 49152) * 3
+
+            def f():
+                with torch.no_grad():
+                    F.log_softmax(x, -1)
+            print(f"logsoftmax {median_seconds(5, f) * 1e3:.1f} ms")
+        elif what in ("convex", "tokenlogprobs"):
+            # convex: AFM's target on [2048, 49152]; tokenlogprobs: per-token
+            # log-probs and their backward on [4096, 49152]. Two threads.
+            torch.set_num_threads(2)
+            n, v = (2048, 49152) if what == "convex" else (4096, 49152)
+            lg = (torch.randn(n, v) * 3).requires_grad_()
+            labels = torch.randint(0, v, (n,))
+            teacher = torch.randint(0, v, (n,))
+            dlogp = torch.randn(n)
+
+            def f():
+                lg.grad = None
+                lp = F.log_softmax(lg, -1)
+                if what == "convex":
+                    loss = -(0.1 * lp.gather(1, labels[:, None]) + 0.9 * lp.gather(1, teacher[:, None])).mean()
+                    loss.backward()
+                else:
+                    lp.gather(1, labels[:, None]).squeeze(1).backward(dlogp)
+            print(f"{what} {median_seconds(5, f) * 1e3:.1f} ms")
+        else:
+            sys.exit(f"anchor.py: unknown workload {what!r}")
+
+
+if __name__ == "__main__":
+    main()
