@@ -138,7 +138,7 @@ func thresholdSorted(u []float64) float64 {
 	for j, v := range u {
 		c := cum + v
 		t := (c - 1) / float64(j+1)
-		if v-t <= 0 {
+		if !(v-t > 0) { // also stops at NaN from −Inf − (−Inf)
 			break
 		}
 		cum, theta = c, t
