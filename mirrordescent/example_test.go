@@ -120,7 +120,7 @@ func ExampleMDLOO_Update() {
 		panic(err)
 	}
 	// Leave-one-out advantages are [1, −0.5, −0.5]; the exact MDPO step
-	// would give π ∝ exp(Â) = [0.691 0.155 0.155]; four gradient steps on
+	// would give π ∝ exp(Â) = [0.691 0.154 0.154]; four gradient steps on
 	// the surrogate get most of the way there.
 	lp := pol.logProbs()
 	fmt.Printf("%d inner steps, π = [%.3f %.3f %.3f]\n", len(res), math.Exp(lp[0]), math.Exp(lp[1]), math.Exp(lp[2]))
