@@ -50,6 +50,12 @@ func runMDLOO(t *testing.T, seed uint64, o MDLOO, prompts, iters int, lr float64
 	rng := rand.New(rand.NewPCG(seed, 99))
 	b := newBandit(rng, 16, 0.1)
 	pol := &softmaxPolicy{theta: append([]float64(nil), b.refLP...), lr: lr}
+	return trainMDLOO(t, rng, b, pol, o, prompts, iters)
+}
+
+// trainMDLOO runs iters MDLOO iterations of the policy on the bandit and
+// returns the expected true reward before each and after the last.
+func trainMDLOO(t *testing.T, rng *rand.Rand, b *bandit, pol *softmaxPolicy, o MDLOO, prompts, iters int) []float64 {
 	n := prompts * o.K
 	scores, oldLP, refLP := make([]float64, n), make([]float64, n), make([]float64, n)
 	curve := []float64{expect(expLog(pol.logProbs()), b.r)}

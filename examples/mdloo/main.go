@@ -7,15 +7,27 @@
 // (prefopt.LeaveOneOut), and the same tabular softmax policy trained by
 // gradient descent on its logits; they differ only in the policy loss:
 //
-//	MDLOO     m steps on −mean(ρ·Â) + (1/t)·KL̂(π_θ‖π_old)  (mirrordescent)
-//	PPO-clip  m steps on −mean min(ρ·Â, clip(ρ, 1±ε)·Â)    (private here)
-//	RLOO      1 step on −mean(Â·log π_θ)                     (REINFORCE)
+//	MDLOO       m steps on −mean(ρ·Â) + (1/t)·KL̂(π_θ‖π_old), t = 1
+//	MDLOO t_k↓  the same with MDPO's annealed t_k = 1 − (k−1)/iters
+//	PPO-clip    m steps on −mean min(ρ·Â, clip(ρ, 1±ε)·Â)   (private here)
+//	RLOO        1 step on −mean(Â·log π_θ)                    (REINFORCE)
 //
 // It prints, per learner and learning rate, the expected true reward at
-// the end (mean ± std over seeds), how many samples it took to close 90%
+// the end (mean ± std over seeds), how many samples it took to close 80%
 // of the gap between π_ref and the KL-regularized optimum
 // π* ∝ π_ref·exp(r/β), how often the expected reward fell from one
 // iteration to the next, and the final KL(π‖π_ref).
+//
+// What to expect: with plain gradient descent on the logits, the three
+// learners trade places as the learning rate grows. RLOO takes one step
+// per batch, so it is slowest at small rates. MDLOO and PPO-clip take m
+// steps; MDLOO's proximity term (1/t)·KL̂ has curvature about 1/t in each
+// log-ratio, so its inner loop is stable only while lr·(n_s/N)/t stays
+// below about 2 (N samples per batch, n_s of them for one prompt type),
+// and annealing t_k towards 0 tightens that bound as training goes on;
+// PPO-clip instead zeroes the gradient of any sample whose ratio left
+// [1−ε, 1+ε], so no rate here makes it diverge. Run it and read the
+// table: these are measurements on one toy problem, not a ranking.
 //
 // The PPO-clip loss here is a few lines private to this example, written
 // for the comparison; the library's PPO-clip lives in package prefopt.
@@ -37,7 +49,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/posttrain/posttrain/mirrordescent"
-	"github.com/posttrain/posttrain/prefopt"
 )
 
 type config struct {
@@ -48,7 +59,7 @@ type config struct {
 }
 
 func main() {
-	cfg := config{Types: 8, Responses: 32, Noise: 0.1, LRs: []float64{8, 32, 128}}
+	cfg := config{Types: 8, Responses: 32, Noise: 0.1, LRs: []float64{4, 16, 64}}
 	flag.IntVar(&cfg.Seeds, "seeds", 10, "independent runs per learner")
 	flag.IntVar(&cfg.Iters, "iters", 100, "iterations per run")
 	flag.IntVar(&cfg.Prompts, "prompts", 16, "prompts per iteration (each gets K responses)")
@@ -121,12 +132,15 @@ func (p *policy) Step(grad []float64) error {
 type learner int
 
 const (
-	mdloo learner = iota
+	mdloo       learner = iota // DefaultMDLOO: constant t = 1
+	mdlooLinear                // MDPO's annealed t_k = 1 − (k−1)/iters
 	ppoClip
 	rloo
 )
 
-func (l learner) String() string { return [...]string{"MDLOO", "PPO-clip", "RLOO"}[l] }
+func (l learner) String() string {
+	return [...]string{"MDLOO", "MDLOO t_k↓", "PPO-clip", "RLOO"}[l]
+}
 
 // outcome of one run: expected true reward before each iteration and
 // after the last, and the final KL to the reference.
@@ -162,6 +176,10 @@ func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, err
 		switch l {
 		case mdloo:
 			_, err = o.Update(context.Background(), k, pol, scores, oldLP, refLP)
+		case mdlooLinear:
+			lin := o
+			lin.Schedule = mirrordescent.Linear(cfg.Iters)
+			_, err = lin.Update(context.Background(), k, pol, scores, oldLP, refLP)
 		case ppoClip:
 			err = ppoUpdate(pol, o, scores, oldLP, refLP)
 		case rloo:
@@ -227,9 +245,9 @@ func run(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "%d prompts × K=%d responses = %d samples per iteration, %d iterations, %d seeds; β=%.2f; MDLOO t=%.0f, m=%d; PPO ε=0.2, m=%d\n\n",
 		cfg.Prompts, k, cfg.Prompts*k, cfg.Iters, cfg.Seeds, beta, mirrordescent.DefaultStepSize, mirrordescent.DefaultSteps, mirrordescent.DefaultSteps)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "learner\tlr\tE[r] start\tE[r] final\t± std\tE[r] π*\tsamples to 90%\truns reached\tdrops/run\tworst drop\tKL(π‖π_ref)\t")
+	fmt.Fprintln(tw, "learner\tlr\tE[r] start\tE[r] final\t± std\tE[r] π*\tsamples to 80%\truns reached\tdrops/run\tworst drop\tKL(π‖π_ref)\t")
 	for _, lr := range cfg.LRs {
-		for _, l := range []learner{mdloo, ppoClip, rloo} {
+		for _, l := range []learner{mdloo, mdlooLinear, ppoClip, rloo} {
 			var start, final, final2, opt, drops, worst, klSum float64
 			var reach []int
 			for seed := range uint64(cfg.Seeds) {
@@ -254,7 +272,7 @@ func run(w io.Writer, cfg config) error {
 				}
 				first := math.MaxInt // not reached
 				for i, v := range c {
-					if v >= rs+0.9*(ro-rs) {
+					if v >= rs+0.8*(ro-rs) {
 						first = i * cfg.Prompts * k
 						break
 					}
@@ -282,7 +300,7 @@ func run(w io.Writer, cfg config) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nsamples to 90%: median over runs of the samples drawn before E[r] closed 90% of the gap")
+	fmt.Fprintln(w, "\nsamples to 80%: median over runs of the samples drawn before E[r] closed 80% of the gap")
 	fmt.Fprintln(w, "from π_ref to π* (never: the median run did not); drops/run: iterations whose expected true reward fell;\nworst drop: the largest such fall.")
 	return nil
 }
@@ -348,5 +366,3 @@ func sample(rng *rand.Rand, lp []float64) int {
 	}
 	return len(lp) - 1
 }
-
-var _ = prefopt.LeaveOneOut // the advantages come from prefopt through MDLOO.Advantages

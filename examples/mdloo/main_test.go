@@ -15,7 +15,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, name := range []string{"MDLOO", "PPO-clip", "RLOO"} {
+	for _, name := range []string{"MDLOO", "MDLOO t_k↓", "PPO-clip", "RLOO"} {
 		if !strings.Contains(out, name) {
 			t.Errorf("no %s row in\n%s", name, out)
 		}
