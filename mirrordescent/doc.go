@@ -47,11 +47,11 @@
 // t_k = 1 − (k−1)/K (Linear).
 //
 // A practical consequence of the missing clip: the proximity term's
-// gradient ρ·log ρ/t grows without bound in the log-ratio, and its
-// curvature is about 1/t, so the inner optimizer's learning rate must stay
-// below about 2·t over that curvature or the m inner steps overshoot and
-// the policy collapses (examples/mdloo shows it with plain gradient
-// descent). PPO-clip zeroes the gradient instead and tolerates larger
+// gradient ρ·log ρ/t grows without bound in the log-ratio and its
+// curvature there is about 1/t, so gradient descent on it is stable only
+// for steps below about 2·t in log-ratio units; larger ones make the m
+// inner steps overshoot and the policy collapse (examples/mdloo shows it
+// with plain gradient descent). PPO-clip zeroes the gradient instead and tolerates larger
 // rates; MDPO trades that for an objective whose exact solution is the
 // mirror-descent step.
 //

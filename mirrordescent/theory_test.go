@@ -317,3 +317,46 @@ func expect(p, r []float64) float64 {
 	}
 	return s
 }
+
+// TestEGRegretSwitching: the bound holds for any loss sequence, here one
+// whose best action changes halfway and whose losses are adversarially
+// arranged against the learner's current favourite.
+func TestEGRegretSwitching(t *testing.T) {
+	const n, T = 8, 3000
+	eta := math.Sqrt(8 * math.Log(n) / T)
+	x := uniform(n)
+	cum := make([]float64, n)
+	g := make([]float64, n)
+	var learner float64
+	for s := range T {
+		fav := 0
+		for i := range x {
+			if x[i] > x[fav] {
+				fav = i
+			}
+		}
+		for i := range g {
+			g[i] = 0.5
+			if (s < T/2 && i == 0) || (s >= T/2 && i == 1) {
+				g[i] = 0.3
+			}
+		}
+		g[fav] = 1 // punish whatever the learner likes most
+		for i := range g {
+			learner += x[i] * g[i]
+			cum[i] += g[i]
+		}
+		if err := EntropicStep(x, g, eta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	best := math.Inf(1)
+	for _, c := range cum {
+		best = min(best, c)
+	}
+	if regret, bound := learner-best, math.Sqrt(T*math.Log(n)/2); regret > bound {
+		t.Errorf("regret %.2f exceeds √(T ln n / 2) = %.2f", regret, bound)
+	} else {
+		t.Logf("regret %.2f, bound %.2f", regret, bound)
+	}
+}
