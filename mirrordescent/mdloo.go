@@ -13,12 +13,13 @@ import (
 // hyperparameters; these are our choices, with the reasoning on each.
 const (
 	// DefaultK = 4 responses per prompt. The leave-one-out baseline needs
-	// K ≥ 2; Ahmadian et al. (2024) ran RLOO with k = 2 and k = 4 and
-	// found k = 4 better, and each extra sample costs a full generation.
+	// K ≥ 2; Ahmadian et al. (2024) report RLOO with k = 2 and k = 4, the
+	// larger group the stronger, and every extra sample costs a full
+	// generation per prompt.
 	DefaultK = 4
 
-	// DefaultBeta = 0.05, the KL coefficient TRL's PPO and RLOO trainers
-	// default to (kl_coef). It sets where training ends up, not how fast:
+	// DefaultBeta = 0.05, the KL coefficient TRL's PPOConfig defaults to
+	// (kl_coef). It sets where training ends up, not how fast:
 	// the shaped objective's optimum is π* ∝ π_ref·exp(r/β), so a reward
 	// gap of Δ moves log-odds by Δ/β = 20·Δ at most. Scale it with your
 	// reward model's score range.
@@ -34,8 +35,9 @@ const (
 	// iteration contracts to π* at rate 1 − t·β per iteration.
 	DefaultStepSize = 1.0
 
-	// DefaultSteps = 4 inner gradient steps per batch (m), TRL's default
-	// num_ppo_epochs. m = 1 reduces MDPO to a policy-gradient step (the KL
+	// DefaultSteps = 4 inner gradient steps per batch (m), the number of
+	// passes TRL's PPOConfig makes over a batch by default
+	// (num_ppo_epochs). m = 1 reduces MDPO to a policy-gradient step (the KL
 	// term has zero gradient at θ = θ_k); more steps solve the trust-region
 	// subproblem better at the price of moving further off-policy.
 	DefaultSteps = 4
