@@ -85,15 +85,21 @@ func trainMDLOO(t *testing.T, rng *rand.Rand, b *bandit, pol *softmaxPolicy, o M
 // descent on the logits, rate 1) is the test's, not an MDLOO option.
 func TestMDLOOImprovesEveryIteration(t *testing.T) {
 	o := DefaultMDLOO()
+	least := math.Inf(1)
 	for seed := range uint64(20) {
 		curve := runMDLOO(t, seed, o, 64, 25, 1)
 		for k := 1; k < len(curve); k++ {
+			least = min(least, curve[k]-curve[k-1])
 			if curve[k] <= curve[k-1] {
 				t.Errorf("seed %d: expected reward fell at iteration %d: %.5f → %.5f", seed, k, curve[k-1], curve[k])
 			}
 		}
+		if gain := curve[len(curve)-1] - curve[0]; gain < 0.05 {
+			t.Errorf("seed %d: expected reward rose only %.3f over 25 iterations", seed, gain)
+		}
 		t.Logf("seed %d: expected reward %.3f → %.3f", seed, curve[0], curve[len(curve)-1])
 	}
+	t.Logf("smallest one-iteration gain: %.3g", least)
 }
 
 func TestMDLOOErrors(t *testing.T) {
