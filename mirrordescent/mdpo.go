@@ -256,7 +256,8 @@ type Policy interface {
 // Surrogate at the policy's current log-probs against oldLP (the log-probs
 // under π_k that sampled the batch) and hands the gradient to pol.Step.
 // It returns the m results, the first one at θ = θ_k. The context is
-// checked before every step.
+// checked before every step. On an error (or cancellation) it returns the
+// results of the steps already taken, which the policy keeps.
 func MDPO(ctx context.Context, pol Policy, oldLP, adv []float64, t float64, m int) ([]Result, error) {
 	if m < 1 {
 		return nil, fmt.Errorf("mirrordescent: MDPO: inner steps m = %d, need at least 1", m)
