@@ -63,7 +63,11 @@ func main() {
 	flag.IntVar(&cfg.Seeds, "seeds", 10, "independent runs per learner")
 	flag.IntVar(&cfg.Iters, "iters", 100, "iterations per run")
 	flag.IntVar(&cfg.Prompts, "prompts", 16, "prompts per iteration (each gets K responses)")
+	quick := flag.Bool("quick", false, "a few seconds' run with fewer seeds and iterations (for CI)")
 	flag.Parse()
+	if *quick {
+		cfg.Seeds, cfg.Iters = 2, 20
+	}
 	if err := run(os.Stdout, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "mdloo:", err)
 		os.Exit(1)
