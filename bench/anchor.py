@@ -74,8 +74,75 @@ def main():
                 else:
                     lp.gather(1, labels[:, None]).squeeze(1).backward(dlogp)
             print(f"{what} {median_seconds(5, f) * 1e3:.1f} ms")
+        elif what == "tinylm":
+            tinylm(torch, F)
         else:
             sys.exit(f"anchor.py: unknown workload {what!r}")
+
+
+def tinylm(torch, F):
+    """One AdamW training step of the ~0.72M-parameter decoder LM that
+    tensor/nn's BenchmarkTinyLMStep runs: vocab 256, d_model 128, 4 layers,
+    4 heads, context 128, batch 16, RMSNorm, SwiGLU hidden 256, no biases,
+    on two threads. Prints tokens per second."""
+    nn = torch.nn
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    V, D, L, H, T, B = 256, 128, 4, 4, 128, 16
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(D))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1, self.n2 = RMSNorm(), RMSNorm()
+            self.qkv = nn.Linear(D, 3 * D, bias=False)
+            self.o = nn.Linear(D, D, bias=False)
+            self.gate_up = nn.Linear(D, 4 * D, bias=False)  # SwiGLU gate and up, 2·D each
+            self.down = nn.Linear(2 * D, D, bias=False)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.n1(x)).view(b, t, 3, H, D // H).permute(2, 0, 3, 1, 4)
+            mask = torch.triu(torch.full((t, t), float("-inf")), 1)
+            a = F.softmax(q @ k.transpose(-1, -2) / (D // H) ** 0.5 + mask, -1) @ v
+            x = x + self.o(a.transpose(1, 2).reshape(b, t, D))
+            g, u = self.gate_up(self.n2(x)).chunk(2, -1)
+            return x + self.down(F.silu(g) * u)
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(V, D)
+            self.blocks = nn.ModuleList(Block() for _ in range(L))
+            self.norm = RMSNorm()
+            self.head = nn.Linear(D, V, bias=False)
+
+        def forward(self, idx):
+            x = self.emb(idx)
+            for blk in self.blocks:
+                x = blk(x)
+            return self.head(self.norm(x))
+
+    model = LM()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, V, (B, T + 1))
+
+    def step():
+        opt.zero_grad()
+        logits = model(x[:, :-1])
+        F.cross_entropy(logits.reshape(-1, V), x[:, 1:].reshape(-1)).backward()
+        opt.step()
+    for _ in range(2):
+        step()
+    d = median_seconds(9, step)
+    print(f"tinylm {B * T / d:.0f} tokens/s")
 
 
 if __name__ == "__main__":
