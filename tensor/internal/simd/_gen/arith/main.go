@@ -108,10 +108,14 @@ func (g *gen) bcast(t tier, imm uint32, r int) {
 // Y15 for AVX2, K1 for AVX-512.
 func (g *gen) mask(t tier, cnt string) {
 	if t.avx512() {
+		// (1<<cnt)-1, shifting by CL so that the tier needs no BMI2.
+		g.i("MOVQ CX, R9")
+		g.i("MOVQ %s, CX", cnt)
 		g.i("MOVL $1, R8")
-		g.i("SHLXL %s, R8, R8", cnt)
+		g.i("SHLL CX, R8")
 		g.i("DECL R8")
 		g.i("KMOVW R8, K1")
+		g.i("MOVQ R9, CX")
 		return
 	}
 	g.i("LEAQ maskTab<>+32(SB), R8")
@@ -267,8 +271,14 @@ func (g *gen) axpy(t tier) {
 	g.ret()
 }
 
-// hreduce folds the accumulators 0…3 into lane 0 of X0 with op (ADD or MAX).
-func (g *gen) hreduce(t tier, op string) {
+// hreduce folds the accumulators 0…acc-1 (4 or 8) into lane 0 of X0 with op
+// (ADD or MAX).
+func (g *gen) hreduce(t tier, op string, acc int) {
+	if acc == 8 {
+		for k := range 4 {
+			g.i("V%sPS %s, %s, %s", op, t.v(4+k), t.v(k), t.v(k))
+		}
+	}
 	g.i("V%sPS %s, %s, %s", op, t.v(1), t.v(0), t.v(0))
 	g.i("V%sPS %s, %s, %s", op, t.v(3), t.v(2), t.v(2))
 	g.i("V%sPS %s, %s, %s", op, t.v(2), t.v(0), t.v(0))
@@ -284,10 +294,16 @@ func (g *gen) hreduce(t tier, op string) {
 	g.i("V%sSS X1, X0, X0", op)
 }
 
-// sumDot: blocks of BlockLen elements summed in float32 lanes (four
-// accumulators), each block's total added into a float64 in X13.
+// sumDot: blocks of BlockLen elements summed in float32 lanes, each block's
+// total added into a float64 in X13. Dot keeps four accumulators: its two
+// loads per FMA bound it before the FMA latency does. Sum keeps eight, to
+// cover the add latency at two loads per cycle.
 func (g *gen) sumDot(t tier, dot bool) {
 	ret := 24
+	acc := 8
+	if dot {
+		acc = 4
+	}
 	if dot {
 		g.text("dot", t, 52)
 		g.i("MOVQ y_base+24(FP), DX")
@@ -308,10 +324,10 @@ func (g *gen) sumDot(t tier, dot bool) {
 	g.i("MOVQ $4096, R10")
 	g.l("sized")
 	g.i("ADDQ AX, R10")
-	for k := range unroll {
+	for k := range acc {
 		g.i("VXORPS X%d, X%d, X%d", k, k, k) // zeroes the whole register
 	}
-	g.loops(t, "R10", unroll, func() {
+	g.loops(t, "R10", acc, func() {
 		if dot {
 			for k := range unroll {
 				g.i("VMOVUPS %s, %s", t.mem("SI", k, 4), t.v(4+k))
@@ -320,7 +336,7 @@ func (g *gen) sumDot(t tier, dot bool) {
 				g.i("VFMADD231PS %s, %s, %s", t.mem("DX", k, 4), t.v(4+k), t.v(k))
 			}
 		} else {
-			for k := range unroll {
+			for k := range acc {
 				g.i("VADDPS %s, %s, %s", t.mem("SI", k, 4), t.v(k), t.v(k))
 			}
 		}
@@ -333,15 +349,15 @@ func (g *gen) sumDot(t tier, dot bool) {
 		}
 	}, func() {
 		g.mask(t, "BX")
-		g.mload(t, t.mem("SI", 0, 4), 4)
+		g.mload(t, t.mem("SI", 0, 4), 8)
 		if dot {
-			g.mload(t, t.mem("DX", 0, 4), 5)
-			g.i("VFMADD231PS %s, %s, %s", t.v(5), t.v(4), t.v(1))
+			g.mload(t, t.mem("DX", 0, 4), 9)
+			g.i("VFMADD231PS %s, %s, %s", t.v(9), t.v(8), t.v(1))
 		} else {
-			g.i("VADDPS %s, %s, %s", t.v(4), t.v(1), t.v(1))
+			g.i("VADDPS %s, %s, %s", t.v(8), t.v(1), t.v(1))
 		}
 	})
-	g.hreduce(t, "ADD")
+	g.hreduce(t, "ADD", acc)
 	g.i("VCVTSS2SD X0, X0, X0")
 	g.i("VADDSD X0, X13, X13")
 	g.i("MOVQ R10, AX")
@@ -417,7 +433,7 @@ func (g *gen) max(t tier) {
 		g.i("VPTEST Y8, Y8")
 	}
 	g.i("JNZ nan")
-	g.hreduce(t, "MAX")
+	g.hreduce(t, "MAX", 4)
 	g.i("VMOVSS X0, ret+24(FP)")
 	g.ret()
 	g.l("nan")
