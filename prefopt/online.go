@@ -101,7 +101,7 @@ func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 		}
 		a := rewards[i] - b
 		res.Loss -= a * logp[i]
-		res.Grad[i] = -a / float64(n)
+		res.Grad[i] = (b - rewards[i]) / float64(n) // −a/n, but +0 when a = 0
 	}
 	res.Loss /= float64(n)
 	return res, nil
