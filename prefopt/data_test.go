@@ -180,3 +180,38 @@ func TestReaderIOError(t *testing.T) {
 		}
 	}
 }
+
+// Arbitrary input never panics or hangs; every pair read back writes and
+// re-reads to itself.
+func FuzzReader(f *testing.F) {
+	f.Add(`{"prompt": "a", "chosen": "c", "rejected": "r", "level": "better"}` + "\n" + `{"prompt": 1}`)
+	f.Add("\n\n{}\n[]\nnull\n\"s\"\n")
+	f.Add(`{"prompt":"p","chosen":"c","rejected":"r","level":null,"level":"slightly_better"}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		r := NewReader(strings.NewReader(in))
+		for range strings.Count(in, "\n") + 2 {
+			p, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				var le *LineError
+				if !errors.As(err, &le) {
+					t.Fatalf("non-line error %v", err)
+				}
+				continue
+			}
+			var buf bytes.Buffer
+			if err := NewWriter(&buf).Write(p); err != nil {
+				t.Fatalf("read %+v, cannot write it: %v", p, err)
+			}
+			back, err := NewReader(&buf).Next()
+			if err != nil || back != p {
+				t.Fatalf("%+v re-reads as %+v, %v", p, back, err)
+			}
+		}
+		if _, err := r.Next(); err != io.EOF {
+			t.Fatalf("reader did not reach EOF: %v", err)
+		}
+	})
+}

@@ -124,7 +124,8 @@ func torchtuneBatch() Batch {
 	}
 }
 
-func close(got, want, tol float64) bool {
+// approx reports |got − want| ≤ tol·(1 + |want|).
+func approx(got, want, tol float64) bool {
 	return math.Abs(got-want) <= tol*(1+math.Abs(want))
 }
 
@@ -162,11 +163,11 @@ func TestGoldenPairwise(t *testing.T) {
 		}
 		const tol = 1e-12
 		name := c.Batch + "/" + k.Name
-		if !close(r.Loss, c.Loss, tol) {
+		if !approx(r.Loss, c.Loss, tol) {
 			t.Errorf("%s %+v: loss %v, want %v", name, k, r.Loss, c.Loss)
 		}
 		for i := range c.GradChosen {
-			if !close(r.GradChosen[i], c.GradChosen[i], tol) || !close(r.GradRejected[i], c.GradRejected[i], tol) {
+			if !approx(r.GradChosen[i], c.GradChosen[i], tol) || !approx(r.GradRejected[i], c.GradRejected[i], tol) {
 				t.Errorf("%s %+v: pair %d grads (%v, %v), want (%v, %v)", name, k, i,
 					r.GradChosen[i], r.GradRejected[i], c.GradChosen[i], c.GradRejected[i])
 			}
@@ -184,7 +185,7 @@ func TestGoldenPairwise(t *testing.T) {
 			{"logps/rejected", s.LogPRejected, c.LogPRejected},
 			{"nll_loss", s.NLL, c.NLLValue},
 		} {
-			if !close(f.got, f.want, 1e-12) {
+			if !approx(f.got, f.want, 1e-12) {
 				t.Errorf("%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
 			}
 		}
@@ -204,11 +205,11 @@ func TestGoldenReward(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !close(r.Loss, want.Loss, 1e-12) {
+		if !approx(r.Loss, want.Loss, 1e-12) {
 			t.Errorf("%s: loss %v, want %v", name, r.Loss, want.Loss)
 		}
 		for i := range want.GradChosen {
-			if !close(r.GradChosen[i], want.GradChosen[i], 1e-12) || !close(r.GradRejected[i], want.GradRejected[i], 1e-12) {
+			if !approx(r.GradChosen[i], want.GradChosen[i], 1e-12) || !approx(r.GradRejected[i], want.GradRejected[i], 1e-12) {
 				t.Errorf("%s: grads %d (%v, %v), want (%v, %v)", name, i, r.GradChosen[i], r.GradRejected[i], want.GradChosen[i], want.GradRejected[i])
 			}
 		}
@@ -230,7 +231,7 @@ func TestGoldenReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !close(loss, gr.Loss, 1e-6) {
+	if !approx(loss, gr.Loss, 1e-6) {
 		t.Errorf("Grading: loss %v, want %v", loss, gr.Loss)
 	}
 	for i, w := range gr.Grad {
@@ -248,7 +249,7 @@ func TestGoldenOnline(t *testing.T) {
 			t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
 		}
 		for i := range want {
-			if !close(got[i], want[i], tol) {
+			if !approx(got[i], want[i], tol) {
 				t.Errorf("%s[%d] = %v, want %v", name, i, got[i], want[i])
 			}
 		}
@@ -343,7 +344,7 @@ func TestGoldenTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		for b := range want {
-			if !close(got[b], want[b], 1e-12) {
+			if !approx(got[b], want[b], 1e-12) {
 				t.Errorf("SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
 			}
 		}
