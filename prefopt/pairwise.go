@@ -132,20 +132,28 @@ func check(op string, b Batch, nd need) (int, error) {
 	if n == 0 {
 		return 0, fmt.Errorf("prefopt: %s: empty batch", op)
 	}
+	if nd.ref && (b.RefChosen == nil || b.RefRejected == nil) {
+		return 0, fmt.Errorf("prefopt: %s: needs reference log-probs (RefChosen and RefRejected)", op)
+	}
+	// Every field that is set must match the pair count, used or not: a
+	// ragged batch means the caller's pairs are misaligned somewhere.
 	type field struct {
 		name string
 		v    []float64
+		use  bool
 	}
-	fs := []field{{"PolicyChosen", b.PolicyChosen}, {"PolicyRejected", b.PolicyRejected}}
-	if nd.ref {
-		if b.RefChosen == nil || b.RefRejected == nil {
-			return 0, fmt.Errorf("prefopt: %s: needs reference log-probs (RefChosen and RefRejected)", op)
+	for _, f := range []field{
+		{"PolicyChosen", b.PolicyChosen, true}, {"PolicyRejected", b.PolicyRejected, true},
+		{"RefChosen", b.RefChosen, nd.ref}, {"RefRejected", b.RefRejected, nd.ref},
+	} {
+		if f.v == nil && !f.use {
+			continue
 		}
-		fs = append(fs, field{"RefChosen", b.RefChosen}, field{"RefRejected", b.RefRejected})
-	}
-	for _, f := range fs {
 		if len(f.v) != n {
 			return 0, fmt.Errorf("prefopt: %s: ragged batch: %s has %d entries, PolicyChosen %d", op, f.name, len(f.v), n)
+		}
+		if !f.use {
+			continue
 		}
 		for i, x := range f.v {
 			if !finite(x) {
@@ -153,17 +161,22 @@ func check(op string, b Batch, nd need) (int, error) {
 			}
 		}
 	}
-	lens := []struct {
+	for _, l := range []struct {
 		name string
 		v    []int
 		use  bool
-	}{{"ChosenLen", b.ChosenLen, nd.chosenLen}, {"RejectedLen", b.RejectedLen, nd.rejectedLen}}
-	for _, l := range lens {
-		if !l.use {
+	}{{"ChosenLen", b.ChosenLen, nd.chosenLen}, {"RejectedLen", b.RejectedLen, nd.rejectedLen}} {
+		if l.v == nil && !l.use {
 			continue
 		}
 		if len(l.v) != n {
+			if l.v == nil {
+				return 0, fmt.Errorf("prefopt: %s: needs token counts (%s)", op, l.name)
+			}
 			return 0, fmt.Errorf("prefopt: %s: ragged batch: %s has %d entries, PolicyChosen %d", op, l.name, len(l.v), n)
+		}
+		if !l.use {
+			continue
 		}
 		for i, x := range l.v {
 			if x <= 0 {
@@ -257,8 +270,8 @@ func (o DPO) Loss(b Batch) (Result, error) {
 	eps := o.LabelSmoothing
 	return pairwise("DPO", b, o.Beta, func(z float64) (float64, float64) {
 		l := -(1-eps)*logSigmoid(z) - eps*logSigmoid(-z)
-		// d/dz: −(1−ε)σ(−z) + εσ(z); written with one sigmoid so that
-		// ε = 0 adds no rounding.
+		// d/dz = −(1−ε)σ(−z) + εσ(z): each sigmoid in its stable form,
+		// so a separated pair (|z| ~ 1e4) gets an exact 0 or ±1.
 		dz := -(1-eps)*sigmoid(-z) + eps*sigmoid(z)
 		return l, dz
 	})

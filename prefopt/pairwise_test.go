@@ -176,6 +176,8 @@ func TestPairwiseErrors(t *testing.T) {
 	zeroLen.RejectedLen = []int{3, 0, 1}
 	noLen := torchtuneBatch()
 	noLen.ChosenLen = nil
+	raggedUnused := torchtuneBatch()
+	raggedUnused.RejectedLen = []int{1}
 	for _, c := range []struct {
 		name string
 		o    Objective
@@ -200,6 +202,9 @@ func TestPairwiseErrors(t *testing.T) {
 		{"zero len simpo", SimPO{Beta: 1}, zeroLen, "RejectedLen[1]"},
 		{"no len simpo", SimPO{Beta: 1}, noLen, "ChosenLen"},
 		{"no len nll", WithNLL{Objective: DPO{Beta: 0.1}, Alpha: 0.2}, noLen, "ChosenLen"},
+		{"ragged unused field", DPO{Beta: 0.1}, raggedUnused, "RejectedLen"},
+		{"ragged unused ref", SimPO{Beta: 1}, Batch{PolicyChosen: []float64{-1}, PolicyRejected: []float64{-1},
+			RefChosen: []float64{-1, -2}, ChosenLen: []int{1}, RejectedLen: []int{1}}, "RefChosen"},
 		{"nil objective", WithNLL{Alpha: 0.2}, good, "nil"},
 		{"alpha <0", WithNLL{Objective: DPO{Beta: 0.1}, Alpha: -1}, good, "Alpha"},
 		{"overflow", IPO{Tau: 1, SumLogProbs: true}, Batch{
