@@ -115,10 +115,12 @@ func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 // log-probs, one advantage each) or tokens (per-token log-probs with each
 // sequence's advantage repeated over its tokens, see Expand); the mean is
 // over entries. The gradient with respect to logp[i] is −ρ_i·A_i/n where the
-// unclipped term is the minimum and 0 where the clip is active. The ratio is
-// formed from the log-prob difference, so gaps of hundreds of nats give
-// +Inf or 0 ratios: a gap above 80 nats is reported as an error rather than
-// silently clipped. eps must be in (0, 1).
+// unclipped term is the minimum and 0 where the clip is active. Log-ratio
+// gaps of a thousand nats are handled at their limits (a ratio of +Inf with
+// a positive advantage is simply clipped); the one truly infinite case, a
+// ratio overflowing with a negative advantage, is an error. ApproxKL is a
+// diagnostic and may be +Inf for such far off-policy batches. eps must be
+// in (0, 1).
 func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 	const op = "PPOClip"
 	n := len(logp)
@@ -146,11 +148,17 @@ func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 	var clipped int
 	for i := range n {
 		d := logp[i] - oldLogp[i]
-		if math.Abs(d) > 80 {
-			return PolicyResult{}, fmt.Errorf("prefopt: %s: entry %d: log-ratio %v is beyond ±80 nats; the batch is far off-policy", op, i, d)
-		}
-		rho := math.Exp(d)
 		a := adv[i]
+		// k3 with ratio ρ = π_θ/π_old: (ρ − 1) − log ρ estimates
+		// KL(π_old‖π_θ) from the samples π_old drew.
+		res.ApproxKL += math.Expm1(d) - d
+		if a == 0 {
+			continue // both terms are 0 (and ρ·0 would be NaN for ρ = +Inf)
+		}
+		rho := math.Exp(d) // +Inf past d ≈ 709, 0 below ≈ −745: both exact limits
+		if math.IsInf(rho, 1) && a < 0 {
+			return PolicyResult{}, fmt.Errorf("prefopt: %s: entry %d: ratio exp(%v) overflows with negative advantage %v: the loss is +Inf", op, i, d, a)
+		}
 		c := min(max(rho, 1-eps), 1+eps)
 		un, cl := rho*a, c*a
 		if un <= cl {
@@ -160,9 +168,6 @@ func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 			res.Loss -= cl
 			clipped++
 		}
-		// k3 with ratio ρ = π_θ/π_old: (ρ − 1) − log ρ estimates
-		// KL(π_old‖π_θ) from the samples π_old drew.
-		res.ApproxKL += math.Expm1(d) - d
 	}
 	fn := float64(n)
 	res.Loss /= fn

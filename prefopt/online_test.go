@@ -31,6 +31,24 @@ func TestGRPOGroups(t *testing.T) {
 	}
 }
 
+// Log-ratio gaps of 1e3: finite where the surrogate is finite.
+func TestPPOClipStress(t *testing.T) {
+	r, err := PPOClip([]float64{-1, -1001, -1, -5}, []float64{-1001, -1, -1001, -5}, []float64{2, 3, 0, -1}, 0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entry 0: ρ = +Inf, A = 2: clipped at 1.2·2. Entry 1: ρ = e^−1000 = 0,
+	// A = 3: unclipped 0. Entry 2: A = 0. Entry 3: ρ = 1, A = −1.
+	if want := (-2.4 - 0 + 0 + 1) / 4; math.Abs(r.Loss-want) > 1e-15 {
+		t.Errorf("loss %v, want %v", r.Loss, want)
+	}
+	for i, w := range []float64{0, 0, 0, 0.25} {
+		if r.Grad[i] != w {
+			t.Errorf("grad[%d] = %v, want %v", i, r.Grad[i], w)
+		}
+	}
+}
+
 // The definition of the clipped surrogate, branch by branch.
 func TestPPOClipBranches(t *testing.T) {
 	const eps = 0.2
@@ -158,7 +176,7 @@ func TestOnlineErrors(t *testing.T) {
 		{"ppo eps 1", errOf(PPOClip(one, one, one, 1)), "eps"},
 		{"ppo ragged", errOf(PPOClip(two, one, two, 0.2)), "oldLogp"},
 		{"ppo NaN", errOf(PPOClip(one, one, nan, 0.2)), "adv[0]"},
-		{"ppo far", errOf(PPOClip([]float64{-1}, []float64{-500}, one, 0.2)), "off-policy"},
+		{"ppo overflow", errOf(PPOClip([]float64{-1}, []float64{-1001}, []float64{-1}, 0.2)), "overflows"},
 		{"kl estimator", errOf(KL(0, one, one)), "estimator"},
 		{"kl ragged", errOf(KL(K3, two, one)), "refLogp"},
 		{"kl Inf", errOf(KL(K3, []float64{math.Inf(-1)}, one)), "logp[0]"},
