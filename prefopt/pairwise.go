@@ -6,8 +6,9 @@ import (
 )
 
 // Batch holds one batch of preference pairs as per-sequence log-probs.
-// Pair i is (PolicyChosen[i], PolicyRejected[i]); every slice an objective
-// uses must have the same length.
+// Pair i is (PolicyChosen[i], PolicyRejected[i]); every slice that is set
+// must have one entry per pair, and an objective reports the ones it needs
+// but finds nil.
 type Batch struct {
 	PolicyChosen, PolicyRejected []float64 // summed completion log-probs under the policy
 	RefChosen, RefRejected       []float64 // the same under the reference (nil for reference-free objectives)
@@ -24,8 +25,8 @@ type Result struct {
 // Stats are the diagnostics TRL logs for a preference batch, as means over
 // pairs. The "rewards" are the objective's implicit rewards: β·ρ for the
 // reference-based objectives (ρ the policy-minus-reference log-ratio, length
-// normalized where the objective normalizes, as for the default IPO), and
-// β·log π(y)/|y| for SimPO.
+// normalized where the objective normalizes; IPO uses τ in place of β, as
+// TRL passes τ as its beta), and β·log π(y)/|y| for SimPO.
 type Stats struct {
 	RewardsChosen   float64 // rewards/chosen
 	RewardsRejected float64 // rewards/rejected
