@@ -1,0 +1,351 @@
+package prefopt
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// golden mirrors testdata/golden.json, written by testdata/gen_golden.py
+// (torch autograd, TRL's loss formulas).
+type golden struct {
+	Batches map[string]struct {
+		PC, PR, RC, RR []float64
+		LC, LR         []int
+	}
+	Pairwise []struct {
+		Batch string
+		Kind  struct {
+			Name                       string
+			Beta, Eps, Tau, Gamma, NLL float64
+			Sum                        bool
+		}
+		PerPair          []float64 `json:"per_pair"`
+		Loss             float64
+		GradChosen       []float64 `json:"grad_chosen"`
+		GradRejected     []float64 `json:"grad_rejected"`
+		RewardsChosen    float64   `json:"rewards_chosen"`
+		RewardsRejected  float64   `json:"rewards_rejected"`
+		Margin, Accuracy float64
+		LogPChosen       float64 `json:"logp_chosen"`
+		LogPRejected     float64 `json:"logp_rejected"`
+		NLLValue         float64 `json:"nll"`
+	}
+	Reward struct {
+		Chosen, Rejected, Margin []float64
+		Levels                   []string
+		BT                       rmGolden `json:"bt"`
+		BTMargin                 rmGolden `json:"bt_margin"`
+		Soft                     rmGolden `json:"soft"`
+		Grading                  struct {
+			Logits []float64
+			Shape  []int
+			Labels []int32
+			Lam    float64
+			Loss   float64
+			Grad   []float64
+		}
+	}
+	Online struct {
+		Rewards, Logp, Adv, Baseline, Shaped []float64
+		OldLogp                              []float64 `json:"old_logp"`
+		RefLogp                              []float64 `json:"ref_logp"`
+		ShapedBeta                           float64   `json:"shaped_beta"`
+		GRPOk3                               []float64 `json:"grpo_k3"`
+		GRPOk4                               []float64 `json:"grpo_k4"`
+		PPO02                                ppoGolden `json:"ppo_eps0.2"`
+		PPO01                                ppoGolden `json:"ppo_eps0.1"`
+		K1, K2, K3                           lossGrad
+		ReinforceMean                        lossGrad `json:"reinforce_mean"`
+		ReinforceBase                        lossGrad `json:"reinforce_base"`
+	}
+	Tokens struct {
+		Small, Stress tokenGolden
+		Sequence      struct {
+			Width     int
+			PromptLen []int `json:"prompt_len"`
+			Len       []int
+			TokenLogp []float64 `json:"token_logp"`
+			Sum, Mean []float64
+		}
+	}
+}
+
+type rmGolden struct {
+	Loss         float64
+	GradChosen   []float64 `json:"grad_chosen"`
+	GradRejected []float64 `json:"grad_rejected"`
+}
+
+type ppoGolden struct {
+	Loss, Clipfrac float64
+	ApproxKL       float64 `json:"approx_kl"`
+	Grad           []float64
+}
+
+type lossGrad struct {
+	Loss float64
+	Grad []float64
+}
+
+type tokenGolden struct {
+	Shape   []int
+	Logits  []float64
+	Targets []int32
+	Logp    []float64
+	Dlogp   []float64
+	Grad    []float64
+}
+
+func loadGolden(t *testing.T) *golden {
+	t.Helper()
+	b, err := os.ReadFile("testdata/golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return &g
+}
+
+func torchtuneBatch() Batch {
+	return Batch{
+		PolicyChosen:   []float64{-0.5, -10, -1},
+		PolicyRejected: []float64{-0.1, -30, -21},
+		RefChosen:      []float64{-0.5, -10.1, -0.1},
+		RefRejected:    []float64{-0.1, -20.1, -0.1},
+		ChosenLen:      []int{1, 4, 2},
+		RejectedLen:    []int{3, 5, 7},
+	}
+}
+
+func close(got, want, tol float64) bool {
+	return math.Abs(got-want) <= tol*(1+math.Abs(want))
+}
+
+func TestGoldenPairwise(t *testing.T) {
+	g := loadGolden(t)
+	for _, c := range g.Pairwise {
+		var o Objective
+		k := c.Kind
+		switch k.Name {
+		case "dpo":
+			o = DPO{Beta: k.Beta, LabelSmoothing: k.Eps}
+		case "robust":
+			o = RobustDPO{Beta: k.Beta, LabelSmoothing: k.Eps}
+		case "ipo":
+			o = IPO{Tau: k.Tau, SumLogProbs: k.Sum}
+		case "hinge":
+			o = Hinge{Beta: k.Beta}
+		case "simpo":
+			o = SimPO{Beta: k.Beta, Gamma: k.Gamma}
+		default:
+			t.Fatalf("unknown kind %q", k.Name)
+		}
+		if k.NLL > 0 {
+			o = WithNLL{Objective: o, Alpha: k.NLL}
+		}
+		gb, ok := g.Batches[c.Batch]
+		if !ok {
+			t.Fatalf("no batch %q", c.Batch)
+		}
+		b := Batch{gb.PC, gb.PR, gb.RC, gb.RR, gb.LC, gb.LR}
+		r, err := o.Loss(b)
+		if err != nil {
+			t.Errorf("%s %+v: %v", c.Batch, k, err)
+			continue
+		}
+		const tol = 1e-12
+		name := c.Batch + "/" + k.Name
+		if !close(r.Loss, c.Loss, tol) {
+			t.Errorf("%s %+v: loss %v, want %v", name, k, r.Loss, c.Loss)
+		}
+		for i := range c.GradChosen {
+			if !close(r.GradChosen[i], c.GradChosen[i], tol) || !close(r.GradRejected[i], c.GradRejected[i], tol) {
+				t.Errorf("%s %+v: pair %d grads (%v, %v), want (%v, %v)", name, k, i,
+					r.GradChosen[i], r.GradRejected[i], c.GradChosen[i], c.GradRejected[i])
+			}
+		}
+		s := r.Stats
+		for _, f := range []struct {
+			name      string
+			got, want float64
+		}{
+			{"rewards/chosen", s.RewardsChosen, c.RewardsChosen},
+			{"rewards/rejected", s.RewardsRejected, c.RewardsRejected},
+			{"rewards/margins", s.Margin, c.Margin},
+			{"rewards/accuracies", s.Accuracy, c.Accuracy},
+			{"logps/chosen", s.LogPChosen, c.LogPChosen},
+			{"logps/rejected", s.LogPRejected, c.LogPRejected},
+			{"nll_loss", s.NLL, c.NLLValue},
+		} {
+			if !close(f.got, f.want, 1e-12) {
+				t.Errorf("%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
+			}
+		}
+	}
+}
+
+func TestGoldenReward(t *testing.T) {
+	g := loadGolden(t).Reward
+	levels := make([]Level, len(g.Levels))
+	for i, s := range g.Levels {
+		if err := levels[i].UnmarshalText([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(name string, r Result, err error, want rmGolden) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !close(r.Loss, want.Loss, 1e-12) {
+			t.Errorf("%s: loss %v, want %v", name, r.Loss, want.Loss)
+		}
+		for i := range want.GradChosen {
+			if !close(r.GradChosen[i], want.GradChosen[i], 1e-12) || !close(r.GradRejected[i], want.GradRejected[i], 1e-12) {
+				t.Errorf("%s: grads %d (%v, %v), want (%v, %v)", name, i, r.GradChosen[i], r.GradRejected[i], want.GradChosen[i], want.GradRejected[i])
+			}
+		}
+	}
+	r, err := BradleyTerry(g.Chosen, g.Rejected, nil)
+	check("BradleyTerry", r, err, g.BT)
+	r, err = BradleyTerry(g.Chosen, g.Rejected, g.Margin)
+	check("BradleyTerry margin", r, err, g.BTMargin)
+	r, err = SoftRanking(g.Chosen, g.Rejected, levels)
+	check("SoftRanking", r, err, g.Soft)
+
+	gr := g.Grading
+	logits := tensor.New(gr.Shape...)
+	for i, x := range gr.Logits {
+		logits.Data()[i] = float32(x)
+	}
+	grad := tensor.New(gr.Shape...)
+	loss, err := Grading(grad, logits, gr.Labels, gr.Lam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !close(loss, gr.Loss, 1e-6) {
+		t.Errorf("Grading: loss %v, want %v", loss, gr.Loss)
+	}
+	for i, w := range gr.Grad {
+		if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
+			t.Errorf("Grading: grad[%d] = %v, want %v", i, grad.Data()[i], w)
+		}
+	}
+}
+
+func TestGoldenOnline(t *testing.T) {
+	g := loadGolden(t).Online
+	near := func(name string, got, want []float64, tol float64) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
+		}
+		for i := range want {
+			if !close(got[i], want[i], tol) {
+				t.Errorf("%s[%d] = %v, want %v", name, i, got[i], want[i])
+			}
+		}
+	}
+	for k, want := range map[int][]float64{3: g.GRPOk3, 4: g.GRPOk4} {
+		adv, err := GRPO(g.Rewards, k, 1e-4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near("GRPO", adv, want, 1e-12)
+	}
+	for eps, want := range map[float64]ppoGolden{0.2: g.PPO02, 0.1: g.PPO01} {
+		r, err := PPOClip(g.Logp, g.OldLogp, g.Adv, eps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near("PPOClip loss", []float64{r.Loss, r.ClipFrac, r.ApproxKL}, []float64{want.Loss, want.Clipfrac, want.ApproxKL}, 1e-12)
+		near("PPOClip grad", r.Grad, want.Grad, 1e-12)
+	}
+	for est, want := range map[KLEstimator]lossGrad{K1: g.K1, K2: g.K2, K3: g.K3} {
+		r, err := KL(est, g.Logp, g.RefLogp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near(est.String()+" loss", []float64{r.Loss}, []float64{want.Loss}, 1e-12)
+		near(est.String()+" grad", r.Grad, want.Grad, 1e-12)
+	}
+	for _, c := range []struct {
+		base []float64
+		want lossGrad
+	}{{nil, g.ReinforceMean}, {g.Baseline, g.ReinforceBase}} {
+		r, err := Reinforce(g.Logp, g.Adv, c.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near("Reinforce loss", []float64{r.Loss}, []float64{c.want.Loss}, 1e-12)
+		near("Reinforce grad", r.Grad, c.want.Grad, 1e-12)
+	}
+	shaped, err := ShapeRewards(g.Adv, g.OldLogp, g.RefLogp, g.ShapedBeta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near("ShapeRewards", shaped, g.Shaped, 1e-12)
+}
+
+func TestGoldenTokens(t *testing.T) {
+	g := loadGolden(t).Tokens
+	for name, c := range map[string]tokenGolden{"small": g.Small, "stress": g.Stress} {
+		logits := tensor.New(c.Shape...)
+		for i, x := range c.Logits {
+			logits.Data()[i] = float32(x)
+		}
+		lp := make([]float32, c.Shape[0])
+		if err := TokenLogProbs(lp, logits, c.Targets); err != nil {
+			t.Fatal(err)
+		}
+		// float32 log-probs: within a few ulp of the logit scale.
+		scale := float64(tensor.Max(logits.Data()))
+		tol := 1e-6 * math.Max(1, math.Abs(scale))
+		for i, w := range c.Logp {
+			if math.Abs(float64(lp[i])-w) > tol {
+				t.Errorf("%s: logp[%d] = %v, want %v", name, i, lp[i], w)
+			}
+		}
+		dl := make([]float32, len(c.Dlogp))
+		for i, x := range c.Dlogp {
+			dl[i] = float32(x)
+		}
+		grad := tensor.New(c.Shape...)
+		if err := TokenLogProbsBackward(grad, logits, c.Targets, dl); err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range c.Grad {
+			if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
+				t.Errorf("%s: grad[%d] = %v, want %v", name, i, grad.Data()[i], w)
+			}
+		}
+	}
+	s := g.Sequence
+	l := Layout{Width: s.Width, PromptLen: s.PromptLen, Len: s.Len}
+	tok := make([]float32, len(s.TokenLogp))
+	for i, x := range s.TokenLogp {
+		tok[i] = float32(x)
+	}
+	for _, avg := range []bool{false, true} {
+		want := s.Sum
+		if avg {
+			want = s.Mean
+		}
+		got := make([]float64, len(l.Len))
+		if err := SequenceLogProbs(got, tok, l, avg); err != nil {
+			t.Fatal(err)
+		}
+		for b := range want {
+			if !close(got[b], want[b], 1e-12) {
+				t.Errorf("SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
+			}
+		}
+	}
+}

@@ -1,0 +1,323 @@
+package prefopt
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// Ignore is the target that marks a row of logits as not scored (a prompt
+// or padding position): TokenLogProbs writes 0 for it and
+// TokenLogProbsBackward a zero gradient row. Any negative target is
+// ignored the same way, so torch's −100 works too.
+const Ignore int32 = -1
+
+// minRowsPerWorker keeps tiny batches on one goroutine: below this many
+// rows per worker, spawning costs more than the rows.
+const minRowsPerWorker = 16
+
+// TokenLogProbs writes dst[i] = log softmax(logits[i])[targets[i]] for
+// logits [N, V]: the log-prob of each target token, without the [N, V]
+// log-softmax. A negative target (see Ignore) writes 0. Rows are split
+// over up to GOMAXPROCS goroutines.
+//
+// It returns an error, leaving dst untouched, if the lengths disagree, a
+// target is ≥ V, or a scored row holds NaN or +Inf.
+func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
+	const op = "TokenLogProbs"
+	n, v, err := checkTokens(op, logits, targets)
+	if err != nil {
+		return err
+	}
+	if len(dst) != n {
+		return fmt.Errorf("prefopt: %s: dst has %d entries, logits %d rows", op, len(dst), n)
+	}
+	// Outputs are written only once every row has passed, so an error
+	// leaves dst as it was; N floats of scratch is noise next to [N, V].
+	out := make([]float32, n)
+	data := logits.Data()
+	err = parallelRows(n, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			t := targets[i]
+			if t < 0 {
+				out[i] = 0
+				continue
+			}
+			row := data[i*v : (i+1)*v]
+			lse := tensor.LogSumExp(row)
+			x := row[t]
+			// LogSumExp is NaN or +Inf exactly when the row holds NaN or
+			// +Inf; −Inf logits are legal (masked vocabulary) unless it is
+			// the target's, which has probability 0.
+			if !finite(float64(lse)) || !finite(float64(x)) {
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (target logit %v, logsumexp %v)", op, i, x, lse)
+			}
+			out[i] = float32(float64(x) - float64(lse))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	copy(dst, out)
+	return nil
+}
+
+// TokenLogProbsBackward is TokenLogProbs' backward pass, fused: given
+// dlogp[i] = dL/d(log-prob of row i), it writes
+//
+//	grad[i] = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
+//
+// row by row into grad [N, V] with no [N, V] temporary. grad may be logits
+// itself, overwriting the logits with their gradient to save N·V floats.
+// Rows with a negative target or a zero dlogp get a zero gradient without
+// touching their logits, so masked positions cost only the clear.
+//
+// Bad lengths, targets or dlogp values are reported before anything is
+// written. Logits are not scanned for NaN up front (TokenLogProbs on the
+// same logits already did); if a row turns out to hold NaN or +Inf, an
+// error names it and the contents of grad are unspecified.
+func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []float32) error {
+	const op = "TokenLogProbsBackward"
+	n, v, err := checkTokens(op, logits, targets)
+	if err != nil {
+		return err
+	}
+	if grad == nil || !grad.SameShape(logits) {
+		return fmt.Errorf("prefopt: %s: grad must have the logits' shape %v", op, logits.Shape())
+	}
+	if len(dlogp) != n {
+		return fmt.Errorf("prefopt: %s: dlogp has %d entries, logits %d rows", op, len(dlogp), n)
+	}
+	for i, d := range dlogp {
+		if !finite(float64(d)) {
+			return fmt.Errorf("prefopt: %s: dlogp[%d] is %v", op, i, d)
+		}
+	}
+	gd, ld := grad.Data(), logits.Data()
+	return parallelRows(n, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			g := gd[i*v : (i+1)*v]
+			t, d := targets[i], dlogp[i]
+			if t < 0 || d == 0 {
+				clear(g)
+				continue
+			}
+			tensor.Softmax(g, ld[i*v:(i+1)*v])
+			// Softmax fills a row holding NaN or +Inf with NaN, so one
+			// look at the target finds it.
+			if p := g[t]; p != p {
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf", op, i)
+			}
+			tensor.Scale(g, -d, g)
+			g[t] += d
+		}
+		return nil
+	})
+}
+
+func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, err error) {
+	if logits == nil || logits.Dims() != 2 {
+		var shape []int
+		if logits != nil {
+			shape = logits.Shape()
+		}
+		return 0, 0, fmt.Errorf("prefopt: %s: logits must be [N, V], have shape %v", op, shape)
+	}
+	n, v = logits.Rows(), logits.Cols()
+	if len(targets) != n {
+		return 0, 0, fmt.Errorf("prefopt: %s: %d targets for %d rows of logits", op, len(targets), n)
+	}
+	for i, t := range targets {
+		if int(t) >= v {
+			return 0, 0, fmt.Errorf("prefopt: %s: targets[%d] = %d, out of range [0, %d)", op, i, t, v)
+		}
+	}
+	return n, v, nil
+}
+
+// parallelRows runs fn over [0, n) split into contiguous chunks, one per
+// worker, with at most GOMAXPROCS workers. Rows are independent, so the
+// result does not depend on the worker count. If chunks fail, the error of
+// the lowest failing chunk (hence the lowest bad row) is returned.
+func parallelRows(n int, fn func(lo, hi int) error) error {
+	w := min(runtime.GOMAXPROCS(0), (n+minRowsPerWorker-1)/minRowsPerWorker)
+	if w <= 1 {
+		return fn(0, n)
+	}
+	errs := make([]error, w)
+	done := make(chan struct{})
+	for k := range w {
+		go func() {
+			errs[k] = fn(k*n/w, (k+1)*n/w)
+			done <- struct{}{}
+		}()
+	}
+	for range w {
+		<-done
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Layout describes a batch of B token sequences right-padded to a common
+// width T, the usual shape of a model's input [B, T] and its logits
+// [B·T, V]:
+//
+//	tokens[b·T + t]  token t of sequence b, for t < Len[b]; padding after
+//	logits[b·T + t]  the model's prediction of token t+1 of sequence b
+//
+// Sequence b is PromptLen[b] prompt tokens followed by Len[b] − PromptLen[b]
+// completion tokens. Only completion tokens are scored, so the rows that
+// predict them are t = PromptLen[b]−1, …, Len[b]−2; every other row (the
+// prompt, the last token, the padding) contributes nothing. PromptLen[b] ≥ 1
+// because the first token is never predicted.
+//
+// The per-token log-probs that SequenceLogProbs reads have the logits' row
+// layout: entry b·T + t is the log-prob of token t+1. Targets builds the
+// matching targets for TokenLogProbs.
+type Layout struct {
+	Width     int   // T, the padded length of every sequence
+	PromptLen []int // prompt tokens per sequence, ≥ 1
+	Len       []int // prompt plus completion tokens per sequence, PromptLen[b] ≤ Len[b] ≤ Width
+}
+
+// Check reports whether the layout is consistent.
+func (l Layout) Check() error {
+	if l.Width < 1 {
+		return fmt.Errorf("prefopt: Layout: Width = %d, need ≥ 1", l.Width)
+	}
+	if len(l.PromptLen) != len(l.Len) {
+		return fmt.Errorf("prefopt: Layout: %d prompt lengths for %d sequences", len(l.PromptLen), len(l.Len))
+	}
+	for b, p := range l.PromptLen {
+		if p < 1 || p > l.Len[b] || l.Len[b] > l.Width {
+			return fmt.Errorf("prefopt: Layout: sequence %d: PromptLen %d, Len %d, Width %d; need 1 ≤ PromptLen ≤ Len ≤ Width", b, p, l.Len[b], l.Width)
+		}
+	}
+	return nil
+}
+
+// Size returns B·T, the number of token positions (rows of logits).
+func (l Layout) Size() int { return len(l.Len) * l.Width }
+
+// CompletionLen returns Len[b] − PromptLen[b] per sequence: the token
+// counts pairwise objectives take as ChosenLen and RejectedLen.
+func (l Layout) CompletionLen() []int {
+	c := make([]int, len(l.Len))
+	for b := range c {
+		c[b] = l.Len[b] - l.PromptLen[b]
+	}
+	return c
+}
+
+// Targets writes the TokenLogProbs targets for tokens laid out as l
+// describes: dst[b·T + t] = tokens[b·T + t + 1] on rows that predict a
+// completion token, Ignore elsewhere.
+func (l Layout) Targets(dst, tokens []int32) error {
+	if err := l.Check(); err != nil {
+		return err
+	}
+	if len(tokens) != l.Size() || len(dst) != l.Size() {
+		return fmt.Errorf("prefopt: Layout.Targets: tokens %d and dst %d, need B·T = %d", len(tokens), len(dst), l.Size())
+	}
+	T := l.Width
+	for b := range l.Len {
+		for t := l.PromptLen[b]; t < l.Len[b]; t++ {
+			if tokens[b*T+t] < 0 {
+				return fmt.Errorf("prefopt: Layout.Targets: sequence %d token %d is %d", b, t, tokens[b*T+t])
+			}
+		}
+	}
+	for b := range l.Len {
+		row := dst[b*T : (b+1)*T]
+		for t := range row {
+			if t >= l.PromptLen[b]-1 && t < l.Len[b]-1 {
+				row[t] = tokens[b*T+t+1]
+			} else {
+				row[t] = Ignore
+			}
+		}
+	}
+	return nil
+}
+
+// SequenceLogProbs writes per-sequence completion log-probs from per-token
+// log-probs in l's layout: dst[b] is the sum over sequence b's completion
+// tokens, or with average the mean over them (an empty completion is then
+// an error). Sums accumulate in float64. Entries outside completions are
+// never read. It leaves dst untouched on error.
+func SequenceLogProbs(dst []float64, tokenLogp []float32, l Layout, average bool) error {
+	const op = "SequenceLogProbs"
+	if err := checkSeq(op, l, len(dst), len(tokenLogp), average); err != nil {
+		return err
+	}
+	T := l.Width
+	out := make([]float64, len(l.Len))
+	for b := range out {
+		var s float64
+		for t := l.PromptLen[b] - 1; t < l.Len[b]-1; t++ {
+			x := float64(tokenLogp[b*T+t])
+			if !finite(x) {
+				return fmt.Errorf("prefopt: %s: sequence %d position %d: log-prob %v", op, b, t, x)
+			}
+			s += x
+		}
+		if average {
+			s /= float64(l.Len[b] - l.PromptLen[b])
+		}
+		out[b] = s
+	}
+	copy(dst, out)
+	return nil
+}
+
+// SequenceLogProbsBackward is SequenceLogProbs' backward pass: given
+// dSeq[b] = dL/d(dst[b]), it writes dL/d(tokenLogp) into dTok, dSeq[b] (or
+// dSeq[b]/|completion| with average) on sequence b's completion rows and 0
+// elsewhere: the dlogp that TokenLogProbsBackward takes.
+func SequenceLogProbsBackward(dTok []float32, dSeq []float64, l Layout, average bool) error {
+	const op = "SequenceLogProbsBackward"
+	if err := checkSeq(op, l, len(dSeq), len(dTok), average); err != nil {
+		return err
+	}
+	if err := checkFinite(op, "dSeq", dSeq); err != nil {
+		return err
+	}
+	T := l.Width
+	clear(dTok)
+	for b, d := range dSeq {
+		if average {
+			d /= float64(l.Len[b] - l.PromptLen[b])
+		}
+		for t := l.PromptLen[b] - 1; t < l.Len[b]-1; t++ {
+			dTok[b*T+t] = float32(d)
+		}
+	}
+	return nil
+}
+
+func checkSeq(op string, l Layout, nseq, ntok int, average bool) error {
+	if err := l.Check(); err != nil {
+		return err
+	}
+	if nseq != len(l.Len) {
+		return fmt.Errorf("prefopt: %s: %d per-sequence entries for %d sequences", op, nseq, len(l.Len))
+	}
+	if ntok != l.Size() {
+		return fmt.Errorf("prefopt: %s: %d per-token entries, layout has B·T = %d", op, ntok, l.Size())
+	}
+	if average {
+		for b := range l.Len {
+			if l.Len[b] == l.PromptLen[b] {
+				return fmt.Errorf("prefopt: %s: sequence %d has an empty completion; cannot average", op, b)
+			}
+		}
+	}
+	return nil
+}
