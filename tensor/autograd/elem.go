@@ -89,21 +89,40 @@ func (t *Tape) Scale(a *Var, s float32) *Var {
 	return out
 }
 
+// elemBlock is the number of elements one task of an elementwise op takes.
+const elemBlock = 1 << 14
+
+// sigmoidTo writes σ(x) to dst through the vector exp: σ(x) = 1/(1+e^−x),
+// which is 0 where e^−x overflows to +Inf.
+func sigmoidTo(dst, x []float32) {
+	tensor.Scale(dst, -1, x)
+	tensor.Exp(dst, dst)
+	for i, e := range dst {
+		dst[i] = 1 / (1 + e)
+	}
+}
+
 // SiLU returns x·σ(x) elementwise (the swish of Ramachandran et al. 2017).
 func (t *Tape) SiLU(a *Var) *Var {
 	ad := a.Value.Data()
 	c := t.dense(a.Shape()...)
 	cd := c.Data()
-	for i, x := range ad {
-		cd[i] = x * sigmoid(x)
-	}
+	sig := t.buf(len(ad)) // σ(x), kept for backward
+	nb := chunks(len(ad), elemBlock)
+	t.parallel(nb, func(b int) {
+		lo, hi := b*elemBlock, min((b+1)*elemBlock, len(ad))
+		sigmoidTo(sig[lo:hi], ad[lo:hi])
+		tensor.Mul(cd[lo:hi], ad[lo:hi], sig[lo:hi])
+	})
 	var out *Var
 	out = t.node(c, func() {
 		g, d := out.Grad.Data(), t.grad(a).Data()
-		for i, x := range ad {
-			s := sigmoid(x)
-			d[i] += g[i] * s * (1 + x*(1-s))
-		}
+		t.parallel(nb, func(b int) {
+			for i := b * elemBlock; i < min((b+1)*elemBlock, len(ad)); i++ {
+				s, x := sig[i], ad[i]
+				d[i] += g[i] * s * (1 + x*(1-s))
+			}
+		})
 	}, a)
 	return out
 }
@@ -117,9 +136,14 @@ func (t *Tape) SwiGLU(gate, up *Var) *Var {
 	gd, ud := gate.Value.Data(), up.Value.Data()
 	c := t.dense(gate.Shape()...)
 	cd := c.Data()
-	for i, x := range gd {
-		cd[i] = x * sigmoid(x) * ud[i]
-	}
+	sig := t.buf(len(gd))
+	nb := chunks(len(gd), elemBlock)
+	t.parallel(nb, func(b int) {
+		lo, hi := b*elemBlock, min((b+1)*elemBlock, len(gd))
+		sigmoidTo(sig[lo:hi], gd[lo:hi])
+		tensor.Mul(cd[lo:hi], gd[lo:hi], sig[lo:hi])
+		tensor.Mul(cd[lo:hi], cd[lo:hi], ud[lo:hi])
+	})
 	var out *Var
 	out = t.node(c, func() {
 		g := out.Grad.Data()
@@ -130,20 +154,20 @@ func (t *Tape) SwiGLU(gate, up *Var) *Var {
 		if up.needs {
 			du = t.grad(up).Data()
 		}
-		for i, x := range gd {
-			s := sigmoid(x)
-			if du != nil {
-				du[i] += g[i] * x * s
+		t.parallel(nb, func(b int) {
+			for i := b * elemBlock; i < min((b+1)*elemBlock, len(gd)); i++ {
+				s, x := sig[i], gd[i]
+				if du != nil {
+					du[i] += g[i] * x * s
+				}
+				if dg != nil {
+					dg[i] += g[i] * ud[i] * s * (1 + x*(1-s))
+				}
 			}
-			if dg != nil {
-				dg[i] += g[i] * ud[i] * s * (1 + x*(1-s))
-			}
-		}
+		})
 	}, gate, up)
 	return out
 }
-
-func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
 
 // GELU returns x·Φ(x) elementwise, with Φ the standard normal CDF (the
 // exact form, not the tanh approximation; Hendrycks & Gimpel 2016).
