@@ -170,10 +170,18 @@ func (t *Tape) grad(v *Var) *tensor.Dense {
 // seed a fused loss computed elsewhere (say, dLoss/dlogits) enters here.
 // A nil grad seeds 1 and requires v to hold one element.
 //
-// It panics with a *tensor.ShapeError if grad's size differs from v's.
+// Backward may run more than once on one recording (each pass adds to the
+// parameters' gradients). It panics with a *tensor.ShapeError if grad's
+// size differs from v's.
 func (t *Tape) Backward(v *Var, grad *tensor.Dense) {
 	if !v.needs {
 		return
+	}
+	// Gradients of intermediates from an earlier pass over this tape would
+	// be counted twice: start them afresh, so that a second Backward adds
+	// the same gradients to the parameters again.
+	for _, n := range t.nodes {
+		n.Grad = nil
 	}
 	g := t.grad(v)
 	switch {

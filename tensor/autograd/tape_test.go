@@ -174,3 +174,27 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestBackwardTwice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x, w := randParam(rng, 3, 4), randParam(rng, 4)
+	tp := NewTape()
+	y := tp.Sum(tp.SiLU(tp.Reshape(tp.RMSNorm(x, w, 1e-6), 12)))
+	tp.Backward(y, nil)
+	once := slices.Clone(x.Grad.Data())
+	tp.Backward(y, nil)
+	for i, g := range x.Grad.Data() {
+		if !close32(g, 2*float64(once[i]), 1e-6) {
+			t.Fatalf("grad[%d] after two passes %v, want %v", i, g, 2*once[i])
+		}
+	}
+}
+
+func TestLayerNormNoBias(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	x, w := randParam(rng, 3, 6), randParam(rng, 6)
+	f := func(tp *Tape) *Var { return tp.GELU(tp.LayerNorm(x, w, nil, 1e-5)) }
+	if err := GradCheck(f, []*Var{x, w}, 1e-2, 2e-3, 3); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
 
@@ -205,6 +206,47 @@ func TestPrune(t *testing.T) {
 	for _, h := range []int{0, -1, 49} {
 		if _, err := m.PruneFFN(h); err == nil {
 			t.Errorf("hidden %d accepted", h)
+		}
+	}
+}
+
+// TestExternalSeed drives the backward pass with dLoss/dlogits computed
+// outside the tape, as distill and prefopt return it, and expects the
+// parameter gradients of the on-tape cross-entropy.
+func TestExternalSeed(t *testing.T) {
+	m := smallModel(t, 13)
+	toks := randTokens(2*8, m.Config.Vocab, 14)
+	grads := func(external bool) []float32 {
+		m.ZeroGrad()
+		tp := autograd.NewTape()
+		logits, err := m.Forward(tp, toks, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !external {
+			l, _ := tp.CrossEntropy(logits, toks)
+			tp.Backward(l, nil)
+		} else {
+			n, v := logits.Value.Dim(0), logits.Value.Dim(1)
+			seed := tensor.New(n, v)
+			for i := range n {
+				row, g := logits.Value.Row(i), seed.Row(i)
+				tensor.Softmax(g, row)
+				g[toks[i]]--
+				tensor.Scale(g, 1/float32(n), g)
+			}
+			tp.Backward(logits, seed)
+		}
+		var all []float32
+		for _, p := range m.Params() {
+			all = append(all, p.Var.Grad.Data()...)
+		}
+		return all
+	}
+	a, b := grads(false), grads(true)
+	for i := range a {
+		if !near(float64(a[i]), float64(b[i]), 1e-5) {
+			t.Fatalf("grad %d: on-tape %v, seeded %v", i, a[i], b[i])
 		}
 	}
 }
