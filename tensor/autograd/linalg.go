@@ -113,12 +113,9 @@ func (t *Tape) BatchMatMul(a, b *Var, transB bool) *Var {
 	if k != kb {
 		shapeErr("BatchMatMul", "inner dimensions differ: %v · %v (transB %v)", as, bs, transB)
 	}
-	g := a.Value.Len() / max(1, m*k)
-	if m*k == 0 {
-		g = 1
-		for _, d := range as[:nd-2] {
-			g *= d
-		}
+	g := 1 // number of products
+	for _, d := range as[:nd-2] {
+		g *= d
 	}
 	oshape := append(append([]int(nil), as[:nd-2]...), m, n)
 	c := t.dense(oshape...)

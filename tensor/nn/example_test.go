@@ -22,7 +22,7 @@ func Example() {
 	}
 	opt := nn.NewAdamW(m.Params(), 0)
 	tp := autograd.NewTape()
-	const steps = 60
+	const steps = 35
 	for step := range steps {
 		tp.Reset() // reuse the tape's buffers
 		m.ZeroGrad()
