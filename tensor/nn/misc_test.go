@@ -250,3 +250,18 @@ func TestExternalSeed(t *testing.T) {
 		}
 	}
 }
+
+func TestClone(t *testing.T) {
+	m := smallModel(t, 15)
+	c := m.Clone()
+	for i, p := range m.Params() {
+		q := c.Params()[i]
+		if !slices.Equal(p.Var.Value.Data(), q.Var.Value.Data()) || p.Var.Value == q.Var.Value {
+			t.Fatalf("%s: clone differs or shares storage", p.Name)
+		}
+	}
+	c.Head.W.Value.Data()[0]++
+	if m.Head.W.Value.Data()[0] == c.Head.W.Value.Data()[0] {
+		t.Fatal("clone shares weights")
+	}
+}

@@ -156,6 +156,10 @@ func (m *TinyLM) CheckTokens(ids []int32) error {
 // tokens, through the model on tape t and returns the logits [batch·T,
 // Vocab]: row b·T+i predicts token i+1 of sequence b.
 //
+// Sequences of different lengths are padded at the end: causal attention
+// keeps padding from affecting earlier positions, and a target of −1 in
+// CrossEntropy leaves the padded rows out of the loss.
+//
 // It returns an error, recording nothing, for a bad token id, a length not
 // divisible by batch, or sequences longer than the context.
 func (m *TinyLM) Forward(t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
@@ -177,4 +181,18 @@ func (m *TinyLM) Forward(t *autograd.Tape, tokens []int32, batch int) (*autograd
 		x = m.Blocks[i].Forward(t, x, batch, cos, sin)
 	}
 	return m.Head.Forward(t, m.Norm.Forward(t, x)), nil
+}
+
+// Clone returns a deep copy of m with fresh (zero) gradients: a frozen
+// reference for DPO-style objectives, or a starting point for a student.
+func (m *TinyLM) Clone() *TinyLM {
+	c, err := NewTinyLM(m.Config, 0)
+	if err != nil {
+		panic(err) // m's config was validated when m was made
+	}
+	src, dst := m.Params(), c.Params()
+	for i := range src {
+		copy(dst[i].Var.Value.Data(), src[i].Var.Value.Data())
+	}
+	return c
 }
