@@ -198,3 +198,35 @@ func TestLayerNormNoBias(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestShapePanics(t *testing.T) {
+	p := func(shape ...int) *Var { return Param(tensor.New(shape...)) }
+	cos, sin := RoPETables(0, 3, 4, 10000)
+	for name, f := range map[string]func(tp *Tape){
+		"matmul inner":   func(tp *Tape) { tp.MatMul(p(2, 3), p(4, 5)) },
+		"matmul rank":    func(tp *Tape) { tp.MatMulT(p(2, 3, 1), p(4, 3)) },
+		"bmm lead":       func(tp *Tape) { tp.BatchMatMul(p(2, 3, 4), p(3, 4, 5), false) },
+		"bmm inner":      func(tp *Tape) { tp.BatchMatMul(p(2, 3, 4), p(2, 5, 4), false) },
+		"add broadcast":  func(tp *Tape) { tp.Add(p(2, 3), p(2)) },
+		"mul":            func(tp *Tape) { tp.Mul(p(2, 3), p(3, 2)) },
+		"swiglu":         func(tp *Tape) { tp.SwiGLU(p(2, 3), p(3, 2)) },
+		"rmsnorm":        func(tp *Tape) { tp.RMSNorm(p(2, 3), p(2), 1e-6) },
+		"layernorm":      func(tp *Tape) { tp.LayerNorm(p(2, 3), p(3), p(2), 1e-6) },
+		"reshape":        func(tp *Tape) { tp.Reshape(p(2, 3), 4, 2) },
+		"transpose axis": func(tp *Tape) { tp.Transpose(p(2, 3), 0, 2) },
+		"permute":        func(tp *Tape) { tp.Permute(p(2, 3, 4), 0, 0, 1) },
+		"softmax":        func(tp *Tape) { tp.CausalSoftmax(p(2, 4, 3), 1) },
+		"rope tables":    func(tp *Tape) { tp.RoPE(p(2, 4, 4), cos, sin) },
+		"rope odd":       func(tp *Tape) { tp.RoPE(p(2, 3, 3), cos, sin) },
+		"embedding id":   func(tp *Tape) { tp.Embedding(p(3, 2), []int32{0, 3}) },
+	} {
+		func() {
+			defer func() {
+				if _, ok := recover().(*tensor.ShapeError); !ok {
+					t.Errorf("%s: want a *tensor.ShapeError panic", name)
+				}
+			}()
+			f(NewTape())
+		}()
+	}
+}
