@@ -174,13 +174,38 @@ func (s *Sampler) Sample(logits []float32) (int32, error) {
 		s.idx, s.val, s.prob = make([]int, k), make([]float32, k), make([]float64, k)
 	}
 	idx, val, prob := s.idx[:k], s.val[:k], s.prob[:k]
-	tensor.TopKTo(idx, val, logits) // descending, ties by lower index
+	nucleus := s.TopP > 0 && s.TopP < 1
+	switch {
+	case k < len(logits):
+		tensor.TopKTo(idx, val, logits) // descending, ties by lower index
+	default:
+		// The whole vocabulary: sort only if the nucleus needs the order,
+		// in O(V log V) rather than TopKTo's insertion.
+		for i := range idx {
+			idx[i] = i
+		}
+		if nucleus {
+			slices.SortStableFunc(idx, func(a, b int) int {
+				switch {
+				case logits[a] > logits[b]:
+					return -1
+				case logits[a] < logits[b]:
+					return 1
+				}
+				return 0
+			})
+		}
+		for i, j := range idx {
+			val[i] = logits[j]
+		}
+	}
+	top := float64(tensor.Max(val))
 	var z float64
 	for i, v := range val {
-		prob[i] = math.Exp((float64(v) - float64(val[0])) / s.Temperature)
+		prob[i] = math.Exp((float64(v) - top) / s.Temperature)
 		z += prob[i]
 	}
-	if s.TopP > 0 && s.TopP < 1 {
+	if nucleus {
 		var c float64
 		for i := range prob {
 			c += prob[i] / z
