@@ -152,7 +152,7 @@ func NewSampler(seed uint64, temperature float64, topK int, topP float64) *Sampl
 }
 
 // Sample returns a token id. It returns an error if the settings are
-// invalid or the logits hold NaN.
+// invalid or the logits hold NaN or +Inf (−Inf masks a token out).
 func (s *Sampler) Sample(logits []float32) (int32, error) {
 	if len(logits) == 0 {
 		return 0, fmt.Errorf("nn: Sampler: no logits")
@@ -160,8 +160,11 @@ func (s *Sampler) Sample(logits []float32) (int32, error) {
 	if s.Temperature < 0 || s.TopK < 0 || s.TopP < 0 || s.TopP > 1 || math.IsNaN(s.Temperature) || math.IsNaN(s.TopP) {
 		return 0, fmt.Errorf("nn: Sampler: bad settings temperature %v, top-k %d, top-p %v", s.Temperature, s.TopK, s.TopP)
 	}
-	if i := slices.IndexFunc(logits, func(x float32) bool { return x != x }); i >= 0 {
-		return 0, fmt.Errorf("nn: Sampler: logit %d is NaN", i)
+	if i := slices.IndexFunc(logits, func(x float32) bool { return x != x || x > math.MaxFloat32 }); i >= 0 {
+		return 0, fmt.Errorf("nn: Sampler: logit %d is %v", i, logits[i])
+	}
+	if tensor.Max(logits) < -math.MaxFloat32 {
+		return 0, fmt.Errorf("nn: Sampler: every logit is -Inf")
 	}
 	if s.Temperature == 0 {
 		return int32(tensor.ArgMax(logits)), nil

@@ -57,6 +57,18 @@ func TestSampler(t *testing.T) {
 	if _, err := NewSampler(1, 1, 0, 0).Sample([]float32{0, float32(math.NaN())}); err == nil || !strings.Contains(err.Error(), "logit 1 is NaN") {
 		t.Errorf("NaN logits: %v", err)
 	}
+	if _, err := NewSampler(1, 1, 0, 0).Sample([]float32{float32(math.Inf(1)), 0}); err == nil || !strings.Contains(err.Error(), "logit 0 is +Inf") {
+		t.Errorf("+Inf logits: %v", err)
+	}
+	ninf := float32(math.Inf(-1))
+	if _, err := NewSampler(1, 1, 0, 0).Sample([]float32{ninf, ninf}); err == nil {
+		t.Error("all -Inf logits accepted")
+	}
+	for range 50 { // a -Inf logit is never drawn
+		if id, err := NewSampler(1, 1, 0, 0.99).Sample([]float32{ninf, 0, 1}); err != nil || id == 0 {
+			t.Fatalf("masked token drawn: %d, %v", id, err)
+		}
+	}
 	if _, err := NewSampler(1, -1, 0, 0).Sample(logits); err == nil {
 		t.Error("negative temperature accepted")
 	}
