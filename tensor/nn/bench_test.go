@@ -50,17 +50,17 @@ func (tr *trainer) step(tb testing.TB) float32 {
 	return l.Value.Data()[0]
 }
 
-// BenchmarkTrainStep times one step (forward, cross-entropy, backward,
+// BenchmarkTinyLMStep times one step (forward, cross-entropy, backward,
 // AdamW) of the PyTorch anchor's model (AnchorConfig, batch 16, context
 // 128: /work/shared/anchors/tinylm_torch.py) and a smaller one.
-func BenchmarkTrainStep(b *testing.B) {
+func BenchmarkTinyLMStep(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		cfg   Config
 		batch int
 	}{
-		{"d64-L2-B8", Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 128}, 8},
-		{"anchor-d128-L4-B16", AnchorConfig, 16},
+		{"d64-L2-B8xT64", Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 128}, 8},
+		{"anchor-d128-L4-B16xT128", AnchorConfig, 16},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			tr := newTrainer(b, c.cfg, c.batch)
