@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -52,7 +51,7 @@ func (tr *trainer) step(tb testing.TB) float32 {
 
 // BenchmarkTinyLMStep times one step (forward, cross-entropy, backward,
 // AdamW) of the PyTorch anchor's model (AnchorConfig, batch 16, context
-// 128: /work/shared/anchors/tinylm_torch.py) and a smaller one.
+// 128; the PyTorch side is bench/anchor.py tinylm) and a smaller one.
 func BenchmarkTinyLMStep(b *testing.B) {
 	for _, c := range []struct {
 		name  string
@@ -87,5 +86,4 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
-	_ = fmt.Sprint()
 }
