@@ -77,3 +77,62 @@ func (t *Tape) CrossEntropy(logits *Var, targets []int32) (*Var, error) {
 	}, logits)
 	return out, nil
 }
+
+// LogProbs returns log softmax(logits)[i, targets[i]] for each row, shape
+// [N]: the per-token log-probabilities that sequence-level objectives (DPO,
+// RLOO, GRPO in prefopt) sum over completions. A negative target gives 0
+// and no gradient (padding, prompt tokens). Seeding Backward with
+// dLoss/dlogp[i] turns a loss on log-probs into gradients of the model.
+//
+// Errors name the row, as CrossEntropy's do.
+func (t *Tape) LogProbs(logits *Var, targets []int32) (*Var, error) {
+	if logits.Value.Dims() != 2 {
+		return nil, fmt.Errorf("autograd: LogProbs: logits must be [N, V], have %v", logits.Shape())
+	}
+	n, v := logits.Value.Dim(0), logits.Value.Dim(1)
+	if len(targets) != n {
+		return nil, fmt.Errorf("autograd: LogProbs: %d targets for %d rows", len(targets), n)
+	}
+	ld := logits.Value.Data()
+	lse := t.buf(n)
+	c := t.dense(n)
+	cd := c.Data()
+	for i, y := range targets {
+		if int(y) >= v {
+			return nil, fmt.Errorf("autograd: LogProbs: target %d at row %d outside vocabulary of %d", y, i, v)
+		}
+		cd[i] = 0
+		if y < 0 {
+			continue
+		}
+		row := ld[i*v : (i+1)*v]
+		lse[i] = tensor.LogSumExp(row)
+		cd[i] = row[y] - lse[i]
+		if x := float64(cd[i]); math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("autograd: LogProbs: row %d has non-finite logits", i)
+		}
+	}
+	var out *Var
+	out = t.node(c, func() {
+		g, dx := out.Grad.Data(), t.grad(logits).Data()
+		nb := chunks(n, normBlock)
+		t.parallel(nb, func(b int) {
+			tmp := make([]float32, v)
+			for i := b * normBlock; i < min((b+1)*normBlock, n); i++ {
+				y := targets[i]
+				if y < 0 || g[i] == 0 {
+					continue
+				}
+				// d logp / d logits = onehot(y) − softmax
+				row, dr := ld[i*v:(i+1)*v], dx[i*v:(i+1)*v]
+				for j, x := range row {
+					tmp[j] = x - lse[i]
+				}
+				tensor.Exp(tmp, tmp)
+				tensor.Axpy(-g[i], tmp, dr)
+				dr[y] += g[i]
+			}
+		})
+	}, logits)
+	return out, nil
+}

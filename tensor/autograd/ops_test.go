@@ -100,6 +100,15 @@ func builder(c goldenCase, in map[string]*Var) func(t *Tape) *Var {
 	case "embedding":
 		ids := ints(p["ids"])
 		return func(t *Tape) *Var { return t.Embedding(in["table"], ids) }
+	case "log_probs":
+		tg := ints(p["targets"])
+		return func(t *Tape) *Var {
+			v, err := t.LogProbs(in["logits"], tg)
+			if err != nil {
+				panic(err)
+			}
+			return v
+		}
 	case "cross_entropy", "cross_entropy_1e4":
 		tg := ints(p["targets"])
 		return func(t *Tape) *Var {

@@ -93,5 +93,9 @@ case("cross_entropy", {"logits": arr(5, 7, scale=2)},
      lambda logits: torch.nn.functional.cross_entropy(logits, torch.tensor(tg), ignore_index=-1), targets=tg)
 case("cross_entropy_1e4", {"logits": arr(5, 7, scale=1e4)},
      lambda logits: torch.nn.functional.cross_entropy(logits, torch.tensor(tg), ignore_index=-1), targets=tg)
+case("log_probs", {"logits": arr(5, 7, scale=2)},
+     lambda logits: torch.where(torch.tensor(tg) >= 0,
+                                torch.log_softmax(logits, -1).gather(1, torch.tensor(tg).clamp(min=0)[:, None])[:, 0],
+                                torch.tensor(0.0)), targets=tg)
 
 print(json.dumps({"generator": "gen_golden.py (torch %s, float64)" % torch.__version__, "cases": cases}))
