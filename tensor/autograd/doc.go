@@ -24,8 +24,10 @@
 // posttrain's losses (distill, prefopt) return dLoss/dlogits themselves,
 // fused with the loss for numerical stability. Tape.Backward(logits, grad)
 // takes such a gradient as the seed of the backward pass, so any loss
-// computed elsewhere drives training; CrossEntropy is provided for plain
-// language-model pretraining.
+// computed elsewhere drives training. CrossEntropy is provided for plain
+// language-model pretraining, and LogProbs gives per-token log-probabilities
+// whose gradient, from a sequence-level objective, seeds the pass the same
+// way.
 //
 // # Checks
 //
