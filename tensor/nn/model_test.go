@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -291,4 +292,28 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if _, err := LoadTinyLM(bad); err == nil || !strings.Contains(err.Error(), `"layers"`) {
 		t.Errorf("bad metadata: %v", err)
 	}
+}
+
+// TestStepReusesBuffers checks that after the first step a training step
+// allocates a small fraction of what the first one did: activations and
+// gradients come from the tape's arena, reused across Reset.
+func TestStepReusesBuffers(t *testing.T) {
+	tr := newTrainer(t, Config{Vocab: 64, DModel: 32, Layers: 2, Heads: 2, Context: 32}, 4)
+	alloc := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.TotalAlloc
+	}
+	a0 := alloc()
+	tr.step(t)
+	first := alloc() - a0
+	a0 = alloc()
+	for range 3 {
+		tr.step(t)
+	}
+	later := (alloc() - a0) / 3
+	if later*10 > first {
+		t.Fatalf("a later step allocates %d bytes, the first %d", later, first)
+	}
+	t.Logf("first step %d bytes, later steps %d", first, later)
 }
