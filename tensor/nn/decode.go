@@ -14,8 +14,10 @@ import (
 // forward pass over all n. It computes the same function as
 // TinyLM.Forward on the sequence so far, without a tape.
 //
-// A Decoder holds its own buffers and is not safe for concurrent use; it
-// reads the model's weights, which must not change while it decodes.
+// A Decoder holds its own buffers and is not safe for concurrent use, but
+// several Decoders of one model may run in parallel goroutines (say, k
+// samples per prompt): they only read the weights, which must not change
+// while they decode.
 type Decoder struct {
 	m                            *TinyLM
 	pos                          int

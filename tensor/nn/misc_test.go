@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -275,5 +276,27 @@ func TestClone(t *testing.T) {
 	c.Head.W.Value.Data()[0]++
 	if m.Head.W.Value.Data()[0] == c.Head.W.Value.Data()[0] {
 		t.Fatal("clone shares weights")
+	}
+}
+
+// TestConcurrentDecoders runs decoders of one model in parallel (under
+// -race this checks they share nothing writable) and expects the
+// generations of sequential runs.
+func TestConcurrentDecoders(t *testing.T) {
+	m := smallModel(t, 16)
+	want := make([][]int32, 4)
+	for i := range want {
+		want[i], _ = m.Generate([]int32{int32(i)}, 8, NewSampler(uint64(i), 1, 0, 0))
+	}
+	got := make([][]int32, 4)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i], _ = m.Generate([]int32{int32(i)}, 8, NewSampler(uint64(i), 1, 0, 0)) })
+	}
+	wg.Wait()
+	for i := range got {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("sequence %d: parallel %v, sequential %v", i, got[i], want[i])
+		}
 	}
 }
