@@ -94,8 +94,9 @@ func (o *AdamW) Step() (float64, error) {
 }
 
 // WarmupCosine is the learning rate at step (0-based) of a schedule that
-// rises linearly from 0 to peak over warmup steps, then follows a cosine
-// from peak down to floor at step total, and stays at floor after.
+// rises linearly over the first warmup steps (peak·(step+1)/warmup, so
+// step warmup−1 reaches peak), then follows a cosine from peak at step
+// warmup down to floor at step total, and stays at floor after.
 func WarmupCosine(step, warmup, total int, peak, floor float64) float64 {
 	switch {
 	case step < warmup:
