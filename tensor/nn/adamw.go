@@ -1,0 +1,109 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/posttrain/posttrain/tensor/autograd"
+)
+
+// AdamW is Adam with decoupled weight decay (Loshchilov & Hutter 2019),
+// with optional clipping of the global gradient norm before the update.
+//
+// Weight decay applies to parameters of two or more dimensions (the
+// matrices); norm gains are not decayed, the usual practice for language
+// models.
+type AdamW struct {
+	LR          float64 // learning rate of the next Step; set it from a schedule
+	Beta1       float64
+	Beta2       float64
+	Eps         float64
+	WeightDecay float64
+	ClipNorm    float64 // clip the global gradient L2 norm to this; 0 turns clipping off
+
+	params []*autograd.Var
+	decay  []bool
+	m, v   [][]float32
+	step   int
+}
+
+// NewAdamW returns an optimizer for params with PyTorch's defaults:
+// β = (0.9, 0.999), ε = 1e-8, weight decay 0.01, no clipping.
+func NewAdamW(params []Named, lr float64) *AdamW {
+	o := &AdamW{LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01}
+	for _, p := range params {
+		n := p.Var.Value.Len()
+		o.params = append(o.params, p.Var)
+		o.decay = append(o.decay, p.Var.Value.Dims() >= 2)
+		o.m = append(o.m, make([]float32, n))
+		o.v = append(o.v, make([]float32, n))
+	}
+	return o
+}
+
+// Steps returns the number of updates taken.
+func (o *AdamW) Steps() int { return o.step }
+
+// GradNorm returns the global L2 norm of the parameters' gradients,
+// accumulated in float64.
+func (o *AdamW) GradNorm() float64 {
+	var s float64
+	for _, p := range o.params {
+		for _, g := range p.Grad.Data() {
+			s += float64(g) * float64(g)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// Step updates every parameter from its gradient and returns the gradient
+// norm before clipping. A non-finite gradient norm is an error and leaves
+// the parameters and moments untouched. Step does not zero the gradients.
+func (o *AdamW) Step() (float64, error) {
+	norm := o.GradNorm()
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm, fmt.Errorf("nn: AdamW step %d: gradient norm is %v", o.step+1, norm)
+	}
+	clip := 1.0
+	if o.ClipNorm > 0 && norm > o.ClipNorm {
+		clip = o.ClipNorm / norm
+	}
+	o.step++
+	b1, b2 := o.Beta1, o.Beta2
+	c1 := 1 - math.Pow(b1, float64(o.step))
+	c2 := 1 - math.Pow(b2, float64(o.step))
+	// p ← p − lr·wd·p − lr·m̂/(√v̂ + ε), with m̂ = m/c1, v̂ = v/c2.
+	step := float32(o.LR / c1)
+	sc2 := float32(1 / math.Sqrt(c2))
+	eps := float32(o.Eps)
+	fb1, fb2, fc := float32(b1), float32(b2), float32(clip)
+	for k, p := range o.params {
+		w, g, m, v := p.Value.Data(), p.Grad.Data(), o.m[k], o.v[k]
+		shrink := float32(1)
+		if o.decay[k] {
+			shrink = float32(1 - o.LR*o.WeightDecay)
+		}
+		for i := range w {
+			gi := g[i] * fc
+			m[i] = fb1*m[i] + (1-fb1)*gi
+			v[i] = fb2*v[i] + (1-fb2)*gi*gi
+			w[i] = w[i]*shrink - step*m[i]/(float32(math.Sqrt(float64(v[i])))*sc2+eps)
+		}
+	}
+	return norm, nil
+}
+
+// WarmupCosine is the learning rate at step (0-based) of a schedule that
+// rises linearly over the first warmup steps (peak·(step+1)/warmup, so
+// step warmup−1 reaches peak), then follows a cosine from peak at step
+// warmup down to floor at step total, and stays at floor after.
+func WarmupCosine(step, warmup, total int, peak, floor float64) float64 {
+	switch {
+	case step < warmup:
+		return peak * float64(step+1) / float64(warmup)
+	case step >= total:
+		return floor
+	}
+	p := float64(step-warmup) / float64(max(1, total-warmup))
+	return floor + 0.5*(peak-floor)*(1+math.Cos(math.Pi*p))
+}

@@ -1,0 +1,103 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/autograd"
+)
+
+// Named is a parameter with its checkpoint name.
+type Named struct {
+	Name string
+	Var  *autograd.Var
+}
+
+func normal(rng *rand.Rand, std float64, shape ...int) *autograd.Var {
+	d := tensor.New(shape...)
+	for i := range d.Data() {
+		d.Data()[i] = float32(rng.NormFloat64() * std)
+	}
+	return autograd.Param(d)
+}
+
+func ones(n int) *autograd.Var {
+	d := tensor.New(n)
+	for i := range d.Data() {
+		d.Data()[i] = 1
+	}
+	return autograd.Param(d)
+}
+
+// Linear is y = x·Wᵀ without bias; W is [out, in] as in PyTorch.
+type Linear struct{ W *autograd.Var }
+
+// Forward applies the layer to x [N, in].
+func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var { return t.MatMulT(x, l.W) }
+
+// Embedding maps token ids to rows of W [vocab, d].
+type Embedding struct{ W *autograd.Var }
+
+// Forward returns the rows of W for ids, shape [len(ids), d].
+func (e *Embedding) Forward(t *autograd.Tape, ids []int32) *autograd.Var {
+	return t.Embedding(e.W, ids)
+}
+
+// RMSNorm scales each row to unit root-mean-square, then by W.
+type RMSNorm struct {
+	W   *autograd.Var
+	Eps float64
+}
+
+// Forward normalizes the rows of x.
+func (n *RMSNorm) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
+	return t.RMSNorm(x, n.W, n.Eps)
+}
+
+// Attention is causal multi-head self-attention with rotary position
+// embeddings on queries and keys (Vaswani et al. 2017; Su et al. 2021).
+type Attention struct {
+	Q, K, V, O Linear
+	Heads      int
+}
+
+// Forward attends within each of batch sequences of x [batch·T, D],
+// with RoPE tables cos, sin [T, Dh/2].
+func (a *Attention) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
+	n, d := x.Value.Dim(0), x.Value.Dim(1)
+	tt, h := n/batch, a.Heads
+	dh := d / h
+	split := func(l *Linear) *autograd.Var { // [B·T, D] → [B, H, T, Dh]
+		return t.Transpose(t.Reshape(l.Forward(t, x), batch, tt, h, dh), 1, 2)
+	}
+	q := t.RoPE(split(&a.Q), cos, sin)
+	k := t.RoPE(split(&a.K), cos, sin)
+	v := split(&a.V)
+	p := t.CausalSoftmax(t.BatchMatMul(q, k, true), float32(1/math.Sqrt(float64(dh))))
+	o := t.BatchMatMul(p, v, false)
+	o = t.Reshape(t.Transpose(o, 1, 2), n, d)
+	return a.O.Forward(t, o)
+}
+
+// MLP is the SwiGLU feed-forward block: Down(SiLU(Gate·x) ∘ Up·x)
+// (Shazeer 2020).
+type MLP struct{ Gate, Up, Down Linear }
+
+// Forward applies the block to x [N, D].
+func (m *MLP) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
+	return m.Down.Forward(t, t.SwiGLU(m.Gate.Forward(t, x), m.Up.Forward(t, x)))
+}
+
+// Block is a pre-norm decoder block: x + Attn(Norm1 x), then + MLP(Norm2 x).
+type Block struct {
+	Norm1, Norm2 RMSNorm
+	Attn         Attention
+	MLP          MLP
+}
+
+// Forward applies the block to x [batch·T, D].
+func (b *Block) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
+	x = t.Add(x, b.Attn.Forward(t, b.Norm1.Forward(t, x), batch, cos, sin))
+	return t.Add(x, b.MLP.Forward(t, b.Norm2.Forward(t, x)))
+}

@@ -1,0 +1,173 @@
+package nn
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// TestSafetensorsFixture reads a file written by hand in Python
+// (testdata/gen_golden.py), not by this package.
+func TestSafetensorsFixture(t *testing.T) {
+	var want struct {
+		Order    []string          `json:"order"`
+		Metadata map[string]string `json:"metadata"`
+		Tensors  map[string]struct {
+			Shape []int     `json:"shape"`
+			Data  []float64 `json:"data"`
+		} `json:"tensors"`
+	}
+	b, err := os.ReadFile("testdata/fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	ts, md, err := LoadSafetensors("testdata/fixture.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps(md, want.Metadata) {
+		t.Errorf("metadata %v, want %v", md, want.Metadata)
+	}
+	var order []string
+	for _, tt := range ts {
+		order = append(order, tt.Name)
+		w := want.Tensors[tt.Name]
+		if !slices.Equal(tt.Value.Shape(), w.Shape) {
+			t.Errorf("%s: shape %v, want %v", tt.Name, tt.Value.Shape(), w.Shape)
+			continue
+		}
+		for i, v := range tt.Value.Data() {
+			if float64(v) != w.Data[i] {
+				t.Errorf("%s[%d] = %v, want %v", tt.Name, i, v, w.Data[i])
+			}
+		}
+	}
+	if !slices.Equal(order, want.Order) {
+		t.Errorf("order %v, want %v", order, want.Order)
+	}
+}
+
+func maps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSafetensorsRoundTrip(t *testing.T) {
+	special := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.Float32frombits(0x7fc00001), math.Float32frombits(1), math.MaxFloat32, -1.5}
+	ts := []Tensor{
+		{"z.special", tensor.FromSlice(special, 2, 4)},
+		{"a.scalar", tensor.FromSlice([]float32{7}, []int{}...)},
+		{"m.empty", tensor.New(3, 0)},
+	}
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := SaveSafetensors(path, ts, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	got, md, err := LoadSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md["k"] != "v" || len(got) != len(ts) {
+		t.Fatalf("metadata %v, %d tensors", md, len(got))
+	}
+	for i := range ts {
+		if got[i].Name != ts[i].Name || !slices.Equal(got[i].Value.Shape(), ts[i].Value.Shape()) {
+			t.Fatalf("tensor %d: %s %v, want %s %v", i, got[i].Name, got[i].Value.Shape(), ts[i].Name, ts[i].Value.Shape())
+		}
+		for j, v := range ts[i].Value.Data() {
+			if math.Float32bits(got[i].Value.Data()[j]) != math.Float32bits(v) {
+				t.Fatalf("%s[%d]: bits %x, want %x", ts[i].Name, j, math.Float32bits(got[i].Value.Data()[j]), math.Float32bits(v))
+			}
+		}
+	}
+	raw, _ := os.ReadFile(path)
+	if hl := binary.LittleEndian.Uint64(raw); hl%8 != 0 {
+		t.Errorf("header length %d not padded to 8", hl)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only the checkpoint", len(entries))
+	}
+	if err := SaveSafetensors(filepath.Join(t.TempDir(), "no", "such", "dir", "x"), ts, nil); err == nil {
+		t.Error("saving into a missing directory succeeded")
+	}
+	if _, err := EncodeSafetensors([]Tensor{ts[0], ts[0]}, nil); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("duplicate names: %v", err)
+	}
+}
+
+func encodeRaw(header string, data []byte) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+	return append(append(b, header...), data...)
+}
+
+func TestSafetensorsErrors(t *testing.T) {
+	d8 := make([]byte, 8)
+	huge := binary.LittleEndian.AppendUint64(nil, 1<<40)
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"short", []byte{1, 2}, "too short"},
+		{"length past file", append(huge, '{', '}'), "header length"},
+		{"not object", encodeRaw(`[1]`, nil), "does not start with '{'"},
+		{"bad json", encodeRaw(`{"a":`, nil), "header JSON"},
+		{"dtype", encodeRaw(`{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}}`, d8[:2]), `tensor "a": unsupported dtype "I8"`},
+		{"size", encodeRaw(`{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, d8), `tensor "a": F32 shape [3] needs 12 bytes`},
+		{"offsets", encodeRaw(`{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, d8), `tensor "a": data_offsets [0 16] outside`},
+		{"negative dim", encodeRaw(`{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,0]}}`, nil), "bad shape"},
+		{"no shape", encodeRaw(`{"a":{"dtype":"F32","data_offsets":[0,0]}}`, nil), "missing shape"},
+		{"unknown field", encodeRaw(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, d8[:4]), `tensor "a"`},
+		{"gap", encodeRaw(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, d8), "gap or overlap"},
+		{"overlap", encodeRaw(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, d8), `"b" starts at byte 4, expected 8`},
+		{"trailing", encodeRaw(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, d8), "4 trailing bytes"},
+		{"duplicate", encodeRaw(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, d8), `duplicate entry "a"`},
+		{"metadata", encodeRaw(`{"__metadata__":{"k":1}}`, nil), "__metadata__"},
+		{"after object", encodeRaw(`{}x`, nil), "after the header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := DecodeSafetensors(tc.file)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeSafetensors(f *testing.F) {
+	b, _ := os.ReadFile("testdata/fixture.safetensors")
+	f.Add(b)
+	f.Add(encodeRaw(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, md, err := DecodeSafetensors(b)
+		if err != nil {
+			return
+		}
+		enc, err := EncodeSafetensors(ts, md)
+		if err != nil {
+			return // e.g. names the encoder refuses
+		}
+		back, _, err := DecodeSafetensors(enc)
+		if err != nil || len(back) != len(ts) {
+			t.Fatalf("re-encoding failed: %v", err)
+		}
+	})
+}
