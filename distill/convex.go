@@ -1,0 +1,192 @@
+package distill
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// DefaultTeacherWeight is AFM's weight on the teacher's top-1 prediction.
+const DefaultTeacherWeight = 0.9
+
+// tinyProb is the probability below which a float32 softmax entry has lost
+// precision (it sits near the subnormal range, or was flushed to 0), so its
+// log is recomputed from the logits instead.
+const tinyProb = 1e-30
+
+// ConvexCombination returns the mean over counted rows of
+//
+//	L_i = −w·log p(ŷ_i) − (1−w)·log p(y_i),   p = softmax(logits_i)
+//
+// where y_i = labels[i] is the true next token and ŷ_i = teacherTop1[i]
+// the teacher's top-1 prediction, and, when grad is not nil, writes
+// dLoss/dlogits = (softmax(logits_i) − q_i)/n into grad, with
+// q_i = w·onehot(ŷ_i) + (1−w)·onehot(y_i) and n the number of counted rows.
+//
+// A row whose label is negative (−100 in PyTorch's convention) is ignored:
+// it adds nothing to the loss and its gradient row is zero. If every row is
+// ignored, or there are no rows, the loss is 0, grad is all zero and the
+// error is nil, so an empty step is a no-op rather than a NaN.
+//
+// w = 0 is plain cross-entropy, and teacherTop1 may then be nil. Where
+// ŷ_i = y_i the row's loss is −log p(y_i) exactly, whatever w. grad may be
+// logits itself (the gradient then overwrites the logits, saving memory);
+// any other overlap is not allowed.
+//
+// It returns an error, leaving grad untouched, if w is outside [0, 1]; a
+// tensor is not 2-D or grad's shape differs from the logits'; labels or
+// teacherTop1 have the wrong length; a counted row's label or teacher id is
+// ≥ V (or the teacher id is negative); or the logits hold NaN or ±Inf.
+//
+// Each row costs one pass over the logits for the finiteness check, one for
+// the softmax statistics and one that writes the gradient; the rows are
+// spread over GOMAXPROCS goroutines, and steady-state calls do not
+// allocate.
+func ConvexCombination(grad, logits *tensor.Dense, labels, teacherTop1 []int32, teacherWeight float64) (float64, error) {
+	return convex("ConvexCombination", grad, logits, labels, teacherTop1, teacherWeight)
+}
+
+// CrossEntropy returns the mean over counted rows of −log softmax(logits_i)[labels[i]]
+// and, when grad is not nil, its gradient: ConvexCombination with w = 0.
+// Negative labels are ignored, as there.
+func CrossEntropy(grad, logits *tensor.Dense, labels []int32) (float64, error) {
+	return convex("CrossEntropy", grad, logits, labels, nil, 0)
+}
+
+func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w float64) (float64, error) {
+	n, v, err := dims(op, "logits", logits)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkGrad(op, grad, n, v); err != nil {
+		return 0, err
+	}
+	if err := checkUnit(op, "teacher weight", w); err != nil {
+		return 0, err
+	}
+	if len(labels) != n {
+		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
+	}
+	if teacher == nil && w != 0 {
+		return 0, fmt.Errorf("distill: %s: teacherTop1 is nil but teacher weight is %v", op, w)
+	}
+	if teacher != nil && len(teacher) != n {
+		return 0, fmt.Errorf("distill: %s: %d teacher ids for %d rows", op, len(teacher), n)
+	}
+	count := 0
+	for i, y := range labels {
+		if y < 0 {
+			continue
+		}
+		if int(y) >= v {
+			return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, y, v)
+		}
+		if teacher != nil && (teacher[i] < 0 || int(teacher[i]) >= v) {
+			return 0, fmt.Errorf("distill: %s: teacherTop1[%d] = %d outside [0, %d)", op, i, teacher[i], v)
+		}
+		count++
+	}
+	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		if grad != nil {
+			grad.Zero()
+		}
+		return 0, nil
+	}
+
+	j := convexJobs.get()
+	defer convexJobs.put(j)
+	*j = convexJob{grad: grad, logits: logits, labels: labels, teacher: teacher, w: w,
+		inv: float32(1 / float64(count)), n: n, v: v, rows: chunkRows(v), parts: j.parts}
+	nc := (n + j.rows - 1) / j.rows
+	j.parts.reset(nc)
+	run(j, nc)
+	sum, _, _ := j.parts.total()
+	j.grad, j.logits, j.labels, j.teacher = nil, nil, nil, nil
+	return sum / float64(count), nil
+}
+
+type convexJob struct {
+	grad, logits    *tensor.Dense
+	labels, teacher []int32
+	w               float64
+	inv             float32
+	n, v, rows      int
+	parts           parts
+}
+
+var convexJobs = newFreeList[convexJob]()
+
+func (j *convexJob) chunk(c int, s *scratch) {
+	lo, hi := c*j.rows, min((c+1)*j.rows, j.n)
+	z := j.logits.Data()
+	var gd []float32
+	if j.grad != nil {
+		gd = j.grad.Data()
+	}
+	var sum float64
+	for i := lo; i < hi; i++ {
+		zi := z[i*j.v : (i+1)*j.v]
+		var g []float32
+		if gd != nil {
+			g = gd[i*j.v : (i+1)*j.v]
+		} else {
+			g = buf(&s.a, j.v)
+		}
+		y := j.labels[i]
+		if y < 0 {
+			if gd != nil {
+				clear(g)
+			}
+			continue
+		}
+		t := y
+		if j.teacher != nil && j.w != 0 {
+			t = j.teacher[i]
+		}
+		r := rowStats{z: zi, p: g, zy: zi[y], zt: zi[t]}
+		if gd != nil && &g[0] == &zi[0] {
+			r.m, r.mOK = tensor.Max(zi), true // in place: keep what the slow path needs
+		}
+		tensor.Softmax(g, zi)
+		if y == t {
+			sum -= r.logp(y, r.zy)
+			g[y]--
+		} else {
+			sum -= j.w*r.logp(t, r.zt) + (1-j.w)*r.logp(y, r.zy)
+			g[t] -= float32(j.w)
+			g[y] -= float32(1 - j.w)
+		}
+		if gd != nil {
+			tensor.Scale(g, j.inv, g)
+		}
+	}
+	j.parts.sum[c] = sum
+}
+
+// rowStats recovers accurate log-probabilities from a softmax row p of
+// logits z.
+type rowStats struct {
+	z, p   []float32
+	zy, zt float32 // logits saved before p may overwrite z
+	m      float32 // max of z, once known
+	mOK    bool
+}
+
+// logp returns log p[k] in float64. The float32 probability is accurate to
+// a few ulp unless it is tiny, so its log is accurate to about 3e-7; a tiny
+// (or flushed) entry is instead (z_k − max z) + log p_max, where p_max ≥ 1/V
+// keeps full precision. Both avoid forming log Σ e^z in float32, whose
+// rounding at logits of magnitude 1e4 would cost 1e-3 absolute.
+func (r *rowStats) logp(k int32, zk float32) float64 {
+	if p := r.p[k]; p >= tinyProb {
+		return math.Log(float64(p))
+	}
+	if !r.mOK {
+		r.m, r.mOK = tensor.Max(r.z), true
+	}
+	return float64(zk) - float64(r.m) + math.Log(float64(tensor.Max(r.p)))
+}
