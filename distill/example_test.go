@@ -2,6 +2,7 @@ package distill_test
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/tensor"
@@ -55,4 +56,34 @@ func ExampleConvexCombination_errors() {
 	fmt.Println(err)
 	// Output:
 	// distill: ConvexCombination: labels[1] = 4 outside [0, 4)
+}
+
+// Sparse distillation from a teacher's stored top-2: probabilities 0.6
+// and 0.2 on tokens 0 and 1. Dropping the leftover 0.2 renormalizes them
+// to 0.75 and 0.25; the student, uniform over the same two tokens, pays
+// KL = 0.75·ln 1.5 + 0.25·ln 0.5.
+func ExampleSparseKL() {
+	logits := tensor.New(1, 5) // a uniform student
+	teacher := distill.TopK{
+		IDs:      []int32{0, 1},
+		LogProbs: []float32{float32(math.Log(0.6)), float32(math.Log(0.2))},
+		K:        2,
+	}
+	grad := tensor.New(1, 5)
+	loss, err := distill.SparseKL(grad, logits, nil, teacher, distill.Drop, 1)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("drop:   loss %.4f grad %.2f\n", loss, grad.Data())
+
+	// Keeping the leftover as a bucket compares 0.6, 0.2 and 0.2 with the
+	// student's 0.2, 0.2 and 0.6 (its three other tokens).
+	loss, err = distill.SparseKL(grad, logits, nil, teacher, distill.Bucket, 1)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("bucket: loss %.4f grad %.2f\n", loss, grad.Data())
+	// Output:
+	// drop:   loss 0.1308 grad [-0.25 0.25 0.00 0.00 0.00]
+	// bucket: loss 0.4394 grad [-0.40 0.00 0.13 0.13 0.13]
 }
