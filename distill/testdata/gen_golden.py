@@ -170,4 +170,19 @@ for mode in ("drop", "bucket"):
                                     labels=lab, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
                                     mode=mode, alpha=alpha, loss=loss, grad=grad))
 
+# Sparse stress: logits of magnitude 1e4, gaps 1e3, so the student's mass
+# off the support (the bucket) and some support probabilities underflow
+# float32; the teacher keeps 30% outside its top 3.
+n, v, k = 3, 9, 3
+logits = f32(np.stack([rng.permutation(base) + rng.standard_normal(v) for _ in range(n)]))
+ids = np.stack([rng.permutation(v)[:k] for _ in range(n)]).astype(np.int32)
+ids[0] = np.argsort(-logits[0])[:k]  # row 0: the support holds all the student's mass
+lps = f32(np.log(np.array([[0.4, 0.2, 0.1]] * n)))
+labels = [int(np.argmin(logits[0])), 2, int(np.argmax(logits[2]))]
+for mode in ("drop", "bucket"):
+    loss, grad = sparse(logits, labels, ids, lps, k, mode, 0.7)
+    cases["sparse"].append(dict(name=f"stress_{mode}", n=n, v=v, k=k, logits=logits.ravel().tolist(),
+                                labels=labels, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
+                                mode=mode, alpha=0.7, loss=loss, grad=grad))
+
 print(json.dumps(cases, indent=None))
