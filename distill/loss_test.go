@@ -207,14 +207,14 @@ func TestInPlace(t *testing.T) {
 // TestDeterministic: results are bit-identical for any GOMAXPROCS.
 func TestDeterministic(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	const n, v = 50, 3001 // several chunks, a ragged last one
+	const n, v = 21, 6601 // chunks of 9 rows: 9, 9 and a ragged 3
 	z := randDense(r, 4, n, v)
 	losses := allLosses(r, n, v)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for name, f := range losses {
 		var ref []float32
 		var refLoss float64
-		for _, p := range []int{1, 2, 3, 8} {
+		for _, p := range []int{1, 2, 5} {
 			runtime.GOMAXPROCS(p)
 			g := tensor.New(n, v)
 			l, err := f(g, z)
@@ -241,7 +241,7 @@ func TestDeterministic(t *testing.T) {
 // TestConcurrentCalls shares the worker pool between callers.
 func TestConcurrentCalls(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	const n, v = 40, 2000
+	const n, v = 40, 1000
 	z := randDense(r, 2, n, v)
 	labels, teacher := randIDs(r, n, v), randIDs(r, n, v)
 	want, err := ConvexCombination(nil, z, labels, teacher, 0.9)
