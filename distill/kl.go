@@ -19,7 +19,9 @@ import (
 //
 // It returns an error, leaving grad untouched, if the shapes differ, the
 // temperature is not finite and > 0, or either input holds NaN or ±Inf.
-// A batch with no rows has loss 0.
+// A batch with no rows has loss 0. If a temperature so small that
+// logits/T overflows float32 (|logit|/T > 3.4e38) makes the loss
+// non-finite, that too is an error, but grad has then been written.
 func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
 	return divergence("SoftTarget", grad, student, teacher, 0, temperature, temperature*temperature)
 }
@@ -95,6 +97,11 @@ func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, fac
 	run(j, nc)
 	sum, _, _ := j.parts.total()
 	j.grad, j.s, j.t = nil, nil, nil
+	if math.IsNaN(sum) || math.IsInf(sum, 0) {
+		// Finite logits divided by a tiny temperature can overflow float32;
+		// that is the one failure found only after grad was written.
+		return 0, fmt.Errorf("distill: %s: logits / temperature %v overflow float32", op, temp)
+	}
 	return factor * sum / float64(n), nil
 }
 

@@ -334,6 +334,7 @@ func TestErrors(t *testing.T) {
 		{"T<0", "temperature", func(g *tensor.Dense) (float64, error) { return ForwardKL(g, good(), good(), -1) }},
 		{"T=Inf", "temperature", func(g *tensor.Dense) (float64, error) { return ReverseKL(g, good(), good(), math.Inf(1)) }},
 		{"T NaN", "temperature", func(g *tensor.Dense) (float64, error) { return SoftTarget(g, good(), good(), math.NaN()) }},
+		{"T overflow", "overflow float32", func(*tensor.Dense) (float64, error) { return SoftTarget(nil, good(), good(), 1e-38) }},
 		{"beta", "beta", func(g *tensor.Dense) (float64, error) { return GeneralizedJSD(g, good(), good(), 1.1, 1) }},
 		{"teacher shape", "teacher has shape", func(g *tensor.Dense) (float64, error) { return SoftTarget(g, good(), tensor.New(3, 6), 1) }},
 		{"teacher NaN", "teacher row 2 column 0 is NaN", func(g *tensor.Dense) (float64, error) { return GeneralizedJSD(g, good(), with(10, nan), 0.5, 1) }},

@@ -58,7 +58,8 @@ const sumTolerance = 1e-2
 //
 // labels may be nil when α = 1; a negative label ignores its row (both
 // terms). A batch with every row ignored has loss 0 and a zero gradient.
-// With Drop, α = 1 and grad nil, a row costs O(k), not O(V).
+// With Drop, α = 1 and grad nil, a row's loss costs O(k), not O(V), after
+// the one vectorized pass that checks the logits are finite.
 //
 // It returns an error, leaving grad untouched, for shape or length
 // mismatches, α outside [0, 1], an id outside [0, V) or repeated within a
