@@ -91,7 +91,7 @@ func checkFinite(op, nameA string, a *tensor.Dense, nameB string, b *tensor.Dens
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
-	_, _, err := j.parts.total()
+	_, err := j.parts.total()
 	j.t = [2]*tensor.Dense{}
 	return err
 }

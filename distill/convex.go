@@ -104,7 +104,7 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
-	sum, _, _ := j.parts.total()
+	sum, _ := j.parts.total()
 	j.grad, j.logits, j.labels, j.teacher = nil, nil, nil, nil
 	return sum / float64(count), nil
 }

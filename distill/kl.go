@@ -95,7 +95,7 @@ func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, fac
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
-	sum, _, _ := j.parts.total()
+	sum, _ := j.parts.total()
 	j.grad, j.s, j.t = nil, nil, nil
 	if math.IsNaN(sum) || math.IsInf(sum, 0) {
 		// Finite logits divided by a tiny temperature can overflow float32;

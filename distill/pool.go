@@ -142,31 +142,28 @@ func buf(p *[]float32, n int) []float32 {
 // error found, reused across calls.
 type parts struct {
 	sum  []float64
-	cnt  []int
 	errs []error
 }
 
 func (p *parts) reset(n int) {
 	if cap(p.sum) < n {
-		p.sum, p.cnt, p.errs = make([]float64, n), make([]int, n), make([]error, n)
+		p.sum, p.errs = make([]float64, n), make([]error, n)
 	}
-	p.sum, p.cnt, p.errs = p.sum[:n], p.cnt[:n], p.errs[:n]
+	p.sum, p.errs = p.sum[:n], p.errs[:n]
 	clear(p.sum)
-	clear(p.cnt)
 	clear(p.errs)
 }
 
-// total returns the chunk sums and counts added in chunk order, and the
-// first chunk's error.
-func (p *parts) total() (float64, int, error) {
+// total returns the chunk sums added in chunk order, or the error of the
+// first chunk that has one.
+func (p *parts) total() (float64, error) {
 	var s float64
-	var n int
 	for c := range p.sum {
-		if p.errs[c] != nil {
-			return 0, 0, p.errs[c]
+		if err := p.errs[c]; err != nil {
+			clear(p.errs) // the free list should not keep errors alive
+			return 0, err
 		}
 		s += p.sum[c]
-		n += p.cnt[c]
 	}
-	return s, n, nil
+	return s, nil
 }

@@ -126,7 +126,7 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
-	sum, _, _ := j.parts.total()
+	sum, _ := j.parts.total()
 	j.grad, j.z, j.labels, j.t = nil, nil, nil, TopK{}
 	return sum / float64(count), nil
 }
