@@ -3,6 +3,8 @@ package distill
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -29,6 +31,7 @@ func BenchmarkConvexCombination(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 1))
 			z := randDense(r, 3, s.n, s.v)
 			g := tensor.New(s.n, s.v)
+			g.Zero() // fault the pages in before timing
 			labels, teacher := randIDs(r, s.n, s.v), randIDs(r, s.n, s.v)
 			b.SetBytes(int64(12 * s.n * s.v))
 			for b.Loop() {
@@ -60,13 +63,29 @@ func BenchmarkConvexCombinationLoss(b *testing.B) {
 
 // BenchmarkCopy copies an [N, V] float32 array: 8 bytes moved per element
 // (one read, one write), the bandwidth the bound above is taken against.
+// It copies in GOMAXPROCS contiguous pieces at once, as the losses use
+// GOMAXPROCS workers; serial is one goroutine, for reference.
 func BenchmarkCopy(b *testing.B) {
 	for _, s := range benchSizes {
+		src, dst := make([]float32, s.n*s.v), make([]float32, s.n*s.v)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		copy(dst, src) // fault the pages in before timing
 		b.Run(fmt.Sprintf("%dx%d", s.n, s.v), func(b *testing.B) {
-			src, dst := make([]float32, s.n*s.v), make([]float32, s.n*s.v)
-			for i := range src {
-				src[i] = float32(i)
+			p := runtime.GOMAXPROCS(0)
+			piece := (len(src) + p - 1) / p
+			b.SetBytes(int64(8 * s.n * s.v))
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for lo := 0; lo < len(src); lo += piece {
+					hi := min(lo+piece, len(src))
+					wg.Go(func() { copy(dst[lo:hi], src[lo:hi]) })
+				}
+				wg.Wait()
 			}
+		})
+		b.Run(fmt.Sprintf("serial/%dx%d", s.n, s.v), func(b *testing.B) {
 			b.SetBytes(int64(8 * s.n * s.v))
 			for b.Loop() {
 				copy(dst, src)
