@@ -44,8 +44,9 @@ func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float
 
 // GeneralizedJSD returns the generalized Jensen–Shannon divergence of GKD
 // (Agarwal et al. 2023) as TRL's generalized_jsd_loss computes it with
-// batchmean reduction: with logits divided by T and
-// M = β·p_T + (1−β)·p_S (formed in log space),
+// batchmean reduction on [B, L, V] logits (our N = B·L rows, so the mean
+// is over tokens; TRL's labels mask is not offered): with logits divided
+// by T and M = β·p_T + (1−β)·p_S (formed in log space),
 //
 //	JSD_β = β·KL(p_T ‖ M) + (1−β)·KL(p_S ‖ M),
 //
