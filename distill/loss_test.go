@@ -278,7 +278,15 @@ func TestNoAllocs(t *testing.T) {
 	z, g := randDense(r, 2, n, v), tensor.New(n, v)
 	for name, f := range allLosses(r, n, v) {
 		f(g, z) // warm the pool and scratch
-		if a := testing.AllocsPerRun(5, func() { f(g, z) }); a != 0 {
+		// The runtime itself may allocate now and then when goroutines
+		// block (its sudog cache refills), so allow a few tries.
+		var a float64
+		for range 4 {
+			if a = testing.AllocsPerRun(5, func() { f(g, z) }); a == 0 {
+				break
+			}
+		}
+		if a != 0 {
 			t.Errorf("%s: %v allocations per call", name, a)
 		}
 	}
