@@ -39,10 +39,12 @@ const tinyProb = 1e-30
 // teacherTop1 have the wrong length; a counted row's label or teacher id is
 // ≥ V (or the teacher id is negative); or the logits hold NaN or ±Inf.
 //
-// Each row costs one pass over the logits for the finiteness check, one for
-// the softmax statistics and one that writes the gradient; the rows are
-// spread over GOMAXPROCS goroutines, and steady-state calls do not
-// allocate.
+// The logits are read from memory twice — once for the finiteness check
+// of every row (so that grad stays untouched on error), once for each
+// row's maximum — and the gradient is written once; the other passes over
+// a row (z − max, one exponential per logit, the sum, the scaling) run in
+// cache. Rows are spread over GOMAXPROCS goroutines, and steady-state
+// calls do not allocate.
 func ConvexCombination(grad, logits *tensor.Dense, labels, teacherTop1 []int32, teacherWeight float64) (float64, error) {
 	return convex("ConvexCombination", grad, logits, labels, teacherTop1, teacherWeight)
 }
@@ -100,7 +102,7 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 	j := convexJobs.get()
 	defer convexJobs.put(j)
 	*j = convexJob{grad: grad, logits: logits, labels: labels, teacher: teacher, w: w,
-		inv: float32(1 / float64(count)), n: n, v: v, rows: chunkRows(v), parts: j.parts}
+		inv: 1 / float64(count), n: n, v: v, rows: chunkRows(v), parts: j.parts}
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
@@ -113,7 +115,7 @@ type convexJob struct {
 	grad, logits    *tensor.Dense
 	labels, teacher []int32
 	w               float64
-	inv             float32
+	inv             float64 // 1/(counted rows)
 	n, v, rows      int
 	parts           parts
 }
@@ -122,19 +124,21 @@ var convexJobs = newFreeList[convexJob]()
 
 func (j *convexJob) chunk(c int, s *scratch) {
 	lo, hi := c*j.rows, min((c+1)*j.rows, j.n)
+	v := j.v
 	z := j.logits.Data()
 	var gd []float32
 	if j.grad != nil {
 		gd = j.grad.Data()
 	}
+	ones := s.ones(v)
 	var sum float64
 	for i := lo; i < hi; i++ {
-		zi := z[i*j.v : (i+1)*j.v]
+		zi := z[i*v : (i+1)*v]
 		var g []float32
 		if gd != nil {
-			g = gd[i*j.v : (i+1)*j.v]
+			g = gd[i*v : (i+1)*v]
 		} else {
-			g = buf(&s.a, j.v)
+			g = buf(&s.a, v)
 		}
 		y := j.labels[i]
 		if y < 0 {
@@ -147,21 +151,31 @@ func (j *convexJob) chunk(c int, s *scratch) {
 		if j.teacher != nil && j.w != 0 {
 			t = j.teacher[i]
 		}
-		r := rowStats{z: zi, p: g, zy: zi[y], zt: zi[t]}
-		if gd != nil && &g[0] == &zi[0] {
-			r.m, r.mOK = tensor.Max(zi), true // in place: keep what the slow path needs
-		}
-		tensor.Softmax(g, zi)
+		// e = exp(z − max z) and s = Σ e, with one exponential per logit:
+		// the max pass reads the row from memory, the rest from cache.
+		// Then log p_k = (z_k − max) − log s, exact up to the rounding of
+		// s, for logits of any magnitude; and p = e/s.
+		zy, zt := float64(zi[y]), float64(zi[t])
+		m := tensor.Max(zi)
+		copy(g, zi) // a no-op when grad is the logits
+		tensor.Axpy(-m, ones, g)
+		tensor.Exp(g, g)
+		es := float64(tensor.Sum(g))
+		off := float64(m) + math.Log(es) // log Σ e^z
 		if y == t {
-			sum -= r.logp(y, r.zy)
-			g[y]--
+			sum += off - zy
 		} else {
-			sum -= j.w*r.logp(t, r.zt) + (1-j.w)*r.logp(y, r.zy)
-			g[t] -= float32(j.w)
-			g[y] -= float32(1 - j.w)
+			sum += j.w*(off-zt) + (1-j.w)*(off-zy)
 		}
 		if gd != nil {
-			tensor.Scale(g, j.inv, g)
+			inv := j.inv / es
+			tensor.Scale(g, float32(inv), g)
+			if y == t {
+				g[y] -= float32(j.inv)
+			} else {
+				g[t] -= float32(j.w * j.inv)
+				g[y] -= float32((1 - j.w) * j.inv)
+			}
 		}
 	}
 	j.parts.sum[c] = sum

@@ -55,18 +55,21 @@
 //
 // # Speed
 //
-// The losses are fused: per row, one vectorized pass (tensor.Sum) proves the
-// logits finite, one pass gathers the softmax statistics (online max and
-// sum of exponentials) and one writes the gradient straight into grad,
-// which may even be the logits tensor itself. There is no [N, V] temporary:
-// what a row needs beyond grad lives in per-worker scratch rows that stay
-// in cache. Rows are split into chunks whose layout depends only on the
-// shape, handed to a fixed pool of GOMAXPROCS goroutines, and their float64
-// partial sums are added in chunk order, so results are bit-identical for
-// any number of workers. Steady-state calls do not allocate.
+// The losses are fused. ConvexCombination reads the logits from memory
+// twice — one vectorized pass (tensor.Sum) over the batch proves them
+// finite, then per row one pass takes the maximum — and writes the
+// gradient once, straight into grad (which may even be the logits tensor
+// itself); the rest of a row's work (z − max, one exponential per logit,
+// their sum, the scaling to (p − q)/N) runs on the row while it is in
+// cache. There is no [N, V] temporary: what a row needs beyond grad lives
+// in per-worker scratch rows. Rows are split into chunks whose layout
+// depends only on the shape, handed to a fixed pool of GOMAXPROCS
+// goroutines, and their float64 partial sums are added in chunk order, so
+// results are bit-identical for any number of workers. Steady-state calls
+// do not allocate.
 //
-// Log-probabilities are read from the float32 softmax where it is accurate
-// and recomputed from the logits where it underflows, never from a float32
-// log-sum-exp, so losses stay accurate for logits of magnitude 1e4 and
-// log-probability gaps of 1e3.
+// Log-probabilities are formed as (z_k − max z) − log Σ e^(z − max z) in
+// float64, or read from a float32 softmax only where that is accurate,
+// never from a float32 log-sum-exp, so losses stay accurate for logits of
+// magnitude 1e4 and log-probability gaps of 1e3.
 package distill
