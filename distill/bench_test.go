@@ -11,9 +11,9 @@ import (
 )
 
 // Benchmarks report throughput against the memory-traffic model of the
-// bound: the logits read twice (finiteness check + softmax statistics;
-// the write pass re-reads a row from cache) and the gradient written once,
-// 12 bytes per logit. BenchmarkCopy measures the machine's copy bandwidth
+// bound: the logits read twice (the finiteness check, then each row's
+// maximum; later passes over a row hit cache) and the gradient written
+// once, 12 bytes per logit. BenchmarkCopy measures the machine's copy bandwidth
 // on the same footprint, so
 //
 //	bound time = 12·N·V bytes / copy GB/s
