@@ -463,3 +463,54 @@ func TestPrecomputeErrors(t *testing.T) {
 		t.Errorf("cancelled: %d tokens, %v; want 5, context.Canceled", done, err)
 	}
 }
+
+// TestPrecomputeSharded fills a sharded corpus and a single file from the
+// same teacher; they read back the same.
+func TestPrecomputeSharded(t *testing.T) {
+	const v, n = 40, 75
+	tokens := make([]int32, n)
+	for i := range tokens {
+		tokens[i] = int32(i * 7 % v)
+	}
+	f := Format{Vocab: v, K: 2, LogProbs: F16, PackIDs: true, BlockTokens: 6}
+	dir := t.TempDir()
+	var calls int
+	sw, err := CreateSharded(filepath.Join(dir, "corpus"), f, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Precompute(context.Background(), sw, toyTeacher(v, &calls), SliceTokens(tokens), 9, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(filepath.Join(dir, "one.ptc"), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Precompute(context.Background(), w, toyTeacher(v, &calls), SliceTokens(tokens), 16, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCorpus(filepath.Join(dir, "corpus", ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := Open(filepath.Join(dir, "one.ptc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ci, cl, err1 := readAll(c)
+	ri, rl, err2 := readAll(r)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if len(c.Manifest().Shards) != 4 || !slicesEqual(ci, ri) || !slicesEqual(cl, rl) || len(ci) != n*2 {
+		t.Errorf("sharded corpus (%d shards, %d ids) differs from the single file (%d ids)", len(c.Manifest().Shards), len(ci), len(ri))
+	}
+}
