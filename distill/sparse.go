@@ -307,3 +307,27 @@ func (j *sparseJob) row(i int, sc *scratch) float64 {
 	}
 	return alpha*soft + (1-alpha)*hard
 }
+
+// rowStats recovers accurate log-probabilities from a softmax row p of
+// logits z.
+type rowStats struct {
+	z, p []float32
+	zy   float32 // the label's logit, saved before p may overwrite z
+	m    float32 // max of z, once known
+	mOK  bool
+}
+
+// logp returns log p[k] in float64. The float32 probability is accurate to
+// a few ulp unless it is tiny, so its log is accurate to about 3e-7; a tiny
+// (or flushed) entry is instead (z_k − max z) + log p_max, where p_max ≥ 1/V
+// keeps full precision. Both avoid forming log Σ e^z in float32, whose
+// rounding at logits of magnitude 1e4 would cost 1e-3 absolute.
+func (r *rowStats) logp(k int32, zk float32) float64 {
+	if p := r.p[k]; p >= tinyProb {
+		return math.Log(float64(p))
+	}
+	if !r.mOK {
+		r.m, r.mOK = tensor.Max(r.z), true
+	}
+	return float64(zk) - float64(r.m) + math.Log(float64(tensor.Max(r.p)))
+}
