@@ -155,3 +155,10 @@ func logSoftmaxNEON(dst, x []float32) {
 	}
 	logSoftmaxOutNEON(dst, x, m, float32(math.Log(s)))
 }
+
+// neon_arm64.s hard-codes BlockLen = 4096 in Sum, Dot and the softmax pass:
+// these fail to compile if BlockLen changes without a regeneration.
+const (
+	_ = uint(BlockLen - 4096)
+	_ = uint(4096 - BlockLen)
+)

@@ -102,3 +102,34 @@ func TestNEONSoftmaxRows(t *testing.T) {
 		}
 	}
 }
+
+// TestNEONLongReductions: on a million elements, Sum, Dot and LogSumExp
+// stay within 1e-6 relative of float64 (the bound).
+func TestNEONLongReductions(t *testing.T) {
+	k := Table(NEON)
+	r := rand.New(rand.NewPCG(25, 26))
+	x, y := make([]float32, 1<<20), make([]float32, 1<<20)
+	for i := range x {
+		x[i] = float32(1 + r.NormFloat64())
+		y[i] = float32(0.5 + r.NormFloat64())
+	}
+	var sum, dot float64
+	for i, v := range x {
+		sum += float64(v)
+		dot += float64(v) * float64(y[i])
+	}
+	m, s, _ := softmaxStats64(x)
+	for _, c := range []struct {
+		name      string
+		got       float32
+		want, tol float64
+	}{
+		{"Sum", k.Sum(x), sum, 1e-6},
+		{"Dot", k.Dot(x, y), dot, 1e-6},
+		{"LogSumExp", k.LogSumExp(x), m + math.Log(s), 1e-6},
+	} {
+		if d := math.Abs(float64(c.got)-c.want) / math.Abs(c.want); d > c.tol {
+			t.Errorf("%s = %v, float64 %v: relative error %.2g", c.name, c.got, c.want, d)
+		}
+	}
+}
