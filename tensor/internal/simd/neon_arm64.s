@@ -585,22 +585,14 @@ TEXT ·logNEON(SB), NOSPLIT, $0-48
 	MOVD x_base+24(FP), R1
 	MOVD x_len+32(FP), R3
 	MOVD $0x00800000, R7 // min normal
-	WORD $0x4e040ce8 // dup v8.4s, w7
-	MOVD $0x4b000000, R7 // 2^23
-	WORD $0x4e040ce9 // dup v9.4s, w7
-	MOVD $0xc1b80000, R7 // -23
-	WORD $0x4e040cea // dup v10.4s, w7
-	MOVD $0x0000007e, R7 // 126
-	WORD $0x4e040ceb // dup v11.4s, w7
-	MOVD $0x007fffff, R7 // mantissa mask
 	WORD $0x4e040cec // dup v12.4s, w7
-	MOVD $0x3f000000, R7 // 0.5 bits
+	MOVD $0xc1b80000, R7 // -23
 	WORD $0x4e040ced // dup v13.4s, w7
-	MOVD $0x3f3504f3, R7 // sqrtHf
+	MOVD $0x0000007e, R7 // 126
 	WORD $0x4e040cee // dup v14.4s, w7
-	MOVD $0x3f800000, R7 // 1
+	MOVD $0x3f3504f3, R7 // sqrtHf
 	WORD $0x4e040cef // dup v15.4s, w7
-	MOVD $0x3d9021bb, R7 // P0
+	MOVD $0x3f800000, R7 // 1
 	WORD $0x4e040cf0 // dup v16.4s, w7
 	MOVD $0xbdebd1b8, R7 // P1
 	WORD $0x4e040cf1 // dup v17.4s, w7
@@ -618,121 +610,224 @@ TEXT ·logNEON(SB), NOSPLIT, $0-48
 	WORD $0x4e040cf7 // dup v23.4s, w7
 	MOVD $0x3eaaaaaa, R7 // P8
 	WORD $0x4e040cf8 // dup v24.4s, w7
-	MOVD $0xb95e8083, R7 // ln2Lo
-	WORD $0x4e040cf9 // dup v25.4s, w7
-	MOVD $0x3f318000, R7 // ln2Hi
-	WORD $0x4e040cfa // dup v26.4s, w7
-	MOVD $0x3f000000, R7 // 0.5
-	WORD $0x4e040cfb // dup v27.4s, w7
 	MOVD $0x7f7fffff, R7 // MaxFloat32
-	WORD $0x4e040cfc // dup v28.4s, w7
+	WORD $0x4e040cf9 // dup v25.4s, w7
 	MOVD $0xff800000, R7 // -Inf
-	WORD $0x4e040cfd // dup v29.4s, w7
+	WORD $0x4e040cfa // dup v26.4s, w7
 	MOVD $0x7fc00000, R7 // NaN
-	WORD $0x4e040cfe // dup v30.4s, w7
+	WORD $0x4e040cfb // dup v27.4s, w7
+	MOVD $0x4b000000, R7 // 2^23
+	WORD $0x4e041cfc // mov v28.s[0], w7
+	MOVD $0x3d9021bb, R7 // P0
+	WORD $0x4e0c1cfc // mov v28.s[1], w7
+	MOVD $0xb95e8083, R7 // ln2Lo
+	WORD $0x4e141cfc // mov v28.s[2], w7
+	MOVD $0x3f318000, R7 // ln2Hi
+	WORD $0x4e1c1cfc // mov v28.s[3], w7
+	MOVD $0x3f000000, R7 // 0.5
+	WORD $0x4e041cfd // mov v29.s[0], w7
+l8:
+	CMP $8, R3
+	BLT l4
+	WORD $0xacc11820 // ldp q0, q6, [x1], #32
+	WORD $0x6ea0e581 // fcmgt v1.4s, v12.4s, v0.4s
+	WORD $0x6ea6e587 // fcmgt v7.4s, v12.4s, v6.4s
+	WORD $0x4f9c9002 // fmul v2.4s, v0.4s, v28.s[0]
+	WORD $0x4f9c90c8 // fmul v8.4s, v6.4s, v28.s[0]
+	WORD $0x6ee11c02 // bif v2.16b, v0.16b, v1.16b
+	WORD $0x6ee71cc8 // bif v8.16b, v6.16b, v7.16b
+	WORD $0x4e2d1c21 // and v1.16b, v1.16b, v13.16b
+	WORD $0x4e2d1ce7 // and v7.16b, v7.16b, v13.16b
+	WORD $0x6f290443 // ushr v3.4s, v2.4s, #23
+	WORD $0x6f290509 // ushr v9.4s, v8.4s, #23
+	WORD $0x6eae8463 // sub v3.4s, v3.4s, v14.4s
+	WORD $0x6eae8529 // sub v9.4s, v9.4s, v14.4s
+	WORD $0x4e21d863 // scvtf v3.4s, v3.4s
+	WORD $0x4e21d929 // scvtf v9.4s, v9.4s
+	WORD $0x4e21d463 // fadd v3.4s, v3.4s, v1.4s
+	WORD $0x4e27d529 // fadd v9.4s, v9.4s, v7.4s
+	WORD $0x6f0777e2 // bic v2.4s, #0xff, lsl #24
+	WORD $0x6f0777e8 // bic v8.4s, #0xff, lsl #24
+	WORD $0x6f045402 // bic v2.4s, #0x80, lsl #16
+	WORD $0x6f045408 // bic v8.4s, #0x80, lsl #16
+	WORD $0x4f0177e2 // orr v2.4s, #0x3f, lsl #24
+	WORD $0x4f0177e8 // orr v8.4s, #0x3f, lsl #24
+	WORD $0x6ea2e5e1 // fcmgt v1.4s, v15.4s, v2.4s
+	WORD $0x6ea8e5e7 // fcmgt v7.4s, v15.4s, v8.4s
+	WORD $0x4e301c24 // and v4.16b, v1.16b, v16.16b
+	WORD $0x4e301cea // and v10.16b, v7.16b, v16.16b
+	WORD $0x4ea4d463 // fsub v3.4s, v3.4s, v4.4s
+	WORD $0x4eaad529 // fsub v9.4s, v9.4s, v10.4s
+	WORD $0x4e221c24 // and v4.16b, v1.16b, v2.16b
+	WORD $0x4e281cea // and v10.16b, v7.16b, v8.16b
+	WORD $0x4e24d442 // fadd v2.4s, v2.4s, v4.4s
+	WORD $0x4e2ad508 // fadd v8.4s, v8.4s, v10.4s
+	WORD $0x4eb0d442 // fsub v2.4s, v2.4s, v16.4s
+	WORD $0x4eb0d508 // fsub v8.4s, v8.4s, v16.4s
+	WORD $0x6e22dc44 // fmul v4.4s, v2.4s, v2.4s
+	WORD $0x6e28dd0a // fmul v10.4s, v8.4s, v8.4s
+	WORD $0x4eb11e25 // mov v5.16b, v17.16b
+	WORD $0x4eb11e2b // mov v11.16b, v17.16b
+	WORD $0x4fbc1045 // fmla v5.4s, v2.4s, v28.s[1]
+	WORD $0x4fbc110b // fmla v11.4s, v8.4s, v28.s[1]
+	WORD $0x4eb21e41 // mov v1.16b, v18.16b
+	WORD $0x4eb21e47 // mov v7.16b, v18.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4e28cd67 // fmla v7.4s, v11.4s, v8.4s
+	WORD $0x4eb31e65 // mov v5.16b, v19.16b
+	WORD $0x4eb31e6b // mov v11.16b, v19.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4e28cceb // fmla v11.4s, v7.4s, v8.4s
+	WORD $0x4eb41e81 // mov v1.16b, v20.16b
+	WORD $0x4eb41e87 // mov v7.16b, v20.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4e28cd67 // fmla v7.4s, v11.4s, v8.4s
+	WORD $0x4eb51ea5 // mov v5.16b, v21.16b
+	WORD $0x4eb51eab // mov v11.16b, v21.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4e28cceb // fmla v11.4s, v7.4s, v8.4s
+	WORD $0x4eb61ec1 // mov v1.16b, v22.16b
+	WORD $0x4eb61ec7 // mov v7.16b, v22.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4e28cd67 // fmla v7.4s, v11.4s, v8.4s
+	WORD $0x4eb71ee5 // mov v5.16b, v23.16b
+	WORD $0x4eb71eeb // mov v11.16b, v23.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4e28cceb // fmla v11.4s, v7.4s, v8.4s
+	WORD $0x4eb81f01 // mov v1.16b, v24.16b
+	WORD $0x4eb81f07 // mov v7.16b, v24.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4e28cd67 // fmla v7.4s, v11.4s, v8.4s
+	WORD $0x6e22dc21 // fmul v1.4s, v1.4s, v2.4s
+	WORD $0x6e28dce7 // fmul v7.4s, v7.4s, v8.4s
+	WORD $0x6e24dc21 // fmul v1.4s, v1.4s, v4.4s
+	WORD $0x6e2adce7 // fmul v7.4s, v7.4s, v10.4s
+	WORD $0x4f9c1861 // fmla v1.4s, v3.4s, v28.s[2]
+	WORD $0x4f9c1927 // fmla v7.4s, v9.4s, v28.s[2]
+	WORD $0x4f9d5081 // fmls v1.4s, v4.4s, v29.s[0]
+	WORD $0x4f9d5147 // fmls v7.4s, v10.4s, v29.s[0]
+	WORD $0x4e21d445 // fadd v5.4s, v2.4s, v1.4s
+	WORD $0x4e27d50b // fadd v11.4s, v8.4s, v7.4s
+	WORD $0x4fbc1865 // fmla v5.4s, v3.4s, v28.s[3]
+	WORD $0x4fbc192b // fmla v11.4s, v9.4s, v28.s[3]
+	WORD $0x6eb9e401 // fcmgt v1.4s, v0.4s, v25.4s
+	WORD $0x6eb9e4c7 // fcmgt v7.4s, v6.4s, v25.4s
+	WORD $0x6ea11c05 // bit v5.16b, v0.16b, v1.16b
+	WORD $0x6ea71ccb // bit v11.16b, v6.16b, v7.16b
+	WORD $0x4ea0d801 // fcmeq v1.4s, v0.4s, #0.0
+	WORD $0x4ea0d8c7 // fcmeq v7.4s, v6.4s, #0.0
+	WORD $0x6ea11f45 // bit v5.16b, v26.16b, v1.16b
+	WORD $0x6ea71f4b // bit v11.16b, v26.16b, v7.16b
+	WORD $0x6ea0c801 // fcmge v1.4s, v0.4s, #0.0
+	WORD $0x6ea0c8c7 // fcmge v7.4s, v6.4s, #0.0
+	WORD $0x6ee11f65 // bif v5.16b, v27.16b, v1.16b
+	WORD $0x6ee71f6b // bif v11.16b, v27.16b, v7.16b
+	WORD $0xac812c05 // stp q5, q11, [x0], #32
+	SUB $8, R3
+	B l8
 l4:
 	CMP $4, R3
 	BLT l1
 	WORD $0x3cc10420 // ldr q0, [x1], #16
-	WORD $0x6ea0e501 // fcmgt v1.4s, v8.4s, v0.4s
-	WORD $0x6e29dc02 // fmul v2.4s, v0.4s, v9.4s
-	WORD $0x4ea11c23 // mov v3.16b, v1.16b
-	WORD $0x6e601c43 // bsl v3.16b, v2.16b, v0.16b
-	WORD $0x4e2a1c21 // and v1.16b, v1.16b, v10.16b
-	WORD $0x6f290464 // ushr v4.4s, v3.4s, #23
-	WORD $0x6eab8484 // sub v4.4s, v4.4s, v11.4s
-	WORD $0x4e21d884 // scvtf v4.4s, v4.4s
-	WORD $0x4e21d484 // fadd v4.4s, v4.4s, v1.4s
-	WORD $0x4e2c1c65 // and v5.16b, v3.16b, v12.16b
-	WORD $0x4ead1ca5 // orr v5.16b, v5.16b, v13.16b
-	WORD $0x6ea5e5c1 // fcmgt v1.4s, v14.4s, v5.4s
-	WORD $0x4e2f1c22 // and v2.16b, v1.16b, v15.16b
-	WORD $0x4ea2d484 // fsub v4.4s, v4.4s, v2.4s
-	WORD $0x4e251c22 // and v2.16b, v1.16b, v5.16b
-	WORD $0x4e22d4a5 // fadd v5.4s, v5.4s, v2.4s
-	WORD $0x4eafd4a5 // fsub v5.4s, v5.4s, v15.4s
-	WORD $0x6e25dca6 // fmul v6.4s, v5.4s, v5.4s
-	WORD $0x4eb11e27 // mov v7.16b, v17.16b
-	WORD $0x4e25ce07 // fmla v7.4s, v16.4s, v5.4s
-	WORD $0x4eb21e42 // mov v2.16b, v18.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb31e67 // mov v7.16b, v19.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb41e82 // mov v2.16b, v20.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb51ea7 // mov v7.16b, v21.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb61ec2 // mov v2.16b, v22.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb71ee7 // mov v7.16b, v23.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb81f02 // mov v2.16b, v24.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
-	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
-	WORD $0x4e39cc82 // fmla v2.4s, v4.4s, v25.4s
-	WORD $0x4ebbccc2 // fmls v2.4s, v6.4s, v27.4s
-	WORD $0x4e22d4a7 // fadd v7.4s, v5.4s, v2.4s
-	WORD $0x4e3acc87 // fmla v7.4s, v4.4s, v26.4s
-	WORD $0x6ebce401 // fcmgt v1.4s, v0.4s, v28.4s
-	WORD $0x6ea11c07 // bit v7.16b, v0.16b, v1.16b
+	WORD $0x6ea0e581 // fcmgt v1.4s, v12.4s, v0.4s
+	WORD $0x4f9c9002 // fmul v2.4s, v0.4s, v28.s[0]
+	WORD $0x6ee11c02 // bif v2.16b, v0.16b, v1.16b
+	WORD $0x4e2d1c21 // and v1.16b, v1.16b, v13.16b
+	WORD $0x6f290443 // ushr v3.4s, v2.4s, #23
+	WORD $0x6eae8463 // sub v3.4s, v3.4s, v14.4s
+	WORD $0x4e21d863 // scvtf v3.4s, v3.4s
+	WORD $0x4e21d463 // fadd v3.4s, v3.4s, v1.4s
+	WORD $0x6f0777e2 // bic v2.4s, #0xff, lsl #24
+	WORD $0x6f045402 // bic v2.4s, #0x80, lsl #16
+	WORD $0x4f0177e2 // orr v2.4s, #0x3f, lsl #24
+	WORD $0x6ea2e5e1 // fcmgt v1.4s, v15.4s, v2.4s
+	WORD $0x4e301c24 // and v4.16b, v1.16b, v16.16b
+	WORD $0x4ea4d463 // fsub v3.4s, v3.4s, v4.4s
+	WORD $0x4e221c24 // and v4.16b, v1.16b, v2.16b
+	WORD $0x4e24d442 // fadd v2.4s, v2.4s, v4.4s
+	WORD $0x4eb0d442 // fsub v2.4s, v2.4s, v16.4s
+	WORD $0x6e22dc44 // fmul v4.4s, v2.4s, v2.4s
+	WORD $0x4eb11e25 // mov v5.16b, v17.16b
+	WORD $0x4fbc1045 // fmla v5.4s, v2.4s, v28.s[1]
+	WORD $0x4eb21e41 // mov v1.16b, v18.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb31e65 // mov v5.16b, v19.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb41e81 // mov v1.16b, v20.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb51ea5 // mov v5.16b, v21.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb61ec1 // mov v1.16b, v22.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb71ee5 // mov v5.16b, v23.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb81f01 // mov v1.16b, v24.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x6e22dc21 // fmul v1.4s, v1.4s, v2.4s
+	WORD $0x6e24dc21 // fmul v1.4s, v1.4s, v4.4s
+	WORD $0x4f9c1861 // fmla v1.4s, v3.4s, v28.s[2]
+	WORD $0x4f9d5081 // fmls v1.4s, v4.4s, v29.s[0]
+	WORD $0x4e21d445 // fadd v5.4s, v2.4s, v1.4s
+	WORD $0x4fbc1865 // fmla v5.4s, v3.4s, v28.s[3]
+	WORD $0x6eb9e401 // fcmgt v1.4s, v0.4s, v25.4s
+	WORD $0x6ea11c05 // bit v5.16b, v0.16b, v1.16b
 	WORD $0x4ea0d801 // fcmeq v1.4s, v0.4s, #0.0
-	WORD $0x6ea11fa7 // bit v7.16b, v29.16b, v1.16b
+	WORD $0x6ea11f45 // bit v5.16b, v26.16b, v1.16b
 	WORD $0x6ea0c801 // fcmge v1.4s, v0.4s, #0.0
-	WORD $0x6ee11fc7 // bif v7.16b, v30.16b, v1.16b
-	WORD $0x3c810407 // str q7, [x0], #16
+	WORD $0x6ee11f65 // bif v5.16b, v27.16b, v1.16b
+	WORD $0x3c810405 // str q5, [x0], #16
 	SUB $4, R3
 	B l4
 l1:
 	CBZ R3, done
 	WORD $0xbc404420 // ldr s0, [x1], #4
-	WORD $0x6ea0e501 // fcmgt v1.4s, v8.4s, v0.4s
-	WORD $0x6e29dc02 // fmul v2.4s, v0.4s, v9.4s
-	WORD $0x4ea11c23 // mov v3.16b, v1.16b
-	WORD $0x6e601c43 // bsl v3.16b, v2.16b, v0.16b
-	WORD $0x4e2a1c21 // and v1.16b, v1.16b, v10.16b
-	WORD $0x6f290464 // ushr v4.4s, v3.4s, #23
-	WORD $0x6eab8484 // sub v4.4s, v4.4s, v11.4s
-	WORD $0x4e21d884 // scvtf v4.4s, v4.4s
-	WORD $0x4e21d484 // fadd v4.4s, v4.4s, v1.4s
-	WORD $0x4e2c1c65 // and v5.16b, v3.16b, v12.16b
-	WORD $0x4ead1ca5 // orr v5.16b, v5.16b, v13.16b
-	WORD $0x6ea5e5c1 // fcmgt v1.4s, v14.4s, v5.4s
-	WORD $0x4e2f1c22 // and v2.16b, v1.16b, v15.16b
-	WORD $0x4ea2d484 // fsub v4.4s, v4.4s, v2.4s
-	WORD $0x4e251c22 // and v2.16b, v1.16b, v5.16b
-	WORD $0x4e22d4a5 // fadd v5.4s, v5.4s, v2.4s
-	WORD $0x4eafd4a5 // fsub v5.4s, v5.4s, v15.4s
-	WORD $0x6e25dca6 // fmul v6.4s, v5.4s, v5.4s
-	WORD $0x4eb11e27 // mov v7.16b, v17.16b
-	WORD $0x4e25ce07 // fmla v7.4s, v16.4s, v5.4s
-	WORD $0x4eb21e42 // mov v2.16b, v18.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb31e67 // mov v7.16b, v19.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb41e82 // mov v2.16b, v20.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb51ea7 // mov v7.16b, v21.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb61ec2 // mov v2.16b, v22.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x4eb71ee7 // mov v7.16b, v23.16b
-	WORD $0x4e25cc47 // fmla v7.4s, v2.4s, v5.4s
-	WORD $0x4eb81f02 // mov v2.16b, v24.16b
-	WORD $0x4e25cce2 // fmla v2.4s, v7.4s, v5.4s
-	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
-	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
-	WORD $0x4e39cc82 // fmla v2.4s, v4.4s, v25.4s
-	WORD $0x4ebbccc2 // fmls v2.4s, v6.4s, v27.4s
-	WORD $0x4e22d4a7 // fadd v7.4s, v5.4s, v2.4s
-	WORD $0x4e3acc87 // fmla v7.4s, v4.4s, v26.4s
-	WORD $0x6ebce401 // fcmgt v1.4s, v0.4s, v28.4s
-	WORD $0x6ea11c07 // bit v7.16b, v0.16b, v1.16b
+	WORD $0x6ea0e581 // fcmgt v1.4s, v12.4s, v0.4s
+	WORD $0x4f9c9002 // fmul v2.4s, v0.4s, v28.s[0]
+	WORD $0x6ee11c02 // bif v2.16b, v0.16b, v1.16b
+	WORD $0x4e2d1c21 // and v1.16b, v1.16b, v13.16b
+	WORD $0x6f290443 // ushr v3.4s, v2.4s, #23
+	WORD $0x6eae8463 // sub v3.4s, v3.4s, v14.4s
+	WORD $0x4e21d863 // scvtf v3.4s, v3.4s
+	WORD $0x4e21d463 // fadd v3.4s, v3.4s, v1.4s
+	WORD $0x6f0777e2 // bic v2.4s, #0xff, lsl #24
+	WORD $0x6f045402 // bic v2.4s, #0x80, lsl #16
+	WORD $0x4f0177e2 // orr v2.4s, #0x3f, lsl #24
+	WORD $0x6ea2e5e1 // fcmgt v1.4s, v15.4s, v2.4s
+	WORD $0x4e301c24 // and v4.16b, v1.16b, v16.16b
+	WORD $0x4ea4d463 // fsub v3.4s, v3.4s, v4.4s
+	WORD $0x4e221c24 // and v4.16b, v1.16b, v2.16b
+	WORD $0x4e24d442 // fadd v2.4s, v2.4s, v4.4s
+	WORD $0x4eb0d442 // fsub v2.4s, v2.4s, v16.4s
+	WORD $0x6e22dc44 // fmul v4.4s, v2.4s, v2.4s
+	WORD $0x4eb11e25 // mov v5.16b, v17.16b
+	WORD $0x4fbc1045 // fmla v5.4s, v2.4s, v28.s[1]
+	WORD $0x4eb21e41 // mov v1.16b, v18.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb31e65 // mov v5.16b, v19.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb41e81 // mov v1.16b, v20.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb51ea5 // mov v5.16b, v21.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb61ec1 // mov v1.16b, v22.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x4eb71ee5 // mov v5.16b, v23.16b
+	WORD $0x4e22cc25 // fmla v5.4s, v1.4s, v2.4s
+	WORD $0x4eb81f01 // mov v1.16b, v24.16b
+	WORD $0x4e22cca1 // fmla v1.4s, v5.4s, v2.4s
+	WORD $0x6e22dc21 // fmul v1.4s, v1.4s, v2.4s
+	WORD $0x6e24dc21 // fmul v1.4s, v1.4s, v4.4s
+	WORD $0x4f9c1861 // fmla v1.4s, v3.4s, v28.s[2]
+	WORD $0x4f9d5081 // fmls v1.4s, v4.4s, v29.s[0]
+	WORD $0x4e21d445 // fadd v5.4s, v2.4s, v1.4s
+	WORD $0x4fbc1865 // fmla v5.4s, v3.4s, v28.s[3]
+	WORD $0x6eb9e401 // fcmgt v1.4s, v0.4s, v25.4s
+	WORD $0x6ea11c05 // bit v5.16b, v0.16b, v1.16b
 	WORD $0x4ea0d801 // fcmeq v1.4s, v0.4s, #0.0
-	WORD $0x6ea11fa7 // bit v7.16b, v29.16b, v1.16b
+	WORD $0x6ea11f45 // bit v5.16b, v26.16b, v1.16b
 	WORD $0x6ea0c801 // fcmge v1.4s, v0.4s, #0.0
-	WORD $0x6ee11fc7 // bif v7.16b, v30.16b, v1.16b
-	WORD $0xbc004407 // str s7, [x0], #4
+	WORD $0x6ee11f65 // bif v5.16b, v27.16b, v1.16b
+	WORD $0xbc004405 // str s5, [x0], #4
 	SUB $1, R3
 	B l1
 done:

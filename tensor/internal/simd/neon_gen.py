@@ -386,15 +386,11 @@ def gen_softmax_stats():
 # Log: Cephes logf, the steps of log32 in expgeneric.go.
 
 LOG_CONST = {
-    8: ("min normal", 0x00800000),
-    9: ("2^23", f32bits(2.0**23)),
-    10: ("-23", f32bits(-23.0)),
-    11: ("126", 126),
-    12: ("mantissa mask", 0x007FFFFF),
-    13: ("0.5 bits", 0x3F000000),
-    14: ("sqrtHf", f32bits(0.707106781186547524)),
-    15: ("1", f32bits(1.0)),
-    16: ("P0", f32bits(7.0376836292e-2)),
+    12: ("min normal", 0x00800000),
+    13: ("-23", f32bits(-23.0)),
+    14: ("126", 126),
+    15: ("sqrtHf", f32bits(0.707106781186547524)),
+    16: ("1", f32bits(1.0)),
     17: ("P1", f32bits(-1.1514610310e-1)),
     18: ("P2", f32bits(1.1676998740e-1)),
     19: ("P3", f32bits(-1.2420140846e-1)),
@@ -403,65 +399,71 @@ LOG_CONST = {
     22: ("P6", f32bits(2.0000714765e-1)),
     23: ("P7", f32bits(-2.4999993993e-1)),
     24: ("P8", f32bits(3.3333331174e-1)),
-    25: ("ln2Lo", f32bits(-2.12194440e-4)),
-    26: ("ln2Hi", f32bits(0.693359375)),
-    27: ("0.5", f32bits(0.5)),
-    28: ("MaxFloat32", 0x7F7FFFFF),
-    29: ("-Inf", 0xFF800000),
-    30: ("NaN", 0x7FC00000),
+    25: ("MaxFloat32", 0x7F7FFFFF),
+    26: ("-Inf", 0xFF800000),
+    27: ("NaN", 0x7FC00000),
 }
 
+# Multipliers used by element: v28.s[0..3], v29.s[0].
+LOG_LANES = [
+    (28, 0, "2^23", f32bits(2.0**23)),
+    (28, 1, "P0", f32bits(7.0376836292e-2)),
+    (28, 2, "ln2Lo", f32bits(-2.12194440e-4)),
+    (28, 3, "ln2Hi", f32bits(0.693359375)),
+    (29, 0, "0.5", f32bits(0.5)),
+]
 
-def log_steps():
-    """log of the four lanes of v0 into v7."""
-    return [
-        "fcmgt v1.4s, v8.4s, v0.4s",  # subnormal (or ≤ 0): scale by 2^23
-        "fmul v2.4s, v0.4s, v9.4s",
-        "mov v3.16b, v1.16b",
-        "bsl v3.16b, v2.16b, v0.16b",
-        "and v1.16b, v1.16b, v10.16b",  # and take 23 off the exponent
-        "ushr v4.4s, v3.4s, #23",
-        "sub v4.4s, v4.4s, v11.4s",
-        "scvtf v4.4s, v4.4s",
-        "fadd v4.4s, v4.4s, v1.4s",  # e
-        "and v5.16b, v3.16b, v12.16b",
-        "orr v5.16b, v5.16b, v13.16b",  # m in [0.5, 1)
-        "fcmgt v1.4s, v14.4s, v5.4s",  # m < √½: e−1, m+m−1; else m−1
-        "and v2.16b, v1.16b, v15.16b",
-        "fsub v4.4s, v4.4s, v2.4s",
-        "and v2.16b, v1.16b, v5.16b",
-        "fadd v5.4s, v5.4s, v2.4s",
-        "fsub v5.4s, v5.4s, v15.4s",
-        "fmul v6.4s, v5.4s, v5.4s",  # z = m²
-        "mov v7.16b, v17.16b",  # Horner over P0 … P8
-        "fmla v7.4s, v16.4s, v5.4s",
-        "mov v2.16b, v18.16b",
-        "fmla v2.4s, v7.4s, v5.4s",
-        "mov v7.16b, v19.16b",
-        "fmla v7.4s, v2.4s, v5.4s",
-        "mov v2.16b, v20.16b",
-        "fmla v2.4s, v7.4s, v5.4s",
-        "mov v7.16b, v21.16b",
-        "fmla v7.4s, v2.4s, v5.4s",
-        "mov v2.16b, v22.16b",
-        "fmla v2.4s, v7.4s, v5.4s",
-        "mov v7.16b, v23.16b",
-        "fmla v7.4s, v2.4s, v5.4s",
-        "mov v2.16b, v24.16b",
-        "fmla v2.4s, v7.4s, v5.4s",
-        "fmul v2.4s, v2.4s, v5.4s",  # y = P(m)·m·z
-        "fmul v2.4s, v2.4s, v6.4s",
-        "fmla v2.4s, v4.4s, v25.4s",  # + e·ln2Lo
-        "fmls v2.4s, v6.4s, v27.4s",  # − z/2
-        "fadd v7.4s, v5.4s, v2.4s",  # m + y
-        "fmla v7.4s, v4.4s, v26.4s",  # + e·ln2Hi
-        "fcmgt v1.4s, v0.4s, v28.4s",  # +Inf → +Inf
-        "bit v7.16b, v0.16b, v1.16b",
-        "fcmeq v1.4s, v0.4s, #0.0",  # ±0 → −Inf
-        "bit v7.16b, v29.16b, v1.16b",
-        "fcmge v1.4s, v0.4s, #0.0",  # x < 0 or NaN → NaN
-        "bif v7.16b, v30.16b, v1.16b",
+
+def log_steps(x, a, b, e, z, y):
+    """log of the four lanes of v<x> into v<y>; v<x> is kept."""
+    s = lambda *r: ".4s, ".join("v%d" % i for i in r) + ".4s"
+    q = lambda *r: ".16b, ".join("v%d" % i for i in r) + ".16b"
+    st = [
+        "fcmgt %s" % s(a, 12, x),  # subnormal (or ≤ 0): scale by 2^23
+        "fmul %s, v28.s[0]" % s(b, x),
+        "bif %s" % q(b, x, a),
+        "and %s" % q(a, a, 13),  # and take 23 off the exponent
+        "ushr %s, #23" % s(e, b),
+        "sub %s" % s(e, e, 14),
+        "scvtf %s" % s(e, e),
+        "fadd %s" % s(e, e, a),  # e
+        "bic v%d.4s, #0xff, lsl #24" % b,  # m = mantissa·2^-1, in [0.5, 1)
+        "bic v%d.4s, #0x80, lsl #16" % b,
+        "orr v%d.4s, #0x3f, lsl #24" % b,
+        "fcmgt %s" % s(a, 15, b),  # m < √½: e−1, m+m−1; else m−1
+        "and %s" % q(z, a, 16),
+        "fsub %s" % s(e, e, z),
+        "and %s" % q(z, a, b),
+        "fadd %s" % s(b, b, z),
+        "fsub %s" % s(b, b, 16),
+        "fmul %s" % s(z, b, b),  # z = m²
+        "mov %s" % q(y, 17),  # Horner over P0 … P8
+        "fmla %s, v28.s[1]" % s(y, b),
     ]
+    acc, other = y, a
+    for c in range(18, 25):
+        st += ["mov %s" % q(other, c), "fmla %s" % s(other, acc, b)]
+        acc, other = other, acc
+    st += [
+        "fmul %s" % s(acc, acc, b),  # P(m)·m·z
+        "fmul %s" % s(acc, acc, z),
+        "fmla %s, v28.s[2]" % s(acc, e),  # + e·ln2Lo
+        "fmls %s, v29.s[0]" % s(acc, z),  # − z/2
+        "fadd %s" % s(y, b, acc),  # m + …
+        "fmla %s, v28.s[3]" % s(y, e),  # + e·ln2Hi
+        "fcmgt %s" % s(a, x, 25),  # +Inf → +Inf
+        "bit %s" % q(y, x, a),
+        "fcmeq %s, #0.0" % s(a, x),  # ±0 → −Inf
+        "bit %s" % q(y, 26, a),
+        "fcmge %s, #0.0" % s(a, x),  # x < 0 or NaN → NaN
+        "bif %s" % q(y, 27, a),
+    ]
+    assert acc == a
+    return st
+
+
+LOG_A = (0, 1, 2, 3, 4, 5)  # x, a, b, e, z, y: result in v5
+LOG_B = (6, 7, 8, 9, 10, 11)  # result in v11
 
 
 def gen_log():
@@ -472,21 +474,34 @@ def gen_log():
     for v, (name, bits) in sorted(LOG_CONST.items()):
         go("MOVD $0x%08x, R7 // %s" % (bits, name))
         n("dup v%d.4s, w7" % v)
+    for v, lane, name, bits in LOG_LANES:
+        go("MOVD $0x%08x, R7 // %s" % (bits, name))
+        n("mov v%d.s[%d], w7" % (v, lane))
+    label("l8")
+    go("CMP $8, R3")
+    go("BLT l4")
+    n("ldp q0, q6, [x1], #32")
+    for a, b in zip(log_steps(*LOG_A), log_steps(*LOG_B)):
+        n(a)
+        n(b)
+    n("stp q5, q11, [x0], #32")
+    go("SUB $8, R3")
+    go("B l8")
     label("l4")
     go("CMP $4, R3")
     go("BLT l1")
     n("ldr q0, [x1], #16")
-    for i in log_steps():
+    for i in log_steps(*LOG_A):
         n(i)
-    n("str q7, [x0], #16")
+    n("str q5, [x0], #16")
     go("SUB $4, R3")
     go("B l4")
     label("l1")
     go("CBZ R3, done")
-    n("ldr s0, [x1], #4")
-    for i in log_steps():
+    n("ldr s0, [x1], #4")  # lanes 1-3 are zero: computed, never stored
+    for i in log_steps(*LOG_A):
         n(i)
-    n("str s7, [x0], #4")
+    n("str s5, [x0], #4")
     go("SUB $1, R3")
     go("B l1")
     label("done")
