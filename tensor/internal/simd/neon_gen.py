@@ -7,9 +7,14 @@ so every vector and FP instruction is emitted as a WORD whose encoding
 llvm-mc computes from the GNU syntax written next to it as a comment.
 Control flow, argument loads and integer bookkeeping stay in Go syntax.
 
-Run from this directory after editing (needs llvm-mc, a dev tool only):
+Run from this directory after editing (go generate does; it needs
+llvm-mc, a development tool only, never a build or CI dependency):
 
-	/usr/bin/python3 neon_gen.py && gofmt ... (no Go files change)
+	/usr/bin/python3 neon_gen.py
+
+then test under qemu-user:
+
+	GOARCH=arm64 go test -exec qemu-aarch64 ./tensor/internal/simd/
 
 Register use: R0 dst, R1 x, R2 y, R3 length left, R4-R7 scratch; R18,
 R26-R29 are never touched. V0-V31 are all caller-saved in Go.
