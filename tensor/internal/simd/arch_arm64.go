@@ -3,4 +3,4 @@
 package simd
 
 // registerArch adds the NEON tier (Advanced SIMD is part of every arm64 CPU).
-func registerArch() {}
+func registerArch() { register(NEON, neonKernels()) }
