@@ -152,6 +152,10 @@ func softmaxStats(x []float32) (m float32, s float64, ok bool) {
 		if bm != bm || bm > math.MaxFloat32 {
 			return bm, 0, false
 		}
+		if bm < -math.MaxFloat32 { // a block of only −Inf adds nothing
+			x = x[n:]
+			continue
+		}
 		if bm > m {
 			s *= math.Exp(float64(m) - float64(bm))
 			m = bm

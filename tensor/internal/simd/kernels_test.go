@@ -271,9 +271,9 @@ func TestSoftmaxFamily(t *testing.T) {
 						continue
 					}
 					lp := float64(v) - m - math.Log(s)
-					if lp < -math.MaxFloat32 {
-						if !math.IsInf(float64(gl), -1) || gs != 0 {
-							t.Fatalf("%s: [%d] = %v, %v; want -Inf, 0", name("LogSoftmax", f, n, off), i, gl, gs)
+					if lp < -math.MaxFloat32 { // rounds to −Inf or, from (v−m)−ls in float32, −MaxFloat32
+						if gl > -math.MaxFloat32 || gs != 0 {
+							t.Fatalf("%s: [%d] = %v, %v; want ≤ −MaxFloat32, 0", name("LogSoftmax", f, n, off), i, gl, gs)
 						}
 						continue
 					}
@@ -369,6 +369,39 @@ func TestConversions(t *testing.T) {
 			for i := range all {
 				if math.Float32bits(f32[i]) != math.Float32bits(want[i]) {
 					t.Fatalf("%s(%#04x) = %#08x, generic %#08x", c.name, i, math.Float32bits(f32[i]), math.Float32bits(want[i]))
+				}
+			}
+		}
+	})
+}
+
+// Rows that open with whole blocks of −Inf (masked positions) and go on
+// with finite logits: the −Inf blocks add nothing, whatever the block size
+// of the tier.
+func TestSoftmaxLeadingNegInf(t *testing.T) {
+	forTiers(t, func(t *testing.T, k *Kernels) {
+		for _, pre := range []int{1, 255, 256, 300, BlockLen, BlockLen + 300} {
+			x := make([]float32, pre+44)
+			for i := range pre {
+				x[i] = float32(math.Inf(-1))
+			}
+			for i := pre; i < len(x); i++ {
+				x[i] = 1
+			}
+			want := 1 + math.Log(44)
+			if got := k.LogSumExp(x); math.Abs(float64(got)-want) > 1e-6 {
+				t.Fatalf("%d×−Inf then 44 ones: LogSumExp = %v, want %v", pre, got, want)
+			}
+			p, lp := make([]float32, len(x)), make([]float32, len(x))
+			k.Softmax(p, x)
+			k.LogSoftmax(lp, x)
+			for i := range x {
+				wp, wl := 0.0, math.Inf(-1)
+				if i >= pre {
+					wp, wl = 1.0/44, -math.Log(44)
+				}
+				if math.Abs(float64(p[i])-wp) > 1e-7 || !(float64(lp[i]) == wl || math.Abs(float64(lp[i])-wl) < 1e-6) {
+					t.Fatalf("%d×−Inf then 44 ones: [%d] softmax %v, log-softmax %v; want %v, %v", pre, i, p[i], lp[i], wp, wl)
 				}
 			}
 		}
