@@ -1,6 +1,7 @@
 package simd
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"runtime"
@@ -12,7 +13,7 @@ import (
 
 // The exhaustive tests run every float32 input of Exp's non-trivial range
 // and every positive float32 (subnormals included) for Log through every
-// tier, 64K inputs per kernel call, and check each result within 2 ulp of
+// assembly tier, 64K inputs per kernel call, and check each result within 2 ulp of
 // float64's math.Exp and math.Log. They take tens of seconds on two cores,
 // so they skip under -short and the race detector.
 
@@ -20,6 +21,12 @@ import (
 type bitRange struct{ lo, hi uint32 }
 
 const exhaustChunk = 1 << 16
+
+// The generic twin, being scalar Go, would triple the run time; it is
+// checked exhaustively on request:
+//
+//	go test -run Exhaustive -exhaustive.generic ./tensor/internal/simd/
+var exhaustGeneric = flag.Bool("exhaustive.generic", false, "include the generic twin in the exhaustive Exp/Log tests")
 
 // maxULP is the largest error exhaust accepts, in ulp of the float32 result.
 const maxULP = 2
@@ -36,7 +43,12 @@ func exhaust(t *testing.T, ranges []bitRange, kernel func(k *Kernels, dst, x []f
 			chunks = append(chunks, chunk{uint32(lo), uint32(min(exhaustChunk, uint64(r.hi)-lo+1))})
 		}
 	}
-	tiers := Available()
+	var tiers []Tier
+	for _, tier := range Available() {
+		if tier != Generic || *exhaustGeneric {
+			tiers = append(tiers, tier)
+		}
+	}
 	var (
 		next   atomic.Int64
 		mu     sync.Mutex
