@@ -223,9 +223,7 @@ func TestLogExhaustive(t *testing.T) {
 // TestExhaustiveRefs checks the fast references against math.Exp and
 // math.Log on a sample of inputs.
 func TestExhaustiveRefs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a 64 MB table")
-	}
+	skipExhaustive(t)
 	eref := expRefFast()
 	for b := uint32(0); b < 0xffffffff-9973; b += 9973 {
 		x := math.Float32frombits(b)
