@@ -280,6 +280,8 @@ maxdone:
 
 	VUCOMISS X10, X0
 	JBE      sum
+	VUCOMISS C_NEG_INF, X10
+	JEQ      setm // the first max: s is 0 (or NaN), nothing to rescale
 	VCVTSS2SD X10, X13, X13
 	VCVTSS2SD X0, X4, X4
 	VSUBSD    X4, X13, X13
@@ -295,6 +297,8 @@ maxdone:
 	VMULSD    X5, X13, X13
 	VADDSD    X13, X5, X5
 	VMULSD    X5, X12, X12
+
+setm:
 	VMOVAPS   Y0, Y10
 	VMOVAPS   Y0, Y11
 
