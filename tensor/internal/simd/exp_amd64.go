@@ -134,9 +134,8 @@ const (
 	cFixup    // VFIXUPIMMPS table for Log's special inputs
 	cSqrtHf   // sqrtHf
 	cMantMask // 0x007fffff
-	cM23      // −23
+	cM149     // −149
 	cM126     // −126
-	cTwo23    // 2^23, the subnormal prescale of Log
 	cMinNorm  // 2^−126
 	cBias     // int32 127
 	cMagic127 // 1.5·2^23 + 127: round to integer, exponent bias in the low bits
@@ -186,9 +185,8 @@ var expConst = func() (c [numExpRows][16]uint32) {
 	u(cFixup, 0x03530422)
 	f(cSqrtHf, sqrtHf)
 	u(cMantMask, 0x007fffff)
-	f(cM23, -23)
+	f(cM149, -149)
 	f(cM126, -126)
-	f(cTwo23, 1<<23)
 	f(cMinNorm, 0x1p-126)
 	u(cBias, 127)
 	f(cMagic127, 0x1.8p23+127)

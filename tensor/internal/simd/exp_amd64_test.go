@@ -16,7 +16,7 @@ func TestExpConstOffsets(t *testing.T) {
 		"LOG2E": cLog2e, "LN2_HI": cLn2Hi, "LN2_LO": cLn2Lo, "ONE": cOne,
 		"EXP_HI": cExpHi, "EXP_LO": cExpLo, "NEG_INF": cNegInf, "HALF": cHalf,
 		"SQRT2": cSqrt2, "FIXUP": cFixup, "SQRT_HF": cSqrtHf, "MANT_MASK": cMantMask,
-		"M23": cM23, "M126": cM126, "TWO23": cTwo23, "MIN_NORM": cMinNorm,
+		"M149": cM149, "M126": cM126, "MIN_NORM": cMinNorm,
 		"BIAS": cBias, "MAGIC127": cMagic127, "NEG_MAX": cNegMax, "CLAMP87": cClamp87,
 		"CLAMP88": cClamp88, "ZERO": cZero, "MASK_TAB": cMaskTab, "INF": cInf,
 	}
