@@ -12,7 +12,7 @@ import (
 // generic twin's running sum NaN (−Inf − (−Inf)); every tier must give the
 // float64 reference.
 func TestSoftmaxLeadingNegInf(t *testing.T) {
-	for _, lead := range []int{1, softmaxBlock, 3*softmaxBlock + 5, 5000} {
+	for _, lead := range []int{1, softmaxBlock, 3*softmaxBlock + 5, 2*2048 + 3, 5000} {
 		x := make([]float32, lead+100)
 		for i := range x {
 			if i < lead {
