@@ -2,7 +2,6 @@ package simd
 
 import (
 	"math"
-	"os"
 	"testing"
 )
 
@@ -15,9 +14,7 @@ import (
 // (TestConversions samples random bit patterns, and checks the two From
 // directions on all 2^16 inputs.)
 func TestExhaustiveTo16(t *testing.T) {
-	if os.Getenv("SIMD_EXHAUSTIVE") == "" {
-		t.Skip("set SIMD_EXHAUSTIVE=1 to run")
-	}
+	skipExhaustive(t)
 	const chunk = 1 << 20
 	x := make([]float32, chunk)
 	want, got := make([]uint16, chunk), make([]uint16, chunk)

@@ -374,36 +374,3 @@ func TestConversions(t *testing.T) {
 		}
 	})
 }
-
-// Rows that open with whole blocks of −Inf (masked positions) and go on
-// with finite logits: the −Inf blocks add nothing, whatever the block size
-// of the tier.
-func TestSoftmaxLeadingNegInf(t *testing.T) {
-	forTiers(t, func(t *testing.T, k *Kernels) {
-		for _, pre := range []int{1, 255, 256, 300, BlockLen, BlockLen + 300} {
-			x := make([]float32, pre+44)
-			for i := range pre {
-				x[i] = float32(math.Inf(-1))
-			}
-			for i := pre; i < len(x); i++ {
-				x[i] = 1
-			}
-			want := 1 + math.Log(44)
-			if got := k.LogSumExp(x); math.Abs(float64(got)-want) > 1e-6 {
-				t.Fatalf("%d×−Inf then 44 ones: LogSumExp = %v, want %v", pre, got, want)
-			}
-			p, lp := make([]float32, len(x)), make([]float32, len(x))
-			k.Softmax(p, x)
-			k.LogSoftmax(lp, x)
-			for i := range x {
-				wp, wl := 0.0, math.Inf(-1)
-				if i >= pre {
-					wp, wl = 1.0/44, -math.Log(44)
-				}
-				if math.Abs(float64(p[i])-wp) > 1e-7 || !(float64(lp[i]) == wl || math.Abs(float64(lp[i])-wl) < 1e-6) {
-					t.Fatalf("%d×−Inf then 44 ones: [%d] softmax %v, log-softmax %v; want %v, %v", pre, i, p[i], lp[i], wp, wl)
-				}
-			}
-		}
-	})
-}
