@@ -104,8 +104,11 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 			g.packB(buf, pc, kcur, jc, ncur, nr)
 			accNow := acc || pc > 0
 			panel := kcur * nr
-			for i0 := r0; i0 < r1; i0 += mr {
-				m := min(mr, r1-i0)
+			// Tiles of near-equal height: 16 rows run as 8+8, not 12+4.
+			tiles := ceilDiv(r1-r0, mr)
+			for t := range tiles {
+				i0 := r0 + t*(r1-r0)/tiles
+				m := r0 + (t+1)*(r1-r0)/tiles - i0
 				aoff, rs, ks := i0*lda+pc, lda, 1
 				if g.transA {
 					aoff, rs, ks = pc*lda+i0, 1, lda
@@ -128,16 +131,39 @@ func (g *gemmArgs) packB(dst []float32, pc, kc, jc, nc, nr int) {
 	panel := kc * nr
 	if !g.transB {
 		ldb := g.n
+		full := nc / nr * nr
 		for p := range kc {
 			row := g.b[(pc+p)*ldb+jc : (pc+p)*ldb+jc+nc]
-			for q, j := 0, 0; j < nc; q, j = q+1, j+nr {
-				src := row[j:min(j+nr, nc)]
-				d := dst[q*panel+p*nr : q*panel+p*nr+len(src)]
-				if alpha == 1 {
-					copy(d, src)
-				} else {
-					simd.K.Scale(d, alpha, src)
+			d := dst[p*nr:]
+			if alpha != 1 {
+				for j := 0; j < nc; j += nr {
+					src := row[j:min(j+nr, nc)]
+					simd.K.Scale(d[j/nr*panel:j/nr*panel+len(src)], alpha, src)
 				}
+				continue
+			}
+			// Whole panels as fixed-size array copies: a call to memmove
+			// per 128 bytes would cost as much as the copy.
+			switch nr {
+			case 32:
+				for j := 0; j < full; j += 32 {
+					*(*[32]float32)(d[j/32*panel:]) = *(*[32]float32)(row[j:])
+				}
+			case 16:
+				for j := 0; j < full; j += 16 {
+					*(*[16]float32)(d[j/16*panel:]) = *(*[16]float32)(row[j:])
+				}
+			case 12:
+				for j := 0; j < full; j += 12 {
+					*(*[12]float32)(d[j/12*panel:]) = *(*[12]float32)(row[j:])
+				}
+			default:
+				for j := 0; j < full; j += nr {
+					copy(d[j/nr*panel:j/nr*panel+nr], row[j:j+nr])
+				}
+			}
+			if full < nc {
+				copy(d[full/nr*panel:], row[full:])
 			}
 		}
 		return

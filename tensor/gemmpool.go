@@ -29,7 +29,8 @@ type gemmJob struct {
 	g      gemmArgs
 	pl     gemmPlan
 	acc    bool
-	batch  int // > 0: task t is the whole product for batch item t
+	batch  int  // > 0: task t is the whole product for batch item t
+	rows   bool // the few-rows streaming path (gemmrows.go)
 	ntask  int
 	next   atomic.Int64
 	wg     sync.WaitGroup
@@ -47,8 +48,16 @@ func gemm(g gemmArgs, parallel bool) {
 		w = g.workers(runtime.GOMAXPROCS(0))
 	}
 	j := getJob()
-	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
-	j.run(min(w, j.pl.tasks()))
+	j.g, j.acc, j.batch = g, acc, 0
+	if g.fewRows() {
+		j.rows = true
+		j.ntask = ceilDiv(g.n, gemmRowsCol)
+	} else {
+		j.rows = false
+		j.pl = plan(&g, w)
+		j.ntask = j.pl.tasks()
+	}
+	j.run(min(w, j.ntask))
 	putJob(j)
 }
 
@@ -70,19 +79,14 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch = g, plan(&g, 1), nb
+	j.g, j.pl, j.batch, j.rows, j.ntask = g, plan(&g, 1), nb, false, nb
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
 }
 
-// run does the job's tasks on w workers, the caller being one of them.
+// run does the job's ntask tasks on w workers, the caller being one of them.
 func (j *gemmJob) run(w int) {
-	if j.batch > 0 {
-		j.ntask = j.batch
-	} else {
-		j.ntask = j.pl.tasks()
-	}
 	j.next.Store(0)
 	helpers := w - 1
 	if helpers > 0 {
@@ -105,6 +109,10 @@ func (j *gemmJob) work(buf []float32) {
 		t := int(j.next.Add(1)) - 1
 		if t >= j.ntask {
 			return
+		}
+		if j.rows {
+			j.g.rowsTask(t, j.acc)
+			continue
 		}
 		if j.batch == 0 {
 			j.g.task(&j.pl, t, j.acc, buf)
