@@ -81,8 +81,9 @@ func forEachTier(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// checkGemm runs one Gemm and compares every element with the float64
-// reference, within a bound proportional to k and the element's scale.
+// checkGemm runs one Gemm with each available tier forced and compares
+// every element with the float64 reference, within a bound proportional to
+// k and the element's scale. The reference is computed once for all tiers.
 func checkGemm(t *testing.T, r *rand.Rand, transA, transB bool, m, n, k int, alpha, beta float32) {
 	t.Helper()
 	a, b := randSlice(r, m*k), randSlice(r, k*n)
@@ -103,13 +104,20 @@ func checkGemm(t *testing.T, r *rand.Rand, transA, transB bool, m, n, k int, alp
 	if transB {
 		bsh = []int{n, k}
 	}
-	C := FromSlice(c, m, n)
-	Gemm(transA, transB, alpha, FromSlice(a, ash...), FromSlice(b, bsh...), beta, C)
 	tol := float64(k+2) * 6e-8
-	for i, got := range C.Data() {
-		if d := math.Abs(float64(got) - want[i]); !(d <= tol*scale[i]+1e-30) {
-			t.Fatalf("Gemm(%v,%v, m=%d n=%d k=%d, alpha=%v beta=%v): c[%d,%d] = %v, want %v (scale %v)",
-				transA, transB, m, n, k, alpha, beta, i/n, i%n, got, want[i], scale[i])
+	for _, tier := range simd.Available() {
+		prev, err := simd.Use(tier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		C := FromSlice(append([]float32(nil), c...), m, n)
+		Gemm(transA, transB, alpha, FromSlice(a, ash...), FromSlice(b, bsh...), beta, C)
+		simd.Use(prev)
+		for i, got := range C.Data() {
+			if d := math.Abs(float64(got) - want[i]); !(d <= tol*scale[i]+1e-30) {
+				t.Fatalf("%v: Gemm(%v,%v, m=%d n=%d k=%d, alpha=%v beta=%v): c[%d,%d] = %v, want %v (scale %v)",
+					tier, transA, transB, m, n, k, alpha, beta, i/n, i%n, got, want[i], scale[i])
+			}
 		}
 	}
 }
@@ -117,73 +125,65 @@ func checkGemm(t *testing.T, r *rand.Rand, transA, transB bool, m, n, k int, alp
 var gemmSizes = []int{0, 1, 2, 3, 5, 7, 11, 13, 16, 17, 31, 33, 47, 64, 67}
 
 func TestGemmShapes(t *testing.T) {
-	forEachTier(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(1, 2))
-		for _, tA := range []bool{false, true} {
-			for _, tB := range []bool{false, true} {
-				for _, m := range gemmSizes {
-					for _, n := range []int{0, 1, 5, 16, 33, 67} {
-						for _, k := range []int{0, 1, 7, 32, 65} {
-							checkGemm(t, r, tA, tB, m, n, k, 1, 0)
-						}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tA := range []bool{false, true} {
+		for _, tB := range []bool{false, true} {
+			for _, m := range gemmSizes {
+				for _, n := range []int{0, 1, 5, 16, 33, 67} {
+					for _, k := range []int{0, 1, 7, 32, 65} {
+						checkGemm(t, r, tA, tB, m, n, k, 1, 0)
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 func TestGemmRandom(t *testing.T) {
-	forEachTier(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(3, 4))
-		iters := 60
-		if testing.Short() {
-			iters = 15
+	r := rand.New(rand.NewPCG(3, 4))
+	iters := 60
+	if testing.Short() || raceEnabled {
+		iters = 15
+	}
+	for range iters {
+		m, n, k := 1+r.IntN(130), 1+r.IntN(130), 1+r.IntN(200)
+		switch r.IntN(4) {
+		case 0:
+			m = 1 // a row vector times a matrix
+		case 1:
+			n = 1 // a matrix times a column vector
 		}
-		for range iters {
-			m, n, k := 1+r.IntN(130), 1+r.IntN(130), 1+r.IntN(200)
-			switch r.IntN(4) {
-			case 0:
-				m = 1 // a row vector times a matrix
-			case 1:
-				n = 1 // a matrix times a column vector
-			}
-			checkGemm(t, r, r.IntN(2) == 1, r.IntN(2) == 1, m, n, k, float32(r.NormFloat64()), float32(r.NormFloat64()))
-		}
-	})
+		checkGemm(t, r, r.IntN(2) == 1, r.IntN(2) == 1, m, n, k, float32(r.NormFloat64()), float32(r.NormFloat64()))
+	}
 }
 
 // TestGemmBlocks crosses the K, N and task block boundaries and runs the
 // parallel path.
 func TestGemmBlocks(t *testing.T) {
-	forEachTier(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(5, 6))
-		shapes := [][3]int{{131, 67, 1031}, {37, 600, 520}, {301, 293, 97}, {2, 2100, 131}}
-		if testing.Short() {
-			shapes = shapes[:2]
-		}
-		for _, s := range shapes {
-			for _, tA := range []bool{false, true} {
-				for _, tB := range []bool{false, true} {
-					checkGemm(t, r, tA, tB, s[0], s[1], s[2], 1, 0.5)
-				}
+	r := rand.New(rand.NewPCG(5, 6))
+	shapes := [][3]int{{131, 67, 1031}, {37, 600, 520}, {301, 293, 97}, {13, 800, 1031}, {5, 2100, 131}}
+	if testing.Short() || raceEnabled {
+		shapes = [][3]int{{13, 800, 1031}, {40, 70, 600}}
+	}
+	for _, s := range shapes {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				checkGemm(t, r, tA, tB, s[0], s[1], s[2], 1, 0.5)
 			}
 		}
-	})
+	}
 }
 
 func TestGemmAlphaBeta(t *testing.T) {
-	forEachTier(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(7, 8))
-		for _, alpha := range []float32{0, 1, -1, 0.5, 3} {
-			for _, beta := range []float32{0, 1, -1, 0.25} {
-				for _, k := range []int{0, 3, 40} {
-					checkGemm(t, r, false, false, 13, 37, k, alpha, beta)
-					checkGemm(t, r, true, true, 29, 3, k, alpha, beta)
-				}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, alpha := range []float32{0, 1, -1, 0.5, 3} {
+		for _, beta := range []float32{0, 1, -1, 0.25} {
+			for _, k := range []int{0, 3, 40} {
+				checkGemm(t, r, false, false, 13, 37, k, alpha, beta)
+				checkGemm(t, r, true, true, 29, 3, k, alpha, beta)
 			}
 		}
-	})
+	}
 }
 
 // TestGemmBetaZeroNaN checks that beta = 0 overwrites NaN and Inf in c,
