@@ -106,6 +106,13 @@ func avx512(w *asm) {
 	for mr := MR; mr >= 1; mr-- {
 		name := fmt.Sprintf("avx512_mr%d", mr)
 		w.label(name)
+		// Start fetching the C tile now; the k loop hides the latency.
+		w.f("MOVQ DI, R9")
+		for range mr {
+			w.f("PREFETCHT0 (R9)")
+			w.f("PREFETCHT0 64(R9)")
+			w.f("ADDQ R8, R9")
+		}
 		for i := range 2 * mr {
 			w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
 		}
