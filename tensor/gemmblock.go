@@ -27,8 +27,9 @@ import "github.com/posttrain/posttrain/tensor/internal/simd"
 // panels to go round, at the price of packing those B panels once per row
 // block.
 const (
-	gemmKC     = 512     // deepest K block: a 12×512 A tile is 24 KiB of a 48 KiB L1
-	gemmBBlock = 1 << 18 // floats in a packed B block (1 MiB, half of a 2 MiB L2)
+	gemmKC     = 512                    // deepest K block: a 12×512 A tile is 24 KiB of a 48 KiB L1
+	gemmBBlock = 1 << 18                // floats in a packed B block (1 MiB, half of a 2 MiB L2)
+	gemmBuf    = gemmBBlock + 16*gemmKC // a worker's buffer: B block, then an A tile of up to 16 rows
 	// gemmMinWork is the fewest multiply-adds worth waking another worker
 	// for: about 20 µs of one core's work, several times the hand-off cost.
 	gemmMinWork = 1 << 21
@@ -88,8 +89,10 @@ func (g *gemmArgs) task(pl *gemmPlan, t int, acc bool, buf []float32) {
 	g.block(pl, r0, r1, c0, c1, acc, buf)
 }
 
-// block computes rows [r0,r1) × columns [c0,c1) of C.
+// block computes rows [r0,r1) × columns [c0,c1) of C. buf holds the
+// packed B block and, after it, room for one packed A tile.
 func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float32) {
+	buf, abuf := buf[:gemmBBlock], buf[gemmBBlock:]
 	run := pl.kern.Run
 	mr, nr := pl.kern.MR, pl.kern.NR
 	lda := g.k
@@ -104,16 +107,26 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 			g.packB(buf, pc, kcur, jc, ncur, nr)
 			accNow := acc || pc > 0
 			panel := kcur * nr
-			// Tiles of near-equal height: 16 rows run as 8+8, not 12+4.
-			tiles := ceilDiv(r1-r0, mr)
+			// Whole tiles of mr rows, except that the last two share what
+			// is left evenly: 16 rows run as 8+8, not 12+4.
+			rows := r1 - r0
+			tiles := ceilDiv(rows, mr)
 			for t := range tiles {
-				i0 := r0 + t*(r1-r0)/tiles
-				m := r0 + (t+1)*(r1-r0)/tiles - i0
-				aoff, rs, ks := i0*lda+pc, lda, 1
-				if g.transA {
-					aoff, rs, ks = pc*lda+i0, 1, lda
+				i0, m := r0+t*mr, min(mr, r1-r0-t*mr)
+				if rem := rows - (tiles-2)*mr; tiles >= 2 && t >= tiles-2 && rem < 2*mr {
+					h := (rem + 1) / 2
+					i0, m = r0+(tiles-2)*mr, h
+					if t == tiles-1 {
+						i0, m = i0+h, rem-h
+					}
 				}
-				a := g.a[aoff:]
+				var a []float32
+				rs, ks := lda, 1
+				if g.transA {
+					a, rs, ks = packAT(abuf, g.a[pc*lda+i0:], lda, m, kcur), 1, m
+				} else {
+					a = g.a[i0*lda+pc:]
+				}
 				for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
 					run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, buf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
 				}
@@ -183,6 +196,27 @@ func (g *gemmArgs) packB(dst []float32, pc, kc, jc, nc, nr int) {
 			}
 		}
 	}
+}
+
+// packAT copies a transposed A tile, m ≤ len(dst)/k columns of the k rows
+// of a (row stride lda), into dst as k groups of m. A tile read in place
+// would step lda floats per k; with lda a multiple of 1024 every step lands
+// in the same L1 set, and the tile no longer stays in L1 across panels.
+func packAT(dst, a []float32, lda, m, k int) []float32 {
+	dst = dst[:k*m]
+	if m == 12 {
+		for p := range k {
+			*(*[12]float32)(dst[p*12:]) = *(*[12]float32)(a[p*lda:])
+		}
+		return dst
+	}
+	for p := range k {
+		d, s := dst[p*m:p*m+m], a[p*lda:p*lda+m]
+		for i := range d {
+			d[i] = s[i]
+		}
+	}
+	return dst
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

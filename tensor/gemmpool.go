@@ -97,7 +97,7 @@ func (j *gemmJob) run(w int) {
 		}
 	}
 	if j.caller == nil {
-		j.caller = make([]float32, gemmBBlock)
+		j.caller = make([]float32, gemmBuf)
 	}
 	j.work(j.caller)
 	j.wg.Wait()
@@ -137,7 +137,7 @@ func startWorkers(n int) {
 }
 
 func gemmWorker() {
-	buf := make([]float32, gemmBBlock)
+	buf := make([]float32, gemmBuf)
 	for j := range gemmPool.jobs {
 		j.work(buf)
 		j.wg.Done()
