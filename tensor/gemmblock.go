@@ -104,7 +104,7 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 		ncur := min(pl.nc, c1-jc)
 		for pc := 0; pc < g.k; pc += pl.kc {
 			kcur := min(pl.kc, g.k-pc)
-			g.packB(buf, pc, kcur, jc, ncur, nr)
+			g.packB(&pl.kern, buf, pc, kcur, jc, ncur, nr)
 			accNow := acc || pc > 0
 			panel := kcur * nr
 			// Whole tiles of mr rows, except that the last two share what
@@ -139,8 +139,7 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 // panel q holds columns jc+q·NR …, k rows of NR floats each. Lanes past
 // the last column of a short panel are left as they were: a micro-kernel
 // never stores them, and lanes do not mix.
-func (g *gemmArgs) packB(dst []float32, pc, kc, jc, nc, nr int) {
-	alpha := g.alpha
+func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, nr int) {
 	panel := kc * nr
 	if !g.transB {
 		ldb := g.n
@@ -148,13 +147,6 @@ func (g *gemmArgs) packB(dst []float32, pc, kc, jc, nc, nr int) {
 		for p := range kc {
 			row := g.b[(pc+p)*ldb+jc : (pc+p)*ldb+jc+nc]
 			d := dst[p*nr:]
-			if alpha != 1 {
-				for j := 0; j < nc; j += nr {
-					src := row[j:min(j+nr, nc)]
-					simd.K.Scale(d[j/nr*panel:j/nr*panel+len(src)], alpha, src)
-				}
-				continue
-			}
 			// Whole panels as fixed-size array copies: a call to memmove
 			// per 128 bytes would cost as much as the copy.
 			switch nr {
@@ -179,22 +171,35 @@ func (g *gemmArgs) packB(dst []float32, pc, kc, jc, nc, nr int) {
 				copy(d[full/nr*panel:], row[full:])
 			}
 		}
-		return
-	}
-	ldb := g.k
-	for j := range nc {
-		src := g.b[(jc+j)*ldb+pc : (jc+j)*ldb+pc+kc]
-		q, l := j/nr, j%nr
-		d := dst[q*panel+l : q*panel+panel]
-		if alpha == 1 {
+	} else {
+		// Column j of op(B) is row j of B, contiguous in p.
+		ldb := g.k
+		col := func(j, p0 int) {
+			src := g.b[(jc+j)*ldb+pc+p0 : (jc+j)*ldb+pc+kc]
+			d := dst[j/nr*panel+p0*nr+j%nr:]
 			for p, v := range src {
 				d[p*nr] = v
 			}
-		} else {
-			for p, v := range src {
-				d[p*nr] = alpha * v
+		}
+		j := 0
+		if pt := kern.PackT16; pt != nil && nr%16 == 0 && kc >= 16 {
+			k16 := kc / 16
+			for ; j+16 <= nc; j += 16 {
+				pt(dst[j/nr*panel+j%nr:], g.b[(jc+j)*ldb+pc:], ldb, nr, k16)
+				if 16*k16 < kc {
+					for jj := j; jj < j+16; jj++ {
+						col(jj, 16*k16)
+					}
+				}
 			}
 		}
+		for ; j < nc; j++ {
+			col(j, 0)
+		}
+	}
+	if g.alpha != 1 {
+		d := dst[:ceilDiv(nc, nr)*panel]
+		simd.K.Scale(d, g.alpha, d)
 	}
 }
 

@@ -87,3 +87,35 @@ func checkKernel(t *testing.T, r *rand.Rand, kern *GemmKernel, mr, nr, k int, tr
 		}
 	}
 }
+
+func TestGemmPackT16(t *testing.T) {
+	for _, tier := range Available() {
+		pack := Table(tier).Gemm.PackT16
+		if pack == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			for _, n16 := range []int{0, 1, 3} {
+				const lds, ldd = 53, 37
+				src := make([]float32, 15*lds+16*n16)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, 16*n16*ldd+16)
+				for i := range dst {
+					dst[i] = -1
+				}
+				pack(dst, src, lds, ldd, n16)
+				for i, got := range dst {
+					want := float32(-1)
+					if row, r := i/ldd, i%ldd; row < 16*n16 && r < 16 {
+						want = src[r*lds+row]
+					}
+					if got != want {
+						t.Fatalf("n16=%d: dst[%d] = %v, want %v", n16, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}

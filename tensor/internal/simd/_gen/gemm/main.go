@@ -154,6 +154,66 @@ func avx512(w *asm) {
 	w.WriteString("\n")
 }
 
+// packT16 writes gemmPackT16AVX512: 16×16 blocks of B moved to their
+// transposed places with the classic four-stage in-register transpose
+// (unpack, shufps, two rounds of shuf_f32x4), 64 shuffles per 256 floats.
+func packT16(w *asm) {
+	w.WriteString("// func gemmPackT16AVX512(dst, src []float32, lds, ldd, n16 int)\n")
+	w.WriteString("TEXT ·gemmPackT16AVX512(SB), NOSPLIT, $0-72\n")
+	w.f("MOVQ dst_base+0(FP), DI")
+	w.f("MOVQ src_base+24(FP), SI")
+	w.f("MOVQ lds+48(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ ldd+56(FP), R9")
+	w.f("SHLQ $2, R9")
+	w.f("MOVQ R9, R12")
+	w.f("SHLQ $4, R12")
+	w.f("MOVQ n16+64(FP), CX")
+	w.f("TESTQ CX, CX")
+	w.f("JZ packt_done")
+	w.label("packt_loop")
+	w.f("MOVQ SI, R10")
+	for r := range 16 {
+		w.f("VMOVUPS (R10), Z%d", r)
+		w.f("ADDQ R8, R10")
+	}
+	R := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	T := func(i int) string { return fmt.Sprintf("Z%d", 16+i) }
+	for i := range 8 {
+		w.f("VUNPCKLPS %s, %s, %s", R(2*i+1), R(2*i), T(2*i))
+		w.f("VUNPCKHPS %s, %s, %s", R(2*i+1), R(2*i), T(2*i+1))
+	}
+	for g := range 4 {
+		w.f("VSHUFPS $0x44, %s, %s, %s", T(4*g+2), T(4*g), R(4*g))
+		w.f("VSHUFPS $0xee, %s, %s, %s", T(4*g+2), T(4*g), R(4*g+1))
+		w.f("VSHUFPS $0x44, %s, %s, %s", T(4*g+3), T(4*g+1), R(4*g+2))
+		w.f("VSHUFPS $0xee, %s, %s, %s", T(4*g+3), T(4*g+1), R(4*g+3))
+	}
+	for h := range 2 {
+		for i := range 4 {
+			w.f("VSHUFF32X4 $0x88, %s, %s, %s", R(8*h+i+4), R(8*h+i), T(8*h+i))
+			w.f("VSHUFF32X4 $0xdd, %s, %s, %s", R(8*h+i+4), R(8*h+i), T(8*h+4+i))
+		}
+	}
+	for i := range 8 {
+		w.f("VSHUFF32X4 $0x88, %s, %s, %s", T(i+8), T(i), R(i))
+		w.f("VSHUFF32X4 $0xdd, %s, %s, %s", T(i+8), T(i), R(8+i))
+	}
+	w.f("MOVQ DI, R11")
+	for i := range 16 {
+		w.f("VMOVUPS Z%d, (R11)", i)
+		w.f("ADDQ R9, R11")
+	}
+	w.f("ADDQ $64, SI")
+	w.f("ADDQ R12, DI")
+	w.f("DECQ CX")
+	w.f("JNZ packt_loop")
+	w.label("packt_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
 func avx2(w *asm) {
 	const MR = 6
 	w.WriteString("DATA gemmIota<>+0(SB)/4, $0\n")
@@ -243,6 +303,7 @@ func main() {
 	var w asm
 	w.WriteString(header)
 	avx512(&w)
+	packT16(&w)
 	avx2(&w)
 	if err := os.WriteFile(filepath.Join(*out, "gemm_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
