@@ -19,4 +19,4 @@ func gemmPackT16AVX512(dst, src []float32, lds, ldd, n16 int)
 func gemmAVX512(k *Kernels) {
 	k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel, PackT16: gemmPackT16AVX512}
 }
-func gemmAVX2(k *Kernels)   { k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel} }
+func gemmAVX2(k *Kernels) { k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel} }
