@@ -22,10 +22,8 @@ import "github.com/posttrain/posttrain/tensor/internal/simd"
 //
 // Tasks never share buffers or wait for each other, so there are no
 // barriers: a task is a rectangle of C, and workers claim tasks from an
-// atomic counter. Columns are split first (that costs nothing: each B
-// element is still packed once); rows only when there are too few column
-// panels to go round, at the price of packing those B panels once per row
-// block.
+// atomic counter. Splitting columns costs extra reads of A, splitting rows
+// extra packing of B; plan weighs the two.
 const (
 	gemmKC     = 512                    // deepest K block: a 12×512 A tile is 24 KiB of a 48 KiB L1
 	gemmBBlock = 1 << 18                // floats in a packed B block (1 MiB, half of a 2 MiB L2)
@@ -62,10 +60,19 @@ func plan(g *gemmArgs, w int) gemmPlan {
 	if w > 1 {
 		t = w * gemmTasksPerWorker
 	}
-	cn := min(nPanels, t)
-	cm := 1
-	if cn < t {
-		cm = min(mTiles, ceilDiv(t, cn))
+	// Cut C into cm×cn ≥ t rectangles. Each row block packs the B of its
+	// columns (cm·N floats packed in all) and each column block reads all
+	// of its rows of A (cn·M floats read); a packed float costs about two
+	// read ones, so minimise 2·cm·N + cn·M.
+	cm, cn, best := 1, min(nPanels, t), -1
+	for i := 1; i <= min(mTiles, t); i++ {
+		j := min(nPanels, ceilDiv(t, i))
+		if i*j < min(t, mTiles*nPanels) {
+			continue
+		}
+		if cost := 2*i*g.n + j*g.m; best < 0 || cost < best {
+			cm, cn, best = i, j, cost
+		}
 	}
 	pl.nChunk = ceilDiv(nPanels, cn) * nr
 	pl.mChunk = ceilDiv(mTiles, cm) * mr
