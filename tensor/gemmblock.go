@@ -151,7 +151,17 @@ func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, n
 	if !g.transB {
 		ldb := g.n
 		full := nc / nr * nr
-		for p := range kc {
+		if pn := kern.PackN; pn != nil {
+			if full > 0 {
+				pn(dst, g.b[pc*ldb+jc:], ldb, panel, full/nr, kc)
+			}
+			if full < nc {
+				for p := range kc {
+					copy(dst[full/nr*panel+p*nr:], g.b[(pc+p)*ldb+jc+full:(pc+p)*ldb+jc+nc])
+				}
+			}
+		}
+		for p := 0; p < kc && kern.PackN == nil; p++ {
 			row := g.b[(pc+p)*ldb+jc : (pc+p)*ldb+jc+nc]
 			d := dst[p*nr:]
 			// Whole panels as fixed-size array copies: a call to memmove

@@ -29,6 +29,11 @@ type GemmKernel struct {
 	// A scalar loop spends a load and a store on every float; this does it
 	// with in-register shuffles.
 	PackT16 func(dst, src []float32, lds, ldd, n16 int)
+
+	// PackN, if not nil, copies np whole panels of a row-major B into
+	// panel layout: for p < k, q < np and j < NR,
+	//	dst[q*panel+p*NR+j] = src[p*lds+q*NR+j]
+	PackN func(dst, src []float32, lds, panel, np, k int)
 }
 
 // gemmGeneric is the portable twin: a 4×8 tile that keeps one row's eight

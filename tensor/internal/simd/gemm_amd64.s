@@ -2901,6 +2901,44 @@ packt_done:
 	VZEROUPPER
 	RET
 
+// func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)
+TEXT ·gemmPackN32AVX512(SB), NOSPLIT, $0-80
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ lds+48(FP), R8
+	SHLQ $2, R8
+	MOVQ panel+56(FP), R9
+	SHLQ $2, R9
+	MOVQ np+64(FP), R10
+	MOVQ k+72(FP), CX
+	LEAQ (R8*4), R11
+	TESTQ R10, R10
+	JZ packn_done
+	TESTQ CX, CX
+	JZ packn_done
+packn_row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, DX
+packn_panel:
+	PREFETCHT0 (AX)(R11*1)
+	PREFETCHT0 64(AX)(R11*1)
+	VMOVUPS (AX), Z0
+	VMOVUPS 64(AX), Z1
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	ADDQ $128, AX
+	ADDQ R9, BX
+	DECQ DX
+	JNZ packn_panel
+	ADDQ R8, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ packn_row
+packn_done:
+	VZEROUPPER
+	RET
+
 DATA gemmIota<>+0(SB)/4, $0
 DATA gemmIota<>+4(SB)/4, $1
 DATA gemmIota<>+8(SB)/4, $2

@@ -119,3 +119,37 @@ func TestGemmPackT16(t *testing.T) {
 		})
 	}
 }
+
+func TestGemmPackN(t *testing.T) {
+	for _, tier := range Available() {
+		kern := Table(tier).Gemm
+		if kern.PackN == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			NR := kern.NR
+			for _, s := range [][2]int{{0, 3}, {3, 0}, {1, 1}, {3, 5}} {
+				np, k := s[0], s[1]
+				lds, panel := np*NR+7, k*NR+3
+				src := make([]float32, k*lds)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, np*panel+5)
+				for i := range dst {
+					dst[i] = -1
+				}
+				kern.PackN(dst, src, lds, panel, np, k)
+				for i, got := range dst {
+					want := float32(-1)
+					if q, o := i/panel, i%panel; q < np && o < k*NR {
+						want = src[(o/NR)*lds+q*NR+o%NR]
+					}
+					if got != want {
+						t.Fatalf("np=%d k=%d: dst[%d] = %v, want %v", np, k, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -214,6 +214,50 @@ func packT16(w *asm) {
 	w.WriteString("\n")
 }
 
+// packN32 writes gemmPackN32AVX512, which copies np whole 32-column
+// panels of a row-major B, k rows, into panel layout, prefetching four
+// rows ahead: B usually comes from memory, a row segment at a time.
+func packN32(w *asm) {
+	w.WriteString("// func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)\n")
+	w.WriteString("TEXT ·gemmPackN32AVX512(SB), NOSPLIT, $0-80\n")
+	w.f("MOVQ dst_base+0(FP), DI")
+	w.f("MOVQ src_base+24(FP), SI")
+	w.f("MOVQ lds+48(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ panel+56(FP), R9")
+	w.f("SHLQ $2, R9")
+	w.f("MOVQ np+64(FP), R10")
+	w.f("MOVQ k+72(FP), CX")
+	w.f("LEAQ (R8*4), R11")
+	w.f("TESTQ R10, R10")
+	w.f("JZ packn_done")
+	w.f("TESTQ CX, CX")
+	w.f("JZ packn_done")
+	w.label("packn_row")
+	w.f("MOVQ SI, AX")
+	w.f("MOVQ DI, BX")
+	w.f("MOVQ R10, DX")
+	w.label("packn_panel")
+	w.f("PREFETCHT0 (AX)(R11*1)")
+	w.f("PREFETCHT0 64(AX)(R11*1)")
+	w.f("VMOVUPS (AX), Z0")
+	w.f("VMOVUPS 64(AX), Z1")
+	w.f("VMOVUPS Z0, (BX)")
+	w.f("VMOVUPS Z1, 64(BX)")
+	w.f("ADDQ $128, AX")
+	w.f("ADDQ R9, BX")
+	w.f("DECQ DX")
+	w.f("JNZ packn_panel")
+	w.f("ADDQ R8, SI")
+	w.f("ADDQ $128, DI")
+	w.f("DECQ CX")
+	w.f("JNZ packn_row")
+	w.label("packn_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
 func avx2(w *asm) {
 	const MR = 6
 	w.WriteString("DATA gemmIota<>+0(SB)/4, $0\n")
@@ -304,6 +348,7 @@ func main() {
 	w.WriteString(header)
 	avx512(&w)
 	packT16(&w)
+	packN32(&w)
 	avx2(&w)
 	if err := os.WriteFile(filepath.Join(*out, "gemm_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
