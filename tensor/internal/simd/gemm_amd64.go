@@ -22,4 +22,10 @@ func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)
 func gemmAVX512(k *Kernels) {
 	k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel, PackT16: gemmPackT16AVX512, PackN: gemmPackN32AVX512}
 }
-func gemmAVX2(k *Kernels) { k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel} }
+
+//go:noescape
+func gemmPackN16AVX2(dst, src []float32, lds, panel, np, k int)
+
+func gemmAVX2(k *Kernels) {
+	k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel, PackN: gemmPackN16AVX2}
+}

@@ -2913,14 +2913,14 @@ TEXT ·gemmPackN32AVX512(SB), NOSPLIT, $0-80
 	MOVQ k+72(FP), CX
 	LEAQ (R8*4), R11
 	TESTQ R10, R10
-	JZ packn_done
+	JZ gemmpackn32avx512_done
 	TESTQ CX, CX
-	JZ packn_done
-packn_row:
+	JZ gemmpackn32avx512_done
+gemmpackn32avx512_row:
 	MOVQ SI, AX
 	MOVQ DI, BX
 	MOVQ R10, DX
-packn_panel:
+gemmpackn32avx512_panel:
 	PREFETCHT0 (AX)(R11*1)
 	PREFETCHT0 64(AX)(R11*1)
 	VMOVUPS (AX), Z0
@@ -2930,12 +2930,49 @@ packn_panel:
 	ADDQ $128, AX
 	ADDQ R9, BX
 	DECQ DX
-	JNZ packn_panel
+	JNZ gemmpackn32avx512_panel
 	ADDQ R8, SI
 	ADDQ $128, DI
 	DECQ CX
-	JNZ packn_row
-packn_done:
+	JNZ gemmpackn32avx512_row
+gemmpackn32avx512_done:
+	VZEROUPPER
+	RET
+
+// func gemmPackN16AVX2(dst, src []float32, lds, panel, np, k int)
+TEXT ·gemmPackN16AVX2(SB), NOSPLIT, $0-80
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ lds+48(FP), R8
+	SHLQ $2, R8
+	MOVQ panel+56(FP), R9
+	SHLQ $2, R9
+	MOVQ np+64(FP), R10
+	MOVQ k+72(FP), CX
+	LEAQ (R8*4), R11
+	TESTQ R10, R10
+	JZ gemmpackn16avx2_done
+	TESTQ CX, CX
+	JZ gemmpackn16avx2_done
+gemmpackn16avx2_row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, DX
+gemmpackn16avx2_panel:
+	PREFETCHT0 (AX)(R11*1)
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ $64, AX
+	ADDQ R9, BX
+	DECQ DX
+	JNZ gemmpackn16avx2_panel
+	ADDQ R8, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ gemmpackn16avx2_row
+gemmpackn16avx2_done:
 	VZEROUPPER
 	RET
 

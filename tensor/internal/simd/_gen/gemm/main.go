@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 var out = flag.String("out", "../..", "directory of package simd")
@@ -214,12 +215,16 @@ func packT16(w *asm) {
 	w.WriteString("\n")
 }
 
-// packN32 writes gemmPackN32AVX512, which copies np whole 32-column
-// panels of a row-major B, k rows, into panel layout, prefetching four
-// rows ahead: B usually comes from memory, a row segment at a time.
-func packN32(w *asm) {
-	w.WriteString("// func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)\n")
-	w.WriteString("TEXT ·gemmPackN32AVX512(SB), NOSPLIT, $0-80\n")
+// packN writes gemmPackN<nr><suffix>, which copies np whole nr-column
+// panels of a row-major B, k rows, into panel layout, prefetching four rows
+// ahead: B usually comes from memory, a row segment at a time. The panel
+// row (nr floats = 128 or 64 bytes) moves as two vectors of reg's width.
+func packN(w *asm, nr int, suffix, reg string) {
+	name := fmt.Sprintf("gemmPackN%d%s", nr, suffix)
+	l := strings.ToLower(name)
+	half := nr * 2 // bytes per vector: two vectors per panel row
+	w.WriteString("// func " + name + "(dst, src []float32, lds, panel, np, k int)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
 	w.f("MOVQ dst_base+0(FP), DI")
 	w.f("MOVQ src_base+24(FP), SI")
 	w.f("MOVQ lds+48(FP), R8")
@@ -230,29 +235,31 @@ func packN32(w *asm) {
 	w.f("MOVQ k+72(FP), CX")
 	w.f("LEAQ (R8*4), R11")
 	w.f("TESTQ R10, R10")
-	w.f("JZ packn_done")
+	w.f("JZ %s_done", l)
 	w.f("TESTQ CX, CX")
-	w.f("JZ packn_done")
-	w.label("packn_row")
+	w.f("JZ %s_done", l)
+	w.label(l + "_row")
 	w.f("MOVQ SI, AX")
 	w.f("MOVQ DI, BX")
 	w.f("MOVQ R10, DX")
-	w.label("packn_panel")
+	w.label(l + "_panel")
 	w.f("PREFETCHT0 (AX)(R11*1)")
-	w.f("PREFETCHT0 64(AX)(R11*1)")
-	w.f("VMOVUPS (AX), Z0")
-	w.f("VMOVUPS 64(AX), Z1")
-	w.f("VMOVUPS Z0, (BX)")
-	w.f("VMOVUPS Z1, 64(BX)")
-	w.f("ADDQ $128, AX")
+	if nr == 32 {
+		w.f("PREFETCHT0 64(AX)(R11*1)")
+	}
+	w.f("VMOVUPS (AX), %s0", reg)
+	w.f("VMOVUPS %d(AX), %s1", half, reg)
+	w.f("VMOVUPS %s0, (BX)", reg)
+	w.f("VMOVUPS %s1, %d(BX)", reg, half)
+	w.f("ADDQ $%d, AX", 4*nr)
 	w.f("ADDQ R9, BX")
 	w.f("DECQ DX")
-	w.f("JNZ packn_panel")
+	w.f("JNZ %s_panel", l)
 	w.f("ADDQ R8, SI")
-	w.f("ADDQ $128, DI")
+	w.f("ADDQ $%d, DI", 4*nr)
 	w.f("DECQ CX")
-	w.f("JNZ packn_row")
-	w.label("packn_done")
+	w.f("JNZ %s_row", l)
+	w.label(l + "_done")
 	w.f("VZEROUPPER")
 	w.f("RET")
 	w.WriteString("\n")
@@ -348,7 +355,8 @@ func main() {
 	w.WriteString(header)
 	avx512(&w)
 	packT16(&w)
-	packN32(&w)
+	packN(&w, 32, "AVX512", "Z")
+	packN(&w, 16, "AVX2", "Y")
 	avx2(&w)
 	if err := os.WriteFile(filepath.Join(*out, "gemm_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
