@@ -25,9 +25,10 @@ import "github.com/posttrain/posttrain/tensor/internal/simd"
 // atomic counter. Splitting columns costs extra reads of A, splitting rows
 // extra packing of B; plan weighs the two.
 const (
-	gemmKC     = 512                    // deepest K block: a 12×512 A tile is 24 KiB of a 48 KiB L1
-	gemmBBlock = 1 << 18                // floats in a packed B block (1 MiB, half of a 2 MiB L2)
-	gemmBuf    = gemmBBlock + 16*gemmKC // a worker's buffer: B block, then an A tile of up to 16 rows
+	gemmKC     = 512                               // deepest K block: a 12×512 A tile is 24 KiB of a 48 KiB L1
+	gemmBBlock = 1 << 18                           // floats in a packed B block (1 MiB, half of a 2 MiB L2)
+	gemmATiles = 16                                // transposed A tiles packed at a time
+	gemmBuf    = gemmBBlock + gemmATiles*16*gemmKC // a worker's buffer: B block, then A tiles of up to 16 rows
 	// gemmMinWork is the fewest multiply-adds worth waking another worker
 	// for: about 20 µs of one core's work, several times the hand-off cost.
 	gemmMinWork = 1 << 21
@@ -114,28 +115,25 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 			g.packB(&pl.kern, buf, pc, kcur, jc, ncur, nr)
 			accNow := acc || pc > 0
 			panel := kcur * nr
-			// Whole tiles of mr rows, except that the last two share what
-			// is left evenly: 16 rows run as 8+8, not 12+4.
-			rows := r1 - r0
-			tiles := ceilDiv(rows, mr)
-			for t := range tiles {
-				i0, m := r0+t*mr, min(mr, r1-r0-t*mr)
-				if rem := rows - (tiles-2)*mr; tiles >= 2 && t >= tiles-2 && rem < 2*mr {
-					h := (rem + 1) / 2
-					i0, m = r0+(tiles-2)*mr, h
-					if t == tiles-1 {
-						i0, m = i0+h, rem-h
-					}
-				}
-				var a []float32
-				rs, ks := lda, 1
+			tiles := ceilDiv(r1-r0, mr)
+			for t0 := 0; t0 < tiles; t0 += gemmATiles {
+				t1 := min(tiles, t0+gemmATiles)
+				g0, _ := tileRows(r0, r1, mr, t0)
 				if g.transA {
-					a, rs, ks = packAT(abuf, g.a[pc*lda+i0:], lda, m, kcur), 1, m
-				} else {
-					a = g.a[i0*lda+pc:]
+					g.packAT(abuf, pc, kcur, r0, r1, mr, t0, t1)
 				}
-				for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
-					run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, buf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
+				for t := t0; t < t1; t++ {
+					i0, m := tileRows(r0, r1, mr, t)
+					var a []float32
+					rs, ks := lda, 1
+					if g.transA {
+						a, rs, ks = abuf[(i0-g0)*kcur:(i0-g0+m)*kcur], 1, m
+					} else {
+						a = g.a[i0*lda+pc:]
+					}
+					for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
+						run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, buf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
+					}
 				}
 			}
 		}
@@ -220,25 +218,57 @@ func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, n
 	}
 }
 
-// packAT copies a transposed A tile, m ≤ len(dst)/k columns of the k rows
-// of a (row stride lda), into dst as k groups of m. A tile read in place
-// would step lda floats per k; with lda a multiple of 1024 every step lands
-// in the same L1 set, and the tile no longer stays in L1 across panels.
-func packAT(dst, a []float32, lda, m, k int) []float32 {
-	dst = dst[:k*m]
-	if m == 12 {
-		for p := range k {
-			*(*[12]float32)(dst[p*12:]) = *(*[12]float32)(a[p*lda:])
-		}
-		return dst
-	}
-	for p := range k {
-		d, s := dst[p*m:p*m+m], a[p*lda:p*lda+m]
-		for i := range d {
-			d[i] = s[i]
+// tileRows returns the first row and the height of tile t of rows
+// [r0,r1): whole tiles of mr rows, except that the last two share what is
+// left evenly, so 16 rows run as 8+8, not 12+4.
+func tileRows(r0, r1, mr, t int) (i0, m int) {
+	rows := r1 - r0
+	tiles := ceilDiv(rows, mr)
+	i0, m = r0+t*mr, min(mr, rows-t*mr)
+	if rem := rows - (tiles-2)*mr; tiles >= 2 && t >= tiles-2 && rem < 2*mr {
+		h := (rem + 1) / 2
+		i0, m = r0+(tiles-2)*mr, h
+		if t == tiles-1 {
+			i0, m = i0+h, rem-h
 		}
 	}
-	return dst
+	return i0, m
+}
+
+// packAT packs tiles [t0,t1) of a transposed A for depth block pc: tile t
+// (rows i0…i0+m) lands at dst[(i0−g0)·kc:] as kc groups of m floats, g0
+// being the first tile's first row. Read in place, a transposed tile steps
+// lda floats per k; with lda a multiple of 1024 every step hits the same
+// cache set and the tile thrashes. Packing several tiles at once reads A in
+// contiguous runs of up to gemmATiles·MR floats.
+func (g *gemmArgs) packAT(dst []float32, pc, kc, r0, r1, mr, t0, t1 int) {
+	lda := g.m
+	var off, hs [gemmATiles]int // each tile's first row after g0, and height
+	g0, _ := tileRows(r0, r1, mr, t0)
+	for t := t0; t < t1; t++ {
+		i0, m := tileRows(r0, r1, mr, t)
+		off[t-t0], hs[t-t0] = i0-g0, m
+	}
+	nt := t1 - t0
+	width := off[nt-1] + hs[nt-1]
+	for p := range kc {
+		row := g.a[(pc+p)*lda+g0 : (pc+p)*lda+g0+width]
+		for t := range nt {
+			o, m := off[t], hs[t]
+			if m == 12 { // the AVX-512 tile, spelt out: no loop, no bounds checks
+				s := row[o : o+12 : o+12]
+				d := dst[o*kc+p*12 : o*kc+p*12+12 : o*kc+p*12+12]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				d[6], d[7], d[8], d[9], d[10], d[11] = s[6], s[7], s[8], s[9], s[10], s[11]
+				continue
+			}
+			src := row[o : o+m]
+			dp := dst[o*kc+p*m : o*kc+p*m+m]
+			for i, v := range src {
+				dp[i] = v
+			}
+		}
+	}
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
