@@ -6,7 +6,9 @@
 #   bench/gemm_compare.sh [threads [rounds]]    (defaults 2 and 3)
 #
 # On a shared machine the load changes from one second to the next, so the
-# two sides alternate for several rounds and each keeps its best figure.
+# two sides alternate for several rounds, and each keeps its best figure
+# over windows of about 250 ms (Go: -benchtime 250ms -count 5 per round;
+# NumPy: five timed windows of 250 ms per round).
 #
 # OpenBLAS 0.3.21 (Debian 12) does not recognise every AVX-512 CPU: on a
 # Sapphire Rapids VM it falls back to a kernel five times slower. On a CPU
@@ -32,7 +34,7 @@ go test -c -o "$tmp/tensor.test" ./tensor
 : >"$tmp/np"
 i=0
 while [ "$i" -lt "$R" ]; do
-	"$tmp/tensor.test" -test.run '^$' -test.bench '^BenchmarkGemm$' -test.benchtime 1s -test.cpu "$T" |
+	"$tmp/tensor.test" -test.run '^$' -test.bench '^BenchmarkGemm$' -test.benchtime 250ms -test.count 5 -test.cpu "$T" |
 		awk '/GFLOPS/ { split($1, p, "/"); sub(/-[0-9]+$/, "", p[2]);
 			for (i = 1; i < NF; i++) if ($(i+1) == "GFLOPS") print p[2], $i }' >>"$tmp/go"
 	OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T MKL_NUM_THREADS=$T "$PY" bench/gemm_numpy.py >>"$tmp/np"

@@ -30,7 +30,8 @@ type gemmJob struct {
 	g       gemmArgs
 	pl      gemmPlan
 	acc     bool
-	batch   int // > 0: task t is the whole product for batch item t
+	batch   int  // > 0: task t is the whole product for batch item t
+	vec     bool // the one-row streaming path (gemmvec.go)
 	ntask   int
 	next    atomic.Int64
 	pending atomic.Int64 // helpers still working
@@ -50,7 +51,10 @@ func gemm(g gemmArgs, parallel bool) {
 	}
 	j := getJob()
 	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
-	j.ntask = j.pl.tasks()
+	j.ntask, j.vec = j.pl.tasks(), g.vec(&j.pl.kern)
+	if j.vec {
+		j.ntask = ceilDiv(g.n, gemmVecCols)
+	}
 	j.run(min(w, j.ntask))
 	putJob(j)
 }
@@ -73,7 +77,7 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch, j.ntask = g, plan(&g, 1), nb, nb
+	j.g, j.pl, j.batch, j.ntask, j.vec = g, plan(&g, 1), nb, nb, false
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
@@ -108,6 +112,10 @@ func (j *gemmJob) work(buf []float32) {
 		t := int(j.next.Add(1)) - 1
 		if t >= j.ntask {
 			return
+		}
+		if j.vec {
+			j.g.vecTask(&j.pl.kern, t, j.acc)
+			continue
 		}
 		if j.batch == 0 {
 			j.g.task(&j.pl, t, j.acc, buf)
