@@ -3,4 +3,8 @@
 package simd
 
 // registerArch adds the NEON tier (Advanced SIMD is part of every arm64 CPU).
-func registerArch() { register(NEON, neonKernels()) }
+func registerArch() {
+	k := neonKernels()
+	gemmNEON(&k)
+	register(NEON, k)
+}
