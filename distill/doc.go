@@ -1,9 +1,75 @@
 // Package distill implements knowledge-distillation losses, led by the
 // convex-combination target that Apple's AFM on-device model was trained
-// with: a mix of the true next token and the teacher's top-1 prediction,
-// with weight 0.9 on the teacher ("Apple Intelligence Foundation Language
-// Models", 2024, §3).
+// with, and (in package distill/cache) the store for precomputed teacher
+// predictions that makes such training cheap.
 //
-// Every loss takes logits and returns the mean loss and, optionally, its
-// gradient with respect to the logits, so it plugs into any backward pass.
+// # The AFM convex combination
+//
+// "Apple Intelligence Foundation Language Models" (Gunter et al., 2024,
+// §3.2) trains the on-device model with "a convex combination of the true
+// labels and the teacher model's top-1 predictions (with 0.9 weight
+// assigned to the teacher labels)". Per token, with true next token y and
+// teacher argmax ŷ, the target distribution is
+//
+//	q = w·onehot(ŷ) + (1−w)·onehot(y),   w = DefaultTeacherWeight = 0.9
+//
+// and the loss is the cross-entropy against it,
+//
+//	L = −w·log p_S(ŷ) − (1−w)·log p_S(y),   ∂L/∂z = softmax(z) − q.
+//
+// The teacher enters only through one token id per position, so its
+// predictions can be computed once and stored at 4 bytes a token instead
+// of V logits (see package distill/cache). Where ŷ = y the loss is exactly
+// the cross-entropy, and w = 0 is plain cross-entropy with no teacher at
+// all — the setting AFM reports for continued pre-training, where
+// distillation did not help.
+//
+// # The family
+//
+// Beside ConvexCombination and CrossEntropy the package has the dense
+// distillation losses, all over temperature-scaled logits:
+//
+//   - SoftTarget, Hinton et al. (2015): T²·KL(p_T ‖ p_S);
+//   - ForwardKL and ReverseKL: KL(p_T ‖ p_S), mode-covering, and
+//     KL(p_S ‖ p_T), mode-seeking (MiniLLM, Gu et al. 2024);
+//   - GeneralizedJSD, GKD (Agarwal et al. 2024), exactly as TRL's
+//     generalized_jsd_loss, including its β = 0 and β = 1 endpoints;
+//
+// and SparseKL, which distills from the teacher's stored top-k
+// log-probabilities, dropping the leftover mass or keeping it as one extra
+// bucket, mixed with the hard-label cross-entropy by a weight α.
+//
+// # Shape of the API
+//
+// Every loss takes row-major float32 logits [N, V] and returns the mean
+// loss over the counted rows as a float64, and, when grad is not nil,
+// writes dLoss/dlogits into grad. None imports an autograd package: plug
+// the gradient into any backward pass. A negative label (PyTorch's −100)
+// ignores a row; a batch where every row is ignored has loss 0, a zero
+// gradient and no error, so an empty step changes nothing.
+//
+// Bad data — a length mismatch, an id outside [0, V), NaN or ±Inf in the
+// logits, a temperature ≤ 0, a weight outside [0, 1] — is an error naming
+// the input, row and column; grad is then left untouched, because every
+// check runs before the first gradient write.
+//
+// # Speed
+//
+// The losses are fused. ConvexCombination reads the logits from memory
+// twice — one vectorized pass (tensor.Sum) over the batch proves them
+// finite, then per row one pass takes the maximum — and writes the
+// gradient once, straight into grad (which may even be the logits tensor
+// itself); the rest of a row's work (z − max, one exponential per logit,
+// their sum, the scaling to (p − q)/N) runs on the row while it is in
+// cache. There is no [N, V] temporary: what a row needs beyond grad lives
+// in per-worker scratch rows. Rows are split into chunks whose layout
+// depends only on the shape, handed to a fixed pool of GOMAXPROCS
+// goroutines, and their float64 partial sums are added in chunk order, so
+// results are bit-identical for any number of workers. Steady-state calls
+// do not allocate.
+//
+// Log-probabilities are formed as (z_k − max z) − log Σ e^(z − max z) in
+// float64, or read from a float32 softmax only where that is accurate,
+// never from a float32 log-sum-exp, so losses stay accurate for logits of
+// magnitude 1e4 and log-probability gaps of 1e3.
 package distill

@@ -1,6 +1,10 @@
 package tensor
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/posttrain/posttrain/tensor/internal/simd"
+)
 
 // MatMul computes c = a·b for 2-D a [M,K], b [K,N] and c [M,N].
 func MatMul(c, a, b *Dense) { Gemm(false, false, 1, a, b, 0, c) }
@@ -8,54 +12,84 @@ func MatMul(c, a, b *Dense) { Gemm(false, false, 1, a, b, 0, c) }
 // Gemm computes c = alpha·op(a)·op(b) + beta·c, where op(x) is x or its
 // transpose. With beta = 0, c is overwritten and its old contents (even NaN)
 // are ignored, as in BLAS. It panics with a *ShapeError on mismatched shapes.
+//
+// The product runs on a fixed pool of GOMAXPROCS workers (see gemmpool.go)
+// through a packed, cache-blocked algorithm (see gemmblock.go); once the
+// packing buffers exist, a call allocates nothing. The result does not
+// depend on the number of workers: every element of c sums its products in
+// the same order whatever the split.
 func Gemm(transA, transB bool, alpha float32, a, b *Dense, beta float32, c *Dense) {
-	m, k, n := gemmShape(transA, transB, a, b, c)
-	cd := c.data
-	if beta == 0 {
-		clear(cd)
-	} else if beta != 1 {
-		Scale(cd, beta, cd)
-	}
-	if alpha == 0 || k == 0 {
-		return
-	}
-	ad, bd := a.data, b.data
-	lda, ldb := a.shape[1], b.shape[1]
-	for i := range m {
-		ci := cd[i*n : (i+1)*n]
-		for p := range k {
-			var aip float32
-			if transA {
-				aip = ad[p*lda+i]
-			} else {
-				aip = ad[i*lda+p]
-			}
-			aip *= alpha
-			if !transB {
-				Axpy(aip, bd[p*ldb:(p+1)*ldb], ci)
-				continue
-			}
-			for j := range n {
-				ci[j] += aip * bd[j*ldb+p]
-			}
-		}
-	}
+	m, k, n := gemmShape("Gemm", transA, transB, a.shape, b.shape, c.shape)
+	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a.data, b: b.data, c: c.data}, true)
 }
 
-func gemmShape(transA, transB bool, a, b, c *Dense) (m, k, n int) {
-	if a.Dims() != 2 || b.Dims() != 2 || c.Dims() != 2 {
-		panic(&ShapeError{Op: "Gemm", Msg: fmt.Sprintf("need 2-D tensors, have %v, %v, %v", a.shape, b.shape, c.shape)})
+// BatchedMatMul computes c[i] = a[i]·b[i] for 3-D a [B,M,K], b [B,K,N] and
+// c [B,M,N], as attention needs for its per-head products.
+func BatchedMatMul(c, a, b *Dense) { BatchedGemm(false, false, 1, a, b, 0, c) }
+
+// BatchedGemm computes c[i] = alpha·op(a[i])·op(b[i]) + beta·c[i] for every
+// i along the leading dimension of the 3-D tensors a, b and c, with the
+// semantics of Gemm. Small products run one per worker; large ones each use
+// all workers. It panics with a *ShapeError on mismatched shapes.
+func BatchedGemm(transA, transB bool, alpha float32, a, b *Dense, beta float32, c *Dense) {
+	if a.Dims() != 3 || b.Dims() != 3 || c.Dims() != 3 {
+		panic(&ShapeError{Op: "BatchedGemm", Msg: fmt.Sprintf("need 3-D tensors, have %v, %v, %v", a.shape, b.shape, c.shape)})
 	}
-	m, k = a.shape[0], a.shape[1]
+	nb := a.shape[0]
+	if b.shape[0] != nb || c.shape[0] != nb {
+		panic(&ShapeError{Op: "BatchedGemm", Msg: fmt.Sprintf("batch sizes differ: %v, %v, %v", a.shape, b.shape, c.shape)})
+	}
+	m, k, n := gemmShape("BatchedGemm", transA, transB, a.shape[1:], b.shape[1:], c.shape[1:])
+	batchedGemm(nb, gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a.data, b: b.data, c: c.data})
+}
+
+func gemmShape(op string, transA, transB bool, as, bs, cs []int) (m, k, n int) {
+	if len(as) != 2 || len(bs) != 2 || len(cs) != 2 {
+		panic(&ShapeError{Op: op, Msg: fmt.Sprintf("need 2-D tensors, have %v, %v, %v", as, bs, cs)})
+	}
+	m, k = as[0], as[1]
 	if transA {
 		m, k = k, m
 	}
-	kb, n := b.shape[0], b.shape[1]
+	kb, n := bs[0], bs[1]
 	if transB {
 		kb, n = n, kb
 	}
-	if k != kb || c.shape[0] != m || c.shape[1] != n {
-		panic(&ShapeError{Op: "Gemm", Msg: fmt.Sprintf("op(a) %dx%d · op(b) %dx%d does not give c %v", m, k, kb, n, c.shape)})
+	if k != kb || cs[0] != m || cs[1] != n {
+		panic(&ShapeError{Op: op, Msg: fmt.Sprintf("op(a) %dx%d · op(b) %dx%d does not give c %v", m, k, kb, n, cs)})
 	}
 	return m, k, n
+}
+
+// gemmArgs is one product c = alpha·op(a)·op(b) + beta·c over contiguous
+// row-major storage: a is [m,k] ([k,m] if transA), b is [k,n] ([n,k] if
+// transB) and c is [m,n].
+type gemmArgs struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+}
+
+// prologue applies beta to c and reports whether the product itself still
+// has to run, and whether it must add onto c (acc) rather than overwrite it.
+func (g *gemmArgs) prologue() (run, acc bool) {
+	if g.m == 0 || g.n == 0 {
+		return false, false
+	}
+	c := g.c[:g.m*g.n]
+	empty := g.k == 0 || g.alpha == 0
+	switch g.beta {
+	case 0:
+		if empty {
+			clear(c)
+		}
+		return !empty, false
+	case 1:
+	default:
+		simd.K.Scale(c, g.beta, c)
+	}
+	return !empty, true
 }

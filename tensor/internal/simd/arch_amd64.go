@@ -12,12 +12,14 @@ func registerArch() {
 		var k Kernels
 		arithAVX2(&k)
 		expAVX2(&k)
+		gemmAVX2(&k)
 		register(AVX2, k)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		var k Kernels
 		arithAVX512(&k)
 		expAVX512(&k)
+		gemmAVX512(&k)
 		register(AVX512, k)
 	}
 }

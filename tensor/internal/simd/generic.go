@@ -25,6 +25,7 @@ var genericKernels = Kernels{
 	FromBF16:   fromBF16Generic,
 	ToF16:      toF16Generic,
 	FromF16:    fromF16Generic,
+	Gemm:       gemmGeneric,
 }
 
 // BlockLen is how many elements a reduction sums in float32 lanes before it

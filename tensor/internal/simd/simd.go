@@ -70,6 +70,9 @@ type Kernels struct {
 	FromBF16 func(dst []float32, x []uint16)
 	ToF16    func(dst []uint16, x []float32) // IEEE binary16, round to nearest even
 	FromF16  func(dst []float32, x []uint16)
+
+	// GEMM micro-kernels (gemm*.go)
+	Gemm *GemmKernel
 }
 
 // K is the active table. Package tensor calls through it.

@@ -1,0 +1,64 @@
+// Package cache stores a teacher model's next-token predictions so that
+// distillation can run without the teacher.
+//
+// AFM distills its on-device model from the teacher's top-1 prediction
+// per token ("Apple Intelligence Foundation Language Models", 2024, §3.2;
+// see package distill), and names the storage of precomputed teacher
+// predictions as the cost of doing so offline. A top-1 id is 4 bytes a
+// token; AFM's 6.3T pre-training tokens would still be 25 TB, so a corpus
+// is written as many shard files under one manifest.
+//
+// # Storage per token
+//
+// Each token stores the teacher's top K ids, as uint32 or packed to
+// ⌈log2 V⌉ bits, and optionally their log-probabilities as bfloat16 or
+// IEEE float16 (tensor.ToBF16, tensor.ToF16). For a 49,152-token
+// vocabulary (Format.BytesPerToken; block checksums add 4 bytes per
+// block of 65,536 tokens by default):
+//
+//	K    ids     log-probs   bytes/token   vs float32 logits (196,608 B)
+//	1    uint32  none          4           1 / 49,152
+//	1    16 bit  none          2           1 / 98,304
+//	8    uint32  bf16         48           1 / 4,096
+//	8    16 bit  bf16         32           1 / 6,144
+//	32   uint32  f16         192           1 / 1,024
+//	32   16 bit  f16         128           1 / 1,536
+//
+// Full bfloat16 logits would cost 98,304 bytes a token.
+//
+// # File format
+//
+// A 64-byte header (magic "PTTCACHE", version, vocabulary size, K, tokens
+// per block, token count, log-prob precision, id width, and the header's
+// own CRC-32C) is followed by blocks of BlockTokens tokens (the last may
+// be short), each ending with the CRC-32C (Castagnoli) of its contents.
+// All integers are little-endian. The header fixes every block's offset
+// and the file's exact size, so a reader can seek to any block, and a
+// truncated or overlong file is detected before any data is trusted.
+//
+// Writers write to a temporary file in the target directory and rename it
+// into place on Close, so a crash never leaves a partial file under the
+// final name. The Reader memory-maps the file (golang.org/x/exp/mmap) and
+// copies out one block at a time, verifying its checksum first: the file
+// is never loaded whole. Every corruption — bad magic or header checksum,
+// truncation, a flipped bit in a block, an id outside the vocabulary — is
+// an error naming the file and the block; none is a panic (the reader is
+// fuzzed, with a committed seed corpus).
+//
+// # Corpora
+//
+// ShardWriter splits a stream into shards of a fixed token count and
+// writes manifest.json listing them with their token counts and header
+// checksums. OpenCorpus checks every shard against the manifest before
+// reading anything (a missing shard, or one of another format or length,
+// is an error), and Corpus.Next streams blocks across shards in order.
+// A shard swapped for a different file of identical format and length is
+// not detected by the manifest (its blocks still verify).
+//
+// # Filling a cache
+//
+// Precompute runs any Teacher — a function from a batch of tokens to
+// logits — over a TokenSource, takes the top K of each row's log-softmax,
+// writes them to a Writer or ShardWriter, and reports progress through a
+// callback; it honours context cancellation between batches.
+package cache

@@ -1,0 +1,302 @@
+package cache
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// A corpus too large for one file — AFM's 6.3T pre-training tokens are
+// 25 TB even at 4 bytes a token — is split into shard files listed, in
+// order, by a manifest in the same directory.
+
+// ManifestName is the manifest's file name within a corpus directory.
+const ManifestName = "manifest.json"
+
+// Manifest lists a corpus's shards in token order.
+type Manifest struct {
+	Version int     `json:"version"`
+	Format  Format  `json:"format"`
+	Tokens  int64   `json:"tokens"`
+	Shards  []Shard `json:"shards"`
+}
+
+// Shard is one file of a corpus.
+type Shard struct {
+	File   string `json:"file"` // relative to the manifest's directory
+	Tokens int64  `json:"tokens"`
+	// HeaderCRC is the CRC-32C stored in the shard's header; a shard
+	// replaced by another file of the same size and format is caught by it.
+	HeaderCRC uint32 `json:"header_crc32c"`
+}
+
+// ShardWriter writes a corpus as shards of at most ShardTokens tokens
+// each, and the manifest on Close. Each shard, and the manifest, is
+// renamed into place only once complete.
+type ShardWriter struct {
+	dir    string
+	f      Format
+	per    int64
+	cur    *Writer
+	m      Manifest
+	err    error
+	closed bool
+}
+
+// CreateSharded starts a corpus in dir (created if needed) with format f
+// and at most shardTokens tokens per shard.
+func CreateSharded(dir string, f Format, shardTokens int64) (*ShardWriter, error) {
+	f = f.withDefaults()
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("cache: %s: %v", dir, err)
+	}
+	if shardTokens < 1 {
+		return nil, fmt.Errorf("cache: %s: %d tokens per shard, want ≥ 1", dir, shardTokens)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return &ShardWriter{dir: dir, f: f, per: shardTokens, m: Manifest{Version: version, Format: f}}, nil
+}
+
+// Format returns the corpus format.
+func (s *ShardWriter) Format() Format { return s.f }
+
+// Tokens returns how many tokens have been written.
+func (s *ShardWriter) Tokens() int64 { return s.m.Tokens }
+
+// Write appends tokens as Writer.Write does, starting new shards as the
+// current one fills.
+func (s *ShardWriter) Write(ids []int32, logProbs []float32) error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.closed {
+		return errors.New("cache: write after Close")
+	}
+	if err := s.f.check(s.dir, s.m.Tokens, ids, logProbs); err != nil {
+		return err // checked whole, so nothing of a bad call is written
+	}
+	k := s.f.K
+	for len(ids) > 0 {
+		if s.cur == nil {
+			name := fmt.Sprintf("shard-%05d.ptc", len(s.m.Shards))
+			w, err := Create(filepath.Join(s.dir, name), s.f)
+			if err != nil {
+				s.err = err
+				return err
+			}
+			s.cur = w
+			s.m.Shards = append(s.m.Shards, Shard{File: name})
+		}
+		c := int(min(int64(len(ids)/k), s.per-s.cur.Tokens())) * k
+		var lp []float32
+		if logProbs != nil {
+			lp, logProbs = logProbs[:c], logProbs[c:]
+		}
+		if err := s.cur.Write(ids[:c], lp); err != nil {
+			return err // a data error: nothing of this call's remainder is written
+		}
+		ids = ids[c:]
+		s.m.Tokens += int64(c / k)
+		if s.cur.Tokens() == s.per {
+			if err := s.finishShard(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *ShardWriter) finishShard() error {
+	w := s.cur
+	s.cur = nil
+	if err := w.Close(); err != nil {
+		s.err = err
+		return err
+	}
+	sh := &s.m.Shards[len(s.m.Shards)-1]
+	sh.Tokens = w.Tokens()
+	sh.HeaderCRC = binary.LittleEndian.Uint32(encodeHeader(s.f, w.Tokens())[60:])
+	return nil
+}
+
+// Close finishes the last shard and writes the manifest.
+func (s *ShardWriter) Close() error {
+	if s.closed {
+		return s.err
+	}
+	s.closed = true
+	if s.err != nil {
+		s.Abort()
+		return s.err
+	}
+	if s.cur != nil {
+		if err := s.finishShard(); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(s.m, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(s.dir, ManifestName), append(b, '\n'))
+	}
+	if err != nil {
+		s.err = fmt.Errorf("cache: %s: manifest: %w", s.dir, err)
+	}
+	return s.err
+}
+
+// Abort discards the shard being written; finished shards stay, but no
+// manifest is written.
+func (s *ShardWriter) Abort() {
+	s.closed = true
+	if s.cur != nil {
+		s.cur.Abort()
+		s.cur = nil
+	}
+	if s.err == nil {
+		s.err = errors.New("cache: aborted")
+	}
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Corpus streams the blocks of a sharded cache in order, across shards,
+// holding one shard's map open at a time.
+type Corpus struct {
+	dir   string
+	m     Manifest
+	cur   *Reader
+	shard int   // index of the next shard to open
+	start int64 // first token of the current shard within the corpus
+}
+
+// OpenCorpus reads the manifest at path and checks, before any data is
+// read, that every shard exists and that its header matches the manifest:
+// format, token count and header checksum. A missing or mismatched shard,
+// or token counts that do not add up, is an error naming the shard.
+func OpenCorpus(path string) (*Corpus, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("cache: manifest %s: %w", path, err)
+	}
+	if m.Version != version {
+		return nil, fmt.Errorf("cache: manifest %s: version %d, this reader knows %d", path, m.Version, version)
+	}
+	if err := m.Format.validate(); err != nil {
+		return nil, fmt.Errorf("cache: manifest %s: %v", path, err)
+	}
+	dir := filepath.Dir(path)
+	var total int64
+	for i, sh := range m.Shards {
+		if err := checkShard(dir, m.Format, sh); err != nil {
+			return nil, fmt.Errorf("cache: manifest %s: shard %d: %w", path, i, err)
+		}
+		total += sh.Tokens
+	}
+	if total != m.Tokens {
+		return nil, fmt.Errorf("cache: manifest %s: shards hold %d tokens, manifest says %d", path, total, m.Tokens)
+	}
+	return &Corpus{dir: dir, m: m}, nil
+}
+
+func checkShard(dir string, f Format, sh Shard) error {
+	if sh.File == "" || filepath.IsAbs(sh.File) || filepath.Base(sh.File) != sh.File {
+		return fmt.Errorf("bad file name %q", sh.File)
+	}
+	file, err := os.Open(filepath.Join(dir, sh.File))
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	var h [headerSize]byte
+	if _, err := io.ReadFull(file, h[:]); err != nil {
+		return fmt.Errorf("%s: header: %w", sh.File, err)
+	}
+	got, tokens, err := decodeHeader(h[:])
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %v", sh.File, err)
+	case got != f:
+		return fmt.Errorf("%s: format %+v, manifest says %+v", sh.File, got, f)
+	case tokens != sh.Tokens:
+		return fmt.Errorf("%s: %d tokens, manifest says %d", sh.File, tokens, sh.Tokens)
+	case binary.LittleEndian.Uint32(h[60:]) != sh.HeaderCRC:
+		return fmt.Errorf("%s: header checksum %08x, manifest says %08x", sh.File, binary.LittleEndian.Uint32(h[60:]), sh.HeaderCRC)
+	}
+	return nil
+}
+
+// Manifest returns the corpus manifest.
+func (c *Corpus) Manifest() Manifest { return c.m }
+
+// Next returns the corpus's next block, with Start counted from the
+// corpus's first token, and io.EOF after the last.
+func (c *Corpus) Next() (Block, error) {
+	for {
+		if c.cur != nil {
+			b, err := c.cur.Next()
+			if err == nil {
+				b.Start += c.start
+				return b, nil
+			}
+			if err != io.EOF {
+				return Block{}, err
+			}
+			c.start += c.cur.Tokens()
+			c.cur.Close()
+			c.cur = nil
+		}
+		if c.shard >= len(c.m.Shards) {
+			return Block{}, io.EOF
+		}
+		sh := c.m.Shards[c.shard]
+		r, err := Open(filepath.Join(c.dir, sh.File))
+		if err != nil {
+			return Block{}, fmt.Errorf("cache: shard %d: %w", c.shard, err)
+		}
+		if r.Format() != c.m.Format || r.Tokens() != sh.Tokens {
+			r.Close()
+			return Block{}, fmt.Errorf("cache: shard %d (%s) changed since the corpus was opened", c.shard, sh.File)
+		}
+		c.cur = r
+		c.shard++
+	}
+}
+
+// Close releases the open shard.
+func (c *Corpus) Close() error {
+	if c.cur == nil {
+		return nil
+	}
+	err := c.cur.Close()
+	c.cur = nil
+	return err
+}

@@ -1,0 +1,204 @@
+package distill
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// SoftTarget returns Hinton et al.'s distillation loss
+//
+//	T²·mean_i KL(softmax(teacher_i/T) ‖ softmax(student_i/T))
+//
+// and, when grad is not nil, its gradient with respect to the student
+// logits, T·(p_S − p_T)/N per row. The T² keeps the gradient's scale
+// independent of T, so the soft term can be mixed with a hard-label
+// cross-entropy at a fixed weight (see CrossEntropy). grad may be student
+// itself.
+//
+// It returns an error, leaving grad untouched, if the shapes differ, the
+// temperature is not finite and > 0, or either input holds NaN or ±Inf.
+// A batch with no rows has loss 0. If a temperature so small that
+// logits/T overflows float32 (|logit|/T > 3.4e38) makes the loss
+// non-finite, that too is an error, but grad has then been written.
+func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
+	return divergence("SoftTarget", grad, student, teacher, 0, temperature, temperature*temperature)
+}
+
+// ForwardKL returns mean_i KL(p_T ‖ p_S), with p_S = softmax(student_i/T)
+// and p_T = softmax(teacher_i/T), and its gradient (p_S − p_T)/(T·N) per
+// row: the mode-covering divergence of classic distillation, without
+// SoftTarget's T² factor. It equals GeneralizedJSD with β = 0. Errors as
+// for SoftTarget.
+func ForwardKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
+	return divergence("ForwardKL", grad, student, teacher, 0, temperature, 1)
+}
+
+// ReverseKL returns mean_i KL(p_S ‖ p_T), the mode-seeking divergence, and
+// its gradient p_S⊙(log p_S − log p_T − KL_i)/(T·N) per row. It equals
+// GeneralizedJSD with β = 1. Errors as for SoftTarget.
+func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
+	return divergence("ReverseKL", grad, student, teacher, 1, temperature, 1)
+}
+
+// GeneralizedJSD returns the generalized Jensen–Shannon divergence of GKD
+// (Agarwal et al. 2023) as TRL's generalized_jsd_loss computes it with
+// batchmean reduction on [B, L, V] logits (our N = B·L rows, so the mean
+// is over tokens; TRL's labels mask is not offered): with logits divided
+// by T and M = β·p_T + (1−β)·p_S (formed in log space),
+//
+//	JSD_β = β·KL(p_T ‖ M) + (1−β)·KL(p_S ‖ M),
+//
+// averaged over rows, with no T² factor. The endpoints are defined as TRL
+// defines them: β = 0 is KL(p_T ‖ p_S) (ForwardKL) and β = 1 is
+// KL(p_S ‖ p_T) (ReverseKL). Note that this makes the loss discontinuous
+// there: JSD_β itself tends to 0 as β → 0 or 1.
+//
+// When grad is not nil it receives the gradient with respect to the
+// student logits; for 0 < β < 1 that is
+// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. Errors as for
+// SoftTarget, and for β outside [0, 1].
+func GeneralizedJSD(grad, student, teacher *tensor.Dense, beta, temperature float64) (float64, error) {
+	if err := checkUnit("GeneralizedJSD", "beta", beta); err != nil {
+		return 0, err
+	}
+	return divergence("GeneralizedJSD", grad, student, teacher, beta, temperature, 1)
+}
+
+func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, factor float64) (float64, error) {
+	n, v, err := dims(op, "student", student)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkSame(op, "teacher", teacher, n, v); err != nil {
+		return 0, err
+	}
+	if err := checkGrad(op, grad, n, v); err != nil {
+		return 0, err
+	}
+	if err := checkTemperature(op, temp); err != nil {
+		return 0, err
+	}
+	if grad != nil && n > 0 && &grad.Data()[0] == &teacher.Data()[0] {
+		return 0, fmt.Errorf("distill: %s: grad aliases teacher", op)
+	}
+	if err := checkFinite(op, "student", student, "teacher", teacher); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	j := divJobs.get()
+	defer divJobs.put(j)
+	*j = divJob{grad: grad, s: student, t: teacher, beta: beta, invT: float32(1 / temp),
+		gscale: float32(factor / (temp * float64(n))), n: n, v: v, rows: chunkRows(v), parts: j.parts}
+	nc := (n + j.rows - 1) / j.rows
+	j.parts.reset(nc)
+	run(j, nc)
+	sum, _ := j.parts.total()
+	j.grad, j.s, j.t = nil, nil, nil
+	if math.IsNaN(sum) || math.IsInf(sum, 0) {
+		// Finite logits divided by a tiny temperature can overflow float32;
+		// that is the one failure found only after grad was written.
+		return 0, fmt.Errorf("distill: %s: logits / temperature %v overflow float32", op, temp)
+	}
+	return factor * sum / float64(n), nil
+}
+
+type divJob struct {
+	grad, s, t *tensor.Dense
+	beta       float64
+	invT       float32
+	gscale     float32 // factor/(T·N)
+	n, v, rows int
+	parts      parts
+}
+
+var divJobs = newFreeList[divJob]()
+
+// logTiny is log(tinyProb): below it a float32 log of a mixture
+// probability has lost precision and is recomputed in float64.
+var logTiny = float32(math.Log(tinyProb))
+
+func (j *divJob) chunk(c int, sc *scratch) {
+	lo, hi := c*j.rows, min((c+1)*j.rows, j.n)
+	v := j.v
+	sd, td := j.s.Data(), j.t.Data()
+	var gd []float32
+	if j.grad != nil {
+		gd = j.grad.Data()
+	}
+	a, b, p, q := buf(&sc.a, v), buf(&sc.b, v), buf(&sc.c, v), buf(&sc.d, v)
+	var sum float64
+	for i := lo; i < hi; i++ {
+		var g []float32
+		if gd != nil {
+			g = gd[i*v : (i+1)*v]
+		}
+		tensor.Scale(a, j.invT, sd[i*v:(i+1)*v])
+		tensor.LogSoftmax(a, a) // log p_S
+		tensor.Scale(b, j.invT, td[i*v:(i+1)*v])
+		tensor.LogSoftmax(b, b) // log p_T
+		switch j.beta {
+		case 0: // KL(p_T ‖ p_S); gradient p_S − p_T
+			tensor.Exp(p, b)
+			tensor.Sub(q, b, a)
+			sum += float64(tensor.Dot(p, q))
+			if g != nil {
+				tensor.Exp(g, a)
+				tensor.Sub(g, g, p)
+				tensor.Scale(g, j.gscale, g)
+			}
+		case 1: // KL(p_S ‖ p_T); gradient p_S⊙(log p_S − log p_T − KL)
+			tensor.Exp(p, a)
+			tensor.Sub(q, a, b)
+			kl := tensor.Dot(p, q)
+			sum += float64(kl)
+			if g != nil {
+				tensor.Mul(g, p, q)
+				tensor.Axpy(-kl, p, g)
+				tensor.Scale(g, j.gscale, g)
+			}
+		default:
+			sum += j.mixed(g, a, b, p, q, buf(&sc.e, v))
+		}
+	}
+	j.parts.sum[c] = sum
+}
+
+// mixed handles 0 < β < 1 for one row, given a = log p_S and b = log p_T,
+// with scratch p, q, m; it clobbers a and b.
+func (j *divJob) mixed(g, a, b, p, q, m []float32) float64 {
+	beta := j.beta
+	tensor.Exp(p, a) // p_S
+	tensor.Exp(q, b) // p_T
+	tensor.Scale(m, float32(1-beta), p)
+	tensor.Axpy(float32(beta), q, m)
+	tensor.Log(m, m) // log M
+	// Where both probabilities are tiny the float32 mixture lost precision
+	// (or underflowed to log 0 = −Inf): recompute log M in log space.
+	la, lb := math.Log1p(-beta), math.Log(beta)
+	for k, x := range m {
+		if x < logTiny {
+			m[k] = float32(logAddExp(float64(a[k])+la, float64(b[k])+lb))
+		}
+	}
+	tensor.Sub(b, b, m)
+	klT := float64(tensor.Dot(q, b))
+	tensor.Sub(a, a, m)
+	klS := tensor.Dot(p, a)
+	if g != nil {
+		tensor.Mul(g, p, a)
+		tensor.Axpy(-klS, p, g)
+		tensor.Scale(g, float32(1-beta)*j.gscale, g)
+	}
+	return beta*klT + (1-beta)*float64(klS)
+}
+
+func logAddExp(x, y float64) float64 {
+	if x < y {
+		x, y = y, x
+	}
+	return x + math.Log1p(math.Exp(y-x))
+}

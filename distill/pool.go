@@ -1,0 +1,180 @@
+package distill
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The losses split a batch into chunks of whole rows whose layout depends
+// only on the batch shape, never on the number of workers, and sum each
+// chunk's row losses in float64 in row order, then the chunks in chunk
+// order. The result is therefore bit-identical for any GOMAXPROCS.
+//
+// Chunks are handed out through an atomic counter to a fixed set of worker
+// goroutines, started on first use and sized by GOMAXPROCS, plus the calling
+// goroutine itself. Nothing here allocates once the pool and the free lists
+// are warm.
+
+// chunkElems is the target number of logits per chunk: large enough that a
+// chunk's bookkeeping is noise, small enough that a [2048 × 49152] batch
+// gives every worker many chunks to balance.
+const chunkElems = 1 << 16
+
+// chunkRows returns how many rows of width v make one chunk.
+func chunkRows(v int) int { return max(1, chunkElems/max(v, 1)) }
+
+// chunker is one parallel pass: chunk processes chunk c with the calling
+// worker's scratch.
+type chunker interface {
+	chunk(c int, s *scratch)
+}
+
+// batch is one call's share-out of chunks.
+type batch struct {
+	work chunker
+	n    int
+	next atomic.Int64
+	wg   sync.WaitGroup
+}
+
+func (b *batch) drain(s *scratch) {
+	for {
+		c := int(b.next.Add(1) - 1)
+		if c >= b.n {
+			return
+		}
+		b.work.chunk(c, s)
+	}
+}
+
+var (
+	poolMu   sync.Mutex
+	poolSize int                      // worker goroutines started so far
+	tickets  = make(chan *batch, 256) // one ticket per helper a batch wants
+	batches  = newFreeList[batch]()
+	scratchs = newFreeList[scratch]()
+)
+
+func worker() {
+	s := new(scratch)
+	for b := range tickets {
+		b.drain(s)
+		b.wg.Done()
+	}
+}
+
+// grow starts workers until there are at least n.
+func grow(n int) {
+	poolMu.Lock()
+	for poolSize < n {
+		poolSize++
+		go worker()
+	}
+	poolMu.Unlock()
+}
+
+// run calls work.chunk for every c in [0, n), spread over up to GOMAXPROCS
+// goroutines (the caller and GOMAXPROCS−1 pool workers), and returns when
+// all are done.
+func run(work chunker, n int) {
+	p := min(runtime.GOMAXPROCS(0), n)
+	s := scratchs.get()
+	defer scratchs.put(s)
+	if p <= 1 {
+		for c := range n {
+			work.chunk(c, s)
+		}
+		return
+	}
+	grow(p - 1)
+	b := batches.get()
+	b.work, b.n = work, n
+	b.next.Store(0)
+	b.wg.Add(p - 1)
+	for range p - 1 {
+		tickets <- b
+	}
+	b.drain(s)
+	b.wg.Wait()
+	b.work = nil
+	batches.put(b)
+}
+
+// freeList recycles per-call state without sync.Pool's random drops (the
+// race detector makes sync.Pool drop items on purpose), so steady-state
+// calls do not allocate.
+type freeList[T any] struct{ ch chan *T }
+
+func newFreeList[T any]() freeList[T] { return freeList[T]{make(chan *T, 64)} }
+
+func (f freeList[T]) get() *T {
+	select {
+	case x := <-f.ch:
+		return x
+	default:
+		return new(T)
+	}
+}
+
+func (f freeList[T]) put(x *T) {
+	select {
+	case f.ch <- x:
+	default:
+	}
+}
+
+// scratch is one worker's reusable row buffers.
+type scratch struct {
+	a, b, c, d, e []float32
+	one           []float32 // all ones, for Axpy to add a constant
+}
+
+// ones returns n ones.
+func (s *scratch) ones(n int) []float32 {
+	if len(s.one) < n {
+		s.one = make([]float32, n)
+		for i := range s.one {
+			s.one[i] = 1
+		}
+	}
+	return s.one[:n]
+}
+
+// buf returns (*p)[:n], growing *p if needed.
+func buf(p *[]float32, n int) []float32 {
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	return (*p)[:n]
+}
+
+// parts holds one float64 partial sum per chunk, and per chunk the first
+// error found, reused across calls.
+type parts struct {
+	sum  []float64
+	errs []error
+}
+
+func (p *parts) reset(n int) {
+	if cap(p.sum) < n {
+		p.sum, p.errs = make([]float64, n), make([]error, n)
+	}
+	p.sum, p.errs = p.sum[:n], p.errs[:n]
+	clear(p.sum)
+	clear(p.errs)
+}
+
+// total returns the chunk sums added in chunk order, or the error of the
+// first chunk that has one.
+func (p *parts) total() (float64, error) {
+	var s float64
+	for c := range p.sum {
+		if err := p.errs[c]; err != nil {
+			clear(p.errs) // the free list should not keep errors alive
+			return 0, err
+		}
+		s += p.sum[c]
+	}
+	return s, nil
+}

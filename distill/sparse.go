@@ -1,0 +1,333 @@
+package distill
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/posttrain/posttrain/tensor"
+)
+
+// TopK is a teacher's stored sparse prediction for N rows: per row, K
+// distinct token ids and their log-probabilities under the teacher (at
+// temperature 1), row-major, as the teacher cache stores them.
+type TopK struct {
+	IDs      []int32   // [N·K] token ids, distinct within a row
+	LogProbs []float32 // [N·K] teacher log-probabilities, ≤ 0
+	K        int
+}
+
+// Leftover says what sparse distillation does with the teacher's mass
+// outside its stored top k, 1 − Σ_k p_T.
+type Leftover int
+
+const (
+	// Drop renormalizes the teacher over its top k and compares it with the
+	// student renormalized over the same k tokens; the student's logits off
+	// the support get no gradient from the soft term.
+	Drop Leftover = iota
+	// Bucket keeps the leftover as one extra class: the student's mass off
+	// the support is compared, as a whole, with the teacher's leftover.
+	Bucket
+)
+
+func (l Leftover) String() string {
+	switch l {
+	case Drop:
+		return "drop"
+	case Bucket:
+		return "bucket"
+	}
+	return fmt.Sprintf("Leftover(%d)", int(l))
+}
+
+// sumTolerance is how far the stored top-k probabilities may sum above 1:
+// bfloat16 log-probs carry a relative error of up to 2⁻⁹ in probability.
+const sumTolerance = 1e-2
+
+// SparseKL returns the mean over counted rows of
+//
+//	α·KL(q_i ‖ p̃_i) + (1−α)·(−log p_S(y_i))
+//
+// where q_i is the teacher's stored top-k distribution with the leftover
+// mass handled as the Leftover says, p̃_i the student distribution on the
+// same support (k tokens for Drop, k tokens plus one bucket for Bucket),
+// and y_i = labels[i] the true token. Over the support the gradient of the
+// soft term is p̃ − q, and for Bucket the bucket's share is spread over the
+// tokens off the support in proportion to the student's probabilities.
+// When grad is not nil it receives dLoss/dlogits.
+//
+// labels may be nil when α = 1; a negative label ignores its row (both
+// terms). A batch with every row ignored has loss 0 and a zero gradient.
+// With Drop, α = 1 and grad nil, a row's loss costs O(k), not O(V), after
+// the one vectorized pass that checks the logits are finite.
+//
+// It returns an error, leaving grad untouched, for shape or length
+// mismatches, α outside [0, 1], an id outside [0, V) or repeated within a
+// row, a log-probability that is NaN, +Inf or > 0, top-k probabilities that
+// sum above 1 (beyond bfloat16 rounding) or, for Drop, to 0, a label ≥ V,
+// or NaN or ±Inf in the logits.
+func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover Leftover, alpha float64) (float64, error) {
+	const op = "SparseKL"
+	n, v, err := dims(op, "logits", logits)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkGrad(op, grad, n, v); err != nil {
+		return 0, err
+	}
+	if err := checkUnit(op, "alpha", alpha); err != nil {
+		return 0, err
+	}
+	if leftover != Drop && leftover != Bucket {
+		return 0, fmt.Errorf("distill: %s: unknown leftover mode %v", op, leftover)
+	}
+	k := teacher.K
+	if k < 1 {
+		return 0, fmt.Errorf("distill: %s: teacher K = %d, want ≥ 1", op, k)
+	}
+	if len(teacher.IDs) != n*k || len(teacher.LogProbs) != n*k {
+		return 0, fmt.Errorf("distill: %s: teacher has %d ids and %d log-probs, want %d (%d rows × K %d)",
+			op, len(teacher.IDs), len(teacher.LogProbs), n*k, n, k)
+	}
+	if labels == nil && alpha != 1 {
+		return 0, fmt.Errorf("distill: %s: labels are nil but alpha is %v", op, alpha)
+	}
+	if labels != nil && len(labels) != n {
+		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
+	}
+	count := 0
+	for i := range n {
+		if labels != nil {
+			if labels[i] < 0 {
+				continue
+			}
+			if int(labels[i]) >= v {
+				return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, labels[i], v)
+			}
+		}
+		if err := checkTopKRow(op, teacher, i, v, leftover); err != nil {
+			return 0, err
+		}
+		count++
+	}
+	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		if grad != nil {
+			grad.Zero()
+		}
+		return 0, nil
+	}
+	j := sparseJobs.get()
+	defer sparseJobs.put(j)
+	*j = sparseJob{grad: grad, z: logits, labels: labels, t: teacher, mode: leftover, alpha: alpha,
+		inv: float32(1 / float64(count)), n: n, v: v, rows: chunkRows(v), parts: j.parts}
+	nc := (n + j.rows - 1) / j.rows
+	j.parts.reset(nc)
+	run(j, nc)
+	sum, _ := j.parts.total()
+	j.grad, j.z, j.labels, j.t = nil, nil, nil, TopK{}
+	return sum / float64(count), nil
+}
+
+func checkTopKRow(op string, t TopK, i, v int, mode Leftover) error {
+	k := t.K
+	ids, lps := t.IDs[i*k:(i+1)*k], t.LogProbs[i*k:(i+1)*k]
+	var s float64
+	for a, id := range ids {
+		if id < 0 || int(id) >= v {
+			return fmt.Errorf("distill: %s: teacher row %d id %d = %d outside [0, %d)", op, i, a, id, v)
+		}
+		for b := range a {
+			if ids[b] == id {
+				return fmt.Errorf("distill: %s: teacher row %d repeats id %d (entries %d and %d)", op, i, id, b, a)
+			}
+		}
+		lp := lps[a]
+		if lp != lp || lp > 0 {
+			return fmt.Errorf("distill: %s: teacher row %d log-prob %d = %v, want ≤ 0", op, i, a, lp)
+		}
+		s += math.Exp(float64(lp))
+	}
+	if s > 1+sumTolerance {
+		return fmt.Errorf("distill: %s: teacher row %d top-k probabilities sum to %v > 1", op, i, s)
+	}
+	if mode == Drop && s == 0 {
+		return fmt.Errorf("distill: %s: teacher row %d top-k probabilities are all 0", op, i)
+	}
+	return nil
+}
+
+type sparseJob struct {
+	grad, z    *tensor.Dense
+	labels     []int32
+	t          TopK
+	mode       Leftover
+	alpha      float64
+	inv        float32
+	n, v, rows int
+	parts      parts
+}
+
+var sparseJobs = newFreeList[sparseJob]()
+
+func (j *sparseJob) chunk(c int, sc *scratch) {
+	lo, hi := c*j.rows, min((c+1)*j.rows, j.n)
+	var sum float64
+	for i := lo; i < hi; i++ {
+		if j.labels != nil && j.labels[i] < 0 {
+			if j.grad != nil {
+				clear(j.grad.Row(i))
+			}
+			continue
+		}
+		sum += j.row(i, sc)
+	}
+	j.parts.sum[c] = sum
+}
+
+func (j *sparseJob) row(i int, sc *scratch) float64 {
+	v, k, alpha := j.v, j.t.K, j.alpha
+	z := j.z.Data()[i*v : (i+1)*v]
+	ids, lps := j.t.IDs[i*k:(i+1)*k], j.t.LogProbs[i*k:(i+1)*k]
+	var g []float32
+	if j.grad != nil {
+		g = j.grad.Data()[i*v : (i+1)*v]
+	}
+	y := int32(-1)
+	if j.labels != nil && alpha < 1 {
+		y = j.labels[i]
+	}
+
+	// Teacher mass on the support, and the student's logits there, saved
+	// before a softmax written in place could overwrite them.
+	var sT float64
+	for _, lp := range lps {
+		sT += math.Exp(float64(lp))
+	}
+	zs := buf(&sc.d, k)
+	for a, id := range ids {
+		zs[a] = z[id]
+	}
+	var zy float32
+	if y >= 0 {
+		zy = z[y]
+	}
+	full := j.mode == Bucket || y >= 0
+	if g == nil && full {
+		g = buf(&sc.a, v)
+	}
+
+	var qr, logpr float64 // Bucket: the teacher's and the student's leftover
+	var rest []float32    // Bucket: the student's softmax off the support
+	if j.mode == Bucket && k < v {
+		qr = max(0, 1-sT)
+	}
+	r := rowStats{z: z, p: g, zy: zy}
+	if qr > 0 {
+		// The softmax over the complement of the support, and its log-sum-exp
+		// lse_r = m_r − log max(rest), taken from the row maxima so that
+		// log p_r = lse_r − lse stays accurate when p_r is tiny.
+		rest = buf(&sc.b, v)
+		copy(rest, z)
+		for _, id := range ids {
+			rest[id] = float32(math.Inf(-1))
+		}
+		mr := tensor.Max(rest)
+		tensor.Softmax(rest, rest)
+		logpr = float64(mr) - math.Log(float64(tensor.Max(rest)))
+		r.m, r.mOK = tensor.Max(z), true
+	} else if full && g != nil && &g[0] == &z[0] {
+		r.m, r.mOK = tensor.Max(z), true // in place: keep what logp's slow path needs
+	}
+	var hard float64
+	if full {
+		tensor.Softmax(g, z)
+		if qr > 0 {
+			logpr -= float64(r.m) - math.Log(float64(tensor.Max(g))) // − lse
+		}
+		// Every log-probability is read before the gradient edits g.
+		if y >= 0 {
+			hard = -r.logp(y, zy)
+		}
+	}
+
+	var soft float64
+	switch j.mode {
+	case Drop:
+		// Student over the support: log p̃_a = z_a − log Σ_support e^z.
+		m := float64(tensor.Max(zs))
+		var s float64
+		for _, x := range zs {
+			s += math.Exp(float64(x) - m)
+		}
+		lse, logsT := m+math.Log(s), math.Log(sT)
+		if j.grad != nil {
+			if y >= 0 {
+				tensor.Scale(g, float32(1-alpha), g)
+			} else {
+				clear(g)
+			}
+		}
+		for a, id := range ids {
+			lq := float64(lps[a]) - logsT
+			lpt := float64(zs[a]) - lse
+			q := math.Exp(lq)
+			if q > 0 {
+				soft += q * (lq - lpt)
+			}
+			if j.grad != nil {
+				g[id] += float32(alpha * (math.Exp(lpt) - q))
+			}
+		}
+	case Bucket:
+		for a, id := range ids {
+			if lq := float64(lps[a]); lq > math.Inf(-1) {
+				soft += math.Exp(lq) * (lq - r.logp(id, zs[a]))
+			}
+		}
+		if qr > 0 {
+			soft += qr * (math.Log(qr) - logpr)
+		}
+		if j.grad != nil {
+			for a, id := range ids {
+				g[id] -= float32(alpha * math.Exp(float64(lps[a])))
+			}
+			if qr > 0 {
+				tensor.Axpy(float32(-alpha*qr), rest, g)
+			}
+		}
+	}
+	if j.grad != nil {
+		if y >= 0 {
+			g[y] -= float32(1 - alpha)
+		}
+		tensor.Scale(g, j.inv, g)
+	}
+	return alpha*soft + (1-alpha)*hard
+}
+
+// rowStats recovers accurate log-probabilities from a softmax row p of
+// logits z.
+type rowStats struct {
+	z, p []float32
+	zy   float32 // the label's logit, saved before p may overwrite z
+	m    float32 // max of z, once known
+	mOK  bool
+}
+
+// logp returns log p[k] in float64. The float32 probability is accurate to
+// a few ulp unless it is tiny, so its log is accurate to about 3e-7; a tiny
+// (or flushed) entry is instead (z_k − max z) + log p_max, where p_max ≥ 1/V
+// keeps full precision. Both avoid forming log Σ e^z in float32, whose
+// rounding at logits of magnitude 1e4 would cost 1e-3 absolute.
+func (r *rowStats) logp(k int32, zk float32) float64 {
+	if p := r.p[k]; p >= tinyProb {
+		return math.Log(float64(p))
+	}
+	if !r.mOK {
+		r.m, r.mOK = tensor.Max(r.z), true
+	}
+	return float64(zk) - float64(r.m) + math.Log(float64(tensor.Max(r.p)))
+}

@@ -1,0 +1,162 @@
+package tensor
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The GEMM worker pool: long-lived goroutines, started on first need and
+// never more than GOMAXPROCS−1 of them (the calling goroutine is always one
+// of the workers), each with its own packing buffer. A call hands its job
+// to as many of them as it has use for, works on the job itself, and waits.
+// Jobs and buffers are recycled, so a steady-state call allocates nothing.
+var gemmPool struct {
+	mu      sync.Mutex
+	started int
+	jobs    chan *gemmJob // work hand-off to the pool goroutines
+	free    chan *gemmJob // recycled jobs
+}
+
+func init() {
+	gemmPool.jobs = make(chan *gemmJob, 256)
+	gemmPool.free = make(chan *gemmJob, 64)
+}
+
+// gemmJob is one call's shared state. Workers claim task numbers from next
+// until they run out.
+type gemmJob struct {
+	g      gemmArgs
+	pl     gemmPlan
+	acc    bool
+	batch  int  // > 0: task t is the whole product for batch item t
+	rows   bool // the few-rows streaming path (gemmrows.go)
+	ntask  int
+	next   atomic.Int64
+	wg     sync.WaitGroup
+	caller []float32 // the calling goroutine's packing buffer
+}
+
+// gemm runs one product, on the pool if parallel and the work is large.
+func gemm(g gemmArgs, parallel bool) {
+	run, acc := g.prologue()
+	if !run {
+		return
+	}
+	w := 1
+	if parallel {
+		w = g.workers(runtime.GOMAXPROCS(0))
+	}
+	j := getJob()
+	j.g, j.acc, j.batch = g, acc, 0
+	if g.fewRows() {
+		j.rows = true
+		j.ntask = ceilDiv(g.n, gemmRowsCol)
+	} else {
+		j.rows = false
+		j.pl = plan(&g, w)
+		j.ntask = j.pl.tasks()
+	}
+	j.run(min(w, j.ntask))
+	putJob(j)
+}
+
+// batchedGemm runs nb products laid out back to back in g's slices. Items
+// that are small run whole, one per task; big ones run one after another,
+// each across all workers.
+func batchedGemm(nb int, g gemmArgs) {
+	if nb == 0 || g.m == 0 || g.n == 0 {
+		return
+	}
+	procs := runtime.GOMAXPROCS(0)
+	if nb == 1 || g.workers(procs) >= procs {
+		sa, sb, sc := g.m*g.k, g.k*g.n, g.m*g.n
+		for i := range nb {
+			gi := g
+			gi.a, gi.b, gi.c = g.a[i*sa:(i+1)*sa], g.b[i*sb:(i+1)*sb], g.c[i*sc:(i+1)*sc]
+			gemm(gi, true)
+		}
+		return
+	}
+	j := getJob()
+	j.g, j.pl, j.batch, j.rows, j.ntask = g, plan(&g, 1), nb, false, nb
+	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
+	j.run(w)
+	putJob(j)
+}
+
+// run does the job's ntask tasks on w workers, the caller being one of them.
+func (j *gemmJob) run(w int) {
+	j.next.Store(0)
+	helpers := w - 1
+	if helpers > 0 {
+		startWorkers(helpers)
+		j.wg.Add(helpers)
+		for range helpers {
+			gemmPool.jobs <- j
+		}
+	}
+	if j.caller == nil {
+		j.caller = make([]float32, gemmBBlock)
+	}
+	j.work(j.caller)
+	j.wg.Wait()
+}
+
+// work claims and runs tasks until none are left.
+func (j *gemmJob) work(buf []float32) {
+	for {
+		t := int(j.next.Add(1)) - 1
+		if t >= j.ntask {
+			return
+		}
+		if j.rows {
+			j.g.rowsTask(t, j.acc)
+			continue
+		}
+		if j.batch == 0 {
+			j.g.task(&j.pl, t, j.acc, buf)
+			continue
+		}
+		g := j.g
+		sa, sb, sc := g.m*g.k, g.k*g.n, g.m*g.n
+		g.a, g.b, g.c = g.a[t*sa:(t+1)*sa], g.b[t*sb:(t+1)*sb], g.c[t*sc:(t+1)*sc]
+		if run, acc := g.prologue(); run {
+			g.task(&j.pl, 0, acc, buf)
+		}
+	}
+}
+
+// startWorkers makes sure at least n pool goroutines exist.
+func startWorkers(n int) {
+	gemmPool.mu.Lock()
+	for ; gemmPool.started < n; gemmPool.started++ {
+		go gemmWorker()
+	}
+	gemmPool.mu.Unlock()
+}
+
+func gemmWorker() {
+	buf := make([]float32, gemmBBlock)
+	for j := range gemmPool.jobs {
+		j.work(buf)
+		j.wg.Done()
+	}
+}
+
+func getJob() *gemmJob {
+	select {
+	case j := <-gemmPool.free:
+		return j
+	default:
+		return new(gemmJob)
+	}
+}
+
+func putJob(j *gemmJob) {
+	j.g = gemmArgs{} // drop references to the caller's data
+	select {
+	case gemmPool.free <- j:
+	default:
+	}
+}

@@ -1,0 +1,17 @@
+//go:build !purego
+
+package simd
+
+// gemmAVX512Kernel and gemmAVX2Kernel are GemmKernel.Run for 12×32 and
+// 6×16 tiles (gemm_amd64.s, written by _gen/gemm). Accumulators: 24 zmm
+// (12 rows × 2) or 12 ymm (6 rows × 2), enough independent FMA chains to
+// cover the FMA latency on two ports.
+//
+//go:noescape
+func gemmAVX512Kernel(mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
+
+//go:noescape
+func gemmAVX2Kernel(mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
+
+func gemmAVX512(k *Kernels) { k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel} }
+func gemmAVX2(k *Kernels)   { k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel} }
