@@ -76,6 +76,7 @@ type config struct {
 	EvalSamples        int
 	Workers            int
 	Progress           io.Writer
+	NoTimes            bool // leave stage times out of the log (tests compare logs)
 	TeacherLR, TuneLR  float64
 	RLLR, RewardLR     float64
 	TeacherWeight      float64
@@ -86,10 +87,10 @@ func defaults() config {
 		Out: filepath.Join("out", "afm"), Seed: 1,
 		Model:      nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
 		StudentFFN: 96, Seq: 64, Batch: 16,
-		TeacherSteps: 900, StudentSteps: 500, EvalSeqs: 128,
+		TeacherSteps: 700, StudentSteps: 400, EvalSeqs: 128,
 		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4,
-		RewardSteps: 150, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
-		RLIters: 12, RLPrompts: 16, FinalIters: 40, EvalSamples: 4,
+		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
+		RLIters: 10, RLPrompts: 8, FinalIters: 30, EvalSamples: 4,
 		TeacherLR: 3e-3, TuneLR: 1e-4, RLLR: 1e-4, RewardLR: 1e-3,
 		TeacherWeight: distill.DefaultTeacherWeight,
 	}
@@ -166,6 +167,15 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	}
 	res := &results{dir: cfg.Out}
 	data := lab.Load(cfg.Bytes)
+	t0 := time.Now()
+	lap := func() string { // the wall time of a stage, for the log (not the table: it varies)
+		d := time.Since(t0)
+		t0 = time.Now()
+		return fmt.Sprintf(" [%.0fs]", d.Seconds())
+	}
+	if cfg.NoTimes {
+		lap = func() string { return "" }
+	}
 	fmt.Fprintf(w, "corpus: Opticks, %d training bytes, %d held out\n", len(data.Train), len(data.Test))
 	var plots []*plot.Plot
 
@@ -193,8 +203,8 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if res.prunedLoss, err = lab.HeldOutLoss(student0, data.Test, cfg.Seq, cfg.EvalSeqs); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "1. teacher: %d params, held-out loss %.3f nats/byte; pruned student (FFN %d→%d): %d params, loss %.3f before training\n",
-		res.teacherParams, res.teacherLoss, cfg.Model.Hidden, cfg.StudentFFN, res.studentParam, res.prunedLoss)
+	fmt.Fprintf(w, "1. teacher: %d params, held-out loss %.3f nats/byte; pruned student (FFN %d→%d): %d params, loss %.3f before training%s\n",
+		res.teacherParams, res.teacherLoss, cfg.Model.Hidden, cfg.StudentFFN, res.studentParam, res.prunedLoss, lap())
 	if err := teacher.Save(filepath.Join(cfg.Out, "teacher.safetensors")); err != nil {
 		return nil, err
 	}
@@ -235,8 +245,8 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if res.ceLoss, res.ceAcc, err = lab.HeldOut(students[1], data.Test, cfg.Seq, 0); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "2. student held-out loss: distilled %.4f (ppl %.3f, top-1 %.3f), cross-entropy %.4f (ppl %.3f, top-1 %.3f)\n",
-		res.distLoss, lab.Perplexity(res.distLoss), res.distAcc, res.ceLoss, lab.Perplexity(res.ceLoss), res.ceAcc)
+	fmt.Fprintf(w, "2. student held-out loss: distilled %.4f (ppl %.3f, top-1 %.3f), cross-entropy %.4f (ppl %.3f, top-1 %.3f)%s\n",
+		res.distLoss, lab.Perplexity(res.distLoss), res.distAcc, res.ceLoss, lab.Perplexity(res.ceLoss), res.ceAcc, lap())
 	student := students[0]
 	if err := student.Save(filepath.Join(cfg.Out, "student.safetensors")); err != nil {
 		return nil, err
@@ -296,8 +306,8 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if res.btAcc, res.btAccDecided, err = lab.Accuracy(bt, testPairs); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "3. %d training pairs (levels %v), %d held-out; reward model held-out accuracy %.3f (%.3f above negligible); Bradley–Terry control %.3f (%.3f)\n",
-		res.pairs, res.levels, res.testPairs, res.rmAcc, res.rmAccDecided, res.btAcc, res.btAccDecided)
+	fmt.Fprintf(w, "3. %d training pairs (levels %v), %d held-out; reward model held-out accuracy %.3f (%.3f above negligible); Bradley–Terry control %.3f (%.3f)%s\n",
+		res.pairs, res.levels, res.testPairs, res.rmAcc, res.rmAccDecided, res.btAcc, res.btAccDecided, lap())
 	p, err = lab.Plot("3. reward model", "step", "training loss (smoothed)",
 		lab.Steps("soft-label ranking (AFM)", lab.Smooth(rmLoss, 10)),
 		lab.Steps("Bradley–Terry", lab.Smooth(btLoss, 10)))
@@ -370,7 +380,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(w, "4. iTeC: %d rounds; best member %s, oracle reward %.3f (student %.3f)\n", len(res.rounds), best.Name, *best.Eval, res.baseReward)
+	fmt.Fprintf(w, "4. iTeC: %d rounds; best member %s, oracle reward %.3f (student %.3f)%s\n", len(res.rounds), best.Name, *best.Eval, res.baseReward, lap())
 	p, err = itecPlot(res)
 	if err != nil {
 		return nil, err
@@ -398,7 +408,20 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if err := final.Save(filepath.Join(cfg.Out, "final.safetensors")); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "5. MDLOO: held-out oracle reward %.3f → %.3f over %d iterations\n", res.rlStart, res.rlEnd, rl.Iters)
+	fmt.Fprintf(w, "5. MDLOO: held-out oracle reward %.3f → %.3f over %d iterations%s\n", res.rlStart, res.rlEnd, rl.Iters, lap())
+	// What the reward bought: the student and the final policy on the
+	// same held-out prompts with the same seeds.
+	for i := range min(3, len(testPrompts)) {
+		a, err := pol.Generate(ctx, testPrompts[i], []uint64{cfg.Seed})
+		if err != nil {
+			return nil, err
+		}
+		b, err := fp.Generate(ctx, testPrompts[i], []uint64{cfg.Seed})
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(w, "   %q\n     student: %q\n     final:   %q\n", testPrompts[i], a[0], b[0])
+	}
 	xs := make([]float64, len(rc.EvalAt))
 	for i, k := range rc.EvalAt {
 		xs[i] = float64(k)

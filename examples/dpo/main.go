@@ -34,18 +34,18 @@ import (
 )
 
 type config struct {
-	Out               string
-	Seed              uint64
-	Bytes             int
-	Model             nn.Config
-	BaseSteps         int
-	Steps, Batch      int
-	LR                float64
-	Prompts, Test     int
-	PromptLen, Len    int
-	Samples, PerPrmpt int
-	EvalSamples       int
-	Progress          io.Writer
+	Out                string
+	Seed               uint64
+	Bytes              int
+	Model              nn.Config
+	BaseSteps          int
+	Steps, Batch       int
+	LR                 float64
+	Prompts, Test      int
+	PromptLen, Len     int
+	Samples, PerPrompt int
+	EvalSamples        int
+	Progress           io.Writer
 }
 
 func defaults() config {
@@ -53,7 +53,7 @@ func defaults() config {
 		Out: filepath.Join("out", "dpo"), Seed: 1, Bytes: 250_000,
 		Model:     nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 128},
 		BaseSteps: 300, Steps: 60, Batch: 16, LR: 3e-4,
-		Prompts: 96, Test: 32, PromptLen: 28, Len: 32, Samples: 4, PerPrmpt: 3, EvalSamples: 4,
+		Prompts: 96, Test: 32, PromptLen: 28, Len: 32, Samples: 4, PerPrompt: 3, EvalSamples: 4,
 	}
 }
 
@@ -127,14 +127,20 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pairs := lab.LabelSamples(trainP, trS, cfg.PerPrmpt, cfg.Seed+4)
-	test := lab.LabelSamples(testP, teS, cfg.PerPrmpt, cfg.Seed+5)
+	// Every objective learns from the same pairs: those the oracle decided
+	// (above negligibly better); near ties would only teach noise.
+	all := lab.LabelSamples(trainP, trS, cfg.PerPrompt, cfg.Seed+4)
+	pairs := lab.Decided(all)
+	test := lab.Decided(lab.LabelSamples(testP, teS, cfg.PerPrompt, cfg.Seed+5))
+	if len(pairs) == 0 || len(test) == 0 {
+		pairs, test = all, lab.LabelSamples(testP, teS, cfg.PerPrompt, cfg.Seed+5) // a toy run: take what there is
+	}
 	baseReward, err := lab.OracleReward(ctx, gen, testP, cfg.EvalSamples, cfg.Seed+6)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "base: %d params; %d training pairs (levels %v), %d held-out pairs; base oracle reward %.3f\n",
-		base.NumParams(), len(pairs), lab.LevelCounts(pairs), len(test), baseReward)
+	fmt.Fprintf(w, "base: %d params; %d training pairs labeled (levels %v), %d decided kept; %d held-out pairs; base oracle reward %.3f\n",
+		base.NumParams(), len(all), lab.LevelCounts(all), len(pairs), len(test), baseReward)
 
 	objs := []struct {
 		name string

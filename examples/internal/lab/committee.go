@@ -51,6 +51,8 @@ func (c *Committee) policy(m *nn.TinyLM) Policy {
 // Train implements itec.Trainer. The new member starts from the
 // committee's first member (the best of the latest round's, as Run orders
 // the committee), which is also the reference of DPO, IPO and MDLOO.
+// DPO and IPO learn from the pairs labeled above negligibly better
+// (Decided).
 func (c *Committee) Train(ctx context.Context, req itec.TrainRequest) (itec.Member, error) {
 	base, ok := req.Committee[0].Model.(Policy)
 	if !ok {
@@ -78,7 +80,11 @@ func (c *Committee) Train(ctx context.Context, req itec.TrainRequest) (itec.Memb
 		cfg := c.Pref
 		cfg.Seed = req.Seed
 		bar := NewBar(c.Bars, cfg.Steps, desc)
-		_, _, err = TrainPairs(ctx, m, base.M, req.Pairs, obj, cfg, bar)
+		pairs := Decided(req.Pairs)
+		if len(pairs) == 0 {
+			pairs = req.Pairs // nothing decided yet: learn from what there is
+		}
+		_, _, err = TrainPairs(ctx, m, base.M, pairs, obj, cfg, bar)
 		bar.Finish()
 	case itec.OnlineRL:
 		cfg := c.RL

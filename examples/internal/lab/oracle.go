@@ -119,3 +119,17 @@ func LevelCounts(pairs []prefopt.Pair) [4]int {
 	}
 	return c
 }
+
+// Decided returns the pairs labeled above negligibly better: the ones a
+// hard-label objective (DPO, IPO, SimPO) should learn from. Near ties
+// carry little signal and, labeled either way, mostly teach noise; the
+// soft-label reward model keeps them with their low weight instead.
+func Decided(pairs []prefopt.Pair) []prefopt.Pair {
+	var out []prefopt.Pair
+	for _, p := range pairs {
+		if p.Level != prefopt.NegligiblyBetter {
+			out = append(out, p)
+		}
+	}
+	return out
+}
