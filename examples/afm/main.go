@@ -87,7 +87,7 @@ func defaults() config {
 		Out: filepath.Join("out", "afm"), Seed: 1,
 		Model:      nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
 		StudentFFN: 96, Seq: 64, Batch: 16,
-		TeacherSteps: 700, StudentSteps: 400, EvalSeqs: 128,
+		TeacherSteps: 800, StudentSteps: 250, EvalSeqs: 128,
 		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4,
 		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
 		RLIters: 10, RLPrompts: 8, FinalIters: 30, EvalSamples: 4,

@@ -49,7 +49,7 @@ func defaults() config {
 	return config{
 		Out: filepath.Join("out", "distill"), Seed: 1, Bytes: 200_000,
 		Model:      nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
-		StudentFFN: 64, TeacherSteps: 300, StudentSteps: 150,
+		StudentFFN: 64, TeacherSteps: 500, StudentSteps: 120,
 		Weights: []float64{0, 0.5, 0.9},
 	}
 }

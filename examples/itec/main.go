@@ -58,7 +58,7 @@ func defaults() config {
 	return config{
 		Out: filepath.Join("out", "itec"), Seed: 1, Bytes: 250_000,
 		Model:     nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 128},
-		BaseSteps: 250, Rounds: 2, Prompts: 32, Test: 24, PromptLen: 28, Len: 32, Samples: 4,
+		BaseSteps: 400, Rounds: 2, Prompts: 32, Test: 24, PromptLen: 28, Len: 32, Samples: 4,
 		TuneSteps: 20, RewardSteps: 60, RLIters: 5, RLBatch: 8, EvalSamples: 4,
 	}
 }

@@ -87,21 +87,22 @@ func (o Oracle) PairOf(prompt, a, b string) prefopt.Pair {
 	return prefopt.Pair{Prompt: prompt, Chosen: a, Rejected: b, Level: p.Level}
 }
 
-// LabelSamples pairs up to perPrompt distinct responses of each prompt at
-// random (seeded) and labels them with the oracle.
+// LabelSamples draws up to perPrompt pairs of different responses per
+// prompt at random (seeded), no pair of texts twice, and labels them with
+// the oracle.
 func LabelSamples(prompts []string, samples [][]string, perPrompt int, seed uint64) []prefopt.Pair {
 	rng := rand.New(rand.NewPCG(seed, 0x1abe1))
 	var o Oracle
 	var out []prefopt.Pair
 	for i, p := range prompts {
 		s := samples[i]
-		seen := map[[2]int]bool{}
+		seen := map[[2]string]bool{}
 		for tries := 0; len(seen) < perPrompt && tries < 20*perPrompt; tries++ {
 			a, b := rng.IntN(len(s)), rng.IntN(len(s))
-			if a == b || s[a] == s[b] || seen[[2]int{a, b}] || seen[[2]int{b, a}] {
+			if s[a] == s[b] || seen[[2]string{s[a], s[b]}] || seen[[2]string{s[b], s[a]}] {
 				continue
 			}
-			seen[[2]int{a, b}] = true
+			seen[[2]string{s[a], s[b]}] = true
 			out = append(out, o.PairOf(p, s[a], s[b]))
 		}
 	}

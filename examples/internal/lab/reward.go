@@ -25,22 +25,31 @@ func NewRewardModel(body *nn.TinyLM) *RewardModel {
 	return &RewardModel{Body: body.Clone(), Head: autograd.Param(tensor.New(body.Config.DModel, 1))}
 }
 
-// forward returns the rewards [N, 1] of s's responses.
-func (r *RewardModel) forward(t *autograd.Tape, s Seqs) (*autograd.Var, error) {
-	m := r.Body
-	if err := m.CheckTokens(s.Tokens); err != nil {
+// hidden returns m's final normalized hidden states [b·w, D] for b
+// sequences of w tokens: TinyLM.Forward without the output head.
+func hidden(t *autograd.Tape, m *nn.TinyLM, tokens []int32, b int) (*autograd.Var, error) {
+	if err := m.CheckTokens(tokens); err != nil {
 		return nil, err
 	}
-	b, w := s.N(), s.Layout.Width
+	w := len(tokens) / b
 	if w > m.Config.Context {
-		return nil, fmt.Errorf("lab: reward model: sequence of %d tokens exceeds context %d", w, m.Config.Context)
+		return nil, fmt.Errorf("lab: sequence of %d tokens exceeds context %d", w, m.Config.Context)
 	}
 	cos, sin := autograd.RoPETables(0, w, m.Config.DModel/m.Config.Heads, m.Config.RoPE)
-	x := m.Embed.Forward(t, s.Tokens)
+	x := m.Embed.Forward(t, tokens)
 	for i := range m.Blocks {
 		x = m.Blocks[i].Forward(t, x, b, cos, sin)
 	}
-	h := m.Norm.Forward(t, x) // [b·w, D]
+	return m.Norm.Forward(t, x), nil
+}
+
+// forward returns the rewards [N, 1] of s's responses.
+func (r *RewardModel) forward(t *autograd.Tape, s Seqs) (*autograd.Var, error) {
+	b, w := s.N(), s.Layout.Width
+	h, err := hidden(t, r.Body, s.Tokens, b) // [b·w, D]
+	if err != nil {
+		return nil, fmt.Errorf("lab: reward model: %w", err)
+	}
 	pool := tensor.New(b, b*w)
 	pd := pool.Data()
 	for i := range b {
