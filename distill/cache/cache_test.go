@@ -24,10 +24,10 @@ func predictions(r *rand.Rand, f Format, n int) ([]int32, []float32) {
 		lps = make([]float32, n*f.K)
 	}
 	for t := range n {
-		perm := r.Perm(f.Vocab)
+		perm := distinct(r, f.Vocab, f.K)
 		lp := float32(0)
 		for a := range f.K {
-			ids[t*f.K+a] = int32(perm[a])
+			ids[t*f.K+a] = perm[a]
 			lp -= float32(r.ExpFloat64())
 			if lps != nil {
 				lps[t*f.K+a] = lp
@@ -35,6 +35,28 @@ func predictions(r *rand.Rand, f Format, n int) ([]int32, []float32) {
 		}
 	}
 	return ids, lps
+}
+
+// distinct draws k distinct ids from [0, v).
+func distinct(r *rand.Rand, v, k int) []int32 {
+	if 2*k > v {
+		p := r.Perm(v)[:k]
+		out := make([]int32, k)
+		for i, x := range p {
+			out[i] = int32(x)
+		}
+		return out
+	}
+	seen := make(map[int32]bool, k)
+	out := make([]int32, 0, k)
+	for len(out) < k {
+		x := int32(r.IntN(v))
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // stored is what a log-prob reads back as after its 16-bit round trip.
