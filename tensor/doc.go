@@ -20,6 +20,17 @@
 // maximum before exponentiating and read their input twice: once for the
 // running max and sum together, once to write.
 //
+// # Matrix products
+//
+// MatMul, Gemm and BatchedGemm follow Goto and van de Geijn, "Anatomy of
+// High-Performance Matrix Multiplication" (ACM TOMS 34(3), 2008): B is
+// packed, transposed if need be, into panels sized for the L2 cache; a
+// register-blocked micro-kernel (12×32 with AVX-512, 6×16 with AVX2, 8×12
+// with NEON, 4×8 in Go) multiplies a tile of A, kept in L1, by one panel.
+// Rectangles of C are shared out to a fixed pool of GOMAXPROCS workers, so
+// a call allocates nothing once warm, and every element of C sums its
+// products in the same order whatever the number of workers.
+//
 // # Errors
 //
 // A length or shape mismatch is a programmer error: kernels panic with a

@@ -355,3 +355,15 @@ func TestGemmAllocs(t *testing.T) {
 		t.Errorf("BatchedMatMul allocates %v times per call, want 0", n)
 	}
 }
+
+// FuzzGemm checks random shapes, transposes and scalars against the
+// float64 reference on every tier.
+func FuzzGemm(f *testing.F) {
+	f.Add(uint8(5), uint8(7), uint8(9), uint8(0), int8(1), int8(0), uint64(1))
+	f.Add(uint8(13), uint8(40), uint8(33), uint8(3), int8(-2), int8(1), uint64(2))
+	f.Add(uint8(1), uint8(64), uint8(1), uint8(1), int8(3), int8(-1), uint64(3))
+	f.Fuzz(func(t *testing.T, m, n, k, trans uint8, alpha, beta int8, seed uint64) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		checkGemm(t, r, trans&1 != 0, trans&2 != 0, int(m%80), int(n%80), int(k), float32(alpha)/2, float32(beta)/2)
+	})
+}

@@ -29,8 +29,7 @@ type gemmJob struct {
 	g      gemmArgs
 	pl     gemmPlan
 	acc    bool
-	batch  int  // > 0: task t is the whole product for batch item t
-	rows   bool // the few-rows streaming path (gemmrows.go)
+	batch  int // > 0: task t is the whole product for batch item t
 	ntask  int
 	next   atomic.Int64
 	wg     sync.WaitGroup
@@ -48,15 +47,8 @@ func gemm(g gemmArgs, parallel bool) {
 		w = g.workers(runtime.GOMAXPROCS(0))
 	}
 	j := getJob()
-	j.g, j.acc, j.batch = g, acc, 0
-	if g.fewRows() {
-		j.rows = true
-		j.ntask = ceilDiv(g.n, gemmRowsCol)
-	} else {
-		j.rows = false
-		j.pl = plan(&g, w)
-		j.ntask = j.pl.tasks()
-	}
+	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
+	j.ntask = j.pl.tasks()
 	j.run(min(w, j.ntask))
 	putJob(j)
 }
@@ -79,7 +71,7 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch, j.rows, j.ntask = g, plan(&g, 1), nb, false, nb
+	j.g, j.pl, j.batch, j.ntask = g, plan(&g, 1), nb, nb
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
@@ -97,7 +89,7 @@ func (j *gemmJob) run(w int) {
 		}
 	}
 	if j.caller == nil {
-		j.caller = make([]float32, gemmBBlock)
+		j.caller = make([]float32, gemmBuf)
 	}
 	j.work(j.caller)
 	j.wg.Wait()
@@ -109,10 +101,6 @@ func (j *gemmJob) work(buf []float32) {
 		t := int(j.next.Add(1)) - 1
 		if t >= j.ntask {
 			return
-		}
-		if j.rows {
-			j.g.rowsTask(t, j.acc)
-			continue
 		}
 		if j.batch == 0 {
 			j.g.task(&j.pl, t, j.acc, buf)
@@ -137,7 +125,7 @@ func startWorkers(n int) {
 }
 
 func gemmWorker() {
-	buf := make([]float32, gemmBBlock)
+	buf := make([]float32, gemmBuf)
 	for j := range gemmPool.jobs {
 		j.work(buf)
 		j.wg.Done()

@@ -22,6 +22,18 @@ package simd
 type GemmKernel struct {
 	MR, NR int
 	Run    func(mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
+
+	// PackT16, if not nil, transposes n16 blocks of 16×16 floats while
+	// packing a transposed B: for q < n16 and i, r < 16,
+	//	dst[(16q+i)*ldd+r] = src[r*lds+16q+i]
+	// A scalar loop spends a load and a store on every float; this does it
+	// with in-register shuffles.
+	PackT16 func(dst, src []float32, lds, ldd, n16 int)
+
+	// PackN, if not nil, copies np whole panels of a row-major B into
+	// panel layout: for p < k, q < np and j < NR,
+	//	dst[q*panel+p*NR+j] = src[p*lds+q*NR+j]
+	PackN func(dst, src []float32, lds, panel, np, k int)
 }
 
 // gemmGeneric is the portable twin: a 4×8 tile that keeps one row's eight

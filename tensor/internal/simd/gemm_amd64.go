@@ -13,5 +13,19 @@ func gemmAVX512Kernel(mr, nr, k int, a []float32, rs, ks int, b, c []float32, ld
 //go:noescape
 func gemmAVX2Kernel(mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
 
-func gemmAVX512(k *Kernels) { k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel} }
-func gemmAVX2(k *Kernels)   { k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel} }
+//go:noescape
+func gemmPackT16AVX512(dst, src []float32, lds, ldd, n16 int)
+
+//go:noescape
+func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)
+
+func gemmAVX512(k *Kernels) {
+	k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel, PackT16: gemmPackT16AVX512, PackN: gemmPackN32AVX512}
+}
+
+//go:noescape
+func gemmPackN16AVX2(dst, src []float32, lds, panel, np, k int)
+
+func gemmAVX2(k *Kernels) {
+	k.Gemm = &GemmKernel{MR: 6, NR: 16, Run: gemmAVX2Kernel, PackN: gemmPackN16AVX2}
+}

@@ -87,3 +87,69 @@ func checkKernel(t *testing.T, r *rand.Rand, kern *GemmKernel, mr, nr, k int, tr
 		}
 	}
 }
+
+func TestGemmPackT16(t *testing.T) {
+	for _, tier := range Available() {
+		pack := Table(tier).Gemm.PackT16
+		if pack == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			for _, n16 := range []int{0, 1, 3} {
+				const lds, ldd = 53, 37
+				src := make([]float32, 15*lds+16*n16)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, 16*n16*ldd+16)
+				for i := range dst {
+					dst[i] = -1
+				}
+				pack(dst, src, lds, ldd, n16)
+				for i, got := range dst {
+					want := float32(-1)
+					if row, r := i/ldd, i%ldd; row < 16*n16 && r < 16 {
+						want = src[r*lds+row]
+					}
+					if got != want {
+						t.Fatalf("n16=%d: dst[%d] = %v, want %v", n16, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestGemmPackN(t *testing.T) {
+	for _, tier := range Available() {
+		kern := Table(tier).Gemm
+		if kern.PackN == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			NR := kern.NR
+			for _, s := range [][2]int{{0, 3}, {3, 0}, {1, 1}, {3, 5}} {
+				np, k := s[0], s[1]
+				lds, panel := np*NR+7, k*NR+3
+				src := make([]float32, k*lds)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, np*panel+5)
+				for i := range dst {
+					dst[i] = -1
+				}
+				kern.PackN(dst, src, lds, panel, np, k)
+				for i, got := range dst {
+					want := float32(-1)
+					if q, o := i/panel, i%panel; q < np && o < k*NR {
+						want = src[(o/NR)*lds+q*NR+o%NR]
+					}
+					if got != want {
+						t.Fatalf("np=%d k=%d: dst[%d] = %v, want %v", np, k, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 var out = flag.String("out", "../..", "directory of package simd")
@@ -106,6 +107,13 @@ func avx512(w *asm) {
 	for mr := MR; mr >= 1; mr-- {
 		name := fmt.Sprintf("avx512_mr%d", mr)
 		w.label(name)
+		// Start fetching the C tile now; the k loop hides the latency.
+		w.f("MOVQ DI, R9")
+		for range mr {
+			w.f("PREFETCHT0 (R9)")
+			w.f("PREFETCHT0 64(R9)")
+			w.f("ADDQ R8, R9")
+		}
 		for i := range 2 * mr {
 			w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
 		}
@@ -144,6 +152,116 @@ func avx512(w *asm) {
 		w.f("VZEROUPPER")
 		w.f("RET")
 	}
+	w.WriteString("\n")
+}
+
+// packT16 writes gemmPackT16AVX512: 16×16 blocks of B moved to their
+// transposed places with the classic four-stage in-register transpose
+// (unpack, shufps, two rounds of shuf_f32x4), 64 shuffles per 256 floats.
+func packT16(w *asm) {
+	w.WriteString("// func gemmPackT16AVX512(dst, src []float32, lds, ldd, n16 int)\n")
+	w.WriteString("TEXT ·gemmPackT16AVX512(SB), NOSPLIT, $0-72\n")
+	w.f("MOVQ dst_base+0(FP), DI")
+	w.f("MOVQ src_base+24(FP), SI")
+	w.f("MOVQ lds+48(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ ldd+56(FP), R9")
+	w.f("SHLQ $2, R9")
+	w.f("MOVQ R9, R12")
+	w.f("SHLQ $4, R12")
+	w.f("MOVQ n16+64(FP), CX")
+	w.f("TESTQ CX, CX")
+	w.f("JZ packt_done")
+	w.label("packt_loop")
+	w.f("MOVQ SI, R10")
+	for r := range 16 {
+		w.f("VMOVUPS (R10), Z%d", r)
+		w.f("ADDQ R8, R10")
+	}
+	R := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	T := func(i int) string { return fmt.Sprintf("Z%d", 16+i) }
+	for i := range 8 {
+		w.f("VUNPCKLPS %s, %s, %s", R(2*i+1), R(2*i), T(2*i))
+		w.f("VUNPCKHPS %s, %s, %s", R(2*i+1), R(2*i), T(2*i+1))
+	}
+	for g := range 4 {
+		w.f("VSHUFPS $0x44, %s, %s, %s", T(4*g+2), T(4*g), R(4*g))
+		w.f("VSHUFPS $0xee, %s, %s, %s", T(4*g+2), T(4*g), R(4*g+1))
+		w.f("VSHUFPS $0x44, %s, %s, %s", T(4*g+3), T(4*g+1), R(4*g+2))
+		w.f("VSHUFPS $0xee, %s, %s, %s", T(4*g+3), T(4*g+1), R(4*g+3))
+	}
+	for h := range 2 {
+		for i := range 4 {
+			w.f("VSHUFF32X4 $0x88, %s, %s, %s", R(8*h+i+4), R(8*h+i), T(8*h+i))
+			w.f("VSHUFF32X4 $0xdd, %s, %s, %s", R(8*h+i+4), R(8*h+i), T(8*h+4+i))
+		}
+	}
+	for i := range 8 {
+		w.f("VSHUFF32X4 $0x88, %s, %s, %s", T(i+8), T(i), R(i))
+		w.f("VSHUFF32X4 $0xdd, %s, %s, %s", T(i+8), T(i), R(8+i))
+	}
+	w.f("MOVQ DI, R11")
+	for i := range 16 {
+		w.f("VMOVUPS Z%d, (R11)", i)
+		w.f("ADDQ R9, R11")
+	}
+	w.f("ADDQ $64, SI")
+	w.f("ADDQ R12, DI")
+	w.f("DECQ CX")
+	w.f("JNZ packt_loop")
+	w.label("packt_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// packN writes gemmPackN<nr><suffix>, which copies np whole nr-column
+// panels of a row-major B, k rows, into panel layout, prefetching four rows
+// ahead: B usually comes from memory, a row segment at a time. The panel
+// row (nr floats = 128 or 64 bytes) moves as two vectors of reg's width.
+func packN(w *asm, nr int, suffix, reg string) {
+	name := fmt.Sprintf("gemmPackN%d%s", nr, suffix)
+	l := strings.ToLower(name)
+	half := nr * 2 // bytes per vector: two vectors per panel row
+	w.WriteString("// func " + name + "(dst, src []float32, lds, panel, np, k int)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
+	w.f("MOVQ dst_base+0(FP), DI")
+	w.f("MOVQ src_base+24(FP), SI")
+	w.f("MOVQ lds+48(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ panel+56(FP), R9")
+	w.f("SHLQ $2, R9")
+	w.f("MOVQ np+64(FP), R10")
+	w.f("MOVQ k+72(FP), CX")
+	w.f("LEAQ (R8*4), R11")
+	w.f("TESTQ R10, R10")
+	w.f("JZ %s_done", l)
+	w.f("TESTQ CX, CX")
+	w.f("JZ %s_done", l)
+	w.label(l + "_row")
+	w.f("MOVQ SI, AX")
+	w.f("MOVQ DI, BX")
+	w.f("MOVQ R10, DX")
+	w.label(l + "_panel")
+	w.f("PREFETCHT0 (AX)(R11*1)")
+	if nr == 32 {
+		w.f("PREFETCHT0 64(AX)(R11*1)")
+	}
+	w.f("VMOVUPS (AX), %s0", reg)
+	w.f("VMOVUPS %d(AX), %s1", half, reg)
+	w.f("VMOVUPS %s0, (BX)", reg)
+	w.f("VMOVUPS %s1, %d(BX)", reg, half)
+	w.f("ADDQ $%d, AX", 4*nr)
+	w.f("ADDQ R9, BX")
+	w.f("DECQ DX")
+	w.f("JNZ %s_panel", l)
+	w.f("ADDQ R8, SI")
+	w.f("ADDQ $%d, DI", 4*nr)
+	w.f("DECQ CX")
+	w.f("JNZ %s_row", l)
+	w.label(l + "_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
 	w.WriteString("\n")
 }
 
@@ -236,6 +354,9 @@ func main() {
 	var w asm
 	w.WriteString(header)
 	avx512(&w)
+	packT16(&w)
+	packN(&w, 32, "AVX512", "Z")
+	packN(&w, 16, "AVX2", "Y")
 	avx2(&w)
 	if err := os.WriteFile(filepath.Join(*out, "gemm_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
