@@ -13,8 +13,9 @@ import "math"
 // that yields m = max x and s = Σ exp(x − m) (float32 lanes within a block,
 // float64 across blocks), Go turns s into ln s or 1/s in float64, and a
 // second assembly pass writes the row. Rows the fast path cannot handle
-// (empty, NaN, +Inf, only −Inf) are recognised by s not being positive, or
-// m being −Inf, and go to the generic twin, so their results are the twin's by construction.
+// (empty, NaN, +Inf, only −Inf) are recognised by s not being positive or
+// m being −Inf, and go to the generic twin, so their results are the
+// twin's by construction.
 func expAVX2(k *Kernels) {
 	k.Exp = expY
 	k.Log = logY
@@ -36,7 +37,7 @@ func expAVX512(k *Kernels) {
 // softmaxStats returns m = max x and s = Σ exp(x − m), read block by block
 // (softmaxStatsBlock elements at a time: the block's max from memory, then
 // its sum from L1, rescaling the running sum when the max rises). s is NaN
-// when x holds a NaN or +Inf and 0 when x is empty or only −Inf.
+// when x holds a NaN or +Inf; m is −Inf when x is empty or only −Inf.
 //
 // softmaxOut writes dst = exp(x − m)·inv; logSoftmaxOut writes
 // dst = (x − m) − ls. Both need x − m ≤ 0 with no NaN, which softmaxStats
@@ -72,8 +73,9 @@ func softmaxOutZ(dst, x []float32, m, inv float32)
 //go:noescape
 func logSoftmaxOutZ(dst, x []float32, m, ls float32)
 
-// softmaxStatsBlock is the block length of the assembly's first pass: small
-// enough that the block is still in L1 when it is read the second time.
+// softmaxStatsBlock is the block length of the assembly's first pass (the
+// $2048 in softmaxStatsY and softmaxStatsZ): small enough that the block is
+// still in L1 when it is read the second time.
 const softmaxStatsBlock = 2048
 
 func logSumExpWith(x []float32, stats func([]float32) (float32, float64)) float32 {
@@ -134,15 +136,14 @@ const (
 	cFixup    // VFIXUPIMMPS table for Log's special inputs
 	cSqrtHf   // sqrtHf
 	cMantMask // 0x007fffff
-	cM23      // −23
+	cM149     // −149
 	cM126     // −126
-	cTwo23    // 2^23, the subnormal prescale of Log
 	cMinNorm  // 2^−126
 	cBias     // int32 127
 	cMagic127 // 1.5·2^23 + 127: round to integer, exponent bias in the low bits
 	cNegMax   // −MaxFloat32
 	cClamp87  // −87: the AVX2 sum clamps x − m here (e^−87 is still normal)
-	cClamp88  // −88: the AVX2 Softmax clamps x − m here (then flushes)
+	cClamp88  // −88: EXPNEG's clamp in the AVX2 Softmax, where the flush already bounds x − m
 	cZero     // 0
 	cMaskTab  // int32 8 × −1 then 8 × 0: AVX2 tail masks
 	cInf      // +Inf
@@ -186,9 +187,8 @@ var expConst = func() (c [numExpRows][16]uint32) {
 	u(cFixup, 0x03530422)
 	f(cSqrtHf, sqrtHf)
 	u(cMantMask, 0x007fffff)
-	f(cM23, -23)
+	f(cM149, -149)
 	f(cM126, -126)
-	f(cTwo23, 1<<23)
 	f(cMinNorm, 0x1p-126)
 	u(cBias, 127)
 	f(cMagic127, 0x1.8p23+127)

@@ -12,9 +12,12 @@
 // EXPY sets p = exp(x) (x is clobbered) exactly as exp32 does, the scale
 // split into 2^(n>>1)·2^(n−n>>1) so n = 128 needs no special case. Y15
 // holds the clamp 89: VMINPS returns its second source, x, for NaN. The
-// mask msk is !(x < ExpUnderflow), true for NaN, and zeroes the result.
+// mask msk is !(x < ExpUnderflow), true for NaN, and zeroes the result;
+// it zeroes x first too, so flushed lanes compute e^0 rather than a
+// subnormal (whose microcode assist costs over ten times the kernel).
 #define EXPY(x, n, p, z, msk) \
 	VCMPPS $5, C_EXP_LO, x, msk; \
+	VANDPS msk, x, x; \
 	VMINPS x, Y15, x; \
 	VMULPS C_LOG2E, x, n; \
 	VROUNDPS $8, n, n; \
@@ -115,15 +118,17 @@ expdone:
 	RET
 
 // LOGY sets y = ln x exactly as log32 does: subnormal x (a = x < 2^−126)
-// is scaled by 2^23 with e −23; the exponent field gives e, the mantissa
+// is scaled, here by 2^149 with e −149 by reading its bits as an integer
+// (a multiply by 2^23 would take a microcode assist on the subnormal
+// operand, ten times the kernel's cost); the exponent field gives e, the mantissa
 // m in [0.5, 1), and m < √½ becomes 2m − 1 with e − 1, else m − 1. The
 // special inputs are blended in at the end: NaN and +Inf give x, x < 0
 // NaN (all ones), ±0 −Inf.
 #define LOGY(x, a, e, f, y) \
 	VCMPPS $1, C_MIN_NORM, x, a; \
-	VMULPS C_TWO23, x, f; \
+	VCVTDQ2PS x, f; \
 	VBLENDVPS a, f, x, f; \
-	VANDPS C_M23, a, a; \
+	VANDPS C_M149, a, a; \
 	VPSRLD $23, f, e; \
 	VCVTDQ2PS e, e; \
 	VADDPS C_M126, e, e; \
@@ -280,6 +285,8 @@ maxdone:
 
 	VUCOMISS X10, X0
 	JBE      sum
+	VUCOMISS C_NEG_INF, X10
+	JEQ      setm // the first max: s is 0 (or NaN), nothing to rescale
 	VCVTSS2SD X10, X13, X13
 	VCVTSS2SD X0, X4, X4
 	VSUBSD    X4, X13, X13
@@ -295,6 +302,8 @@ maxdone:
 	VMULSD    X5, X13, X13
 	VADDSD    X13, X5, X5
 	VMULSD    X5, X12, X12
+
+setm:
 	VMOVAPS   Y0, Y10
 	VMOVAPS   Y0, Y11
 
@@ -359,8 +368,9 @@ finish:
 
 // func softmaxOutY(dst, x []float32, m, inv float32)
 // dst = exp(x − m)·inv, with x − m ≤ 0 and no NaN (softmaxStatsY checked).
-// x − m is clamped at −88 (factor 0 below about −87.7) and flushed to 0
-// below ExpUnderflow as the twin does.
+// x − m below ExpUnderflow is flushed to 0 as the twin does, after
+// computing e^0 in its place: a subnormal intermediate would cost a
+// microcode assist.
 TEXT ·softmaxOutY(SB), NOSPLIT, $0-56
 	MOVQ dst_base+0(FP), DI
 	MOVQ x_base+24(FP), SI
@@ -378,6 +388,8 @@ smax16:
 	VSUBPS  Y10, Y5, Y5
 	VCMPPS  $5, C_EXP_LO, Y0, Y4
 	VCMPPS  $5, C_EXP_LO, Y5, Y9
+	VANDPS  Y4, Y0, Y0
+	VANDPS  Y9, Y5, Y5
 	EXPNEG(Y0, Y1, Y2, Y3)
 	EXPNEG(Y5, Y6, Y7, Y8)
 	VANDPS  Y4, Y2, Y2
@@ -397,6 +409,7 @@ smax8:
 	VMOVUPS (SI), Y0
 	VSUBPS  Y10, Y0, Y0
 	VCMPPS  $5, C_EXP_LO, Y0, Y4
+	VANDPS  Y4, Y0, Y0
 	EXPNEG(Y0, Y1, Y2, Y3)
 	VANDPS  Y4, Y2, Y2
 	VMULPS  Y11, Y2, Y2
@@ -412,6 +425,7 @@ smaxtail:
 	VMASKMOVPS (SI), Y13, Y0
 	VSUBPS     Y10, Y0, Y0
 	VCMPPS     $5, C_EXP_LO, Y0, Y4
+	VANDPS     Y4, Y0, Y0
 	EXPNEG(Y0, Y1, Y2, Y3)
 	VANDPS     Y4, Y2, Y2
 	VMULPS     Y11, Y2, Y2

@@ -285,6 +285,8 @@ maxdone:
 	// with dh = float32(d), dl = d − dh.
 	VUCOMISS X10, X0
 	JBE      sum
+	VUCOMISS C_NEG_INF, X10
+	JEQ      setm // the first max: s is 0 (or NaN), nothing to rescale
 	VCVTSS2SD X10, X13, X13
 	VCVTSS2SD X0, X14, X14
 	VSUBSD    X14, X13, X13
@@ -300,6 +302,8 @@ maxdone:
 	VMULSD    X5, X13, X13
 	VADDSD    X13, X5, X5
 	VMULSD    X5, X12, X12
+
+setm:
 	VMOVAPS   Z0, Z10
 	VMOVAPS   Z0, Z11
 

@@ -152,6 +152,12 @@ func softmaxStats(x []float32) (m float32, s float64, ok bool) {
 		if bm != bm || bm > math.MaxFloat32 {
 			return bm, 0, false
 		}
+		if bm < -math.MaxFloat32 {
+			// Only −Inf: the block adds nothing (and v − m would be
+			// −Inf − (−Inf) = NaN while m is still −Inf).
+			x = x[n:]
+			continue
+		}
 		if bm > m {
 			s *= math.Exp(float64(m) - float64(bm))
 			m = bm
