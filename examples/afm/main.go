@@ -7,7 +7,7 @@
 //  2. Precompute the teacher's top-1 predictions into a distill cache and
 //     train the student with distill.ConvexCombination (w = 0.9) and, as
 //     the control, with plain cross-entropy, for the same steps on the same
-//     windows; report held-out loss and perplexity of both.
+//     windows; report held-out loss, perplexity and top-1 accuracy of both.
 //  3. A synthetic preference task: a programmatic oracle prefers
 //     continuations that talk about light and colour and labels pairs
 //     on AFM's four-point scale; a reward model (the student's body,
@@ -24,6 +24,17 @@
 // It prints a results table and writes results.md, curves.png and the
 // models to -out. Runs are deterministic for a -seed (on one machine: the
 // float32 kernels may round differently on another CPU).
+//
+// What to expect, and what not to read into it. At this scale the teacher
+// is right about the next byte only about half the time, so w = 0.9 spends
+// most of the student's training signal on the teacher's guesses: its
+// top-1 accuracy stays with the teacher's while its held-out perplexity,
+// which rewards spreading probability over the alternatives, is far worse
+// than the cross-entropy control's. AFM distills from a much stronger
+// teacher; examples/distill sweeps w. The oracle counts words, so online
+// RL against it (and against a reward model trained on it) learns to
+// repeat them — the final samples show the reward hacking that KL
+// regularization and real labelers exist to limit.
 //
 // Usage:
 //
@@ -149,6 +160,7 @@ type results struct {
 	distLoss, ceLoss            float64
 	teacherAcc, distAcc, ceAcc  float64
 	pairs, testPairs            int
+	testDecided                 int
 	levels                      [4]int
 	rmAcc, rmAccDecided         float64
 	btAcc, btAccDecided         float64
@@ -284,6 +296,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	trainPairs := lab.LabelSamples(trainPrompts, trainSamples, 3, cfg.Seed+12)
 	testPairs := lab.LabelSamples(testPrompts, testSamples, 3, cfg.Seed+13)
 	res.pairs, res.testPairs, res.levels = len(trainPairs), len(testPairs), lab.LevelCounts(trainPairs)
+	res.testDecided = len(lab.Decided(testPairs))
 	rcfg := lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR, Seed: cfg.Seed + 14}
 	rm := lab.NewRewardModel(student)
 	bar = lab.NewBar(cfg.Progress, rcfg.Steps, "3/5 reward model (soft)")
@@ -495,7 +508,7 @@ func (r *results) table(cfg config) []row {
 		{"1 prune", fmt.Sprintf("student FFN %d→%d, loss before training", cfg.Model.Hidden, cfg.StudentFFN), fmt.Sprintf("%.3f (%d params)", r.prunedLoss, r.studentParam)},
 		{"2 distill", fmt.Sprintf("student, convex combination w=%.1f: held-out loss / ppl / top-1 acc", cfg.TeacherWeight), fmt.Sprintf("%.4f / %.3f / %.3f", r.distLoss, lab.Perplexity(r.distLoss), r.distAcc)},
 		{"2 distill", "student, cross-entropy (control): held-out loss / ppl / top-1 acc", fmt.Sprintf("%.4f / %.3f / %.3f", r.ceLoss, lab.Perplexity(r.ceLoss), r.ceAcc)},
-		{"3 reward", fmt.Sprintf("soft-label RM accuracy, %d held-out pairs (above negligible)", r.testPairs), fmt.Sprintf("%.3f (%.3f)", r.rmAcc, r.rmAccDecided)},
+		{"3 reward", fmt.Sprintf("soft-label RM accuracy: %d held-out pairs (the %d above negligibly better)", r.testPairs, r.testDecided), fmt.Sprintf("%.3f (%.3f)", r.rmAcc, r.rmAccDecided)},
 		{"3 reward", "Bradley–Terry RM accuracy (control)", fmt.Sprintf("%.3f (%.3f)", r.btAcc, r.btAccDecided)},
 		{"4 iTeC", "initial student: oracle reward (light words/response)", fmt.Sprintf("%.3f", r.baseReward)},
 	}
