@@ -263,11 +263,12 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if err := student.Save(filepath.Join(cfg.Out, "student.safetensors")); err != nil {
 		return nil, err
 	}
-	p, err := lab.Plot("1–2. pre-training and distillation", "step", "loss (nats/byte)",
+	// The students continue from the pruned teacher, after its last step.
+	p, err := lab.Plot("1–2. pre-training, pruning and distillation", "step", "loss (nats/byte)",
 		lab.Steps("teacher train (smoothed)", lab.Smooth(tc.Loss, 25)),
-		evalSeries("teacher held-out", tc),
-		evalSeries("student distilled, held-out", curves[0]),
-		evalSeries("student cross-entropy, held-out", curves[1]))
+		evalSeries("teacher held-out", tc, 0, 0),
+		evalSeries("student w=0.9, held-out", curves[0], cfg.TeacherSteps, res.prunedLoss),
+		evalSeries("student cross-entropy, held-out", curves[1], cfg.TeacherSteps, res.prunedLoss))
 	if err != nil {
 		return nil, err
 	}
@@ -462,10 +463,16 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	return res, nil
 }
 
-func evalSeries(name string, c lab.Curve) lab.Series {
-	s := lab.Series{Name: name, Y: c.Eval}
-	for _, k := range c.EvalAt {
-		s.X = append(s.X, float64(k))
+// evalSeries is c's held-out curve shifted to start at step x0, from
+// loss y0 if y0 > 0.
+func evalSeries(name string, c lab.Curve, x0 int, y0 float64) lab.Series {
+	s := lab.Series{Name: name}
+	if y0 > 0 {
+		s.X, s.Y = append(s.X, float64(x0)), append(s.Y, y0)
+	}
+	for i, k := range c.EvalAt {
+		s.X = append(s.X, float64(x0+k))
+		s.Y = append(s.Y, c.Eval[i])
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -88,7 +89,7 @@ func Plot(title, xlabel, ylabel string, series ...Series) (*plot.Plot, error) {
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
+	p.Legend.Top, p.Legend.Left = legendCorner(series)
 	for i, s := range series {
 		if len(s.X) == 0 {
 			continue
@@ -124,4 +125,35 @@ func SavePlots(path string, cols int, plots ...*plot.Plot) error {
 		}
 	}
 	return drawGrid(path, img, grid)
+}
+
+// legendCorner picks the corner of the plot that the fewest points fall
+// in (the outer 45% of each axis), preferring the top right, so that the
+// legend hides as little of the lines as it can.
+func legendCorner(series []Series) (top, left bool) {
+	x0, x1, y0, y1 := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		for i := range s.X {
+			x0, x1 = min(x0, s.X[i]), max(x1, s.X[i])
+			y0, y1 = min(y0, s.Y[i]), max(y1, s.Y[i])
+		}
+	}
+	best := -1
+	for _, c := range [][2]bool{{true, false}, {false, false}, {true, true}, {false, true}} {
+		n := 0
+		for _, s := range series {
+			for i := range s.X {
+				fx, fy := (s.X[i]-x0)/(x1-x0+1e-300), (s.Y[i]-y0)/(y1-y0+1e-300)
+				inX := (c[1] && fx < 0.45) || (!c[1] && fx > 0.55)
+				inY := (c[0] && fy > 0.55) || (!c[0] && fy < 0.45)
+				if inX && inY {
+					n++
+				}
+			}
+		}
+		if best < 0 || n < best {
+			best, top, left = n, c[0], c[1]
+		}
+	}
+	return top, left
 }
