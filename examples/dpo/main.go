@@ -7,12 +7,20 @@
 // Opticks. It continues prompts from the book; a programmatic oracle
 // prefers continuations that talk about light and colour (lab.Oracle)
 // and labels random pairs of the base's samples on AFM's four-point
-// scale. Each objective tunes a copy of the base on the training pairs;
-// the program reports, per objective, the implicit-reward accuracy on
-// held-out pairs (the objective's own Stats.Accuracy, as TRL's eval
-// logs it), the oracle's reward on fresh samples from held-out prompts,
-// and how far the policy moved from the base (mean log-ratio of its own
-// samples, an estimate of KL(π‖π_base)).
+// scale. Each objective tunes a copy of the base on the same training
+// pairs — those labeled above negligibly better: near ties carry no
+// signal for a hard-label objective — with the same batches and learning
+// rate. The program reports, per objective, the loss and implicit-reward
+// accuracy on held-out pairs (the objective's own Stats.Accuracy, as
+// TRL's eval logs it), the oracle's reward on fresh samples from held-out
+// prompts, and how far the policy moved from the base: the mean of
+// log π(y) − log π_base(y) over the policy's own samples, an estimate of
+// KL(π‖π_base) in nats per response (approximate: samples are drawn with
+// non-ASCII bytes masked out, see lab.Policy).
+//
+// The hyperparameters (β, τ, γ, the learning rate) are reasonable
+// defaults, not tuned per objective: read the table as one run of one
+// toy task, not a ranking.
 //
 // Usage:
 //
