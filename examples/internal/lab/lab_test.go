@@ -262,3 +262,38 @@ func TestRewardModelLearns(t *testing.T) {
 		t.Errorf("held-out accuracy %.2f on %d pairs, want ≥ 0.75", acc, len(test))
 	}
 }
+
+// TrainLM must line the teacher's predictions up with the labels: with a
+// "teacher" that predicts the true next token everywhere, the convex
+// combination is cross-entropy exactly, so the two runs must agree step
+// for step (a misaligned window would make them differ).
+func TestTrainLMTeacherAlignment(t *testing.T) {
+	var tok nn.ByteTokenizer
+	ids := tok.Encode(strings.Repeat("the Rays of Light are refracted; ", 12))
+	perfect := ids[1:]
+	cfg := LMConfig{Steps: 3, Batch: 2, Seq: 16, LR: 1e-2, Seed: 3}
+	a, b := tinyLM(t, 6), tinyLM(t, 6)
+	ce, err := TrainLM(context.Background(), a, ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Teacher, cfg.TeacherWeight = perfect, 0.9
+	cc, err := TrainLM(context.Background(), b, ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ce.Loss {
+		if math.Abs(ce.Loss[i]-cc.Loss[i]) > 1e-9*math.Abs(ce.Loss[i]) {
+			t.Errorf("step %d: cross-entropy %v, convex combination with a perfect teacher %v", i, ce.Loss[i], cc.Loss[i])
+		}
+	}
+	// And a teacher shifted by one token must not agree.
+	cfg.Teacher = ids[2:]
+	sh, err := TrainLM(context.Background(), tinyLM(t, 6), ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Loss[0] == ce.Loss[0] {
+		t.Error("a misaligned teacher gave the cross-entropy loss")
+	}
+}
