@@ -43,6 +43,9 @@ func Load(maxBytes int) Data {
 // word boundary, printable ASCII on one line, so a model continues
 // mid-sentence. The draw is seeded; prompts are distinct.
 func Prompts(text string, n, length int, seed uint64) ([]string, error) {
+	if length < 2 || len(text) < 4*length {
+		return nil, fmt.Errorf("lab: no prompts of %d bytes in a text of %d", length, len(text))
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x9e0))
 	seen := map[string]bool{}
 	var out []string

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"math"
 	"runtime"
 	"sync"
@@ -24,6 +25,9 @@ type Policy struct {
 func (p Policy) Generate(ctx context.Context, prompt string, seeds []uint64) ([]string, error) {
 	var tok nn.ByteTokenizer
 	in := tok.Encode(prompt)
+	if len(in) == 0 {
+		return nil, errors.New("lab: empty prompt")
+	}
 	d := p.M.NewDecoder()
 	out := make([]string, len(seeds))
 	buf := make([]byte, 0, p.Len)
