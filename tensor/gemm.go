@@ -13,11 +13,11 @@ func MatMul(c, a, b *Dense) { Gemm(false, false, 1, a, b, 0, c) }
 // transpose. With beta = 0, c is overwritten and its old contents (even NaN)
 // are ignored, as in BLAS. It panics with a *ShapeError on mismatched shapes.
 //
-// The product runs on a fixed pool of GOMAXPROCS workers (see gemmpool.go)
-// through a packed, cache-blocked algorithm (see gemmblock.go); once the
-// packing buffers exist, a call allocates nothing. The result does not
-// depend on the number of workers: every element of c sums its products in
-// the same order whatever the split.
+// c must not share memory with a or b. The product runs on a fixed pool
+// of GOMAXPROCS workers through a packed, cache-blocked algorithm (see the
+// package doc); once the packing buffers exist, a call allocates nothing.
+// The result does not depend on the number of workers: every element of c
+// sums its products in the same order whatever the split.
 func Gemm(transA, transB bool, alpha float32, a, b *Dense, beta float32, c *Dense) {
 	m, k, n := gemmShape("Gemm", transA, transB, a.shape, b.shape, c.shape)
 	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,

@@ -161,9 +161,9 @@ func TestGemmRandom(t *testing.T) {
 // parallel path.
 func TestGemmBlocks(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	shapes := [][3]int{{131, 67, 1031}, {37, 600, 520}, {301, 293, 97}, {13, 800, 1031}, {5, 2100, 131}}
+	shapes := [][3]int{{131, 67, 1031}, {37, 600, 520}, {301, 293, 97}, {13, 800, 1031}, {5, 2100, 131}, {1, 4100, 37}}
 	if testing.Short() || raceEnabled {
-		shapes = [][3]int{{13, 800, 1031}, {40, 70, 600}}
+		shapes = [][3]int{{13, 800, 1031}, {40, 70, 600}, {1, 4100, 37}}
 	}
 	for _, s := range shapes {
 		for _, tA := range []bool{false, true} {

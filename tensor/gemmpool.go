@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The GEMM worker pool: long-lived goroutines, started on first need and
@@ -26,14 +27,16 @@ func init() {
 // gemmJob is one call's shared state. Workers claim task numbers from next
 // until they run out.
 type gemmJob struct {
-	g      gemmArgs
-	pl     gemmPlan
-	acc    bool
-	batch  int // > 0: task t is the whole product for batch item t
-	ntask  int
-	next   atomic.Int64
-	wg     sync.WaitGroup
-	caller []float32 // the calling goroutine's packing buffer
+	g       gemmArgs
+	pl      gemmPlan
+	acc     bool
+	batch   int  // > 0: task t is the whole product for batch item t
+	vec     bool // the one-row streaming path (gemmvec.go)
+	ntask   int
+	next    atomic.Int64
+	pending atomic.Int64 // helpers still working
+	wg      sync.WaitGroup
+	caller  []float32 // the calling goroutine's packing buffer
 }
 
 // gemm runs one product, on the pool if parallel and the work is large.
@@ -48,7 +51,10 @@ func gemm(g gemmArgs, parallel bool) {
 	}
 	j := getJob()
 	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
-	j.ntask = j.pl.tasks()
+	j.ntask, j.vec = j.pl.tasks(), g.vec(&j.pl.kern)
+	if j.vec {
+		j.ntask = ceilDiv(g.n, gemmVecCols)
+	}
 	j.run(min(w, j.ntask))
 	putJob(j)
 }
@@ -71,7 +77,7 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch, j.ntask = g, plan(&g, 1), nb, nb
+	j.g, j.pl, j.batch, j.ntask, j.vec = g, plan(&g, 1), nb, nb, false
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
@@ -84,6 +90,7 @@ func (j *gemmJob) run(w int) {
 	if helpers > 0 {
 		startWorkers(helpers)
 		j.wg.Add(helpers)
+		j.pending.Store(int64(helpers))
 		for range helpers {
 			gemmPool.jobs <- j
 		}
@@ -92,6 +99,10 @@ func (j *gemmJob) run(w int) {
 		j.caller = make([]float32, gemmBuf)
 	}
 	j.work(j.caller)
+	// The helpers usually finish within microseconds of the caller;
+	// polling for that long is cheaper than parking and being woken.
+	for t0 := time.Now(); j.pending.Load() > 0 && time.Since(t0) < gemmSpin; {
+	}
 	j.wg.Wait()
 }
 
@@ -101,6 +112,10 @@ func (j *gemmJob) work(buf []float32) {
 		t := int(j.next.Add(1)) - 1
 		if t >= j.ntask {
 			return
+		}
+		if j.vec {
+			j.g.vecTask(&j.pl.kern, t, j.acc)
+			continue
 		}
 		if j.batch == 0 {
 			j.g.task(&j.pl, t, j.acc, buf)
@@ -126,10 +141,31 @@ func startWorkers(n int) {
 
 func gemmWorker() {
 	buf := make([]float32, gemmBuf)
-	for j := range gemmPool.jobs {
+	for {
+		j := nextJob()
 		j.work(buf)
+		j.pending.Add(-1)
 		j.wg.Done()
 	}
+}
+
+// gemmSpin is how long a worker polls for the next job before it parks,
+// and a caller for its helpers before it waits. Products come in bursts (a
+// layer, then the next); waking a parked thread costs tens of
+// microseconds on a VM, as much as a whole 256³ product's share.
+const gemmSpin = 50 * time.Microsecond
+
+// nextJob returns the next job handed to the pool, polling briefly before
+// it blocks.
+func nextJob() *gemmJob {
+	for t0 := time.Now(); time.Since(t0) < gemmSpin; {
+		select {
+		case j := <-gemmPool.jobs:
+			return j
+		default:
+		}
+	}
+	return <-gemmPool.jobs
 }
 
 func getJob() *gemmJob {

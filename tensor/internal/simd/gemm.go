@@ -34,6 +34,13 @@ type GemmKernel struct {
 	// panel layout: for p < k, q < np and j < NR,
 	//	dst[q*panel+p*NR+j] = src[p*lds+q*NR+j]
 	PackN func(dst, src []float32, lds, panel, np, k int)
+
+	// Rows4, if not nil, adds four scaled rows of B onto c:
+	//	c[j] += a0·b[j] + a1·b[ldb+j] + a2·b[2·ldb+j] + a3·b[3·ldb+j]
+	// in that order, for j < len(c). A product with one row of C is a
+	// matrix–vector product that streams B once; packing B would double
+	// the memory traffic.
+	Rows4 func(c []float32, a0, a1, a2, a3 float32, b []float32, ldb int)
 }
 
 // gemmGeneric is the portable twin: a 4×8 tile that keeps one row's eight

@@ -19,8 +19,12 @@ func gemmPackT16AVX512(dst, src []float32, lds, ldd, n16 int)
 //go:noescape
 func gemmPackN32AVX512(dst, src []float32, lds, panel, np, k int)
 
+//go:noescape
+func gemmRows4AVX512(c []float32, a0, a1, a2, a3 float32, b []float32, ldb int)
+
 func gemmAVX512(k *Kernels) {
-	k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel, PackT16: gemmPackT16AVX512, PackN: gemmPackN32AVX512}
+	k.Gemm = &GemmKernel{MR: 12, NR: 32, Run: gemmAVX512Kernel,
+		PackT16: gemmPackT16AVX512, PackN: gemmPackN32AVX512, Rows4: gemmRows4AVX512}
 }
 
 //go:noescape

@@ -153,3 +153,43 @@ func TestGemmPackN(t *testing.T) {
 		})
 	}
 }
+
+func TestGemmRows4(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tier := range Available() {
+		rows4 := Table(tier).Gemm.Rows4
+		if rows4 == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			for n := 0; n <= 100; n++ {
+				ldb := n + 3
+				b := make([]float32, 3*ldb+n)
+				for i := range b {
+					b[i] = float32(r.NormFloat64())
+				}
+				a := [4]float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
+				c := make([]float32, n+1)
+				for i := range c {
+					c[i] = float32(r.NormFloat64())
+				}
+				c0 := append([]float32(nil), c...)
+				rows4(c[:n], a[0], a[1], a[2], a[3], b, ldb)
+				for j := range n {
+					want, scale := float64(c0[j]), math.Abs(float64(c0[j]))
+					for i := range 4 {
+						v := float64(a[i]) * float64(b[i*ldb+j])
+						want += v
+						scale += math.Abs(v)
+					}
+					if math.Abs(float64(c[j])-want) > 1e-6*scale {
+						t.Fatalf("n=%d: c[%d] = %v, want %v", n, j, c[j], want)
+					}
+				}
+				if c[n] != c0[n] {
+					t.Fatalf("n=%d: wrote past the end of c", n)
+				}
+			}
+		})
+	}
+}

@@ -265,6 +265,77 @@ func packN(w *asm, nr int, suffix, reg string) {
 	w.WriteString("\n")
 }
 
+// rows4 writes gemmRows4AVX512: c[j] += a0·b[j] + a1·b[ldb+j] +
+// a2·b[2ldb+j] + a3·b[3ldb+j], 32 columns a step, the tail masked. One
+// pass over c per four rows of B keeps a matrix–vector product streaming
+// B from memory instead of packing it.
+func rows4(w *asm) {
+	w.WriteString("// func gemmRows4AVX512(c []float32, a0, a1, a2, a3 float32, b []float32, ldb int)\n")
+	w.WriteString("TEXT ·gemmRows4AVX512(SB), NOSPLIT, $0-72\n")
+	w.f("MOVQ c_base+0(FP), DI")
+	w.f("MOVQ c_len+8(FP), CX")
+	w.f("VBROADCASTSS a0+24(FP), Z0")
+	w.f("VBROADCASTSS a1+28(FP), Z1")
+	w.f("VBROADCASTSS a2+32(FP), Z2")
+	w.f("VBROADCASTSS a3+36(FP), Z3")
+	w.f("MOVQ b_base+40(FP), SI")
+	w.f("MOVQ ldb+64(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("LEAQ (R8)(R8*2), R9")
+	w.label("rows4_loop32")
+	w.f("CMPQ CX, $32")
+	w.f("JL rows4_tail")
+	for v := range 2 {
+		o := 64 * v
+		c := 4 + v
+		w.f("VMOVUPS %d(DI), Z%d", o, c)
+		w.f("VFMADD231PS %d(SI), Z0, Z%d", o, c)
+		w.f("VFMADD231PS %d(SI)(R8*1), Z1, Z%d", o, c)
+		w.f("VFMADD231PS %d(SI)(R8*2), Z2, Z%d", o, c)
+		w.f("VFMADD231PS %d(SI)(R9*1), Z3, Z%d", o, c)
+		w.f("VMOVUPS Z%d, %d(DI)", c, o)
+	}
+	w.f("ADDQ $128, DI")
+	w.f("ADDQ $128, SI")
+	w.f("SUBQ $32, CX")
+	w.f("JMP rows4_loop32")
+	w.label("rows4_tail")
+	w.f("TESTQ CX, CX")
+	w.f("JZ rows4_done")
+	w.label("rows4_loop1")
+	// 16 or fewer columns at a time under a mask.
+	w.f("MOVQ CX, R10")
+	w.f("CMPQ R10, $16")
+	w.f("JLE rows4_mask")
+	w.f("MOVQ $16, R10")
+	w.label("rows4_mask")
+	w.f("MOVQ CX, R11")
+	w.f("MOVQ R10, CX")
+	w.f("MOVL $1, AX")
+	w.f("SHLL CX, AX")
+	w.f("DECL AX")
+	w.f("MOVQ R11, CX")
+	w.f("KMOVW AX, K1")
+	w.f("VMOVUPS.Z (DI), K1, Z4")
+	w.f("VMOVUPS.Z (SI), K1, Z5")
+	w.f("VFMADD231PS Z5, Z0, Z4")
+	w.f("VMOVUPS.Z (SI)(R8*1), K1, Z5")
+	w.f("VFMADD231PS Z5, Z1, Z4")
+	w.f("VMOVUPS.Z (SI)(R8*2), K1, Z5")
+	w.f("VFMADD231PS Z5, Z2, Z4")
+	w.f("VMOVUPS.Z (SI)(R9*1), K1, Z5")
+	w.f("VFMADD231PS Z5, Z3, Z4")
+	w.f("VMOVUPS Z4, K1, (DI)")
+	w.f("ADDQ $64, DI")
+	w.f("ADDQ $64, SI")
+	w.f("SUBQ R10, CX")
+	w.f("JNZ rows4_loop1")
+	w.label("rows4_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
 func avx2(w *asm) {
 	const MR = 6
 	w.WriteString("DATA gemmIota<>+0(SB)/4, $0\n")
@@ -357,6 +428,7 @@ func main() {
 	packT16(&w)
 	packN(&w, 32, "AVX512", "Z")
 	packN(&w, 16, "AVX2", "Y")
+	rows4(&w)
 	avx2(&w)
 	if err := os.WriteFile(filepath.Join(*out, "gemm_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)

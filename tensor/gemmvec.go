@@ -1,0 +1,34 @@
+package tensor
+
+import "github.com/posttrain/posttrain/tensor/internal/simd"
+
+// A product with one row of C, such as one token's logits from a
+// 512×49,152 projection, is a matrix–vector product: each element of B is
+// used once, so the time goes to reading B from memory, and packing it
+// would add a second pass. Where the tier has a Rows4 kernel, such
+// products stream B four rows at a time onto chunks of C that stay in L1.
+const gemmVecCols = 2048 // columns of C per task: 8 KiB of C, four 8 KiB runs of B
+
+// vec reports whether g takes the streaming path.
+func (g *gemmArgs) vec(k *simd.GemmKernel) bool {
+	return g.m == 1 && !g.transB && k.Rows4 != nil
+}
+
+// vecTask computes columns [t·gemmVecCols, …) of the single row of C. With
+// one row, a is a vector whether or not it is transposed.
+func (g *gemmArgs) vecTask(k *simd.GemmKernel, t int, acc bool) {
+	n, kk, alpha := g.n, g.k, g.alpha
+	j0 := t * gemmVecCols
+	c := g.c[j0:min(n, j0+gemmVecCols)]
+	if !acc {
+		clear(c)
+	}
+	a := g.a[:kk]
+	p := 0
+	for ; p+4 <= kk; p += 4 {
+		k.Rows4(c, alpha*a[p], alpha*a[p+1], alpha*a[p+2], alpha*a[p+3], g.b[p*n+j0:], n)
+	}
+	for ; p < kk; p++ {
+		simd.K.Axpy(alpha*a[p], g.b[p*n+j0:p*n+j0+len(c)], c)
+	}
+}
