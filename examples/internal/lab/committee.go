@@ -144,7 +144,7 @@ func (c *Committee) Refresh(ctx context.Context, round int, pairs []prefopt.Pair
 	return rm, ref, nil
 }
 
-// Load rebuilds a reward model refreshed by this process (reward models
+// LoadReward returns a reward model refreshed by this process (reward models
 // are not written to disk, so a run resumed by a new process cannot).
 func (c *Committee) LoadReward(_ context.Context, ref string) (itec.Scorer, error) {
 	c.mu.Lock()

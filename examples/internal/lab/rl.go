@@ -173,16 +173,3 @@ func MDLOO(ctx context.Context, pol Policy, ref *nn.TinyLM, reward itec.Scorer, 
 	}
 	return c, nil
 }
-
-// OracleScorer scores with the oracle itself (itec.Scorer).
-type OracleScorer struct{}
-
-// Score implements itec.Scorer.
-func (OracleScorer) Score(_ context.Context, _ string, responses []string) ([]float64, error) {
-	out := make([]float64, len(responses))
-	var o Oracle
-	for i, r := range responses {
-		out[i] = o.Reward(r)
-	}
-	return out, nil
-}
