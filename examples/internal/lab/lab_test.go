@@ -1,0 +1,299 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/autograd"
+	"github.com/posttrain/posttrain/tensor/nn"
+)
+
+func tinyLM(t *testing.T, seed uint64) *nn.TinyLM {
+	t.Helper()
+	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: 16, Layers: 2, Heads: 2, Context: 32, Hidden: 24}, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Random weights of N(0, 0.02) give near-uniform outputs; scale them
+	// up so that the checks below see non-trivial logits.
+	for _, p := range m.Params() {
+		tensor.Scale(p.Var.Value.Data(), 20, p.Var.Value.Data())
+	}
+	return m
+}
+
+// The reward model's hidden states, through the output head, must be
+// TinyLM.Forward's logits: it re-implements the forward pass without the
+// head.
+func TestHiddenMatchesForward(t *testing.T) {
+	m := tinyLM(t, 1)
+	var tok nn.ByteTokenizer
+	ids := tok.Encode("Light is refracted by a Prism, tw")
+	ids = ids[:30]
+	tp := autograd.NewTape()
+	want, err := m.Forward(tp, ids, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hidden(tp, m, ids, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Head.Forward(tp, h)
+	wd, gd := want.Value.Data(), got.Value.Data()
+	for i := range wd {
+		if math.Abs(float64(wd[i]-gd[i])) > 1e-4*(1+math.Abs(float64(wd[i]))) {
+			t.Fatalf("logit %d: hidden·head %g, Forward %g", i, gd[i], wd[i])
+		}
+	}
+}
+
+// SeqLogProbs must sum the response tokens' log-probs and nothing else,
+// and SeqBackward must be its gradient: checked against central finite
+// differences in a few parameters.
+func TestSeqLogProbsGradient(t *testing.T) {
+	m := tinyLM(t, 2)
+	s, err := MakeSeqs([]string{"the Rays ", "of"}, []string{"of Light", "Colours!"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := []float64{0.7, -1.3} // loss = Σ c_i·lp_i
+	loss := func() float64 {
+		lp, err := LogProbsOf(m, []string{"the Rays ", "of"}, []string{"of Light", "Colours!"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c[0]*lp[0] + c[1]*lp[1]
+	}
+	// Against a direct sum over the response tokens.
+	tp := autograd.NewTape()
+	lp, logits, err := SeqLogProbs(tp, m, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Layout.Width
+	for b := range 2 {
+		var sum float64
+		for j := s.Layout.PromptLen[b] - 1; j < s.Layout.Len[b]-1; j++ {
+			row := logits.Value.Data()[(b*w+j)*256 : (b*w+j+1)*256]
+			ls := make([]float32, 256)
+			tensor.LogSoftmax(ls, row)
+			sum += float64(ls[s.Tokens[b*w+j+1]])
+		}
+		if math.Abs(sum-lp[b]) > 1e-4*math.Abs(sum) {
+			t.Errorf("sequence %d: log-prob %g, direct sum %g", b, lp[b], sum)
+		}
+	}
+	m.ZeroGrad()
+	if err := SeqBackward(tp, logits, s, c); err != nil {
+		t.Fatal(err)
+	}
+	const eps = 1e-2
+	for _, p := range m.Params()[:4] {
+		v := p.Var.Value.Data()
+		for _, i := range []int{0, len(v) / 2, len(v) - 1} {
+			old := v[i]
+			v[i] = old + eps
+			up := loss()
+			v[i] = old - eps
+			down := loss()
+			v[i] = old
+			fd := (up - down) / (2 * eps)
+			g := float64(p.Var.Grad.Data()[i])
+			if math.Abs(fd-g) > 2e-2*math.Max(1, math.Abs(fd)) {
+				t.Errorf("%s[%d]: gradient %g, finite difference %g", p.Name, i, g, fd)
+			}
+		}
+	}
+}
+
+func TestOracle(t *testing.T) {
+	var o Oracle
+	for _, c := range []struct {
+		s    string
+		want float64
+	}{
+		{"the red and blue Rays of Light", 4},
+		{"redden the coloured", 1}, // whole words only
+		{"LIGHT, light;light", 3},
+		{"", 0},
+	} {
+		if got := o.Reward(c.s); got != c.want {
+			t.Errorf("Reward(%q) = %v, want %v", c.s, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		a, b    string
+		preferA bool
+		level   prefopt.Level
+	}{
+		{"red green", "the Glass", true, prefopt.SignificantlyBetter},
+		{"the Glass", "a red Glass", false, prefopt.Better},
+		{"the Glass of", "#$% ^&*()!", true, prefopt.SlightlyBetter},
+		{"the Glass of", "the Glass,of", true, prefopt.NegligiblyBetter},
+	} {
+		p := o.Prefer(c.a, c.b)
+		if p.PreferA != c.preferA || p.Level != c.level {
+			t.Errorf("Prefer(%q, %q) = %+v, want A %v at %v", c.a, c.b, p, c.preferA, c.level)
+		}
+	}
+	pairs := LabelSamples([]string{"p"}, [][]string{{"x", "x", "red", "y"}}, 10, 1)
+	for _, p := range pairs {
+		if p.Chosen == p.Rejected {
+			t.Errorf("identical responses paired: %+v", p)
+		}
+	}
+	if len(pairs) != 3 {
+		t.Errorf("%d pairs from 3 distinct responses, want 3", len(pairs))
+	}
+}
+
+// Generation is a pure function of (prompt, seed), printable ASCII only.
+func TestPolicyGenerate(t *testing.T) {
+	p := Policy{M: tinyLM(t, 3), Len: 12, Temperature: 1}
+	a, err := p.Generate(context.Background(), "the Rays", []uint64{1, 2, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a[0] != a[2] {
+		t.Errorf("seed 1 gave %q, then %q", a[0], a[2])
+	}
+	for _, s := range a {
+		if len(s) != 12 {
+			t.Errorf("response %q is not 12 bytes", s)
+		}
+		for i := 0; i < len(s); i++ {
+			if (s[i] < ' ' && s[i] != '\n') || s[i] > '~' {
+				t.Errorf("response %q holds byte %#x", s, s[i])
+			}
+		}
+	}
+	b, err := Sample(context.Background(), p, []string{"a", "the Rays"}, 2, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Sample(context.Background(), p, []string{"a", "the Rays"}, 2, 7)
+	if strings.Join(b[1], "|") != strings.Join(c[1], "|") {
+		t.Error("Sample is not reproducible")
+	}
+}
+
+// The cache must hold the teacher's argmax for every position.
+func TestPrecomputeTop1(t *testing.T) {
+	m := tinyLM(t, 4)
+	var tok nn.ByteTokenizer
+	ids := tok.Encode(strings.Repeat("Light and Colours; ", 5))
+	const seq = 16
+	top1, err := PrecomputeTop1(context.Background(), m, ids, seq, filepath.Join(t.TempDir(), "c"), Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(ids) / seq * seq
+	if len(top1) != n {
+		t.Fatalf("%d predictions for %d tokens", len(top1), n)
+	}
+	tp := autograd.NewTape()
+	logits, err := m.Forward(tp, ids[:n], n/seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if want := tensor.ArgMax(logits.Value.Data()[i*256 : (i+1)*256]); int(top1[i]) != want {
+			t.Fatalf("position %d: cache %d, argmax %d", i, top1[i], want)
+		}
+	}
+}
+
+func TestEachFirstError(t *testing.T) {
+	bad := errors.New("bad")
+	err := Each(context.Background(), 100, func(i int) error {
+		if i == 3 {
+			return bad
+		}
+		return nil
+	})
+	if !errors.Is(err, bad) {
+		t.Errorf("Each returned %v, want %v", err, bad)
+	}
+}
+
+// A reward model trained on oracle-labeled pairs must rank held-out
+// pairs better than chance on an easy version of the task.
+func TestRewardModelLearns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: 16, Layers: 1, Heads: 2, Context: 32, Hidden: 16}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := []string{"red", "the", "blue", "of", "green", "and", "Light", "by"}
+	var train, test []prefopt.Pair
+	var o Oracle
+	for i := range 80 {
+		a := words[i%8] + " " + words[(i/8)%8]
+		b := words[(i+3)%8] + " " + words[(i/3)%8]
+		if a == b || o.Reward(a) == o.Reward(b) {
+			continue
+		}
+		p := o.PairOf("p ", a, b)
+		if i%4 == 0 {
+			test = append(test, p)
+		} else {
+			train = append(train, p)
+		}
+	}
+	rm := NewRewardModel(m)
+	if _, err := TrainReward(context.Background(), rm, train, RewardConfig{Steps: 60, Batch: 16, LR: 1e-2, Seed: 1}, Bar{}); err != nil {
+		t.Fatal(err)
+	}
+	acc, _, err := Accuracy(rm, test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("held-out accuracy %.2f on %d pairs (%d training)", acc, len(test), len(train))
+	if acc < 0.75 {
+		t.Errorf("held-out accuracy %.2f on %d pairs, want ≥ 0.75", acc, len(test))
+	}
+}
+
+// TrainLM must line the teacher's predictions up with the labels: with a
+// "teacher" that predicts the true next token everywhere, the convex
+// combination is cross-entropy exactly, so the two runs must agree step
+// for step (a misaligned window would make them differ).
+func TestTrainLMTeacherAlignment(t *testing.T) {
+	var tok nn.ByteTokenizer
+	ids := tok.Encode(strings.Repeat("the Rays of Light are refracted; ", 12))
+	perfect := ids[1:]
+	cfg := LMConfig{Steps: 3, Batch: 2, Seq: 16, LR: 1e-2, Seed: 3}
+	a, b := tinyLM(t, 6), tinyLM(t, 6)
+	ce, err := TrainLM(context.Background(), a, ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Teacher, cfg.TeacherWeight = perfect, 0.9
+	cc, err := TrainLM(context.Background(), b, ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ce.Loss {
+		if math.Abs(ce.Loss[i]-cc.Loss[i]) > 1e-9*math.Abs(ce.Loss[i]) {
+			t.Errorf("step %d: cross-entropy %v, convex combination with a perfect teacher %v", i, ce.Loss[i], cc.Loss[i])
+		}
+	}
+	// And a teacher shifted by one token must not agree.
+	cfg.Teacher = ids[2:]
+	sh, err := TrainLM(context.Background(), tinyLM(t, 6), ids, cfg, Bar{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Loss[0] == ce.Loss[0] {
+		t.Error("a misaligned teacher gave the cross-entropy loss")
+	}
+}

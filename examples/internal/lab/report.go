@@ -1,0 +1,159 @@
+package lab
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Bar is a progress bar; the zero Bar shows nothing.
+type Bar struct{ b *progressbar.ProgressBar }
+
+// NewBar returns a bar of total units written to w (nil: no bar).
+func NewBar(w io.Writer, total int, desc string) Bar {
+	if w == nil {
+		return Bar{}
+	}
+	return Bar{progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(fmt.Sprintf("%-28s", desc)),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)}
+}
+
+// Add advances the bar.
+func (b Bar) Add(n int) {
+	if b.b != nil {
+		_ = b.b.Add(n)
+	}
+}
+
+// Finish fills the bar and ends its line.
+func (b Bar) Finish() {
+	if b.b != nil {
+		_ = b.b.Finish()
+	}
+}
+
+// Series is one line of a plot.
+type Series struct {
+	Name string
+	X, Y []float64
+}
+
+// Steps returns the points (i+1, y[i]).
+func Steps(name string, y []float64) Series {
+	s := Series{Name: name, Y: y}
+	for i := range y {
+		s.X = append(s.X, float64(i+1))
+	}
+	return s
+}
+
+// Smooth returns the running mean of y over windows of w points, to
+// show a noisy per-step loss.
+func Smooth(y []float64, w int) []float64 {
+	out := make([]float64, len(y))
+	var s float64
+	for i, v := range y {
+		s += v
+		if i >= w {
+			s -= y[i-w]
+		}
+		out[i] = s / float64(min(i+1, w))
+	}
+	return out
+}
+
+var palette = []color.RGBA{
+	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
+	{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255},
+}
+
+// Plot draws series as lines into a new plot.
+func Plot(title, xlabel, ylabel string, series ...Series) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Add(plotter.NewGrid())
+	p.Legend.Top, p.Legend.Left = legendCorner(series)
+	for i, s := range series {
+		if len(s.X) == 0 {
+			continue
+		}
+		xy := make(plotter.XYs, len(s.X))
+		for j := range s.X {
+			xy[j].X, xy[j].Y = s.X[j], s.Y[j]
+		}
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return nil, fmt.Errorf("lab: plot %q, series %q: %w", title, s.Name, err)
+		}
+		l.Color = palette[i%len(palette)]
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(s.Name, l)
+	}
+	return p, nil
+}
+
+// SavePlots writes plots as one PNG, side by side in a grid of cols columns.
+func SavePlots(path string, cols int, plots ...*plot.Plot) error {
+	rows := (len(plots) + cols - 1) / cols
+	const w, h = 6 * vg.Inch, 4 * vg.Inch
+	img := vgimgNew(vg.Length(cols)*w, vg.Length(rows)*h)
+	grid := make([][]*plot.Plot, rows)
+	for i := range grid {
+		grid[i] = make([]*plot.Plot, cols)
+		for j := range cols {
+			if k := i*cols + j; k < len(plots) {
+				grid[i][j] = plots[k]
+			}
+		}
+	}
+	return drawGrid(path, img, grid)
+}
+
+// legendCorner picks the corner of the plot that the fewest points fall
+// in (the outer 45% of each axis), preferring the top right, so that the
+// legend hides as little of the lines as it can.
+func legendCorner(series []Series) (top, left bool) {
+	x0, x1, y0, y1 := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		for i := range s.X {
+			x0, x1 = min(x0, s.X[i]), max(x1, s.X[i])
+			y0, y1 = min(y0, s.Y[i]), max(y1, s.Y[i])
+		}
+	}
+	best := -1
+	for _, c := range [][2]bool{{true, false}, {false, false}, {true, true}, {false, true}} {
+		n := 0
+		for _, s := range series {
+			for i := range s.X {
+				fx, fy := (s.X[i]-x0)/(x1-x0+1e-300), (s.Y[i]-y0)/(y1-y0+1e-300)
+				inX := (c[1] && fx < 0.45) || (!c[1] && fx > 0.55)
+				inY := (c[0] && fy > 0.55) || (!c[0] && fy < 0.45)
+				if inX && inY {
+					n++
+				}
+			}
+		}
+		if best < 0 || n < best {
+			best, top, left = n, c[0], c[1]
+		}
+	}
+	return top, left
+}
