@@ -3,7 +3,9 @@ and PyTorch eager, timed the same way (median of repeated runs, after a warm
 call). Prints one "name value unit" line. Needs Debian's python3-numpy and
 python3-torch; never run by CI.
 
-    /usr/bin/python3 bench/anchor.py exp | dot | logsoftmax | gemm M K N | convex | tokenlogprobs | tinylm
+    /usr/bin/python3 bench/anchor.py exp | dot | logsoftmax | convex | tokenlogprobs | tinylm
+
+Gemm has its own script, bench/gemm_numpy.py, run by bench/gemm_compare.sh.
 """
 import sys
 import time
@@ -37,13 +39,6 @@ def main():
             for _ in range(10000):
                 np.dot(x, y)
         print(f"dot {median_seconds(9, f) * 1e3:.3f} ms")
-    elif what == "gemm":  # OpenBLAS sgemm through NumPy, on the threads OpenBLAS was given
-        m, k, n = (int(v) for v in sys.argv[2:5])
-        a = rng.standard_normal((m, k), dtype=np.float32)
-        b = rng.standard_normal((k, n), dtype=np.float32)
-        reps = 7 if m * k * n < 1 << 31 else 3
-        d = median_seconds(reps, lambda: a @ b)
-        print(f"gemm{m}x{k}x{n} {2 * m * k * n / d / 1e9:.1f} GFLOPS")
     else:
         import torch
         import torch.nn.functional as F

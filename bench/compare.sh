@@ -6,7 +6,8 @@
 #   bench/compare.sh kernels gemm    # some sections
 #
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
-# python3-numpy python3-torch); not part of CI. Sections: kernels gemm.
+# python3-numpy python3-torch); not part of CI. Sections: kernels gemm
+# distill prefopt tinylm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -52,8 +53,39 @@ section_kernels() {
 	row "LogSoftmax 512x49152, 1 thread vs torch" "$(ratio "$t" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$t" 1e6)")" "≥ 2"
 }
 
+section_gemm() {
+	printf '\nGemm, 2 threads each (best of alternating rounds: bench/gemm_compare.sh)\n'
+	sh bench/gemm_compare.sh 2 3
+}
+
+section_distill() {
+	header "distill.ConvexCombination, loss and gradient, [2048 x 49152], 2 threads"
+	OUT=$(gobench ./distill/ '^Benchmark(ConvexCombination|Copy)$/^2048x49152$' 5x)
+	t=$(ns BenchmarkConvexCombination/2048x49152); c=$(ns BenchmarkCopy/2048x49152); a=$(anchor convex)
+	row "vs torch log_softmax+gather+backward" "$(ratio "$t" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$t" 1e6)")" "≥ 8"
+	# The bound: logits read twice and the gradient written once, 12 bytes
+	# per logit, at the copy bandwidth (8 bytes per element copied).
+	bound=$(awk -v c="$c" 'BEGIN { printf "%.1f", c * 12 / 8 / 1e6 }')
+	row "vs memory-bandwidth bound (copy: $(awk -v c="$c" 'BEGIN { printf "%.1f", 8*2048*49152/c }') GB/s)" "$(ratio "$t" 1e6) ms" "$bound ms" "$(ratio "$bound" "$(ratio "$t" 1e6)")" "≥ 0.5"
+}
+
+section_prefopt() {
+	header "prefopt.TokenLogProbs + backward, [4096 x 49152], 2 threads"
+	OUT=$(gobench ./prefopt/ '^BenchmarkTokenLogProbs$/^both/4096x49152$' 5x)
+	t=$(ns BenchmarkTokenLogProbs/both/4096x49152); a=$(anchor tokenlogprobs)
+	row "vs torch log_softmax+gather+backward" "$(ratio "$t" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$t" 1e6)")" "≥ 5"
+}
+
+section_tinylm() {
+	header "TinyLM training step (fwd+bwd+AdamW), 0.72M params, batch 16x128, 2 threads"
+	tps=$(go test -run '^$' -bench '^BenchmarkTinyLMStep$/^anchor' -benchtime 10x ./tensor/nn/ |
+		awk '{ for (i=2;i<=NF;i++) if ($(i+1)=="tokens/s") print $i }')
+	a=$(anchor tinylm)
+	row "tokens/s vs torch eager" "$(printf %.0f "$tps")" "$a" "$(ratio "$tps" "$a")" "≥ 1.5"
+}
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm distill prefopt tinylm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done
