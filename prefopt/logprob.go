@@ -104,13 +104,12 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []
 				clear(g)
 				continue
 			}
-			tensor.Softmax(g, ld[i*v:(i+1)*v])
-			// Softmax fills a row holding NaN or +Inf (or only −Inf) with
-			// NaN, so one look at the target finds it.
+			tensor.ScaledSoftmax(g, -d, ld[i*v:(i+1)*v])
+			// ScaledSoftmax fills a row holding NaN or +Inf (or only −Inf)
+			// with NaN, so one look at the target finds it.
 			if p := g[t]; p != p {
 				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or only −Inf", op, i)
 			}
-			tensor.Scale(g, -d, g)
 			g[t] += d
 		}
 		return nil

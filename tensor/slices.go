@@ -83,7 +83,15 @@ func LogSumExp(x []float32) float32 { return simd.K.LogSumExp(x) }
 // +Inf, or only −Inf, gives NaN everywhere.
 func Softmax(dst, x []float32) {
 	mustSameLen("Softmax", len(dst), len(x))
-	simd.K.Softmax(dst, x)
+	simd.K.Softmax(dst, 1, x)
+}
+
+// ScaledSoftmax computes dst = alpha·softmax(x) in Softmax's two passes:
+// the scale rides on the normalization, so a gradient such as
+// −dlogp·softmax(logits) costs no extra pass over the row.
+func ScaledSoftmax(dst []float32, alpha float32, x []float32) {
+	mustSameLen("ScaledSoftmax", len(dst), len(x))
+	simd.K.Softmax(dst, alpha, x)
 }
 
 // LogSoftmax computes dst = (x − max) − ln Σ e^(x−max), with Softmax's two

@@ -20,7 +20,9 @@ func expAVX2(k *Kernels) {
 	k.Exp = expY
 	k.Log = logY
 	k.LogSumExp = func(x []float32) float32 { return logSumExpWith(x, softmaxStatsY) }
-	k.Softmax = func(dst, x []float32) { softmaxWith(dst, x, softmaxStatsY, softmaxOutY) }
+	k.Softmax = func(dst []float32, alpha float32, x []float32) {
+		softmaxWith(dst, alpha, x, softmaxStatsY, softmaxOutY)
+	}
 	k.LogSoftmax = func(dst, x []float32) { logSoftmaxWith(dst, x, softmaxStatsY, logSoftmaxOutY) }
 }
 
@@ -28,7 +30,9 @@ func expAVX512(k *Kernels) {
 	k.Exp = expZ
 	k.Log = logZ
 	k.LogSumExp = func(x []float32) float32 { return logSumExpWith(x, softmaxStatsZ) }
-	k.Softmax = func(dst, x []float32) { softmaxWith(dst, x, softmaxStatsZ, softmaxOutZ) }
+	k.Softmax = func(dst []float32, alpha float32, x []float32) {
+		softmaxWith(dst, alpha, x, softmaxStatsZ, softmaxOutZ)
+	}
 	k.LogSoftmax = func(dst, x []float32) { logSoftmaxWith(dst, x, softmaxStatsZ, logSoftmaxOutZ) }
 }
 
@@ -86,14 +90,14 @@ func logSumExpWith(x []float32, stats func([]float32) (float32, float64)) float3
 	return float32(float64(m) + math.Log(s))
 }
 
-func softmaxWith(dst, x []float32, stats func([]float32) (float32, float64), out func(dst, x []float32, m, inv float32)) {
+func softmaxWith(dst []float32, alpha float32, x []float32, stats func([]float32) (float32, float64), out func(dst, x []float32, m, inv float32)) {
 	dst = dst[:len(x)]
 	m, s := stats(x)
 	if !(s > 0) || m < -math.MaxFloat32 {
-		softmaxGeneric(dst, x)
+		softmaxGeneric(dst, alpha, x)
 		return
 	}
-	out(dst, x, m, float32(1/s))
+	out(dst, x, m, float32(float64(alpha)/s))
 }
 
 func logSoftmaxWith(dst, x []float32, stats func([]float32) (float32, float64), out func(dst, x []float32, m, ls float32)) {

@@ -58,7 +58,7 @@ func BenchmarkSoftmaxRange(b *testing.B) {
 				x[0] = 0
 				b.SetBytes(8 * int64(len(x)))
 				for b.Loop() {
-					Table(tier).Softmax(y, x)
+					Table(tier).Softmax(y, 1, x)
 				}
 			})
 		}

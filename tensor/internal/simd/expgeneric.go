@@ -182,14 +182,14 @@ func logSumExpGeneric(x []float32) float32 {
 	return float32(float64(m) + math.Log(s))
 }
 
-func softmaxGeneric(dst, x []float32) {
+func softmaxGeneric(dst []float32, alpha float32, x []float32) {
 	dst = dst[:len(x)]
 	m, s, ok := softmaxStats(x)
 	if !ok {
 		fillNaN(dst)
 		return
 	}
-	inv := float32(1 / s)
+	inv := float32(float64(alpha) / s)
 	for i, v := range x {
 		dst[i] = exp32(v-m) * inv
 	}

@@ -133,7 +133,7 @@ func FuzzSoftmax(f *testing.F) {
 					t.Fatalf("%v LogSumExp = %v, float64 %v", tier, g, ref)
 				}
 			}
-			k.Softmax(sm, x)
+			k.Softmax(sm, 1, x)
 			k.LogSoftmax(lsm, x)
 			for i, v := range x {
 				if !ok {

@@ -136,14 +136,14 @@ func logSumExpNEON(x []float32) float32 {
 	return float32(float64(m) + math.Log(s))
 }
 
-func softmaxNEON(dst, x []float32) {
+func softmaxNEON(dst []float32, alpha float32, x []float32) {
 	dst = dst[:len(x)]
 	m, s := softmaxStatsNEON(x)
 	if nonFinite(m) || !(s > 0) {
 		fillNaN(dst)
 		return
 	}
-	softmaxOutNEON(dst, x, m, float32(1/s))
+	softmaxOutNEON(dst, x, m, float32(float64(alpha)/s))
 }
 
 func logSoftmaxNEON(dst, x []float32) {

@@ -83,7 +83,7 @@ func TestNEONSoftmaxRows(t *testing.T) {
 			t.Errorf("%s: LogSumExp = %v, float64 %v", c.name, g, lse)
 		}
 		sm, lsm := make([]float32, len(x)), make([]float32, len(x))
-		k.Softmax(sm, x)
+		k.Softmax(sm, 1, x)
 		k.LogSoftmax(lsm, x)
 		for i, v := range x {
 			lp := float64(v) - lse

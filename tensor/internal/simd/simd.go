@@ -63,7 +63,7 @@ type Kernels struct {
 	Exp        func(dst, x []float32)
 	Log        func(dst, x []float32)
 	LogSumExp  func(x []float32) float32
-	Softmax    func(dst, x []float32)
+	Softmax    func(dst []float32, alpha float32, x []float32) // dst = alpha·softmax(x)
 	LogSoftmax func(dst, x []float32)
 
 	ToBF16   func(dst []uint16, x []float32) // round to nearest even; NaN stays NaN

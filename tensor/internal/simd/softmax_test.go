@@ -31,7 +31,7 @@ func TestSoftmaxLeadingNegInf(t *testing.T) {
 					t.Errorf("lead %d: LogSumExp = %v, want %v", lead, g, w)
 				}
 				sm, lsm := make([]float32, len(x)), make([]float32, len(x))
-				k.Softmax(sm, x)
+				k.Softmax(sm, 1, x)
 				k.LogSoftmax(lsm, x)
 				for i, v := range x {
 					lp := float64(v) - m - math.Log(s)
@@ -79,7 +79,7 @@ func testLongSoftmax(t *testing.T, x []float32) {
 		if g := k.LogSumExp(x); math.Abs(float64(g)-want) > 1e-6*math.Abs(want) {
 			t.Errorf("LogSumExp = %v, float64 %v (rel. error %.2g)", g, want, math.Abs(float64(g)-want)/math.Abs(want))
 		}
-		k.Softmax(sm, x)
+		k.Softmax(sm, 1, x)
 		var sum float64
 		for _, v := range sm {
 			sum += float64(v)
