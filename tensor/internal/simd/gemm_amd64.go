@@ -2,6 +2,8 @@
 
 package simd
 
+//go:generate sh -c "cd _gen/gemm && go run . -out ../.."
+
 // gemmAVX512Kernel and gemmAVX2Kernel are GemmKernel.Run for 12×32 and
 // 6×16 tiles (gemm_amd64.s, written by _gen/gemm). Accumulators: 24 zmm
 // (12 rows × 2) or 12 ymm (6 rows × 2), enough independent FMA chains to
