@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/posttrain/posttrain/internal/atomicfile"
 )
 
 // A checkpoint directory holds state.json, the commit point, and data files
@@ -26,28 +28,8 @@ const stateFile = "state.json"
 // writeAtomic writes data to dir/name through a synced temporary file and a
 // rename, and returns its SHA-256 in hex.
 func writeAtomic(dir, name string, data []byte) (string, error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return "", fmt.Errorf("itec: checkpoint: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(filepath.Join(dir, name), data); err != nil {
 		return "", fmt.Errorf("itec: checkpoint: writing %s: %w", name, err)
-	}
-	if d, err := os.Open(dir); err == nil { // make the rename durable
-		d.Sync()
-		d.Close()
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:]), nil

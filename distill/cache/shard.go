@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/posttrain/posttrain/internal/atomicfile"
 )
 
 // A corpus too large for one file — AFM's 6.3T pre-training tokens are
@@ -142,7 +144,7 @@ func (s *ShardWriter) Close() error {
 	}
 	b, err := json.MarshalIndent(s.m, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(filepath.Join(s.dir, ManifestName), append(b, '\n'))
+		err = atomicfile.Write(filepath.Join(s.dir, ManifestName), append(b, '\n'))
 	}
 	if err != nil {
 		s.err = fmt.Errorf("cache: %s: manifest: %w", s.dir, err)
@@ -161,27 +163,6 @@ func (s *ShardWriter) Abort() {
 	if s.err == nil {
 		s.err = errors.New("cache: aborted")
 	}
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // Corpus streams the blocks of a sharded cache in order, across shards,

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
 	"github.com/posttrain/posttrain/tensor"
+
+	"github.com/posttrain/posttrain/internal/atomicfile"
 )
 
 // Tensor is a named tensor in a safetensors file.
@@ -77,26 +78,7 @@ func SaveSafetensors(path string, tensors []Tensor, metadata map[string]string) 
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("nn: safetensors: %v", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return fmt.Errorf("nn: safetensors: writing %s: %v", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("nn: safetensors: syncing %s: %v", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("nn: safetensors: closing %s: %v", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, b); err != nil {
 		return fmt.Errorf("nn: safetensors: %v", err)
 	}
 	return nil
