@@ -1,6 +1,10 @@
 package tensor
 
-import "github.com/posttrain/posttrain/tensor/internal/simd"
+import (
+	"math"
+
+	"github.com/posttrain/posttrain/tensor/internal/simd"
+)
 
 // The slice kernels below run the fastest tier this CPU supports (see
 // package doc). They panic with a *ShapeError when lengths differ, never
@@ -76,7 +80,12 @@ func Log(dst, x []float32) {
 // LogSumExp returns ln Σ e^x[i], computed as max + ln Σ e^(x[i]−max) so it
 // does not overflow. It is −Inf for an empty slice or one of only −Inf, NaN
 // if any element is NaN, and +Inf if any element is +Inf.
-func LogSumExp(x []float32) float32 { return simd.K.LogSumExp(x) }
+func LogSumExp(x []float32) float32 { return float32(simd.K.LogSumExp(x)) }
+
+// LogSumExp64 is LogSumExp rounded only to float64: max + ln Σ e^(x−max)
+// with the max exact, so subtracting it from logits of magnitude 1e4
+// loses nothing that float32 rounding of the sum would (see SoftmaxLSE).
+func LogSumExp64(x []float32) float64 { return simd.K.LogSumExp(x) }
 
 // Softmax computes dst = e^(x−max) / Σ e^(x−max) in two passes over x:
 // the running max and sum together, then the write. A row holding NaN or
@@ -100,4 +109,19 @@ func ScaledSoftmax(dst []float32, alpha float32, x []float32) {
 func LogSoftmax(dst, x []float32) {
 	mustSameLen("LogSoftmax", len(dst), len(x))
 	simd.K.LogSoftmax(dst, x)
+}
+
+// SoftmaxLSE computes dst = alpha·e^(x−lse) in one pass: ScaledSoftmax's
+// second pass alone, for a caller that already holds lse = LogSumExp64(x),
+// typically from a forward pass over the same logits. lse is split into a
+// float32 shift, which the kernel subtracts, and an exact float64
+// correction folded into alpha, so logits of magnitude 1e4 lose no more
+// precision than in Softmax. lse must be at least every element of x and x
+// must hold no NaN, as is true whenever LogSumExp64(x) is finite; the
+// results are unspecified otherwise. lse carries float64 precision, so the
+// softmax keeps float32 accuracy for logits up to about 1e12 in magnitude.
+func SoftmaxLSE(dst []float32, alpha float32, x []float32, lse float64) {
+	mustSameLen("SoftmaxLSE", len(dst), len(x))
+	m := float32(lse) // ≥ max x: rounding is monotone and max x is a float32
+	simd.K.SoftmaxOut(dst, x, m, float32(float64(alpha)*math.Exp(float64(m)-lse)))
 }

@@ -19,21 +19,23 @@ import "math"
 func expAVX2(k *Kernels) {
 	k.Exp = expY
 	k.Log = logY
-	k.LogSumExp = func(x []float32) float32 { return logSumExpWith(x, softmaxStatsY) }
+	k.LogSumExp = func(x []float32) float64 { return logSumExpWith(x, softmaxStatsY) }
 	k.Softmax = func(dst []float32, alpha float32, x []float32) {
 		softmaxWith(dst, alpha, x, softmaxStatsY, softmaxOutY)
 	}
 	k.LogSoftmax = func(dst, x []float32) { logSoftmaxWith(dst, x, softmaxStatsY, logSoftmaxOutY) }
+	k.SoftmaxOut = softmaxOutY
 }
 
 func expAVX512(k *Kernels) {
 	k.Exp = expZ
 	k.Log = logZ
-	k.LogSumExp = func(x []float32) float32 { return logSumExpWith(x, softmaxStatsZ) }
+	k.LogSumExp = func(x []float32) float64 { return logSumExpWith(x, softmaxStatsZ) }
 	k.Softmax = func(dst []float32, alpha float32, x []float32) {
 		softmaxWith(dst, alpha, x, softmaxStatsZ, softmaxOutZ)
 	}
 	k.LogSoftmax = func(dst, x []float32) { logSoftmaxWith(dst, x, softmaxStatsZ, logSoftmaxOutZ) }
+	k.SoftmaxOut = softmaxOutZ
 }
 
 // Assembly kernels. Y is the AVX2+FMA tier, Z the AVX-512 one.
@@ -82,12 +84,12 @@ func logSoftmaxOutZ(dst, x []float32, m, ls float32)
 // still in L1 when it is read the second time.
 const softmaxStatsBlock = 2048
 
-func logSumExpWith(x []float32, stats func([]float32) (float32, float64)) float32 {
+func logSumExpWith(x []float32, stats func([]float32) (float32, float64)) float64 {
 	m, s := stats(x)
 	if !(s > 0) || m < -math.MaxFloat32 {
 		return logSumExpGeneric(x)
 	}
-	return float32(float64(m) + math.Log(s))
+	return float64(m) + math.Log(s)
 }
 
 func softmaxWith(dst []float32, alpha float32, x []float32, stats func([]float32) (float32, float64), out func(dst, x []float32, m, inv float32)) {

@@ -171,15 +171,15 @@ func softmaxStats(x []float32) (m float32, s float64, ok bool) {
 	return m, s, s > 0
 }
 
-func logSumExpGeneric(x []float32) float32 {
+func logSumExpGeneric(x []float32) float64 {
 	m, s, ok := softmaxStats(x)
 	switch {
 	case len(x) == 0 || m < -math.MaxFloat32 && m == m:
-		return float32(math.Inf(-1)) // empty, or every element −Inf
+		return math.Inf(-1) // empty, or every element −Inf
 	case !ok:
-		return m // NaN or +Inf
+		return float64(m) // NaN or +Inf
 	}
-	return float32(float64(m) + math.Log(s))
+	return float64(m) + math.Log(s)
 }
 
 func softmaxGeneric(dst []float32, alpha float32, x []float32) {
@@ -189,7 +189,11 @@ func softmaxGeneric(dst []float32, alpha float32, x []float32) {
 		fillNaN(dst)
 		return
 	}
-	inv := float32(float64(alpha) / s)
+	softmaxOutGeneric(dst, x, m, float32(float64(alpha)/s))
+}
+
+func softmaxOutGeneric(dst, x []float32, m, inv float32) {
+	dst = dst[:len(x)]
 	for i, v := range x {
 		dst[i] = exp32(v-m) * inv
 	}

@@ -124,7 +124,7 @@ func FuzzSoftmax(f *testing.F) {
 		sm, lsm := make([]float32, len(x)), make([]float32, len(x))
 		for _, tier := range Available() {
 			k := Table(tier)
-			g, w := k.LogSumExp(x), logSumExpGeneric(x)
+			g, w := float32(k.LogSumExp(x)), float32(logSumExpGeneric(x))
 			if !ok && !sameBits(g, w) {
 				t.Fatalf("%v LogSumExp = %v, generic %v", tier, g, w)
 			}

@@ -21,6 +21,7 @@ var genericKernels = Kernels{
 	LogSumExp:  logSumExpGeneric,
 	Softmax:    softmaxGeneric,
 	LogSoftmax: logSoftmaxGeneric,
+	SoftmaxOut: softmaxOutGeneric,
 	ToBF16:     toBF16Generic,
 	FromBF16:   fromBF16Generic,
 	ToF16:      toF16Generic,

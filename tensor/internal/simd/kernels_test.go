@@ -248,7 +248,7 @@ func TestSoftmaxFamily(t *testing.T) {
 				}
 				m, s, ok := softmaxStats64(x.s())
 				what := name("LogSumExp", f, n, off)
-				g, w := k.LogSumExp(x.s()), logSumExpGeneric(x.s())
+				g, w := float32(k.LogSumExp(x.s())), float32(logSumExpGeneric(x.s()))
 				if !ok || n == 0 {
 					if !sameBits(g, w) {
 						t.Fatalf("%s = %v, generic %v", what, g, w)
@@ -264,6 +264,22 @@ func TestSoftmaxFamily(t *testing.T) {
 				}
 				k.Softmax(sm.s(), alpha, x.s())
 				k.LogSoftmax(lsm.s(), x.s())
+				// SoftmaxOut alone, shifted by the float32-rounded
+				// log-sum-exp with the exact remainder folded into inv, as
+				// tensor.SoftmaxLSE calls it.
+				so := newSlice(n, (off+5)%maxMisalign)
+				var shift float32
+				var inv float32
+				// A float64 lse keeps ln s only while |max| ≪ 2^53; the
+				// huge specials (±1e38) are past that.
+				lseOK := ok && math.Abs(m) < 1e12
+				if lseOK {
+					lse := m + math.Log(s)
+					shift = float32(lse)
+					inv = float32(float64(alpha) * math.Exp(float64(shift)-lse))
+					k.SoftmaxOut(so.s(), x.s(), shift, inv)
+					so.checkGuard(t, name("SoftmaxOut", f, n, off))
+				}
 				sm.checkGuard(t, name("Softmax", f, n, off))
 				lsm.checkGuard(t, name("LogSoftmax", f, n, off))
 				for i, v := range x.s() {
@@ -285,6 +301,9 @@ func TestSoftmaxFamily(t *testing.T) {
 						t.Fatalf("%s: [%d] = %v, float64 %v", name("LogSoftmax", f, n, off), i, gl, lp)
 					}
 					p := float64(alpha) * math.Exp(lp)
+					if d := math.Abs(float64(so.s()[i]) - p); lseOK && d > 2e-6*math.Abs(p)+2e-38 {
+						t.Fatalf("%s: [%d] = %v, float64 %v", name("SoftmaxOut", f, n, off), i, so.s()[i], p)
+					}
 					if d := math.Abs(float64(gs) - p); d > 2e-6*math.Abs(p)+2e-38 {
 						t.Fatalf("%s: [%d] = %v, float64 %v", name("Softmax", f, n, off), i, gs, p)
 					}

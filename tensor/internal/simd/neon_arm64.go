@@ -98,6 +98,7 @@ func neonKernels() Kernels {
 		LogSumExp:  logSumExpNEON,
 		Softmax:    softmaxNEON,
 		LogSoftmax: logSoftmaxNEON,
+		SoftmaxOut: softmaxOutNEON,
 		ToBF16:     func(dst []uint16, x []float32) { toBF16NEON(dst[:len(x)], x) },
 		FromBF16:   func(dst []float32, x []uint16) { fromBF16NEON(dst[:len(x)], x) },
 		ToF16:      func(dst []uint16, x []float32) { toF16NEON(dst[:len(x)], x) },
@@ -125,15 +126,15 @@ func argMaxNEON(x []float32) int {
 // nonFinite reports a softmax pass 1 that stopped at a NaN or +Inf.
 func nonFinite(m float32) bool { return m != m || m > math.MaxFloat32 }
 
-func logSumExpNEON(x []float32) float32 {
+func logSumExpNEON(x []float32) float64 {
 	m, s := softmaxStatsNEON(x)
 	switch {
 	case nonFinite(m):
 		return logSumExpGeneric(x) // which of NaN and +Inf, as the twin says
 	case !(s > 0):
-		return float32(math.Inf(-1)) // empty, or every element −Inf
+		return math.Inf(-1) // empty, or every element −Inf
 	}
-	return float32(float64(m) + math.Log(s))
+	return float64(m) + math.Log(s)
 }
 
 func softmaxNEON(dst []float32, alpha float32, x []float32) {

@@ -126,7 +126,7 @@ func TestNEONLongReductions(t *testing.T) {
 	}{
 		{"Sum", k.Sum(x), sum, 1e-6},
 		{"Dot", k.Dot(x, y), dot, 1e-6},
-		{"LogSumExp", k.LogSumExp(x), m + math.Log(s), 1e-6},
+		{"LogSumExp", float32(k.LogSumExp(x)), m + math.Log(s), 1e-6},
 	} {
 		if d := math.Abs(float64(c.got)-c.want) / math.Abs(c.want); d > c.tol {
 			t.Errorf("%s = %v, float64 %v: relative error %.2g", c.name, c.got, c.want, d)

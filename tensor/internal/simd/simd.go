@@ -62,9 +62,13 @@ type Kernels struct {
 
 	Exp        func(dst, x []float32)
 	Log        func(dst, x []float32)
-	LogSumExp  func(x []float32) float32
+	LogSumExp  func(x []float32) float64                       // in float64: callers that subtract it from logits keep its precision
 	Softmax    func(dst []float32, alpha float32, x []float32) // dst = alpha·softmax(x)
 	LogSoftmax func(dst, x []float32)
+	// SoftmaxOut is the softmax's second pass on its own: dst =
+	// inv·exp(x − m), for m ≥ max(x) (a row maximum, or a log-sum-exp
+	// already known). Larger x − m is outside its contract.
+	SoftmaxOut func(dst, x []float32, m, inv float32)
 
 	ToBF16   func(dst []uint16, x []float32) // round to nearest even; NaN stays NaN
 	FromBF16 func(dst []float32, x []uint16)
