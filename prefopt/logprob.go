@@ -25,7 +25,21 @@ const minRowsPerWorker = 16
 // It returns an error, leaving dst untouched, if the lengths disagree, a
 // target is ≥ V, or a scored row holds NaN or +Inf.
 func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
-	const op = "TokenLogProbs"
+	return tokenLogProbs("TokenLogProbs", dst, nil, logits, targets)
+}
+
+// TokenLogProbsLSE is TokenLogProbs that also keeps each row's log-sum-exp
+// in lse (N entries, 0 for ignored rows), for TokenLogProbsBackwardLSE:
+// with it the backward pass reads the logits once instead of twice, as
+// PyTorch's log_softmax backward reuses its saved output.
+func TokenLogProbsLSE(dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
+	if lse == nil {
+		return fmt.Errorf("prefopt: TokenLogProbsLSE: nil lse")
+	}
+	return tokenLogProbs("TokenLogProbsLSE", dst, lse, logits, targets)
+}
+
+func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
 	n, v, err := checkTokens(op, logits, targets)
 	if err != nil {
 		return err
@@ -33,27 +47,30 @@ func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
 	if len(dst) != n {
 		return fmt.Errorf("prefopt: %s: dst has %d entries, logits %d rows", op, len(dst), n)
 	}
+	if lse != nil && len(lse) != n {
+		return fmt.Errorf("prefopt: %s: lse has %d entries, logits %d rows", op, len(lse), n)
+	}
 	// Outputs are written only once every row has passed, so an error
-	// leaves dst as it was; N floats of scratch is noise next to [N, V].
-	out := make([]float32, n)
+	// leaves dst and lse as they were; N floats of scratch are noise next
+	// to [N, V].
+	out, outLSE := make([]float32, n), make([]float64, n)
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			t := targets[i]
 			if t < 0 {
-				out[i] = 0
 				continue
 			}
 			row := data[i*v : (i+1)*v]
-			lse := tensor.LogSumExp(row)
+			l := tensor.LogSumExp64(row)
 			x := row[t]
 			// LogSumExp is NaN or +Inf exactly when the row holds NaN or
 			// +Inf; −Inf logits are legal (masked vocabulary) unless it is
 			// the target's, which has probability 0.
-			if !finite(float64(lse)) || !finite(float64(x)) {
-				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (target logit %v, logsumexp %v)", op, i, x, lse)
+			if !finite(l) || !finite(float64(x)) {
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (target logit %v, logsumexp %v)", op, i, x, l)
 			}
-			out[i] = float32(float64(x) - float64(lse))
+			out[i], outLSE[i] = float32(float64(x)-l), l
 		}
 		return nil
 	})
@@ -61,6 +78,7 @@ func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
 		return err
 	}
 	copy(dst, out)
+	copy(lse, outLSE)
 	return nil
 }
 
@@ -79,7 +97,23 @@ func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
 // same logits already did); if a row turns out to hold NaN or +Inf, an
 // error names it and the contents of grad are unspecified.
 func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []float32) error {
-	const op = "TokenLogProbsBackward"
+	return tokenLogProbsBackward("TokenLogProbsBackward", grad, logits, targets, dlogp, nil)
+}
+
+// TokenLogProbsBackwardLSE is TokenLogProbsBackward given the row
+// log-sum-exps that TokenLogProbsLSE kept for the same logits: each row's
+// softmax is then written in one pass over the logits. An lse that is not
+// finite, or below its row's target logit, is an error; one that does not
+// come from these logits gives a wrong gradient, which nothing here can
+// detect.
+func TokenLogProbsBackwardLSE(grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
+	if lse == nil {
+		return fmt.Errorf("prefopt: TokenLogProbsBackwardLSE: nil lse")
+	}
+	return tokenLogProbsBackward("TokenLogProbsBackwardLSE", grad, logits, targets, dlogp, lse)
+}
+
+func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
 	n, v, err := checkTokens(op, logits, targets)
 	if err != nil {
 		return err
@@ -90,12 +124,19 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []
 	if len(dlogp) != n {
 		return fmt.Errorf("prefopt: %s: dlogp has %d entries, logits %d rows", op, len(dlogp), n)
 	}
+	if lse != nil && len(lse) != n {
+		return fmt.Errorf("prefopt: %s: lse has %d entries, logits %d rows", op, len(lse), n)
+	}
+	ld := logits.Data()
 	for i, d := range dlogp {
 		if !finite(float64(d)) {
 			return fmt.Errorf("prefopt: %s: dlogp[%d] is %v", op, i, d)
 		}
+		if t := targets[i]; lse != nil && t >= 0 && d != 0 && !(finite(lse[i]) && lse[i] >= float64(ld[i*v+int(t)])) {
+			return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (target logit %v)", op, i, lse[i], ld[i*v+int(t)])
+		}
 	}
-	gd, ld := grad.Data(), logits.Data()
+	gd := grad.Data()
 	return parallelRows(n, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			g := gd[i*v : (i+1)*v]
@@ -104,7 +145,13 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []
 				clear(g)
 				continue
 			}
-			tensor.ScaledSoftmax(g, -d, ld[i*v:(i+1)*v])
+			row := ld[i*v : (i+1)*v]
+			if lse != nil {
+				tensor.SoftmaxLSE(g, -d, row, lse[i])
+				g[t] += d
+				continue
+			}
+			tensor.ScaledSoftmax(g, -d, row)
 			// ScaledSoftmax fills a row holding NaN or +Inf (or only −Inf)
 			// with NaN, so one look at the target finds it.
 			if p := g[t]; p != p {

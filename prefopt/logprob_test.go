@@ -353,3 +353,101 @@ func TestChainFiniteDifferences(t *testing.T) {
 		}
 	}
 }
+
+// The LSE pair gives the same log-probs as TokenLogProbs and, from the kept
+// log-sum-exps, the gradient of a float64 reference, on ordinary and
+// stress (1e4) logits, in place too.
+func TestTokenLogProbsLSE(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, scale := range []float64{3, 1e4} {
+		const n, v = 37, 1000
+		logits := randLogits(rng, n, v, scale)
+		targets := make([]int32, n)
+		dl := make([]float32, n)
+		for i := range targets {
+			targets[i] = int32(rng.IntN(v))
+			dl[i] = float32(rng.NormFloat64())
+		}
+		targets[3], dl[5] = Ignore, 0
+		lp, lpLSE := make([]float32, n), make([]float32, n)
+		lse := make([]float64, n)
+		if err := TokenLogProbs(lp, logits, targets); err != nil {
+			t.Fatal(err)
+		}
+		if err := TokenLogProbsLSE(lpLSE, lse, logits, targets); err != nil {
+			t.Fatal(err)
+		}
+		for i := range lp {
+			if lp[i] != lpLSE[i] {
+				t.Fatalf("scale %g: row %d: log-prob %v with lse kept, %v without", scale, i, lpLSE[i], lp[i])
+			}
+		}
+		grad := tensor.New(n, v)
+		if err := TokenLogProbsBackwardLSE(grad, logits, targets, dl, lse); err != nil {
+			t.Fatal(err)
+		}
+		// float64 reference: dl·(onehot − softmax)
+		row := make([]float64, v)
+		for i := range n {
+			g := grad.Row(i)
+			if targets[i] < 0 || dl[i] == 0 {
+				for _, x := range g {
+					if x != 0 {
+						t.Fatalf("scale %g: row %d should have a zero gradient", scale, i)
+					}
+				}
+				continue
+			}
+			for j, x := range logits.Row(i) {
+				row[j] = float64(x)
+			}
+			logSoftmax64(row, row)
+			for j := range row {
+				want := -float64(dl[i]) * math.Exp(row[j])
+				if j == int(targets[i]) {
+					want += float64(dl[i])
+				}
+				if d := math.Abs(float64(g[j]) - want); d > 1e-6*math.Abs(float64(dl[i]))+1e-5*math.Abs(want) {
+					t.Fatalf("scale %g: grad[%d][%d] = %v, float64 %v", scale, i, j, g[j], want)
+				}
+			}
+		}
+		// In place: the gradient overwrites the logits.
+		inPlace := logits.Clone()
+		if err := TokenLogProbsBackwardLSE(inPlace, inPlace, targets, dl, lse); err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range inPlace.Data() {
+			if x != grad.Data()[i] {
+				t.Fatalf("scale %g: in-place gradient differs at %d: %v, %v", scale, i, x, grad.Data()[i])
+			}
+		}
+	}
+}
+
+func TestTokenLogProbsLSEErrors(t *testing.T) {
+	logits := tensor.FromSlice([]float32{0, 1, 2, 3, 4, 5}, 2, 3)
+	targets := []int32{2, 0}
+	dl := []float32{1, 1}
+	grad := tensor.New(2, 3)
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nil lse", TokenLogProbsLSE(make([]float32, 2), nil, logits, targets), "nil lse"},
+		{"short lse", TokenLogProbsLSE(make([]float32, 2), make([]float64, 1), logits, targets), "lse has 1 entries"},
+		{"backward nil lse", TokenLogProbsBackwardLSE(grad, logits, targets, dl, nil), "nil lse"},
+		{"lse below target", TokenLogProbsBackwardLSE(grad, logits, targets, dl, []float64{1.5, 6}), "lse[0] = 1.5"},
+		{"lse NaN", TokenLogProbsBackwardLSE(grad, logits, targets, dl, []float64{3, math.NaN()}), "lse[1] = NaN"},
+	} {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", c.name, c.err, c.want)
+		}
+	}
+	for _, x := range grad.Data() {
+		if x != 0 {
+			t.Fatal("grad written despite an error")
+		}
+	}
+}
