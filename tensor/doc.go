@@ -4,7 +4,7 @@
 // # Kernels
 //
 // The slice kernels (Dot, Axpy, Scale, Add, Sub, Mul, Sum, Max, ArgMax,
-// Exp, Log, LogSumExp, Softmax, ScaledSoftmax, LogSoftmax, TopK and the bfloat16/float16
+// Exp, Log, LogSumExp, LogSumExp64, Softmax, ScaledSoftmax, SoftmaxLSE, LogSoftmax, TopK and the bfloat16/float16
 // conversions) take whole slices and are written three times over: in
 // AVX-512 and AVX2+FMA assembly for amd64, in NEON assembly for arm64, and
 // once in portable Go. The fastest tier the CPU supports is chosen once, at
