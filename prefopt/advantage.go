@@ -1,9 +1,6 @@
 package prefopt
 
-import (
-	"fmt"
-	"math"
-)
+import "fmt"
 
 // LeaveOneOut returns RLOO advantages (Ahmadian et al. 2024) for rewards
 // laid out in contiguous groups of k samples per prompt: each sample's
@@ -20,10 +17,8 @@ func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
 	if len(rewards)%k != 0 {
 		return nil, fmt.Errorf("prefopt: LeaveOneOut: %d rewards do not split into groups of %d", len(rewards), k)
 	}
-	for i, r := range rewards {
-		if math.IsNaN(r) || math.IsInf(r, 0) {
-			return nil, fmt.Errorf("prefopt: LeaveOneOut: reward %d is %v", i, r)
-		}
+	if err := checkFinite("LeaveOneOut", "rewards", rewards); err != nil {
+		return nil, err
 	}
 	adv := make([]float64, len(rewards))
 	scale := float64(k) / float64(k-1)
