@@ -32,8 +32,8 @@ type Manifest struct {
 
 // Shard is one file of a corpus.
 type Shard struct {
-	File   string `json:"file"` // relative to the manifest's directory
-	Index  int    `json:"index"`  // its position in Manifest.Shards, also in its header
+	File   string `json:"file"`  // relative to the manifest's directory
+	Index  int    `json:"index"` // its position in Manifest.Shards, also in its header
 	Tokens int64  `json:"tokens"`
 	// SHA256 is the hex SHA-256 of the shard's blocks (everything after
 	// the header); the header keeps its first 20 bytes. OpenCorpus compares
