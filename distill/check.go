@@ -3,6 +3,7 @@ package distill
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -45,12 +46,44 @@ func checkSame(op, name string, t *tensor.Dense, n, v int) error {
 	return nil
 }
 
-// checkTemperature accepts finite T > 0.
+// checkTemperature accepts 0 < T ≤ MaxTemperature.
 func checkTemperature(op string, t float64) error {
-	if !(t > 0) || math.IsInf(t, 1) {
-		return fmt.Errorf("distill: %s: temperature %v must be finite and > 0", op, t)
+	if !(t > 0) || t > MaxTemperature {
+		return fmt.Errorf("distill: %s: temperature %v outside (0, %g]", op, t, MaxTemperature)
 	}
 	return nil
+}
+
+// checkOverlap returns an error if grad's memory overlaps that of an
+// input: grad may be exactly the input named by same (same first element
+// and length, so each row is read before it is overwritten), and may share
+// no element with any other input, nor partly overlap same (shifted by a
+// row, say, which would overwrite rows before they are read).
+func checkOverlap(op string, grad *tensor.Dense, sameName string, same *tensor.Dense, otherName string, other *tensor.Dense) error {
+	if grad == nil {
+		return nil
+	}
+	g := grad.Data()
+	if same != nil {
+		d := same.Data()
+		exact := len(g) == len(d) && (len(g) == 0 || &g[0] == &d[0])
+		if !exact && overlap(g, d) {
+			return fmt.Errorf("distill: %s: grad overlaps %s without being it: the gradient would overwrite %s before it is read", op, sameName, sameName)
+		}
+	}
+	if other != nil && overlap(g, other.Data()) {
+		return fmt.Errorf("distill: %s: grad overlaps %s", op, otherName)
+	}
+	return nil
+}
+
+// overlap reports whether a and b share any element of memory.
+func overlap(a, b []float32) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return pa < pb+uintptr(len(b))*4 && pb < pa+uintptr(len(a))*4
 }
 
 // checkUnit accepts w in [0, 1].

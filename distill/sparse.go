@@ -82,8 +82,13 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 		return 0, fmt.Errorf("distill: %s: unknown leftover mode %v", op, leftover)
 	}
 	k := teacher.K
-	if k < 1 {
-		return 0, fmt.Errorf("distill: %s: teacher K = %d, want ≥ 1", op, k)
+	if k < 1 || k > max(v, 1) {
+		// K distinct ids fit in the vocabulary; the bound also keeps n·k
+		// within n·v, the logits' length, so it cannot overflow.
+		return 0, fmt.Errorf("distill: %s: teacher K = %d outside [1, V = %d]", op, k, v)
+	}
+	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
+		return 0, err
 	}
 	if len(teacher.IDs) != n*k || len(teacher.LogProbs) != n*k {
 		return 0, fmt.Errorf("distill: %s: teacher has %d ids and %d log-probs, want %d (%d rows × K %d)",

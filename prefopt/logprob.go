@@ -2,6 +2,7 @@ package prefopt
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -22,8 +23,12 @@ const minRowsPerWorker = 16
 // log-softmax. A negative target (see Ignore) writes 0. Rows are split
 // over up to GOMAXPROCS goroutines.
 //
+// The log-prob is exact, to rounding, for logits of any finite magnitude
+// (all-equal logits of 1e16 or 3e38 give −log V).
+//
 // It returns an error, leaving dst untouched, if the lengths disagree, a
-// target is ≥ V, or a scored row holds NaN or +Inf.
+// target is ≥ V, a scored row holds NaN or +Inf, or the target's logit is
+// −Inf (probability 0; −Inf elsewhere masks a token and is allowed).
 func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
 	return tokenLogProbs("TokenLogProbs", dst, nil, logits, targets)
 }
@@ -56,21 +61,17 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 	out, outLSE := make([]float32, n), make([]float64, n)
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
+		var scratch []float32
 		for i := lo; i < hi; i++ {
 			t := targets[i]
 			if t < 0 {
 				continue
 			}
-			row := data[i*v : (i+1)*v]
-			l := tensor.LogSumExp64(row)
-			x := row[t]
-			// LogSumExp is NaN or +Inf exactly when the row holds NaN or
-			// +Inf; −Inf logits are legal (masked vocabulary) unless it is
-			// the target's, which has probability 0.
-			if !finite(l) || !finite(float64(x)) {
-				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (target logit %v, logsumexp %v)", op, i, x, l)
+			lp, l, ok := logProb(data[i*v:(i+1)*v], t, &scratch)
+			if !ok {
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or the target's logit is −Inf (target logit %v)", op, i, data[i*v+int(t)])
 			}
-			out[i], outLSE[i] = float32(float64(x)-l), l
+			out[i], outLSE[i] = float32(lp), l
 		}
 		return nil
 	})
@@ -366,4 +367,45 @@ func checkSeq(op string, l Layout, nseq, ntok int, average bool) error {
 		}
 	}
 	return nil
+}
+
+// exactBelow is the magnitude of a log-sum-exp below which x − lse, formed
+// in float64, is within 2⁻²⁹ of the truth: float64's grid step at 2²⁴ is
+// 2⁻²⁸. Above it (or when the fused kernel overflows near 3.4e38) logProb
+// takes the exact route.
+const exactBelow = 1 << 24
+
+// logProb returns log softmax(row)[t] and the row's log-sum-exp, and false
+// if the row holds NaN or +Inf or row[t] is −Inf. The fast path is the
+// fused one-pass log-sum-exp kernel; for logits of large magnitude it
+// forms log p_t = (z_t − max) − log Σ e^(z−max), the difference first, so
+// log Σ e^(z−max) is not lost against max (at |max| = 1e16 the float64
+// grid step is 2). scratch is grown to a row on first use.
+func logProb(row []float32, t int32, scratch *[]float32) (lp, lse float64, ok bool) {
+	x := float64(row[t])
+	if l := tensor.LogSumExp64(row); finite(l) && math.Abs(l) < exactBelow {
+		return x - l, l, finite(x)
+	}
+	if !finite(x) {
+		return 0, 0, false
+	}
+	m := tensor.Max(row)
+	if !finite(float64(m)) || m != m {
+		return 0, 0, false
+	}
+	for _, z := range row {
+		if z != z {
+			return 0, 0, false
+		}
+	}
+	if cap(*scratch) < len(row) {
+		*scratch = make([]float32, len(row))
+	}
+	e := (*scratch)[:len(row)]
+	for k, z := range row {
+		e[k] = z - m // ≤ 0; −Inf for masked tokens or a difference past −3.4e38
+	}
+	tensor.Exp(e, e)
+	ls := math.Log(float64(tensor.Sum(e))) // Σ ≥ 1: the max contributes e⁰
+	return (x - float64(m)) - ls, float64(m) + ls, true
 }
