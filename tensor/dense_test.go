@@ -61,3 +61,17 @@ func TestDense(t *testing.T) {
 	mustPanicShape(t, "TopK", func() { TopK(nil, -1) })
 	mustPanicShape(t, "Gemm", func() { MatMul(New(2, 2), New(2, 3), New(2, 2)) })
 }
+
+// Shapes whose element count overflows int panic with a *ShapeError
+// instead of wrapping (the probe: New(1<<62, 4) made an empty tensor).
+func TestShapeOverflow(t *testing.T) {
+	mustPanicShape(t, "New(1<<62, 4)", func() { New(1<<62, 4) })
+	mustPanicShape(t, "New(1<<31, 1<<31, 4)", func() { New(1<<31, 1<<31, 4) })
+	mustPanicShape(t, "FromSlice(nil, 1<<62, 4)", func() { FromSlice(nil, 1<<62, 4) })
+	mustPanicShape(t, "Reshape(1<<62, 4)", func() { New(0).Reshape(1<<62, 4) })
+	mustPanicShape(t, "Reshape(-1, 1<<62, 4)", func() { New(0).Reshape(-1, 1<<62, 4) })
+	mustPanicShape(t, "New(-1, 0)", func() { New(-1, 0) })
+	if a := New(1<<62, 0, 4); a.Len() != 0 {
+		t.Fatalf("a zero dimension: %d elements", a.Len())
+	}
+}
