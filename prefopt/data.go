@@ -240,6 +240,51 @@ func (l *lines) next() (map[string]json.RawMessage, error) {
 // (encoding/json would keep the last silently) and invalid UTF-8 (which it
 // would turn into U+FFFD silently).
 func (l *lines) object(b []byte) (map[string]json.RawMessage, error) {
+	// Fast path: one Unmarshal, a count of the top-level keys (a repeat
+	// leaves fewer in the map than in the text) and a UTF-8 check. Only a
+	// line that fails them is walked token by token, to name the field.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err == nil && m != nil && topLevelKeys(b) == len(m) && utf8.Valid(b) {
+		return m, nil
+	}
+	return l.objectSlow(b)
+}
+
+// topLevelKeys counts the keys of the JSON object b (valid JSON), repeats
+// included.
+func topLevelKeys(b []byte) int {
+	depth, keys := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case '"':
+			j := i + 1
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if depth == 1 {
+				k := j + 1
+				for k < len(b) && (b[k] == ' ' || b[k] == '\t' || b[k] == '\n' || b[k] == '\r') {
+					k++
+				}
+				if k < len(b) && b[k] == ':' {
+					keys++
+				}
+			}
+			i = j
+		}
+	}
+	return keys
+}
+
+// objectSlow is object's careful path: the fields in order, so the error
+// names the first offending one.
+func (l *lines) objectSlow(b []byte) (map[string]json.RawMessage, error) {
 	bad := func(field string, err error) error { return &LineError{Line: l.line, Field: field, Err: err} }
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
