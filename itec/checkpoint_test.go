@@ -21,19 +21,49 @@ import (
 
 // oneRound runs round 1 of a small run in a fresh directory and returns its
 // config (Rounds = 2, so running it again does round 2).
-func oneRound(t *testing.T) (Config, *oracle) {
+func oneRound(t testing.TB) (Config, *oracle) {
 	t.Helper()
 	w := newWorld(6)
 	dir := t.TempDir()
 	lab := &oracle{w: w}
 	tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
-	cfg := loopConfig(t, dir, w, lab, tr)
+	cfg := loopConfig(nil, dir, w, lab, tr)
 	cfg.Rounds = 1
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Rounds = 2
 	return cfg, lab
+}
+
+// FuzzState feeds arbitrary bytes as state.json to a resume: an error
+// wrapping ErrCheckpoint (or naming the seed), never a panic.
+func FuzzState(f *testing.F) {
+	cfg, _ := oneRound(f)
+	path := filepath.Join(cfg.Dir, stateFile)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(orig)
+	f.Add(orig[:len(orig)/2])
+	f.Add([]byte(`{"sha256":"","state":{}}`))
+	flipped := bytes.Clone(orig)
+	flipped[len(flipped)/3] ^= 1
+	f.Add(flipped)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := open(context.Background(), cfg)
+		if err == nil {
+			r.lock.unlock()
+			return
+		}
+		if !errors.Is(err, ErrCheckpoint) && !strings.Contains(err.Error(), "seed") {
+			t.Fatalf("err = %v, want ErrCheckpoint", err)
+		}
+	})
 }
 
 // blockingLabeler blocks every request until its context ends, and says
