@@ -23,8 +23,8 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 		N, V             int
 		T                float64
 		Student, Teacher []float32
-		Loss             float64
-		Grad             []float64
+		Loss, RevLoss    float64
+		Grad, RevGrad    []float64
 	}
 	if err := json.Unmarshal(b, &cases); err != nil {
 		t.Fatal(err)
@@ -53,6 +53,23 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 		for k, want := range c.Grad {
 			if d := math.Abs(float64(g.Data()[k]) - want); d > 1e-5*gmax+1e-30 {
 				t.Errorf("%s: grad[%d] = %g, want %g", c.Name, k, g.Data()[k], want)
+				break
+			}
+		}
+		rl, err := ReverseKL(g, s, te, c.T)
+		if err != nil {
+			t.Fatalf("%s: ReverseKL: %v", c.Name, err)
+		}
+		if rel := math.Abs(rl-c.RevLoss) / math.Abs(c.RevLoss); rel > tol {
+			t.Errorf("%s: ReverseKL %.10g, want %.10g (relative error %.2g > %.2g)", c.Name, rl, c.RevLoss, rel, tol)
+		}
+		gmax = 0
+		for _, x := range c.RevGrad {
+			gmax = max(gmax, math.Abs(x))
+		}
+		for k, want := range c.RevGrad {
+			if d := math.Abs(float64(g.Data()[k]) - want); d > 1e-5*gmax+1e-30 {
+				t.Errorf("%s: ReverseKL grad[%d] = %g, want %g", c.Name, k, g.Data()[k], want)
 				break
 			}
 		}

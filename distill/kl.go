@@ -29,15 +29,17 @@ func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (floa
 // ForwardKL returns mean_i KL(p_T ‖ p_S), with p_S = softmax(student_i/T)
 // and p_T = softmax(teacher_i/T), and its gradient (p_S − p_T)/(T·N) per
 // row: the mode-covering divergence of classic distillation, without
-// SoftTarget's T² factor. It equals GeneralizedJSD with β = 0. Errors as
-// for SoftTarget.
+// SoftTarget's T² factor. It equals GeneralizedJSD with β = 0, and is
+// computed in float64 above T = 8 as SoftTarget is. Errors as for
+// SoftTarget.
 func ForwardKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
 	return divergence("ForwardKL", grad, student, teacher, 0, temperature, 1)
 }
 
 // ReverseKL returns mean_i KL(p_S ‖ p_T), the mode-seeking divergence, and
 // its gradient p_S⊙(log p_S − log p_T − KL_i)/(T·N) per row. It equals
-// GeneralizedJSD with β = 1. Errors as for SoftTarget.
+// GeneralizedJSD with β = 1. Above T = 8 it is computed in float64 as
+// SoftTarget is. Errors as for SoftTarget.
 func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
 	return divergence("ReverseKL", grad, student, teacher, 1, temperature, 1)
 }
@@ -57,8 +59,11 @@ func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float
 //
 // When grad is not nil it receives the gradient with respect to the
 // student logits; for 0 < β < 1 that is
-// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. Errors as for
-// SoftTarget, and for β outside [0, 1].
+// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. For
+// 0 < β < 1 it is computed in float32 at every temperature, so at high T,
+// where JSD_β is O(1/T²), its relative error grows like 1e-7·T² (use
+// ForwardKL or ReverseKL there). Errors as for SoftTarget, and for β outside
+// [0, 1].
 func GeneralizedJSD(grad, student, teacher *tensor.Dense, beta, temperature float64) (float64, error) {
 	if err := checkUnit("GeneralizedJSD", "beta", beta); err != nil {
 		return 0, err
@@ -93,7 +98,7 @@ func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, fac
 	defer divJobs.put(j)
 	*j = divJob{grad: grad, s: student, t: teacher, beta: beta, invT: float32(1 / temp),
 		gscale: float32(factor / (temp * float64(n))), n: n, v: v, rows: chunkRows(v), parts: j.parts,
-		temp: temp, g64: factor / temp / float64(n), hot: beta == 0 && temp > hotTemperature}
+		temp: temp, g64: factor / temp / float64(n), hot: (beta == 0 || beta == 1) && temp > hotTemperature}
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
@@ -116,7 +121,7 @@ type divJob struct {
 	parts      parts
 	temp       float64
 	g64        float64 // factor/(T·N) in float64, for the hot path
-	hot        bool    // forward KL above hotTemperature: the float64 path
+	hot        bool    // forward or reverse KL above hotTemperature: the float64 path
 }
 
 var divJobs = newFreeList[divJob]()
@@ -141,7 +146,7 @@ func (j *divJob) chunk(c int, sc *scratch) {
 			g = gd[i*v : (i+1)*v]
 		}
 		if j.hot {
-			sum += j.forwardHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], buf64(&sc.f, v), buf64(&sc.h, v))
+			sum += j.klHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], buf64(&sc.f, v), buf64(&sc.h, v))
 			continue
 		}
 		tensor.Scale(a, j.invT, sd[i*v:(i+1)*v])
@@ -211,32 +216,35 @@ func logAddExp(x, y float64) float64 {
 	return x + math.Log1p(math.Exp(y-x))
 }
 
-// hotTemperature is the temperature above which forward KL (SoftTarget,
-// ForwardKL) is computed per row in float64 by forwardHot. At temperature
-// T the two distributions differ by O(1/T) and their KL is O(1/T²), while
-// float32 log-probs carry absolute errors of about 1e-7·log V: the float32
-// path's relative error grows like T² (4% at T = 1e3 in SoftTarget, a
-// negative KL at 1e4). At T ≤ 8 it stays below about 1e-4 (measured
-// against the mpmath reference in testdata/gen_hot.py).
+// hotTemperature is the temperature above which forward and reverse KL
+// (SoftTarget, ForwardKL, ReverseKL) are computed per row in float64 by
+// klHot. At temperature T the two distributions differ by O(1/T) and their
+// KL is O(1/T²), while float32 log-probs carry absolute errors of about
+// 1e-7·log V: the float32 path's relative error grows like T² (4% at
+// T = 1e3 in SoftTarget, a negative KL at 1e4). At T ≤ 8 it stays below
+// 2e-5 (measured against the mpmath reference in testdata/gen_hot.py).
+// GeneralizedJSD with 0 < β < 1 keeps the float32 path at every T.
 const hotTemperature = 8
 
-// MaxTemperature bounds the temperature of SoftTarget and ForwardKL. The
+// MaxTemperature bounds the temperature of every divergence here. The
 // float64 path's relative error grows like 1e-16·T (the rounding of sums
 // of O(1/T) terms against a KL of O(1/T²)), about 1e-8 at this bound;
 // above it the answer is not reliably representable and the call is an
 // error.
 const MaxTemperature = 1e8
 
-// forwardHot returns KL(p_T ‖ p_S) for one row at a high temperature, in
-// float64, and writes the gradient g64·(p_S − p_T) to g (if not nil). With
-// d_k = (t_k − s_k)/T, c = Σ p_S,k d_k, e_k = expm1(d_k − c) and
-// A = Σ p_S,k e_k, the teacher is p_T,k = p_S,k (1 + e_k)/(1 + A), so
+// klHot returns KL(p_T ‖ p_S) (β = 0) or KL(p_S ‖ p_T) (β = 1) for one row
+// at a high temperature, in float64, and writes its gradient, times g64,
+// to g (if not nil). With d_k = (t_k − s_k)/T, c = Σ p_S,k d_k,
+// e_k = expm1(d_k − c) and A = Σ p_S,k e_k, the teacher is
+// p_T,k = p_S,k (1 + e_k)/(1 + A), so
 //
-//	KL = Σ_k p_T,k (d_k − c) − log1p(A),   p_S − p_T = p_S (A − e_k)/(1 + A),
+//	KL(p_T ‖ p_S) = Σ_k p_T,k (d_k − c) − log1p(A),   gradient p_S (A − e_k)/(1 + A),
+//	KL(p_S ‖ p_T) = log1p(A) − Σ_k p_S,k (d_k − c),   gradient p_S (log1p(A) − KL − (d_k − c)),
 //
 // which never subtracts two nearly equal log-probabilities. ps and d are
 // scratch rows.
-func (j *divJob) forwardHot(g, srow, trow []float32, ps, d []float64) float64 {
+func (j *divJob) klHot(g, srow, trow []float32, ps, d []float64) float64 {
 	t := j.temp
 	mx := math.Inf(-1)
 	for k, x := range srow {
@@ -262,31 +270,39 @@ func (j *divJob) forwardHot(g, srow, trow []float32, ps, d []float64) float64 {
 	if dmax > 700 {
 		// expm1 would overflow: the distributions are far apart and
 		// log-space differences lose nothing; use them.
-		return j.forwardFar(g, srow, trow, ps, d)
+		return j.klFar(g, srow, trow, ps, d)
 	}
-	var a float64
+	var a, r float64
 	for k := range d {
-		e := math.Expm1(d[k])
-		a += ps[k] * e
-		d[k] = e // d now holds e_k; d_k − c is recomputed below
+		a += ps[k] * math.Expm1(d[k])
+		r += ps[k] * d[k]
+	}
+	l1a := math.Log1p(a)
+	if j.beta == 1 {
+		kl := l1a - r
+		if g != nil {
+			for k := range g {
+				g[k] = float32(j.g64 * ps[k] * (l1a - kl - d[k]))
+			}
+		}
+		return kl
 	}
 	var kl float64
 	for k := range d {
-		dk := (float64(trow[k])-float64(srow[k]))/t - c
-		kl += ps[k] * (1 + d[k]) * dk
+		kl += ps[k] * (1 + math.Expm1(d[k])) * d[k]
 	}
-	kl = kl/(1+a) - math.Log1p(a)
+	kl = kl/(1+a) - l1a
 	if g != nil {
 		for k := range g {
-			g[k] = float32(j.g64 * ps[k] * (a - d[k]) / (1 + a))
+			g[k] = float32(j.g64 * ps[k] * (a - math.Expm1(d[k])) / (1 + a))
 		}
 	}
 	return kl
 }
 
-// forwardFar is forwardHot's fallback for rows whose distributions are far
-// apart: log-softmax of both in float64. ps holds p_S; lt is scratch.
-func (j *divJob) forwardFar(g, srow, trow []float32, ps, lt []float64) float64 {
+// klFar is klHot's fallback for rows whose distributions are far apart:
+// log-softmax of both in float64. ps holds p_S; lt is scratch.
+func (j *divJob) klFar(g, srow, trow []float32, ps, lt []float64) float64 {
 	t := j.temp
 	lse := func(row []float32) float64 {
 		mx := math.Inf(-1)
@@ -303,12 +319,25 @@ func (j *divJob) forwardFar(g, srow, trow []float32, ps, lt []float64) float64 {
 	var kl float64
 	for k := range trow {
 		lt[k] = float64(trow[k])/t - lt0
+		lsk := float64(srow[k])/t - ls
+		if j.beta == 1 {
+			if ps[k] > 0 {
+				kl += ps[k] * (lsk - lt[k])
+			}
+			continue
+		}
 		pt := math.Exp(lt[k])
 		if pt > 0 {
-			kl += pt * (lt[k] - (float64(srow[k])/t - ls))
+			kl += pt * (lt[k] - lsk)
 		}
 		if g != nil {
 			g[k] = float32(j.g64 * (ps[k] - pt))
+		}
+	}
+	if j.beta == 1 && g != nil {
+		for k := range g {
+			lsk := float64(srow[k])/t - ls
+			g[k] = float32(j.g64 * ps[k] * (lsk - lt[k] - kl))
 		}
 	}
 	return kl

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Reference values for SoftTarget (T²·mean KL(p_T‖p_S)) and its gradient
-T·(p_S − p_T)/N at high temperatures, computed with mpmath at 60 digits
+T·(p_S − p_T)/N, and for ReverseKL (mean KL(p_S‖p_T)) and its gradient
+p_S⊙(log p_S − log p_T − KL)/(T·N), at high temperatures, computed with mpmath at 60 digits
 from the float32 inputs, so that float rounding in the reference is nil.
 Writes hot.json next to this script. Run: /usr/bin/python3 gen_hot.py"""
 import json, os
@@ -20,17 +21,21 @@ def case(name, student, teacher, T):
     n, v = student.shape
     T = mp.mpf(T)
     loss = mp.mpf(0)
-    grad = []
+    rev = mp.mpf(0)
+    grad, rgrad = [], []
     for i in range(n):
         ps, pt = softmax(student[i], T), softmax(teacher[i], T)
         kl = sum(pt[k] * (mp.log(pt[k]) - mp.log(ps[k])) for k in range(v) if pt[k] > 0)
+        rkl = sum(ps[k] * (mp.log(ps[k]) - mp.log(pt[k])) for k in range(v) if ps[k] > 0)
         loss += kl
+        rev += rkl
         grad += [float(T * (ps[k] - pt[k]) / n) for k in range(v)]
+        rgrad += [float(ps[k] * (mp.log(ps[k]) - mp.log(pt[k]) - rkl) / (T * n)) for k in range(v)]
     loss = T * T * loss / n
     return dict(Name=name, N=n, V=v, T=float(T),
                 Student=[float(x) for x in student.ravel()],
                 Teacher=[float(x) for x in teacher.ravel()],
-                Loss=float(loss), Grad=grad)
+                Loss=float(loss), Grad=grad, RevLoss=float(rev / n), RevGrad=rgrad)
 
 rng = np.random.default_rng(20)
 s = rng.normal(0, 2, (2, 7)).astype(np.float32)
