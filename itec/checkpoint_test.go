@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,7 +160,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	l.unlock()
 }
 
-// Every single-byte change to state.json is an error wrapping
+// Single-byte changes to state.json (every byte) are each an error wrapping
 // ErrCheckpoint, or leaves the same state (whitespace outside the
 // checksummed part); never a panic, never a different resume.
 func TestStateEveryByte(t *testing.T) {
@@ -174,20 +175,36 @@ func TestStateEveryByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.WriteFile(path, orig, 0o644)
+	// The checks open does before touching anything else, in memory; a
+	// change they pass is resumed for real.
+	vcfg := cfg
+	vcfg.Algorithms = []Algorithm{RejectionSampling, DPO, IPO, OnlineRL}
 	same := 0
 	for i := range orig {
-		for _, x := range []byte{0x01, 0x20, 0x80} {
+		flips := []byte{0x01, 0x80, 0x20}
+		if testing.Short() && i%7 != 0 {
+			flips = flips[:1]
+		}
+		for _, x := range flips {
 			b := bytes.Clone(orig)
 			b[i] ^= x
-			if err := os.WriteFile(path, b, 0o644); err != nil {
-				t.Fatal(err)
+			st, err := decodeState(b)
+			if err == nil {
+				r := &run{cfg: vcfg, st: st}
+				err = r.validate()
 			}
-			r, err := open(context.Background(), cfg)
 			if err != nil {
 				if !errors.Is(err, ErrCheckpoint) {
 					t.Fatalf("byte %d ^ %#x: err = %v, want ErrCheckpoint", i, x, err)
 				}
 				continue
+			}
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := open(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("byte %d ^ %#x: passed the checks but not open: %v", i, x, err)
 			}
 			r.lock.unlock()
 			if !reflect.DeepEqual(r.st, want) {
@@ -196,7 +213,7 @@ func TestStateEveryByte(t *testing.T) {
 			same++
 		}
 	}
-	t.Logf("%d bytes × 3 changes: %d left the state as it was, the rest were errors", len(orig), same)
+	t.Logf("%d bytes changed: %d changes left the state as it was, the rest were errors", len(orig), same)
 }
 
 // A state.json with a valid checksum but contradictory content is an
@@ -420,5 +437,24 @@ func TestDurableLabeler(t *testing.T) {
 	}
 	if q.committed.Load() != int64(st.History[0].NewPairs) || len(q.kept) != 0 || o.calls.Load() != int64(st.History[0].NewPairs) {
 		t.Fatalf("%d commits, %d kept, %d asked for %d pairs", q.committed.Load(), len(q.kept), o.calls.Load(), st.History[0].NewPairs)
+	}
+}
+
+// Counts from the far end of int's range are errors, not a panic or an
+// allocation that kills the process.
+func TestHugeCounts(t *testing.T) {
+	w := newWorld(3)
+	for _, n := range []int{math.MaxInt, 1 << 62, MaxSamples + 1} {
+		if _, err := Collect(context.Background(), specialists(w), w.prompts, SampleOptions{N: n, Workers: 1}); err == nil {
+			t.Errorf("Collect with N = %d: no error", n)
+		}
+		if _, err := Candidates([]string{"p"}, [][]Sample{{{Text: "a"}, {Text: "b"}}}, PairOptions{Strategy: RandomPairs, PerPrompt: n}); err == nil {
+			t.Errorf("Candidates with PerPrompt = %d: no error", n)
+		}
+		cfg := loopConfig(nil, t.TempDir(), w, &oracle{w: w}, &memoTrainer{})
+		cfg.Samples = n
+		if _, err := Run(context.Background(), cfg); err == nil {
+			t.Errorf("Run with Samples = %d: no error", n)
+		}
 	}
 }

@@ -217,6 +217,8 @@ func (c *Config) check() error {
 		return errors.New("itec: Config needs a Labeler, Rewards, Trainer and Evaluator")
 	case c.Samples < 0 || c.Workers < 0 || c.Rounds < 0:
 		return errors.New("itec: Config.Samples, Workers and Rounds must not be negative")
+	case c.Samples > MaxSamples || c.Pairs.PerPrompt > MaxSamples:
+		return fmt.Errorf("itec: Config.Samples = %d or Pairs.PerPrompt = %d above MaxSamples = %d", c.Samples, c.Pairs.PerPrompt, MaxSamples)
 	}
 	return nil
 }

@@ -182,3 +182,18 @@ func TestHeaderDigest(t *testing.T) {
 		t.Fatalf("header digest %x, index %d", b[40:60], r.Index())
 	}
 }
+
+// Integer arguments from the far end of their range are errors, never a
+// panic or an allocation that kills the process.
+func TestPrecomputeHugeBatch(t *testing.T) {
+	w, err := Create(filepath.Join(t.TempDir(), "x.ptc"), Format{Vocab: 10, K: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	for _, batch := range []int{1 << 62, 1 << 40, maxBlockEntries/2 + 1, 0, -1} {
+		if _, err := Precompute(t.Context(), w, nil, SliceTokens([]int32{1}), batch, nil); err == nil || !strings.Contains(err.Error(), "batch") {
+			t.Errorf("batch %d: %v", batch, err)
+		}
+	}
+}
