@@ -40,6 +40,8 @@ type objPair struct {
 	RewardsRejected  float64   `json:"rewards_rejected"`
 	Margin, Accuracy float64
 	Shift            float64
+	LogPChosen       float64 `json:"logp_chosen"`
+	LogPRejected     float64 `json:"logp_rejected"`
 	NLL              float64 `json:"nll"`
 	LogOddsRatio     float64 `json:"log_odds_ratio"`
 	LogOddsChosen    float64 `json:"log_odds_chosen"`

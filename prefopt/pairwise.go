@@ -34,7 +34,9 @@ type Stats struct {
 	Accuracy        float64 // rewards/accuracies: fraction of pairs with chosen reward > rejected
 	LogPChosen      float64 // logps/chosen: mean policy log-prob the objective uses (summed, or per token where it normalizes)
 	LogPRejected    float64 // logps/rejected
-	NLL             float64 // nll_loss: the NLL term before its weight α (WithNLL only)
+	NLL             float64 // nll_loss: the NLL term before its weight α (WithNLL, SFT, ORPO, CPO)
+	LogOddsRatio    float64 // log_odds_ratio: mean logσ of the log odds ratio (ORPO only)
+	LogOddsChosen   float64 // log_odds_chosen: mean log odds ratio of chosen over rejected (ORPO only)
 }
 
 // Objective is a pairwise preference loss.

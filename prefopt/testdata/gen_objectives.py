@@ -173,6 +173,71 @@ for bname, b in BATCHES.items():
 
 OUT = dict(batches=BATCHES, pairwise=pairwise)
 
+
+# ------------------------------------------------------------ ORPO and CPO
+BATCHES["nearzero"] = dict(  # log-probs near 0 (ORPO's log1mexp) and far below
+    pc=[-1e-9, -3e-6, -0.01, -700.0], pr=[-2e-12, -0.5, -1e-7, -1.0],
+    rc=[0.0] * 4, rr=[0.0] * 4, lc=[1, 3, 1, 2], lr=[1, 1, 2, 1])
+
+
+def log1mexp(x):
+    """TRL's log1mexp (trl/experimental/orpo/orpo_trainer.py)."""
+    t = -0.6931471805599453
+    return torch.where(x < t, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
+def pair_entry(bname, kind, loss, pc, pr, cr, rj, lpc, lpr, **extra):
+    gc, gr = torch.autograd.grad(loss, [pc, pr])
+    e = dict(batch=bname, kind=kind, loss=float(loss), grad_chosen=lst(gc), grad_rejected=lst(gr),
+             rewards_chosen=float(cr.mean()), rewards_rejected=float(rj.mean()),
+             margin=float((cr - rj).mean()), accuracy=float((cr > rj).double().mean()),
+             logp_chosen=float(lpc.mean()), logp_rejected=float(lpr.mean()))
+    e.update(extra)
+    return e
+
+
+orpo = []
+for bname in ["torchtune", "random", "stress", "nearzero"]:
+    b = BATCHES[bname]
+    for beta in [0.1, 1.0, 10.0]:
+        pc = torch.tensor(b["pc"], requires_grad=True)
+        pr = torch.tensor(b["pr"], requires_grad=True)
+        lc, lr = torch.tensor(b["lc"], dtype=torch.float64), torch.tensor(b["lr"], dtype=torch.float64)
+        ac, ar = pc / lc, pr / lr  # average_log_prob=True
+        log_odds = (ac - ar) - (log1mexp(ac) - log1mexp(ar))
+        ratio = F.logsigmoid(log_odds)
+        nll = -pc.sum() / lc.sum()
+        loss = nll - (beta * ratio).mean()
+        orpo.append(pair_entry(bname, dict(name="orpo", beta=beta), loss, pc, pr, beta * ac, beta * ar, ac, ar,
+                               nll=float(nll), log_odds_ratio=float(ratio.mean()), log_odds_chosen=float(log_odds.mean())))
+
+cpo = []
+CPO_KINDS = [
+    dict(name="sigmoid", beta=0.1, eps=0.0, alpha=1.0),
+    dict(name="sigmoid", beta=10.0, eps=0.2, alpha=0.5),
+    dict(name="sigmoid", beta=0.5, eps=0.0, alpha=0.0),
+    dict(name="simpo", beta=2.0, eps=0.0, alpha=1.0, gamma=0.5),
+    dict(name="simpo", beta=10.0, eps=0.1, alpha=0.0, gamma=1.4),
+]
+for bname in ["torchtune", "random", "stress"]:
+    b = BATCHES[bname]
+    for kind in CPO_KINDS:
+        pc = torch.tensor(b["pc"], requires_grad=True)
+        pr = torch.tensor(b["pr"], requires_grad=True)
+        lc, lr = torch.tensor(b["lc"], dtype=torch.float64), torch.tensor(b["lr"], dtype=torch.float64)
+        beta, ls = kind["beta"], kind["eps"]
+        if kind["name"] == "simpo":
+            cl, rl = pc / lc, pr / lr
+            logits = (cl - rl) - kind["gamma"] / beta
+        else:
+            cl, rl = pc, pr
+            logits = cl - rl
+        losses = -F.logsigmoid(beta * logits) * (1 - ls) - F.logsigmoid(-beta * logits) * ls
+        nll = -pc.sum() / lc.sum() if kind["alpha"] != 0 else torch.tensor(0.0)
+        loss = losses.mean() + kind["alpha"] * nll
+        cpo.append(pair_entry(bname, kind, loss, pc, pr, beta * cl, beta * rl, cl, rl, nll=float(nll)))
+OUT.update(orpo=orpo, cpo=cpo)
+
 # @@MORE@@
 
 print(json.dumps(OUT, indent=1))
