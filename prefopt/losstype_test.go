@@ -17,8 +17,9 @@ type objGolden struct {
 		LC, LR         []int
 	}
 	Pairwise []objPair
-	ORPO     []objPair `json:"orpo"`
-	CPO      []objPair `json:"cpo"`
+	ORPO     []objPair  `json:"orpo"`
+	CPO      []objPair  `json:"cpo"`
+	GRPO     grpoGolden `json:"grpo"`
 }
 
 type objKind struct {

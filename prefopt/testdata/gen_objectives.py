@@ -238,6 +238,121 @@ for bname in ["torchtune", "random", "stress"]:
         cpo.append(pair_entry(bname, kind, loss, pc, pr, beta * cl, beta * rl, cl, rl, nll=float(nll)))
 OUT.update(orpo=orpo, cpo=cpo)
 
+
+# -------------------------------------------------------------- GRPO family
+def nanstd(x, dim=None):
+    """TRL's nanstd without NaNs: Bessel-corrected."""
+    if dim is None:
+        return x.std()
+    return x.std(dim=dim)
+
+
+K, G = 3, 3  # group size, groups
+B = K * G
+lens = [int(x) for x in torch.randint(1, 7, (B,), generator=g)]
+T = max(lens)
+# Three reward functions, one group flat after weighting.
+rf = rnd(3, B, scale=2, shift=-1)
+rf[:, 3:6] = torch.tensor([[0.5], [1.0], [-0.25]])
+weights = [1.0, 0.5, 2.0]
+rewards = (rf * torch.tensor(weights).unsqueeze(1)).sum(0)
+adv = {}
+grouped = rewards.view(-1, K)
+mean_g = grouped.mean(dim=1).repeat_interleave(K)
+std_g = nanstd(grouped, dim=1).repeat_interleave(K)
+adv["group"] = (rewards - mean_g) / (std_g + 1e-4)
+adv["batch"] = (rewards - mean_g) / (nanstd(rewards) + 1e-4)
+adv["none"] = rewards - mean_g
+for k_ in adv:
+    adv[k_][3:6] = 0.0  # the flat group: exactly 0 (torch leaves ~1e-12 there)
+
+mask = torch.zeros(B, T)
+for i, l in enumerate(lens):
+    mask[i, :l] = 1
+logp = -rnd(B, T, scale=3) * mask
+old = (logp + rnd(B, T, scale=0.8, shift=-0.4)) * mask
+ref = (logp + rnd(B, T, scale=1.0, shift=-0.5)) * mask
+
+
+def flat(x):
+    return [float(x[i, t]) for i in range(B) for t in range(lens[i])]
+
+
+def grpo_loss(kind, advantages):
+    """TRL GRPOTrainer._compute_loss for one batch, no accumulation."""
+    lp = logp.clone().requires_grad_(True)
+    A = advantages.unsqueeze(1)
+    log_ratio = lp - old
+    if kind["level"] == "token":
+        liw = log_ratio
+    else:
+        liw = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+    coef_1 = torch.exp(liw)
+    beta = kind["beta"]
+    if beta != 0.0:
+        per_token_kl = torch.exp(ref - lp) - (ref - lp) - 1
+    el, eh = kind["eps_low"], kind["eps_high"]
+    lt = kind["loss_type"]
+    if lt == "cispo":
+        clamped = torch.clamp(coef_1, max=eh).detach()
+        per_token_loss = -clamped * A * lp
+    else:
+        coef_2 = torch.clamp(coef_1, 1 - el, 1 + eh)
+        if kind.get("delta"):
+            coef_1 = torch.clamp(coef_1, max=kind["delta"])
+        per_token_loss = -torch.min(coef_1 * A, coef_2 * A)
+    if beta != 0.0:
+        per_token_loss = per_token_loss + beta * per_token_kl
+    if lt == "grpo":
+        loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    elif lt == "bnpo":
+        loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+    elif lt == "dr_grpo":
+        loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * kind["max_len"])
+    else:
+        loss = (per_token_loss * mask).sum() / kind.get("num_items", float(mask.sum()))
+    (gl,) = torch.autograd.grad(loss, [lp])
+    with torch.no_grad():
+        def gmean(x):
+            if x.shape[1] == 1:
+                return float(x.sum() / x.shape[0])
+            return float((x * mask).sum() / mask.sum())
+        out = dict(kind=kind, loss=float(loss), grad=flat(gl))
+        if beta != 0.0:
+            out["kl"] = gmean(per_token_kl)
+        c1 = torch.exp(liw)
+        if lt == "cispo":
+            out["clip_high"] = gmean(((c1 > eh) & (A > 0)).double())
+        else:
+            lo = (c1 < 1 - el) & (A < 0)
+            hi = (c1 > 1 + eh) & (A > 0)
+            out.update(clip_low=gmean(lo.double()), clip_high=gmean(hi.double()), clip_region=gmean((lo | hi).double()))
+    return out
+
+
+GRPO_KINDS = []
+for lt in ["grpo", "bnpo", "dr_grpo", "dapo"]:
+    for level in ["token", "sequence"]:
+        GRPO_KINDS.append(dict(loss_type=lt, level=level, eps_low=0.2, eps_high=0.2, beta=0.0, scale="group"))
+GRPO_KINDS += [
+    dict(loss_type="dapo", level="token", eps_low=0.2, eps_high=0.28, beta=0.0, scale="group"),
+    dict(loss_type="dapo", level="token", eps_low=0.1, eps_high=0.3, beta=0.04, scale="batch", num_items=2 * sum(lens)),
+    dict(loss_type="grpo", level="token", eps_low=0.1, eps_high=0.1, beta=0.04, scale="group"),
+    dict(loss_type="grpo", level="sequence", eps_low=3e-4, eps_high=4e-4, beta=0.0, scale="none"),
+    dict(loss_type="bnpo", level="token", eps_low=0.2, eps_high=0.2, beta=0.1, scale="none", delta=1.1),
+    dict(loss_type="dr_grpo", level="token", eps_low=0.2, eps_high=0.2, beta=0.02, scale="none"),
+    dict(loss_type="cispo", level="token", eps_low=0.2, eps_high=1.2, beta=0.0, scale="group"),
+    dict(loss_type="cispo", level="sequence", eps_low=0.2, eps_high=1.05, beta=0.05, scale="batch"),
+]
+grpo_cases = []
+for kind in GRPO_KINDS:
+    if kind["loss_type"] == "dr_grpo":
+        kind["max_len"] = T + 2
+    grpo_cases.append(grpo_loss(kind, adv[kind["scale"]]))
+OUT["grpo"] = dict(k=K, lens=lens, reward_funcs=[lst(r) for r in rf], reward_weights=weights,
+                   rewards=lst(rewards), adv={k_: lst(v) for k_, v in adv.items()},
+                   logp=flat(logp), old_logp=flat(old), ref_logp=flat(ref), cases=grpo_cases)
+
 # @@MORE@@
 
 print(json.dumps(OUT, indent=1))
