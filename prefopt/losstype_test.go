@@ -17,9 +17,10 @@ type objGolden struct {
 		LC, LR         []int
 	}
 	Pairwise []objPair
-	ORPO     []objPair  `json:"orpo"`
-	CPO      []objPair  `json:"cpo"`
-	GRPO     grpoGolden `json:"grpo"`
+	ORPO     []objPair   `json:"orpo"`
+	CPO      []objPair   `json:"cpo"`
+	GRPO     grpoGolden  `json:"grpo"`
+	KTO      []ktoGolden `json:"kto"`
 }
 
 type objKind struct {

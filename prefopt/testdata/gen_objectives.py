@@ -353,6 +353,64 @@ OUT["grpo"] = dict(k=K, lens=lens, reward_funcs=[lst(r) for r in rf], reward_wei
                    rewards=lst(rewards), adv={k_: lst(v) for k_, v in adv.items()},
                    logp=flat(logp), old_logp=flat(old), ref_logp=flat(ref), cases=grpo_cases)
 
+
+# --------------------------------------------------------------------- KTO
+def kto_case(name, policy, ref, labels, pkl, rkl, kind):
+    """TRL KTOTrainer._compute_loss (loss_type kto or apo_zero_unpaired)."""
+    lp = torch.tensor(policy, requires_grad=True)
+    rf_ = torch.tensor(ref)
+    lab = torch.tensor(labels, dtype=torch.bool)
+    beta = kind["beta"]
+    if kind["loss_type"] == "kto":
+        kl = (torch.tensor(pkl) - torch.tensor(rkl)).mean().detach().clamp(min=0)
+    else:
+        kl = torch.zeros(())
+    ci = torch.nonzero(lab).view(-1)
+    ri = torch.nonzero(~lab).view(-1)
+    clr = lp.index_select(0, ci) - rf_.index_select(0, ci)
+    rlr = lp.index_select(0, ri) - rf_.index_select(0, ri)
+    if kind["loss_type"] == "kto":
+        cl = 1 - torch.sigmoid(beta * (clr - kl))
+        rl = 1 - torch.sigmoid(beta * (kl - rlr))
+    else:
+        cl = 1 - torch.sigmoid(beta * clr)
+        rl = torch.sigmoid(beta * rlr)
+    losses = torch.cat((kind["dw"] * cl, kind["uw"] * rl), 0)
+    loss = losses.nanmean()
+    (gl,) = torch.autograd.grad(loss, [lp])
+    nc, nr = len(ci), len(ri)
+    out = dict(name=name, kind=kind, policy=policy, ref=ref, labels=labels, policy_kl=pkl, ref_kl=rkl,
+               loss=float(loss), grad=lst(gl), kl=float(kl))
+    out["rewards_chosen"] = float((beta * clr).sum() / nc) if nc else 0.0
+    out["rewards_rejected"] = float((beta * rlr).sum() / nr) if nr else 0.0
+    out["logp_chosen"] = float(lp.index_select(0, ci).sum() / nc) if nc else 0.0
+    out["logp_rejected"] = float(lp.index_select(0, ri).sum() / nr) if nr else 0.0
+    out["margin"] = out["rewards_chosen"] - out["rewards_rejected"] if nc and nr else 0.0
+    return out
+
+
+kto = []
+n = 8
+pol = lst(rnd(n, scale=-60))
+ref_ = [p + float(x) for p, x in zip(pol, rnd(n, scale=10, shift=-4))]
+labels = [True, False, True, True, False, False, True, False]
+# Mismatched pairs: completions rotated by one, their log-probs drawn so the
+# KL estimate is positive in one batch and negative (clamped to 0) in another.
+pkl = lst(rnd(n, scale=-60))
+rkl_pos = [p - float(x) for p, x in zip(pkl, rnd(n, scale=6, shift=-1))]
+rkl_neg = [p + float(x) for p, x in zip(pkl, rnd(n, scale=3, shift=0.5))]
+for kind in [dict(loss_type="kto", beta=0.1, dw=1.0, uw=1.0),
+             dict(loss_type="kto", beta=0.5, dw=1.33, uw=0.7),
+             dict(loss_type="kto", beta=10.0, dw=1.0, uw=1.0),
+             dict(loss_type="apo_zero_unpaired", beta=0.2, dw=1.0, uw=2.0)]:
+    kto.append(kto_case("random", pol, ref_, labels, pkl, rkl_pos, kind))
+    kto.append(kto_case("negative_kl", pol, ref_, labels, pkl, rkl_neg, kind))
+    kto.append(kto_case("all_desirable", pol, ref_, [True] * n, pkl, rkl_pos, kind))
+# Stress: implied rewards of hundreds of nats with beta = 10.
+kto.append(kto_case("stress", [-1.0, -900.0, -5.0, -300.0], [-700.0, -2.0, -5.0, -0.5], [True, True, False, False],
+                    [-10.0, -20.0], [-400.0, -20.0], dict(loss_type="kto", beta=10.0, dw=1.0, uw=1.0)))
+OUT["kto"] = kto
+
 # @@MORE@@
 
 print(json.dumps(OUT, indent=1))
