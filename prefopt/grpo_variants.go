@@ -219,109 +219,67 @@ func (o GRPOLoss) Loss(r Rollout) (GRPOResult, error) {
 	res := GRPOResult{Grad: make([]float64, tokens)}
 	var loss float64
 	var low, high, region, entries int
+	count := func(c clip) {
+		if c.low {
+			low++
+		}
+		if c.high {
+			high++
+		}
+		if c.low || c.high {
+			region++
+		}
+		entries++
+	}
 	start := 0
 	for i, l := range r.Len {
 		a := r.Adv[i]
-		w := 1 / norm // weight of each of this sequence's tokens
+		w := 1 / norm // the weight of each of this sequence's token losses
 		if o.Type == LossGRPO {
 			w = 1 / (float64(l) * float64(b))
 		}
-		seq := r.Logp[start : start+l]
-		oldSeq := old[start : start+l]
-		var seqRatio float64 // log of GSPO's sequence ratio
+		seq, oldSeq := r.Logp[start:start+l], old[start:start+l]
+		// Under GSPO one log ratio, the mean over the sequence, serves every
+		// token, and d(mean)/dlogp_t = 1/l; the token losses are l equal
+		// copies, so each token's gradient is w·l·(1/l)·dℓ/ds = w·dℓ/ds.
+		var seqRatio float64
 		if o.Level == SequenceLevel {
 			for t := range l {
 				seqRatio += seq[t] - oldSeq[t]
 			}
 			seqRatio /= float64(l)
 		}
-		// The policy term per ratio: its value and derivative with respect
-		// to the log ratio (CISPO: with respect to log π_θ).
-		term := func(lr, logp float64) (v, d float64, err error) {
-			rho := math.Exp(lr)
+		for t := range l {
+			lr := seq[t] - oldSeq[t]
+			if o.Level == SequenceLevel {
+				lr = seqRatio
+			}
+			var v, d float64
+			var c clip
 			if o.Type == LossCISPO {
-				c := min(rho, epsHigh)
-				if c == epsHigh && a > 0 && rho > epsHigh {
-					high++
-				}
-				return -c * a * logp, -c * a, nil
-			}
-			if rho > 1+epsHigh && a > 0 {
-				high++
-			}
-			if rho < 1-epsLow && a < 0 {
-				low++
-			}
-			if a == 0 {
-				return 0, 0, nil
-			}
-			c1 := rho
-			if o.Delta > 0 {
-				c1 = min(rho, o.Delta)
-			}
-			if math.IsInf(c1, 1) && a < 0 {
-				return 0, 0, fmt.Errorf("prefopt: %s: sequence %d: ratio exp(%v) overflows with negative advantage %v: the loss is +Inf", op, i, lr, a)
-			}
-			c2 := min(max(rho, 1-epsLow), 1+epsHigh)
-			un, cl := c1*a, c2*a
-			if un <= cl {
-				if c1 < rho { // capped by Delta: constant
-					return -un, 0, nil
-				}
-				return -un, -un, nil
-			}
-			return -cl, 0, nil
-		}
-		if o.Level == SequenceLevel {
-			lowBefore, highBefore := low, high
-			// One ratio for the sequence; its token losses all equal v, and
-			// d s/d logp_t = 1/l spreads the derivative over the tokens.
-			if o.Type == LossCISPO {
-				for t := range l {
-					v, d, err := term(seqRatio, seq[t])
-					if err != nil {
-						return GRPOResult{}, err
-					}
-					loss += w * v
-					res.Grad[start+t] = w * d
-				}
-				high = highBefore + min(high-highBefore, 1)
+				// −sg(min(ρ, ε_high))·A·log π: the weight is a constant.
+				rho := math.Exp(lr)
+				cw := min(rho, epsHigh)
+				c.high = rho > epsHigh && a > 0
+				v, d = -cw*a*seq[t], -cw*a
 			} else {
-				v, d, err := term(seqRatio, 0)
+				var err error
+				v, d, c, err = o.clipped(lr, a, epsLow, epsHigh)
 				if err != nil {
-					return GRPOResult{}, err
-				}
-				loss += w * v * float64(l)
-				for t := range l {
-					res.Grad[start+t] = w * d
+					return GRPOResult{}, fmt.Errorf("prefopt: %s: sequence %d: %w", op, i, err)
 				}
 			}
-			if low > lowBefore || high > highBefore {
-				region++
+			loss += w * v
+			res.Grad[start+t] = w * d
+			if o.Level == TokenLevel || t == 0 {
+				count(c)
 			}
-			entries++
-		} else {
-			for t := range l {
-				lowBefore, highBefore := low, high
-				v, d, err := term(seq[t]-oldSeq[t], seq[t])
-				if err != nil {
-					return GRPOResult{}, err
-				}
-				loss += w * v
-				res.Grad[start+t] = w * d
-				if low > lowBefore || high > highBefore {
-					region++
-				}
-				entries++
-			}
-		}
-		if r.RefLogp != nil {
-			for t := range l {
-				kl, d := K3.Estimate(seq[t], r.RefLogp[start+t])
+			if r.RefLogp != nil {
+				kl, dkl := K3.Estimate(seq[t], r.RefLogp[start+t])
 				res.KL += kl
 				if o.Beta > 0 {
 					loss += w * o.Beta * kl
-					res.Grad[start+t] += w * o.Beta * d
+					res.Grad[start+t] += w * o.Beta * dkl
 				}
 			}
 		}
@@ -340,6 +298,37 @@ func (o GRPOLoss) Loss(r Rollout) (GRPOResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// clip says which side of the trust region clipped an entry's ratio.
+type clip struct{ low, high bool }
+
+// clipped returns the clipped surrogate −min(r·A, clip(r, 1−ε_low,
+// 1+ε_high)·A) for the log ratio lr = log r and advantage a, with its
+// derivative with respect to lr: −r·A where the unclipped term is the
+// minimum (and r is not capped by Delta), else 0.
+func (o GRPOLoss) clipped(lr, a, epsLow, epsHigh float64) (v, d float64, c clip, err error) {
+	rho := math.Exp(lr) // +Inf past lr ≈ 709, 0 below ≈ −745: exact limits
+	c = clip{low: rho < 1-epsLow && a < 0, high: rho > 1+epsHigh && a > 0}
+	if a == 0 {
+		return 0, 0, c, nil // both terms are 0 (and ∞·0 would be NaN)
+	}
+	c1 := rho
+	if o.Delta > 0 {
+		c1 = min(rho, o.Delta)
+	}
+	if math.IsInf(c1, 1) && a < 0 {
+		return 0, 0, c, fmt.Errorf("ratio exp(%v) overflows with negative advantage %v: the loss is +Inf", lr, a)
+	}
+	c2 := min(max(rho, 1-epsLow), 1+epsHigh)
+	un, cl := c1*a, c2*a
+	if un > cl {
+		return -cl, 0, c, nil
+	}
+	if c1 < rho { // capped by Delta: a constant
+		return -un, 0, c, nil
+	}
+	return -un, -un, c, nil
 }
 
 // RewardScale is how GroupAdvantages scales rewards: TRL's scale_rewards.
@@ -399,6 +388,12 @@ func GroupAdvantages(rewards []float64, k int, scale RewardScale) ([]float64, er
 	default:
 		return nil, fmt.Errorf("prefopt: %s: unknown scale %v", op, scale)
 	}
+	for i, r := range rewards {
+		// Sums and squares of deviations stay finite below this.
+		if math.Abs(r) > maxReward {
+			return nil, fmt.Errorf("prefopt: %s: rewards[%d] = %v, beyond ±%g", op, i, r, maxReward)
+		}
+	}
 	adv := make([]float64, len(rewards))
 	for g := 0; g < len(rewards); g += k {
 		var mean float64
@@ -428,6 +423,11 @@ func GroupAdvantages(rewards []float64, k int, scale RewardScale) ([]float64, er
 	}
 	return adv, nil
 }
+
+// maxReward bounds the rewards GroupAdvantages scales by the batch or not
+// at all, so that sums and squared deviations over a batch cannot
+// overflow float64.
+const maxReward = 1e150
 
 // zeroFlat sets exactly 0 the advantages of groups whose rewards are all
 // equal: their mean can differ from the rewards in the last bit (three
@@ -486,6 +486,11 @@ func WeightedRewards(rewards [][]float64, weights []float64) ([]float64, error) 
 		}
 		for i, x := range r {
 			out[i] += w * x
+		}
+	}
+	for i, x := range out {
+		if !finite(x) {
+			return nil, fmt.Errorf("prefopt: %s: the weighted sum for completion %d overflows float64", op, i)
 		}
 	}
 	return out, nil

@@ -352,6 +352,12 @@ func TestGRPOVariantsErrors(t *testing.T) {
 	if _, err := WeightedRewards([][]float64{{1, 2}}, []float64{1, 2}); err == nil {
 		t.Error("WeightedRewards: extra weight accepted")
 	}
+	if _, err := GroupAdvantages([]float64{1e300, -1e300}, 2, ScaleNone); err == nil || !strings.Contains(err.Error(), "rewards[0]") {
+		t.Errorf("GroupAdvantages: huge rewards: %v", err)
+	}
+	if _, err := WeightedRewards([][]float64{{1e308}, {1e308}}, nil); err == nil || !strings.Contains(err.Error(), "overflows") {
+		t.Errorf("WeightedRewards: overflow: %v", err)
+	}
 	if _, err := DynamicSampling([]float64{1, 2, 3}, 2); err == nil {
 		t.Error("DynamicSampling: ragged accepted")
 	}
