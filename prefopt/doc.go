@@ -98,7 +98,8 @@
 //
 // Reader and Writer handle preference pairs as JSONL in TRL's field names
 // (prompt, chosen, rejected) with an optional AFM level; PromptReader
-// reads prompt-only JSONL for online RL. A bad line is reported as a
+// reads prompt-only JSONL for online RL, and UnpairedReader KTO's unpaired
+// form (prompt, completion, label). A bad line is reported as a
 // *LineError naming the line and field, and the reader continues past it,
 // so the caller decides whether to skip or stop.
 //
