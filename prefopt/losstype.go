@@ -431,25 +431,3 @@ func (m Mix) Loss(b Batch) (Result, error) {
 
 // dsigmoid returns σ′(x) = σ(x)·σ(−x), 0 (not NaN) for |x| in the thousands.
 func dsigmoid(x float64) float64 { return sigmoid(x) * sigmoid(-x) }
-
-// pairTerms computes a reference-based objective whose per-pair loss is a
-// function f of the summed log-ratios ρ_c and ρ_r, with its partial
-// derivatives; Stats use rewards β·ρ as TRL logs them.
-func pairTerms(op string, b Batch, beta float64, f func(rc, rr float64) (loss, dc, dr float64)) (Result, error) {
-	n, err := check(op, b, need{ref: true})
-	if err != nil {
-		return Result{}, err
-	}
-	r := newResult(n)
-	var loss float64
-	for i := range n {
-		rc := b.PolicyChosen[i] - b.RefChosen[i]
-		rr := b.PolicyRejected[i] - b.RefRejected[i]
-		l, dc, dr := f(rc, rr)
-		loss += l
-		r.GradChosen[i] = dc / float64(n)
-		r.GradRejected[i] = dr / float64(n)
-		r.Stats.add(beta*rc, beta*rr, b.PolicyChosen[i], b.PolicyRejected[i])
-	}
-	return r.finish(op, loss, n)
-}

@@ -129,6 +129,34 @@ func checkPair(t *testing.T, name string, r Result, c objPair, tol float64) {
 	}
 }
 
+// checkStats compares Stats with TRL's logged values; rewards false skips
+// the rewards and accuracy (SFT has none).
+func checkStats(t *testing.T, name string, s Stats, c objPair, rewards bool, tol float64) {
+	t.Helper()
+	for _, f := range []struct {
+		name      string
+		got, want float64
+		reward    bool
+	}{
+		{"rewards/chosen", s.RewardsChosen, c.RewardsChosen, true},
+		{"rewards/rejected", s.RewardsRejected, c.RewardsRejected, true},
+		{"rewards/margins", s.Margin, c.Margin, true},
+		{"rewards/accuracies", s.Accuracy, c.Accuracy, true},
+		{"logps/chosen", s.LogPChosen, c.LogPChosen, false},
+		{"logps/rejected", s.LogPRejected, c.LogPRejected, false},
+		{"nll_loss", s.NLL, c.NLL, false},
+		{"log_odds_ratio", s.LogOddsRatio, c.LogOddsRatio, false},
+		{"log_odds_chosen", s.LogOddsChosen, c.LogOddsChosen, false},
+	} {
+		if f.reward && !rewards {
+			continue
+		}
+		if !approx(f.got, f.want, tol) {
+			t.Errorf("%s: %s = %v, want %v", name, f.name, f.got, f.want)
+		}
+	}
+}
+
 func TestGoldenLossTypes(t *testing.T) {
 	g := loadObjGolden(t)
 	state := map[string]*BCOPair{}
@@ -141,23 +169,7 @@ func TestGoldenLossTypes(t *testing.T) {
 			continue
 		}
 		checkPair(t, name, r, c, 1e-12)
-		if c.Kind.Name == "sft" {
-			continue // no rewards
-		}
-		s := r.Stats
-		for _, f := range []struct {
-			name      string
-			got, want float64
-		}{
-			{"rewards/chosen", s.RewardsChosen, c.RewardsChosen},
-			{"rewards/rejected", s.RewardsRejected, c.RewardsRejected},
-			{"rewards/margins", s.Margin, c.Margin},
-			{"rewards/accuracies", s.Accuracy, c.Accuracy},
-		} {
-			if !approx(f.got, f.want, 1e-12) {
-				t.Errorf("%s: %s = %v, want %v", name, f.name, f.got, f.want)
-			}
-		}
+		checkStats(t, name, r.Stats, c, c.Kind.Name != "sft", 1e-12)
 		if c.Kind.Name == "bco_pair" {
 			if got := o.(*BCOPair).Shift.Mean; !approx(got, c.Shift, 1e-12) {
 				t.Errorf("%s: running shift %v, want %v", name, got, c.Shift)

@@ -31,25 +31,7 @@ func TestGoldenORPOCPO(t *testing.T) {
 				continue
 			}
 			checkPair(t, name, r, c, 1e-11)
-			s := r.Stats
-			for _, f := range []struct {
-				name      string
-				got, want float64
-			}{
-				{"rewards/chosen", s.RewardsChosen, c.RewardsChosen},
-				{"rewards/rejected", s.RewardsRejected, c.RewardsRejected},
-				{"rewards/margins", s.Margin, c.Margin},
-				{"rewards/accuracies", s.Accuracy, c.Accuracy},
-				{"logps/chosen", s.LogPChosen, c.LogPChosen},
-				{"logps/rejected", s.LogPRejected, c.LogPRejected},
-				{"nll_loss", s.NLL, c.NLL},
-				{"log_odds_ratio", s.LogOddsRatio, c.LogOddsRatio},
-				{"log_odds_chosen", s.LogOddsChosen, c.LogOddsChosen},
-			} {
-				if !approx(f.got, f.want, 1e-11) {
-					t.Errorf("%s: %s = %v, want %v", name, f.name, f.got, f.want)
-				}
-			}
+			checkStats(t, name, r.Stats, c, true, 1e-11)
 		}
 	}
 }

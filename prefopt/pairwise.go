@@ -207,6 +207,16 @@ func checkSmoothing(op string, eps float64) error {
 // pairwise computes a reference-based objective whose per-pair loss is a
 // function f of z = β·h, with derivative df. Log-ratios are summed.
 func pairwise(op string, b Batch, beta float64, f func(z float64) (loss, dz float64)) (Result, error) {
+	return pairTerms(op, b, beta, func(rc, rr float64) (float64, float64, float64) {
+		l, dz := f(beta * (rc - rr))
+		return l, beta * dz, -beta * dz
+	})
+}
+
+// pairTerms computes a reference-based objective whose per-pair loss is a
+// function f of the summed log-ratios ρ_c and ρ_r, with its partial
+// derivatives; Stats use rewards β·ρ as TRL logs them.
+func pairTerms(op string, b Batch, beta float64, f func(rc, rr float64) (loss, dc, dr float64)) (Result, error) {
 	n, err := check(op, b, need{ref: true})
 	if err != nil {
 		return Result{}, err
@@ -216,10 +226,10 @@ func pairwise(op string, b Batch, beta float64, f func(z float64) (loss, dz floa
 	for i := range n {
 		rc := b.PolicyChosen[i] - b.RefChosen[i]
 		rr := b.PolicyRejected[i] - b.RefRejected[i]
-		l, dz := f(beta * (rc - rr))
+		l, dc, dr := f(rc, rr)
 		loss += l
-		r.GradChosen[i] = beta * dz / float64(n)
-		r.GradRejected[i] = -r.GradChosen[i]
+		r.GradChosen[i] = dc / float64(n)
+		r.GradRejected[i] = dr / float64(n)
 		r.Stats.add(beta*rc, beta*rr, b.PolicyChosen[i], b.PolicyRejected[i])
 	}
 	return r.finish(op, loss, n)

@@ -166,7 +166,10 @@ for bname, b in BATCHES.items():
         rj = beta * (torch.tensor(b["pr"]) - torch.tensor(b["rr"]))
         entry = dict(batch=bname, kind=kind, loss=float(loss), grad_chosen=lst(gc), grad_rejected=lst(gr),
                      rewards_chosen=float(cr.mean()), rewards_rejected=float(rj.mean()),
-                     margin=float((cr - rj).mean()), accuracy=float((cr > rj).double().mean()))
+                     margin=float((cr - rj).mean()), accuracy=float((cr > rj).double().mean()),
+                     logp_chosen=float(torch.tensor(b["pc"]).mean()), logp_rejected=float(torch.tensor(b["pr"]).mean()))
+        if kind["name"] in ("sft", "mix"):  # nll_loss: the SFT term (weight 1 in the MPO mix)
+            entry["nll"] = float(-torch.tensor(b["pc"]).sum() / sum(b["lc"]))
         if kind["name"] == "bco_pair":
             entry["shift"] = RUNNING[json.dumps(kind, sort_keys=True)].mean
         pairwise.append(entry)
