@@ -332,13 +332,7 @@ func TestGRPOVariantsErrors(t *testing.T) {
 		{"num items", GRPOLoss{Type: LossDAPO, EpsLow: 0.2, NumItems: 2}, good, "NumItems"},
 	} {
 		_, err := c.o.Loss(c.r)
-		if err == nil {
-			t.Errorf("%s: no error", c.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, err, c.want)
-		}
+		checkErr(t, c.name, err, c.want)
 	}
 	if _, err := GroupAdvantages([]float64{1, 2, 3}, 2, ScaleBatch); err == nil {
 		t.Error("GroupAdvantages: ragged groups accepted")

@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -154,13 +153,7 @@ func TestKTOErrors(t *testing.T) {
 		{"ragged", w, ragged, "Desirable"},
 	} {
 		_, err := c.o.Loss(c.b)
-		if err == nil {
-			t.Errorf("%s: no error", c.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, err, c.want)
-		}
+		checkErr(t, c.name, err, c.want)
 	}
 	if _, err := (KTO{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1, APOZero: true}).Loss(noKL); err != nil {
 		t.Errorf("apo_zero_unpaired without KL pairs: %v", err)

@@ -55,11 +55,21 @@ func loadObjGolden(t *testing.T) *objGolden {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g objGolden
-	if err := json.Unmarshal(b, &g); err != nil {
+	g := new(objGolden)
+	if err := json.Unmarshal(b, g); err != nil {
 		t.Fatal(err)
 	}
-	return &g
+	return g
+}
+
+// checkErr reports an error that is nil or does not mention want.
+func checkErr(t *testing.T, name string, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", name)
+	} else if !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: error %q does not mention %q", name, err, want)
+	}
 }
 
 func (g *objGolden) batch(t *testing.T, name string) Batch {
@@ -277,13 +287,7 @@ func TestLossTypesErrors(t *testing.T) {
 		{"mix inner", Mix{{DPO{Beta: 0.1}, 1}, {SFT{}, 1}}, noLen, "term 1: prefopt: SFT: needs token counts"},
 	} {
 		_, err := c.o.Loss(c.b)
-		if err == nil {
-			t.Errorf("%s: no error", c.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, err, c.want)
-		}
+		checkErr(t, c.name, err, c.want)
 	}
 	// A failed call leaves the running shift alone.
 	o := &BCOPair{Beta: 0.1, Shift: RewardShift{Mean: 0.5, Count: 3}}
