@@ -154,6 +154,23 @@ func TestGKDOnPolicy(t *testing.T) {
 	if f := float64(hits) / steps; math.Abs(f-0.3) > 0.016 {
 		t.Errorf("on-policy fraction %v, want ≈ 0.3", f)
 	}
+	// SeqKD turns exactly the off-policy steps into teacher steps.
+	kd := g
+	kd.SeqKD = true
+	for s := range 200 {
+		want := Dataset
+		if g.OnPolicy(s) {
+			want = Student
+		} else if kd.SeqKD {
+			want = Teacher
+		}
+		if g.Source(s) != map[bool]Source{true: Student, false: Dataset}[g.OnPolicy(s)] || kd.Source(s) != want {
+			t.Fatalf("step %d: Source %v, with SeqKD %v", s, g.Source(s), kd.Source(s))
+		}
+	}
+	if Teacher.String() != "teacher" || Source(9).String() != "Source(9)" {
+		t.Error("Source.String")
+	}
 }
 
 func TestGKDErrors(t *testing.T) {
