@@ -86,3 +86,25 @@ func ExampleGRPOLoss() {
 	// advantages [0.666 -1.150 0.484]
 	// loss -0.3325, clipped 0.167
 }
+
+// ORPO needs no reference model: the NLL of the chosen responses plus β
+// times the odds-ratio penalty on length-averaged log-probs. The second
+// chosen response is nearly certain (−0.001 nats a token), where the odds
+// p/(1−p) are computed through log(−expm1(a)) without losing precision.
+func ExampleORPO() {
+	b := prefopt.Batch{
+		PolicyChosen:   []float64{-12, -0.004},
+		PolicyRejected: []float64{-15, -28},
+		ChosenLen:      []int{6, 4},
+		RejectedLen:    []int{5, 7},
+	}
+	r, err := prefopt.ORPO{Beta: 0.1}.Loss(b)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("loss %.4f, nll %.4f, log_odds_chosen %.3f, log_odds_ratio %.4f\n",
+		r.Loss, r.Stats.NLL, r.Stats.LogOddsChosen, r.Stats.LogOddsRatio)
+	// Output:
+	// loss 1.2148, nll 1.2004, log_odds_chosen 5.992, log_odds_ratio -0.1444
+}
