@@ -112,6 +112,8 @@ func TestORPOCPOErrors(t *testing.T) {
 	zero.PolicyRejected = []float64{-1, 0, -2}
 	noLen := torchtuneBatch()
 	noLen.RejectedLen = nil
+	emptyCompletion := torchtuneBatch()
+	emptyCompletion.RejectedLen = []int{3, 0, 1}
 	for _, c := range []struct {
 		name string
 		o    Objective
@@ -126,6 +128,9 @@ func TestORPOCPOErrors(t *testing.T) {
 		{"cpo alpha", CPO{Beta: 0.1, Alpha: math.NaN()}, good, "Alpha"},
 		{"cpo gamma without simpo", CPO{Beta: 0.1, Gamma: 1}, good, "Gamma"},
 		{"cpo simpo no len", CPO{Beta: 0.1, SimPO: true}, noLen, "RejectedLen"},
+		{"orpo empty completion", ORPO{Beta: 0.1}, emptyCompletion, "RejectedLen[1] = 0"},
+		{"cpo simpo empty completion", CPO{Beta: 0.1, SimPO: true}, emptyCompletion, "RejectedLen[1] = 0"},
+		{"sft empty completions", SFT{}, Batch{PolicyChosen: []float64{0}, PolicyRejected: []float64{-1}, ChosenLen: []int{0}}, "ChosenLen[0] = 0"},
 	} {
 		_, err := c.o.Loss(c.b)
 		checkErr(t, c.name, err, c.want)
