@@ -91,7 +91,8 @@
 // token), with the importance ratio per token or per sequence (GSPO, Zheng
 // et al. 2025: the length-normalized sequence ratio). GroupAdvantages
 // scales rewards by group, batch or not at all; WeightedRewards combines
-// several reward functions; DynamicSampling drops the groups whose rewards
+// several reward functions, or DecoupledAdvantages normalizes each first
+// (GDPO); DynamicSampling drops the groups whose rewards
 // are all equal, which carry no gradient.
 //
 // # Data

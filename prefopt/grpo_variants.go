@@ -496,6 +496,51 @@ func WeightedRewards(rewards [][]float64, weights []float64) ([]float64, error) 
 	return out, nil
 }
 
+// DecoupledAdvantages combines several reward functions the GDPO way
+// (Group reward-Decoupled Normalization Policy Optimization, 2026; TRL's
+// multi_objective_aggregation "normalize_then_sum"): each function's
+// rewards rewards[j] are first normalized within each group of k, as
+// GroupAdvantages with ScaleGroup does, so that no function's scale
+// dominates; the weighted sum is then normalized over the whole batch,
+// (s − mean s)/(std s + 1e-4) with the unbiased std. weights nil weighs
+// every function 1. A batch whose sums are all equal gets zero advantages.
+// Errors as for WeightedRewards and GroupAdvantages.
+func DecoupledAdvantages(rewards [][]float64, weights []float64, k int) ([]float64, error) {
+	const op = "DecoupledAdvantages"
+	if len(rewards) == 0 {
+		return nil, fmt.Errorf("prefopt: %s: no reward functions", op)
+	}
+	norm := make([][]float64, len(rewards))
+	for j, r := range rewards {
+		a, err := GroupAdvantages(r, k, ScaleGroup)
+		if err != nil {
+			return nil, fmt.Errorf("prefopt: %s: reward function %d: %w", op, j, err)
+		}
+		norm[j] = a
+	}
+	s, err := WeightedRewards(norm, weights)
+	if err != nil {
+		return nil, fmt.Errorf("prefopt: %s: %w", op, err)
+	}
+	adv := make([]float64, len(s))
+	if flat(s) {
+		return adv, nil
+	}
+	var mean, ss float64
+	for _, x := range s {
+		mean += x
+	}
+	mean /= float64(len(s))
+	for _, x := range s {
+		ss += (x - mean) * (x - mean)
+	}
+	std := math.Sqrt(ss / float64(len(s)-1))
+	for i, x := range s {
+		adv[i] = (x - mean) / (std + 1e-4)
+	}
+	return adv, nil
+}
+
 // DynamicSampling returns the indices of the groups (of k contiguous
 // completions) whose rewards are not all equal: DAPO's dynamic sampling
 // (Yu et al. 2025, §3.2), which drops prompts whose completions all

@@ -76,6 +76,15 @@ func TestGoldenGRPOVariants(t *testing.T) {
 		}
 		adv[s.String()] = a
 	}
+	dec, err := DecoupledAdvantages(g.RewardFuncs, g.RewardWeights, g.K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range g.Adv["decoupled"] {
+		if !approx(dec[i], want, 1e-12) {
+			t.Errorf("DecoupledAdvantages[%d] = %v, want %v", i, dec[i], want)
+		}
+	}
 	for _, c := range g.Cases {
 		k := c.Kind
 		o := GRPOLoss{Type: parseLossType(t, k.LossType), EpsLow: k.EpsLow, EpsHigh: k.EpsHigh, Beta: k.Beta,
@@ -351,6 +360,12 @@ func TestGRPOVariantsErrors(t *testing.T) {
 	}
 	if _, err := WeightedRewards([][]float64{{1e308}, {1e308}}, nil); err == nil || !strings.Contains(err.Error(), "overflows") {
 		t.Errorf("WeightedRewards: overflow: %v", err)
+	}
+	if _, err := DecoupledAdvantages([][]float64{{1, 2}, {1, 2, 3}}, nil, 2); err == nil || !strings.Contains(err.Error(), "reward function 1") {
+		t.Errorf("DecoupledAdvantages: ragged function: %v", err)
+	}
+	if adv, err := DecoupledAdvantages([][]float64{{1, 1, 2, 2}, {0, 0, 5, 5}}, nil, 2); err != nil || adv[0] != 0 || adv[3] != 0 {
+		t.Errorf("DecoupledAdvantages: flat groups: %v, %v", adv, err)
 	}
 	if _, err := DynamicSampling([]float64{1, 2, 3}, 2); err == nil {
 		t.Error("DynamicSampling: ragged accepted")

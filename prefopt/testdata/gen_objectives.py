@@ -266,7 +266,16 @@ std_g = nanstd(grouped, dim=1).repeat_interleave(K)
 adv["group"] = (rewards - mean_g) / (std_g + 1e-4)
 adv["batch"] = (rewards - mean_g) / (nanstd(rewards) + 1e-4)
 adv["none"] = rewards - mean_g
-for k_ in adv:
+# normalize_then_sum (GDPO): each function normalized within its groups,
+# weighted sum, then normalized over the batch.
+grouped_f = rf.t().reshape(-1, K, rf.shape[0])  # [groups, K, funcs]
+mean_k = grouped_f.mean(dim=1, keepdim=True)
+std_k = grouped_f.std(dim=1, keepdim=True)
+reward_k = ((grouped_f - mean_k) / (std_k + 1e-4)).reshape(-1, rf.shape[0])
+reward_k[3:6] = 0.0  # every function is flat on the second group
+summed = (reward_k * torch.tensor(weights).unsqueeze(0)).sum(dim=1)
+adv["decoupled"] = (summed - summed.mean()) / (summed.std() + 1e-4)
+for k_ in ("group", "batch", "none"):
     adv[k_][3:6] = 0.0  # the flat group: exactly 0 (torch leaves ~1e-12 there)
 
 mask = torch.zeros(B, T)
