@@ -409,19 +409,25 @@ func GroupAdvantages(rewards []float64, k int, scale RewardScale) ([]float64, er
 	if scale == ScaleNone {
 		return adv, nil
 	}
-	var mean, ss float64
-	for _, r := range rewards {
-		mean += r
-	}
-	mean /= float64(len(rewards))
-	for _, r := range rewards {
-		ss += (r - mean) * (r - mean)
-	}
-	std := math.Sqrt(ss / float64(len(rewards)-1))
+	_, std := meanStd(rewards)
 	for i := range adv {
 		adv[i] /= std + 1e-4
 	}
 	return adv, nil
+}
+
+// meanStd returns the mean of v and its unbiased standard deviation, as
+// torch's std (len(v) ≥ 2).
+func meanStd(v []float64) (mean, std float64) {
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	var ss float64
+	for _, x := range v {
+		ss += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(ss / float64(len(v)-1))
 }
 
 // maxReward bounds the rewards GroupAdvantages scales by the batch or not
@@ -526,15 +532,7 @@ func DecoupledAdvantages(rewards [][]float64, weights []float64, k int) ([]float
 	if flat(s) {
 		return adv, nil
 	}
-	var mean, ss float64
-	for _, x := range s {
-		mean += x
-	}
-	mean /= float64(len(s))
-	for _, x := range s {
-		ss += (x - mean) * (x - mean)
-	}
-	std := math.Sqrt(ss / float64(len(s)-1))
+	mean, std := meanStd(s)
 	for i, x := range s {
 		adv[i] = (x - mean) / (std + 1e-4)
 	}
