@@ -8,8 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // goldens is testdata/tokenizer/goldens.json, written by gen.mjs with
@@ -214,3 +218,153 @@ func head(ids []int32) []int32 {
 }
 
 var _ = bytes.Equal
+
+// FuzzTokenizer encodes any text with every fixture: no panic, invalid
+// UTF-8 refused, every id decodable, and for the byte-level tokenizers
+// decode(encode(x)) == x.
+func FuzzTokenizer(f *testing.F) {
+	for _, s := range []string{"", "Hello world", "I'M  here\r\n\t x", "<|endoftext|><s></s>", "👋🏽 日本 12345", "\xff", "▁<0x41>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+			tok := fixture(t, name)
+			ids, err := tok.Encode(s)
+			if err != nil {
+				if utf8.ValidString(s) {
+					t.Fatalf("%s: %q: %v", name, s, err)
+				}
+				continue
+			}
+			if !utf8.ValidString(s) {
+				t.Fatalf("%s: invalid UTF-8 %q encoded", name, s)
+			}
+			back, err := tok.Decode(ids)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", name, s, err)
+			}
+			want := s
+			switch name {
+			case "mistral":
+				continue // the legacy ▁ handling does not round-trip spaces next to special tokens
+			case "qwen2":
+				want = norm.NFC.String(s)
+			}
+			if back != want {
+				t.Fatalf("%s: %q → %v → %q", name, s, ids, back)
+			}
+		}
+	})
+}
+
+// writeTokenizer writes a tokenizer.json (and a config when cfg is not
+// empty) into a fresh directory.
+func writeTokenizer(t *testing.T, tj, cfg string) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(tj), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != "" {
+		if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// tiny is a byte-level BPE on a handful of merges, to reach the error paths.
+const tinyModel = `{"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3}, "merges": ["a b"]}`
+
+func tinyJSON(normalizer, pre, post, decoder, model string) string {
+	return `{"added_tokens": [], "normalizer": ` + normalizer + `, "pre_tokenizer": ` + pre +
+		`, "post_processor": ` + post + `, "decoder": ` + decoder + `, "model": ` + model + `}`
+}
+
+func TestLoadTokenizerRefuses(t *testing.T) {
+	bl := `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`
+	for _, c := range []struct {
+		name, tj, cfg, want string
+	}{
+		{"WordPiece", tinyJSON("null", bl, "null", bl, `{"type": "WordPiece", "vocab": {}}`), "", `unsupported model "WordPiece"`},
+		{"Unigram", tinyJSON("null", bl, "null", bl, `{"type": "Unigram", "vocab": []}`), "", `unsupported model "Unigram"`},
+		{"normalizer", tinyJSON(`{"type": "BertNormalizer"}`, bl, "null", bl, tinyModel), "", `normalizer: unsupported normalizer "BertNormalizer"`},
+		{"nested normalizer", tinyJSON(`{"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled"}]}`, bl, "null", bl, tinyModel), "", `Sequence[1]: unsupported normalizer "Precompiled"`},
+		{"pre-tokenizer", tinyJSON("null", `{"type": "Whitespace"}`, "null", bl, tinyModel), "", `unsupported pre-tokenizer "Whitespace"`},
+		{"after ByteLevel", tinyJSON("null", `{"type": "Sequence", "pretokenizers": [`+bl+`, {"type": "Digits"}]}`, "null", bl, tinyModel), "", `after ByteLevel`},
+		{"split behavior", tinyJSON("null", `{"type": "Split", "pattern": {"String": " "}, "behavior": "Sideways"}`, "null", bl, tinyModel), "", `unsupported behavior "Sideways"`},
+		{"bad regex", tinyJSON("null", `{"type": "Split", "pattern": {"Regex": "(a"}, "behavior": "Isolated"}`, "null", bl, tinyModel), "", `pattern "(a"`},
+		{"decoder", tinyJSON("null", bl, "null", `{"type": "WordPiece"}`, tinyModel), "", `unsupported decoder "WordPiece"`},
+		{"post-processor", tinyJSON("null", bl, `{"type": "Unknown"}`, bl, tinyModel), "", `unsupported post-processor "Unknown"`},
+		{"dropout", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "dropout": 0.1, "vocab": {}, "merges": []}`), "", `dropout`},
+		{"merge out of vocabulary", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}`), "", `merges[0] "a" "a"`},
+		{"unk out of vocabulary", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "unk_token": "<unk>", "vocab": {"a": 0}, "merges": []}`), "", `unk_token "<unk>"`},
+		{"bos out of vocabulary", tinyJSON("null", bl, "null", bl, tinyModel), `{"bos_token": "<s>"}`, `bos_token "<s>" is not in the vocabulary`},
+		{"bad config", tinyJSON("null", bl, "null", bl, tinyModel), `{"bos_token": 3}`, `bos_token: 3`},
+		{"bad JSON", `{"model": `, "", `tokenizer.json: unexpected end`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadTokenizer(writeTokenizer(t, c.tj, c.cfg))
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "hf: LoadTokenizer: ") {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	if _, err := LoadTokenizer(t.TempDir()); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
+		t.Fatalf("missing tokenizer.json: %v", err)
+	}
+}
+
+func TestEncodeDecodeErrors(t *testing.T) {
+	tok := fixture(t, "gpt2")
+	if _, err := tok.Encode("ok\xffno"); err == nil || !strings.Contains(err.Error(), "byte 2") {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+	for _, ids := range [][]int32{{-1}, {50257}, {15496, 1 << 30}} {
+		if _, err := tok.Decode(ids); err == nil || !strings.Contains(err.Error(), "not in the vocabulary") {
+			t.Fatalf("Decode(%v): %v", ids, err)
+		}
+	}
+}
+
+func TestTokenizerAccessors(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		size          int
+		bos, eos, pad int32 // -1: none
+	}{
+		{"gpt2", 50257, 50256, 50256, -1},
+		{"llama3", 128256, 128000, 128009, -1},
+		{"qwen2", 151669, -1, 151645, 151643},
+		{"mistral", 32000, 1, 2, -1},
+	} {
+		tok := fixture(t, c.name)
+		if got := tok.VocabSize(); got != c.size {
+			t.Errorf("%s: VocabSize %d, want %d", c.name, got, c.size)
+		}
+		for what, p := range map[string]struct {
+			f    func() (int32, bool)
+			want int32
+		}{"BOS": {tok.BOS, c.bos}, "EOS": {tok.EOS, c.eos}, "Pad": {tok.Pad, c.pad}} {
+			id, ok := p.f()
+			if ok != (p.want >= 0) || ok && id != p.want {
+				t.Errorf("%s: %s = %d, %v; want %d", c.name, what, id, ok, p.want)
+			}
+		}
+	}
+	tok := fixture(t, "llama3")
+	if id, ok := tok.TokenID("<|eot_id|>"); !ok || id != 128009 || !tok.IsSpecial(id) {
+		t.Errorf("TokenID(<|eot_id|>) = %d, %v", id, ok)
+	}
+	if s, ok := tok.Token(9906); !ok || s != "Hello" {
+		t.Errorf("Token(9906) = %q, %v", s, ok)
+	}
+	if id, ok := tok.TokenID("Ġworld"); !ok || id != 1917 || tok.IsSpecial(id) {
+		t.Errorf("TokenID(Ġworld) = %d, %v", id, ok)
+	}
+	if _, ok := tok.Token(-3); ok {
+		t.Error("Token(-3) found")
+	}
+	if n := len(tok.AddedTokens()); n != 256 {
+		t.Errorf("%d added tokens, want 256", n)
+	}
+}
