@@ -36,6 +36,7 @@ type Tokenizer struct {
 	bos, eos, pad, unk int32 // -1 when not configured
 	specialNames       map[string]string
 	chatTemplate       string
+	chat               chat
 }
 
 // addedToken is an entry of tokenizer.json's added_tokens.

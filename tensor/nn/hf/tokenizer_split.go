@@ -183,7 +183,7 @@ func spaceRun(s string, i int) int {
 	return end - last
 }
 
-// contraction matches 's 't 're 've 'm 'll 'd at i (s[i] == '\”),
+// contraction matches 's 't 're 've 'm 'll 'd at i (s[i] is an apostrophe),
 // case-insensitively in ASCII if fold, and returns the match length or 0.
 func contraction(s string, i int, fold bool) int {
 	lower := func(k int) byte {
