@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -28,6 +29,14 @@ type bpe struct {
 	unk          int32      // -1 without unk_token
 	fuseUnk      bool
 	ignoreMerges bool
+
+	// chunkSep, when set, is the SentencePiece space "▁" and no merge joins
+	// a token that ends in another character to one that starts with it:
+	// no merge then crosses the boundary before a "▁" that follows another
+	// character, so the word is merged chunk by chunk, each chunk cached,
+	// with the same result. Llama 2 and Mistral layouts feed the model the
+	// whole text as one word; this turns it back into words.
+	chunkSep string
 
 	mu    sync.RWMutex
 	cache map[string][]int32
@@ -68,6 +77,21 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // tokenize appends the ids of word to dst.
 func (m *bpe) tokenize(dst []int32, word string) []int32 {
+	if m.chunkSep != "" {
+		lo := 0
+		for i := 1; i < len(word); i++ {
+			if strings.HasPrefix(word[i:], m.chunkSep) && !strings.HasSuffix(word[:i], m.chunkSep) && utf8.RuneStart(word[i]) {
+				dst = m.tokenizeWord(dst, word[lo:i])
+				lo = i
+			}
+		}
+		return m.tokenizeWord(dst, word[lo:])
+	}
+	return m.tokenizeWord(dst, word)
+}
+
+// tokenizeWord appends the ids of word to dst, through the cache.
+func (m *bpe) tokenizeWord(dst []int32, word string) []int32 {
 	if len(word) == 0 {
 		return dst
 	}

@@ -72,6 +72,9 @@ type bpeFile struct {
 	Merges                  json.RawMessage  `json:"merges"`
 }
 
+// metaSpace is SentencePiece's stand-in for a space.
+const metaSpace = "\u2581"
+
 // LoadTokenizer reads the tokenizer of the model directory dir:
 // tokenizer.json (required), tokenizer_config.json (special-token names,
 // add_bos_token/add_eos_token, chat_template) and chat_template.jinja when
@@ -242,6 +245,15 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	} else if err := json.Unmarshal(f.Merges, &pairs); err != nil {
 		return nil, fmt.Errorf("merges: %w", err)
 	}
+	if _, ok := f.Vocab[metaSpace]; ok && !f.IgnoreMerges {
+		m.chunkSep = metaSpace
+		for _, p := range pairs {
+			if strings.HasPrefix(p[1], metaSpace) && !strings.HasSuffix(p[0], metaSpace) {
+				m.chunkSep = ""
+				break
+			}
+		}
+	}
 	m.merges = make(map[uint64]merge, len(pairs))
 	for i, p := range pairs {
 		a, ok1 := f.Vocab[p[0]]
@@ -271,6 +283,7 @@ func (m *bpe) finish() error {
 	if !m.byteLevel {
 		return nil
 	}
+	m.chunkSep = ""
 	if m.byteFallback {
 		return errors.New("byte_fallback with a ByteLevel pre-tokenizer is not supported")
 	}
@@ -600,13 +613,16 @@ func (t *Tokenizer) encodePiece(ids []int32, s string, first bool) []int32 {
 	}
 	if len(t.pre) == 1 {
 		if sp, ok := t.pre[0].(*split); ok && sp.behavior == "Isolated" && !sp.invert {
-			// The common case (one Isolated Split: GPT-2, Llama 3, Qwen2),
-			// without the piece lists.
-			var buf [64][2]int
-			for _, m := range sp.sp.matches(buf[:0], s) {
-				ids = t.model.tokenize(ids, s[m[0]:m[1]])
+			if st, ok := sp.sp.(stepper); ok {
+				// The common case (GPT-2, Llama 3, Qwen2), without the
+				// piece lists.
+				for i := 0; i < len(s); {
+					end := st.next(s, i)
+					ids = t.model.tokenize(ids, s[i:end])
+					i = end
+				}
+				return ids
 			}
-			return ids
 		}
 	}
 	pieces := []piece{{s: s, first: first}}

@@ -211,19 +211,31 @@ func contraction(s string, i int, fold bool) int {
 	return 0
 }
 
-// gpt2Splitter matches gpt2Pattern.
-type gpt2Splitter struct{}
+// A stepper is a splitter whose pattern matches at every position (each
+// character is a letter, a number, whitespace or other, and each of these
+// starts some alternative), so that the text splits into consecutive
+// matches: next returns the end of the match that starts at i < len(s).
+// Iterating with next spares the slice of matches.
+type stepper interface {
+	splitter
+	next(s string, i int) int
+}
 
-func (gpt2Splitter) matches(dst [][2]int, s string) [][2]int {
+func stepMatches(st stepper, dst [][2]int, s string) [][2]int {
 	for i := 0; i < len(s); {
-		end := gpt2Match(s, i)
+		end := st.next(s, i)
 		dst = append(dst, [2]int{i, end})
 		i = end
 	}
 	return dst
 }
 
-func gpt2Match(s string, i int) int {
+// gpt2Splitter matches gpt2Pattern.
+type gpt2Splitter struct{}
+
+func (g gpt2Splitter) matches(dst [][2]int, s string) [][2]int { return stepMatches(g, dst, s) }
+
+func (gpt2Splitter) next(s string, i int) int {
 	if s[i] == '\'' {
 		if n := contraction(s, i, false); n > 0 {
 			return i + n
@@ -248,16 +260,9 @@ func gpt2Match(s string, i int) int {
 // (maxDigits 1).
 type llamaSplitter struct{ maxDigits int }
 
-func (l llamaSplitter) matches(dst [][2]int, s string) [][2]int {
-	for i := 0; i < len(s); {
-		end := l.match(s, i)
-		dst = append(dst, [2]int{i, end})
-		i = end
-	}
-	return dst
-}
+func (l llamaSplitter) matches(dst [][2]int, s string) [][2]int { return stepMatches(l, dst, s) }
 
-func (l llamaSplitter) match(s string, i int) int {
+func (l llamaSplitter) next(s string, i int) int {
 	if s[i] == '\'' {
 		if n := contraction(s, i, true); n > 0 {
 			return i + n

@@ -368,3 +368,29 @@ func TestTokenizerAccessors(t *testing.T) {
 		t.Errorf("%d added tokens, want 256", n)
 	}
 }
+
+// TestChunkedMerges checks that merging a SentencePiece word chunk by chunk
+// (bpe.chunkSep) gives the ids of merging it whole, on every golden text
+// and on Opticks paragraphs with their spaces, for both layouts.
+func TestChunkedMerges(t *testing.T) {
+	g := loadGoldens(t)
+	texts := append([]string(nil), g.Texts...)
+	if b, err := os.ReadFile(filepath.Join("testdata", "tokenizer", "opticks-excerpt.txt")); err == nil {
+		texts = append(texts, strings.Split(string(b), "\n\n")...)
+	}
+	for _, name := range []string{"mistral", "mistral-metaspace"} {
+		tok := fixture(t, name)
+		if tok.model.chunkSep == "" {
+			t.Fatalf("%s: merges cross ▁ boundaries; chunking is off", name)
+		}
+		m := tok.model
+		whole := &bpe{vocab: m.vocab, merges: m.merges, byteFallback: m.byteFallback, fallbackID: m.fallbackID,
+			unk: m.unk, fuseUnk: m.fuseUnk, cache: map[string][]int32{}}
+		for _, text := range texts {
+			s := strings.ReplaceAll("▁"+text, " ", "▁")
+			if got, want := tok.model.tokenize(nil, s), whole.tokenize(nil, s); !slices.Equal(got, want) {
+				t.Fatalf("%s: %q: chunked %v, whole %v", name, short(text), got, want)
+			}
+		}
+	}
+}
