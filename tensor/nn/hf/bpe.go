@@ -67,13 +67,13 @@ type candidate struct {
 
 // scratch holds the buffers of one tokenize call, pooled so that the hot
 // path does not allocate.
-type scratch struct {
+type bpeScratch struct {
 	syms []symbol
 	heap []candidate
 	ids  []int32
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+var scratchPool = sync.Pool{New: func() any { return new(bpeScratch) }}
 
 // tokenize appends the ids of word to dst.
 func (m *bpe) tokenize(dst []int32, word string) []int32 {
@@ -128,7 +128,7 @@ func (m *bpe) word(dst []int32, word string) []int32 {
 			return append(dst, id)
 		}
 	}
-	s := scratchPool.Get().(*scratch)
+	s := scratchPool.Get().(*bpeScratch)
 	defer scratchPool.Put(s)
 	syms := s.syms[:0]
 	push := func(id int32) {
@@ -224,7 +224,7 @@ func (m *bpe) hasFallback(ch string) bool {
 	return true
 }
 
-func less(a, b candidate) bool {
+func candLess(a, b candidate) bool {
 	return a.rank < b.rank || a.rank == b.rank && a.pos < b.pos
 }
 
@@ -233,7 +233,7 @@ func heapPush(h []candidate, c candidate) []candidate {
 	i := len(h) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !less(h[i], h[p]) {
+		if !candLess(h[i], h[p]) {
 			break
 		}
 		h[i], h[p] = h[p], h[i]
@@ -254,10 +254,10 @@ func heapPop(h []candidate) (candidate, []candidate) {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && less(h[r], h[l]) {
+		if r := l + 1; r < n && candLess(h[r], h[l]) {
 			j = r
 		}
-		if !less(h[j], h[i]) {
+		if !candLess(h[j], h[i]) {
 			break
 		}
 		h[i], h[j] = h[j], h[i]

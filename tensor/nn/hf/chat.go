@@ -88,9 +88,9 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 	return s, nil
 }
 
-// chat is the lazily compiled template of a Tokenizer: a tokenizer whose
+// chatState is the lazily compiled template of a Tokenizer: a tokenizer whose
 // template this engine cannot compile still encodes and decodes.
-type chat struct {
+type chatState struct {
 	once sync.Once
 	tmpl *ChatTemplate
 	err  error

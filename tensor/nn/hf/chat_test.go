@@ -87,45 +87,58 @@ func TestChatTemplateGoldens(t *testing.T) {
 	}
 }
 
-// TestEncodeChat renders through a tokenizer directory that ships its
-// template as chat_template.jinja and compares the ids with
-// tokenizers.js's encoding of the golden render.
+// TestEncodeChat renders conversations and encodes them, and compares the
+// ids with tokenizers.js's encoding of the golden render: Qwen2 through a
+// model directory that ships its template as chat_template.jinja, Llama 3
+// through the loaded fixture and NewChatTemplate.
 func TestEncodeChat(t *testing.T) {
 	g := loadChatGoldens(t)
-	toks := map[string]*Tokenizer{}
-	for _, e := range g.Encodings {
-		tok, ok := toks[e.Fixture]
-		if !ok {
-			dir := t.TempDir()
-			src := fixtureDir(t, e.Fixture)
-			for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-				b, err := os.ReadFile(filepath.Join(src, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.WriteFile(filepath.Join(dir, "chat_template.jinja"), []byte(readTemplate(t, e.Template)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var err error
-			if tok, err = LoadTokenizer(dir); err != nil {
-				t.Fatal(err)
-			}
-			toks[e.Fixture] = tok
+	dir := t.TempDir()
+	src := fixtureDir(t, "qwen2")
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
 		}
-		ids, err := tok.EncodeChat(g.Conversations[e.Conversation], ChatOptions{AddGenerationPrompt: e.AddGenerationPrompt})
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "chat_template.jinja"), []byte(readTemplate(t, "qwen2.5")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qwen, err := LoadTokenizer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	llama := fixture(t, "llama3")
+	llamaChat, err := NewChatTemplate(readTemplate(t, "llama3"), llama.specialNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, e := range g.Encodings {
+		msgs, opts := g.Conversations[e.Conversation], ChatOptions{AddGenerationPrompt: e.AddGenerationPrompt}
+		var ids []int32
+		switch e.Fixture {
+		case "qwen2":
+			ids, err = qwen.EncodeChat(msgs, opts)
+		case "llama3":
+			var s string
+			if s, err = llamaChat.Render(msgs, opts); err == nil {
+				ids, err = llama.Encode(s)
+			}
+		}
 		if err != nil {
 			t.Fatalf("%s conversation %d: %v", e.Fixture, e.Conversation, err)
 		}
 		if !slices.Equal(ids, e.IDs) {
 			t.Errorf("%s conversation %d, generation prompt %v:\n got %v\nwant %v", e.Fixture, e.Conversation, e.AddGenerationPrompt, ids, e.IDs)
 		}
+		n[e.Fixture]++
 	}
-	if len(toks) != 2 {
-		t.Fatalf("%d fixtures encoded, want 2", len(toks))
+	if n["qwen2"] == 0 || n["llama3"] == 0 {
+		t.Fatalf("encodings per fixture: %v", n)
 	}
 }
 

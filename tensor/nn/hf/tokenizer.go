@@ -36,7 +36,7 @@ type Tokenizer struct {
 	bos, eos, pad, unk int32 // -1 when not configured
 	specialNames       map[string]string
 	chatTemplate       string
-	chat               chat
+	chat               chatState
 }
 
 // addedToken is an entry of tokenizer.json's added_tokens.
@@ -79,7 +79,7 @@ const metaSpace = "\u2581"
 // tokenizer.json (required), tokenizer_config.json (special-token names,
 // add_bos_token/add_eos_token, chat_template) and chat_template.jinja when
 // present (which, as in transformers, takes precedence over the config's
-// template). A component it does not implement — a WordPiece, Unigram or
+// template). A typed it does not implement — a WordPiece, Unigram or
 // WordLevel model, an unknown normalizer, pre-tokenizer, post-processor or
 // decoder, BPE dropout — is refused with an error naming it, never
 // approximated.
@@ -163,7 +163,7 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 	}
 	t.raw, t.norm = newAddedMatcher(raw), newAddedMatcher(normd)
 
-	cfg, err := parseConfig(cj)
+	cfg, err := parseTokenizerConfig(cj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer_config.json: %w", err)
 	}
@@ -190,7 +190,7 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 }
 
 func parseBPE(raw json.RawMessage) (*bpe, error) {
-	var c component
+	var c typed
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, err
 	}
@@ -306,7 +306,7 @@ func (m *bpe) finish() error {
 	return nil
 }
 
-type config struct {
+type tokenizerConfig struct {
 	names                    map[string]string
 	addBOS, addEOS           *bool
 	tokenizerClass           string
@@ -314,8 +314,8 @@ type config struct {
 	cleanUpTokenizationSpace bool
 }
 
-func parseConfig(cj []byte) (config, error) {
-	c := config{names: map[string]string{}}
+func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
+	c := tokenizerConfig{names: map[string]string{}}
 	if cj == nil {
 		return c, nil
 	}
@@ -325,7 +325,7 @@ func parseConfig(cj []byte) (config, error) {
 	}
 	for _, name := range []string{"bos_token", "eos_token", "pad_token", "unk_token"} {
 		raw, ok := f[name]
-		if !ok || isNull(raw) {
+		if !ok || jsonNull(raw) {
 			continue
 		}
 		var s string
@@ -340,7 +340,7 @@ func parseConfig(cj []byte) (config, error) {
 		c.names[name] = s
 	}
 	for name, dst := range map[string]**bool{"add_bos_token": &c.addBOS, "add_eos_token": &c.addEOS} {
-		if raw, ok := f[name]; ok && !isNull(raw) {
+		if raw, ok := f[name]; ok && !jsonNull(raw) {
 			var b bool
 			if err := json.Unmarshal(raw, &b); err != nil {
 				return c, fmt.Errorf("%s: %w", name, err)
@@ -348,12 +348,12 @@ func parseConfig(cj []byte) (config, error) {
 			*dst = &b
 		}
 	}
-	if raw, ok := f["tokenizer_class"]; ok && !isNull(raw) {
+	if raw, ok := f["tokenizer_class"]; ok && !jsonNull(raw) {
 		if err := json.Unmarshal(raw, &c.tokenizerClass); err != nil {
 			return c, fmt.Errorf("tokenizer_class: %w", err)
 		}
 	}
-	if raw, ok := f["chat_template"]; ok && !isNull(raw) {
+	if raw, ok := f["chat_template"]; ok && !jsonNull(raw) {
 		if err := json.Unmarshal(raw, &c.chatTemplate); err != nil {
 			// A list of named templates; the default one is what
 			// apply_chat_template uses without a name.
@@ -375,7 +375,7 @@ func parseConfig(cj []byte) (config, error) {
 // single sequence when add_special_tokens is true. transformers' Llama and
 // Gemma tokenizers rebuild it from add_bos_token/add_eos_token, so for
 // those classes the config's flags win, as there.
-func (t *Tokenizer) parsePost(raw json.RawMessage, cfg config) error {
+func (t *Tokenizer) parsePost(raw json.RawMessage, cfg tokenizerConfig) error {
 	switch strings.TrimSuffix(cfg.tokenizerClass, "Fast") {
 	case "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer":
 		if cfg.addBOS != nil || cfg.addEOS != nil {
@@ -402,10 +402,10 @@ func (t *Tokenizer) parsePost(raw json.RawMessage, cfg config) error {
 }
 
 func parsePostProcessor(raw json.RawMessage) (pre, post []int32, err error) {
-	if isNull(raw) {
+	if jsonNull(raw) {
 		return nil, nil, nil
 	}
-	var c component
+	var c typed
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, nil, err
 	}
@@ -612,7 +612,7 @@ func (t *Tokenizer) encodePiece(ids []int32, s string, first bool) []int32 {
 		return t.model.tokenize(ids, s)
 	}
 	if len(t.pre) == 1 {
-		if sp, ok := t.pre[0].(*split); ok && sp.behavior == "Isolated" && !sp.invert {
+		if sp, ok := t.pre[0].(*splitPre); ok && sp.behavior == "Isolated" && !sp.invert {
 			if st, ok := sp.sp.(stepper); ok {
 				// The common case (GPT-2, Llama 3, Qwen2), without the
 				// piece lists.

@@ -88,3 +88,16 @@ func TestOpticksIDs(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLoadTokenizer(b *testing.B) {
+	for _, name := range []string{"gpt2", "llama3"} {
+		dir := fixtureDir(b, name)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := LoadTokenizer(dir); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// component is the "type" every part of a tokenizer.json carries.
-type component struct {
+// typed is the "type" every part of a tokenizer.json carries.
+type typed struct {
 	Type string `json:"type"`
 }
 
@@ -31,7 +31,7 @@ func (p pattern) splitter() (splitter, error) {
 	return nil, fmt.Errorf("pattern has neither String nor Regex")
 }
 
-func isNull(raw json.RawMessage) bool {
+func jsonNull(raw json.RawMessage) bool {
 	s := strings.TrimSpace(string(raw))
 	return s == "" || s == "null"
 }
@@ -42,10 +42,10 @@ func isNull(raw json.RawMessage) bool {
 type normalizer func(s string) string
 
 func parseNormalizer(raw json.RawMessage) (normalizer, error) {
-	if isNull(raw) {
+	if jsonNull(raw) {
 		return nil, nil
 	}
-	var c component
+	var c typed
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, err
 	}
@@ -148,10 +148,10 @@ type preTokenizer interface {
 // parsePreTokenizer parses a pre-tokenizer. byteLevel reports a ByteLevel
 // step, which must come last: the model then reads the pieces as bytes.
 func parsePreTokenizer(raw json.RawMessage) (steps []preTokenizer, byteLevel bool, err error) {
-	if isNull(raw) {
+	if jsonNull(raw) {
 		return nil, false, nil
 	}
-	var c component
+	var c typed
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, false, err
 	}
@@ -185,7 +185,7 @@ func parsePreTokenizer(raw json.RawMessage) (steps []preTokenizer, byteLevel boo
 			steps = append(steps, prefixSpace{})
 		}
 		if v.UseRegex == nil || *v.UseRegex {
-			steps = append(steps, &split{sp: gpt2Splitter{}, behavior: "Isolated"})
+			steps = append(steps, &splitPre{sp: gpt2Splitter{}, behavior: "Isolated"})
 		}
 		return steps, true, nil
 	case "Split":
@@ -206,7 +206,7 @@ func parsePreTokenizer(raw json.RawMessage) (steps []preTokenizer, byteLevel boo
 		default:
 			return nil, false, fmt.Errorf("Split: unsupported behavior %q", v.Behavior)
 		}
-		return []preTokenizer{&split{sp: sp, behavior: v.Behavior, invert: v.Invert}}, false, nil
+		return []preTokenizer{&splitPre{sp: sp, behavior: v.Behavior, invert: v.Invert}}, false, nil
 	case "Metaspace":
 		var v struct {
 			Replacement    string
@@ -244,7 +244,7 @@ func parsePreTokenizer(raw json.RawMessage) (steps []preTokenizer, byteLevel boo
 		if v.IndividualDigits {
 			b = "Isolated"
 		}
-		return []preTokenizer{&split{sp: digitSplitter{}, behavior: b}}, false, nil
+		return []preTokenizer{&splitPre{sp: digitSplitter{}, behavior: b}}, false, nil
 	}
 	return nil, false, fmt.Errorf("unsupported pre-tokenizer %q", c.Type)
 }
@@ -261,13 +261,13 @@ func (prefixSpace) split(dst []piece, p piece) []piece {
 
 // split is the Split pre-tokenizer: the matches of a pattern and the text
 // between them become pieces as behavior says.
-type split struct {
+type splitPre struct {
 	sp       splitter
 	behavior string
 	invert   bool
 }
 
-func (sp *split) split(dst []piece, p piece) []piece {
+func (sp *splitPre) split(dst []piece, p piece) []piece {
 	ms := sp.sp.matches(nil, p.s)
 	// parts alternate: text between matches (delim false) and matches.
 	type part struct {
@@ -383,10 +383,10 @@ func (m metaspace) split(dst []piece, p piece) []piece {
 type decoder func(tokens []string) []string
 
 func parseDecoder(raw json.RawMessage) (decoder, error) {
-	if isNull(raw) {
+	if jsonNull(raw) {
 		return nil, nil
 	}
-	var c component
+	var c typed
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, err
 	}

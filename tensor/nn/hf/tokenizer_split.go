@@ -139,7 +139,7 @@ var asciiClass = func() (t [128]uint8) {
 // class returns the class of the character at the start of s and its
 // length in bytes. An invalid byte counts as one character of class
 // other, as U+FFFD would.
-func class(s string) (uint8, int) {
+func charClass(s string) (uint8, int) {
 	if c := s[0]; c < utf8.RuneSelf {
 		return asciiClass[c], 1
 	}
@@ -156,9 +156,9 @@ func class(s string) (uint8, int) {
 }
 
 // run returns the end of the run of characters of class c that starts at i.
-func run(s string, i int, c uint8) int {
+func classRun(s string, i int, c uint8) int {
 	for i < len(s) {
-		k, size := class(s[i:])
+		k, size := charClass(s[i:])
 		if k != c {
 			break
 		}
@@ -171,11 +171,11 @@ func run(s string, i int, c uint8) int {
 // the whole run when it ends the text or is one character long, else the
 // run less its last character (which then starts the next piece).
 func spaceRun(s string, i int) int {
-	end := run(s, i, clsSpace)
+	end := classRun(s, i, clsSpace)
 	if end == len(s) {
 		return end
 	}
-	_, first := class(s[i:])
+	_, first := charClass(s[i:])
 	if i+first == end {
 		return end
 	}
@@ -241,17 +241,17 @@ func (gpt2Splitter) next(s string, i int) int {
 			return i + n
 		}
 	}
-	c, _ := class(s[i:])
+	c, _ := charClass(s[i:])
 	j := i
 	if s[i] == ' ' && i+1 < len(s) {
 		// " ?X+": the space joins a following run of letters, numbers or
 		// others.
-		if k, _ := class(s[i+1:]); k != clsSpace {
+		if k, _ := charClass(s[i+1:]); k != clsSpace {
 			c, j = k, i+1
 		}
 	}
 	if c != clsSpace {
-		return run(s, j, c)
+		return classRun(s, j, c)
 	}
 	return spaceRun(s, i)
 }
@@ -268,14 +268,14 @@ func (l llamaSplitter) next(s string, i int) int {
 			return i + n
 		}
 	}
-	c, size := class(s[i:])
+	c, size := charClass(s[i:])
 	switch c {
 	case clsLetter:
-		return run(s, i, clsLetter)
+		return classRun(s, i, clsLetter)
 	case clsNumber:
 		j := i + size
 		for n := 1; n < l.maxDigits && j < len(s); n++ {
-			k, sz := class(s[j:])
+			k, sz := charClass(s[j:])
 			if k != clsNumber {
 				break
 			}
@@ -286,19 +286,19 @@ func (l llamaSplitter) next(s string, i int) int {
 	// [^\r\n\p{L}\p{N}]?\p{L}+: one character that is neither a line
 	// break, a letter nor a number, then letters.
 	if s[i] != '\r' && s[i] != '\n' && i+size < len(s) {
-		if k, _ := class(s[i+size:]); k == clsLetter {
-			return run(s, i+size, clsLetter)
+		if k, _ := charClass(s[i+size:]); k == clsLetter {
+			return classRun(s, i+size, clsLetter)
 		}
 	}
 	// " ?[^\s\p{L}\p{N}]+[\r\n]*"
 	j := i
 	if s[i] == ' ' && i+1 < len(s) {
-		if k, _ := class(s[i+1:]); k == clsOther {
+		if k, _ := charClass(s[i+1:]); k == clsOther {
 			j = i + 1
 		}
 	}
-	if k, _ := class(s[j:]); k == clsOther {
-		j = run(s, j, clsOther)
+	if k, _ := charClass(s[j:]); k == clsOther {
+		j = classRun(s, j, clsOther)
 		for j < len(s) && (s[j] == '\r' || s[j] == '\n') {
 			j++
 		}
@@ -306,7 +306,7 @@ func (l llamaSplitter) next(s string, i int) int {
 	}
 	// A whitespace character. "\s*[\r\n]+": the run up to its last line
 	// break, if it has one.
-	end := run(s, i, clsSpace)
+	end := classRun(s, i, clsSpace)
 	for k := end - 1; k >= i; k-- {
 		if s[k] == '\r' || s[k] == '\n' {
 			return k + 1
