@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -105,6 +106,12 @@ func gunzip(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// panicTB is the testing.TB of the examples, which have none.
+type panicTB struct{ testing.TB }
+
+func (*panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
+func (*panicTB) Helper()           {}
 
 // fixture returns the loaded tokenizer of a fixture, loaded once.
 func fixture(t testing.TB, name string) *Tokenizer {
