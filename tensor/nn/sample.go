@@ -109,4 +109,3 @@ func (s *Sampler) Sample(logits []float32) (int32, error) {
 	}
 	return int32(idx[k-1]), nil
 }
-
