@@ -216,6 +216,13 @@ func FromTensors(cfg Config, ts []Tensor) (*Model, error) {
 		}
 		byName[t.Name] = t
 	}
+	// The layer count is the one size that multiplies the parameters:
+	// check the last layer is there before listing them all.
+	if l := cfg.Layers; l > 0 {
+		if last := fmt.Sprintf("layers.%d.norm1.weight", l-1); byName[last].Value == nil {
+			return nil, fmt.Errorf("nn: checkpoint lacks tensor %q (config has %d layers)", last, l)
+		}
+	}
 	ss := cfg.specs()
 	for _, s := range ss {
 		t, ok := byName[s.name]

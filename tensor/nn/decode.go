@@ -99,9 +99,11 @@ func (d *Decoder) grow(i, n int) {
 	}
 }
 
+// fit returns b with length n, growing it geometrically, so that buffers
+// that track the position reallocate O(log n) times.
 func fit(b []float32, n int) []float32 {
 	if cap(b) < n {
-		return make([]float32, n)
+		return make([]float32, n, max(n, 2*cap(b)))
 	}
 	return b[:n]
 }

@@ -423,3 +423,31 @@ func (m *Model) Clone() *Model {
 		return v
 	})
 }
+
+// ParamSpec is a parameter's checkpoint name and shape.
+type ParamSpec struct {
+	Name  string
+	Shape []int
+}
+
+// Specs returns the parameters a model of config c has, in Params order,
+// after filling c's defaults and validating it — without allocating
+// them, so a loader can check a checkpoint against a config first.
+func (c Config) Specs() ([]ParamSpec, error) {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	ss := c.specs()
+	out := make([]ParamSpec, len(ss))
+	for i, s := range ss {
+		out[i] = ParamSpec{s.name, s.shape}
+	}
+	return out, nil
+}
+
+// Validate reports whether c, with its defaults filled, describes a
+// model this package can build: sizes positive and bounded, heads that
+// group evenly, an even head size, a known RoPE scaling, EOS ids inside
+// the vocabulary.
+func (c Config) Validate() error { return c.withDefaults().validate() }
