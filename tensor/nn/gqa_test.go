@@ -175,4 +175,3 @@ func TestCheckpointTampering(t *testing.T) {
 		t.Errorf("200000 empty tensors: %v", err)
 	}
 }
-
