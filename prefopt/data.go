@@ -54,10 +54,8 @@ type pairJSON struct {
 // nothing is written; the UTF-8 error is a *LineError naming the line it
 // would have been and the field.
 func (w *Writer) Write(p Pair) error {
-	for _, f := range [...]struct{ name, v string }{{"prompt", p.Prompt}, {"chosen", p.Chosen}, {"rejected", p.Rejected}} {
-		if !utf8.ValidString(f.v) {
-			return &LineError{Line: w.lines + 1, Field: f.name, Err: ErrInvalidUTF8}
-		}
+	if err := w.checkUTF8("prompt", p.Prompt, "chosen", p.Chosen, "rejected", p.Rejected); err != nil {
+		return err
 	}
 	if p.Chosen == "" {
 		return errors.New("prefopt: Writer: empty chosen response")
@@ -77,12 +75,24 @@ func (w *Writer) WritePrompt(prompt string) error {
 	if prompt == "" {
 		return errors.New("prefopt: Writer: empty prompt")
 	}
-	if !utf8.ValidString(prompt) {
-		return &LineError{Line: w.lines + 1, Field: "prompt", Err: ErrInvalidUTF8}
+	if err := w.checkUTF8("prompt", prompt); err != nil {
+		return err
 	}
 	return w.line(struct {
 		Prompt string `json:"prompt"`
 	}{prompt})
+}
+
+// checkUTF8 takes field names and values in turn and returns a *LineError
+// for the first value that is not valid UTF-8 (JSON encoding would turn it
+// into U+FFFD silently), naming the line it would have been written as.
+func (w *Writer) checkUTF8(nameValue ...string) error {
+	for i := 0; i+1 < len(nameValue); i += 2 {
+		if !utf8.ValidString(nameValue[i+1]) {
+			return &LineError{Line: w.lines + 1, Field: nameValue[i], Err: ErrInvalidUTF8}
+		}
+	}
+	return nil
 }
 
 func (w *Writer) line(v any) error {
@@ -420,3 +430,6 @@ func (r *PromptReader) Line() int { return r.l.line }
 
 // SetMaxLine is Reader.SetMaxLine.
 func (r *PromptReader) SetMaxLine(n int) { r.l.max = n }
+
+// SetMaxLine is Reader.SetMaxLine.
+func (r *UnpairedReader) SetMaxLine(n int) { r.l.max = n }

@@ -167,3 +167,15 @@ func TestReaderIOErrorLine(t *testing.T) {
 		t.Errorf("read error: %v", err)
 	}
 }
+
+func TestUnpairedUTF8AndLimit(t *testing.T) {
+	var buf bytes.Buffer
+	if err := NewWriter(&buf).WriteUnpaired(Unpaired{Prompt: "p", Completion: "c\xff"}); !errors.Is(err, ErrInvalidUTF8) || buf.Len() != 0 {
+		t.Errorf("WriteUnpaired with invalid UTF-8: %v, wrote %q", err, buf.String())
+	}
+	r := NewUnpairedReader(&repeatReader{n: 100})
+	r.SetMaxLine(50)
+	if _, err := r.Next(); !errors.Is(err, ErrLineTooLong) {
+		t.Errorf("UnpairedReader past its limit: %v", err)
+	}
+}
