@@ -43,36 +43,27 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 		if c.T > hotTemperature {
 			tol = 1e-9 + 1e-15*c.T
 		}
-		if rel := math.Abs(loss-c.Loss) / math.Abs(c.Loss); rel > tol {
-			t.Errorf("%s: loss %.10g, want %.10g (relative error %.2g > %.2g)", c.Name, loss, c.Loss, rel, tol)
-		}
-		var gmax float64
-		for _, x := range c.Grad {
-			gmax = max(gmax, math.Abs(x))
-		}
-		for k, want := range c.Grad {
-			if d := math.Abs(float64(g.Data()[k]) - want); d > 1e-5*gmax+1e-30 {
-				t.Errorf("%s: grad[%d] = %g, want %g", c.Name, k, g.Data()[k], want)
-				break
+		check := func(what string, got float64, want float64, grad []float32, wantGrad []float64) {
+			if rel := math.Abs(got-want) / math.Abs(want); rel > tol {
+				t.Errorf("%s: %s %.10g, want %.10g (relative error %.2g > %.2g)", c.Name, what, got, want, rel, tol)
+			}
+			var gmax float64
+			for _, x := range wantGrad {
+				gmax = max(gmax, math.Abs(x))
+			}
+			for k, w := range wantGrad {
+				if d := math.Abs(float64(grad[k]) - w); d > 1e-5*gmax+1e-30 {
+					t.Errorf("%s: %s grad[%d] = %g, want %g", c.Name, what, k, grad[k], w)
+					break
+				}
 			}
 		}
+		check("SoftTarget", loss, c.Loss, g.Data(), c.Grad)
 		rl, err := ReverseKL(g, s, te, c.T)
 		if err != nil {
 			t.Fatalf("%s: ReverseKL: %v", c.Name, err)
 		}
-		if rel := math.Abs(rl-c.RevLoss) / math.Abs(c.RevLoss); rel > tol {
-			t.Errorf("%s: ReverseKL %.10g, want %.10g (relative error %.2g > %.2g)", c.Name, rl, c.RevLoss, rel, tol)
-		}
-		gmax = 0
-		for _, x := range c.RevGrad {
-			gmax = max(gmax, math.Abs(x))
-		}
-		for k, want := range c.RevGrad {
-			if d := math.Abs(float64(g.Data()[k]) - want); d > 1e-5*gmax+1e-30 {
-				t.Errorf("%s: ReverseKL grad[%d] = %g, want %g", c.Name, k, g.Data()[k], want)
-				break
-			}
-		}
+		check("ReverseKL", rl, c.RevLoss, g.Data(), c.RevGrad)
 		// ForwardKL is SoftTarget / T².
 		if fk, err := ForwardKL(nil, s, te, c.T); err != nil || math.Abs(fk*c.T*c.T-loss) > 1e-9*math.Abs(loss) {
 			t.Errorf("%s: ForwardKL·T² = %g, SoftTarget %g (%v)", c.Name, fk*c.T*c.T, loss, err)
