@@ -155,3 +155,33 @@ func TestOnlineExtremes(t *testing.T) {
 		t.Errorf("ShapeRewards β = 1e300: %v", err)
 	}
 }
+
+// The fused backward with a saved log-sum-exp is exact at any magnitude
+// too: (onehot − 1/V)·dlogp for all-equal logits.
+func TestBackwardLSEHugeLogits(t *testing.T) {
+	const v = 7
+	for _, mag := range []float32{1e4, 1e16, 3e38, -1e30} {
+		z := make([]float32, v)
+		for i := range z {
+			z[i] = mag
+		}
+		logits := tensor.FromSlice(z, 1, v)
+		dst, lse := make([]float32, 1), make([]float64, 1)
+		if err := TokenLogProbsLSE(dst, lse, logits, []int32{2}); err != nil {
+			t.Fatal(err)
+		}
+		g := tensor.New(1, v)
+		if err := TokenLogProbsBackwardLSE(g, logits, []int32{2}, []float32{1}, lse); err != nil {
+			t.Fatal(err)
+		}
+		for k, x := range g.Data() {
+			want := float32(-1.0 / v)
+			if k == 2 {
+				want += 1
+			}
+			if math.Abs(float64(x-want)) > 1e-6 {
+				t.Errorf("logits all %g: grad[%d] = %v, want %v", mag, k, x, want)
+			}
+		}
+	}
+}

@@ -103,7 +103,9 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []
 
 // TokenLogProbsBackwardLSE is TokenLogProbsBackward given the row
 // log-sum-exps that TokenLogProbsLSE kept for the same logits: each row's
-// softmax is then written in one pass over the logits. An lse that is not
+// softmax is then written in one pass over the logits (two for a row whose
+// log-sum-exp is 2²⁴ or more in magnitude, which float64 no longer holds
+// to float32 precision relative to the logits). An lse that is not
 // finite, or below its row's target logit, is an error; one that does not
 // come from these logits gives a wrong gradient, which nothing here can
 // detect.
@@ -147,7 +149,10 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 				continue
 			}
 			row := ld[i*v : (i+1)*v]
-			if lse != nil {
+			if lse != nil && math.Abs(lse[i]) < exactBelow {
+				// Past exactBelow lse carries less than float32's precision
+				// relative to the logits (float64's step is 2 at 1e16), so
+				// such rows take the max-subtracting softmax below.
 				tensor.SoftmaxLSE(g, -d, row, lse[i])
 				g[t] += d
 				continue
