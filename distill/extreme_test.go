@@ -38,10 +38,11 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
 		// float32 inputs are exact; what remains is the float32 route's
-		// error at T ≤ 8 and 1e-16·T in the float64 one.
+		// error at T ≤ 8 and, in the float64 one, the float32 softmax
+		// weights' 1e-7 and 1e-16·T.
 		tol := 2e-5
 		if c.T > hotTemperature {
-			tol = 1e-9 + 1e-15*c.T
+			tol = 2e-7 + 1e-15*c.T
 		}
 		check := func(what string, got float64, want float64, grad []float32, wantGrad []float64) {
 			if rel := math.Abs(got-want) / math.Abs(want); rel > tol {

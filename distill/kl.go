@@ -146,7 +146,7 @@ func (j *divJob) chunk(c int, sc *scratch) {
 			g = gd[i*v : (i+1)*v]
 		}
 		if j.hot {
-			sum += j.klHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], buf64(&sc.f, v), buf64(&sc.h, v))
+			sum += j.klHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], a, buf64(&sc.f, v), buf64(&sc.h, v))
 			continue
 		}
 		tensor.Scale(a, j.invT, sd[i*v:(i+1)*v])
@@ -227,10 +227,10 @@ func logAddExp(x, y float64) float64 {
 const hotTemperature = 8
 
 // MaxTemperature bounds the temperature of every divergence here. The
-// float64 path's relative error grows like 1e-16·T (the rounding of sums
-// of O(1/T) terms against a KL of O(1/T²)), about 1e-8 at this bound;
-// above it the answer is not reliably representable and the call is an
-// error.
+// float64 path's relative error is about 1e-7 (float32 softmax weights)
+// plus 1e-16·T (the rounding of sums of O(1/T) terms against a KL of
+// O(1/T²)); above this bound the answer is not reliably representable and
+// the call is an error.
 const MaxTemperature = 1e8
 
 // klHot returns KL(p_T ‖ p_S) (β = 0) or KL(p_S ‖ p_T) (β = 1) for one row
@@ -242,24 +242,24 @@ const MaxTemperature = 1e8
 //	KL(p_T ‖ p_S) = Σ_k p_T,k (d_k − c) − log1p(A),   gradient p_S (A − e_k)/(1 + A),
 //	KL(p_S ‖ p_T) = log1p(A) − Σ_k p_S,k (d_k − c),   gradient p_S (log1p(A) − KL − (d_k − c)),
 //
-// which never subtracts two nearly equal log-probabilities. ps and d are
-// scratch rows.
-func (j *divJob) klHot(g, srow, trow []float32, ps, d []float64) float64 {
+// which never subtracts two nearly equal log-probabilities. p_S itself is
+// only a weight here, so it comes from the float32 softmax kernel (its
+// relative error of 1e-7 carries over to the KL as such); the differences
+// d_k − c and e_k, where the cancellation was, are float64. p32, ps and d
+// are scratch rows.
+func (j *divJob) klHot(g, srow, trow, p32 []float32, ps, d []float64) float64 {
 	t := j.temp
-	mx := math.Inf(-1)
-	for k, x := range srow {
-		ps[k] = float64(x) / t
-		mx = max(mx, ps[k])
-	}
+	tensor.Scale(p32, j.invT, srow)
+	tensor.Softmax(p32, p32)
 	var z float64
-	for k := range ps {
-		ps[k] = math.Exp(ps[k] - mx)
-		z += ps[k]
+	for _, p := range p32 {
+		z += float64(p)
 	}
 	var c float64
-	for k := range ps {
-		ps[k] /= z
-		d[k] = (float64(trow[k]) - float64(srow[k])) / t
+	iz, it := 1/z, 1/t
+	for k, p := range p32 {
+		ps[k] = float64(p) * iz // renormalized in float64: Σ p_S = 1 to rounding
+		d[k] = (float64(trow[k]) - float64(srow[k])) * it
 		c += ps[k] * d[k]
 	}
 	dmax := math.Inf(-1)
@@ -272,14 +272,19 @@ func (j *divJob) klHot(g, srow, trow []float32, ps, d []float64) float64 {
 		// log-space differences lose nothing; use them.
 		return j.klFar(g, srow, trow, ps, d)
 	}
-	var a, r float64
-	for k := range d {
-		a += ps[k] * math.Expm1(d[k])
-		r += ps[k] * d[k]
+	var a, r, kl float64
+	for k, dk := range d {
+		e := math.Expm1(dk)
+		a += ps[k] * e
+		r += ps[k] * dk
+		kl += ps[k] * (1 + e) * dk
+		if j.beta == 0 {
+			d[k] = e // the forward gradient needs e_k, not d_k − c
+		}
 	}
 	l1a := math.Log1p(a)
 	if j.beta == 1 {
-		kl := l1a - r
+		kl = l1a - r
 		if g != nil {
 			for k := range g {
 				g[k] = float32(j.g64 * ps[k] * (l1a - kl - d[k]))
@@ -287,14 +292,10 @@ func (j *divJob) klHot(g, srow, trow []float32, ps, d []float64) float64 {
 		}
 		return kl
 	}
-	var kl float64
-	for k := range d {
-		kl += ps[k] * (1 + math.Expm1(d[k])) * d[k]
-	}
 	kl = kl/(1+a) - l1a
 	if g != nil {
 		for k := range g {
-			g[k] = float32(j.g64 * ps[k] * (a - math.Expm1(d[k])) / (1 + a))
+			g[k] = float32(j.g64 * ps[k] * (a - d[k]) / (1 + a))
 		}
 	}
 	return kl
