@@ -15,11 +15,19 @@ import (
 // logits, T·(p_S − p_T)/N per row. The T² keeps the gradient's scale
 // independent of T, so the soft term can be mixed with a hard-label
 // cross-entropy at a fixed weight (see CrossEntropy). grad may be student
-// itself.
+// itself, but may not otherwise overlap the student's memory (shifted by a
+// row, say), nor overlap the teacher's at all.
+//
+// Above T = 8 the loss and gradient are computed per row in float64 from
+// the logits' differences (see hotTemperature), so they stay accurate to
+// about 1e-7 relative at any T up to MaxTemperature (1e8); the float32
+// log-softmax route loses everything to cancellation there (T = 1e4 gave
+// a negative KL).
 //
 // It returns an error, leaving grad untouched, if the shapes differ, the
-// temperature is not finite and > 0, or either input holds NaN or ±Inf.
-// A batch with no rows has loss 0. If a temperature so small that
+// temperature is not in (0, MaxTemperature], grad overlaps an input other
+// than as allowed above, or either input holds NaN or ±Inf. A batch with
+// no rows has loss 0. If a temperature so small that
 // logits/T overflows float32 (|logit|/T > 3.4e38) makes the loss
 // non-finite, that too is an error, but grad has then been written.
 func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
