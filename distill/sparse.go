@@ -62,7 +62,8 @@ const sumTolerance = 1e-2
 // the one vectorized pass that checks the logits are finite.
 //
 // It returns an error, leaving grad untouched, for shape or length
-// mismatches, α outside [0, 1], an id outside [0, V) or repeated within a
+// mismatches, a teacher K outside [1, V], grad overlapping the logits
+// other than by being them, α outside [0, 1], an id outside [0, V) or repeated within a
 // row, a log-probability that is NaN, +Inf or > 0, top-k probabilities that
 // sum above 1 (beyond bfloat16 rounding) or, for Drop, to 0, a label ≥ V,
 // or NaN or ±Inf in the logits.
