@@ -3,7 +3,6 @@ package distill
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -67,23 +66,14 @@ func checkOverlap(op string, grad *tensor.Dense, sameName string, same *tensor.D
 	if same != nil {
 		d := same.Data()
 		exact := len(g) == len(d) && (len(g) == 0 || &g[0] == &d[0])
-		if !exact && overlap(g, d) {
+		if !exact && grad.Overlaps(same) {
 			return fmt.Errorf("distill: %s: grad overlaps %s without being it: the gradient would overwrite %s before it is read", op, sameName, sameName)
 		}
 	}
-	if other != nil && overlap(g, other.Data()) {
+	if other != nil && grad.Overlaps(other) {
 		return fmt.Errorf("distill: %s: grad overlaps %s", op, otherName)
 	}
 	return nil
-}
-
-// overlap reports whether a and b share any element of memory.
-func overlap(a, b []float32) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return false
-	}
-	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
-	return pa < pb+uintptr(len(b))*4 && pb < pa+uintptr(len(a))*4
 }
 
 // checkUnit accepts w in [0, 1].

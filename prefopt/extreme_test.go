@@ -185,3 +185,30 @@ func TestBackwardLSEHugeLogits(t *testing.T) {
 		}
 	}
 }
+
+// grad shifted a row against the logits is an error; grad = logits works.
+func TestGradOverlapPrefopt(t *testing.T) {
+	const n, v = 2, 3
+	mem := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0, 0, 0}
+	logits := tensor.FromSlice(mem[:n*v], n, v)
+	shifted := tensor.FromSlice(mem[v:], n, v)
+	targets := []int32{0, 2}
+	if err := TokenLogProbsBackward(shifted, logits, targets, []float32{1, 1}); err == nil || !strings.Contains(err.Error(), "overlaps") {
+		t.Errorf("TokenLogProbsBackward, shifted grad: %v", err)
+	}
+	if _, err := Grading(shifted, logits, targets, 1); err == nil || !strings.Contains(err.Error(), "overlaps") {
+		t.Errorf("Grading, shifted grad: %v", err)
+	}
+	want := tensor.New(n, v)
+	if err := TokenLogProbsBackward(want, logits, targets, []float32{1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := TokenLogProbsBackward(logits, logits, targets, []float32{1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range logits.Data() {
+		if x != want.Data()[i] {
+			t.Fatalf("in place differs at %d: %v vs %v", i, x, want.Data()[i])
+		}
+	}
+}

@@ -89,7 +89,8 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 //	grad[i] = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
 //
 // row by row into grad [N, V] with no [N, V] temporary. grad may be logits
-// itself, overwriting the logits with their gradient to save N·V floats.
+// itself, overwriting the logits with their gradient to save N·V floats;
+// any other overlap of their memory is an error.
 // Rows with a negative target or a zero dlogp get a zero gradient without
 // touching their logits, so masked positions cost only the clear.
 //
@@ -123,6 +124,9 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 	}
 	if grad == nil || !grad.SameShape(logits) {
 		return fmt.Errorf("prefopt: %s: grad must have the logits' shape %v", op, logits.Shape())
+	}
+	if err := checkInPlace(op, grad, logits); err != nil {
+		return err
 	}
 	if len(dlogp) != n {
 		return fmt.Errorf("prefopt: %s: dlogp has %d entries, logits %d rows", op, len(dlogp), n)
@@ -413,4 +417,17 @@ func logProb(row []float32, t int32, scratch *[]float32) (lp, lse float64, ok bo
 	tensor.Exp(e, e)
 	ls := math.Log(float64(tensor.Sum(e))) // Σ ≥ 1: the max contributes e⁰
 	return (x - float64(m)) - ls, float64(m) + ls, true
+}
+
+// checkInPlace allows grad to be logits itself (each row is read before it
+// is overwritten) but refuses any other overlap of their memory, such as
+// grad shifted by a row, which would overwrite rows before they are read.
+func checkInPlace(op string, grad, logits *tensor.Dense) error {
+	if grad == nil || !grad.Overlaps(logits) {
+		return nil
+	}
+	if g, z := grad.Data(), logits.Data(); len(g) == len(z) && &g[0] == &z[0] {
+		return nil
+	}
+	return fmt.Errorf("prefopt: %s: grad overlaps logits without being them", op)
 }

@@ -179,6 +179,7 @@ func (s *Stats) addReward(rc, rr float64) {
 // dResult/dlogits = λ·(softmax − onehot)/count, zero on skipped rows.
 //
 // Errors, which leave grad untouched: nil logits, bad shapes or labels,
+// grad overlapping the logits other than by being them,
 // every label negative, a counted row holding NaN or +Inf or −Inf at its
 // label's logit (probability 0, an infinite loss; −Inf elsewhere masks a
 // class), λ negative or not finite, and a λ so large that the loss or the
@@ -198,6 +199,9 @@ func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float6
 	}
 	if grad != nil && !grad.SameShape(logits) {
 		return 0, fmt.Errorf("prefopt: %s: grad shape %v, logits %v", op, grad.Shape(), logits.Shape())
+	}
+	if err := checkInPlace(op, grad, logits); err != nil {
+		return 0, err
 	}
 	if !(lambda >= 0) || math.IsInf(lambda, 0) {
 		return 0, fmt.Errorf("prefopt: %s: lambda = %v, need a finite value ≥ 0", op, lambda)

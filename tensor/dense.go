@@ -3,6 +3,7 @@ package tensor
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // Dense is a row-major array of float32 with a shape. The zero value is an
@@ -42,6 +43,20 @@ func (t *Dense) Data() []float32 { return t.data }
 
 // Len returns the number of elements.
 func (t *Dense) Len() int { return len(t.data) }
+
+// Overlaps reports whether t and u share any element of memory: the same
+// backing array with intersecting ranges, as a tensor and its Row or
+// Reshape do, or two tensors over shifted slices of one array. Functions
+// that write a result while reading an input use it to refuse a partial
+// overlap, which would overwrite input before it is read.
+func (t *Dense) Overlaps(u *Dense) bool {
+	a, b := t.data, u.data
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return pa < pb+uintptr(len(b))*4 && pb < pa+uintptr(len(a))*4
+}
 
 // Dims returns the number of dimensions.
 func (t *Dense) Dims() int { return len(t.shape) }

@@ -75,3 +75,24 @@ func TestShapeOverflow(t *testing.T) {
 		t.Fatalf("a zero dimension: %d elements", a.Len())
 	}
 }
+
+func TestOverlaps(t *testing.T) {
+	mem := make([]float32, 12)
+	a := FromSlice(mem[:8], 2, 4)
+	for _, c := range []struct {
+		u    *Dense
+		want bool
+	}{
+		{a, true},
+		{FromSlice(mem[4:12], 2, 4), true}, // shifted a row
+		{FromSlice(mem[7:11], 1, 4), true}, // one element in common
+		{FromSlice(mem[8:12], 1, 4), false},
+		{FromSlice(mem[8:8], 0), false},
+		{FromSlice(make([]float32, 8), 2, 4), false},
+		{a.Reshape(8), true},
+	} {
+		if got := a.Overlaps(c.u); got != c.want || c.u.Overlaps(a) != c.want {
+			t.Errorf("Overlaps %v: %v, want %v", c.u.Shape(), got, c.want)
+		}
+	}
+}
