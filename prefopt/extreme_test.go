@@ -212,3 +212,35 @@ func TestGradOverlapPrefopt(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGroupSize fuzzes the group size and the rewards' magnitude of
+// LeaveOneOut and GRPO: an error or finite advantages, never a panic.
+func FuzzGroupSize(f *testing.F) {
+	f.Add(2, 6, 1e308)
+	f.Add(math.MaxInt, 4, 1.0)
+	f.Add(-1, 0, 0.0)
+	f.Fuzz(func(t *testing.T, k, n int, scale float64) {
+		n = n % 64
+		if n < 0 {
+			n = -n
+		}
+		r := make([]float64, n)
+		for i := range r {
+			r[i] = scale * float64(i%3-1)
+		}
+		for name, fn := range map[string]func() ([]float64, error){
+			"LeaveOneOut": func() ([]float64, error) { return LeaveOneOut(r, k) },
+			"GRPO":        func() ([]float64, error) { return GRPO(r, k, 1e-4) },
+		} {
+			adv, err := fn()
+			if err != nil {
+				continue
+			}
+			for i, a := range adv {
+				if math.IsNaN(a) || math.IsInf(a, 0) {
+					t.Fatalf("%s(k = %d, scale %g): advantage %d is %v without an error", name, k, scale, i, a)
+				}
+			}
+		}
+	})
+}
