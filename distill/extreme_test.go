@@ -25,6 +25,8 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 		Student, Teacher []float32
 		Loss, RevLoss    float64
 		Grad, RevGrad    []float64
+		JSDLoss          float64
+		JSDGrad          []float64
 	}
 	if err := json.Unmarshal(b, &cases); err != nil {
 		t.Fatal(err)
@@ -65,6 +67,11 @@ func TestSoftTargetHighTemperature(t *testing.T) {
 			t.Fatalf("%s: ReverseKL: %v", c.Name, err)
 		}
 		check("ReverseKL", rl, c.RevLoss, g.Data(), c.RevGrad)
+		jl, err := GeneralizedJSD(g, s, te, 0.5, c.T)
+		if err != nil {
+			t.Fatalf("%s: GeneralizedJSD: %v", c.Name, err)
+		}
+		check("GeneralizedJSD(0.5)", jl, c.JSDLoss, g.Data(), c.JSDGrad)
 		// ForwardKL is SoftTarget / T².
 		if fk, err := ForwardKL(nil, s, te, c.T); err != nil || math.Abs(fk*c.T*c.T-loss) > 1e-9*math.Abs(loss) {
 			t.Errorf("%s: ForwardKL·T² = %g, SoftTarget %g (%v)", c.Name, fk*c.T*c.T, loss, err)

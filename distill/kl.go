@@ -67,11 +67,9 @@ func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float
 //
 // When grad is not nil it receives the gradient with respect to the
 // student logits; for 0 < β < 1 that is
-// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. For
-// 0 < β < 1 it is computed in float32 at every temperature, so at high T,
-// where JSD_β is O(1/T²), its relative error grows like 1e-7·T² (use
-// ForwardKL or ReverseKL there). Errors as for SoftTarget, and for β outside
-// [0, 1].
+// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. Above T = 8
+// it is computed in float64 as SoftTarget is. Errors as for SoftTarget,
+// and for β outside [0, 1].
 func GeneralizedJSD(grad, student, teacher *tensor.Dense, beta, temperature float64) (float64, error) {
 	if err := checkUnit("GeneralizedJSD", "beta", beta); err != nil {
 		return 0, err
@@ -106,7 +104,7 @@ func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, fac
 	defer divJobs.put(j)
 	*j = divJob{grad: grad, s: student, t: teacher, beta: beta, invT: float32(1 / temp),
 		gscale: float32(factor / (temp * float64(n))), n: n, v: v, rows: chunkRows(v), parts: j.parts,
-		temp: temp, g64: factor / temp / float64(n), hot: (beta == 0 || beta == 1) && temp > hotTemperature}
+		temp: temp, g64: factor / temp / float64(n), hot: temp > hotTemperature}
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
@@ -129,7 +127,7 @@ type divJob struct {
 	parts      parts
 	temp       float64
 	g64        float64 // factor/(T·N) in float64, for the hot path
-	hot        bool    // forward or reverse KL above hotTemperature: the float64 path
+	hot        bool    // above hotTemperature: the float64 path
 }
 
 var divJobs = newFreeList[divJob]()
@@ -224,14 +222,13 @@ func logAddExp(x, y float64) float64 {
 	return x + math.Log1p(math.Exp(y-x))
 }
 
-// hotTemperature is the temperature above which forward and reverse KL
-// (SoftTarget, ForwardKL, ReverseKL) are computed per row in float64 by
-// klHot. At temperature T the two distributions differ by O(1/T) and their
+// hotTemperature is the temperature above which every divergence here
+// (SoftTarget, ForwardKL, ReverseKL, GeneralizedJSD) is computed per row
+// in float64 by klHot. At temperature T the two distributions differ by O(1/T) and their
 // KL is O(1/T²), while float32 log-probs carry absolute errors of about
 // 1e-7·log V: the float32 path's relative error grows like T² (4% at
 // T = 1e3 in SoftTarget, a negative KL at 1e4). At T ≤ 8 it stays below
 // 2e-5 (measured against the mpmath reference in testdata/gen_hot.py).
-// GeneralizedJSD with 0 < β < 1 keeps the float32 path at every T.
 const hotTemperature = 8
 
 // MaxTemperature bounds the temperature of every divergence here. The
@@ -286,11 +283,14 @@ func (j *divJob) klHot(g, srow, trow, p32 []float32, ps, d []float64) float64 {
 		a += ps[k] * e
 		r += ps[k] * dk
 		kl += ps[k] * (1 + e) * dk
-		if j.beta == 0 {
-			d[k] = e // the forward gradient needs e_k, not d_k − c
+		if j.beta != 1 {
+			d[k] = e // the forward and mixed gradients need e_k, not d_k − c
 		}
 	}
 	l1a := math.Log1p(a)
+	if j.beta != 0 && j.beta != 1 {
+		return j.jsdHot(g, ps, d, a)
+	}
 	if j.beta == 1 {
 		kl = l1a - r
 		if g != nil {
@@ -309,8 +309,35 @@ func (j *divJob) klHot(g, srow, trow, p32 []float32, ps, d []float64) float64 {
 	return kl
 }
 
+// jsdHot finishes klHot for 0 < β < 1, given p_S, e and A. With
+// u_k = p_T,k/p_S,k − 1 = (e_k − A)/(1 + A), the mixture is
+// M = p_S (1 + βu), so
+//
+//	KL(p_T ‖ M) = Σ p_S (1+u)(log1p(u) − log1p(βu)),   KL(p_S ‖ M) = −Σ p_S log1p(βu),
+//
+// and the gradient is (1−β)·p_S (−log1p(βu) − KL(p_S ‖ M)). e is
+// overwritten.
+func (j *divJob) jsdHot(g []float32, ps, e []float64, a float64) float64 {
+	beta := j.beta
+	var klT, klS float64
+	for k, ek := range e {
+		u := (ek - a) / (1 + a)
+		lb := math.Log1p(beta * u)
+		klT += ps[k] * (1 + u) * (math.Log1p(u) - lb)
+		klS -= ps[k] * lb
+		e[k] = lb
+	}
+	if g != nil {
+		for k := range g {
+			g[k] = float32((1 - beta) * j.g64 * ps[k] * (-e[k] - klS))
+		}
+	}
+	return beta*klT + (1-beta)*klS
+}
+
 // klFar is klHot's fallback for rows whose distributions are far apart:
-// log-softmax of both in float64. ps holds p_S; lt is scratch.
+// log-softmax of both in float64, for every β. ps holds p_S; lt is
+// scratch. The student row is read before g is written (g may be it).
 func (j *divJob) klFar(g, srow, trow []float32, ps, lt []float64) float64 {
 	t := j.temp
 	lse := func(row []float32) float64 {
@@ -325,29 +352,52 @@ func (j *divJob) klFar(g, srow, trow []float32, ps, lt []float64) float64 {
 		return mx + math.Log(z)
 	}
 	ls, lt0 := lse(srow), lse(trow)
-	var kl float64
+	beta := j.beta
+	lb, l1b := math.Log(beta), math.Log1p(-beta)
+	var kl, klT, klS float64
 	for k := range trow {
-		lt[k] = float64(trow[k])/t - lt0
+		ltk := float64(trow[k])/t - lt0
 		lsk := float64(srow[k])/t - ls
-		if j.beta == 1 {
-			if ps[k] > 0 {
-				kl += ps[k] * (lsk - lt[k])
+		pt := math.Exp(ltk)
+		switch beta {
+		case 0:
+			if pt > 0 {
+				kl += pt * (ltk - lsk)
 			}
-			continue
+			if g != nil {
+				g[k] = float32(j.g64 * (ps[k] - pt))
+			}
+		case 1:
+			if ps[k] > 0 {
+				kl += ps[k] * (lsk - ltk)
+			}
+			lt[k] = lsk - ltk
+		default:
+			lm := logAddExp(lb+ltk, l1b+lsk)
+			if pt > 0 {
+				klT += pt * (ltk - lm)
+			}
+			if ps[k] > 0 {
+				klS += ps[k] * (lsk - lm)
+			}
+			lt[k] = lsk - lm
 		}
-		pt := math.Exp(lt[k])
-		if pt > 0 {
-			kl += pt * (lt[k] - lsk)
-		}
+	}
+	switch {
+	case beta == 0:
+		return kl
+	case beta == 1:
 		if g != nil {
-			g[k] = float32(j.g64 * (ps[k] - pt))
+			for k := range g {
+				g[k] = float32(j.g64 * ps[k] * (lt[k] - kl))
+			}
 		}
+		return kl
 	}
-	if j.beta == 1 && g != nil {
+	if g != nil {
 		for k := range g {
-			lsk := float64(srow[k])/t - ls
-			g[k] = float32(j.g64 * ps[k] * (lsk - lt[k] - kl))
+			g[k] = float32((1 - beta) * j.g64 * ps[k] * (lt[k] - klS))
 		}
 	}
-	return kl
+	return beta*klT + (1-beta)*klS
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Reference values for SoftTarget (T²·mean KL(p_T‖p_S)) and its gradient
 T·(p_S − p_T)/N, and for ReverseKL (mean KL(p_S‖p_T)) and its gradient
-p_S⊙(log p_S − log p_T − KL)/(T·N), at high temperatures, computed with mpmath at 60 digits
+p_S⊙(log p_S − log p_T − KL)/(T·N), and for GeneralizedJSD at β = 0.5
+(mean β·KL(p_T‖M) + (1−β)·KL(p_S‖M), M = β·p_T + (1−β)·p_S) and its
+gradient (1−β)·p_S⊙(log p_S − log M − KL(p_S‖M))/(T·N), at high temperatures, computed with mpmath at 60 digits
 from the float32 inputs, so that float rounding in the reference is nil.
 Writes hot.json next to this script. Run: /usr/bin/python3 gen_hot.py"""
 import json, os
@@ -22,7 +24,9 @@ def case(name, student, teacher, T):
     T = mp.mpf(T)
     loss = mp.mpf(0)
     rev = mp.mpf(0)
-    grad, rgrad = [], []
+    grad, rgrad, jgrad = [], [], []
+    beta = mp.mpf("0.5")
+    jsd = mp.mpf(0)
     for i in range(n):
         ps, pt = softmax(student[i], T), softmax(teacher[i], T)
         kl = sum(pt[k] * (mp.log(pt[k]) - mp.log(ps[k])) for k in range(v) if pt[k] > 0)
@@ -31,11 +35,17 @@ def case(name, student, teacher, T):
         rev += rkl
         grad += [float(T * (ps[k] - pt[k]) / n) for k in range(v)]
         rgrad += [float(ps[k] * (mp.log(ps[k]) - mp.log(pt[k]) - rkl) / (T * n)) for k in range(v)]
+        m = [beta * pt[k] + (1 - beta) * ps[k] for k in range(v)]
+        klt = sum(pt[k] * (mp.log(pt[k]) - mp.log(m[k])) for k in range(v) if pt[k] > 0)
+        kls = sum(ps[k] * (mp.log(ps[k]) - mp.log(m[k])) for k in range(v) if ps[k] > 0)
+        jsd += beta * klt + (1 - beta) * kls
+        jgrad += [float((1 - beta) * ps[k] * (mp.log(ps[k]) - mp.log(m[k]) - kls) / (T * n)) for k in range(v)]
     loss = T * T * loss / n
     return dict(Name=name, N=n, V=v, T=float(T),
                 Student=[float(x) for x in student.ravel()],
                 Teacher=[float(x) for x in teacher.ravel()],
-                Loss=float(loss), Grad=grad, RevLoss=float(rev / n), RevGrad=rgrad)
+                Loss=float(loss), Grad=grad, RevLoss=float(rev / n), RevGrad=rgrad,
+                JSDLoss=float(jsd / n), JSDGrad=jgrad)
 
 rng = np.random.default_rng(20)
 s = rng.normal(0, 2, (2, 7)).astype(np.float32)
