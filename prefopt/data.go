@@ -171,14 +171,14 @@ func (l *lines) readLine() (line []byte, tooLong bool, err error) {
 			}
 			return nil, false, err
 		}
-		data, _ := l.r.Peek(l.r.Buffered())
 		if !l.started {
 			l.started = true
-			if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+			if bom, _ := l.r.Peek(3); string(bom) == "\xef\xbb\xbf" { // Peek(3) waits for 3 bytes
 				l.r.Discard(3)
 				continue
 			}
 		}
+		data, _ := l.r.Peek(l.r.Buffered())
 		end := len(data)
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			end = i

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func readAllPairs(t *testing.T, r *Reader) ([]Pair, []error) {
@@ -49,6 +50,11 @@ func TestLineEndingsAndBOM(t *testing.T) {
 		ps, errs := readAllPairs(t, NewReader(strings.NewReader(in)))
 		if len(ps) != 3 || len(errs) != 0 {
 			t.Errorf("%s: %d pairs, errors %v; want 3, none", name, len(ps), errs)
+		}
+		// The same, a byte per read: a BOM or CRLF split across reads.
+		ps, errs = readAllPairs(t, NewReader(iotest.OneByteReader(strings.NewReader(in))))
+		if len(ps) != 3 || len(errs) != 0 {
+			t.Errorf("%s, a byte per read: %d pairs, errors %v; want 3, none", name, len(ps), errs)
 		}
 	}
 	// Line numbers count CR-terminated lines too.
