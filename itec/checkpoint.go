@@ -142,7 +142,7 @@ func readLines[T any](b []byte, name string) ([]T, error) {
 	for line := 1; sc.Scan(); line++ {
 		var x T
 		if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
-			return nil, fmt.Errorf("itec: checkpoint: %s line %d: %w", name, line, err)
+			return nil, corrupt("%s line %d: %v", name, line, err)
 		}
 		out = append(out, x)
 	}

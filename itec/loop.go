@@ -476,7 +476,7 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 		e := have[i]
 		out[i] = prefopt.Pair{Prompt: e.Prompt, Chosen: e.Chosen, Rejected: e.Rejected}
 		if err := out[i].Level.UnmarshalText([]byte(e.Level)); err != nil {
-			return fmt.Errorf("itec: label log entry %d: %w", i, err)
+			return corrupt("label log entry %d: %v", i, err)
 		}
 	}
 	var buf bytes.Buffer
