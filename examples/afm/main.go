@@ -53,8 +53,6 @@ import (
 
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/examples/internal/lab"
-	"github.com/posttrain/posttrain/itec"
-	"github.com/posttrain/posttrain/mirrordescent"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"gonum.org/v1/plot"
@@ -97,9 +95,9 @@ type config struct {
 func defaults() config {
 	return config{
 		Out: filepath.Join("out", "afm"), Seed: 1, Seeds: 3,
-		Teacher:      nn.Config{Vocab: 256, DModel: 128, Layers: 4, Heads: 4, Context: 64, Hidden: 512},
-		Student:      nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
-		Seq:          64, Batch: 16,
+		Teacher: nn.Config{Vocab: 256, DModel: 128, Layers: 4, Heads: 4, Context: 64, Hidden: 512},
+		Student: nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
+		Seq:     64, Batch: 16,
 		TeacherSteps: 1000, StudentSteps: 300, EvalSeqs: 256, TopK: 8, Alpha: 0.9,
 		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4,
 		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
@@ -236,12 +234,10 @@ func policy(cfg config, m *nn.TinyLM) lab.Policy {
 	return lab.Policy{M: m, Len: cfg.RespLen, Temperature: 1}
 }
 
-// keep makes the preference-task prompts available to later stages.
+// prefTask is what stage 3 hands on: the student, the prompts and the
+// held-out pairs.
 type prefTask struct {
-	student                  *nn.TinyLM
+	student                   *nn.TinyLM
 	trainPrompts, testPrompts []string
 	testPairs                 []prefopt.Pair
 }
-
-var _ = mirrordescent.DefaultMDLOO
-var _ = itec.SFT

@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
@@ -38,5 +39,5 @@ func (s Stat) Format(verb string) string {
 	if math.IsNaN(s.Half) {
 		return fmt.Sprintf(verb, s.Mean)
 	}
-	return fmt.Sprintf(verb+" ± "+verb, s.Mean, s.Half)
+	return fmt.Sprintf(verb+" ± "+strings.Replace(verb, "+", "", 1), s.Mean, s.Half)
 }
