@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -111,20 +112,28 @@ func distillStage(ctx context.Context, cfg config, data lab.Data, res *results, 
 	t := lab.Table{
 		Title: fmt.Sprintf("Stages 1–2. Distillation: held-out bytes of the book (%d windows of %d), student budget %d steps × %d windows × %d bytes = %d bytes",
 			cfg.EvalSeqs, cfg.Seq, cfg.StudentSteps, cfg.Batch, cfg.Seq, budget),
-		Head: []string{"model, training target", "params", "training bytes", "held-out loss (nats/byte)", "perplexity (per byte)", "top-1 accuracy (%)"},
-		Rows: [][]string{{"teacher, cross-entropy", fmt.Sprint(teacher.NumParams()), fmt.Sprint(cfg.TeacherSteps * cfg.Batch * cfg.Seq),
-			fmt.Sprintf("%.3f", tLoss), fmt.Sprintf("%.2f", lab.Perplexity(tLoss)), fmt.Sprintf("%.1f", 100*tAcc)}},
+		Head: []string{"model, training target", "params", "training bytes", "teacher cache (bytes per training byte)",
+			"held-out loss (nats/byte)", "perplexity (per byte)", "top-1 accuracy (%)", "loss − control's, same seed (nats/byte)", "top-1 accuracy − control's, same seed (points)"},
+		Rows: [][]string{{"teacher, cross-entropy", fmt.Sprint(teacher.NumParams()), fmt.Sprint(cfg.TeacherSteps * cfg.Batch * cfg.Seq), "",
+			fmt.Sprintf("%.3f", tLoss), fmt.Sprintf("%.2f", lab.Perplexity(tLoss)), fmt.Sprintf("%.1f", 100*tAcc), "", ""}},
 	}
+	cacheBytes := []string{"0", fmt.Sprintf("%.2f", cache.Format{Vocab: cfg.Teacher.Vocab, K: 1, PackIDs: true}.BytesPerToken()),
+		fmt.Sprintf("%.2f", cache.Format{Vocab: cfg.Teacher.Vocab, K: cfg.TopK, LogProbs: cache.BF16, PackIDs: true}.BytesPerToken())}
 	for i, a := range arms {
-		t.Rows = append(t.Rows, []string{"student, " + a.name, fmt.Sprint(sParams), fmt.Sprint(budget),
-			lab.MeanCI(loss[i]).Format("%.3f"), lab.MeanCI(ppl[i]).Format("%.2f"), pct(lab.MeanCI(acc[i])).Format("%.1f")})
+		dl, da := "", ""
+		if i > 0 {
+			dl, da = lab.MeanCI(diff(loss[i], loss[0])).Format("%+.3f"), pct(lab.MeanCI(diff(acc[i], acc[0]))).Format("%+.1f")
+		}
+		t.Rows = append(t.Rows, []string{"student, " + a.name, fmt.Sprint(sParams), fmt.Sprint(budget), cacheBytes[i],
+			lab.MeanCI(loss[i]).Format("%.3f"), lab.MeanCI(ppl[i]).Format("%.2f"), pct(lab.MeanCI(acc[i])).Format("%.1f"), dl, da})
 	}
-	t.Note = seedsNote(cfg.Seeds) + " Student rows: one seed = one initialization and one order of windows, shared by the three targets. The teacher's top-k cache stores the " +
-		fmt.Sprint(cfg.TopK) + " most likely next bytes and their log-probabilities; AFM's target reads only the first."
+	t.Note = seedsNote(cfg.Seeds) + " Student rows: one seed = one initialization and one order of windows, shared by the three targets, so the last two columns compare them seed by seed. " +
+		"The teacher cache column is what AFM's top-1 cache and a top-" + fmt.Sprint(cfg.TopK) + " cache with bfloat16 log-probabilities store per training byte (here both are read from one top-" +
+		fmt.Sprint(cfg.TopK) + " cache)."
 	if err := res.add(w, t); err != nil {
 		return out, err
 	}
-	fmt.Fprintln(w, verdict(loss, acc, short))
+	fmt.Fprintln(w, verdict(loss, acc, tAcc, cfg.TopK))
 	fmt.Fprintln(w)
 
 	// Curves: the teacher's pre-training, and the students' held-out loss
@@ -149,28 +158,36 @@ func distillStage(ctx context.Context, cfg config, data lab.Data, res *results, 
 	return out, nil
 }
 
-// verdict says in one sentence which target wins what, from the numbers.
-func verdict(loss, acc [][]float64, names []string) string {
-	l := make([]lab.Stat, len(loss))
-	a := make([]lab.Stat, len(acc))
-	for i := range loss {
-		l[i], a[i] = lab.MeanCI(loss[i]), lab.MeanCI(acc[i])
-	}
-	best := func(s []lab.Stat, lower bool) int {
-		b := 0
-		for i := range s {
-			if (lower && s[i].Mean < s[b].Mean) || (!lower && s[i].Mean > s[b].Mean) {
-				b = i
-			}
+// verdict says in two sentences what the AFM target wins and loses
+// against the control, seed by seed, and why.
+func verdict(loss, acc [][]float64, teacherAcc float64, topk int) string {
+	dl, da := lab.MeanCI(diff(loss[1], loss[0])), pct(lab.MeanCI(diff(acc[1], acc[0])))
+	kl, ka := lab.MeanCI(diff(loss[2], loss[0])), pct(lab.MeanCI(diff(acc[2], acc[0])))
+	sig := func(s lab.Stat) string { // is the interval clear of 0?
+		switch {
+		case s.Mean-s.Half > 0:
+			return "higher"
+		case s.Mean+s.Half < 0:
+			return "lower"
 		}
-		return b
+		return "no different, within the interval,"
 	}
-	bl, ba := best(l, true), best(a, false)
-	return fmt.Sprintf("Lowest held-out loss: %s (%.3f nats/byte); highest top-1 accuracy: %s (%.1f %%). "+
-		"AFM's target (%.3f nats/byte, %.1f %%) trains the student to put its mass where the teacher's top-1 is: "+
-		"that pays in top-1 accuracy when the teacher is much better than the student, and costs perplexity, "+
-		"which charges every byte the one-hot target said was impossible.",
-		names[bl], l[bl].Mean, names[ba], 100*a[ba].Mean, l[1].Mean, 100*a[1].Mean)
+	v := fmt.Sprintf("Against cross-entropy on the same seeds, AFM's top-1 target gives top-1 accuracy %s points (%s) and held-out loss %s nats/byte (%s); top-%d KL gives %s points (%s) and %s nats/byte (%s).",
+		da.Format("%+.1f"), sig(da), dl.Format("%+.3f"), sig(dl), topk, ka.Format("%+.1f"), sig(ka), kl.Format("%+.3f"), sig(kl))
+	if dl.Mean > 0 {
+		v += fmt.Sprintf(" Why the top-1 target loses on perplexity: it tells the student the teacher's guess is certain, but the teacher is right only %.0f %% of the time, "+
+			"and perplexity charges every byte the one-hot target called impossible; what it buys is the guess itself (top-1 accuracy, what greedy decoding uses) from a cache of one id per byte.", 100*teacherAcc)
+	}
+	return v
+}
+
+// diff is a − b elementwise.
+func diff(a, b []float64) []float64 {
+	d := make([]float64, len(a))
+	for i := range a {
+		d[i] = a[i] - b[i]
+	}
+	return d
 }
 
 // evalSeries is c's held-out curve.

@@ -34,8 +34,12 @@ func MeanCI(xs []float64) Stat {
 }
 
 // Format prints s as "mean ± half" with the given verb for both, or the
-// mean alone when there is no interval.
+// mean alone when there is no interval, or "n/a" when there is no mean
+// (no runs, or runs that measured nothing).
 func (s Stat) Format(verb string) string {
+	if math.IsNaN(s.Mean) {
+		return "n/a"
+	}
 	if math.IsNaN(s.Half) {
 		return fmt.Sprintf(verb, s.Mean)
 	}
