@@ -153,12 +153,12 @@ func itecStage(ctx context.Context, cfg config, p prefTask, res *results, w io.W
 }
 
 // bestOfN compares, on held-out prompts, the committee's rejection
-// sampling (the reward model's pick among cfg.Samples responses from each
-// member) with each member's pick among its own cfg.Samples responses
+// sampling (the reward model's pick among cfg.BestOf responses from each
+// member) with each member's pick among its own cfg.BestOf responses
 // and among as many responses as the whole committee draws. The measure
 // is the oracle reward of the picked response.
 func bestOfN(ctx context.Context, cfg config, prompts, names []string, members []*nn.TinyLM, rm itec.Scorer) (lab.Table, error) {
-	n, c := cfg.Samples, len(members)
+	n, c := cfg.BestOf, len(members)
 	var o lab.Oracle
 	// rewards[j][i][s]: oracle reward of member j's sample s on prompt i,
 	// scores the reward model's.

@@ -75,7 +75,8 @@ type config struct {
 	PromptLen, RespLen int
 	TrainPrompts       int // preference and iTeC prompts
 	TestPrompts        int
-	Samples            int // responses per prompt for the preference task and best-of-N
+	Samples            int // responses per prompt for the preference task and iTeC
+	BestOf             int // responses per member and prompt in committee rejection sampling
 	RewardSteps        int
 	Rounds             int
 	ITeCPrompts        int
@@ -99,7 +100,7 @@ func defaults() config {
 		Student: nn.Config{Vocab: 256, DModel: 48, Layers: 2, Heads: 2, Context: 64, Hidden: 192},
 		Seq:     64, Batch: 16,
 		TeacherSteps: 800, StudentSteps: 250, EvalSeqs: 256, TopK: 8, Alpha: 0.9,
-		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4,
+		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4, BestOf: 2,
 		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
 		RLIters: 10, RLPrompts: 8, FinalIters: 16, EvalSamples: 4,
 		TeacherLR: 3e-3, StudentLR: 3e-3, TuneLR: 1e-4, RLLR: 1e-4, RewardLR: 1e-3,

@@ -25,11 +25,17 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 		return p, err
 	}
 	pol := policy(cfg, student)
-	// Candidates per prompt: the student's samples and the book's own
-	// continuation, which talks about light and colour far more often, so
+	// Candidates per prompt: the student's samples, the book's own
+	// continuation and two other stretches of the book, which talk about
+	// light and colour far more often than the small student does, so
 	// that pairs span all four levels.
+	const other = 2
 	cands := func(prompts []string, text string, seed uint64) ([][]string, error) {
 		s, err := lab.Sample(ctx, pol, prompts, cfg.Samples, seed)
+		if err != nil {
+			return nil, err
+		}
+		snips, err := lab.Prompts(text, other*len(prompts), cfg.RespLen, seed+1)
 		if err != nil {
 			return nil, err
 		}
@@ -37,6 +43,7 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 			if c := continuation(text, q, cfg.RespLen); c != "" {
 				s[i] = append(s[i], c)
 			}
+			s[i] = append(s[i], snips[other*i:other*(i+1)]...)
 		}
 		return s, nil
 	}
@@ -48,8 +55,8 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	if err != nil {
 		return p, err
 	}
-	truth := lab.LabelSamples(p.trainPrompts, trainC, 4, cfg.Seed+12)
-	p.testPairs = lab.LabelSamples(p.testPrompts, testC, 4, cfg.Seed+13)
+	truth := lab.LabelSamples(p.trainPrompts, trainC, 6, cfg.Seed+12)
+	p.testPairs = lab.LabelSamples(p.testPrompts, testC, 8, cfg.Seed+13)
 	// The held-out verdicts that matter: pairs whose oracle rewards differ
 	// (the oracle's own reward, not its tie-break on wordiness).
 	var graded []prefopt.Pair
@@ -102,7 +109,7 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	}
 	t.Note = fmt.Sprintf("The oracle's reward is the number of light and colour words in a response; it grades a pair significantly better (%d training pairs), better (%d), "+
 		"slightly better (%d) or negligibly better (%d): the last two are ties on that reward broken by wordiness. The rater reports the grade but prefers the wrong response "+
-		"with probability 1 − p(grade) = 5, 15, 25, 35 %% (mean %.0f flipped pairs per seed), which only the soft-label loss is told. %d of the %d held-out pairs have different rewards. ",
+		"with probability 1 − p(grade) = 5, 15, 25, 35 %% (mean %.0f flipped pairs per seed), which only the soft-label loss is told. %d of the %d held-out pairs have different rewards (n/a: none). ",
 		lv[0], lv[1], lv[2], lv[3], mean(flipped), len(graded), len(p.testPairs)) + seedsNote(cfg.Seeds) + " One seed = one draw of the rater's noise and one order of batches."
 	return p, res.add(w, t)
 }

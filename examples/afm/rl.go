@@ -113,14 +113,16 @@ func rlStage(ctx context.Context, cfg config, p prefTask, c committeeOut, res *r
 	t := lab.Table{
 		Title: fmt.Sprintf("Stage 5. Online RL from %s against the last reward model: %d iterations × %d prompts × K = %d responses = %d samples per run",
 			c.name, cfg.FinalIters, cfg.RLPrompts, o.K, cfg.FinalIters*perIter),
-		Head: []string{"algorithm", "policy updates per batch", "oracle reward before (words per response)", "oracle reward after (words per response)", "gain (words per response)"},
+		Head: []string{"algorithm", "policy updates per batch", "oracle reward before (words per response)", "oracle reward after (words per response)",
+			"gain (words per response)", "after − MDLOO's after, same seed (words per response)"},
 	}
 	for i, l := range learners {
-		gain := make([]float64, len(end[i]))
-		for j := range gain {
-			gain[j] = end[i][j] - start[i][j]
+		d := ""
+		if i > 0 {
+			d = lab.MeanCI(diff(end[i], end[0])).Format("%+.2f")
 		}
-		t.Rows = append(t.Rows, []string{l.name, l.steps, lab.MeanCI(start[i]).Format("%.2f"), lab.MeanCI(end[i]).Format("%.2f"), lab.MeanCI(gain).Format("%+.2f")})
+		t.Rows = append(t.Rows, []string{l.name, l.steps, lab.MeanCI(start[i]).Format("%.2f"), lab.MeanCI(end[i]).Format("%.2f"),
+			lab.MeanCI(diff(end[i], start[i])).Format("%+.2f"), d})
 	}
 	t.Note = fmt.Sprintf("All three use the same rewards shaped by β = %.2f·(log π − log π_ref), the same leave-one-out advantages, learning rate %.0e and samples; "+
 		"oracle reward measured on %d held-out prompts × %d samples. ", o.Beta, cfg.RLLR, len(p.testPrompts), cfg.EvalSamples) + seedsNote(cfg.Seeds) +
