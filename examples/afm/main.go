@@ -97,9 +97,9 @@ func defaults() config {
 	return config{
 		Out: filepath.Join("out", "afm"), Seed: 1, Seeds: 3,
 		Teacher: nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
-		Student: nn.Config{Vocab: 256, DModel: 48, Layers: 2, Heads: 2, Context: 64, Hidden: 192},
+		Student: nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
 		Seq:     64, Batch: 16,
-		TeacherSteps: 800, StudentSteps: 250, EvalSeqs: 256, TopK: 8, Alpha: 0.9,
+		TeacherSteps: 800, StudentSteps: 300, EvalSeqs: 256, TopK: 8, Alpha: 0.9,
 		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4, BestOf: 2,
 		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
 		RLIters: 10, RLPrompts: 8, FinalIters: 16, EvalSamples: 4,
