@@ -67,45 +67,54 @@ func distillStage(ctx context.Context, cfg config, data lab.Data, res *results, 
 	acc := make([][]float64, len(arms))
 	ppl := make([][]float64, len(arms))
 	curves := make([][]lab.Curve, len(arms))
-	var sParams int
-	for s := range cfg.Seeds {
-		init, err := nn.NewTinyLM(cfg.Student, cfg.Seed+1000+uint64(s))
-		if err != nil {
+	// Seeds × targets independent runs, two at a time (GOMAXPROCS): the
+	// small students keep one core busy each better than they share two.
+	inits := make([]*nn.TinyLM, cfg.Seeds)
+	for s := range inits {
+		if inits[s], err = nn.NewTinyLM(cfg.Student, cfg.Seed+1000+uint64(s)); err != nil {
 			return out, err
 		}
-		sParams = init.NumParams()
-		for i, a := range arms {
-			m := init.Clone()
-			sl := lm
-			sl.Steps, sl.LR, sl.MinLR = cfg.StudentSteps, cfg.StudentLR, cfg.StudentLR/10
-			sl.EvalEvery = max(1, cfg.StudentSteps/6)
-			sl.Seed = cfg.Seed + 100 + uint64(s) // every arm of a seed sees the same windows
-			switch {
-			case a.top1:
-				sl.Teacher, sl.TeacherWeight = top1, cfg.TeacherWeight
-			case a.sparse:
-				sl.TopK, sl.Alpha = &topk, cfg.Alpha
-			}
-			bar := lab.NewBar(cfg.Progress, sl.Steps, fmt.Sprintf("2/5 seed %d: %s", s+1, short[i]))
-			c, err := lab.TrainLM(ctx, m, data.Train, sl, bar)
-			bar.Finish()
-			if err != nil {
-				return out, fmt.Errorf("student %s, seed %d: %w", short[i], s+1, err)
-			}
-			// The same windows as the curve's last point: table and plot agree.
-			l, ac, err := lab.HeldOut(m, data.Test, cfg.Seq, cfg.EvalSeqs)
-			if err != nil {
-				return out, err
-			}
-			loss[i], acc[i], ppl[i] = append(loss[i], l), append(acc[i], ac), append(ppl[i], lab.Perplexity(l))
-			curves[i] = append(curves[i], c)
-			if s == 0 && a.top1 {
-				out.student = m
-				if err := m.Save(filepath.Join(cfg.Out, "student.safetensors")); err != nil {
-					return out, err
-				}
-			}
+	}
+	sParams := inits[0].NumParams()
+	for i := range arms {
+		loss[i], acc[i], ppl[i] = make([]float64, cfg.Seeds), make([]float64, cfg.Seeds), make([]float64, cfg.Seeds)
+		curves[i] = make([]lab.Curve, cfg.Seeds)
+	}
+	models := make([]*nn.TinyLM, cfg.Seeds*len(arms))
+	bar = lab.NewBar(cfg.Progress, len(models)*cfg.StudentSteps, fmt.Sprintf("2/5 students: %d targets × %d seeds", len(arms), cfg.Seeds))
+	err = lab.Each(ctx, len(models), func(job int) error {
+		s, i := job/len(arms), job%len(arms)
+		m := inits[s].Clone()
+		sl := lm
+		sl.Steps, sl.LR, sl.MinLR = cfg.StudentSteps, cfg.StudentLR, cfg.StudentLR/10
+		sl.EvalEvery = max(1, cfg.StudentSteps/6)
+		sl.Seed = cfg.Seed + 100 + uint64(s) // every arm of a seed sees the same windows
+		switch {
+		case arms[i].top1:
+			sl.Teacher, sl.TeacherWeight = top1, cfg.TeacherWeight
+		case arms[i].sparse:
+			sl.TopK, sl.Alpha = &topk, cfg.Alpha
 		}
+		c, err := lab.TrainLM(ctx, m, data.Train, sl, bar)
+		if err != nil {
+			return fmt.Errorf("student %s, seed %d: %w", short[i], s+1, err)
+		}
+		// The same windows as the curve's last point: table and plot agree.
+		l, ac, err := lab.HeldOut(m, data.Test, cfg.Seq, cfg.EvalSeqs)
+		if err != nil {
+			return err
+		}
+		loss[i][s], acc[i][s], ppl[i][s], curves[i][s] = l, ac, lab.Perplexity(l), c
+		models[job] = m
+		return nil
+	})
+	bar.Finish()
+	if err != nil {
+		return out, err
+	}
+	out.student = models[1] // seed 1, AFM's target
+	if err := out.student.Save(filepath.Join(cfg.Out, "student.safetensors")); err != nil {
+		return out, err
 	}
 
 	budget := cfg.StudentSteps * cfg.Batch * cfg.Seq

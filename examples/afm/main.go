@@ -59,10 +59,11 @@ import (
 )
 
 type config struct {
-	Out   string
-	Seed  uint64
-	Seeds int // independent repetitions of every compared training run
-	Bytes int // corpus bytes used (0: all)
+	Out     string
+	Seed    uint64
+	Seeds   int // independent repetitions of every compared training run
+	RMSeeds int // the same for the reward models (cheap, and noisier)
+	Bytes   int // corpus bytes used (0: all)
 
 	Teacher, Student nn.Config
 	Seq, Batch       int
@@ -95,7 +96,7 @@ type config struct {
 
 func defaults() config {
 	return config{
-		Out: filepath.Join("out", "afm"), Seed: 1, Seeds: 3,
+		Out: filepath.Join("out", "afm"), Seed: 1, Seeds: 3, RMSeeds: 5,
 		Teacher: nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
 		Student: nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
 		Seq:     64, Batch: 16,
@@ -117,7 +118,7 @@ func (c *config) quick() {
 	c.TrainPrompts, c.TestPrompts, c.RespLen = 32, 16, 24
 	c.RewardSteps, c.ITeCPrompts, c.TuneSteps = 40, 16, 10
 	c.RLIters, c.RLPrompts, c.FinalIters = 3, 8, 4
-	c.EvalSamples = 2
+	c.EvalSamples, c.RMSeeds = 2, 3
 }
 
 func main() {
@@ -125,7 +126,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a small run of every stage, in well under 30 s (CI)")
 	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
-	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3)")
+	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5)")
 	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
 	student := flag.Int("student-steps", 0, "student distillation steps per arm and seed (0: the default)")
 	rounds := flag.Int("rounds", 0, "iTeC rounds (0: the default, 2)")
@@ -140,6 +141,7 @@ func main() {
 			*f.dst = *f.v
 		}
 	}
+	cfg.RMSeeds = max(cfg.RMSeeds, cfg.Seeds)
 	cfg.Progress = lab.Progress(*noBars)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

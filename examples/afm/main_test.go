@@ -20,7 +20,7 @@ func tiny(out string) config {
 	c.Bytes = 30_000
 	c.Teacher = nn.Config{Vocab: 256, DModel: 16, Layers: 1, Heads: 2, Context: 48, Hidden: 32}
 	c.Student = nn.Config{Vocab: 256, DModel: 8, Layers: 1, Heads: 2, Context: 48, Hidden: 16}
-	c.Seeds, c.TopK, c.Seq, c.Batch = 2, 4, 32, 4
+	c.Seeds, c.RMSeeds, c.TopK, c.Seq, c.Batch = 2, 2, 4, 32, 4
 	c.TeacherSteps, c.StudentSteps, c.EvalSeqs = 4, 3, 4
 	c.PromptLen, c.RespLen = 16, 8
 	c.TrainPrompts, c.TestPrompts, c.Samples = 6, 4, 3

@@ -83,26 +83,37 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	}{{"soft-label ranking (AFM)", false}, {"Bradley–Terry (control)", true}}
 	accG := make([][]float64, len(kinds))
 	var flipped []int
-	for s := range cfg.Seeds {
-		noisy, nf := lab.Rater(truth, cfg.Seed+40+uint64(s))
+	noisy := make([][]prefopt.Pair, cfg.RMSeeds)
+	for s := range noisy {
+		var nf int
+		noisy[s], nf = lab.Rater(truth, cfg.Seed+40+uint64(s))
 		flipped = append(flipped, nf)
-		for i, k := range kinds {
-			rm := lab.NewRewardModel(student)
-			rc := lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR, Seed: cfg.Seed + 14 + uint64(s), BradleyTerry: k.bt}
-			bar := lab.NewBar(cfg.Progress, rc.Steps, fmt.Sprintf("3/5 seed %d: %s", s+1, strings.Fields(k.name)[0]))
-			_, err := lab.TrainReward(ctx, rm, noisy, rc, bar)
-			bar.Finish()
-			if err != nil {
-				return p, err
-			}
-			g := math.NaN() // no pair to judge
-			if len(graded) > 0 {
-				if g, _, err = lab.Accuracy(rm, graded); err != nil {
-					return p, err
-				}
-			}
-			accG[i] = append(accG[i], g)
+	}
+	for i := range kinds {
+		accG[i] = make([]float64, cfg.RMSeeds)
+	}
+	// Seeds × losses independent runs, two at a time.
+	bar := lab.NewBar(cfg.Progress, cfg.RMSeeds*len(kinds)*cfg.RewardSteps, fmt.Sprintf("3/5 reward models: %d losses × %d seeds", len(kinds), cfg.RMSeeds))
+	err = lab.Each(ctx, cfg.RMSeeds*len(kinds), func(job int) error {
+		s, i := job/len(kinds), job%len(kinds)
+		rm := lab.NewRewardModel(student)
+		rc := lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR, Seed: cfg.Seed + 14 + uint64(s), BradleyTerry: kinds[i].bt}
+		if _, err := lab.TrainReward(ctx, rm, noisy[s], rc, bar); err != nil {
+			return err
 		}
+		accG[i][s] = math.NaN() // no pair to judge
+		if len(graded) > 0 {
+			g, _, err := lab.Accuracy(rm, graded)
+			if err != nil {
+				return err
+			}
+			accG[i][s] = g
+		}
+		return nil
+	})
+	bar.Finish()
+	if err != nil {
+		return p, err
 	}
 	lv := lab.LevelCounts(truth)
 	t := lab.Table{
@@ -119,7 +130,7 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	t.Note = fmt.Sprintf("The oracle's reward is the number of light and colour words in a response; it grades a pair significantly better (%d training pairs), better (%d), "+
 		"slightly better (%d) or negligibly better (%d): the last two are ties on that reward broken by wordiness. The rater reports the grade but prefers the wrong response "+
 		"with probability 1 − p(grade) = 5, 15, 25, 35 %% (mean %.0f flipped pairs per seed), which only the soft-label loss is told. Held-out pairs: every two of a held-out prompt's %d to %d candidates (the student's samples, the book's continuation, two other stretches of the book) whose rewards differ (n/a: none). ",
-		lv[0], lv[1], lv[2], lv[3], mean(flipped), cfg.Samples+other, cfg.Samples+other+1) + seedsNote(cfg.Seeds) + " One seed = one draw of the rater's noise and one order of batches."
+		lv[0], lv[1], lv[2], lv[3], mean(flipped), cfg.Samples+other, cfg.Samples+other+1) + seedsNote(cfg.RMSeeds) + " One seed = one draw of the rater's noise and one order of batches."
 	return p, res.add(w, t)
 }
 

@@ -83,31 +83,37 @@ func rlStage(ctx context.Context, cfg config, p prefTask, c committeeOut, res *r
 	start := make([][]float64, len(learners))
 	end := make([][]float64, len(learners))
 	curves := make([][]lab.RLCurve, len(learners))
-	var rc lab.RLConfig
-	var final *nn.TinyLM
-	for s := range cfg.Seeds {
-		for i, l := range learners {
-			m := c.best.Clone()
-			rc = lab.RLConfig{MDLOO: o, Iters: cfg.FinalIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR, Seed: cfg.Seed + 30 + uint64(s),
-				EvalEvery: max(1, cfg.FinalIters/4), EvalPrompts: p.testPrompts, EvalSamples: cfg.EvalSamples}
-			if l.update != nil {
-				rc.Update = l.update(o)
-			}
-			bar := lab.NewBar(cfg.Progress, rc.Iters, fmt.Sprintf("5/5 seed %d: %s", s+1, l.name))
-			cv, err := lab.MDLOO(ctx, policy(cfg, m), c.best, c.reward, prompts, rc, bar)
-			bar.Finish()
-			if err != nil {
-				return fmt.Errorf("%s, seed %d: %w", l.name, s+1, err)
-			}
-			start[i], end[i] = append(start[i], cv.Eval[0]), append(end[i], cv.Eval[len(cv.Eval)-1])
-			curves[i] = append(curves[i], cv)
-			if s == 0 && i == 0 {
-				if err := m.Save(filepath.Join(cfg.Out, "final.safetensors")); err != nil {
-					return err
-				}
-				final = m
-			}
+	for i := range learners {
+		start[i], end[i], curves[i] = make([]float64, cfg.Seeds), make([]float64, cfg.Seeds), make([]lab.RLCurve, cfg.Seeds)
+	}
+	// Seeds × learners independent runs, two at a time; they share only
+	// read-only models (the reference and the reward model).
+	models := make([]*nn.TinyLM, cfg.Seeds*len(learners))
+	bar := lab.NewBar(cfg.Progress, len(models)*cfg.FinalIters, fmt.Sprintf("5/5 online RL: %d algorithms × %d seeds", len(learners), cfg.Seeds))
+	err := lab.Each(ctx, len(models), func(job int) error {
+		s, i := job/len(learners), job%len(learners)
+		l := learners[i]
+		m := c.best.Clone()
+		rc := lab.RLConfig{MDLOO: o, Iters: cfg.FinalIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR, Seed: cfg.Seed + 30 + uint64(s),
+			EvalEvery: max(1, cfg.FinalIters/2), EvalPrompts: p.testPrompts, EvalSamples: cfg.EvalSamples}
+		if l.update != nil {
+			rc.Update = l.update(o)
 		}
+		cv, err := lab.MDLOO(ctx, policy(cfg, m), c.best, c.reward, prompts, rc, bar)
+		if err != nil {
+			return fmt.Errorf("%s, seed %d: %w", l.name, s+1, err)
+		}
+		start[i][s], end[i][s], curves[i][s] = cv.Eval[0], cv.Eval[len(cv.Eval)-1], cv
+		models[job] = m
+		return nil
+	})
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	final := models[0] // seed 1, MDLOO
+	if err := final.Save(filepath.Join(cfg.Out, "final.safetensors")); err != nil {
+		return err
 	}
 	perIter := cfg.RLPrompts * o.K
 	t := lab.Table{
