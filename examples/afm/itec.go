@@ -186,7 +186,8 @@ func bestOfN(ctx context.Context, cfg config, prompts, names []string, members [
 	}
 	t := lab.Table{
 		Title: fmt.Sprintf("Stage 4. Rejection sampling: oracle reward of the response the last reward model picks, on %d held-out prompts", len(prompts)),
-		Head:  []string{"sampler", "responses per prompt", "oracle reward of the pick (words per response)", "oracle reward of a random sample (words per response)"},
+		Head: []string{"sampler", "responses per prompt", "oracle reward of the pick (words per response)", "pick − committee's pick, same prompt (words per response)",
+			"oracle reward of a random sample (words per response)"},
 	}
 	com, comRand := make([]float64, len(prompts)), make([]float64, len(prompts))
 	for i := range prompts {
@@ -198,14 +199,14 @@ func bestOfN(ctx context.Context, cfg config, prompts, names []string, members [
 		com[i], comRand[i] = pick(sc, rw), meanF(rw)
 	}
 	t.Rows = append(t.Rows, []string{fmt.Sprintf("committee of %d (%s)", c, strings.Join(names, ", ")), fmt.Sprintf("%d × %d = %d", c, n, c*n),
-		lab.MeanCI(com).Format("%.2f"), lab.MeanCI(comRand).Format("%.2f")})
+		lab.MeanCI(com).Format("%.2f"), "", lab.MeanCI(comRand).Format("%.2f")})
 	for j := range members {
 		for _, k := range []int{n, n * c} {
 			b, r := make([]float64, len(prompts)), make([]float64, len(prompts))
 			for i := range prompts {
 				b[i], r[i] = pick(scores[j][i][:k], rewards[j][i][:k]), meanF(rewards[j][i][:k])
 			}
-			t.Rows = append(t.Rows, []string{names[j] + " alone", fmt.Sprint(k), lab.MeanCI(b).Format("%.2f"), lab.MeanCI(r).Format("%.2f")})
+			t.Rows = append(t.Rows, []string{names[j] + " alone", fmt.Sprint(k), lab.MeanCI(b).Format("%.2f"), lab.MeanCI(diff(b, com)).Format("%+.2f"), lab.MeanCI(r).Format("%.2f")})
 		}
 	}
 	t.Note = fmt.Sprintf("Each cell: mean ± half-width of the 95%% confidence interval over the %d prompts. The committee is the one iTeC kept after its last round.", len(prompts))

@@ -29,6 +29,22 @@
 //     against RLOO and PPO-clip, with the same prompts, samples per
 //     iteration and KL-shaped leave-one-out advantages, over the seeds.
 //
+// What to expect (seed 1; the README shows a run). The student trained on
+// AFM's top-1 target beats the cross-entropy control on held-out top-1
+// accuracy, seed for seed, and loses on perplexity: the one-hot target
+// says the teacher's guess is certain, while the teacher is right about
+// half the time, and perplexity charges every byte the target called
+// impossible; top-k distillation keeps the teacher's uncertainty and wins
+// both, at 24 bytes of cache per training byte instead of 1. The
+// soft-label reward model, told how sure the rater was, ranks held-out
+// pairs as the oracle does more often than Bradley–Terry. The committee's
+// pick beats most members' own best-of-N but not the strongest member's
+// given the same number of samples. MDLOO and PPO-clip improve the oracle
+// reward several times more than RLOO's single step per batch at the same
+// sample budget. The oracle counts words, so online RL against it learns
+// to repeat them: the final samples show the reward hacking that KL
+// regularization and real labelers exist to limit.
+//
 // It prints tables (every column names its unit) and writes results.md,
 // curves.png and the models to -out. Runs are deterministic for a -seed
 // (on one machine: the float32 kernels may round differently on another
