@@ -124,7 +124,7 @@ func itecStage(ctx context.Context, cfg config, p prefTask, res *results, w io.W
 	for i, a := range com.RewardAcc {
 		accs = append(accs, fmt.Sprintf("round %d %.1f %%", i+1, 100*a[0]))
 	}
-	t.Note = fmt.Sprintf("Best member: %s. The reward model refreshed each round on the oracle's labels agrees with the oracle on %s of stage 3's held-out pairs. "+
+	t.Note = fmt.Sprintf("Best member: %s. The reward model refreshed each round on the oracle's labels ranks %s of stage 3's held-out pairs as the oracle does. "+
 		"A member's prompts won count the prompts where the reward model picked its response among the committee's; a member trained in the last round was never in a committee.",
 		best.Name, strings.Join(accs, ", "))
 	if err := res.add(w, t); err != nil {

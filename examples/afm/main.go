@@ -254,7 +254,7 @@ func policy(cfg config, m *nn.TinyLM) lab.Policy {
 }
 
 // prefTask is what stage 3 hands on: the student, the prompts and the
-// held-out pairs.
+// held-out pairs whose oracle rewards differ.
 type prefTask struct {
 	student                   *nn.TinyLM
 	trainPrompts, testPrompts []string

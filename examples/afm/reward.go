@@ -56,7 +56,6 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 		return p, err
 	}
 	truth := lab.LabelSamples(p.trainPrompts, trainC, 6, cfg.Seed+12)
-	p.testPairs = lab.LabelSamples(p.testPrompts, testC, 8, cfg.Seed+13)
 	// The held-out verdicts that matter: every pair of a held-out prompt's
 	// candidates whose oracle rewards differ (the oracle's own reward, not
 	// its tie-break on wordiness), higher reward chosen.
@@ -115,6 +114,7 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	if err != nil {
 		return p, err
 	}
+	p.testPairs = graded
 	lv := lab.LevelCounts(truth)
 	t := lab.Table{
 		Title: fmt.Sprintf("Stage 3. Reward models: %d training pairs labeled by a calibrated rater; %d held-out pairs whose oracle rewards differ", len(truth), len(graded)),
