@@ -70,6 +70,10 @@ type Config struct {
 	Trainer   Trainer
 	Evaluator Evaluator
 	Progress  func(Event) // optional
+	// Executor runs sampling, scoring and labeling; nil means InProcess.
+	// The posttrain/jetstream module's executor spreads them over workers
+	// behind a durable queue, with the same results.
+	Executor Executor
 }
 
 // MemberInfo is a member as checkpoints record it.
@@ -278,7 +282,8 @@ func (r *run) committee() []Member {
 }
 
 func (r *run) sampleOptions() SampleOptions {
-	return SampleOptions{N: r.cfg.Samples, Workers: r.cfg.Workers, Seed: r.cfg.Seed, Round: r.st.Round}
+	return SampleOptions{N: r.cfg.Samples, Workers: r.cfg.Workers, Seed: r.cfg.Seed, Round: r.st.Round,
+		Executor: r.cfg.Executor, Step: r.st.Done + 1, RewardRef: r.st.RewardRef}
 }
 
 func (r *run) summary() *RoundSummary {
@@ -399,7 +404,11 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 	for j, i := range todo {
 		sub[j] = cands[i]
 	}
-	_, err = Label(ctx, r.cfg.Labeler, sub, r.workers(), func(j int, p prefopt.Pair) error {
+	ex := executorOr(r.cfg.Executor)
+	ask := func(ctx context.Context, j int, c Candidate) (Preference, error) {
+		return ex.Label(ctx, LabelTask{ID: LabelID(r.st.Round, todo[j]), Labeler: r.cfg.Labeler, Candidate: c})
+	}
+	_, err = labelEach(ctx, ask, sub, r.workers(), func(j int, p prefopt.Pair) error {
 		e := loggedLabel{Index: todo[j], Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected, Level: p.Level.String()}
 		have[todo[j]] = e
 		done++
