@@ -1,0 +1,146 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/posttrain/posttrain/itec"
+)
+
+func startServer(t *testing.T, listen string) *Server {
+	t.Helper()
+	s, err := StartServer(ServerConfig{Dir: t.TempDir(), Listen: listen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func connect(t *testing.T, s *Server) *nats.Conn {
+	t.Helper()
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// serve runs a worker until the test ends.
+func serve(t *testing.T, nc *nats.Conn, run string, w *Worker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := w.Run(ctx, nc, run); err != nil {
+			t.Errorf("worker %s: %v", w.Name, err)
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func open(t *testing.T, nc *nats.Conn, opt Options) *Executor {
+	t.Helper()
+	ex, err := Open(context.Background(), nc, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ex.Close() })
+	return ex
+}
+
+// A run through the queue, served by two sampling workers and a label
+// service, ends in exactly the in-process run's state with as many labels.
+func TestDistributedEqualsInProcess(t *testing.T) {
+	w := newWorld(12)
+	want, wantLabels := reference(t, w)
+
+	s := startServer(t, "")
+	ex := open(t, connect(t, s), Options{Run: "eq"})
+	ld := &loader{w: w}
+	serve(t, connect(t, s), "eq", &Worker{Loader: ld, Concurrency: 3, Name: "w1"})
+	serve(t, connect(t, s), "eq", &Worker{Loader: ld, Concurrency: 2, Name: "w2"})
+	lab := &oracle{w: w}
+	serve(t, connect(t, s), "eq", &Worker{Labeler: lab, Concurrency: 4, Name: "labels"})
+
+	dir := t.TempDir()
+	coordLab := &oracle{w: w} // must never be asked: labels go through the queue
+	if _, err := itec.Run(context.Background(), w.config(dir, coordLab, ex, 8)); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, snapshot(t, dir), want)
+	if got := lab.calls.Load(); got != wantLabels || coordLab.calls.Load() != 0 {
+		t.Fatalf("label service asked %d labels, coordinator's labeler %d; the in-process run asked %d", got, coordLab.calls.Load(), wantLabels)
+	}
+	// Members load once per worker and kind, not per task: 3 initial + 4
+	// trained members, two workers at most.
+	if n := ld.loads.Load(); n > 2*7 {
+		t.Errorf("%d member loads for 7 members on 2 workers", n)
+	}
+
+	// The same run again, over the same results: nothing is recomputed and
+	// no label is asked again.
+	dir2 := t.TempDir()
+	if _, err := itec.Run(context.Background(), w.config(dir2, coordLab, ex, 8)); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, snapshot(t, dir2), want)
+	if got := lab.calls.Load(); got != wantLabels {
+		t.Fatalf("a rerun over kept results asked %d more labels", got-wantLabels)
+	}
+}
+
+// A member that fails on every delivery ends the run with an error naming
+// its task, after MaxDeliver attempts, not a hang.
+func TestPoisonTask(t *testing.T) {
+	w := newWorld(4)
+	s := startServer(t, "")
+	ex := open(t, connect(t, s), Options{Run: "poison", MaxDeliver: 3, AckWait: time.Second})
+	serve(t, connect(t, s), "poison", &Worker{Loader: &loader{w: w, fail: true}, Name: "w1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := itec.Collect(ctx, w.specialists(), w.prompts, itec.SampleOptions{N: 2, Workers: 4, Seed: 1, Round: 1, Executor: ex})
+	var te *TaskError
+	if !errors.As(err, &te) {
+		t.Fatalf("Collect returned %v, want a TaskError", err)
+	}
+	if te.Deliveries != 3 || !strings.Contains(te.ID, "/sample/") || !strings.Contains(err.Error(), "always fails") || te.Worker != "w1" {
+		t.Fatalf("dead letter %+v: want the task, 3 deliveries, worker w1 and the cause", te)
+	}
+	t.Log(err)
+}
+
+// A task whose worker dies on every delivery (here: takes it and never
+// acknowledges nor heartbeats) becomes a dead letter through the server's
+// max-deliveries advisory.
+func TestSilentWorkerDeadLetter(t *testing.T) {
+	s := startServer(t, "")
+	nc := connect(t, s)
+	ex := open(t, nc, Options{Run: "silent", MaxDeliver: 2, AckWait: 200 * time.Millisecond})
+	js, _ := njs.New(nc)
+	c, err := js.Consumer(context.Background(), "PT_TASKS_silent", "work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := c.Consume(func(njs.Msg) {}) // takes tasks, drops them
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = ex.Generate(ctx, itec.GenerateTask{ID: "r1/sample/p0/m0=x/s0+1", Member: itec.Member{Name: "x", Ref: "spec/all"}, Prompt: "q0", Seeds: []uint64{1}})
+	var te *TaskError
+	if !errors.As(err, &te) || te.ID != "r1/sample/p0/m0=x/s0+1" || te.Deliveries != 2 {
+		t.Fatalf("Generate returned %v, want the dead letter of its task after 2 deliveries", err)
+	}
+	t.Log(err)
+}

@@ -1,0 +1,332 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/posttrain/posttrain/itec"
+)
+
+// Model is a member or reward model as a worker loads it.
+type Model struct {
+	ModelRef
+	// File is a local copy of the checkpoint, its SHA-256 checked against
+	// Object; empty if the coordinator's Ref named no file.
+	File string
+}
+
+// A Loader builds the models a worker serves: committee members' samplers
+// and reward models, from their checkpoints. Each is loaded once per worker
+// and shared by its concurrent tasks, so both must be safe for concurrent
+// use. Adding a checkpoint format is adding a case to a Loader.
+type Loader interface {
+	Generator(ctx context.Context, m Model) (itec.Generator, error)
+	Scorer(ctx context.Context, m Model) (itec.Scorer, error)
+}
+
+// Worker serves a run's tasks: sampling and scoring if it has a Loader,
+// labels if it has a Labeler.
+type Worker struct {
+	Loader      Loader
+	Labeler     itec.Labeler
+	Concurrency int    // tasks at once; 0 means 1
+	Name        string // reported in dead letters; 0 means the host name
+	// CacheDir keeps checkpoints fetched from the object store, by SHA-256;
+	// empty means a temporary directory removed when Run returns.
+	CacheDir string
+
+	mu     sync.Mutex
+	models map[string]*loaded
+}
+
+type loaded struct {
+	once sync.Once
+	gen  itec.Generator
+	sc   itec.Scorer
+	err  error
+}
+
+// permanent marks an error no redelivery can cure, such as a corrupt
+// checkpoint: the task becomes a dead letter at once.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Run joins run on nc's server and serves tasks until ctx is cancelled,
+// then drains: it takes no new task and returns once those in hand are
+// done and acknowledged. It waits for the run's stream to exist.
+func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
+	n, err := namesOf(run)
+	if err != nil {
+		return err
+	}
+	if w.Loader == nil && w.Labeler == nil {
+		return errors.New("jetstream: Worker has neither a Loader nor a Labeler")
+	}
+	if w.Name == "" {
+		w.Name, _ = os.Hostname()
+	}
+	if w.CacheDir == "" {
+		d, err := os.MkdirTemp("", "posttrain-worker-")
+		if err != nil {
+			return fmt.Errorf("jetstream: worker: %w", err)
+		}
+		defer os.RemoveAll(d)
+		w.CacheDir = d
+	}
+	js, err := njs.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: worker: %w", err)
+	}
+	var kv njs.KeyValue
+	var cons []njs.Consumer
+	names := []string{}
+	if w.Loader != nil {
+		names = append(names, n.workCons)
+	}
+	if w.Labeler != nil {
+		names = append(names, n.labelCons)
+	}
+	for {
+		cons = cons[:0]
+		kv, err = js.KeyValue(ctx, n.results)
+		for _, name := range names {
+			if err != nil {
+				break
+			}
+			var c njs.Consumer
+			if c, err = js.Consumer(ctx, n.tasks, name); err == nil {
+				cons = append(cons, c)
+			}
+		}
+		if err == nil {
+			break
+		}
+		select { // the coordinator has not opened the run yet, or the server restarts
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var obs njs.ObjectStore
+	if w.Loader != nil {
+		if obs, err = js.ObjectStore(ctx, ModelBucket); err != nil {
+			return fmt.Errorf("jetstream: worker: checkpoints: %w", err)
+		}
+	}
+	conc := max(w.Concurrency, 1)
+	var wg sync.WaitGroup
+	for _, c := range cons {
+		info := c.CachedInfo()
+		for range conc {
+			it, err := c.Messages(njs.PullMaxMessages(1))
+			if err != nil {
+				return fmt.Errorf("jetstream: worker: %w", err)
+			}
+			wg.Go(func() {
+				<-ctx.Done()
+				it.Drain()
+			})
+			wg.Go(func() {
+				for {
+					msg, err := it.Next()
+					if err != nil {
+						if errors.Is(err, njs.ErrMsgIteratorClosed) {
+							return
+						}
+						continue // a server restart or a missed heartbeat: pull again
+					}
+					w.handle(kv, obs, info, msg)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// handle runs one task, stores its result, then acknowledges it: results
+// before acks, which the executor's dedup relies on.
+func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.ConsumerInfo, msg njs.Msg) {
+	// The task runs to completion even while the worker drains: a
+	// half-done task would only be redone elsewhere.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	md, err := msg.Metadata()
+	if err != nil {
+		msg.Term()
+		return
+	}
+	var t task
+	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.ID == "" {
+		msg.TermWithReason("undecodable task")
+		return
+	}
+	beat := time.NewTicker(max(info.Config.AckWait/3, 10*time.Millisecond))
+	defer beat.Stop()
+	type outcome struct {
+		r   *result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		r, err := w.run(ctx, obs, &t)
+		done <- outcome{r, err}
+	}()
+	var out outcome
+wait:
+	for {
+		select {
+		case out = <-done:
+			break wait
+		case <-beat.C:
+			msg.InProgress() // a long generation is not a dead worker
+		}
+	}
+	r := out.r
+	if out.err != nil {
+		var p permanent
+		if !errors.As(out.err, &p) && int(md.NumDelivered) < info.Config.MaxDeliver {
+			msg.NakWithDelay(time.Duration(md.NumDelivered) * 50 * time.Millisecond)
+			return
+		}
+		r = &result{Dead: true, Err: out.err.Error(), Deliveries: md.NumDelivered}
+	}
+	r.ID, r.Worker = t.ID, w.Name
+	b, err := json.Marshal(r)
+	if err != nil {
+		msg.Nak()
+		return
+	}
+	if _, err := kv.Create(ctx, taskKey(t.ID), b); err != nil && !errors.Is(err, njs.ErrKeyExists) {
+		msg.Nak() // not stored: let another delivery try
+		return
+	}
+	msg.DoubleAck(ctx)
+}
+
+func (w *Worker) run(ctx context.Context, obs njs.ObjectStore, t *task) (*result, error) {
+	switch t.Kind {
+	case kindLabel:
+		if w.Labeler == nil {
+			return nil, permanent{errors.New("label task on a worker without a labeler")}
+		}
+		p, err := w.Labeler.Label(ctx, t.Prompt, t.A, t.B)
+		if err != nil {
+			return nil, err
+		}
+		return &result{Preference: &p}, nil
+	case kindGenerate, kindScore:
+		if t.Model == nil {
+			return nil, permanent{fmt.Errorf("%s task without a model", t.Kind)}
+		}
+		m, err := w.load(ctx, obs, t.Kind, *t.Model)
+		if err != nil {
+			return nil, err
+		}
+		if t.Kind == kindGenerate {
+			texts, err := m.gen.Generate(ctx, t.Prompt, t.Seeds)
+			if err == nil && len(texts) != len(t.Seeds) {
+				err = fmt.Errorf("member %q returned %d responses for %d seeds", t.Model.Name, len(texts), len(t.Seeds))
+			}
+			return &result{Texts: texts}, err
+		}
+		scores, err := m.sc.Score(ctx, t.Prompt, t.Responses)
+		return &result{Scores: scores}, err
+	}
+	return nil, permanent{fmt.Errorf("unknown task kind %q", t.Kind)}
+}
+
+// load returns the model, loading it on first use.
+func (w *Worker) load(ctx context.Context, obs njs.ObjectStore, kind string, ref ModelRef) (*loaded, error) {
+	key := kind + "|" + ref.key()
+	w.mu.Lock()
+	if w.models == nil {
+		w.models = map[string]*loaded{}
+	}
+	l, ok := w.models[key]
+	if !ok {
+		l = new(loaded)
+		w.models[key] = l
+	}
+	w.mu.Unlock()
+	l.once.Do(func() {
+		m := Model{ModelRef: ref}
+		if ref.Object != "" {
+			if m.File, l.err = w.fetch(ctx, obs, ref.Object); l.err != nil {
+				return
+			}
+		}
+		if kind == kindGenerate {
+			l.gen, l.err = w.Loader.Generator(ctx, m)
+		} else {
+			l.sc, l.err = w.Loader.Scorer(ctx, m)
+		}
+		if l.err != nil {
+			l.err = fmt.Errorf("loading %q (ref %q): %w", ref.Name, ref.Ref, l.err)
+		}
+	})
+	if l.err != nil {
+		w.mu.Lock()
+		delete(w.models, key) // a later task may try again
+		w.mu.Unlock()
+	}
+	return l, l.err
+}
+
+// fetch returns the path of the checkpoint object named by its SHA-256 in
+// the worker's cache, fetching it if absent and checking the digest of the
+// bytes either way.
+func (w *Worker) fetch(ctx context.Context, obs njs.ObjectStore, sum string) (string, error) {
+	path := filepath.Join(w.CacheDir, sum)
+	if err := checkDigest(path, sum); err == nil {
+		return path, nil
+	}
+	tmp := path + ".part"
+	err := obs.GetFile(ctx, sum, tmp)
+	if errors.Is(err, njs.ErrDigestMismatch) {
+		os.Remove(tmp)
+		return "", permanent{fmt.Errorf("checkpoint object %s: the object store's chunks do not match its digest: corrupt", sum)}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("fetching checkpoint object %s: %w", sum, err)
+	}
+	if err := checkDigest(tmp, sum); err != nil {
+		os.Remove(tmp)
+		return "", permanent{err}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// checkDigest checks a file against its SHA-256 in hex.
+func checkDigest(path, sum string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("checkpoint object %s: its bytes hash to %s: corrupt or replaced", sum, got)
+	}
+	return nil
+}
