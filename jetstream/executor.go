@@ -176,12 +176,16 @@ func (e *Executor) deliver() {
 		if ent == nil {
 			continue // the initial values are all in
 		}
-		r := new(result)
-		if err := json.Unmarshal(ent.Value(), r); err != nil {
-			r = &result{ID: ent.Key(), Dead: true, Err: fmt.Sprintf("undecodable result: %v", err)}
-		}
-		e.settle(ent.Key(), r)
+		e.settleRaw(ent.Key(), ent.Value())
 	}
+}
+
+func (e *Executor) settleRaw(key string, b []byte) {
+	r := new(result)
+	if err := json.Unmarshal(b, r); err != nil {
+		r = &result{ID: key, Dead: true, Err: fmt.Sprintf("undecodable result: %v", err)}
+	}
+	e.settle(key, r)
 }
 
 func (e *Executor) settle(key string, r *result) {
@@ -235,40 +239,67 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 
 	// Order matters: a worker stores the result before it acknowledges the
 	// task, so a task absent from the queue whose result is absent too was
-	// never published (or is published by nobody else).
+	// never published (or is published by nobody else). Errors here are
+	// retried: in a cluster losing a node, streams elect new leaders.
 	subj := subject + key
+	for attempt := 0; ; attempt++ {
+		err := e.enqueue(ctx, subj, key, t)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || attempt == 20 {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	// The watcher delivers results as they are stored; polling the bucket
+	// now and then guards against a watcher that misses one while the
+	// cluster fails over.
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		select {
+		case r := <-c:
+			return r, r.err()
+		case <-poll.C:
+			if ent, err := e.kv.Get(ctx, key); err == nil {
+				e.settleRaw(key, ent.Value())
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// enqueue publishes the task unless it is queued or has a result.
+func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error {
 	_, err := e.tasks.GetLastMsgForSubject(ctx, subj)
 	switch {
-	case err == nil: // queued or in progress
-	case errors.Is(err, njs.ErrMsgNotFound):
-		ent, err := e.kv.Get(ctx, key)
-		switch {
-		case err == nil:
-			r := new(result)
-			if err := json.Unmarshal(ent.Value(), r); err != nil {
-				return nil, fmt.Errorf("jetstream: task %s: result: %w", t.ID, err)
-			}
-			e.settle(key, r)
-		case errors.Is(err, njs.ErrKeyNotFound):
-			b, err := json.Marshal(t)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(key)); err != nil {
-				return nil, fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
-			}
-		default:
-			return nil, fmt.Errorf("jetstream: task %s: result: %w", t.ID, err)
-		}
-	default:
-		return nil, fmt.Errorf("jetstream: task %s: queue: %w", t.ID, err)
+	case err == nil:
+		return nil // queued or in progress
+	case !errors.Is(err, njs.ErrMsgNotFound):
+		return fmt.Errorf("jetstream: task %s: queue: %w", t.ID, err)
 	}
-	select {
-	case r := <-c:
-		return r, r.err()
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	ent, err := e.kv.Get(ctx, key)
+	switch {
+	case err == nil:
+		e.settleRaw(key, ent.Value())
+		return nil
+	case !errors.Is(err, njs.ErrKeyNotFound):
+		return fmt.Errorf("jetstream: task %s: result: %w", t.ID, err)
 	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(key)); err != nil {
+		return fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
+	}
+	return nil
 }
 
 func (e *Executor) unwait(key string, c chan *result) {

@@ -58,7 +58,7 @@ type result struct {
 	Preference *itec.Preference `json:"preference,omitempty"`
 	Err        string           `json:"err,omitempty"`
 	Dead       bool             `json:"dead,omitempty"`
-	Deliveries uint64           `json:"deliveries,omitempty"`
+	Deliveries uint64           `json:"deliveries,omitempty"` // of the task when the result was stored
 	Worker     string           `json:"worker,omitempty"`
 }
 

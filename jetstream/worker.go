@@ -146,7 +146,8 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 						if errors.Is(err, njs.ErrMsgIteratorClosed) {
 							return
 						}
-						continue // a server restart or a missed heartbeat: pull again
+						time.Sleep(50 * time.Millisecond) // a server restart or a missed heartbeat: pull again
+						continue
 					}
 					w.handle(kv, obs, info, msg)
 				}
@@ -204,7 +205,7 @@ wait:
 		}
 		r = &result{Dead: true, Err: out.err.Error(), Deliveries: md.NumDelivered}
 	}
-	r.ID, r.Worker = t.ID, w.Name
+	r.ID, r.Worker, r.Deliveries = t.ID, w.Name, md.NumDelivered
 	b, err := json.Marshal(r)
 	if err != nil {
 		msg.Nak()

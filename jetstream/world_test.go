@@ -145,7 +145,9 @@ func (r rewards) Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (
 	return s, ref, err
 }
 
-func (r rewards) Load(ctx context.Context, ref string) (itec.Scorer, error) { return r.w.rewardModel(ref) }
+func (r rewards) Load(ctx context.Context, ref string) (itec.Scorer, error) {
+	return r.w.rewardModel(ref)
+}
 
 // oracle labels by true reward and counts the labels it gives.
 type oracle struct {
@@ -300,13 +302,18 @@ func (w *world) config(dir string, lab itec.Labeler, ex itec.Executor, workers i
 // reference runs the world's loop in process and returns its final state
 // files and the labels it asked for.
 func reference(t *testing.T, w *world) (map[string]string, int64) {
+	st, lab := referenceLabels(t, w)
+	return st, lab.calls.Load()
+}
+
+func referenceLabels(t *testing.T, w *world) (map[string]string, *countingOracle) {
 	t.Helper()
 	dir := t.TempDir()
-	lab := &oracle{w: w}
+	lab := &countingOracle{oracle: &oracle{w: w}, seen: map[string]int{}}
 	if _, err := itec.Run(context.Background(), w.config(dir, lab, nil, 2)); err != nil {
 		t.Fatal(err)
 	}
-	return snapshot(t, dir), lab.calls.Load()
+	return snapshot(t, dir), lab
 }
 
 // snapshot reads the run's state.json and the data files, with the run
