@@ -242,19 +242,8 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 	// never published (or is published by nobody else). Errors here are
 	// retried: in a cluster losing a node, streams elect new leaders.
 	subj := subject + key
-	for attempt := 0; ; attempt++ {
-		err := e.enqueue(ctx, subj, key, t)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || attempt == 20 {
-			return nil, err
-		}
-		select {
-		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if err := retry(ctx, func() error { return e.enqueue(ctx, subj, key, t) }); err != nil {
+		return nil, err
 	}
 	// The watcher delivers results as they are stored; polling the bucket
 	// now and then guards against a watcher that misses one while the
@@ -266,17 +255,41 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 		case r := <-c:
 			return r, r.err()
 		case <-poll.C:
-			if ent, err := e.kv.Get(ctx, key); err == nil {
+			gctx, cancel := context.WithTimeout(ctx, apiTimeout)
+			if ent, err := e.kv.Get(gctx, key); err == nil {
 				e.settleRaw(key, ent.Value())
 			}
+			cancel()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
+// apiTimeout bounds each request to the JetStream API.
+const apiTimeout = 5 * time.Second
+
+// retry calls f until it succeeds, for about 30 s: long enough for a
+// cluster's streams to elect new leaders after losing a node.
+func retry(ctx context.Context, f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil || ctx.Err() != nil || attempt == 30 {
+			return err
+		}
+		select {
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // enqueue publishes the task unless it is queued or has a result.
 func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error {
+	// A request to a stream leader that dies unanswered would wait forever.
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	_, err := e.tasks.GetLastMsgForSubject(ctx, subj)
 	switch {
 	case err == nil:
@@ -371,7 +384,11 @@ func (e *Executor) model(ctx context.Context, name string, alg itec.Algorithm, r
 	obj, ok := e.uploads[ref]
 	e.mu.Unlock()
 	if !ok {
-		if obj, err = e.upload(ctx, ref); err != nil {
+		err := retry(ctx, func() (err error) {
+			obj, err = e.upload(ctx, ref)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
@@ -384,6 +401,8 @@ func (e *Executor) model(ctx context.Context, name string, alg itec.Algorithm, r
 
 // upload stores a checkpoint file under its SHA-256, unless already there.
 func (e *Executor) upload(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*apiTimeout)
+	defer cancel()
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("jetstream: checkpoint %s: %w", path, err)

@@ -46,6 +46,8 @@ type Worker struct {
 	// CacheDir keeps checkpoints fetched from the object store, by SHA-256;
 	// empty means a temporary directory removed when Run returns.
 	CacheDir string
+	// Logf, if not nil, reports connection trouble the worker rides out.
+	Logf func(format string, args ...any)
 
 	mu     sync.Mutex
 	models map[string]*loaded
@@ -131,40 +133,69 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 	for _, c := range cons {
 		info := c.CachedInfo()
 		for range conc {
-			it, err := c.Messages(njs.PullMaxMessages(1))
-			if err != nil {
-				return fmt.Errorf("jetstream: worker: %w", err)
-			}
-			wg.Go(func() {
-				<-ctx.Done()
-				it.Drain()
-			})
-			wg.Go(func() {
-				for {
-					msg, err := it.Next()
-					if err != nil {
-						if errors.Is(err, njs.ErrMsgIteratorClosed) {
-							return
-						}
-						time.Sleep(50 * time.Millisecond) // a server restart or a missed heartbeat: pull again
-						continue
-					}
-					w.handle(kv, obs, info, msg)
-				}
-			})
+			wg.Go(func() { w.pull(ctx, js, n.tasks, info, kv, obs) })
 		}
 	}
 	wg.Wait()
 	return nil
 }
 
+// pull takes one task at a time from the consumer until ctx is cancelled.
+// An iterator that fails (the consumer's leader moved, the server went
+// away) is replaced by a fresh one.
+func (w *Worker) pull(ctx context.Context, js njs.JetStream, stream string, info *njs.ConsumerInfo, kv njs.KeyValue, obs njs.ObjectStore) {
+	for ctx.Err() == nil {
+		c, err := js.Consumer(ctx, stream, info.Name)
+		var it njs.MessagesContext
+		if err == nil {
+			// Short pulls with heartbeats: after a failover a stale pull is
+			// noticed in seconds, not at its 30 s default expiry.
+			it, err = c.Messages(njs.PullMaxMessages(1), njs.PullExpiry(5*time.Second), njs.PullHeartbeat(time.Second))
+		}
+		if err != nil {
+			w.logf("jetstream: worker %s: consumer %s: %v", w.Name, info.Name, err)
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		stop := context.AfterFunc(ctx, it.Drain)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, njs.ErrMsgIteratorClosed) {
+					w.logf("jetstream: worker %s: %v", w.Name, err)
+					it.Stop()
+					sleep(ctx, 50*time.Millisecond)
+				}
+				break
+			}
+			w.handle(kv, obs, info, msg)
+		}
+		stop()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (w *Worker) logf(format string, args ...any) {
+	if w.Logf != nil {
+		w.Logf(format, args...)
+	}
+}
+
 // handle runs one task, stores its result, then acknowledges it: results
 // before acks, which the executor's dedup relies on.
 func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.ConsumerInfo, msg njs.Msg) {
 	// The task runs to completion even while the worker drains: a
-	// half-done task would only be redone elsewhere.
+	// half-done task would only be redone elsewhere. Requests to the
+	// server get a timeout each.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	api := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, apiTimeout) }
 	md, err := msg.Metadata()
 	if err != nil {
 		msg.Term()
@@ -173,6 +204,15 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 	var t task
 	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.ID == "" {
 		msg.TermWithReason("undecodable task")
+		return
+	}
+	// A task redelivered because its acknowledgement was lost has its
+	// result already: acknowledge it again rather than redo it (and never
+	// ask a labeler twice).
+	actx, acancel := api()
+	defer acancel()
+	if _, err := kv.Get(actx, taskKey(t.ID)); err == nil {
+		msg.DoubleAck(actx)
 		return
 	}
 	beat := time.NewTicker(max(info.Config.AckWait/3, 10*time.Millisecond))
@@ -211,11 +251,13 @@ wait:
 		msg.Nak()
 		return
 	}
-	if _, err := kv.Create(ctx, taskKey(t.ID), b); err != nil && !errors.Is(err, njs.ErrKeyExists) {
+	sctx, scancel := api()
+	defer scancel()
+	if _, err := kv.Create(sctx, taskKey(t.ID), b); err != nil && !errors.Is(err, njs.ErrKeyExists) {
 		msg.Nak() // not stored: let another delivery try
 		return
 	}
-	msg.DoubleAck(ctx)
+	msg.DoubleAck(sctx)
 }
 
 func (w *Worker) run(ctx context.Context, obs njs.ObjectStore, t *task) (*result, error) {
@@ -267,6 +309,7 @@ func (w *Worker) load(ctx context.Context, obs njs.ObjectStore, kind string, ref
 		m := Model{ModelRef: ref}
 		if ref.Object != "" {
 			if m.File, l.err = w.fetch(ctx, obs, ref.Object); l.err != nil {
+				l.err = fmt.Errorf("loading %q (ref %q): %w", ref.Name, ref.Ref, l.err)
 				return
 			}
 		}
