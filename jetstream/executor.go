@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/itec"
 )
 
@@ -425,4 +426,31 @@ func (e *Executor) upload(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("jetstream: storing checkpoint %s: %w", path, err)
 	}
 	return name, nil
+}
+
+// Teacher returns the cache.Executor that has the run's workers compute a
+// corpus's teacher predictions with the teacher at ref (a checkpoint file,
+// stored in the object store like a member's), for cache.Precompute's
+// Distribute option. Workers load it with their Loader's Teacher method.
+func (e *Executor) Teacher(ref string) cache.Executor { return teacherExec{e, ref} }
+
+type teacherExec struct {
+	e   *Executor
+	ref string
+}
+
+func (t teacherExec) Predict(ctx context.Context, b cache.Task) (cache.Prediction, error) {
+	m, err := t.e.model(ctx, "teacher", "", 0, t.ref)
+	if err != nil {
+		return cache.Prediction{}, err
+	}
+	f := b.Format
+	r, err := t.e.do(ctx, t.e.n.work, &task{ID: "teach/" + b.ID, Kind: kindPredict, Model: m, Tokens: b.Tokens, First: b.First, Format: &f})
+	if err != nil {
+		return cache.Prediction{}, err
+	}
+	if r.Prediction == nil {
+		return cache.Prediction{}, fmt.Errorf("jetstream: task %s: result has no prediction", b.ID)
+	}
+	return *r.Prediction, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/itec"
 )
 
@@ -14,6 +15,7 @@ const (
 	kindGenerate = "generate"
 	kindScore    = "score"
 	kindLabel    = "label"
+	kindPredict  = "predict"
 )
 
 // task is a unit of work as it travels through the queue, JSON-encoded.
@@ -26,6 +28,10 @@ type task struct {
 	Responses []string  `json:"responses,omitempty"`
 	A         string    `json:"a,omitempty"`
 	B         string    `json:"b,omitempty"`
+	// predict: a batch of a corpus for the teacher
+	Tokens []int32       `json:"tokens,omitempty"`
+	First  int64         `json:"first,omitempty"`
+	Format *cache.Format `json:"format,omitempty"`
 }
 
 // ModelRef identifies a committee member or reward model to a worker.
@@ -52,14 +58,15 @@ func (m ModelRef) key() string {
 // task's key. A result with Dead set is a dead letter: the task failed
 // MaxDeliver times or failed for good.
 type result struct {
-	ID         string           `json:"id"`
-	Texts      []string         `json:"texts,omitempty"`
-	Scores     []float64        `json:"scores,omitempty"`
-	Preference *itec.Preference `json:"preference,omitempty"`
-	Err        string           `json:"err,omitempty"`
-	Dead       bool             `json:"dead,omitempty"`
-	Deliveries uint64           `json:"deliveries,omitempty"` // of the task when the result was stored
-	Worker     string           `json:"worker,omitempty"`
+	ID         string            `json:"id"`
+	Texts      []string          `json:"texts,omitempty"`
+	Scores     []float64         `json:"scores,omitempty"`
+	Preference *itec.Preference  `json:"preference,omitempty"`
+	Prediction *cache.Prediction `json:"prediction,omitempty"`
+	Err        string            `json:"err,omitempty"`
+	Dead       bool              `json:"dead,omitempty"`
+	Deliveries uint64            `json:"deliveries,omitempty"` // of the task when the result was stored
+	Worker     string            `json:"worker,omitempty"`
 }
 
 func (r *result) err() error {

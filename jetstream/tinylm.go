@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/itec"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -128,4 +129,38 @@ func (s tinyScorer) Score(ctx context.Context, prompt string, responses []string
 		}
 	}
 	return out, nil
+}
+
+// Teacher implements TeacherLoader: each batch of tokens is one sequence
+// from the start of the context, and row i of the logits predicts the
+// token after tokens[i].
+func (l TinyLM) Teacher(ctx context.Context, m Model) (cache.Teacher, error) {
+	lm, err := l.load(m)
+	if err != nil {
+		return nil, err
+	}
+	return TinyLMTeacher(lm), nil
+}
+
+// TinyLMTeacher is the cache.Teacher of a TinyLM, as TinyLM.Teacher loads
+// it: a coordinator computing in process uses the same function.
+func TinyLMTeacher(lm *nn.TinyLM) cache.Teacher {
+	return func(tokens []int32) (*tensor.Dense, error) {
+		if len(tokens) > lm.Config.Context {
+			return nil, fmt.Errorf("jetstream: TinyLM teacher: batch of %d tokens, context is %d", len(tokens), lm.Config.Context)
+		}
+		if err := lm.CheckTokens(tokens); err != nil {
+			return nil, err
+		}
+		d := lm.NewDecoder()
+		out := tensor.New(len(tokens), lm.Config.Vocab)
+		for i, t := range tokens {
+			z, err := d.Step(t)
+			if err != nil {
+				return nil, err
+			}
+			copy(out.Row(i), z)
+		}
+		return out, nil
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/itec"
 )
 
@@ -34,6 +35,13 @@ type Model struct {
 type Loader interface {
 	Generator(ctx context.Context, m Model) (itec.Generator, error)
 	Scorer(ctx context.Context, m Model) (itec.Scorer, error)
+}
+
+// A TeacherLoader is a Loader that also loads teachers, for a corpus's
+// teacher predictions (Executor.Teacher).
+type TeacherLoader interface {
+	Loader
+	Teacher(ctx context.Context, m Model) (cache.Teacher, error)
 }
 
 // Worker serves a run's tasks: sampling and scoring if it has a Loader,
@@ -57,6 +65,7 @@ type loaded struct {
 	once sync.Once
 	gen  itec.Generator
 	sc   itec.Scorer
+	tch  cache.Teacher
 	err  error
 }
 
@@ -271,6 +280,19 @@ func (w *Worker) run(ctx context.Context, obs njs.ObjectStore, t *task) (*result
 			return nil, err
 		}
 		return &result{Preference: &p}, nil
+	case kindPredict:
+		if t.Model == nil || t.Format == nil {
+			return nil, permanent{errors.New("predict task without a teacher or format")}
+		}
+		m, err := w.load(ctx, obs, t.Kind, *t.Model)
+		if err != nil {
+			return nil, err
+		}
+		p, err := cache.Predict(*t.Format, m.tch, t.Tokens, t.First)
+		if err != nil {
+			return nil, err
+		}
+		return &result{Prediction: &p}, nil
 	case kindGenerate, kindScore:
 		if t.Model == nil {
 			return nil, permanent{fmt.Errorf("%s task without a model", t.Kind)}
@@ -313,10 +335,18 @@ func (w *Worker) load(ctx context.Context, obs njs.ObjectStore, kind string, ref
 				return
 			}
 		}
-		if kind == kindGenerate {
+		switch kind {
+		case kindGenerate:
 			l.gen, l.err = w.Loader.Generator(ctx, m)
-		} else {
+		case kindScore:
 			l.sc, l.err = w.Loader.Scorer(ctx, m)
+		case kindPredict:
+			tl, ok := w.Loader.(TeacherLoader)
+			if !ok {
+				l.err = permanent{errors.New("this worker's Loader loads no teachers")}
+				return
+			}
+			l.tch, l.err = tl.Teacher(ctx, m)
 		}
 		if l.err != nil {
 			l.err = fmt.Errorf("loading %q (ref %q): %w", ref.Name, ref.Ref, l.err)
