@@ -45,7 +45,7 @@ func workerCommand(t testing.TB) string {
 // stored and acknowledged once, and the process exits cleanly.
 func TestWorkerCommandDrains(t *testing.T) {
 	bin := workerCommand(t)
-	_, path := tinyModel(t, 5)
+	_, path := tinyModel(t, 5, 32)
 	s := startServer(t, "127.0.0.1:0")
 	ex := open(t, connect(t, s), Options{Run: "drain", AckWait: 30 * time.Second})
 	cmd := exec.Command(bin, "-url", s.URL(), "-run", "drain", "-concurrency", "1", "-name", "drainer", "-len", "48")

@@ -12,10 +12,11 @@ import (
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// tinyModel saves a small random TinyLM and returns it with its path.
-func tinyModel(t testing.TB, seed uint64) (*nn.TinyLM, string) {
+// tinyModel saves a small random TinyLM of width d and returns it with
+// its path.
+func tinyModel(t testing.TB, seed uint64, d int) (*nn.TinyLM, string) {
 	t.Helper()
-	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: 32, Layers: 1, Heads: 2, Context: 64, Hidden: 64}, seed)
+	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: d, Layers: 2, Heads: 2, Context: 128, Hidden: 2 * d}, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func tinyModel(t testing.TB, seed uint64) (*nn.TinyLM, string) {
 // checkpoint are the bytes the in-process Precompute writes; run again over
 // the kept results, no batch is recomputed.
 func TestDistributedPrecompute(t *testing.T) {
-	lm, path := tinyModel(t, 3)
+	lm, path := tinyModel(t, 3, 32)
 	r := rand.New(rand.NewPCG(4, 4))
 	tokens := make([]int32, 700)
 	for i := range tokens {
