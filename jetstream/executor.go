@@ -154,7 +154,7 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	}
 	e.subs = append(e.subs, sub)
 	if opt.Labeler != nil {
-		w := &Worker{Labeler: opt.Labeler, Concurrency: opt.MaxPending, Name: "coordinator"}
+		w := &Worker{Labeler: opt.Labeler, Concurrency: min(opt.MaxPending, 16), Name: "coordinator"}
 		e.wg.Go(func() { w.Run(bg, nc, opt.Run) })
 	}
 	return e, nil

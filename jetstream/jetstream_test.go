@@ -144,3 +144,48 @@ func TestSilentWorkerDeadLetter(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// With Options.Labeler the coordinator answers its own label queue: the
+// same run, the same labels.
+func TestCoordinatorLabels(t *testing.T) {
+	w := newWorld(12)
+	want, wantLabels := reference(t, w)
+	s := startServer(t, "")
+	lab := &oracle{w: w}
+	ex := open(t, connect(t, s), Options{Run: "own", Labeler: lab})
+	serve(t, connect(t, s), "own", &Worker{Loader: &loader{w: w}, Concurrency: 4})
+	dir := t.TempDir()
+	if _, err := itec.Run(context.Background(), w.config(dir, &oracle{w: w}, ex, 8)); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, snapshot(t, dir), want)
+	if lab.calls.Load() != wantLabels {
+		t.Fatalf("%d labels, in-process %d", lab.calls.Load(), wantLabels)
+	}
+}
+
+// A result too large for the server's max_payload is a dead letter saying
+// so, not a task redelivered until it dies unexplained.
+func TestOversizedResult(t *testing.T) {
+	s := startServer(t, "")
+	ex := open(t, connect(t, s), Options{Run: "big"})
+	serve(t, connect(t, s), "big", &Worker{Loader: bigLoader{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := ex.Generate(ctx, itec.GenerateTask{ID: "big/1", Member: itec.Member{Name: "big", Ref: "big"}, Prompt: "p", Seeds: []uint64{1}})
+	var te *TaskError
+	if !errors.As(err, &te) || !strings.Contains(te.Cause, "max_payload") {
+		t.Fatalf("oversized result: %v", err)
+	}
+}
+
+type bigLoader struct{}
+
+func (bigLoader) Generator(context.Context, Model) (itec.Generator, error) { return bigGen{}, nil }
+func (bigLoader) Scorer(context.Context, Model) (itec.Scorer, error)       { return nil, errors.New("none") }
+
+type bigGen struct{}
+
+func (bigGen) Generate(_ context.Context, _ string, seeds []uint64) ([]string, error) {
+	return []string{strings.Repeat("x", 9<<20)}, nil
+}

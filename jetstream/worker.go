@@ -57,8 +57,9 @@ type Worker struct {
 	// Logf, if not nil, reports connection trouble the worker rides out.
 	Logf func(format string, args ...any)
 
-	mu     sync.Mutex
-	models map[string]*loaded
+	mu         sync.Mutex
+	models     map[string]*loaded
+	maxPayload int64
 }
 
 type loaded struct {
@@ -101,6 +102,7 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: worker: %w", err)
 	}
+	w.maxPayload = nc.MaxPayload()
 	var kv njs.KeyValue
 	var cons []njs.Consumer
 	names := []string{}
@@ -262,7 +264,13 @@ wait:
 	}
 	sctx, scancel := api()
 	defer scancel()
-	if _, err := kv.Create(sctx, taskKey(t.ID), b); err != nil && !errors.Is(err, njs.ErrKeyExists) {
+	_, err = kv.Create(sctx, taskKey(t.ID), b)
+	if errors.Is(err, nats.ErrMaxPayload) { // no delivery can store it: say so
+		b, _ = json.Marshal(&result{ID: t.ID, Worker: w.Name, Deliveries: md.NumDelivered, Dead: true,
+			Err: fmt.Sprintf("its result of %d bytes exceeds the server's max_payload of %d", len(b), w.maxPayload)})
+		_, err = kv.Create(sctx, taskKey(t.ID), b)
+	}
+	if err != nil && !errors.Is(err, njs.ErrKeyExists) {
 		msg.Nak() // not stored: let another delivery try
 		return
 	}
