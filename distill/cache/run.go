@@ -47,7 +47,8 @@ func (s *sliceSource) ReadTokens(buf []int32) (int, error) {
 // its top-K predictions (and log-probs, if dst's format stores them) to
 // dst, calling progress, if not nil, with the running token count after
 // each batch. It stops at the first error — from the source, the teacher,
-// the sink, or ctx — and returns the tokens written so far; teacher
+// the sink, or ctx — and returns the tokens written so far; batch must be
+// in [1, 2²⁶/K] (its buffers hold batch·K entries); teacher
 // logits of the wrong shape or holding NaN or ±Inf are errors naming the
 // token. The caller closes (or aborts) dst.
 //
@@ -56,8 +57,11 @@ func (s *sliceSource) ReadTokens(buf []int32) (int, error) {
 // they are written in order, so dst's bytes are the same either way.
 func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource, batch int, progress func(tokens int64), opts ...Option) (int64, error) {
 	f := dst.Format()
-	if batch < 1 {
-		return 0, fmt.Errorf("cache: Precompute: batch %d, want ≥ 1", batch)
+	if err := f.withDefaults().validate(); err != nil {
+		return 0, fmt.Errorf("cache: Precompute: sink format: %v", err)
+	}
+	if batch < 1 || batch > maxBlockEntries/f.K {
+		return 0, fmt.Errorf("cache: Precompute: batch %d outside [1, %d] (%d entries of k = %d at most)", batch, maxBlockEntries/f.K, maxBlockEntries, f.K)
 	}
 	o := options{ex: local{teacher}, window: 1}
 	for _, opt := range opts {
