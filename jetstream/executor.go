@@ -268,7 +268,7 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 }
 
 // apiTimeout bounds each request to the JetStream API.
-const apiTimeout = 5 * time.Second
+const apiTimeout = 3 * time.Second
 
 // retry calls f until it succeeds, for about 30 s: long enough for a
 // cluster's streams to elect new leaders after losing a node.

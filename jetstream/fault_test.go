@@ -224,8 +224,9 @@ func TestCoordinatorKilled(t *testing.T) {
 			<-exited
 			kills++
 			if b, err := os.ReadFile(filepath.Join(dir, "state.json")); err == nil {
-				var st itec.State
-				json.Unmarshal(b, &st)
+				var f struct{ State itec.State }
+				json.Unmarshal(b, &f)
+				st := f.State
 				points = append(points, fmt.Sprintf("r%d/%v", st.Round, st.Done))
 			}
 			continue
