@@ -13,14 +13,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../jetstream"
 rounds=${1:-5}
 
-echo "== per-task overhead (2000 tasks, one at a time)"
-go test -run '^$' -bench 'Overhead' -benchtime 2000x -count "$rounds" . |
-	awk '/^BenchmarkOverhead/ { n=$1; sub(/-[0-9]+$/, "", n); for (i=2;i<=NF;i++) if ($(i+1)=="median-µs/task") v[n]=v[n] " " $i }
-	END { for (n in v) { k=split(v[n], a, " "); asort(a); printf "%-32s median %s µs (rounds:%s)\n", n, a[int((k+1)/2)], v[n] } }'
+# metric UNIT: "name value" for each benchmark line reporting UNIT.
+metric() {
+	awk -v unit="$1" '/^Benchmark/ { n=$1; sub(/-[0-9]+$/, "", n); for (i=2;i<NF;i++) if ($(i+1)==unit) print n, $i }'
+}
+# median NAME < "name value" lines
+median() { awk -v n="$1" '$1==n {print $2}' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-echo "== two worker processes vs one (TinyLM sampling, 64 samples a round)"
-go test -run '^$' -bench 'Workers' -benchtime 5x -count "$rounds" . |
-	awk '/^BenchmarkWorkers/ { n=$1; sub(/-[0-9]+$/, "", n); for (i=2;i<=NF;i++) if ($(i+1)=="samples/s") v[n]=v[n] " " $i }
-	END { for (n in v) { k=split(v[n], a, " "); asort(a); m[n]=a[int((k+1)/2)]; printf "%-32s median %s samples/s (rounds:%s)\n", n, m[n], v[n] }
-	      r1=m["BenchmarkWorkers/procs=1"]; r2=m["BenchmarkWorkers/procs=2"]
-	      if (r1 > 0) printf "speed-up, 2 workers vs 1: %.2fx (goal ≥ 1.8x)\n", r2/r1 }'
+echo "== per-task overhead (2000 tasks, one at a time; median of $rounds rounds)"
+out=$(go test -run '^$' -bench 'Overhead' -benchtime 2000x -count "$rounds" . | metric 'median-µs/task')
+for n in BenchmarkOverhead/sync=off BenchmarkOverhead/sync=on; do
+	printf '%-28s %s µs median round trip (rounds: %s)\n' "$n" "$(median "$n" <<<"$out")" "$(awk -v n="$n" '$1==n {printf "%s ", $2}' <<<"$out")"
+done
+
+echo "== two worker processes vs one (TinyLM sampling, 64 samples an op; median of $rounds rounds)"
+out=$(go test -run '^$' -bench 'Workers' -benchtime 5x -count "$rounds" . | metric 'samples/s')
+one=$(median BenchmarkWorkers/procs=1 <<<"$out")
+two=$(median BenchmarkWorkers/procs=2 <<<"$out")
+echo "procs=1: $one samples/s; procs=2: $two samples/s"
+awk -v a="$one" -v b="$two" 'BEGIN { printf "speed-up, 2 workers vs 1: %.2fx (goal ≥ 1.8x)\n", b/a }'

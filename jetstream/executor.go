@@ -378,9 +378,10 @@ func (e *Executor) Label(ctx context.Context, t itec.LabelTask) (itec.Preference
 func (e *Executor) model(ctx context.Context, name string, alg itec.Algorithm, round int, ref string) (*ModelRef, error) {
 	m := &ModelRef{Name: name, Algorithm: alg, Round: round, Ref: ref}
 	fi, err := os.Stat(ref)
-	if ref == "" || err != nil || !fi.Mode().IsRegular() {
+	if ref == "" || err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
 		return m, nil
 	}
+	m.Dir = fi.IsDir()
 	e.mu.Lock()
 	obj, ok := e.uploads[ref]
 	e.mu.Unlock()
@@ -400,15 +401,31 @@ func (e *Executor) model(ctx context.Context, name string, alg itec.Algorithm, r
 	return m, nil
 }
 
-// upload stores a checkpoint file under its SHA-256, unless already there.
+// upload stores a checkpoint file, or a directory as a tar, under its
+// SHA-256, unless already there.
 func (e *Executor) upload(ctx context.Context, path string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*apiTimeout)
 	defer cancel()
-	f, err := os.Open(path)
+	var f *os.File
+	fi, err := os.Stat(path)
+	if err == nil && fi.IsDir() {
+		if f, err = os.CreateTemp("", "posttrain-checkpoint-*.tar"); err == nil {
+			defer os.Remove(f.Name())
+			err = packDir(path, f)
+		}
+	} else if err == nil {
+		f, err = os.Open(path)
+	}
 	if err != nil {
+		if f != nil {
+			f.Close()
+		}
 		return "", fmt.Errorf("jetstream: checkpoint %s: %w", path, err)
 	}
 	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("jetstream: checkpoint %s: %w", path, err)

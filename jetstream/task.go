@@ -44,6 +44,8 @@ type ModelRef struct {
 	// coordinator, stored under that name in the object store; empty if
 	// Ref names no file.
 	Object string `json:"object,omitempty"`
+	// Dir says Ref names a directory, stored as a canonical tar.
+	Dir bool `json:"dir,omitempty"`
 }
 
 // key is the model's cache key on a worker.

@@ -23,8 +23,9 @@ import (
 // Model is a member or reward model as a worker loads it.
 type Model struct {
 	ModelRef
-	// File is a local copy of the checkpoint, its SHA-256 checked against
-	// Object; empty if the coordinator's Ref named no file.
+	// File is a local copy of the checkpoint file or directory, its
+	// SHA-256 checked against Object; empty if the coordinator's Ref named
+	// neither.
 	File string
 }
 
@@ -58,6 +59,7 @@ type Worker struct {
 	Logf func(format string, args ...any)
 
 	mu         sync.Mutex
+	fetching   sync.Mutex // one fetch at a time: no two unpack the same directory
 	models     map[string]*loaded
 	maxPayload int64
 }
@@ -338,7 +340,7 @@ func (w *Worker) load(ctx context.Context, obs njs.ObjectStore, kind string, ref
 	l.once.Do(func() {
 		m := Model{ModelRef: ref}
 		if ref.Object != "" {
-			if m.File, l.err = w.fetch(ctx, obs, ref.Object); l.err != nil {
+			if m.File, l.err = w.fetch(ctx, obs, ref.Object, ref.Dir); l.err != nil {
 				l.err = fmt.Errorf("loading %q (ref %q): %w", ref.Name, ref.Ref, l.err)
 				return
 			}
@@ -370,12 +372,35 @@ func (w *Worker) load(ctx context.Context, obs njs.ObjectStore, kind string, ref
 
 // fetch returns the path of the checkpoint object named by its SHA-256 in
 // the worker's cache, fetching it if absent and checking the digest of the
-// bytes either way.
-func (w *Worker) fetch(ctx context.Context, obs njs.ObjectStore, sum string) (string, error) {
+// bytes either way; a directory's tar is unpacked beside it.
+func (w *Worker) fetch(ctx context.Context, obs njs.ObjectStore, sum string, dir bool) (string, error) {
+	w.fetching.Lock()
+	defer w.fetching.Unlock()
+	path, err := w.fetchFile(ctx, obs, sum)
+	if err != nil || !dir {
+		return path, err
+	}
+	d := path + ".d"
+	if _, err := os.Stat(d); err == nil {
+		return d, nil // unpacked from a verified tar
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := unpackDir(f, d); err != nil {
+		return "", permanent{fmt.Errorf("checkpoint object %s: %w", sum, err)}
+	}
+	return d, nil
+}
+
+func (w *Worker) fetchFile(ctx context.Context, obs njs.ObjectStore, sum string) (string, error) {
 	path := filepath.Join(w.CacheDir, sum)
 	if err := checkDigest(path, sum); err == nil {
 		return path, nil
 	}
+	os.RemoveAll(path + ".d") // unpacked from a copy that no longer verifies
 	tmp := path + ".part"
 	err := obs.GetFile(ctx, sum, tmp)
 	if errors.Is(err, njs.ErrDigestMismatch) {
