@@ -48,8 +48,10 @@
 // object store checks its own digest of the chunks too), keeps it in its
 // cache directory, checks the cached copy again when it next starts, and
 // loads it with its Loader once per process. A corrupt checkpoint fails its
-// task at once with an error naming it. TinyLM loads nn.TinyLM checkpoints;
-// another format is another Loader.
+// task at once with an error naming it. A Ref naming a directory (a
+// transformers checkpoint) travels as one canonical tar. TinyLM loads
+// nn.TinyLM files, HF transformers directories; another format is another
+// Loader.
 //
 // # Servers
 //

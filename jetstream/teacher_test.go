@@ -59,7 +59,7 @@ func TestDistributedPrecompute(t *testing.T) {
 		}
 		return b
 	}
-	want := write("local.ptc", TinyLMTeacher(lm))
+	want := write("local.ptc", ModelTeacher(lm))
 
 	s := startServer(t, "")
 	ex := open(t, connect(t, s), Options{Run: "teach"})

@@ -9,8 +9,9 @@
 //
 //	posttrain-worker -url nats://coordinator:4222 -run afm-1 [-concurrency 2] [-cache DIR]
 //
-// Checkpoint formats are chosen with -format; tinylm (nn.TinyLM files over
-// the byte tokenizer) is the one built in.
+// Checkpoint formats are chosen with -format: tinylm (nn.TinyLM files over
+// the byte tokenizer) or hf (transformers checkpoint directories, with
+// their tokenizer.json).
 package main
 
 import (
@@ -36,6 +37,9 @@ import (
 var formats = map[string]func(s sampling) jetstream.Loader{
 	"tinylm": func(s sampling) jetstream.Loader {
 		return jetstream.TinyLM{Len: s.length, Temperature: s.temperature, TopK: s.topK}
+	},
+	"hf": func(s sampling) jetstream.Loader {
+		return jetstream.HF{Len: s.length, Temperature: s.temperature, TopK: s.topK}
 	},
 }
 
