@@ -211,7 +211,7 @@ func TestCoordinatorKilled(t *testing.T) {
 		go func() { exited <- cmd.Wait() }()
 		// Kill at a random point of the first starts; let the last one run.
 		var timer <-chan time.Time
-		if attempt < 16 {
+		if attempt < 12 {
 			timer = time.After(time.Duration(10+r.IntN(200)) * time.Millisecond)
 		}
 		select {

@@ -1,9 +1,7 @@
 package jetstream
 
 import (
-	"compress/gzip"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,34 +11,19 @@ import (
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
 
-// hfCheckpoint writes a small random Llama-layout model with GPT-2's
-// tokenizer (from package hf's test data) as a transformers directory.
+// hfCheckpoint writes a small random Llama-layout model with a cut of
+// GPT-2's tokenizer (testdata/gen_tokenizer.py) as a transformers
+// directory.
 func hfCheckpoint(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join("..", "tensor", "nn", "hf", "testdata", "tokenizer", "gpt2")
-	zf, err := os.Open(filepath.Join(src, "tokenizer.json.gz"))
+	b, err := os.ReadFile(filepath.Join("testdata", "tiny-gpt2", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer zf.Close()
-	zr, err := gzip.NewReader(zf)
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.Create(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	out.Close()
-	cfg, err := os.ReadFile(filepath.Join(src, "tokenizer_config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644)
 	tok, err := hf.LoadTokenizer(dir)
 	if err != nil {
 		t.Fatal(err)
