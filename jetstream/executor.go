@@ -78,6 +78,8 @@ type Executor struct {
 	kv    njs.KeyValue
 	obs   njs.ObjectStore
 
+	opened uint64 // the results' last revision at Open: older dead letters are retried
+
 	mu      sync.Mutex
 	waiting map[string][]chan *result // by task key
 	done    map[string]*result
@@ -136,6 +138,13 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	if e.obs, err = js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{Bucket: ModelBucket, Storage: njs.FileStorage, Replicas: opt.Replicas}); err != nil {
 		return nil, fmt.Errorf("jetstream: Open: checkpoints %s: %w", ModelBucket, err)
 	}
+	st, err := e.kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: Open: results %s: %w", n.results, err)
+	}
+	if bs, ok := st.(*njs.KeyValueBucketStatus); ok {
+		e.opened = bs.StreamInfo().State.LastSeq
+	}
 	bg, stop := context.WithCancel(context.Background())
 	e.stop = stop
 	if e.watch, err = e.kv.WatchAll(bg, njs.IgnoreDeletes()); err != nil {
@@ -177,8 +186,20 @@ func (e *Executor) deliver() {
 		if ent == nil {
 			continue // the initial values are all in
 		}
+		if e.stale(ent) {
+			continue // retried when asked for (enqueue)
+		}
 		e.settleRaw(ent.Key(), ent.Value())
 	}
+}
+
+// stale reports whether an entry is a dead letter stored before this
+// executor opened: a restarted coordinator retries the tasks that failed
+// for its predecessor (a fixed worker, a replaced checkpoint), and reports
+// only the failures it sees itself.
+func (e *Executor) stale(ent njs.KeyValueEntry) bool {
+	var r struct{ Dead bool }
+	return json.Unmarshal(ent.Value(), &r) == nil && r.Dead && ent.Revision() <= e.opened
 }
 
 func (e *Executor) settleRaw(key string, b []byte) {
@@ -298,8 +319,17 @@ func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error
 	case !errors.Is(err, njs.ErrMsgNotFound):
 		return fmt.Errorf("jetstream: task %s: queue: %w", t.ID, err)
 	}
+	msgID := key // the server drops a second publish of it within Duplicates
 	ent, err := e.kv.Get(ctx, key)
 	switch {
+	case err == nil && e.stale(ent):
+		msgID = fmt.Sprintf("%s.retry%d", key, ent.Revision())
+		// A dead letter of an earlier coordinator: this one tries again.
+		// The delete is guarded by the revision, so a result stored in the
+		// meantime stays.
+		if err := e.kv.Delete(ctx, key, njs.LastRevision(ent.Revision())); err != nil {
+			return fmt.Errorf("jetstream: task %s: clearing its dead letter: %w", t.ID, err)
+		}
 	case err == nil:
 		e.settleRaw(key, ent.Value())
 		return nil
@@ -310,7 +340,7 @@ func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error
 	if err != nil {
 		return err
 	}
-	if _, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(key)); err != nil {
+	if _, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +189,42 @@ type bigGen struct{}
 
 func (bigGen) Generate(_ context.Context, _ string, seeds []uint64) ([]string, error) {
 	return []string{strings.Repeat("x", 9<<20)}, nil
+}
+
+// A restarted coordinator retries the tasks that were dead letters for its
+// predecessor: a fixed worker gets another chance.
+func TestDeadLetterRetriedOnRestart(t *testing.T) {
+	w := newWorld(4)
+	s := startServer(t, "")
+	opt := Options{Run: "retry", MaxDeliver: 2, AckWait: time.Second}
+	ex := open(t, connect(t, s), opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		(&Worker{Loader: &loader{w: w, fail: true}}).Run(wctx, connect(t, s), "retry")
+	}()
+	sopt := itec.SampleOptions{N: 2, Workers: 4, Seed: 1, Round: 1}
+	sopt.Executor = ex
+	var te *TaskError
+	if _, err := itec.Collect(ctx, w.specialists(), w.prompts, sopt); !errors.As(err, &te) {
+		t.Fatalf("with a failing worker: %v", err)
+	}
+	stop()
+	<-done
+	ex.Close()
+
+	serve(t, connect(t, s), "retry", &Worker{Loader: &loader{w: w}, Concurrency: 2})
+	sopt.Executor = open(t, connect(t, s), opt)
+	got, err := itec.Collect(ctx, w.specialists(), w.prompts, sopt)
+	if err != nil {
+		t.Fatalf("after the restart with a fixed worker: %v", err)
+	}
+	sopt.Executor = nil
+	want, _ := itec.Collect(ctx, w.specialists(), w.prompts, sopt)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("the retried samples differ from the in-process ones")
+	}
 }
