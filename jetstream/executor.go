@@ -125,7 +125,10 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 		{Durable: n.labelCons, FilterSubject: n.label + "*", AckWait: opt.LabelAckWait},
 	} {
 		c.AckPolicy = njs.AckExplicitPolicy
-		c.MaxDeliver = opt.MaxDeliver
+		// One delivery more than the tasks' limit: a worker that gets it
+		// writes the dead letter of a task whose workers all died (see
+		// Worker); if none is left, the server's advisory says so.
+		c.MaxDeliver = opt.MaxDeliver + 1
 		c.MaxAckPending = opt.MaxPending
 		c.Replicas = opt.Replicas
 		if _, err := js.CreateOrUpdateConsumer(ctx, n.tasks, c); err != nil {
@@ -336,6 +339,7 @@ func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error
 	case !errors.Is(err, njs.ErrKeyNotFound):
 		return fmt.Errorf("jetstream: task %s: result: %w", t.ID, err)
 	}
+	t.MaxDeliver = e.opt.MaxDeliver
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err

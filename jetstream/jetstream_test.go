@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -140,8 +141,8 @@ func TestSilentWorkerDeadLetter(t *testing.T) {
 	defer cancel()
 	_, err = ex.Generate(ctx, itec.GenerateTask{ID: "r1/sample/p0/m0=x/s0+1", Member: itec.Member{Name: "x", Ref: "spec/all"}, Prompt: "q0", Seeds: []uint64{1}})
 	var te *TaskError
-	if !errors.As(err, &te) || te.ID != "r1/sample/p0/m0=x/s0+1" || te.Deliveries != 2 {
-		t.Fatalf("Generate returned %v, want the dead letter of its task after 2 deliveries", err)
+	if !errors.As(err, &te) || te.ID != "r1/sample/p0/m0=x/s0+1" || te.Deliveries != 3 {
+		t.Fatalf("Generate returned %v, want the dead letter of its task after MaxDeliver + 1 = 3 deliveries", err)
 	}
 	t.Log(err)
 }
@@ -226,5 +227,71 @@ func TestDeadLetterRetriedOnRestart(t *testing.T) {
 	want, _ := itec.Collect(ctx, w.specialists(), w.prompts, sopt)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatal("the retried samples differ from the in-process ones")
+	}
+}
+
+// fakeMsg is a delivery of a task, numbered, recording what the worker
+// answered.
+type fakeMsg struct {
+	data      []byte
+	delivered uint64
+	acked     bool
+	naked     bool
+}
+
+func (m *fakeMsg) Metadata() (*njs.MsgMetadata, error) {
+	return &njs.MsgMetadata{NumDelivered: m.delivered}, nil
+}
+func (m *fakeMsg) Data() []byte                     { return m.data }
+func (m *fakeMsg) Headers() nats.Header             { return nil }
+func (m *fakeMsg) Subject() string                  { return "" }
+func (m *fakeMsg) Reply() string                    { return "" }
+func (m *fakeMsg) Ack() error                       { m.acked = true; return nil }
+func (m *fakeMsg) DoubleAck(context.Context) error  { m.acked = true; return nil }
+func (m *fakeMsg) Nak() error                       { m.naked = true; return nil }
+func (m *fakeMsg) NakWithDelay(time.Duration) error { m.naked = true; return nil }
+func (m *fakeMsg) InProgress() error                { return nil }
+func (m *fakeMsg) Term() error                      { return nil }
+func (m *fakeMsg) TermWithReason(string) error      { return nil }
+
+// The delivery after MaxDeliver, whose predecessors' workers all died, is
+// not run: the worker that gets it writes the dead letter.
+func TestDeliveryPastLimit(t *testing.T) {
+	w := newWorld(2)
+	s := startServer(t, "")
+	nc := connect(t, s)
+	ex := open(t, nc, Options{Run: "limit", MaxDeliver: 2})
+	ld := &loader{w: w}
+	wk := &Worker{Loader: ld, Name: "w"}
+	b, _ := json.Marshal(&task{ID: "crashy", Kind: kindGenerate, Prompt: "q0", Seeds: []uint64{1}, Model: &ModelRef{Name: "m", Ref: "spec/all"}, MaxDeliver: 2})
+	info := &njs.ConsumerInfo{Config: njs.ConsumerConfig{AckWait: time.Second, MaxDeliver: 3}}
+
+	m := &fakeMsg{data: b, delivered: 3}
+	wk.handle(ex.kv, ex.obs, info, m)
+	if !m.acked || ld.loads.Load() != 0 {
+		t.Fatalf("third delivery of a 2-delivery task: acked %v, member loaded %d times; want a dead letter, nothing run", m.acked, ld.loads.Load())
+	}
+	ent, err := ex.kv.Get(context.Background(), taskKey("crashy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	json.Unmarshal(ent.Value(), &r)
+	if e := r.err(); e == nil || !strings.Contains(e.Error(), "crashed or timed out every time") || r.Worker != "w" {
+		t.Fatalf("dead letter %+v", r)
+	}
+	t.Log(r.err())
+
+	// Within the limit the task runs.
+	b, _ = json.Marshal(&task{ID: "fine", Kind: kindGenerate, Prompt: "q0", Seeds: []uint64{1}, Model: &ModelRef{Name: "m", Ref: "spec/all"}, MaxDeliver: 2})
+	m = &fakeMsg{data: b, delivered: 2}
+	wk.handle(ex.kv, ex.obs, info, m)
+	if ent, err := ex.kv.Get(context.Background(), taskKey("fine")); err != nil || !m.acked {
+		t.Fatalf("second delivery: %v, acked %v", err, m.acked)
+	} else {
+		var r result
+		if json.Unmarshal(ent.Value(), &r); r.Dead || len(r.Texts) != 1 {
+			t.Fatalf("second delivery's result %+v", r)
+		}
 	}
 }

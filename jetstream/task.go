@@ -20,14 +20,17 @@ const (
 
 // task is a unit of work as it travels through the queue, JSON-encoded.
 type task struct {
-	ID        string    `json:"id"` // the itec task ID
-	Kind      string    `json:"kind"`
-	Prompt    string    `json:"prompt"`
-	Seeds     []uint64  `json:"seeds,omitempty"`
-	Model     *ModelRef `json:"model,omitempty"` // the member (generate) or reward model (score)
-	Responses []string  `json:"responses,omitempty"`
-	A         string    `json:"a,omitempty"`
-	B         string    `json:"b,omitempty"`
+	ID   string `json:"id"` // the itec task ID
+	Kind string `json:"kind"`
+	// MaxDeliver is Options.MaxDeliver: a delivery past it means the
+	// workers of every earlier one crashed or timed out.
+	MaxDeliver int       `json:"max_deliver,omitempty"`
+	Prompt     string    `json:"prompt"`
+	Seeds      []uint64  `json:"seeds,omitempty"`
+	Model      *ModelRef `json:"model,omitempty"` // the member (generate) or reward model (score)
+	Responses  []string  `json:"responses,omitempty"`
+	A          string    `json:"a,omitempty"`
+	B          string    `json:"b,omitempty"`
 	// predict: a batch of a corpus for the teacher
 	Tokens []int32       `json:"tokens,omitempty"`
 	First  int64         `json:"first,omitempty"`

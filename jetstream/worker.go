@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -228,31 +229,38 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 		msg.DoubleAck(actx)
 		return
 	}
-	beat := time.NewTicker(max(info.Config.AckWait/3, 10*time.Millisecond))
-	defer beat.Stop()
+	limit := cmp.Or(t.MaxDeliver, info.Config.MaxDeliver)
 	type outcome struct {
 		r   *result
 		err error
 	}
-	done := make(chan outcome, 1)
-	go func() {
-		r, err := w.run(ctx, obs, &t)
-		done <- outcome{r, err}
-	}()
 	var out outcome
-wait:
-	for {
-		select {
-		case out = <-done:
-			break wait
-		case <-beat.C:
-			msg.InProgress() // a long generation is not a dead worker
+	if int(md.NumDelivered) > limit {
+		// Every earlier delivery's worker crashed or went silent: running
+		// it again would likely crash this one too.
+		out.err = permanent{fmt.Errorf("delivered %d times, never acknowledged: its workers crashed or timed out every time", md.NumDelivered-1)}
+	} else {
+		beat := time.NewTicker(max(info.Config.AckWait/3, 10*time.Millisecond))
+		defer beat.Stop()
+		done := make(chan outcome, 1)
+		go func() {
+			r, err := w.run(ctx, obs, &t)
+			done <- outcome{r, err}
+		}()
+	wait:
+		for {
+			select {
+			case out = <-done:
+				break wait
+			case <-beat.C:
+				msg.InProgress() // a long generation is not a dead worker
+			}
 		}
 	}
 	r := out.r
 	if out.err != nil {
 		var p permanent
-		if !errors.As(out.err, &p) && int(md.NumDelivered) < info.Config.MaxDeliver {
+		if !errors.As(out.err, &p) && int(md.NumDelivered) < limit {
 			msg.NakWithDelay(time.Duration(md.NumDelivered) * 50 * time.Millisecond)
 			return
 		}
