@@ -17,10 +17,12 @@
 // heartbeat while they work (in-progress acks, so a long generation is not
 // mistaken for a dead worker), store the result in a key-value bucket under
 // the task's ID, and only then acknowledge. A task not acknowledged within
-// AckWait is delivered again, to any worker; after MaxDeliver deliveries it
-// becomes a dead letter — written by the worker that gave up or, if every
-// delivery died with its worker, from the server's max-deliveries advisory
-// — and the waiting call returns a *TaskError naming the task.
+// AckWait is delivered again, to any worker; after MaxDeliver failed tries
+// it becomes a dead letter — written by the worker that gave up, by the
+// worker that receives a delivery past MaxDeliver (every earlier worker
+// crashed), or from the server's max-deliveries advisory if none is left —
+// and the waiting call returns a *TaskError naming the task. A coordinator
+// started again retries the dead letters of its predecessor.
 //
 // Because results are kept by task ID, the first result wins and a
 // redelivered task's duplicate is ignored; and a coordinator that is
