@@ -71,6 +71,11 @@ type gemmArgs struct {
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
+
+	// bfloat16 products (gemmbf16.go): b16 replaces b; a16, if not nil,
+	// replaces a, else a is rounded to bfloat16 as it is packed.
+	bf       bool
+	a16, b16 []uint16
 }
 
 // prologue applies beta to c and reports whether the product itself still

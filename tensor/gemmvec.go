@@ -11,7 +11,7 @@ const gemmVecCols = 2048 // columns of C per task: 8 KiB of C, four 8 KiB runs o
 
 // vec reports whether g takes the streaming path.
 func (g *gemmArgs) vec(k *simd.GemmKernel) bool {
-	return g.m == 1 && !g.transB && k.Rows4 != nil
+	return g.m == 1 && !g.transB && !g.bf && k.Rows4 != nil
 }
 
 // vecTask computes columns [t·gemmVecCols, …) of the single row of C. With

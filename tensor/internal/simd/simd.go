@@ -21,10 +21,11 @@ import (
 type Tier uint8
 
 const (
-	Generic Tier = iota // portable Go, the reference twin
-	AVX2                // amd64 AVX2 + FMA (+ F16C)
-	AVX512              // amd64 AVX-512 F/BW/DQ/VL
-	NEON                // arm64 Advanced SIMD
+	Generic    Tier = iota // portable Go, the reference twin
+	AVX2                   // amd64 AVX2 + FMA (+ F16C)
+	AVX512                 // amd64 AVX-512 F/BW/DQ/VL
+	NEON                   // arm64 Advanced SIMD
+	AVX512BF16             // AVX512 plus AVX512-BF16 (VDPBF16PS) for bfloat16 products
 	numTiers
 )
 
@@ -38,6 +39,8 @@ func (t Tier) String() string {
 		return "avx512"
 	case NEON:
 		return "neon"
+	case AVX512BF16:
+		return "avx512bf16"
 	}
 	return fmt.Sprintf("Tier(%d)", uint8(t))
 }
@@ -77,6 +80,15 @@ type Kernels struct {
 
 	// GEMM micro-kernels (gemm*.go)
 	Gemm *GemmKernel
+
+	// BF16 is the bfloat16 GEMM micro-kernel (bf16.go), nil where the
+	// tier has no bfloat16 arithmetic: package tensor then widens the
+	// operands while packing them for Gemm.
+	BF16 *BF16Kernel
+	// MatVecBF16 computes y[i] = Σ_j w[i*ldw+j]·x[j] for i < len(y) and
+	// j < len(x): a matrix–vector product with bfloat16 weights, bound by
+	// reading w.
+	MatVecBF16 func(y []float32, w []uint16, ldw int, x []float32)
 }
 
 // K is the active table. Package tensor calls through it.

@@ -1,0 +1,239 @@
+// Command bf16 writes bf16_amd64.s, the bfloat16 kernels of package simd:
+// the AVX512-BF16 GEMM micro-kernel (12×32 tile of VDPBF16PS) and the
+// matrix–vector kernels that stream bfloat16 weights (AVX-512 and AVX2).
+//
+// Go's assembler has no mnemonic for VDPBF16PS, so the generator encodes
+// it itself, as six BYTEs with the Intel-syntax instruction beside them.
+// The encodings were checked against llvm-mc:
+//
+//	echo 'vdpbf16ps zmm23, zmm24, zmm31' | llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+avx512bf16
+//	# [0x62,0x82,0x3e,0x40,0x52,0xff]
+//
+// Run from this directory: go run . -out ../..
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+)
+
+var out = flag.String("out", "../..", "directory of package simd")
+
+type asm struct{ bytes.Buffer }
+
+func (w *asm) f(format string, args ...any) { fmt.Fprintf(&w.Buffer, "\t"+format+"\n", args...) }
+func (w *asm) label(l string)               { fmt.Fprintf(&w.Buffer, "%s:\n", l) }
+
+// vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2), all
+// registers: for each 32-bit lane i, dst[i] += src1.bf16[2i+1]·src2.bf16[2i+1]
+// + src1.bf16[2i]·src2.bf16[2i]. EVEX.512.F3.0F38.W0 52 /r.
+func vdpbf16ps(dst, src1, src2 int) string {
+	inv := func(b int) int { return b ^ 1 }
+	p0 := inv(dst>>3&1)<<7 | inv(src2>>4&1)<<6 | inv(src2>>3&1)<<5 | inv(dst>>4&1)<<4 | 0b10 // R X B R' 0 0 mm=0F38
+	p1 := (^src1&15)<<3 | 1<<2 | 0b10                                                        // W=0 vvvv 1 pp=F3
+	p2 := 0b10<<5 | inv(src1>>4&1)<<3                                                        // z=0 L'L=512 b=0 V' aaa=0
+	modrm := 0b11<<6 | (dst&7)<<3 | src2&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x52; BYTE $0x%02x // vdpbf16ps zmm%d, zmm%d, zmm%d",
+		p0, p1, p2, modrm, dst, src1, src2)
+}
+
+// gemm writes gemmBF16AVX512, the full 12×32 tile. Packed operands, for
+// kp pairs of k: a holds kp groups of 12 pairs (row i's bf16 at k = 2q,
+// 2q+1 in one 32-bit word), b holds kp groups of 32 pairs (column j's).
+// Accumulators Z0–Z23 (row r in Z2r, Z2r+1), B in Z24–Z25, the broadcast
+// A pair in Z26–Z31.
+func gemm(w *asm) {
+	const MR = 12
+	w.WriteString("// func gemmBF16AVX512(kp int, a, b []uint16, c []float32, ldc int, acc bool)\n")
+	w.WriteString("TEXT ·gemmBF16AVX512(SB), NOSPLIT, $0-89\n")
+	w.f("MOVQ kp+0(FP), CX")
+	w.f("MOVQ a_base+8(FP), SI")
+	w.f("MOVQ b_base+32(FP), DX")
+	w.f("MOVQ c_base+56(FP), DI")
+	w.f("MOVQ ldc+80(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ DI, R9")
+	for range MR {
+		w.f("PREFETCHT0 (R9)")
+		w.f("PREFETCHT0 64(R9)")
+		w.f("ADDQ R8, R9")
+	}
+	for i := range 2 * MR {
+		w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	step := func(u int) {
+		w.f("VMOVDQU32 %d(DX), Z24", u*128)
+		w.f("VMOVDQU32 %d(DX), Z25", u*128+64)
+		for r := range MR {
+			t := 26 + r%6
+			w.f("VPBROADCASTD %d(SI), Z%d", u*4*MR+4*r, t)
+			w.f("%s", vdpbf16ps(2*r, 24, t))
+			w.f("%s", vdpbf16ps(2*r+1, 25, t))
+		}
+	}
+	// k loop unrolled by 2 pairs.
+	w.f("MOVQ CX, R10")
+	w.f("SHRQ $1, R10")
+	w.f("JZ bf16_tail")
+	w.label("bf16_loop")
+	step(0)
+	step(1)
+	w.f("ADDQ $%d, SI", 2*4*MR)
+	w.f("ADDQ $256, DX")
+	w.f("DECQ R10")
+	w.f("JNZ bf16_loop")
+	w.label("bf16_tail")
+	w.f("ANDQ $1, CX")
+	w.f("JZ bf16_store")
+	step(0)
+	w.label("bf16_store")
+	w.f("MOVBQZX acc+88(FP), R9")
+	w.f("TESTQ R9, R9")
+	w.f("JZ bf16_put")
+	for r := range MR {
+		w.f("VADDPS (DI), Z%d, Z%d", 2*r, 2*r)
+		w.f("VADDPS 64(DI), Z%d, Z%d", 2*r+1, 2*r+1)
+		w.f("VMOVUPS Z%d, (DI)", 2*r)
+		w.f("VMOVUPS Z%d, 64(DI)", 2*r+1)
+		w.f("ADDQ R8, DI")
+	}
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.label("bf16_put")
+	for r := range MR {
+		w.f("VMOVUPS Z%d, (DI)", 2*r)
+		w.f("VMOVUPS Z%d, 64(DI)", 2*r+1)
+		w.f("ADDQ R8, DI")
+	}
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// matvec writes a kernel for y[i] = Σ_j w[i·ldw+j]·x[j], i < len(y), over
+// the first n columns, n = len(x) a multiple of the vector width (the Go
+// wrapper adds the rest). Four rows at a time share each load of x; each
+// row keeps two accumulators over two vectors of columns. A bfloat16 is
+// widened exactly by zero-extending it to 32 bits and shifting it into
+// the high half.
+func matvec(w *asm, name, reg string, width int) {
+	w.WriteString("// func " + name + "(y []float32, w []uint16, ldw int, x []float32)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
+	w.f("MOVQ y_base+0(FP), DI")
+	w.f("MOVQ y_len+8(FP), CX")
+	w.f("MOVQ w_base+24(FP), SI")
+	w.f("MOVQ ldw+48(FP), R8")
+	w.f("SHLQ $1, R8")
+	w.f("MOVQ x_base+56(FP), BX")
+	w.f("MOVQ x_len+64(FP), R9")
+	half := "Y"
+	if reg == "Z" {
+		half = "Y"
+	} else {
+		half = "X"
+	}
+	v := func(i int) string { return fmt.Sprintf("%s%d", reg, i) }
+	h := func(i int) string { return fmt.Sprintf("%s%d", half, i) }
+	// Rows: R10 = row 0, R11 = row 1, R12 = row 2, R13 = row 3.
+	rowsBody := func(label string, rows int) {
+		w.label(label)
+		for a := range 2 * rows {
+			w.f("VXORPS %s, %s, %s", v(a), v(a), v(a))
+		}
+		w.f("MOVQ SI, R10")
+		for r := 1; r < rows; r++ {
+			w.f("LEAQ (R%d)(R8*1), R%d", 9+r, 10+r)
+		}
+		w.f("XORQ AX, AX") // column index, bytes of x / 2 = bytes of w
+		w.f("MOVQ R9, DX")
+		w.f("SHRQ $%d, DX", bitsOf(2*width))
+		w.f("JZ %s_one", label)
+		w.label(label + "_two")
+		for u := range 2 {
+			w.f("VMOVUPS %d(BX)(AX*2), %s", u*4*width, v(8+u))
+		}
+		for r := range rows {
+			for u := range 2 {
+				t := 10 + 2*r + u
+				w.f("VPMOVZXWD %d(R%d)(AX*1), %s", u*2*width, 10+r, v(t))
+				w.f("VPSLLD $16, %s, %s", v(t), v(t))
+				w.f("VFMADD231PS %s, %s, %s", v(8+u), v(t), v(2*r+u))
+			}
+		}
+		w.f("ADDQ $%d, AX", 4*width)
+		w.f("DECQ DX")
+		w.f("JNZ %s_two", label)
+		w.label(label + "_one")
+		w.f("TESTQ $%d, R9", width)
+		w.f("JZ %s_sum", label)
+		w.f("VMOVUPS (BX)(AX*2), %s", v(8))
+		for r := range rows {
+			t := 10 + 2*r
+			w.f("VPMOVZXWD (R%d)(AX*1), %s", 10+r, v(t))
+			w.f("VPSLLD $16, %s, %s", v(t), v(t))
+			w.f("VFMADD231PS %s, %s, %s", v(8), v(t), v(2*r))
+		}
+		w.label(label + "_sum")
+		for r := range rows {
+			a, b := v(2*r), v(2*r+1)
+			w.f("VADDPS %s, %s, %s", b, a, a)
+			if reg == "Z" {
+				w.f("VEXTRACTF64X4 $1, %s, Y9", a)
+				w.f("VADDPS Y9, %s, %s", h(2*r), h(2*r))
+			}
+			w.f("VEXTRACTF128 $1, Y%d, X9", 2*r)
+			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVHLPS X%d, X%d, X9", 2*r, 2*r)
+			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVSHDUP X%d, X9", 2*r)
+			w.f("VADDSS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVSS X%d, %d(DI)", 2*r, 4*r)
+		}
+	}
+	w.f("MOVQ CX, DX")
+	w.f("SHRQ $2, DX")
+	w.f("JZ %s_rest", name)
+	w.f("MOVQ DX, R14")
+	rowsBody(name+"_four", 4)
+	w.f("ADDQ $16, DI")
+	w.f("LEAQ (SI)(R8*4), SI")
+	w.f("DECQ R14")
+	w.f("JNZ %s_four", name)
+	w.label(name + "_rest")
+	w.f("ANDQ $3, CX")
+	w.f("JZ %s_done", name)
+	w.f("MOVQ CX, R14")
+	rowsBody(name+"_row", 1)
+	w.f("ADDQ $4, DI")
+	w.f("ADDQ R8, SI")
+	w.f("DECQ R14")
+	w.f("JNZ %s_row", name)
+	w.label(name + "_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+func bitsOf(n int) int {
+	b := 0
+	for 1<<b < n {
+		b++
+	}
+	return b
+}
+
+func main() {
+	flag.Parse()
+	var w asm
+	w.WriteString("// Code generated by _gen/bf16; DO NOT EDIT.\n\n//go:build gc && !purego\n\n#include \"textflag.h\"\n\n")
+	gemm(&w)
+	matvec(&w, "matVecBF16AVX512", "Z", 16)
+	matvec(&w, "matVecBF16AVX2", "Y", 8)
+	if err := os.WriteFile(filepath.Join(*out, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}

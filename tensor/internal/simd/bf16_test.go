@@ -1,0 +1,157 @@
+package simd
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// f32Tiers are the tiers whose float32 kernels differ: AVX512BF16 shares
+// AVX512's, so tests of float32 kernels skip it.
+func f32Tiers() []Tier {
+	var ts []Tier
+	for _, t := range Available() {
+		if t != AVX512BF16 {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+// randBF16 returns bfloat16 values of mixed magnitudes and signs, with
+// some zeros, rounded from normal deviates.
+func randBF16(r *rand.Rand, n int) []uint16 {
+	h := make([]uint16, n)
+	for i := range h {
+		v := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(9)-4)))
+		if r.IntN(16) == 0 {
+			v = 0
+		}
+		h[i] = toBF16(v)
+	}
+	return h
+}
+
+// TestBF16Kernel drives each tier's bfloat16 micro-kernel on packed
+// operands of several depths and checks every element of the tile
+// against a float64 sum of the exact products.
+func TestBF16Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tier := range Available() {
+		kern := Table(tier).BF16
+		if kern == nil {
+			continue
+		}
+		t.Run(tier.String(), func(t *testing.T) {
+			MR, NR := kern.MR, kern.NR
+			for _, kp := range []int{1, 2, 3, 4, 7, 64, 257} {
+				for _, acc := range []bool{false, true} {
+					a, b := randBF16(r, 2*kp*MR), randBF16(r, 2*kp*NR)
+					ldc := NR + 3
+					c := make([]float32, MR*ldc)
+					for i := range c {
+						c[i] = float32(r.NormFloat64())
+					}
+					c0 := append([]float32(nil), c...)
+					if !acc {
+						c[0], c[ldc+5] = float32(math.NaN()), float32(math.Inf(1))
+					}
+					kern.Run(kp, a, b, c, ldc, acc)
+					for i := range MR {
+						for j := range ldc {
+							got := c[i*ldc+j]
+							if j >= NR {
+								if got != c0[i*ldc+j] {
+									t.Fatalf("kp=%d: wrote c[%d,%d] outside the tile", kp, i, j)
+								}
+								continue
+							}
+							var s, sa float64
+							for q := range kp {
+								for h := range 2 {
+									p := float64(fromBF16(a[(q*MR+i)*2+h])) * float64(fromBF16(b[(q*NR+j)*2+h]))
+									s += p
+									sa += math.Abs(p)
+								}
+							}
+							if acc {
+								s += float64(c0[i*ldc+j])
+								sa += math.Abs(float64(c0[i*ldc+j]))
+							}
+							if math.Abs(float64(got)-s) > 0x1p-23*float64(2*kp+1)*sa+0x1p-120 {
+								t.Fatalf("kp=%d acc=%v: c[%d,%d] = %v, want %v", kp, acc, i, j, got, s)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMatVecBF16 runs every tier's matrix–vector kernel over row counts
+// that exercise the four-row blocks and the leftover rows, column counts
+// around every vector width, and misaligned y, w and x, with guards after
+// each, against a float64 sum.
+func TestMatVecBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	cols := []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 100, 255, 576, 1025}
+	offs := []int{0, 1, 3}
+	if raceEnabled {
+		offs = offs[:1]
+	}
+	for _, tier := range Available() {
+		mv := Table(tier).MatVecBF16
+		t.Run(tier.String(), func(t *testing.T) {
+			for rows := range 10 {
+				for _, n := range cols {
+					for _, off := range offs {
+						ldw := n + off // rows of w start at every alignment
+						wa := newSlice16(rows*ldw, off)
+						w := wa.s()
+						copy(w, randBF16(r, len(w)))
+						xa, ya := newSlice(n, (off*5)%16), newSlice(rows, (off*3)%16)
+						x, y := xa.s(), ya.s()
+						for i := range x {
+							x[i] = float32(r.NormFloat64())
+						}
+						for i := range y {
+							y[i] = float32(math.NaN()) // overwritten, never read
+						}
+						mv(y, w, ldw, x)
+						what := fmt.Sprintf("rows=%d n=%d off=%d", rows, n, off)
+						xa.checkGuard(t, what)
+						ya.checkGuard(t, what)
+						for i := range y {
+							var s, sa float64
+							for j := range n {
+								p := float64(fromBF16(w[i*ldw+j])) * float64(x[j])
+								s += p
+								sa += math.Abs(p)
+							}
+							if math.Abs(float64(y[i])-s) > 0x1p-23*float64(n+1)*sa+0x1p-120 {
+								t.Fatalf("%s: y[%d] = %v, want %v", what, i, y[i], s)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRoundBF16 checks the exported scalar conversions against the slice
+// kernels at the rounding boundaries.
+func TestRoundBF16(t *testing.T) {
+	for _, f := range []float32{0, 1, -1, 1.00390625, 1.01171875, 3.4e38, float32(math.Inf(-1)), 1e-40} {
+		var h [1]uint16
+		toBF16Generic(h[:], []float32{f})
+		if got := RoundBF16(f); got != h[0] {
+			t.Fatalf("RoundBF16(%v) = %#x, want %#x", f, got, h[0])
+		}
+		if got := WidenBF16(h[0]); math.Float32bits(got) != uint32(h[0])<<16 {
+			t.Fatalf("WidenBF16(%#x) = %v", h[0], got)
+		}
+	}
+}
