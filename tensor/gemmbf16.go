@@ -231,9 +231,9 @@ func (g *gemmArgs) blockWiden(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []
 			for i0 := r0; i0 < r1; i0 += mr {
 				m := min(mr, r1-i0)
 				a := abuf[:kcur*m]
-				g.packAWiden(a, pc, kcur, i0, m)
+				rs, ks := g.packAWiden(a, u16(abuf[kcur*mr:]), pc, kcur, i0, m)
 				for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
-					run(m, min(nr, jc+ncur-j0), kcur, a, 1, m, bbuf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
+					run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, bbuf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
 				}
 			}
 		}
@@ -270,25 +270,31 @@ func (g *gemmArgs) packBWiden(dst []float32, pc, kc, jc, nc, nr int) {
 }
 
 // packAWiden writes rows [i0, i0+m) of op(A)[:, pc:pc+kc] as float32 into
-// dst, m floats per k (the micro-kernel's rs = 1, ks = m), widening a
-// bfloat16 A or rounding a float32 one to bfloat16 values.
-func (g *gemmArgs) packAWiden(dst []float32, pc, kc, i0, m int) {
-	for p := range kc {
-		d := dst[p*m : p*m+m]
-		for i := range d {
-			var idx int
-			if g.transA {
-				idx = (pc+p)*g.m + i0 + i
-			} else {
-				idx = (i0+i)*g.k + pc + p
-			}
-			if g.a16 != nil {
-				d[i] = simd.WidenBF16(g.a16[idx])
-			} else {
-				d[i] = simd.WidenBF16(simd.RoundBF16(g.a[idx]))
-			}
+// dst, widening a bfloat16 A or rounding a float32 one to bfloat16
+// values, and returns the layout's row and depth strides for the
+// micro-kernel: rows of kc for a row-major A, groups of m for a
+// transposed one, so that every conversion runs over a contiguous run.
+// tmp holds max(kc, m) bfloat16 for the rounding.
+func (g *gemmArgs) packAWiden(dst []float32, tmp []uint16, pc, kc, i0, m int) (rs, ks int) {
+	conv := func(d []float32, idx int) {
+		if g.a16 != nil {
+			simd.K.FromBF16(d, g.a16[idx:idx+len(d)])
+			return
 		}
+		t := tmp[:len(d)]
+		simd.K.ToBF16(t, g.a[idx:idx+len(d)])
+		simd.K.FromBF16(d, t)
 	}
+	if !g.transA {
+		for i := range m {
+			conv(dst[i*kc:(i+1)*kc], (i0+i)*g.k+pc)
+		}
+		return kc, 1
+	}
+	for p := range kc {
+		conv(dst[p*m:(p+1)*m], (pc+p)*g.m+i0)
+	}
+	return 1, m
 }
 
 // MatVecBF16 computes y = w·x for bfloat16 weights w [len(y), len(x)]

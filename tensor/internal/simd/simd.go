@@ -104,7 +104,7 @@ var (
 func register(t Tier, k Kernels) {
 	fill(&k, &genericKernels)
 	tables[t] = &k
-	if t > best || tables[best] == nil {
+	if (t > best || tables[best] == nil) && t != AVX512BF16 {
 		best = t
 	}
 }
