@@ -155,3 +155,14 @@ func TestRoundBF16(t *testing.T) {
 		}
 	}
 }
+
+// TestAMXBF16 makes the permission request and checks that asking again
+// gives the same answer (the request is made once). No AMX kernel exists
+// yet: the answer only tells whether one could run.
+func TestAMXBF16(t *testing.T) {
+	ok := AMXBF16()
+	if ok != AMXBF16() {
+		t.Fatal("AMXBF16 changed its answer")
+	}
+	t.Logf("AMX-BF16 usable: %v", ok)
+}

@@ -218,6 +218,37 @@ func matvec(w *asm, name, reg string, width int) {
 	w.WriteString("\n")
 }
 
+// peak writes loops of n×24 independent VDPBF16PS (or VFMADD231PS) on
+// registers alone, for the benchmark that measures each instruction's
+// peak rate on this CPU.
+func peak(w *asm) {
+	for _, bf := range []bool{true, false} {
+		name := "peakFMA"
+		if bf {
+			name = "peakBF16"
+		}
+		w.WriteString("// func " + name + "(n int)\n")
+		w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-8\n")
+		w.f("MOVQ n+0(FP), CX")
+		for i := range 24 {
+			w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
+		}
+		w.label(name + "_loop")
+		for i := range 24 {
+			if bf {
+				w.f("%s", vdpbf16ps(i, 24+i%2, 26+i%6))
+			} else {
+				w.f("VFMADD231PS Z%d, Z%d, Z%d", 24+i%2, 26+i%6, i)
+			}
+		}
+		w.f("DECQ CX")
+		w.f("JNZ %s_loop", name)
+		w.f("VZEROUPPER")
+		w.f("RET")
+		w.WriteString("\n")
+	}
+}
+
 func bitsOf(n int) int {
 	b := 0
 	for 1<<b < n {
@@ -233,6 +264,7 @@ func main() {
 	gemm(&w)
 	matvec(&w, "matVecBF16AVX512", "Z", 16)
 	matvec(&w, "matVecBF16AVX2", "Y", 8)
+	peak(&w)
 	if err := os.WriteFile(filepath.Join(*out, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
