@@ -92,7 +92,7 @@ section_tinylm() {
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm distill prefopt tinylm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done

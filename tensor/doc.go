@@ -43,7 +43,8 @@
 // stream W from memory.
 //
 // A product of two bfloat16 values is exact in float32, so every route
-// computes the same products and differs only in summation order. On the
+// computes the same products and differs only in summation order (and
+// in that VDPBF16PS reads subnormal bfloat16 as zero). On the
 // "avx512bf16" tier the micro-kernel multiplies pairs of bfloat16 with
 // VDPBF16PS (12×32 tile, 24 accumulators); every other tier widens A and
 // B to float32 while packing them and runs its float32 micro-kernel, so

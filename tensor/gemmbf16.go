@@ -19,7 +19,8 @@ import (
 //
 // Both compute the product of the bfloat16 values exactly rounded to
 // float32 products (a product of two bfloat16 is exact in float32) and sum
-// them in float32, so the routes differ only in summation order.
+// them in float32, so the routes differ only in summation order (and in
+// VDPBF16PS reading subnormal bfloat16 as zero).
 
 // GemmBF16 computes c = alpha·op(a)·op(b) + beta·c for bfloat16 a and b,
 // accumulating and storing in float32, with the semantics and shape rules

@@ -16,9 +16,10 @@ package simd
 // c[i*ldc+j] = Σ_q Σ_h A[i, 2q+h]·B[2q+h, j] in float32, adding it to c
 // when acc is true and never reading c when acc is false. kp ≥ 1.
 //
-// Hardware dot products flush bfloat16 subnormal inputs and float32
-// subnormal results to zero; the generic twins do not. The difference is
-// below 2^-126 per product.
+// VDPBF16PS reads subnormal bfloat16 inputs as zero and flushes
+// subnormal float32 results to zero, which the widening route does not:
+// a product with a subnormal factor (below 2^-126 in magnitude) is lost.
+// Weights and activations of trained models do not live there.
 type BF16Kernel struct {
 	MR, NR int
 	Run    func(kp int, a, b []uint16, c []float32, ldc int, acc bool)

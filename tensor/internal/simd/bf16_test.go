@@ -166,3 +166,89 @@ func TestAMXBF16(t *testing.T) {
 	}
 	t.Logf("AMX-BF16 usable: %v", ok)
 }
+
+// daz widens a bfloat16 as VDPBF16PS reads it: subnormals are zero.
+func daz(h uint16) float64 {
+	if h&0x7f80 == 0 {
+		return 0
+	}
+	return float64(fromBF16(h))
+}
+
+// FuzzMatVecBF16 feeds arbitrary bfloat16 weights (NaN, Inf and
+// subnormals included) and float32 x to every tier's MatVecBF16 and the
+// BF16 micro-kernel and checks each element against a float64 sum: NaN
+// exactly where the sum is NaN, and within the float32 summation bound
+// where no partial sum can overflow.
+func FuzzMatVecBF16(f *testing.F) {
+	f.Add(uint8(3), uint8(17), []byte{1, 2, 3, 4, 0x80, 0x7f, 0xc0, 0xff})
+	f.Add(uint8(5), uint8(33), []byte{0x3f, 0x80, 0x00, 0x01, 0xff, 0x80})
+	f.Fuzz(func(t *testing.T, rows, cols uint8, data []byte) {
+		nr, nc := int(rows%9), int(cols%70)
+		word := func(i int) uint16 {
+			if len(data) < 2 {
+				return 0x3f80
+			}
+			return uint16(data[(2*i)%len(data)]) | uint16(data[(2*i+1)%len(data)])<<8
+		}
+		w := make([]uint16, nr*nc)
+		for i := range w {
+			w[i] = word(i)
+		}
+		x := make([]float32, nc)
+		for i := range x {
+			x[i] = fromBF16(word(len(w)+i)) * 1.5 // a float32 that is not a bfloat16
+		}
+		check := func(tier Tier, got float32, want, scale float64, what string) {
+			if math.IsNaN(want) != (got != got) && !math.IsInf(scale, 0) && scale < 1e38 {
+				t.Fatalf("%v %s: %v, want %v", tier, what, got, want)
+			}
+			if math.IsNaN(want) || math.IsInf(scale, 0) || scale >= 1e38 {
+				return
+			}
+			if math.Abs(float64(got)-want) > 0x1p-23*float64(nc+2)*scale+0x1p-100 {
+				t.Fatalf("%v %s: %v, want %v", tier, what, got, want)
+			}
+		}
+		for _, tier := range Available() {
+			y := make([]float32, nr)
+			Table(tier).MatVecBF16(y, w, nc, x)
+			for i := range y {
+				var s, sa float64
+				for j := range nc {
+					p := float64(fromBF16(w[i*nc+j])) * float64(x[j])
+					s += p
+					sa += math.Abs(p)
+				}
+				check(tier, y[i], s, sa, fmt.Sprintf("MatVecBF16 %dx%d y[%d]", nr, nc, i))
+			}
+			kern := Table(tier).BF16
+			if kern == nil || nc == 0 {
+				continue
+			}
+			// The micro-kernel: A from the weights, B from x rounded.
+			kp := (nc + 1) / 2
+			a, b := make([]uint16, 2*kp*kern.MR), make([]uint16, 2*kp*kern.NR)
+			for i := range a {
+				a[i] = word(i)
+			}
+			for i := range b {
+				b[i] = toBF16(x[i%nc])
+			}
+			c := make([]float32, kern.MR*kern.NR)
+			kern.Run(kp, a, b, c, kern.NR, false)
+			for i := range kern.MR {
+				for j := range kern.NR {
+					var s, sa float64
+					for q := range 2 * kp {
+						p := daz(a[(q/2*kern.MR+i)*2+q%2]) * daz(b[(q/2*kern.NR+j)*2+q%2])
+						s += p
+						sa += math.Abs(p)
+					}
+					// Results below 2^-126 flush to zero at each step.
+					check(tier, c[i*kern.NR+j], s, sa+float64(2*kp)*0x1p-126*0x1p23, fmt.Sprintf("BF16 kernel c[%d,%d]", i, j))
+				}
+			}
+		}
+	})
+}
