@@ -130,14 +130,8 @@ func matvec(w *asm, name, reg string, width int) {
 	w.f("SHLQ $1, R8")
 	w.f("MOVQ x_base+56(FP), BX")
 	w.f("MOVQ x_len+64(FP), R9")
-	half := "Y"
-	if reg == "Z" {
-		half = "Y"
-	} else {
-		half = "X"
-	}
 	v := func(i int) string { return fmt.Sprintf("%s%d", reg, i) }
-	h := func(i int) string { return fmt.Sprintf("%s%d", half, i) }
+	h := func(i int) string { return fmt.Sprintf("Y%d", i) } // the low half of a zmm
 	// Rows: R10 = row 0, R11 = row 1, R12 = row 2, R13 = row 3.
 	rowsBody := func(label string, rows int) {
 		w.label(label)
