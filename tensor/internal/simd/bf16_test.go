@@ -252,3 +252,59 @@ func FuzzMatVecBF16(f *testing.F) {
 		}
 	})
 }
+
+// TestExhaustiveBF16 widens every one of the 65,536 bfloat16 patterns
+// through each tier's MatVecBF16 (as weights times 1, in the vector body)
+// and BF16 micro-kernel (as A times 1) and checks the value: exact, NaN
+// for NaN, and for VDPBF16PS zero for subnormals. It is cheap enough to
+// run without SIMD_EXHAUSTIVE.
+func TestExhaustiveBF16(t *testing.T) {
+	const cols = 32 // whole vectors on every tier
+	w := make([]uint16, 65536*cols)
+	for p := range 65536 {
+		w[p*cols] = uint16(p)
+	}
+	x := make([]float32, cols)
+	for i := range x {
+		x[i] = 1
+	}
+	for _, tier := range Available() {
+		y := make([]float32, 65536)
+		Table(tier).MatVecBF16(y, w, cols, x)
+		for p, got := range y {
+			want := fromBF16(uint16(p))
+			if want != want && got == got || want == want && got != want {
+				t.Fatalf("%v: MatVecBF16 widened %#04x to %v, want %v", tier, p, got, want)
+			}
+		}
+		kern := Table(tier).BF16
+		if kern == nil {
+			continue
+		}
+		MR, NR := kern.MR, kern.NR
+		a, b := make([]uint16, 2*MR), make([]uint16, 2*NR)
+		for j := range NR {
+			b[2*j] = 0x3f80 // 1.0 in the low half, 0 in the high
+		}
+		c := make([]float32, MR*NR)
+		for p0 := 0; p0 < 65536; p0 += MR {
+			for i := range MR {
+				a[2*i] = uint16(p0 + i)
+			}
+			kern.Run(1, a, b, c, NR, false)
+			for i := range MR {
+				h := uint16(p0 + i)
+				want := fromBF16(h)
+				if h&0x7f80 == 0 {
+					want = 0 // subnormal inputs read as zero
+				}
+				for j := range NR {
+					got := c[i*NR+j]
+					if want != want && got == got || want == want && got != want {
+						t.Fatalf("%v: BF16 kernel widened %#04x to %v, want %v", tier, h, got, want)
+					}
+				}
+			}
+		}
+	}
+}
