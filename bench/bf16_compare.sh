@@ -8,7 +8,11 @@
 #     GFLOPS, with the ratios the issue asks for; and the single-core peak
 #     of VFMADD231PS and VDPBF16PS on this CPU (simd's BenchmarkPeak);
 #   - MatVecBF16 on the SmolLM2-135M shapes in GB/s of weights read, against
-#     the measured copy bandwidth (BenchmarkCopy).
+#     the measured copy bandwidth (BenchmarkCopy, bytes read + written);
+#   - the weight products of one SmolLM2-135M decoding step (every weight
+#     read once): bfloat16 MatVecBF16 against the float32 decoder's Gemm
+#     and a float32 Dot per row, in tokens/s, and the bound: bfloat16
+#     weight bytes ÷ copy bandwidth.
 #
 #   bench/bf16_compare.sh [threads [rounds]]    (defaults 2 and 3)
 #
@@ -72,3 +76,15 @@ printf '\nMatVecBF16 (GB/s of weights read) against copy bandwidth, %s threads\n
 		if (!(n in b)) o[++k] = n; if (v > b[n]) b[n] = v }
 	END { for (i = 1; i <= k; i++) if (o[i] ~ /^Copy/ && b[o[i]] > c) c = b[o[i]]
 		for (i = 1; i <= k; i++) printf "%-44s %8.1f GB/s  %5.2f of copy\n", o[i], b[o[i]], b[o[i]] / c }'
+
+printf '\nSmolLM2-135M weight products per token (tokens/s; bound = 269 MB of bf16 weights / copy bandwidth)\n'
+"$tmp/tensor.test" -test.run '^$' -test.bench '^BenchmarkDecodeWeights$|^BenchmarkCopy$/^270MB$' -test.benchtime 10x -test.count 3 -test.cpu "1,$T" |
+	awk '{ n = $1; sub(/^Benchmark/, "", n)
+		for (i = 1; i < NF; i++) { if ($(i+1) == "tokens/s") t[n] = t[n] > $i ? t[n] : $i
+			if ($(i+1) == "GB/s" && n ~ /^Copy/) c[n] = c[n] > $i ? c[n] : $i } }
+	END { for (n in t) printf "%-44s %8.2f tokens/s\n", n, t[n]
+		for (n in c) printf "%-44s %8.2f GB/s -> bound %.2f tokens/s\n", n, c[n], c[n] * 1e9 / 268959744
+		if (("DecodeWeights/f32-gemm-'"$T"'" in t) && ("DecodeWeights/bf16-'"$T"'" in t))
+			printf "bf16 / f32-gemm at %s threads: %.2fx\n", "'"$T"'", t["DecodeWeights/bf16-'"$T"'"] / t["DecodeWeights/f32-gemm-'"$T"'"]
+		if (("DecodeWeights/f32-dot" in t) && ("DecodeWeights/bf16" in t))
+			printf "bf16 / f32-dot at 1 thread: %.2fx\n", t["DecodeWeights/bf16"] / t["DecodeWeights/f32-dot"] }'
