@@ -72,8 +72,8 @@ type gemmArgs struct {
 	alpha, beta    float32
 	a, b, c        []float32
 
-	// bfloat16 products (gemmbf16.go): b16 replaces b; a16, if not nil,
-	// replaces a, else a is rounded to bfloat16 as it is packed.
+	// bfloat16 products (gemmbf16.go): b16 replaces b; on the bfloat16
+	// route a16 replaces a.
 	bf       bool
 	a16, b16 []uint16
 }

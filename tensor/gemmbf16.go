@@ -3,6 +3,7 @@ package tensor
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	"github.com/posttrain/posttrain/tensor/internal/simd"
@@ -13,9 +14,9 @@ import (
 //   - With bfloat16 arithmetic (AVX512-BF16), A and B are packed as pairs
 //     of bfloat16 along k and the micro-kernel multiplies pairs with
 //     VDPBF16PS, twice the multiply-adds of a float32 FMA per instruction.
-//   - Elsewhere (AVX-512 without it, AVX2, NEON, generic), the operands are
-//     widened to float32 while they are packed and the float32 micro-kernel
-//     runs. Memory still holds and streams half the bytes.
+//   - Elsewhere (AVX-512 without it, AVX2, NEON, generic), B is widened to
+//     float32 while it is packed, A once per call, and the float32
+//     micro-kernel runs. The weights still take and stream half the bytes.
 //
 // Both compute the product of the bfloat16 values exactly rounded to
 // float32 products (a product of two bfloat16 is exact in float32) and sum
@@ -27,8 +28,8 @@ import (
 // of Gemm. It panics with a *ShapeError on mismatched shapes.
 func GemmBF16(transA, transB bool, alpha float32, a, b *BF16, beta float32, c *Dense) {
 	m, k, n := gemmShape("GemmBF16", transA, transB, a.shape, b.shape, c.shape)
-	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		bf: true, a16: a.data, b16: b.data, c: c.data}, true)
+	gemmBF16(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		bf: true, a16: a.data, b16: b.data, c: c.data})
 }
 
 // GemmMixed computes c = alpha·op(a)·op(b) + beta·c for float32
@@ -37,14 +38,84 @@ func GemmBF16(transA, transB bool, alpha float32, a, b *BF16, beta float32, c *D
 // and the gradient with respect to x, dx = dy·W, is
 // GemmMixed(false, false, 1, dy, w, 0, dx).
 //
-// The activations are rounded to bfloat16 as they are packed, as
+// The activations are rounded to bfloat16 first (once per call), as
 // mixed-precision training does, so the product is GemmBF16's of the
 // rounded a and runs at its speed; MatVecBF16 instead keeps one vector
 // exact. It panics with a *ShapeError on mismatched shapes.
 func GemmMixed(transA, transB bool, alpha float32, a *Dense, b *BF16, beta float32, c *Dense) {
 	m, k, n := gemmShape("GemmMixed", transA, transB, a.shape, b.shape, c.shape)
-	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		bf: true, a: a.data, b16: b.data, c: c.data}, true)
+	gemmBF16(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		bf: true, a: a.data, b16: b.data, c: c.data})
+}
+
+// gemmBF16 brings A to the form the route reads, once per call, then runs
+// the product: bfloat16 for the bfloat16 micro-kernel (GemmMixed's
+// activations rounded), float32 for the widening route (GemmBF16's
+// widened, GemmMixed's rounded and widened), which then reads A in place
+// like Gemm and widens only B as it packs it. Converting A once costs M·K
+// conversions; converting it per packed tile would repeat them for every
+// column block of C.
+func gemmBF16(g gemmArgs) {
+	if g.m == 0 || g.n == 0 {
+		return
+	}
+	size := g.m * g.k
+	if simd.K.BF16 != nil {
+		if g.a16 == nil {
+			h := getU16(size)
+			simd.K.ToBF16(h.s, g.a[:size])
+			g.a, g.a16 = nil, h.s
+			defer bf16Bufs.Put(h)
+		}
+	} else {
+		f := getF32(size)
+		if g.a16 != nil {
+			simd.K.FromBF16(f.s, g.a16[:size])
+		} else {
+			roundBF16(f.s, g.a[:size])
+		}
+		g.a, g.a16 = f.s, nil
+		defer f32Bufs.Put(f)
+	}
+	gemm(g, true)
+}
+
+// roundBF16 sets dst to x rounded to bfloat16 values, through an L1-sized
+// bfloat16 buffer on the stack.
+func roundBF16(dst, x []float32) {
+	var t [1024]uint16
+	for i := 0; i < len(x); i += len(t) {
+		n := min(len(t), len(x)-i)
+		simd.K.ToBF16(t[:n], x[i:i+n])
+		simd.K.FromBF16(dst[i:i+n], t[:n])
+	}
+}
+
+// Conversion buffers, recycled between calls.
+type f32Buf struct{ s []float32 }
+type u16Buf struct{ s []uint16 }
+
+var (
+	f32Bufs  = sync.Pool{New: func() any { return new(f32Buf) }}
+	bf16Bufs = sync.Pool{New: func() any { return new(u16Buf) }}
+)
+
+func getF32(n int) *f32Buf {
+	b := f32Bufs.Get().(*f32Buf)
+	if cap(b.s) < n {
+		b.s = make([]float32, n)
+	}
+	b.s = b.s[:n]
+	return b
+}
+
+func getU16(n int) *u16Buf {
+	b := bf16Bufs.Get().(*u16Buf)
+	if cap(b.s) < n {
+		b.s = make([]uint16, n)
+	}
+	b.s = b.s[:n]
+	return b
 }
 
 // u16 views a float32 packing buffer as twice as many uint16.
@@ -157,28 +228,14 @@ func (g *gemmArgs) packB16(dst []uint16, pc, kc, jc, nc, NR int) {
 }
 
 // packA16 writes rows [i0, i0+m) of op(A)[:, pc:pc+kc] into dst as kp
-// groups of MR pairs along k, rounding a float32 A to bfloat16; rows m…MR
-// and the pad past kc are zero.
+// groups of MR pairs along k; rows m…MR and the pad past kc are zero.
 func (g *gemmArgs) packA16(dst []uint16, pc, kc, i0, m, MR int) {
 	kp := (kc + 1) / 2
 	d := u32(dst[:2*kp*MR])
 	if m < MR {
 		clear(d)
 	}
-	at := func(i, p int) uint16 { // op(A)[i0+i, pc+p], for the slow paths
-		var idx int
-		if g.transA {
-			idx = (pc+p)*g.m + i0 + i
-		} else {
-			idx = (i0+i)*g.k + pc + p
-		}
-		if g.a16 != nil {
-			return g.a16[idx]
-		}
-		return simd.RoundBF16(g.a[idx])
-	}
-	switch {
-	case !g.transA && g.a16 != nil:
+	if !g.transA {
 		for i := range m {
 			src := g.a16[(i0+i)*g.k+pc:][:kc]
 			q := 0
@@ -189,61 +246,32 @@ func (g *gemmArgs) packA16(dst []uint16, pc, kc, i0, m, MR int) {
 				d[q*MR+i] = uint32(src[2*q])
 			}
 		}
-	case !g.transA:
-		for i := range m {
-			src := g.a[(i0+i)*g.k+pc:][:kc]
-			q := 0
-			for ; 2*q+1 < kc; q++ {
-				d[q*MR+i] = uint32(simd.RoundBF16(src[2*q])) | uint32(simd.RoundBF16(src[2*q+1]))<<16
-			}
-			if q < kp {
-				d[q*MR+i] = uint32(simd.RoundBF16(src[2*q]))
-			}
-		}
-	default:
-		for q := range kp {
-			for i := range m {
-				lo, hi := at(i, 2*q), uint16(0)
-				if 2*q+1 < kc {
-					hi = at(i, 2*q+1)
-				}
-				d[q*MR+i] = uint32(lo) | uint32(hi)<<16
-			}
-		}
+		return
 	}
-}
-
-// blockWiden computes rows [r0,r1) × columns [c0,c1) of C on a tier
-// without bfloat16 arithmetic: B is widened to float32 as it is packed,
-// each tile of A widened (or rounded, for GemmMixed) into a packed tile,
-// and the float32 micro-kernel runs on them.
-func (g *gemmArgs) blockWiden(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float32) {
-	bbuf, abuf := buf[:gemmBBlock], buf[gemmBBlock:]
-	run := pl.kern.Run
-	mr, nr := pl.kern.MR, pl.kern.NR
-	n := g.n
-	for jc := c0; jc < c1; jc += pl.nc {
-		ncur := min(pl.nc, c1-jc)
-		for pc := 0; pc < g.k; pc += pl.kc {
-			kcur := min(pl.kc, g.k-pc)
-			g.packBWiden(bbuf, pc, kcur, jc, ncur, nr)
-			accNow := acc || pc > 0
-			panel := kcur * nr
-			for i0 := r0; i0 < r1; i0 += mr {
-				m := min(mr, r1-i0)
-				a := abuf[:kcur*m]
-				rs, ks := g.packAWiden(a, u16(abuf[kcur*mr:]), pc, kcur, i0, m)
-				for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
-					run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, bbuf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
-				}
+	// Row p of A is column p of op(A): pairs of rows interleave.
+	lda := g.m
+	for q := range kp {
+		lo := g.a16[(pc+2*q)*lda+i0:][:m]
+		dq := d[q*MR:][:m]
+		if 2*q+1 == kc {
+			for i, v := range lo {
+				dq[i] = uint32(v)
 			}
+			continue
+		}
+		hi := g.a16[(pc+2*q+1)*lda+i0:][:m]
+		for i, v := range lo {
+			dq[i] = uint32(v) | uint32(hi[i])<<16
 		}
 	}
 }
 
 // packBWiden is packB for a bfloat16 B: alpha·op(B)[pc:pc+kc, jc:jc+nc]
-// as float32 NR-wide panels.
-func (g *gemmArgs) packBWiden(dst []float32, pc, kc, jc, nc, nr int) {
+// as float32 NR-wide panels. A transposed B (weights [out,in], the usual
+// layout) is widened 16 rows at a time into the tail of the worker's
+// buffer, which dst's capacity reaches, and transposed from there with
+// the tier's PackT16.
+func (g *gemmArgs) packBWiden(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, nr int) {
 	panel := kc * nr
 	if !g.transB {
 		ldb := g.n
@@ -256,7 +284,25 @@ func (g *gemmArgs) packBWiden(dst []float32, pc, kc, jc, nc, nr int) {
 		}
 	} else {
 		ldb := g.k
-		for j := range nc {
+		j := 0
+		if pt := kern.PackT16; pt != nil && nr%16 == 0 && kc >= 16 {
+			all := dst[:cap(dst)]
+			tmp := all[len(all)-16*kc:]
+			k16 := kc / 16
+			for ; j+16 <= nc; j += 16 {
+				for r := range 16 {
+					simd.K.FromBF16(tmp[r*kc:(r+1)*kc], g.b16[(jc+j+r)*ldb+pc:][:kc])
+				}
+				pt(dst[j/nr*panel+j%nr:], tmp, kc, nr, k16)
+				for r := range 16 {
+					d := dst[(j+r)/nr*panel+(j+r)%nr:]
+					for p := 16 * k16; p < kc; p++ {
+						d[p*nr] = tmp[r*kc+p]
+					}
+				}
+			}
+		}
+		for ; j < nc; j++ {
 			src := g.b16[(jc+j)*ldb+pc:][:kc]
 			d := dst[j/nr*panel+j%nr:]
 			for p, v := range src {
@@ -268,34 +314,6 @@ func (g *gemmArgs) packBWiden(dst []float32, pc, kc, jc, nc, nr int) {
 		d := dst[:ceilDiv(nc, nr)*panel]
 		simd.K.Scale(d, g.alpha, d)
 	}
-}
-
-// packAWiden writes rows [i0, i0+m) of op(A)[:, pc:pc+kc] as float32 into
-// dst, widening a bfloat16 A or rounding a float32 one to bfloat16
-// values, and returns the layout's row and depth strides for the
-// micro-kernel: rows of kc for a row-major A, groups of m for a
-// transposed one, so that every conversion runs over a contiguous run.
-// tmp holds max(kc, m) bfloat16 for the rounding.
-func (g *gemmArgs) packAWiden(dst []float32, tmp []uint16, pc, kc, i0, m int) (rs, ks int) {
-	conv := func(d []float32, idx int) {
-		if g.a16 != nil {
-			simd.K.FromBF16(d, g.a16[idx:idx+len(d)])
-			return
-		}
-		t := tmp[:len(d)]
-		simd.K.ToBF16(t, g.a[idx:idx+len(d)])
-		simd.K.FromBF16(d, t)
-	}
-	if !g.transA {
-		for i := range m {
-			conv(dst[i*kc:(i+1)*kc], (i0+i)*g.k+pc)
-		}
-		return kc, 1
-	}
-	for p := range kc {
-		conv(dst[p*m:(p+1)*m], (pc+p)*g.m+i0)
-	}
-	return 1, m
 }
 
 // MatVecBF16 computes y = w·x for bfloat16 weights w [len(y), len(x)]

@@ -103,14 +103,11 @@ func (g *gemmArgs) task(pl *gemmPlan, t int, acc bool, buf []float32) {
 	mi, ni := t/pl.cn, t%pl.cn
 	r0, c0 := mi*pl.mChunk, ni*pl.nChunk
 	r1, c1 := min(g.m, r0+pl.mChunk), min(g.n, c0+pl.nChunk)
-	switch {
-	case pl.bf != nil:
+	if pl.bf != nil {
 		g.blockBF16(pl, r0, r1, c0, c1, acc, buf)
-	case g.bf:
-		g.blockWiden(pl, r0, r1, c0, c1, acc, buf)
-	default:
-		g.block(pl, r0, r1, c0, c1, acc, buf)
+		return
 	}
+	g.block(pl, r0, r1, c0, c1, acc, buf)
 }
 
 // block computes rows [r0,r1) × columns [c0,c1) of C. buf holds the
@@ -161,6 +158,10 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 // the last column of a short panel are left as they were: a micro-kernel
 // never stores them, and lanes do not mix.
 func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, nr int) {
+	if g.b16 != nil {
+		g.packBWiden(kern, dst, pc, kc, jc, nc, nr) // a bfloat16 B (gemmbf16.go)
+		return
+	}
 	panel := kc * nr
 	if !g.transB {
 		ldb := g.n
