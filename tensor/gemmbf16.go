@@ -81,14 +81,16 @@ func gemmBF16(g gemmArgs) {
 }
 
 // roundBF16 sets dst to x rounded to bfloat16 values, through an L1-sized
-// bfloat16 buffer on the stack.
+// bfloat16 buffer.
 func roundBF16(dst, x []float32) {
-	var t [1024]uint16
+	h := getU16(1024)
+	t := h.s
 	for i := 0; i < len(x); i += len(t) {
 		n := min(len(t), len(x)-i)
 		simd.K.ToBF16(t[:n], x[i:i+n])
 		simd.K.FromBF16(dst[i:i+n], t[:n])
 	}
+	bf16Bufs.Put(h)
 }
 
 // Conversion buffers, recycled between calls.

@@ -218,3 +218,29 @@ func f32TiersTensor() []simd.Tier {
 	}
 	return ts
 }
+
+// TestBF16Allocs checks that warm bfloat16 products allocate nothing, on
+// every tier (the conversion buffers are recycled).
+func TestBF16Allocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	a, w := FromSlice(randSlice(r, 200*300), 200, 300), FromSlice(randSlice(r, 250*300), 250, 300).BF16()
+	a16, c := a.BF16(), New(200, 250)
+	x, y := randSlice(r, 300), make([]float32, 250)
+	for _, tier := range simd.Available() {
+		prev, _ := simd.Use(tier)
+		for name, f := range map[string]func(){
+			"GemmBF16":   func() { GemmBF16(false, true, 1, a16, w, 0, c) },
+			"GemmMixed":  func() { GemmMixed(false, true, 1, a, w, 0, c) },
+			"MatVecBF16": func() { MatVecBF16(y, w, x) },
+		} {
+			f()
+			if n := testing.AllocsPerRun(10, f); n != 0 {
+				t.Errorf("%v: %s allocates %v times per call, want 0", tier, name, n)
+			}
+		}
+		simd.Use(prev)
+	}
+}
