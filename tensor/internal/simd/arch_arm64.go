@@ -6,5 +6,6 @@ package simd
 func registerArch() {
 	k := neonKernels()
 	gemmNEON(&k)
+	k.MatVecBF16 = matVecNEON
 	register(NEON, k)
 }
