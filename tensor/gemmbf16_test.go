@@ -226,9 +226,9 @@ func TestBF16Allocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	r := rand.New(rand.NewPCG(17, 18))
-	a, w := FromSlice(randSlice(r, 200*300), 200, 300), FromSlice(randSlice(r, 250*300), 250, 300).BF16()
-	a16, c := a.BF16(), New(200, 250)
-	x, y := randSlice(r, 300), make([]float32, 250)
+	a, w := FromSlice(randSlice(r, 40*70), 40, 70), FromSlice(randSlice(r, 50*70), 50, 70).BF16()
+	a16, c := a.BF16(), New(40, 50)
+	x, y := randSlice(r, 70), make([]float32, 50)
 	for _, tier := range simd.Available() {
 		prev, _ := simd.Use(tier)
 		for name, f := range map[string]func(){
