@@ -2,10 +2,8 @@
 
 package simd
 
-//go:generate sh -c "cd _gen/bf16 && go run . -out ../.."
-
 // gemmBF16AVX512 is BF16Kernel.Run for the 12×32 tile of VDPBF16PS
-// (bf16_amd64.s, written by _gen/bf16): 24 zmm accumulators, each
+// (bf16_amd64.s, written by _gen/gemm): 24 zmm accumulators, each
 // instruction 16 lanes × 2 products.
 //
 //go:noescape

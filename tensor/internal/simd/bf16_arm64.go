@@ -4,7 +4,7 @@ package simd
 
 // matVec4NEON stores the partial sums of four rows of w·x, over len(x)
 // columns (a multiple of 8), in out: row r's eight lanes at out[8r:]
-// (bf16_arm64.s, written by _gen/bf16).
+// (bf16_arm64.s, written by _gen/gemm).
 //
 //go:noescape
 func matVec4NEON(out *[32]float32, w []uint16, ldw int, x []float32)

@@ -1,6 +1,7 @@
 // Command gemm writes the GEMM micro-kernels of package simd:
 // gemm_amd64.s (AVX-512 12×32 and AVX2+FMA 6×16) and gemm_arm64.s (NEON
-// 8×12). Each kernel has one fully unrolled body per row count mr, so edge
+// 8×12), and the bfloat16 kernels in bf16_amd64.s and bf16_arm64.s
+// (bf16.go). Each kernel has one fully unrolled body per row count mr, so edge
 // tiles in M run at full speed; edge tiles in N are masked (amd64) or go
 // through a scratch tile (arm64, in Go).
 //
@@ -439,6 +440,7 @@ func main() {
 	if err := os.WriteFile(filepath.Join(*out, "gemm_arm64.s"), n.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
+	writeBF16(*out)
 }
 
 // fmlaElem encodes FMLA Vd.4S, Vn.4S, Vm.S[i], which the Go assembler

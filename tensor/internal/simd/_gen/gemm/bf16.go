@@ -1,33 +1,42 @@
-// Command bf16 writes the bfloat16 kernels of package simd: in
-// bf16_amd64.s the AVX512-BF16 GEMM micro-kernel (12×32 tile of
-// VDPBF16PS) and the matrix–vector kernels that stream bfloat16 weights
-// (AVX-512 and AVX2), in bf16_arm64.s the NEON matrix–vector kernel.
+package main
+
+// The bfloat16 kernels (bf16_amd64.s, bf16_arm64.s): the AVX512-BF16 GEMM
+// micro-kernel (12×32 tile of VDPBF16PS), the matrix–vector kernels that
+// stream bfloat16 weights (AVX-512, AVX2, NEON) and the instruction-peak
+// loops for the benchmarks.
 //
-// Go's assembler has no mnemonic for VDPBF16PS, so the generator encodes
-// it itself, as six BYTEs with the Intel-syntax instruction beside them.
-// The encodings were checked against llvm-mc:
+// Go's assembler has no mnemonic for VDPBF16PS, so vdpbf16ps encodes it
+// as six BYTEs with the Intel-syntax instruction beside them. Every
+// encoding emitted was checked against llvm-mc:
 //
 //	echo 'vdpbf16ps zmm23, zmm24, zmm31' | llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+avx512bf16
 //	# [0x62,0x82,0x3e,0x40,0x52,0xff]
-//
-// Run from this directory: go run . -out ../..
-package main
 
 import (
-	"bytes"
-	"flag"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
 )
 
-var out = flag.String("out", "../..", "directory of package simd")
-
-type asm struct{ bytes.Buffer }
-
-func (w *asm) f(format string, args ...any) { fmt.Fprintf(&w.Buffer, "\t"+format+"\n", args...) }
-func (w *asm) label(l string)               { fmt.Fprintf(&w.Buffer, "%s:\n", l) }
+// writeBF16 writes bf16_amd64.s and bf16_arm64.s into dir.
+func writeBF16(dir string) {
+	var w asm
+	w.WriteString(header)
+	bf16Gemm(&w)
+	bf16MatVec(&w, "matVecBF16AVX512", "Z", 16)
+	bf16MatVec(&w, "matVecBF16AVX2", "Y", 8)
+	bf16Peak(&w)
+	if err := os.WriteFile(filepath.Join(dir, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	var n asm
+	n.WriteString(header)
+	bf16NEON(&n)
+	if err := os.WriteFile(filepath.Join(dir, "bf16_arm64.s"), n.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
 
 // vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2), all
 // registers: for each 32-bit lane i, dst[i] += src1.bf16[2i+1]·src2.bf16[2i+1]
@@ -42,12 +51,12 @@ func vdpbf16ps(dst, src1, src2 int) string {
 		p0, p1, p2, modrm, dst, src1, src2)
 }
 
-// gemm writes gemmBF16AVX512, the full 12×32 tile. Packed operands, for
+// bf16Gemm writes gemmBF16AVX512, the full 12×32 tile. Packed operands, for
 // kp pairs of k: a holds kp groups of 12 pairs (row i's bf16 at k = 2q,
 // 2q+1 in one 32-bit word), b holds kp groups of 32 pairs (column j's).
 // Accumulators Z0–Z23 (row r in Z2r, Z2r+1), B in Z24–Z25, the broadcast
 // A pair in Z26–Z31.
-func gemm(w *asm) {
+func bf16Gemm(w *asm) {
 	const MR = 12
 	w.WriteString("// func gemmBF16AVX512(kp int, a, b []uint16, c []float32, ldc int, acc bool)\n")
 	w.WriteString("TEXT ·gemmBF16AVX512(SB), NOSPLIT, $0-89\n")
@@ -115,13 +124,13 @@ func gemm(w *asm) {
 	w.WriteString("\n")
 }
 
-// matvec writes a kernel for y[i] = Σ_j w[i·ldw+j]·x[j], i < len(y), over
+// bf16MatVec writes a kernel for y[i] = Σ_j w[i·ldw+j]·x[j], i < len(y), over
 // the first n columns, n = len(x) a multiple of the vector width (the Go
 // wrapper adds the rest). Four rows at a time share each load of x; each
 // row keeps two accumulators over two vectors of columns. A bfloat16 is
 // widened exactly by zero-extending it to 32 bits and shifting it into
 // the high half.
-func matvec(w *asm, name, reg string, width int) {
+func bf16MatVec(w *asm, name, reg string, width int) {
 	w.WriteString("// func " + name + "(y []float32, w []uint16, ldw int, x []float32)\n")
 	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
 	w.f("MOVQ y_base+0(FP), DI")
@@ -213,10 +222,10 @@ func matvec(w *asm, name, reg string, width int) {
 	w.WriteString("\n")
 }
 
-// peak writes loops of n×24 independent VDPBF16PS (or VFMADD231PS) on
+// bf16Peak writes loops of n×24 independent VDPBF16PS (or VFMADD231PS) on
 // registers alone, for the benchmark that measures each instruction's
 // peak rate on this CPU.
-func peak(w *asm) {
+func bf16Peak(w *asm) {
 	for _, bf := range []bool{true, false} {
 		name := "peakFMA"
 		if bf {
@@ -244,12 +253,12 @@ func peak(w *asm) {
 	}
 }
 
-// neonMatVec4 writes matVec4NEON: the partial sums of four rows of
+// bf16NEON writes matVec4NEON: the partial sums of four rows of
 // y = w·x over the first len(x) columns (a multiple of 8), two 4-lane
 // accumulators per row, stored to out[8r … 8r+7] for the Go side to add.
 // ZIP1/ZIP2 with a zero register widen eight bfloat16 to float32 exactly
 // (Go's assembler has no SHLL, and USHLL shifts by at most 15).
-func neonMatVec4(w *asm) {
+func bf16NEON(w *asm) {
 	w.WriteString("// func matVec4NEON(out *[32]float32, w []uint16, ldw int, x []float32)\n")
 	w.WriteString("TEXT ·matVec4NEON(SB), NOSPLIT, $0-64\n")
 	w.f("MOVD out+0(FP), R0")
@@ -293,23 +302,4 @@ func bitsOf(n int) int {
 		b++
 	}
 	return b
-}
-
-func main() {
-	flag.Parse()
-	var w asm
-	w.WriteString("// Code generated by _gen/bf16; DO NOT EDIT.\n\n//go:build gc && !purego\n\n#include \"textflag.h\"\n\n")
-	gemm(&w)
-	matvec(&w, "matVecBF16AVX512", "Z", 16)
-	matvec(&w, "matVecBF16AVX2", "Y", 8)
-	peak(&w)
-	if err := os.WriteFile(filepath.Join(*out, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
-		log.Fatal(err)
-	}
-	var n asm
-	n.WriteString("// Code generated by _gen/bf16; DO NOT EDIT.\n\n//go:build gc && !purego\n\n#include \"textflag.h\"\n\n")
-	neonMatVec4(&n)
-	if err := os.WriteFile(filepath.Join(*out, "bf16_arm64.s"), n.Bytes(), 0o644); err != nil {
-		log.Fatal(err)
-	}
 }
