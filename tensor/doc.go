@@ -52,7 +52,11 @@
 // multiply-adds per instruction but not necessarily per cycle: on the
 // Intel Xeon (Sapphire Rapids class, in a VM) this was measured on it
 // retires one per 2.3 cycles, below two float32 FMAs per cycle, so that
-// tier is opt-in (SetTier) rather than chosen at init.
+// tier is opt-in (SetTier) rather than chosen at init. The "amx" tier, on
+// CPUs with AMX-BF16 where Linux grants the tile state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM), requested once at init), multiplies
+// 32×32 tiles of C with TDPBF16PS; it is opt-in too until it has been
+// measured, and its tests run only on such CPUs.
 //
 // # Errors
 //

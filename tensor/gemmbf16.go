@@ -144,14 +144,14 @@ func (g *gemmArgs) blockBF16(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []f
 		ncur := min(pl.nc, c1-jc)
 		for pc := 0; pc < g.k; pc += pl.kc {
 			kcur := min(pl.kc, g.k-pc)
-			kp := (kcur + 1) / 2
-			g.packB16(bbuf, pc, kcur, jc, ncur, NR)
+			kp := pairs(kcur, kern.KBlock)
+			g.packB16(bbuf, pc, kcur, jc, ncur, NR, kp)
 			accNow := acc || pc > 0
 			panel := 2 * kp * NR
 			for i0 := r0; i0 < r1; i0 += MR {
 				m := min(MR, r1-i0)
 				a := abuf[:2*kp*MR]
-				g.packA16(a, pc, kcur, i0, m, MR)
+				g.packA16(a, pc, kcur, i0, m, MR, kern.KBlock, kp)
 				for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+NR {
 					nr := min(NR, jc+ncur-j0)
 					bp := bbuf[q*panel : (q+1)*panel]
@@ -179,18 +179,32 @@ func (g *gemmArgs) blockBF16(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []f
 	}
 }
 
-// packB16 writes op(B)[pc:pc+kc, jc:jc+nc] into dst as NR-wide panels of
-// pairs along k: word q·NR+j of panel p holds B[pc+2q, j] in its low half
-// and B[pc+2q+1, j] (0 past kc) in its high half. Lanes past the last
-// column of a short panel are left as they were: lanes do not mix and the
-// caller discards them.
-func (g *gemmArgs) packB16(dst []uint16, pc, kc, jc, nc, NR int) {
+// pairs returns how many pairs of k a block of kc takes: ⌈kc/2⌉, rounded
+// up to a multiple of kb when kb > 1.
+func pairs(kc, kb int) int {
 	kp := (kc + 1) / 2
+	if kb > 1 {
+		kp = ceilDiv(kp, kb) * kb
+	}
+	return kp
+}
+
+// packB16 writes op(B)[pc:pc+kc, jc:jc+nc] into dst as NR-wide panels of
+// kp pairs along k: word q·NR+j of panel p holds B[pc+2q, j] in its low
+// half and B[pc+2q+1, j] (0 past kc) in its high half. Lanes past the
+// last column of a short panel are left as they were: lanes do not mix
+// and the caller discards them.
+func (g *gemmArgs) packB16(dst []uint16, pc, kc, jc, nc, NR, kp int) {
 	d := u32(dst[:2*kp*NR*ceilDiv(nc, NR)])
 	panel := kp * NR
+	if kr := (kc + 1) / 2; kr < kp { // pairs past k, up to the kernel's block
+		for p := range ceilDiv(nc, NR) {
+			clear(d[p*panel+kr*NR : (p+1)*panel])
+		}
+	}
 	if !g.transB {
 		ldb := g.n
-		for q := range kp {
+		for q := range (kc + 1) / 2 {
 			r0 := g.b16[(pc+2*q)*ldb+jc:][:nc]
 			r1 := r0[:0]
 			if 2*q+1 < kc {
@@ -223,47 +237,51 @@ func (g *gemmArgs) packB16(dst []uint16, pc, kc, jc, nc, NR int) {
 		for ; 2*q+1 < kc; q++ {
 			dj[q*NR] = uint32(src[2*q]) | uint32(src[2*q+1])<<16
 		}
-		if q < kp {
+		if 2*q < kc {
 			dj[q*NR] = uint32(src[2*q])
 		}
 	}
 }
 
 // packA16 writes rows [i0, i0+m) of op(A)[:, pc:pc+kc] into dst as kp
-// groups of MR pairs along k; rows m…MR and the pad past kc are zero.
-func (g *gemmArgs) packA16(dst []uint16, pc, kc, i0, m, MR int) {
-	kp := (kc + 1) / 2
+// pairs along k in the kernel's layout: word ((q/kb·MR)+i)·kb + q%kb holds
+// the pair q of row i (kb = 1: groups of MR pairs; kb = 16: AMX tile
+// rows). Rows m…MR and the pairs past kc are zero.
+func (g *gemmArgs) packA16(dst []uint16, pc, kc, i0, m, MR, kb, kp int) {
+	kb = max(kb, 1)
 	d := u32(dst[:2*kp*MR])
-	if m < MR {
+	kr := (kc + 1) / 2
+	if m < MR || kr < kp {
 		clear(d)
 	}
+	at := func(q int) int { return q/kb*MR*kb + q%kb } // word of row 0's pair q
 	if !g.transA {
 		for i := range m {
 			src := g.a16[(i0+i)*g.k+pc:][:kc]
 			q := 0
 			for ; 2*q+1 < kc; q++ {
-				d[q*MR+i] = uint32(src[2*q]) | uint32(src[2*q+1])<<16
+				d[at(q)+i*kb] = uint32(src[2*q]) | uint32(src[2*q+1])<<16
 			}
-			if q < kp {
-				d[q*MR+i] = uint32(src[2*q])
+			if 2*q < kc {
+				d[at(q)+i*kb] = uint32(src[2*q])
 			}
 		}
 		return
 	}
 	// Row p of A is column p of op(A): pairs of rows interleave.
 	lda := g.m
-	for q := range kp {
+	for q := range kr {
 		lo := g.a16[(pc+2*q)*lda+i0:][:m]
-		dq := d[q*MR:][:m]
+		dq := d[at(q):]
 		if 2*q+1 == kc {
 			for i, v := range lo {
-				dq[i] = uint32(v)
+				dq[i*kb] = uint32(v)
 			}
 			continue
 		}
 		hi := g.a16[(pc+2*q+1)*lda+i0:][:m]
 		for i, v := range lo {
-			dq[i] = uint32(v) | uint32(hi[i])<<16
+			dq[i*kb] = uint32(v) | uint32(hi[i])<<16
 		}
 	}
 }

@@ -26,6 +26,17 @@ func roundSlice(x []float32) ([]uint16, []float32) {
 // float64 product of the bfloat16-rounded inputs.
 func checkBF16(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
 	t.Helper()
+	checkBF16Tiers(t, r, false, mixed, transA, transB, m, n, k, off, alpha, beta)
+}
+
+// checkBF16One is checkBF16 on the kernel table as it stands.
+func checkBF16One(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
+	t.Helper()
+	checkBF16Tiers(t, r, true, mixed, transA, transB, m, n, k, off, alpha, beta)
+}
+
+func checkBF16Tiers(t *testing.T, r *rand.Rand, current, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
+	t.Helper()
 	a32, b32 := randSlice(r, m*k), randSlice(r, k*n)
 	a16, ar := roundSlice(a32)
 	b16, br := roundSlice(b32)
@@ -48,10 +59,17 @@ func checkBF16(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, 
 	at16 := func(x []uint16) []uint16 { return append(make([]uint16, off), x...)[off:] }
 	at32 := func(x []float32) []float32 { return append(make([]float32, off), x...)[off:] }
 	tol := float64(k+2) * 6e-8
-	for _, tier := range simd.Available() {
-		prev, err := simd.Use(tier)
-		if err != nil {
-			t.Fatal(err)
+	tiers := simd.Available()
+	if current {
+		tiers = []simd.Tier{simd.Active()}
+	}
+	for _, tier := range tiers {
+		prev := tier
+		if !current { // else keep the table as the caller set it
+			var err error
+			if prev, err = simd.Use(tier); err != nil {
+				t.Fatal(err)
+			}
 		}
 		C := FromSlice(at32(c), m, n)
 		B := FromSliceBF16(at16(b16), bsh...)
@@ -62,7 +80,9 @@ func checkBF16(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, 
 		} else {
 			GemmBF16(transA, transB, alpha, FromSliceBF16(at16(a16), ash...), B, beta, C)
 		}
-		simd.Use(prev)
+		if !current {
+			simd.Use(prev)
+		}
 		for i, got := range C.Data() {
 			if d := math.Abs(float64(got) - want[i]); !(d <= tol*scale[i]+1e-30) {
 				t.Fatalf("%v: %s(%v,%v, m=%d n=%d k=%d off=%d, alpha=%v beta=%v): c[%d,%d] = %v, want %v (scale %v)",
@@ -242,5 +262,48 @@ func TestBF16Allocs(t *testing.T) {
 			}
 		}
 		simd.Use(prev)
+	}
+}
+
+// amxModel is a Go model of the AMX kernel's contract (BF16Kernel with
+// MR = NR = 32, KBlock = 16): it lets the packing for KBlock > 1 run on
+// CPUs without AMX. It reads a and b exactly as TDPBF16PS reads the tiles
+// the assembly loads: A row i of block qb at words (qb·32+i)·16 …, B pair
+// row q at words q·32 ….
+func amxModel(kp int, a, b []uint16, c []float32, ldc int, acc bool) {
+	const MR, NR, KB = 32, 32, 16
+	if kp%KB != 0 {
+		panic("amxModel: kp is not a multiple of 16")
+	}
+	for i := range MR {
+		for j := range NR {
+			var s float32
+			for q := range kp {
+				wa := ((q/KB*MR+i)*KB + q%KB) * 2
+				wb := (q*NR + j) * 2
+				s += simd.WidenBF16(a[wa])*simd.WidenBF16(b[wb]) + simd.WidenBF16(a[wa+1])*simd.WidenBF16(b[wb+1])
+			}
+			if acc {
+				c[i*ldc+j] += s
+			} else {
+				c[i*ldc+j] = s
+			}
+		}
+	}
+}
+
+// TestGemmBF16Blocked runs GemmBF16 and GemmMixed with the model of the
+// AMX kernel installed, over shapes that leave k short of a block, edges
+// in both directions and both transposes, against the float64 reference.
+func TestGemmBF16Blocked(t *testing.T) {
+	saved := simd.K.BF16
+	simd.K.BF16 = &simd.BF16Kernel{MR: 32, NR: 32, KBlock: 16, Run: amxModel}
+	defer func() { simd.K.BF16 = saved }()
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, s := range [][3]int{{1, 1, 1}, {32, 32, 32}, {33, 31, 17}, {70, 45, 600}, {5, 64, 1025}} {
+		for c := range 8 {
+			mixed, tA, tB := c&4 != 0, c&2 != 0, c&1 != 0
+			checkBF16One(t, r, mixed, tA, tB, s[0], s[1], s[2], 1, 1, 0)
+		}
 	}
 }

@@ -62,7 +62,7 @@ func plan(g *gemmArgs, w int) gemmPlan {
 		pl.bf = simd.K.BF16
 		mr, nr = pl.bf.MR, pl.bf.NR
 		pl.kc += pl.kc & 1
-		pl.nc = max(nr, 2*gemmBBlock/pl.kc/nr*nr)
+		pl.nc = max(nr, gemmBBlock/pairs(pl.kc, pl.bf.KBlock)/nr*nr)
 	}
 
 	mTiles, nPanels := ceilDiv(g.m, mr), ceilDiv(g.n, nr)

@@ -27,5 +27,9 @@ func registerArch() {
 			bf16AVX512(&k)
 			register(AVX512BF16, k)
 		}
+		if AMXBF16() {
+			bf16AMX(&k)
+			register(AMX, k)
+		}
 	}
 }

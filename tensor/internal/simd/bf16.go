@@ -22,6 +22,11 @@ package simd
 // Weights and activations of trained models do not live there.
 type BF16Kernel struct {
 	MR, NR int
+	// KBlock, if above 1, groups A by blocks of KBlock pairs instead:
+	// a[((q/KBlock*MR+i)*KBlock+q%KBlock)*2+h] = A[i, 2q+h], each row's
+	// block contiguous (an AMX tile row), and kp must be a multiple of
+	// KBlock.
+	KBlock int
 	Run    func(kp int, a, b []uint16, c []float32, ldc int, acc bool)
 }
 

@@ -750,3 +750,67 @@ peakFMA_loop:
 	VZEROUPPER
 	RET
 
+// The tile configuration: palette 1; tiles 0–7 of 16 rows × 64 bytes.
+DATA amxcfg<>+0(SB)/8, $0x0000000000000001
+DATA amxcfg<>+8(SB)/8, $0x0000000000000000
+DATA amxcfg<>+16(SB)/8, $0x0040004000400040
+DATA amxcfg<>+24(SB)/8, $0x0040004000400040
+DATA amxcfg<>+32(SB)/8, $0x0000000000000000
+DATA amxcfg<>+40(SB)/8, $0x0000000000000000
+DATA amxcfg<>+48(SB)/8, $0x1010101010101010
+DATA amxcfg<>+56(SB)/8, $0x0000000000000000
+GLOBL amxcfg<>(SB), RODATA|NOPTR, $64
+
+// func gemmBF16AMX(kp int, a, b []uint16, c []float32, ldc int, acc bool)
+TEXT ·gemmBF16AMX(SB), NOSPLIT, $0-89
+	LEAQ amxcfg<>(SB), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00 // ldtilecfg [rax]
+	MOVQ kp+0(FP), CX
+	SHRQ $4, CX
+	MOVQ a_base+8(FP), SI
+	MOVQ b_base+32(FP), DX
+	MOVQ c_base+56(FP), DI
+	MOVQ ldc+80(FP), R8
+	SHLQ $2, R8
+	MOVQ $64, R9
+	MOVQ $128, R10
+	LEAQ 64(DI), R11
+	MOVQ R8, R12
+	SHLQ $4, R12
+	ADDQ DI, R12
+	LEAQ 64(R12), R13
+	MOVBQZX acc+88(FP), AX
+	TESTQ AX, AX
+	JZ amx_zero
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x07 // tileloadd tmm0, [rdi + r8]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x0c; BYTE $0x03 // tileloadd tmm1, [r11 + r8]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x04 // tileloadd tmm2, [r12 + r8]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x5c; BYTE $0x05; BYTE $0x00 // tileloadd tmm3, [r13 + r8]
+	JMP amx_loop
+amx_zero:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // tilezero tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // tilezero tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // tilezero tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // tilezero tmm3
+amx_loop:
+	LEAQ 1024(SI), R14
+	LEAQ 64(DX), BX
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x0e // tileloadd tmm4, [rsi + r9]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x0e // tileloadd tmm5, [r14 + r9]
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x12 // tileloadd tmm6, [rdx + r10]
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x13 // tileloadd tmm7, [rbx + r10]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // tdpbf16ps tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // tdpbf16ps tmm1, tmm4, tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // tdpbf16ps tmm2, tmm5, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // tdpbf16ps tmm3, tmm5, tmm7
+	ADDQ $2048, SI
+	ADDQ $2048, DX
+	DECQ CX
+	JNZ amx_loop
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x07 // tilestored [rdi + r8], tmm0
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x03 // tilestored [r11 + r8], tmm1
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x04 // tilestored [r12 + r8], tmm2
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x5c; BYTE $0x05; BYTE $0x00 // tilestored [r13 + r8], tmm3
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // tilerelease
+	RET
+

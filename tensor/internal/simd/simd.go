@@ -21,11 +21,24 @@ import (
 type Tier uint8
 
 const (
-	Generic    Tier = iota // portable Go, the reference twin
-	AVX2                   // amd64 AVX2 + FMA (+ F16C)
-	AVX512                 // amd64 AVX-512 F/BW/DQ/VL
-	NEON                   // arm64 Advanced SIMD
-	AVX512BF16             // AVX512 plus AVX512-BF16 (VDPBF16PS) for bfloat16 products
+	Generic Tier = iota // portable Go, the reference twin
+	AVX2                // amd64 AVX2 + FMA (+ F16C)
+	AVX512              // amd64 AVX-512 F/BW/DQ/VL
+	NEON                // arm64 Advanced SIMD
+	// AVX512BF16 is AVX512 with VDPBF16PS for bfloat16 products. It is
+	// never chosen at init, only by Use: on the Xeon this package was
+	// tuned on, VDPBF16PS retires one per 2.3 cycles with a latency of
+	// about 15, so its 32 multiply-adds per instruction come to less than
+	// two FMAs' 16 each per cycle, and widening bfloat16 onto the float32
+	// kernels is faster. Where it is faster (AMD Zen 4/5 list it at one
+	// per cycle beside one FMA), pin it with tensor.SetTier.
+	AVX512BF16
+	// AMX is AVX512 with AMX-BF16 tiles (TDPBF16PS) for bfloat16
+	// products, where the CPU has them and Linux grants the tile state.
+	// It is never chosen at init, only by Use: its kernel was written
+	// without AMX hardware at hand, and its tests run only on CPUs that
+	// have it.
+	AMX
 	numTiers
 )
 
@@ -41,6 +54,8 @@ func (t Tier) String() string {
 		return "neon"
 	case AVX512BF16:
 		return "avx512bf16"
+	case AMX:
+		return "amx"
 	}
 	return fmt.Sprintf("Tier(%d)", uint8(t))
 }
@@ -104,7 +119,7 @@ var (
 func register(t Tier, k Kernels) {
 	fill(&k, &genericKernels)
 	tables[t] = &k
-	if (t > best || tables[best] == nil) && t != AVX512BF16 {
+	if (t > best || tables[best] == nil) && t != AVX512BF16 && t != AMX {
 		best = t
 	}
 }
