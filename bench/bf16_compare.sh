@@ -17,9 +17,11 @@
 #   bench/bf16_compare.sh [threads [rounds]]    (defaults 2 and 3)
 #
 # Each side keeps its best figure over alternating rounds, as
-# gemm_compare.sh does. OpenBLAS runs with its own CPU detection
-# (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset); the kernel it picked is
-# printed, through threadpoolctl when it is installed.
+# gemm_compare.sh does. OpenBLAS runs twice: with its own CPU detection
+# (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; the kernel it picked is
+# printed, through threadpoolctl when it is installed), and on AVX-512
+# CPUs with OPENBLAS_CORETYPE=SkylakeX, since OpenBLAS 0.3.21 (Debian 12)
+# detects a Sapphire Rapids VM as Prescott, an SSE3 kernel.
 set -eu
 cd "$(dirname "$0")/.."
 T=${1:-2}
@@ -50,7 +52,11 @@ while [ "$i" -lt "$R" ]; do
 		awk '/GFLOPS/ { n = $1; sub(/^Benchmark/, "", n); sub(/-[0-9]+$/, "", n);
 			for (i = 1; i < NF; i++) if ($(i+1) == "GFLOPS") print n, $i }' >>"$tmp/go"
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T \
-		"$PY" bench/gemm_numpy.py 1024x1024x1024 | awk '{ print "numpy-sgemm/" $1, $2 }' >>"$tmp/np"
+		"$PY" bench/gemm_numpy.py 1024x1024x1024 | awk '{ print "numpy-sgemm-auto/" $1, $2 }' >>"$tmp/np"
+	if grep -q avx512f /proc/cpuinfo; then
+		env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T \
+			"$PY" bench/gemm_numpy.py 1024x1024x1024 | awk '{ print "numpy-sgemm-skylakex/" $1, $2 }' >>"$tmp/np"
+	fi
 	i=$((i + 1))
 done
 "$tmp/simd.test" -test.run '^$' -test.bench '^BenchmarkPeak$' -test.benchtime 200000x -test.count 3 -test.cpu 1 |
@@ -62,10 +68,11 @@ echo "OpenBLAS: ${core:-?}"
 printf '\n%-44s %9s\n' "1024³ (GFLOPS, best of rounds)" GFLOPS
 cat "$tmp/go" "$tmp/np" | awk '{ if (!($1 in b)) o[++n] = $1; if ($2 > b[$1]) b[$1] = $2 }
 	END { for (i = 1; i <= n; i++) printf "%-44s %9.1f\n", o[i], b[o[i]]
-		f32 = b["Gemm/1024x1024x1024"]; np = b["numpy-sgemm/1024x1024x1024"]
-		printf "\n%-44s %9s %9s\n", "bf16 GEMM 1024³ ratios", "/float32", "/sgemm"
+		f32 = b["Gemm/1024x1024x1024"]; np = b["numpy-sgemm-auto/1024x1024x1024"]
+		sx = b["numpy-sgemm-skylakex/1024x1024x1024"]; if (sx == 0) sx = np
+		printf "\n%-44s %9s %11s %11s\n", "bf16 GEMM 1024³ ratios", "/float32", "/sgemm-auto", "/sgemm-skx"
 		for (i = 1; i <= n; i++) if (o[i] ~ /^GemmBF16\//)
-			printf "%-44s %9.2f %9.2f\n", o[i], b[o[i]] / f32, b[o[i]] / np }'
+			printf "%-44s %9.2f %11.2f %11.2f\n", o[i], b[o[i]] / f32, b[o[i]] / np, b[o[i]] / sx }'
 printf '\nsingle-core instruction peak (GFLOPS; the GEMM above runs on %s threads)\n' "$T"
 awk '{ if ($2 > b[$1]) b[$1] = $2 } END { for (k in b) printf "%-44s %9.1f\n", k, b[k] }' "$tmp/peak"
 
