@@ -1,12 +1,14 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +105,7 @@ func BenchmarkWorkers(b *testing.B) {
 			}
 			defer nc.Close()
 			run := "scale" + strconv.Itoa(procs)
+			var pids []int
 			ex, err := Open(context.Background(), nc, Options{Run: run})
 			if err != nil {
 				b.Fatal(err)
@@ -110,11 +113,11 @@ func BenchmarkWorkers(b *testing.B) {
 			defer ex.Close()
 			for p := range procs {
 				cmd := exec.Command(bin, "-url", s.URL(), "-run", run, "-concurrency", "1", "-len", "48", "-name", "p"+strconv.Itoa(p))
-				cmd.Stderr = os.Stderr
 				cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 				if err := cmd.Start(); err != nil {
 					b.Fatal(err)
 				}
+				pids = append(pids, cmd.Process.Pid)
 				defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
 			}
 			member := []itec.Member{{Name: "tiny", Ref: path, Model: echoGen{}}} // Model is for the in-process check only
@@ -130,6 +133,7 @@ func BenchmarkWorkers(b *testing.B) {
 				}
 			}
 			warm()
+			workers0, self0 := cpu(pids...), cpu(os.Getpid())
 			b.ResetTimer()
 			for b.Loop() {
 				round++
@@ -137,7 +141,37 @@ func BenchmarkWorkers(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*len(prompts)*4)/b.Elapsed().Seconds(), "samples/s")
+			samples := float64(b.N * len(prompts) * 4)
+			b.ReportMetric(samples/b.Elapsed().Seconds(), "samples/s")
+			// CPU time per sample, of the workers and of this process (the
+			// coordinator and the server): on a loaded machine wall-clock
+			// speed-up measures CPU shares, these do not.
+			if w, c := cpu(pids...)-workers0, cpu(os.Getpid())-self0; w > 0 {
+				b.ReportMetric(w.Seconds()*1e3/samples, "worker-cpu-ms/sample")
+				b.ReportMetric(c.Seconds()*1e3/samples, "coord-cpu-ms/sample")
+			}
 		})
 	}
+}
+
+// cpu is the user and system time so far of processes, from /proc; 0 where
+// that cannot be read.
+func cpu(pids ...int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0
+		}
+		// Fields after the command name, which is in parentheses: utime
+		// and stime are the 12th and 13th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
