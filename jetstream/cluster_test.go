@@ -133,10 +133,7 @@ func dump(t *testing.T, ex *Executor) {
 		_, qerr := ex.tasks.GetLastMsgForSubject(ctx, ex.n.label+k)
 		_, werr := ex.tasks.GetLastMsgForSubject(ctx, ex.n.work+k)
 		_, rerr := ex.kv.Get(ctx, k)
-		ex.mu.Lock()
-		_, done := ex.done[k]
-		ex.mu.Unlock()
-		t.Logf("awaited %s: label queue %v, work queue %v, result %v, settled %v", k, qerr, werr, rerr, done)
+		t.Logf("awaited %s: label queue %v, work queue %v, result %v", k, qerr, werr, rerr)
 	}
 	for _, c := range []string{"work", "label"} {
 		if ci, err := ex.js.Consumer(ctx, ex.n.tasks, c); err == nil {

@@ -95,9 +95,7 @@ func TestWorkerCommandDrains(t *testing.T) {
 	if r.err != nil || len(r.texts) != len(seeds) {
 		t.Fatalf("task: %d texts, %v", len(r.texts), r.err)
 	}
-	ex.mu.Lock()
-	done := ex.done[taskKey("drain/1")]
-	ex.mu.Unlock()
+	done := storedResult(t, ex, taskKey("drain/1"))
 	if done.Worker != "drainer" || done.Deliveries != 1 {
 		t.Fatalf("result from %q after %d deliveries; want the draining worker's, delivered once", done.Worker, done.Deliveries)
 	}

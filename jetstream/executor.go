@@ -82,8 +82,7 @@ type Executor struct {
 
 	mu      sync.Mutex
 	waiting map[string][]chan *result // by task key
-	done    map[string]*result
-	uploads map[string]string // checkpoint path → object name
+	uploads map[string]string         // checkpoint path → object name
 
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -108,7 +107,7 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: Open: %w", err)
 	}
-	e := &Executor{js: js, n: n, opt: opt, waiting: map[string][]chan *result{}, done: map[string]*result{}, uploads: map[string]string{}}
+	e := &Executor{js: js, n: n, opt: opt, waiting: map[string][]chan *result{}, uploads: map[string]string{}}
 	if e.tasks, err = js.CreateOrUpdateStream(ctx, njs.StreamConfig{
 		Name:       n.tasks,
 		Subjects:   []string{n.work + "*", n.label + "*"},
@@ -150,7 +149,9 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	e.stop = stop
-	if e.watch, err = e.kv.WatchAll(bg, njs.IgnoreDeletes()); err != nil {
+	// Only new results: those stored before are read when asked for, so a
+	// restart does not replay the whole bucket into memory.
+	if e.watch, err = e.kv.WatchAll(bg, njs.IgnoreDeletes(), njs.UpdatesOnly()); err != nil {
 		stop()
 		return nil, fmt.Errorf("jetstream: Open: watching results: %w", err)
 	}
@@ -158,7 +159,9 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	// A task whose worker died on every delivery has no worker to write its
 	// dead letter: the server's advisory names it, and the executor writes it.
 	sub, err := nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+n.tasks+".*", func(m *nats.Msg) {
-		e.wg.Go(func() { e.deadLetter(bg, m.Data) })
+		if bg.Err() == nil { // not closing
+			e.wg.Go(func() { e.deadLetter(bg, m.Data) })
+		}
 	})
 	if err != nil {
 		stop()
@@ -213,13 +216,11 @@ func (e *Executor) settleRaw(key string, b []byte) {
 	e.settle(key, r)
 }
 
+// settle hands a result to the calls waiting for it. Results are not kept
+// in memory: a call made later finds its result in the bucket (enqueue).
 func (e *Executor) settle(key string, r *result) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.done[key]; ok {
-		return // the first result wins
-	}
-	e.done[key] = r
 	for _, c := range e.waiting[key] {
 		c <- r
 	}
@@ -254,10 +255,6 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 	key := taskKey(t.ID)
 	c := make(chan *result, 1)
 	e.mu.Lock()
-	if r, ok := e.done[key]; ok {
-		e.mu.Unlock()
-		return r, r.err()
-	}
 	e.waiting[key] = append(e.waiting[key], c)
 	e.mu.Unlock()
 	defer e.unwait(key, c)

@@ -172,15 +172,31 @@ func TestWorkerKilled(t *testing.T) {
 // redelivered counts the results of tasks delivered more than once.
 func redelivered(t *testing.T, ex *Executor) int {
 	t.Helper()
-	ex.mu.Lock()
-	defer ex.mu.Unlock()
+	ctx := context.Background()
+	keys, err := ex.kv.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	for _, r := range ex.done {
-		if r.Deliveries > 1 {
+	for _, k := range keys {
+		if r := storedResult(t, ex, k); r.Deliveries > 1 {
 			n++
 		}
 	}
 	return n
+}
+
+func storedResult(t *testing.T, ex *Executor, key string) *result {
+	t.Helper()
+	ent, err := ex.kv.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := new(result)
+	if err := json.Unmarshal(ent.Value(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // The coordinator SIGKILLed at random points and restarted, over and over:
