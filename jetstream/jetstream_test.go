@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -293,5 +295,46 @@ func TestDeliveryPastLimit(t *testing.T) {
 		if json.Unmarshal(ent.Value(), &r); r.Dead || len(r.Texts) != 1 {
 			t.Fatalf("second delivery's result %+v", r)
 		}
+	}
+}
+
+// The embedded default: no URL, the store in the run's own directory, no
+// port. The run ends in the in-process state, and its results outlive the
+// server: started again from the directory, a rerun asks nothing anew.
+func TestEmbeddedInRunDir(t *testing.T) {
+	w := newWorld(12)
+	want, wantLabels := reference(t, w)
+	dir := t.TempDir()
+	lab := &oracle{w: w}
+	run := func(itecDir string) {
+		nc, closeAll, err := Dial("", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeAll()
+		ex, err := Open(context.Background(), nc, Options{Run: "embedded", Labeler: lab})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ex.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			(&Worker{Loader: &loader{w: w}, Concurrency: 4}).Run(ctx, nc, "embedded")
+		}()
+		defer func() { cancel(); <-done }()
+		if _, err := itec.Run(context.Background(), w.config(itecDir, &oracle{w: w}, ex, 8)); err != nil {
+			t.Fatal(err)
+		}
+		sameState(t, snapshot(t, itecDir), want)
+	}
+	run(dir)
+	if _, err := os.Stat(filepath.Join(dir, "jetstream")); err != nil {
+		t.Fatalf("no JetStream store in the run directory: %v", err)
+	}
+	run(t.TempDir()) // a fresh loop over the same stored results
+	if lab.calls.Load() != wantLabels {
+		t.Fatalf("%d labels over two runs, want the first run's %d", lab.calls.Load(), wantLabels)
 	}
 }
