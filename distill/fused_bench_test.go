@@ -24,8 +24,9 @@ import (
 //	UnfusedJSD, GemmsJSD: four GEMMs, a teacher forward more).
 //
 // Each reports GFLOPS over the GEMM work and peak-MB, the process's peak
-// resident memory during one call above its resident memory before it
-// (VmHWM after clearing it, minus VmRSS; 0 where /proc does not offer it):
+// resident memory during the benchmark loop above its resident memory
+// before it (VmHWM after clearing it, minus VmRSS; 0 where /proc does not
+// offer it), which with -benchtime 1x is one call's:
 // the extra memory the method needs beyond its inputs and outputs. For
 // Unfused that is 4·N·V bytes of logits (8·N·V for UnfusedJSD, the
 // teacher's logits beside them); for Fused it is 4·c·V bytes for a chunk
@@ -36,6 +37,16 @@ import (
 // V = 49,152): run it with -benchtime 1x, as bench/compare.sh does.
 //
 //	go test -run '^$' -bench 'Fused|Unfused|Gemms' -benchtime 1x ./distill/
+
+// benchChunk returns FUSED_CHUNK, the rows per chunk to try (0: the
+// default from the cache size).
+func benchChunk(b *testing.B) int {
+	c, err := strconv.Atoi(os.Getenv("FUSED_CHUNK"))
+	if err != nil && os.Getenv("FUSED_CHUNK") != "" {
+		b.Fatalf("FUSED_CHUNK: %v", err)
+	}
+	return c
+}
 
 type headSize struct{ n, h, v int }
 
@@ -68,14 +79,26 @@ func newHeadBench(hs headSize, teacher bool) *headBench {
 	if teacher {
 		hb.t = Head{H: randDense(r, 1, hs.n, hs.h), W: randDense(r, 3/math.Sqrt(float64(hs.h)), hs.v, hs.h)}
 	}
+	// Fault the gradients' pages in, so that peak-MB counts only what the
+	// method itself allocates.
+	for _, x := range [][]float32{hb.grad.H.Data(), hb.grad.W.Data()} {
+		for i := range x {
+			x[i] = 0
+		}
+	}
 	return hb
 }
 
-// report sets the GFLOPS metric for flops per call and the peak-MB metric
-// of one more call of f.
-func report(b *testing.B, flops float64, f func()) {
+// measure runs the benchmark loop over call and reports GFLOPS for flops
+// per call and the loop's peak extra memory.
+func measure(b *testing.B, flops float64, call func()) {
+	peak := peakExtra(func() {
+		for b.Loop() {
+			call()
+		}
+	})
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-	b.ReportMetric(float64(peakExtra(f))/(1<<20), "peak-MB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MB")
 }
 
 // peakExtra returns the peak resident memory of the process during f above
@@ -116,17 +139,13 @@ func BenchmarkFused(b *testing.B) {
 	for _, hs := range headSizes(b) {
 		b.Run(fmt.Sprintf("%dx%dx%d", hs.n, hs.h, hs.v), func(b *testing.B) {
 			hb := newHeadBench(hs, false)
-			var f Fused
+			f := Fused{ChunkRows: benchChunk(b)}
 			call := func() {
 				if _, err := f.ConvexCombination(hb.grad, hb.s, hb.labels, hb.top1, DefaultTeacherWeight); err != nil {
 					b.Fatal(err)
 				}
 			}
-			for b.Loop() {
-				call()
-			}
-			f = Fused{} // measure the chunk buffers' first allocation too
-			report(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }
@@ -144,10 +163,7 @@ func BenchmarkUnfused(b *testing.B) {
 				tensor.Gemm(false, false, 1, z, hb.s.W, 0, hb.grad.H)
 				tensor.Gemm(true, false, 1, z, hb.s.H, 1, hb.grad.W)
 			}
-			for b.Loop() {
-				call()
-			}
-			report(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }
@@ -163,10 +179,7 @@ func BenchmarkGemms(b *testing.B) {
 				tensor.Gemm(false, false, 1, z, hb.s.W, 0, hb.grad.H)
 				tensor.Gemm(true, false, 1, z, hb.s.H, 1, hb.grad.W)
 			}
-			for b.Loop() {
-				call()
-			}
-			report(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 6*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }
@@ -175,17 +188,13 @@ func BenchmarkFusedJSD(b *testing.B) {
 	for _, hs := range headSizes(b) {
 		b.Run(fmt.Sprintf("%dx%dx%d", hs.n, hs.h, hs.v), func(b *testing.B) {
 			hb := newHeadBench(hs, true)
-			var f Fused
+			f := Fused{ChunkRows: benchChunk(b)}
 			call := func() {
 				if _, err := f.GeneralizedJSD(hb.grad, hb.s, hb.t, nil, 0.5, 1); err != nil {
 					b.Fatal(err)
 				}
 			}
-			for b.Loop() {
-				call()
-			}
-			f = Fused{}
-			report(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }
@@ -204,10 +213,7 @@ func BenchmarkUnfusedJSD(b *testing.B) {
 				tensor.Gemm(false, false, 1, z, hb.s.W, 0, hb.grad.H)
 				tensor.Gemm(true, false, 1, z, hb.s.H, 1, hb.grad.W)
 			}
-			for b.Loop() {
-				call()
-			}
-			report(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }
@@ -225,10 +231,7 @@ func BenchmarkGemmsJSD(b *testing.B) {
 				tensor.Gemm(false, false, 1, z, hb.s.W, 0, hb.grad.H)
 				tensor.Gemm(true, false, 1, z, hb.s.H, 1, hb.grad.W)
 			}
-			for b.Loop() {
-				call()
-			}
-			report(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
+			measure(b, 8*float64(hs.n*hs.h)*float64(hs.v), call)
 		})
 	}
 }

@@ -1,0 +1,52 @@
+"""PyTorch eager's side of bench/compare.sh's fused section: an LM head's
+linear layer, cross-entropy and backward on N tokens of width H over a
+vocabulary of V, on two threads, materializing the [N, V] logits as eager
+PyTorch does. Prints "seconds peak_extra_MB": the time of one call after a
+small warm call, and the process's peak resident memory during it above its
+resident memory before it (VmHWM after clearing it through
+/proc/self/clear_refs, minus VmRSS). Needs Debian's python3-torch; never run
+by CI.
+
+    /usr/bin/python3 bench/fused_torch.py 8192 576 49152
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main():
+    n, h, v = (int(a) for a in sys.argv[1:4])
+    torch.set_num_threads(2)
+    torch.manual_seed(1)
+    hid = torch.randn(n, h).requires_grad_()
+    w = (torch.randn(v, h) * (3 / h ** 0.5)).requires_grad_()
+    labels = torch.randint(0, v, (n,))
+
+    def step(rows):
+        hid.grad, w.grad = None, None
+        F.cross_entropy(F.linear(hid[:rows], w), labels[:rows]).backward()
+
+    step(64)  # threads, allocator and autograd warmed on a small slice
+    hid.grad, w.grad = None, None
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    t = time.perf_counter()
+    step(n)
+    dt = time.perf_counter() - t
+    peak = status("VmHWM") - before
+    print(f"{dt:.3f} {peak / 2**20:.0f}")
+
+
+if __name__ == "__main__":
+    main()
