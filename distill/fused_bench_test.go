@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -92,14 +93,23 @@ func newHeadBench(hs headSize, teacher bool) *headBench {
 // measure runs the benchmark loop over call and reports GFLOPS for flops
 // per call and the loop's peak extra memory.
 func measure(b *testing.B, flops float64, call func()) {
+	var cpu time.Duration
 	peak := peakExtra(func() {
+		t0 := cpuTime()
 		for b.Loop() {
 			call()
 		}
+		cpu = cpuTime() - t0
 	})
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-MB")
+	if cpu > 0 {
+		// On a shared machine the process's CPU time is a steadier
+		// measure of the work than the wall clock.
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	}
 }
+
 
 // peakExtra returns the peak resident memory of the process during f above
 // its resident memory before f, or 0 if /proc does not offer it.

@@ -52,8 +52,8 @@ type HeadGrad struct {
 // and must not be used by two goroutines at once.
 type Fused struct {
 	// ChunkRows is the number of rows per chunk; 0 sizes chunks so that
-	// their logits fill a quarter of the last-level cache (64 to 1024
-	// rows).
+	// their logits fill a quarter of the last-level cache, within 256 to
+	// 1024 rows.
 	ChunkRows int
 
 	c      lmhead.Chunker

@@ -192,13 +192,17 @@ type Pass struct {
 }
 
 // ChunkRows returns the rows per chunk for vocabulary v and heads models
-// chunked together: the chunks' logits fill a quarter of the last-level
-// cache, so they are still there when the gradient GEMMs read them back,
-// within [64, 1024] rows (fewer rows make the GEMMs re-read W and dW more
-// often than they compute; more gain nothing), rounded to a multiple of 16.
+// chunked together: as many as fill a quarter of the last-level cache with
+// the chunks' logits, so that the gradient GEMMs find them still there,
+// but at least 256 — each chunk re-reads W twice and reads and writes dW
+// once, 16·V·D bytes against its 6·c·V·D FLOPs, and below a few hundred
+// rows that traffic costs more than the cache saves — and at most 1024,
+// rounded down to a multiple of 16. (Measured on a 2-core Xeon with a
+// 260 MB L3 at V = 151,936, D = 896: 128 rows cost 9% more CPU time than
+// 256, and 1024 rows 5% more.)
 func ChunkRows(v, heads int) int {
 	r := llc() / 4 / (4 * max(v, 1) * max(heads, 1))
-	return min(1024, max(64, r/16*16))
+	return min(1024, max(256, r/16*16))
 }
 
 var llcOnce = sync.OnceValue(func() int {
