@@ -88,15 +88,16 @@ section_tinylm() {
 	row "tokens/s vs torch eager" "$(printf %.0f "$tps")" "$a" "$(ratio "$tps" "$a")" "≥ 1.5"
 }
 
-# gobenchm PKG PATTERN: prints "name ns/op peak-MB" for each benchmark,
-# one run each (-benchtime 1x).
+# gobenchm PKG PATTERN: prints "name ns/op peak-MB cpu-s/op" for each
+# benchmark, one run each (-benchtime 1x).
 gobenchm() {
 	go test -run '^$' -bench "$2" -benchtime 1x -count 1 -timeout 60m "$1" |
-		awk '/^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); ns=""; mb="";
-			for (i=2;i<=NF;i++) { if ($(i+1)=="ns/op") ns=$i; if ($(i+1)=="peak-MB") mb=$i }
-			print name, ns, mb }'
+		awk '/^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); ns=""; mb=""; cpu="";
+			for (i=2;i<=NF;i++) { if ($(i+1)=="ns/op") ns=$i; if ($(i+1)=="peak-MB") mb=$i; if ($(i+1)=="cpu-s/op") cpu=$i }
+			print name, ns, mb, cpu }'
 }
 mb() { awk -v n="$1" '$1==n {print $3}' <<<"$OUT"; }
+cpus() { awk -v n="$1" '$1==n {print $4}' <<<"$OUT"; }
 
 # The fused LM head (issue 15): loss and gradients straight from hidden
 # states h [N, H] and the head W [V, H], chunked, against the unfused path
@@ -115,10 +116,14 @@ section_fused() {
 		OUT=$(FUSED_BENCH=$n,$h,$v gobenchm ./distill/ "^Benchmark(Fused|Unfused|Gemms)\$/^$name\$")
 		local f=$(ns "BenchmarkFused/$name") u=$(ns "BenchmarkUnfused/$name") g=$(ns "BenchmarkGemms/$name")
 		local fm=$(mb "BenchmarkFused/$name") um=$(mb "BenchmarkUnfused/$name")
-		read -r ta tm < <(cd /tmp && "$PY" "$OLDPWD/bench/fused_torch.py" "$n" "$h" "$v")
+		local fc=$(cpus "BenchmarkFused/$name") uc=$(cpus "BenchmarkUnfused/$name") gc=$(cpus "BenchmarkGemms/$name")
+		read -r ta tm tc < <(cd /tmp && "$PY" "$OLDPWD/bench/fused_torch.py" "$n" "$h" "$v")
 		row "time: fused vs unfused (x faster)" "$(ratio "$f" 1e9) s" "$(ratio "$u" 1e9) s" "$(ratio "$u" "$f")" "≥ 1.0"
+		row "  CPU seconds (steadier when loaded)" "$fc s" "$uc s" "$(ratio "$uc" "$fc")" "≥ 1.0"
 		row "time: fused / three GEMMs (6NHV floor)" "$(ratio "$f" 1e9) s" "$(ratio "$g" 1e9) s" "$(ratio "$f" "$g")" "≤ 1.15"
+		row "  CPU seconds" "$fc s" "$gc s" "$(ratio "$fc" "$gc")" "≤ 1.15"
 		row "time: fused vs torch eager (x faster)" "$(ratio "$f" 1e9) s" "$ta s" "$(ratio "$ta" "$(ratio "$f" 1e9)")" "≥ 1.8"
+		row "  CPU seconds" "$fc s" "$tc s" "$(ratio "$tc" "$fc")" "≥ 1.8"
 		row "peak extra MB: unfused / fused" "$fm MB" "$um MB" "$(ratio "$um" "$fm")" "≥ 10"
 		row "peak extra MB: torch / fused" "$fm MB" "$tm MB" "$(ratio "$tm" "$fm")" ""
 		row "GFLOPS (6NHV): fused, three GEMMs" "$(ratio "$(awk -v n=$n -v h=$h -v v=$v 'BEGIN{print 6*n*h*v}')" "$f")" \
@@ -130,6 +135,9 @@ section_fused() {
 	local f=$(ns "BenchmarkFusedJSD/$name") u=$(ns "BenchmarkUnfusedJSD/$name") g=$(ns "BenchmarkGemmsJSD/$name")
 	row "time: fused vs unfused (x faster)" "$(ratio "$f" 1e9) s" "$(ratio "$u" 1e9) s" "$(ratio "$u" "$f")" ""
 	row "time: fused / four GEMMs (8NHV floor)" "$(ratio "$f" 1e9) s" "$(ratio "$g" 1e9) s" "$(ratio "$f" "$g")" "≤ 1.15"
+	local fc=$(cpus "BenchmarkFusedJSD/$name") uc=$(cpus "BenchmarkUnfusedJSD/$name") gc=$(cpus "BenchmarkGemmsJSD/$name")
+	row "  CPU seconds: fused vs unfused" "$fc s" "$uc s" "$(ratio "$uc" "$fc")" ""
+	row "  CPU seconds: fused / four GEMMs" "$fc s" "$gc s" "$(ratio "$fc" "$gc")" "≤ 1.15"
 	row "peak extra MB: unfused / fused" "$(mb "BenchmarkFusedJSD/$name") MB" "$(mb "BenchmarkUnfusedJSD/$name") MB" \
 		"$(ratio "$(mb "BenchmarkUnfusedJSD/$name")" "$(mb "BenchmarkFusedJSD/$name")")" "≥ 10"
 }

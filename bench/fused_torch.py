@@ -1,8 +1,9 @@
 """PyTorch eager's side of bench/compare.sh's fused section: an LM head's
 linear layer, cross-entropy and backward on N tokens of width H over a
 vocabulary of V, on two threads, materializing the [N, V] logits as eager
-PyTorch does. Prints "seconds peak_extra_MB": the time of one call after a
-small warm call, and the process's peak resident memory during it above its
+PyTorch does. Prints "seconds peak_extra_MB cpu_seconds": the time of one
+call after a small warm call, the process's peak resident memory during it
+above its
 resident memory before it (VmHWM after clearing it through
 /proc/self/clear_refs, minus VmRSS). Needs Debian's python3-torch; never run
 by CI.
@@ -41,11 +42,11 @@ def main():
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = status("VmRSS")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     step(n)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     peak = status("VmHWM") - before
-    print(f"{dt:.3f} {peak / 2**20:.0f}")
+    print(f"{dt:.3f} {peak / 2**20:.0f} {dc:.3f}")
 
 
 if __name__ == "__main__":
