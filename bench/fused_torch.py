@@ -3,10 +3,9 @@ linear layer, cross-entropy and backward on N tokens of width H over a
 vocabulary of V, on two threads, materializing the [N, V] logits as eager
 PyTorch does. Prints "seconds peak_extra_MB cpu_seconds": the time of one
 call after a small warm call, the process's peak resident memory during it
-above its
-resident memory before it (VmHWM after clearing it through
-/proc/self/clear_refs, minus VmRSS). Needs Debian's python3-torch; never run
-by CI.
+above its resident memory before it (VmHWM after clearing it through
+/proc/self/clear_refs, minus VmRSS), and its CPU time. Needs Debian's
+python3-torch and, for its BLAS, libopenblas0; never run by CI.
 
     /usr/bin/python3 bench/fused_torch.py 8192 576 49152
 """
