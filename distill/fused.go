@@ -71,7 +71,7 @@ func (f *Fused) ConvexCombination(grad HeadGrad, s Head, labels, teacherTop1 []i
 }
 
 func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32, w float64) (float64, error) {
-	n, v, d, err := f.check(op, grad, s)
+	n, v, _, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
 	}
@@ -109,7 +109,7 @@ func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32
 		}
 		return convex(op, g, z, lab, tea, w)
 	}
-	return f.run(op, grad, s, nil, 1, n, d, count, loss)
+	return f.run(op, grad, s, nil, 1, count, loss)
 }
 
 // SparseKL is SparseKL over the logits of s, fused: the teacher's stored
@@ -117,7 +117,7 @@ func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32
 // hard-label cross-entropy by α.
 func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, leftover Leftover, alpha float64) (float64, error) {
 	const op = "Fused.SparseKL"
-	n, v, d, err := f.check(op, grad, s)
+	n, v, _, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
 	}
@@ -170,7 +170,7 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 		}
 		return SparseKL(g, z, lab, TopK{IDs: ids, LogProbs: lps, K: k}, leftover, alpha)
 	}
-	return f.run(op, grad, s, nil, 1, n, d, len(f.rows), loss)
+	return f.run(op, grad, s, nil, 1, len(f.rows), loss)
 }
 
 // SoftTarget is SoftTarget with both models given by their heads, fused:
@@ -206,7 +206,7 @@ func (f *Fused) GeneralizedJSD(grad HeadGrad, s, t Head, labels []int32, beta, t
 }
 
 func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, beta, temp, factor float64) (float64, error) {
-	n, v, d, err := f.check(op, grad, s)
+	n, v, _, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
 	}
@@ -234,7 +234,7 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 		return divergence(op, g, z, zt, beta, temp, factor)
 	}
 	// The row kernels divide the logits by T before anything else.
-	return f.run(op, grad, s, &tm, 1/temp, n, d, len(f.rows), loss)
+	return f.run(op, grad, s, &tm, 1/temp, len(f.rows), loss)
 }
 
 // check validates the student head and grad's shapes.
@@ -257,7 +257,7 @@ type chunkLoss func(lo, hi int, z, zt, g *tensor.Dense) (float64, error)
 // logits, times scale, cannot be bounded away from overflow, a forward-only pass first
 // runs the loss on every chunk without gradients, so that an error still
 // leaves the outputs untouched.
-func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale float64, n, d, count int, loss chunkLoss) (float64, error) {
+func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale float64, count int, loss chunkLoss) (float64, error) {
 	sm := lmhead.Model{H: s.H, W: s.W, Bias: s.Bias}
 	bound, err := lmhead.Finite("distill", op, "student", sm, f.rows)
 	if err != nil {
