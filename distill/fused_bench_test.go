@@ -110,7 +110,6 @@ func measure(b *testing.B, flops float64, call func()) {
 	}
 }
 
-
 // peakExtra returns the peak resident memory of the process during f above
 // its resident memory before f, or 0 if /proc does not offer it.
 func peakExtra(f func()) int64 {
