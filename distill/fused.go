@@ -206,7 +206,7 @@ func (f *Fused) GeneralizedJSD(grad HeadGrad, s, t Head, labels []int32, beta, t
 }
 
 func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, beta, temp, factor float64) (float64, error) {
-	n, v, _, err := f.check(op, grad, s)
+	n, v, d, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
 	}
@@ -217,6 +217,10 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 	}
 	if tn != n || tv != v {
 		return 0, fmt.Errorf("distill: %s: teacher has %d rows and vocabulary %d, student %d and %d", op, tn, tv, n, v)
+	}
+	g := lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
+	if err := g.Check("distill", op, model(s), n, v, d, tm); err != nil {
+		return 0, err
 	}
 	if err := checkTemperature(op, temp); err != nil {
 		return 0, err
@@ -239,13 +243,15 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 
 // check validates the student head and grad's shapes.
 func (f *Fused) check(op string, grad HeadGrad, s Head) (n, v, d int, err error) {
-	m := lmhead.Model{H: s.H, W: s.W, Bias: s.Bias}
+	m := model(s)
 	if n, v, d, err = m.Dims("distill", op, "student"); err != nil {
 		return 0, 0, 0, err
 	}
 	g := lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
 	return n, v, d, g.Check("distill", op, m, n, v, d)
 }
+
+func model(h Head) lmhead.Model { return lmhead.Model{H: h.H, W: h.W, Bias: h.Bias} }
 
 // chunkLoss is one loss on a chunk of logits z (and a teacher's zt): the
 // chunk's mean loss, with its gradient written into g (z itself, or nil).

@@ -568,7 +568,19 @@ func TestFusedErrors(t *testing.T) {
 		{"labels length", "11 labels for 12 rows", func(fs *fusedSetup, _ *HeadGrad) { fs.labels = fs.labels[:11] }, convex},
 		{"grad H shape", "grad H has shape [12 4]", func(fs *fusedSetup, g *HeadGrad) { g.H = tensor.New(12, 4) }, ce},
 		{"grad W shape", "grad W has shape [5 20]", func(fs *fusedSetup, g *HeadGrad) { g.W = tensor.New(5, 20) }, jsd},
-		{"grad W aliases W", "grad W aliases W", func(fs *fusedSetup, g *HeadGrad) { g.W = fs.s.W }, ce},
+		{"grad W aliases W", "grad W overlaps W", func(fs *fusedSetup, g *HeadGrad) { g.W = fs.s.W }, ce},
+		{"grad H overlaps H", "grad H overlaps H", func(fs *fusedSetup, g *HeadGrad) {
+			// dH one row behind H would overwrite rows before they are read.
+			back := make([]float32, (fs.n+1)*fs.d)
+			copy(back, fs.s.H.Data())
+			fs.s.H = tensor.FromSlice(back[:fs.n*fs.d], fs.n, fs.d)
+			g.H = tensor.FromSlice(back[fs.d:], fs.n, fs.d)
+		}, ce},
+		{"grad H is teacher H", "grad H overlaps teacher H", func(fs *fusedSetup, g *HeadGrad) {
+			fs.t.H = tensor.New(fs.n, fs.d)
+			fs.t.W = tensor.New(fs.v, fs.d)
+			g.H = fs.t.H
+		}, jsd},
 		{"W width", "student W has shape [20 6]", func(fs *fusedSetup, _ *HeadGrad) { fs.s.W = tensor.New(20, 6) }, ce},
 		{"teacher vocabulary", "teacher has 12 rows and vocabulary 21", func(fs *fusedSetup, _ *HeadGrad) {
 			fs.t.W, fs.t.Bias = tensor.New(21, fs.dt), nil

@@ -72,9 +72,11 @@ func (m Model) Dims(pkg, op, name string) (n, v, d int, err error) {
 }
 
 // Check checks g's shapes against a model of n rows, v columns and width
-// d, and that it does not overlap the model's W or bias (H may be m.H:
-// each chunk's dh is written after the last read of its rows of H).
-func (g Grad) Check(pkg, op string, m Model, n, v, d int) error {
+// d, and that its memory overlaps no input (m's and those of others, such
+// as a teacher) nor another of its fields, with one exception: H may be
+// m.H itself, since each chunk's rows of dh are written after the last
+// read of those rows of H.
+func (g Grad) Check(pkg, op string, m Model, n, v, d int, others ...Model) error {
 	if g.H != nil && (g.H.Dims() != 2 || g.H.Dim(0) != n || g.H.Dim(1) != d) {
 		return fmt.Errorf("%s: %s: grad H has shape %v, want [%d %d]", pkg, op, g.H.Shape(), n, d)
 	}
@@ -84,14 +86,39 @@ func (g Grad) Check(pkg, op string, m Model, n, v, d int) error {
 	if g.Bias != nil && len(g.Bias) != v {
 		return fmt.Errorf("%s: %s: grad bias has %d entries, want %d", pkg, op, len(g.Bias), v)
 	}
-	if g.W != nil && d > 0 && &g.W.Data()[0] == &m.W.Data()[0] {
-		return fmt.Errorf("%s: %s: grad W aliases W", pkg, op)
+	type named struct {
+		name string
+		t    *tensor.Dense
 	}
-	if g.Bias != nil && m.Bias != nil && &g.Bias[0] == &m.Bias[0] {
-		return fmt.Errorf("%s: %s: grad bias aliases bias", pkg, op)
+	vec := func(x []float32) *tensor.Dense {
+		if x == nil {
+			return nil
+		}
+		return tensor.FromSlice(x, len(x))
 	}
-	if g.H != nil && n > 0 && d > 0 && &g.H.Data()[0] == &m.W.Data()[0] {
-		return fmt.Errorf("%s: %s: grad H aliases W", pkg, op)
+	outs := []named{{"grad H", g.H}, {"grad W", g.W}, {"grad bias", vec(g.Bias)}}
+	ins := []named{{"H", m.H}, {"W", m.W}, {"bias", vec(m.Bias)}}
+	for _, o := range others {
+		ins = append(ins, named{"teacher H", o.H}, named{"teacher W", o.W}, named{"teacher bias", vec(o.Bias)})
+	}
+	for k, out := range outs {
+		if out.t == nil {
+			continue
+		}
+		for _, in := range ins {
+			if in.t == nil || !out.t.Overlaps(in.t) {
+				continue
+			}
+			if k == 0 && in.t == m.H && len(g.H.Data()) == len(m.H.Data()) && &g.H.Data()[0] == &m.H.Data()[0] {
+				continue // dh written over H, row block by row block
+			}
+			return fmt.Errorf("%s: %s: %s overlaps %s", pkg, op, out.name, in.name)
+		}
+		for _, other := range outs[k+1:] {
+			if other.t != nil && out.t.Overlaps(other.t) {
+				return fmt.Errorf("%s: %s: %s overlaps %s", pkg, op, out.name, other.name)
+			}
+		}
 	}
 	return nil
 }
