@@ -78,29 +78,11 @@ func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32
 	if err := checkUnit(op, "teacher weight", w); err != nil {
 		return 0, err
 	}
-	if len(labels) != n {
-		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
-	}
-	if teacher == nil && w != 0 {
-		return 0, fmt.Errorf("distill: %s: teacherTop1 is nil but teacher weight is %v", op, w)
-	}
-	if teacher != nil && len(teacher) != n {
-		return 0, fmt.Errorf("distill: %s: %d teacher ids for %d rows", op, len(teacher), n)
-	}
 	f.rows = f.rows[:0]
-	for i, y := range labels {
-		if y < 0 {
-			continue
-		}
-		if int(y) >= v {
-			return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, y, v)
-		}
-		if teacher != nil && (teacher[i] < 0 || int(teacher[i]) >= v) {
-			return 0, fmt.Errorf("distill: %s: teacherTop1[%d] = %d outside [0, %d)", op, i, teacher[i], v)
-		}
-		f.rows = append(f.rows, int32(i))
+	count, err := checkConvex(op, labels, teacher, w, n, v, f.keep)
+	if err != nil {
+		return 0, err
 	}
-	count := len(f.rows)
 	loss := func(lo, hi int, z, _ *tensor.Dense, g *tensor.Dense) (float64, error) {
 		lab := pick(&f.labels, labels, f.rows[lo:hi])
 		var tea []int32
@@ -121,41 +103,11 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 	if err != nil {
 		return 0, err
 	}
-	if err := checkUnit(op, "alpha", alpha); err != nil {
+	f.rows = f.rows[:0]
+	if _, err := checkSparse(op, labels, teacher, leftover, alpha, n, v, f.keep); err != nil {
 		return 0, err
 	}
-	if leftover != Drop && leftover != Bucket {
-		return 0, fmt.Errorf("distill: %s: unknown leftover mode %v", op, leftover)
-	}
 	k := teacher.K
-	if k < 1 {
-		return 0, fmt.Errorf("distill: %s: teacher K = %d, want ≥ 1", op, k)
-	}
-	if len(teacher.IDs) != n*k || len(teacher.LogProbs) != n*k {
-		return 0, fmt.Errorf("distill: %s: teacher has %d ids and %d log-probs, want %d (%d rows × K %d)",
-			op, len(teacher.IDs), len(teacher.LogProbs), n*k, n, k)
-	}
-	if labels == nil && alpha != 1 {
-		return 0, fmt.Errorf("distill: %s: labels are nil but alpha is %v", op, alpha)
-	}
-	if labels != nil && len(labels) != n {
-		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
-	}
-	f.rows = f.rows[:0]
-	for i := range n {
-		if labels != nil {
-			if labels[i] < 0 {
-				continue
-			}
-			if int(labels[i]) >= v {
-				return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, labels[i], v)
-			}
-		}
-		if err := checkTopKRow(op, teacher, i, v, leftover); err != nil {
-			return 0, err
-		}
-		f.rows = append(f.rows, int32(i))
-	}
 	loss := func(lo, hi int, z, _ *tensor.Dense, g *tensor.Dense) (float64, error) {
 		idx := f.rows[lo:hi]
 		var lab []int32
@@ -240,6 +192,9 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 	// The row kernels divide the logits by T before anything else.
 	return f.run(op, grad, s, &tm, 1/temp, len(f.rows), loss)
 }
+
+// keep appends row i to f.rows.
+func (f *Fused) keep(i int) { f.rows = append(f.rows, int32(i)) }
 
 // check validates the student head and grad's shapes.
 func (f *Fused) check(op string, grad HeadGrad, s Head) (n, v, d int, err error) {

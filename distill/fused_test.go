@@ -585,6 +585,7 @@ func TestFusedErrors(t *testing.T) {
 		{"teacher vocabulary", "teacher has 12 rows and vocabulary 21", func(fs *fusedSetup, _ *HeadGrad) {
 			fs.t.W, fs.t.Bias = tensor.New(21, fs.dt), nil
 		}, jsd},
+		{"sparse K", "teacher K = 21 outside [1, V = 20]", func(fs *fusedSetup, _ *HeadGrad) { fs.top.K = 21 }, sparse},
 		{"sparse repeat", "teacher row 8 repeats id", func(fs *fusedSetup, _ *HeadGrad) { fs.top.IDs[8*3+1] = fs.top.IDs[8*3] }, sparse},
 		{"temperature", "temperature 0", nil, func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
 			return f.SoftTarget(g, fs.s, fs.t, nil, 0)
