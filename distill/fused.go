@@ -115,7 +115,7 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 			lab = pick(&f.labels, labels, idx)
 		}
 		ids := growInt32(&f.topIDs, len(idx)*k)
-		lps := growFloat32(&f.topLPs, len(idx)*k)
+		lps := buf(&f.topLPs, len(idx)*k)
 		for r, i := range idx {
 			copy(ids[r*k:(r+1)*k], teacher.IDs[int(i)*k:int(i+1)*k])
 			copy(lps[r*k:(r+1)*k], teacher.LogProbs[int(i)*k:int(i+1)*k])
@@ -299,13 +299,6 @@ func pick(buf *[]int32, src []int32, idx []int32) []int32 {
 func growInt32(p *[]int32, n int) []int32 {
 	if cap(*p) < n {
 		*p = make([]int32, n)
-	}
-	return (*p)[:n]
-}
-
-func growFloat32(p *[]float32, n int) []float32 {
-	if cap(*p) < n {
-		*p = make([]float32, n)
 	}
 	return (*p)[:n]
 }
