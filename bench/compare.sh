@@ -8,8 +8,8 @@
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
 # python3-numpy python3-torch), with libopenblas0 for their BLAS (without
 # it Debian's torch falls back to the reference BLAS, ~1.5 GFLOPS); not part
-# of CI. Sections: kernels gemm distill prefopt tinylm fused (the last is
-# heavy, several TFLOP, and not in the default list).
+# of CI. Sections: kernels gemm bf16 distill prefopt tinylm fused (the last
+# is heavy, several TFLOP, and not in the default list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -58,6 +58,11 @@ section_kernels() {
 section_gemm() {
 	printf '\nGemm, 2 threads each (best of alternating rounds: bench/gemm_compare.sh)\n'
 	sh bench/gemm_compare.sh 2 3
+}
+
+section_bf16() {
+	printf '\nbfloat16 GEMM and matrix-vector, 2 threads (bench/bf16_compare.sh)\n'
+	sh bench/bf16_compare.sh 2 3
 }
 
 section_distill() {
@@ -147,7 +152,7 @@ section_fused() {
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm distill prefopt tinylm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done
