@@ -35,8 +35,9 @@ type HeadGrad struct {
 // so they cost nothing.
 //
 // Results equal the unfused loss applied to H·Wᵀ + Bias up to float32
-// rounding (the logits are bit-identical; the GEMMs sum dW over chunks),
-// and do not depend on the number of workers. Every check of the unfused
+// rounding (a chunk's logits may differ from the whole product's in their
+// last bits — the GEMM takes another path for a single row — and dW is
+// summed chunk by chunk), and do not depend on the number of workers. Every check of the unfused
 // loss is made, and H, W and Bias are checked for NaN and ±Inf, before any
 // output is written, so an error leaves every output untouched.
 //

@@ -2,7 +2,6 @@ package prefopt
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/posttrain/posttrain/internal/lmhead"
 	"github.com/posttrain/posttrain/tensor"
@@ -28,8 +27,8 @@ type HeadGrad struct {
 
 // Fused computes per-token log-probs and their backward pass straight from
 // a Head, without the [N, V] logits: rows are taken a chunk at a time, the
-// chunk's logits formed by one GEMM and handed to TokenLogProbsLSE or
-// TokenLogProbsBackwardLSE (the unfused code), and in the backward pass
+// chunk's logits formed by one GEMM and handed to the unfused row code of
+// TokenLogProbs or TokenLogProbsBackward, and in the backward pass
 // two more GEMMs carry the gradient to dH and dW. Extra memory is
 // ChunkRows·V floats, whatever N. Rows with a negative label (and, going
 // back, rows whose dlogp is 0) are never gathered, so prompt and padding
@@ -38,13 +37,15 @@ type HeadGrad struct {
 // Between the two passes run the package's usual reductions —
 // SequenceLogProbs, an Objective, SequenceLogProbsBackward — exactly as
 // on the unfused log-probs; Pairwise does the whole round trip for a
-// pairwise objective. The backward pass forms each chunk's logits again
-// (bit-identical to the forward pass's), so a step costs four GEMMs
-// instead of three, and no logits are kept between the passes.
+// pairwise objective. The backward pass forms each chunk's logits again,
+// and their softmax from scratch (a chunk's rows differ between the passes,
+// and so may the logits' last bits, so a log-sum-exp kept from the forward
+// pass could not be trusted), so a step costs four GEMMs instead of three,
+// and nothing of size V is kept between the passes.
 //
 // Results equal the unfused functions on H·Wᵀ + Bias up to float32
-// rounding of dW's sum over chunks, and do not depend on the number of
-// workers. H's scored rows, W and Bias are checked for NaN and ±Inf, and
+// rounding (of the logits' last bits and of dW's sum over chunks), and do
+// not depend on the number of workers. H's scored rows, W and Bias are checked for NaN and ±Inf, and
 // every other input as the unfused functions check it, before any output
 // is written; an error leaves every output untouched.
 //
@@ -60,17 +61,13 @@ type Fused struct {
 	rows   []int32
 	labels []int32
 	dlogp  []float32
-	lse    []float64
 	out    []float32
-	outLSE []float64
 }
 
 // TokenLogProbs writes dst[i] = log softmax(z_i)[labels[i]] for the
-// logits z = H·Wᵀ + Bias of s, 0 where labels[i] is negative, and, when
-// lse is not nil, the rows' log-sum-exps into lse (0 for ignored rows)
-// for TokenLogProbsBackward. With no gradient to carry, it is one GEMM
-// over the scored rows.
-func (f *Fused) TokenLogProbs(dst []float32, lse []float64, s Head, labels []int32) error {
+// logits z = H·Wᵀ + Bias of s, and 0 where labels[i] is negative. With no
+// gradient to carry, it is one GEMM over the labelled rows.
+func (f *Fused) TokenLogProbs(dst []float32, s Head, labels []int32) error {
 	const op = "Fused.TokenLogProbs"
 	n, _, _, err := f.check(op, HeadGrad{}, s, labels)
 	if err != nil {
@@ -78,9 +75,6 @@ func (f *Fused) TokenLogProbs(dst []float32, lse []float64, s Head, labels []int
 	}
 	if len(dst) != n {
 		return fmt.Errorf("prefopt: %s: dst has %d entries, H %d rows", op, len(dst), n)
-	}
-	if lse != nil && len(lse) != n {
-		return fmt.Errorf("prefopt: %s: lse has %d entries, H %d rows", op, len(lse), n)
 	}
 	f.rows = f.rows[:0]
 	for i, y := range labels {
@@ -93,19 +87,18 @@ func (f *Fused) TokenLogProbs(dst []float32, lse []float64, s Head, labels []int
 		return err
 	}
 	// Results go to scratch and are committed once every row has passed.
-	out, outLSE := growF32(&f.out, n), growF64(&f.outLSE, n)
+	out := growF32(&f.out, n)
 	clear(out)
-	clear(outLSE)
 	if len(f.rows) > 0 {
 		f.c.Rows = f.ChunkRows
 		err := f.c.Run(lmhead.Pass{S: m, Rows: f.rows, Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			idx := f.rows[lo:hi]
-			dl, dlse := growF32(&f.dlogp, len(idx)), growF64(&f.lse, len(idx))
-			if err := tokenLogProbs(op, dl, dlse, z, pickLabels(&f.labels, labels, idx)); err != nil {
+			dl := growF32(&f.dlogp, len(idx))
+			if err := tokenLogProbs(op, dl, nil, z, pickLabels(&f.labels, labels, idx)); err != nil {
 				return 0, overflow(op, z, idx, err)
 			}
 			for r, i := range idx {
-				out[i], outLSE[i] = dl[r], dlse[r]
+				out[i] = dl[r]
 			}
 			return 0, nil
 		}})
@@ -114,7 +107,6 @@ func (f *Fused) TokenLogProbs(dst []float32, lse []float64, s Head, labels []int
 		}
 	}
 	copy(dst, out)
-	copy(lse, outLSE)
 	return nil
 }
 
@@ -124,21 +116,15 @@ func (f *Fused) TokenLogProbs(dst []float32, lse []float64, s Head, labels []int
 //
 //	dL/dz_i = dlogp[i]·(onehot(labels[i]) − softmax(z_i)).
 //
-// lse, if not nil, must be what TokenLogProbs wrote for the same head and
-// labels: each row's softmax then takes one pass over its logits instead
-// of two. An lse entry that is not finite, or below its row's label logit
-// (beyond rounding), is an error.
-func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlogp []float32, lse []float64) error {
+// Rows whose label is negative or whose dlogp is 0 cost nothing.
+func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlogp []float32) error {
 	const op = "Fused.TokenLogProbsBackward"
-	n, _, d, err := f.check(op, grad, s, labels)
+	n, _, _, err := f.check(op, grad, s, labels)
 	if err != nil {
 		return err
 	}
 	if len(dlogp) != n {
 		return fmt.Errorf("prefopt: %s: dlogp has %d entries, H %d rows", op, len(dlogp), n)
-	}
-	if lse != nil && len(lse) != n {
-		return fmt.Errorf("prefopt: %s: lse has %d entries, H %d rows", op, len(lse), n)
 	}
 	f.rows = f.rows[:0]
 	for i, g := range dlogp {
@@ -154,21 +140,6 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 	if err != nil {
 		return err
 	}
-	if lse != nil {
-		// The label logit by one dot product per row: not bit-identical to
-		// the GEMM's, hence the slack.
-		hd, wd := s.H.Data(), s.W.Data()
-		for _, i := range f.rows {
-			y := labels[i]
-			zy := float64(tensor.Dot(hd[int(i)*d:int(i+1)*d], wd[int(y)*d:int(y+1)*d]))
-			if s.Bias != nil {
-				zy += float64(s.Bias[y])
-			}
-			if l := lse[i]; !finite(l) || l < zy-1e-4*(1+math.Abs(zy)) {
-				return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (label logit %v)", op, i, l, zy)
-			}
-		}
-	}
 	if len(f.rows) == 0 {
 		if grad.H != nil {
 			grad.H.Zero()
@@ -181,8 +152,8 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 		// Logits that may overflow: find out before writing anything.
 		pass.Loss = func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			idx := f.rows[lo:hi]
-			dl, dlse := growF32(&f.dlogp, len(idx)), growF64(&f.lse, len(idx))
-			if err := tokenLogProbs(op, dl, dlse, z, pickLabels(&f.labels, labels, idx)); err != nil {
+			dl := growF32(&f.dlogp, len(idx))
+			if err := tokenLogProbs(op, dl, nil, z, pickLabels(&f.labels, labels, idx)); err != nil {
 				return 0, overflow(op, z, idx, err)
 			}
 			return 0, nil
@@ -198,19 +169,11 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 	pass.Grad = g
 	pass.Loss = func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 		idx := f.rows[lo:hi]
-		lab := pickLabels(&f.labels, labels, idx)
 		dl := growF32(&f.dlogp, len(idx))
 		for r, i := range idx {
 			dl[r] = dlogp[i]
 		}
-		if lse == nil {
-			return 1, tokenLogProbsBackward(op, z, z, lab, dl, nil)
-		}
-		cl := growF64(&f.lse, len(idx))
-		for r, i := range idx {
-			cl[r] = lse[i]
-		}
-		return 1, tokenLogProbsBackward(op, z, z, lab, dl, cl)
+		return 1, tokenLogProbsBackward(op, z, z, pickLabels(&f.labels, labels, idx), dl, nil)
 	}
 	return f.c.Run(pass)
 }
@@ -245,8 +208,8 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 	if err := lr.Targets(labels[nc:], tokens[nc:]); err != nil {
 		return Result{}, err
 	}
-	logp, lse := make([]float32, nc+nr), make([]float64, nc+nr)
-	if err := f.TokenLogProbs(logp, lse, s, labels); err != nil {
+	logp := make([]float32, nc+nr)
+	if err := f.TokenLogProbs(logp, s, labels); err != nil {
 		return Result{}, err
 	}
 	b := ref
@@ -269,7 +232,7 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 	if err := SequenceLogProbsBackward(dlogp[nc:], res.GradRejected, lr, average); err != nil {
 		return Result{}, err
 	}
-	if err := f.TokenLogProbsBackward(grad, s, labels, dlogp, lse); err != nil {
+	if err := f.TokenLogProbsBackward(grad, s, labels, dlogp); err != nil {
 		return Result{}, err
 	}
 	return res, nil
@@ -325,13 +288,6 @@ func pickLabels(buf *[]int32, src, idx []int32) []int32 {
 func growF32(p *[]float32, n int) []float32 {
 	if cap(*p) < n {
 		*p = make([]float32, n)
-	}
-	return (*p)[:n]
-}
-
-func growF64(p *[]float64, n int) []float64 {
-	if cap(*p) < n {
-		*p = make([]float64, n)
 	}
 	return (*p)[:n]
 }

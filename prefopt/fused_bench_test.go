@@ -12,8 +12,8 @@ import (
 
 // BenchmarkFusedTokenLogProbs is one training step's log-prob work from an
 // LM head of N tokens, width H and vocabulary V: Fused.TokenLogProbs, then
-// Fused.TokenLogProbsBackward with the kept log-sum-exps (four GEMMs: the
-// backward forms the logits again). BenchmarkUnfusedTokenLogProbs is the
+// Fused.TokenLogProbsBackward (four GEMMs: the backward forms the logits
+// again). BenchmarkUnfusedTokenLogProbs is the
 // same on materialized logits (three GEMMs, [N, V] of logits). GFLOPS are
 // over the three GEMMs' 6·N·H·V FLOPs in both, so they compare directly.
 // FUSED_BENCH=N,H,V adds a size (heavy: use -benchtime 1x).
@@ -22,12 +22,12 @@ import (
 func BenchmarkFusedTokenLogProbs(b *testing.B) {
 	benchHead(b, func(s Head, labels []int32, dlogp []float32, g HeadGrad) func() {
 		var f Fused
-		logp, lse := make([]float32, len(labels)), make([]float64, len(labels))
+		logp := make([]float32, len(labels))
 		return func() {
-			if err := f.TokenLogProbs(logp, lse, s, labels); err != nil {
+			if err := f.TokenLogProbs(logp, s, labels); err != nil {
 				b.Fatal(err)
 			}
-			if err := f.TokenLogProbsBackward(g, s, labels, dlogp, lse); err != nil {
+			if err := f.TokenLogProbsBackward(g, s, labels, dlogp); err != nil {
 				b.Fatal(err)
 			}
 		}

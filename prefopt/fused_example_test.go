@@ -19,13 +19,13 @@ func ExampleFused_TokenLogProbs() {
 	}
 	labels := []int32{0, prefopt.Ignore}
 	var f prefopt.Fused
-	logp, lse := make([]float32, 2), make([]float64, 2)
-	if err := f.TokenLogProbs(logp, lse, head, labels); err != nil {
+	logp := make([]float32, 2)
+	if err := f.TokenLogProbs(logp, head, labels); err != nil {
 		fmt.Println(err)
 		return
 	}
 	grad := prefopt.HeadGrad{H: tensor.New(2, 2), W: tensor.New(3, 2)}
-	if err := f.TokenLogProbsBackward(grad, head, labels, []float32{1, 1}, lse); err != nil {
+	if err := f.TokenLogProbsBackward(grad, head, labels, []float32{1, 1}); err != nil {
 		fmt.Println(err)
 		return
 	}
