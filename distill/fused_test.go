@@ -89,6 +89,13 @@ func fusedCases() []fusedCase {
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return SparseKL(g, z, fs.labels, fs.top, Bucket, 0.6)
 			}},
+		{name: "SparseKL/drop/0",
+			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
+				return f.SparseKL(g, fs.s, fs.labels, fs.top, Drop, 0)
+			},
+			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
+				return SparseKL(g, z, fs.labels, fs.top, Drop, 0)
+			}},
 		{name: "SparseKL/drop/1/nil-labels",
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
 				return f.SparseKL(g, fs.s, nil, fs.top, Drop, 1)
