@@ -45,9 +45,10 @@ type HeadGrad struct {
 //
 // Results equal the unfused functions on H·Wᵀ + Bias up to float32
 // rounding (of the logits' last bits and of dW's sum over chunks), and do
-// not depend on the number of workers. H's scored rows, W and Bias are checked for NaN and ±Inf, and
-// every other input as the unfused functions check it, before any output
-// is written; an error leaves every output untouched.
+// not depend on the number of workers. H's scored rows, W and Bias are
+// checked for NaN and ±Inf, and every other input as the unfused
+// functions check it, before any output is written; an error leaves every
+// output untouched.
 //
 // The zero value is ready to use. A Fused keeps its scratch between calls
 // and must not be used by two goroutines at once.
@@ -207,6 +208,9 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 	}
 	if err := lr.Targets(labels[nc:], tokens[nc:]); err != nil {
 		return Result{}, err
+	}
+	if _, _, _, err := f.check(op, grad, s, labels); err != nil {
+		return Result{}, err // before the forward pass, not after it
 	}
 	logp := make([]float32, nc+nr)
 	if err := f.TokenLogProbs(logp, s, labels); err != nil {
