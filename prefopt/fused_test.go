@@ -307,6 +307,34 @@ func TestFusedPairwise(t *testing.T) {
 	if e, at := worstRel(g.W.Data(), ww.Data()); e > 2e-6 {
 		t.Errorf("dW[%d] relative error %.2g", at, e)
 	}
+
+	// Errors leave grad untouched.
+	before := cloneHeadGrad(HeadGrad{H: g.H, W: g.W, Bias: []float32{}})
+	for name, call := range map[string]func() error{
+		"nil objective": func() error {
+			_, err := (&Fused{}).Pairwise(g, s, tokens, l, lr, false, nil, ref)
+			return err
+		},
+		"short tokens": func() error {
+			_, err := (&Fused{}).Pairwise(g, s, tokens[1:], l, lr, false, obj, ref)
+			return err
+		},
+		"grad W shape": func() error {
+			_, err := (&Fused{}).Pairwise(HeadGrad{H: g.H, W: tensor.New(v, d+1)}, s, tokens, l, lr, false, obj, ref)
+			return err
+		},
+		"missing reference": func() error {
+			_, err := (&Fused{}).Pairwise(g, s, tokens, l, lr, false, obj, Batch{})
+			return err
+		},
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+		if !slices.Equal(g.H.Data(), before.H.Data()) || !slices.Equal(g.W.Data(), before.W.Data()) {
+			t.Fatalf("%s: grad changed on error", name)
+		}
+	}
 }
 
 // TestFusedTokenLogProbsErrors checks that bad inputs are named and leave
