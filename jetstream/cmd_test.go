@@ -95,7 +95,7 @@ func TestWorkerCommandDrains(t *testing.T) {
 	if r.err != nil || len(r.texts) != len(seeds) {
 		t.Fatalf("task: %d texts, %v", len(r.texts), r.err)
 	}
-	done := storedResult(t, ex, taskKey("drain/1"))
+	done := storedResult(t, ex, taskKey("drain/1", ex.uploads[path]))
 	if done.Worker != "drainer" || done.Deliveries != 1 {
 		t.Fatalf("result from %q after %d deliveries; want the draining worker's, delivered once", done.Worker, done.Deliveries)
 	}

@@ -245,14 +245,15 @@ func (e *Executor) deadLetter(ctx context.Context, data []byte) {
 	}
 	r := &result{ID: t.ID, Dead: true, Deliveries: adv.Deliveries, Err: "no worker acknowledged it (workers crashed or timed out on every delivery)"}
 	b, _ := json.Marshal(r)
-	if _, err := e.kv.Create(ctx, taskKey(t.ID), b); err == nil || errors.Is(err, njs.ErrKeyExists) {
+	if _, err := e.kv.Create(ctx, t.key(), b); err == nil || errors.Is(err, njs.ErrKeyExists) {
 		e.tasks.DeleteMsg(ctx, adv.StreamSeq)
 	}
 }
 
 // do publishes t unless its result exists or it is queued, and waits.
 func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, error) {
-	key := taskKey(t.ID)
+	key := t.key()
+	t.Key = key
 	c := make(chan *result, 1)
 	e.mu.Lock()
 	e.waiting[key] = append(e.waiting[key], c)

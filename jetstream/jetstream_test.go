@@ -273,7 +273,7 @@ func TestDeliveryPastLimit(t *testing.T) {
 	if !m.acked || ld.loads.Load() != 0 {
 		t.Fatalf("third delivery of a 2-delivery task: acked %v, member loaded %d times; want a dead letter, nothing run", m.acked, ld.loads.Load())
 	}
-	ent, err := ex.kv.Get(context.Background(), taskKey("crashy"))
+	ent, err := ex.kv.Get(context.Background(), taskKey("crashy", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestDeliveryPastLimit(t *testing.T) {
 	b, _ = json.Marshal(&task{ID: "fine", Kind: kindGenerate, Prompt: "q0", Seeds: []uint64{1}, Model: &ModelRef{Name: "m", Ref: "spec/all"}, MaxDeliver: 2})
 	m = &fakeMsg{data: b, delivered: 2}
 	wk.handle(ex.kv, ex.obs, info, m)
-	if ent, err := ex.kv.Get(context.Background(), taskKey("fine")); err != nil || !m.acked {
+	if ent, err := ex.kv.Get(context.Background(), taskKey("fine", "")); err != nil || !m.acked {
 		t.Fatalf("second delivery: %v, acked %v", err, m.acked)
 	} else {
 		var r result

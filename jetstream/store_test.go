@@ -128,3 +128,28 @@ func TestCorruptCheckpoint(t *testing.T) {
 		t.Fatalf("after a damaged cache copy: %v, %v; want the checkpoint's a7", out, err)
 	}
 }
+
+// A member retrained under the same name (its checkpoint rewritten) is a
+// new task for a new coordinator, not answered from the old results.
+func TestRetrainedMember(t *testing.T) {
+	w := newWorld(2)
+	s := startServer(t, "")
+	serve(t, connect(t, s), "retrain", &Worker{Loader: &loader{w: w}})
+	path := filepath.Join(t.TempDir(), "member.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, answer := range []string{"a1", "a2"} {
+		if err := os.WriteFile(path, []byte(`{"table":{"q0":"`+answer+`"}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ex, err := Open(ctx, connect(t, s), Options{Run: "retrain"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := ex.Generate(ctx, itec.GenerateTask{ID: "r1/sample/p0/m0=m/s0+1", Member: itec.Member{Name: "m", Ref: path}, Prompt: "q0", Seeds: []uint64{1}})
+		ex.Close()
+		if err != nil || out[0] != answer {
+			t.Fatalf("checkpoint answering %s: %v, %v", answer, out, err)
+		}
+	}
+}

@@ -20,7 +20,8 @@ const (
 
 // task is a unit of work as it travels through the queue, JSON-encoded.
 type task struct {
-	ID   string `json:"id"` // the itec task ID
+	ID   string `json:"id"`            // the itec task ID
+	Key  string `json:"key,omitempty"` // see key
 	Kind string `json:"kind"`
 	// MaxDeliver is Options.MaxDeliver: a delivery past it means the
 	// workers of every earlier one crashed or timed out.
@@ -98,10 +99,24 @@ func (e *TaskError) Error() string {
 	return s + ": " + e.Cause
 }
 
-// taskKey is the subject token and result key of a task ID: IDs hold
-// characters subjects and keys may not, so they are hashed.
-func taskKey(id string) string {
-	h := sha256.Sum256([]byte(id))
+// key is the task's subject token and result key: its ID and the digest of
+// the checkpoint it runs, hashed (IDs hold characters subjects and keys may
+// not). A member retrained under the same name in the same run is a new
+// checkpoint, so its tasks are new tasks, never answered from the old one's
+// results.
+func (t *task) key() string {
+	if t.Key != "" {
+		return t.Key
+	}
+	obj := ""
+	if t.Model != nil {
+		obj = t.Model.Object
+	}
+	return taskKey(t.ID, obj)
+}
+
+func taskKey(id, object string) string {
+	h := sha256.Sum256([]byte(id + "\x00" + object))
 	return hex.EncodeToString(h[:16])
 }
 

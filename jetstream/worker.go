@@ -225,7 +225,7 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 	// ask a labeler twice).
 	actx, acancel := api()
 	defer acancel()
-	if _, err := kv.Get(actx, taskKey(t.ID)); err == nil {
+	if _, err := kv.Get(actx, t.key()); err == nil {
 		msg.DoubleAck(actx)
 		return
 	}
@@ -274,11 +274,11 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 	}
 	sctx, scancel := api()
 	defer scancel()
-	_, err = kv.Create(sctx, taskKey(t.ID), b)
+	_, err = kv.Create(sctx, t.key(), b)
 	if errors.Is(err, nats.ErrMaxPayload) { // no delivery can store it: say so
 		b, _ = json.Marshal(&result{ID: t.ID, Worker: w.Name, Deliveries: md.NumDelivered, Dead: true,
 			Err: fmt.Sprintf("its result of %d bytes exceeds the server's max_payload of %d", len(b), w.maxPayload)})
-		_, err = kv.Create(sctx, taskKey(t.ID), b)
+		_, err = kv.Create(sctx, t.key(), b)
 	}
 	if err != nil && !errors.Is(err, njs.ErrKeyExists) {
 		msg.Nak() // not stored: let another delivery try
