@@ -24,7 +24,9 @@
 // and the waiting call returns a *TaskError naming the task. A coordinator
 // started again retries the dead letters of its predecessor.
 //
-// Because results are kept by task ID, the first result wins and a
+// Because results are kept by task ID (with the digest of the checkpoint
+// the task runs, so a retrained member is new work), the first result
+// wins and a
 // redelivered task's duplicate is ignored; and a coordinator that is
 // killed and restarted asks for each task again: a task with a result is
 // answered from it, a task still queued is waited for, and only a task in
