@@ -25,9 +25,8 @@
 // started again retries the dead letters of its predecessor.
 //
 // Because results are kept by task ID (with the digest of the checkpoint
-// the task runs, so a retrained member is new work), the first result
-// wins and a
-// redelivered task's duplicate is ignored; and a coordinator that is
+// the task runs, so a retrained member is new work), the first result wins
+// and a redelivered task's duplicate is ignored; and a coordinator that is
 // killed and restarted asks for each task again: a task with a result is
 // answered from it, a task still queued is waited for, and only a task in
 // neither place is published. Nothing is computed twice and no label is
