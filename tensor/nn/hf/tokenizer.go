@@ -514,7 +514,10 @@ func (m *addedMatcher) find(s string, from int) (lo, hi int, id int32, ok bool) 
 				continue
 			}
 			lo, hi = i, i+len(a.Content)
-			if a.SingleWord && !(wordBoundary(s, lo) && wordBoundary(s, hi)) {
+			if a.SingleWord && (endsWithWord(s[:lo]) || startsWithWord(s[hi:])) {
+				// Discarded; the search resumes after it, as the crate's
+				// non-overlapping leftmost iteration does.
+				i = hi - 1
 				break
 			}
 			if a.LStrip {
@@ -541,15 +544,21 @@ func (m *addedMatcher) find(s string, from int) (lo, hi int, id int32, ok bool) 
 	return 0, 0, 0, false
 }
 
-// wordBoundary reports whether i is not inside a word.
-func wordBoundary(s string, i int) bool {
-	if i == 0 || i == len(s) {
-		return true
-	}
-	l, _ := utf8.DecodeLastRuneInString(s[:i])
-	r, _ := utf8.DecodeRuneInString(s[i:])
-	isWord := func(c rune) bool { return unicode.IsLetter(c) || unicode.IsNumber(c) || c == '_' }
-	return !isWord(l) || !isWord(r)
+// isWord reports whether r is a word character in the sense of Rust's
+// regex \w, which the crate's single_word test uses: alphabetic, a mark,
+// a decimal digit, a connector punctuation or a joiner.
+func isWord(r rune) bool {
+	return unicode.In(r, unicode.L, unicode.Nl, unicode.Other_Alphabetic, unicode.M, unicode.Nd, unicode.Pc, unicode.Join_Control)
+}
+
+func endsWithWord(s string) bool {
+	r, size := utf8.DecodeLastRuneInString(s)
+	return size > 0 && isWord(r)
+}
+
+func startsWithWord(s string) bool {
+	r, size := utf8.DecodeRuneInString(s)
+	return size > 0 && isWord(r)
 }
 
 // Encode returns the token ids of text as transformers'

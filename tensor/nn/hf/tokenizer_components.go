@@ -311,12 +311,15 @@ func (sp *splitPre) split(dst []piece, p piece) []piece {
 			}
 		}
 	case "MergedWithNext":
+		// A delimiter joins the piece after it unless that is another
+		// delimiter.
 		lo := 0
 		for i, q := range parts {
-			if !q.delim || i+1 == len(parts) {
-				emit(lo, q.hi)
-				lo = q.hi
+			if q.delim && i+1 < len(parts) && !parts[i+1].delim {
+				continue
 			}
+			emit(lo, q.hi)
+			lo = q.hi
 		}
 	case "Contiguous":
 		lo := 0

@@ -32,7 +32,7 @@ type goldens struct {
 	}
 }
 
-var fixtureNames = []string{"gpt2", "llama3", "qwen2", "mistral", "mistral-metaspace"}
+var fixtureNames = []string{"gpt2", "llama3", "qwen2", "mistral", "mistral-metaspace", "gpt2-added", "qwen2-variant"}
 
 var (
 	fixtureMu   sync.Mutex
@@ -398,6 +398,70 @@ func TestChunkedMerges(t *testing.T) {
 			if got, want := tok.model.tokenize(nil, s), whole.tokenize(nil, s); !slices.Equal(got, want) {
 				t.Fatalf("%s: %q: chunked %v, whole %v", name, short(text), got, want)
 			}
+		}
+	}
+}
+
+// TestSplitBehaviors checks each SplitDelimiterBehavior on the example the
+// tokenizers crate documents them with, "the-final--countdown" split on
+// "-", and with invert.
+func TestSplitBehaviors(t *testing.T) {
+	for _, c := range []struct {
+		behavior string
+		invert   bool
+		want     []string
+	}{
+		{"Removed", false, []string{"the", "final", "countdown"}},
+		{"Isolated", false, []string{"the", "-", "final", "-", "-", "countdown"}},
+		{"MergedWithPrevious", false, []string{"the-", "final-", "-", "countdown"}},
+		{"MergedWithNext", false, []string{"the", "-final", "-", "-countdown"}},
+		{"Contiguous", false, []string{"the", "-", "final", "--", "countdown"}},
+		{"Removed", true, []string{"-", "-", "-"}},
+		{"MergedWithPrevious", true, []string{"the", "-final", "-", "-countdown"}},
+	} {
+		sp := &splitPre{sp: literalSplitter("-"), behavior: c.behavior, invert: c.invert}
+		var got []string
+		for _, p := range sp.split(nil, piece{s: "the-final--countdown"}) {
+			got = append(got, p.s)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s (invert %v): %q, want %q", c.behavior, c.invert, got, c.want)
+		}
+	}
+}
+
+// TestAddedSingleWord checks single_word on the cases of the tokenizers
+// crate's own tests (added_vocabulary.rs), which tokenizers.js, ignoring
+// the flag, cannot serve as a reference for.
+func TestAddedSingleWord(t *testing.T) {
+	m := newAddedMatcher([]addedToken{{ID: 7, Content: "<mask>", SingleWord: true}})
+	for _, c := range []struct {
+		text string
+		want []string // added tokens as "#7"
+	}{
+		{"<mask> My name <mask> A<mask> <mask>ony <mask>", []string{"#7", " My name ", "#7", " A<mask> <mask>ony ", "#7"}},
+		{"<mask>, <mask>- \u25cc\u0330<mask>", []string{"#7", ", ", "#7", "- \u25cc\u0330<mask>"}},
+		{"<mask><mask>", []string{"#7", "#7"}},
+		{"a<mask>b<mask>", []string{"a<mask>b<mask>"}},
+	} {
+		var got []string
+		tok := &Tokenizer{}
+		ids := tok.splitAdded(nil, m, c.text, true, func(ids []int32, seg string, _ bool) []int32 {
+			got = append(got, seg)
+			return append(ids, -1)
+		})
+		k := 0
+		var all []string
+		for _, id := range ids {
+			if id < 0 {
+				all = append(all, got[k])
+				k++
+			} else {
+				all = append(all, fmt.Sprintf("#%d", id))
+			}
+		}
+		if !slices.Equal(all, c.want) {
+			t.Errorf("%q: %q, want %q", c.text, all, c.want)
 		}
 	}
 }

@@ -99,12 +99,52 @@ function llama2Metaspace() {
   return [{ ...tok, override }, cfg];
 }
 
+// Variants of the real tokenizers that exercise what the real files do
+// not: added tokens with lstrip, rstrip and normalized; the
+// NFKC and Lowercase normalizers; Digits, a Split with Removed and an
+// inverted one, ByteLevel's add_prefix_space; a RobertaProcessing
+// post-processor. (single_word and a Split on a String pattern with
+// Removed are left out: tokenizers.js ignores the first and keeps the
+// delimiters of the second, where the tokenizers crate does not; the Go
+// tests check both against the crate's rules.)
+function gpt2Added() {
+  const [tok, cfg] = gpt2();
+  const add = (id, content, flags) => ({ id, content, single_word: false, lstrip: false, rstrip: false,
+    normalized: false, special: true, ...flags });
+  const added = [...tok.added_tokens,
+    add(50257, "<|lstrip|>", { lstrip: true }),
+    add(50258, "<|rstrip|>", { rstrip: true }),
+    add(50259, "<|both|>", { lstrip: true, rstrip: true }),
+    add(50260, "<|plain|>", { special: false })];
+  const post = { type: "RobertaProcessing", sep: ["<|endoftext|>", 50256], cls: ["<|plain|>", 50260],
+    trim_offsets: true, add_prefix_space: false };
+  return [{ ...tok, added_tokens: added, post_processor: post,
+    override: { base: "gpt2", added_tokens: added, post_processor: post } }, cfg];
+}
+
+function qwenVariant() {
+  const [tok, cfg] = qwen();
+  const add = (id, content, flags) => ({ id, content, single_word: false, lstrip: false, rstrip: false,
+    normalized: true, special: false, ...flags });
+  const added = [...tok.added_tokens, add(151669, "<full>"), add(151670, "<raw>", { normalized: false })];
+  const normalizer = { type: "Sequence", normalizers: [{ type: "NFKC" }, { type: "Lowercase" }] };
+  const pre_tokenizer = { type: "Sequence", pretokenizers: [
+    { type: "Digits", individual_digits: true },
+    { type: "Split", pattern: { Regex: "-{2,}" }, behavior: "Removed", invert: false },
+    { type: "Split", pattern: { Regex: "[^ ]+" }, behavior: "Removed", invert: true },
+    { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true }] };
+  return [{ ...tok, added_tokens: added, normalizer, pre_tokenizer,
+    override: { base: "qwen2", added_tokens: added, normalizer, pre_tokenizer } }, cfg];
+}
+
 const builders = {
   gpt2,
   llama3: () => { const [t, c] = lenml("tokenizer-llama3_1"); delete c.chat_template; return [t, c]; },
   qwen2: qwen,
   mistral: () => lenml("tokenizer-llama2"),
   "mistral-metaspace": llama2Metaspace,
+  "gpt2-added": gpt2Added,
+  "qwen2-variant": qwenVariant,
 };
 
 const opticks = fs.readFileSync(path.join(here, "opticks-excerpt.txt"), "utf8");
@@ -160,6 +200,10 @@ const texts = [
   "Mathematical: ∑ ∫ √ ∞ ≠ ≤ ≥ ± × ÷ ∂ ∇ 𝔸 𝕏 ℝ",
   "Control\u0001chars\u0007and\u001bescape",
   "ſ long s, ﬁ ligature, Ⅻ roman, ① circled, ２ fullwidth",
+  "a <|lstrip|> b <|rstrip|> c  <|both|>  d<|lstrip|><|rstrip|>e",
+  "sing <|plain|>ing<|plain|> <|plain|>",
+  "<ＦＵＬＬ> <FULL> <full> <RAW> <raw> ＦＵＬＬ x² x2",
+  "well--known -- dashes 3--4 ---",
   opticks,
 ];
 
