@@ -80,7 +80,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "NFKD":
 		return norm.NFKD.String, nil
 	case "Lowercase":
-		return strings.ToLower, nil
+		return lowercase, nil
 	case "Prepend":
 		var v struct{ Prepend string }
 		if err := json.Unmarshal(raw, &v); err != nil {
@@ -107,6 +107,18 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		return func(s string) string { return replaceAll(sp, s, v.Content) }, nil
 	}
 	return nil, fmt.Errorf("unsupported normalizer %q", c.Type)
+}
+
+// lowercase lowercases s character by character with the full Unicode
+// mapping, as Rust's char::to_lowercase does for the crate's Lowercase
+// normalizer: Go's simple mapping differs only for U+0130 (İ), whose full
+// lowercase is "i\u0307" (the context-dependent final sigma is not applied
+// by either).
+func lowercase(s string) string {
+	if strings.ContainsRune(s, '\u0130') {
+		s = strings.ReplaceAll(s, "\u0130", "i\u0307")
+	}
+	return strings.ToLower(s)
 }
 
 func replaceAll(sp splitter, s, content string) string {

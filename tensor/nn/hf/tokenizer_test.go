@@ -465,3 +465,11 @@ func TestAddedSingleWord(t *testing.T) {
 		}
 	}
 }
+
+func TestLowercase(t *testing.T) {
+	for in, want := range map[string]string{"ABC Ünï": "abc ünï", "İstanbul": "i\u0307stanbul", "ΣΑΣ": "σασ"} {
+		if got := lowercase(in); got != want {
+			t.Errorf("lowercase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
