@@ -372,29 +372,34 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 }
 
 // parsePost reads the post-processor: the special tokens put around a
-// single sequence when add_special_tokens is true. transformers' Llama and
-// Gemma tokenizers rebuild it from add_bos_token/add_eos_token, so for
-// those classes the config's flags win, as there.
+// single sequence when add_special_tokens is true. transformers (v5)
+// rebuilds it as [bos] A [eos] when tokenizer_config.json sets
+// add_bos_token or add_eos_token (the other one then defaulting to false),
+// and always for the Llama and Gemma tokenizer classes, whose
+// add_bos_token defaults to true; a flag whose token is not configured is
+// dropped. Otherwise tokenizer.json's post_processor holds.
 func (t *Tokenizer) parsePost(raw json.RawMessage, cfg tokenizerConfig) error {
+	addBOS, addEOS := false, false
+	rebuild := cfg.addBOS != nil || cfg.addEOS != nil
 	switch strings.TrimSuffix(cfg.tokenizerClass, "Fast") {
 	case "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer":
-		if cfg.addBOS != nil || cfg.addEOS != nil {
-			addBOS := cfg.addBOS == nil || *cfg.addBOS
-			addEOS := cfg.addEOS != nil && *cfg.addEOS
-			if addBOS {
-				if t.bos < 0 {
-					return errors.New("add_bos_token is set but bos_token is not")
-				}
-				t.prefix = []int32{t.bos}
-			}
-			if addEOS {
-				if t.eos < 0 {
-					return errors.New("add_eos_token is set but eos_token is not")
-				}
-				t.suffix = []int32{t.eos}
-			}
-			return nil
+		rebuild, addBOS = true, true
+	}
+	if rebuild {
+		if cfg.addBOS != nil {
+			addBOS = *cfg.addBOS
 		}
+		if cfg.addEOS != nil {
+			addEOS = *cfg.addEOS
+		}
+		t.prefix, t.suffix = nil, nil
+		if addBOS && t.bos >= 0 {
+			t.prefix = []int32{t.bos}
+		}
+		if addEOS && t.eos >= 0 {
+			t.suffix = []int32{t.eos}
+		}
+		return nil
 	}
 	pre, post, err := parsePostProcessor(raw)
 	t.prefix, t.suffix = pre, post
@@ -652,8 +657,8 @@ func (t *Tokenizer) encodePiece(ids []int32, s string, first bool) []int32 {
 // AddSpecial returns ids with the special tokens that transformers'
 // add_special_tokens=True adds around a single sequence — the BOS of Llama
 // and Mistral, nothing for GPT-2 and Qwen2 — as the post_processor of
-// tokenizer.json says (or, for Llama and Gemma tokenizer classes, the
-// add_bos_token and add_eos_token of tokenizer_config.json).
+// tokenizer.json says, or add_bos_token and add_eos_token of
+// tokenizer_config.json where transformers lets them override it.
 func (t *Tokenizer) AddSpecial(ids []int32) []int32 {
 	out := make([]int32, 0, len(t.prefix)+len(ids)+len(t.suffix))
 	out = append(out, t.prefix...)

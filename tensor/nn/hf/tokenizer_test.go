@@ -473,3 +473,31 @@ func TestLowercase(t *testing.T) {
 		}
 	}
 }
+
+// TestAddSpecialRules checks where the special tokens of
+// add_special_tokens=True come from: the post_processor, or the config's
+// add_bos_token/add_eos_token as transformers lets them override it.
+func TestAddSpecialRules(t *testing.T) {
+	bl := `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`
+	tmpl := `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "a", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "b", "type_id": 0}}], "special_tokens": {"a": {"id": "a", "ids": [0], "tokens": ["a"]}, "b": {"id": "b", "ids": [1], "tokens": ["b"]}}}`
+	for _, c := range []struct {
+		name, post, cfg string
+		want            []int32
+	}{
+		{"template", tmpl, `{}`, []int32{0, 3, 1}},
+		{"no post-processor", "null", `{"bos_token": "a"}`, []int32{3}},
+		{"config overrides", tmpl, `{"eos_token": "b", "add_eos_token": true}`, []int32{3, 1}},
+		{"Llama class adds BOS", "null", `{"tokenizer_class": "LlamaTokenizerFast", "bos_token": "a"}`, []int32{0, 3}},
+		{"Llama class, no BOS", tmpl, `{"tokenizer_class": "LlamaTokenizer", "bos_token": "a", "add_bos_token": false}`, []int32{3}},
+		{"flag without token", "null", `{"add_bos_token": true}`, []int32{3}},
+		{"Sequence", `{"type": "Sequence", "processors": [` + bl + `, ` + tmpl + `]}`, `{}`, []int32{0, 3, 1}},
+	} {
+		tok, err := LoadTokenizer(writeTokenizer(t, tinyJSON("null", bl, c.post, bl, tinyModel), c.cfg))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := tok.AddSpecial([]int32{3}); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
