@@ -3,6 +3,7 @@ package hf
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -38,8 +39,11 @@ type bpe struct {
 	// whole text as one word; this turns it back into words.
 	chunkSep string
 
-	mu    sync.RWMutex
-	cache map[string][]int32
+	// cache maps words to their ids: a sync.Map, whose reads of entries
+	// written long ago take no lock, the case of a warm cache read by
+	// many goroutines; cached counts its entries up to cacheMax.
+	cache  sync.Map
+	cached atomic.Int64
 }
 
 type merge struct{ rank, id int32 }
@@ -97,23 +101,18 @@ func (m *bpe) tokenizeWord(dst []int32, word string) []int32 {
 	}
 	cacheable := len(word) <= cacheWordMax
 	if cacheable {
-		m.mu.RLock()
-		ids, ok := m.cache[word]
-		m.mu.RUnlock()
-		if ok {
-			return append(dst, ids...)
+		if ids, ok := m.cache.Load(word); ok {
+			return append(dst, ids.([]int32)...)
 		}
 	}
 	n := len(dst)
 	dst = m.word(dst, word)
-	if cacheable {
+	if cacheable && m.cached.Load() < cacheMax {
 		ids := make([]int32, len(dst)-n)
 		copy(ids, dst[n:])
-		m.mu.Lock()
-		if len(m.cache) < cacheMax {
-			m.cache[word] = ids
+		if _, loaded := m.cache.LoadOrStore(strings.Clone(word), ids); !loaded {
+			m.cached.Add(1)
 		}
-		m.mu.Unlock()
 	}
 	return dst
 }

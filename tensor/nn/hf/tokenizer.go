@@ -216,7 +216,6 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 		fuseUnk:      f.FuseUnk,
 		byteFallback: f.ByteFallback,
 		ignoreMerges: f.IgnoreMerges,
-		cache:        make(map[string][]int32),
 	}
 	for tok, id := range f.Vocab {
 		if id < 0 {

@@ -392,7 +392,7 @@ func TestChunkedMerges(t *testing.T) {
 		}
 		m := tok.model
 		whole := &bpe{vocab: m.vocab, merges: m.merges, byteFallback: m.byteFallback, fallbackID: m.fallbackID,
-			unk: m.unk, fuseUnk: m.fuseUnk, cache: map[string][]int32{}}
+			unk: m.unk, fuseUnk: m.fuseUnk}
 		for _, text := range texts {
 			s := strings.ReplaceAll("▁"+text, " ", "▁")
 			if got, want := tok.model.tokenize(nil, s), whole.tokenize(nil, s); !slices.Equal(got, want) {
@@ -499,5 +499,34 @@ func TestAddSpecialRules(t *testing.T) {
 		if got := tok.AddSpecial([]int32{3}); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestEncodeConcurrent encodes from several goroutines at once (the cache
+// is shared), each result compared with the goldens; run under -race.
+func TestEncodeConcurrent(t *testing.T) {
+	g := loadGoldens(t)
+	tok := fixture(t, "llama3")
+	want := g.Tokenizers["llama3"].Encode
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range g.Texts {
+				i := (k + w*7) % len(g.Texts)
+				ids, err := tok.Encode(g.Texts[i])
+				if err != nil || !slices.Equal(ids, want[i]) {
+					errs <- fmt.Sprintf("worker %d, text %d: %v", w, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
