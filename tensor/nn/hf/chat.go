@@ -1,7 +1,10 @@
 package hf
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,7 +29,11 @@ type ChatOptions struct {
 	// Vars are further template variables: tools, documents, date_string,
 	// enable_thinking… They override the special-token variables
 	// (bos_token and the like) and may not be named messages or
-	// add_generation_prompt.
+	// add_generation_prompt. A value may be any Go value of JSON's shapes
+	// (map[string]any is rendered with its keys sorted) or a
+	// json.RawMessage, decoded keeping its objects' key order, as Python's
+	// json.loads does: pass tools that way for a tojson identical to
+	// transformers'.
 	Vars map[string]any
 }
 
@@ -73,6 +80,13 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 		if k == "messages" || k == "add_generation_prompt" {
 			return "", fmt.Errorf("hf: ChatTemplate.Render: Vars may not set %q", k)
 		}
+		if raw, ok := v.(json.RawMessage); ok {
+			jv, err := jsonValue(raw)
+			if err != nil {
+				return "", fmt.Errorf("hf: ChatTemplate.Render: Vars[%q]: %w", k, err)
+			}
+			v = jv
+		}
 		data[k] = v
 	}
 	list := make([]any, len(msgs))
@@ -81,11 +95,74 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 	}
 	data["messages"] = list
 	data["add_generation_prompt"] = opts.AddGenerationPrompt
-	s, err := c.tmpl.Render(data)
+	vals := make(map[string]jinja.Value, len(data))
+	for k, v := range data {
+		if jv, ok := v.(jinja.Value); ok {
+			vals[k] = jv
+		} else {
+			vals[k] = jinja.FromGoValue(v)
+		}
+	}
+	s, err := c.tmpl.RenderValues(vals)
 	if err != nil {
 		return "", fmt.Errorf("hf: ChatTemplate.Render: %w", err)
 	}
 	return s, nil
+}
+
+// jsonValue decodes JSON into a template value, keeping the key order of
+// objects and the distinction between integers and floats.
+func jsonValue(raw json.RawMessage) (jinja.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return jinja.Value{}, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder) (jinja.Value, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			d := jinja.NewDict()
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				v, err := decodeValue(dec)
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				d.AsDict().Set(k.(string), v)
+			}
+			_, err := dec.Token() // }
+			return d, err
+		case '[':
+			var items []jinja.Value
+			for dec.More() {
+				v, err := decodeValue(dec)
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				items = append(items, v)
+			}
+			_, err := dec.Token() // ]
+			return jinja.NewList(items), err
+		}
+		return jinja.Value{}, fmt.Errorf("unexpected %v", t)
+	}
+	return jinja.FromGoValue(tok), nil
 }
 
 // chatState is the lazily compiled template of a Tokenizer: a tokenizer whose

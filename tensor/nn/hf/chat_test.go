@@ -19,7 +19,9 @@ type chatGoldens struct {
 		AddGenerationPrompt bool `json:"add_generation_prompt"`
 		Text                *string
 		Error               bool
+		Tools               bool
 	}
+	ToolsJSON json.RawMessage `json:"tools"`
 	Encodings []struct {
 		Fixture, Template   string
 		Conversation        int
@@ -68,7 +70,11 @@ func TestChatTemplateGoldens(t *testing.T) {
 		tmpls[name] = c
 	}
 	for _, r := range g.Renders {
-		got, err := tmpls[r.Template].Render(g.Conversations[r.Conversation], ChatOptions{AddGenerationPrompt: r.AddGenerationPrompt})
+		opts := ChatOptions{AddGenerationPrompt: r.AddGenerationPrompt}
+		if r.Tools {
+			opts.Vars = map[string]any{"tools": g.ToolsJSON}
+		}
+		got, err := tmpls[r.Template].Render(g.Conversations[r.Conversation], opts)
 		if r.Error {
 			if err == nil {
 				t.Errorf("%s conversation %d: rendered %q, want an error", r.Template, r.Conversation, got)
@@ -161,5 +167,21 @@ func TestChatTemplateErrors(t *testing.T) {
 	}
 	if _, err := c.Render(nil, ChatOptions{Vars: map[string]any{"messages": nil}}); err == nil {
 		t.Error("Vars may set messages")
+	}
+}
+
+func TestJSONVars(t *testing.T) {
+	c, err := NewChatTemplate(`{{ tools | tojson }}|{{ tools[0].b }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(`[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]`)}})
+	if want := `[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]|2.5`; err != nil || got != want {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []string{`{"a": }`, `[1] 2`, ``} {
+		if _, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(bad)}}); err == nil || !strings.Contains(err.Error(), `Vars["tools"]`) {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
