@@ -35,6 +35,7 @@ type Tokenizer struct {
 
 	bos, eos, pad, unk int32 // -1 when not configured
 	specialNames       map[string]string
+	cleanUp            bool
 	chatTemplate       string
 	chat               chatState
 }
@@ -169,6 +170,7 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 	}
 	t.chatTemplate = cfg.chatTemplate
 	t.specialNames = cfg.names
+	t.cleanUp = cfg.cleanUp
 	for name, dst := range map[string]*int32{"bos_token": &t.bos, "eos_token": &t.eos, "pad_token": &t.pad, "unk_token": &t.unk} {
 		tok, ok := cfg.names[name]
 		if !ok {
@@ -306,11 +308,11 @@ func (m *bpe) finish() error {
 }
 
 type tokenizerConfig struct {
-	names                    map[string]string
-	addBOS, addEOS           *bool
-	tokenizerClass           string
-	chatTemplate             string
-	cleanUpTokenizationSpace bool
+	names          map[string]string
+	addBOS, addEOS *bool
+	tokenizerClass string
+	chatTemplate   string
+	cleanUp        bool
 }
 
 func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
@@ -345,6 +347,11 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 				return c, fmt.Errorf("%s: %w", name, err)
 			}
 			*dst = &b
+		}
+	}
+	if raw, ok := f["clean_up_tokenization_spaces"]; ok && !jsonNull(raw) {
+		if err := json.Unmarshal(raw, &c.cleanUp); err != nil {
+			return c, fmt.Errorf("clean_up_tokenization_spaces: %w", err)
 		}
 	}
 	if raw, ok := f["tokenizer_class"]; ok && !jsonNull(raw) {
@@ -682,6 +689,25 @@ func (t *Tokenizer) Decode(ids []int32) (string, error) {
 		return strings.Join(toks, " "), nil
 	}
 	return strings.Join(t.decode(toks), ""), nil
+}
+
+// CleansUp reports whether tokenizer_config.json sets
+// clean_up_tokenization_spaces, in which case transformers' decode passes
+// its text through CleanUp after the decoder (Llama 3 does; Decode never
+// does, so that decoding stays lossless).
+func (t *Tokenizer) CleansUp() bool { return t.cleanUp }
+
+// CleanUp removes the spaces transformers' clean_up_tokenization removes,
+// before punctuation and English contractions: " ." " ?" " !" " ,"
+// " ' " " n't" " 'm" " 's" " 've" " 're". It is a display heuristic for
+// WordPiece-era tokenizers, not an inverse of Encode.
+func CleanUp(s string) string {
+	// One replacement after the other, as Python's chained str.replace.
+	for _, r := range [...][2]string{{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+		{" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}} {
+		s = strings.ReplaceAll(s, r[0], r[1])
+	}
+	return s
 }
 
 // VocabSize returns one more than the largest token id, added tokens

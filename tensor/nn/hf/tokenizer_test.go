@@ -530,3 +530,13 @@ func TestEncodeConcurrent(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+func TestCleanUp(t *testing.T) {
+	if !fixture(t, "llama3").CleansUp() || fixture(t, "qwen2").CleansUp() {
+		t.Error("CleansUp does not follow clean_up_tokenization_spaces")
+	}
+	// Python: "Hello , world . I do n't know ' bout it ?!".replace(" .", ".")… in order.
+	if got, want := CleanUp("Hello , world . I do n't know ' bout it ? She 's here !"), "Hello, world. I don't know'bout it? She's here!"; got != want {
+		t.Errorf("CleanUp: %q, want %q", got, want)
+	}
+}
