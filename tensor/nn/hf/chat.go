@@ -17,6 +17,11 @@ import (
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// Extra holds further fields of the message as a JSON object —
+	// tool_calls, name, tool_call_id, reasoning_content… — added to the
+	// message the template sees, in their order. Role and Content win over
+	// fields of the same name.
+	Extra json.RawMessage `json:"extra,omitempty"`
 }
 
 // ChatOptions are the arguments of a chat-template render besides the
@@ -89,11 +94,26 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 		}
 		data[k] = v
 	}
-	list := make([]any, len(msgs))
+	list := make([]jinja.Value, len(msgs))
 	for i, m := range msgs {
-		list[i] = map[string]any{"role": m.Role, "content": m.Content}
+		d := jinja.NewDict()
+		d.AsDict().Set("role", jinja.NewString(m.Role))
+		d.AsDict().Set("content", jinja.NewString(m.Content))
+		if len(m.Extra) > 0 {
+			extra, err := jsonValue(m.Extra)
+			if err != nil || !extra.IsDict() {
+				return "", fmt.Errorf("hf: ChatTemplate.Render: message %d: Extra is not a JSON object (%v)", i, err)
+			}
+			for _, k := range extra.AsDict().OrderedKeys() {
+				if k != "role" && k != "content" {
+					v, _ := extra.AsDict().Get(k)
+					d.AsDict().Set(k, v)
+				}
+			}
+		}
+		list[i] = d
 	}
-	data["messages"] = list
+	data["messages"] = jinja.NewList(list)
 	data["add_generation_prompt"] = opts.AddGenerationPrompt
 	vals := make(map[string]jinja.Value, len(data))
 	for k, v := range data {

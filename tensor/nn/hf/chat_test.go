@@ -21,8 +21,9 @@ type chatGoldens struct {
 		Error               bool
 		Tools               bool
 	}
-	ToolsJSON json.RawMessage `json:"tools"`
-	Encodings []struct {
+	ToolsJSON        json.RawMessage `json:"tools"`
+	ToolConversation []Message       `json:"tool_conversation"`
+	Encodings        []struct {
 		Fixture, Template   string
 		Conversation        int
 		AddGenerationPrompt bool `json:"add_generation_prompt"`
@@ -74,7 +75,11 @@ func TestChatTemplateGoldens(t *testing.T) {
 		if r.Tools {
 			opts.Vars = map[string]any{"tools": g.ToolsJSON}
 		}
-		got, err := tmpls[r.Template].Render(g.Conversations[r.Conversation], opts)
+		msgs := g.ToolConversation // conversation -1
+		if r.Conversation >= 0 {
+			msgs = g.Conversations[r.Conversation]
+		}
+		got, err := tmpls[r.Template].Render(msgs, opts)
 		if r.Error {
 			if err == nil {
 				t.Errorf("%s conversation %d: rendered %q, want an error", r.Template, r.Conversation, got)
@@ -149,13 +154,13 @@ func TestEncodeChat(t *testing.T) {
 }
 
 func TestChatTemplateErrors(t *testing.T) {
-	if _, err := fixture(t, "gpt2").ApplyChatTemplate([]Message{{"user", "hi"}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "no chat template") {
+	if _, err := fixture(t, "gpt2").ApplyChatTemplate([]Message{{Role: "user", Content: "hi"}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "no chat template") {
 		t.Errorf("no template: %v", err)
 	}
 	for _, src := range []string{"", "{% for m in messages %}{{ m.content }}", "{{ messages | no_such_filter }}", "{% macro %}"} {
 		c, err := NewChatTemplate(src, nil)
 		if err == nil {
-			_, err = c.Render([]Message{{"user", "hi"}}, ChatOptions{})
+			_, err = c.Render([]Message{{Role: "user", Content: "hi"}}, ChatOptions{})
 		}
 		if err == nil || !strings.HasPrefix(err.Error(), "hf: ") {
 			t.Errorf("template %q: error %v", src, err)
@@ -178,6 +183,9 @@ func TestJSONVars(t *testing.T) {
 	got, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(`[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]`)}})
 	if want := `[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]|2.5`; err != nil || got != want {
 		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := c.Render([]Message{{Role: "user", Extra: json.RawMessage(`[1]`)}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "message 0: Extra") {
+		t.Errorf("Extra not an object: %v", err)
 	}
 	for _, bad := range []string{`{"a": }`, `[1] 2`, ``} {
 		if _, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(bad)}}); err == nil || !strings.Contains(err.Error(), `Vars["tools"]`) {

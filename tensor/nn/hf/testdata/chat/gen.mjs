@@ -92,6 +92,21 @@ for (const name of ["qwen2.5", "qwen3"]) {
 }
 goldens.tools = tools;
 
+// A tool call and its result: the assistant message carries tool_calls,
+// which the Go side passes as Message.Extra ("go" is that form).
+const call = { role: "assistant", content: "",
+  tool_calls: [{ type: "function", function: { name: "get_weather", arguments: { city: "Paris", unit: "celsius" } } }] };
+const toolConv = [u1, call, { role: "tool", content: "{\"temp\": 21}" }, { role: "assistant", content: "21 °C." }];
+goldens.tool_conversation = toolConv.map(({ role, content, ...extra }) =>
+  Object.keys(extra).length ? { role, content, extra } : { role, content });
+for (const name of ["qwen2.5", "qwen3"]) {
+  const tmpl = new Template(fs.readFileSync(path.join(here, name + ".jinja"), "utf8"));
+  for (const add_generation_prompt of [false, true]) {
+    const text = tmpl.render({ messages: toolConv, add_generation_prompt, tools, ...specials[name] });
+    goldens.renders.push({ template: name, conversation: -1, add_generation_prompt, tools: true, text, error: false });
+  }
+}
+
 // Template render → encode, as apply_chat_template(tokenize=True) does
 // (add_special_tokens=False: the template writes the BOS itself).
 const tokdir = path.join(here, "..", "tokenizer");
