@@ -1,8 +1,8 @@
 package hf
 
 import (
-	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -224,7 +224,6 @@ func head(ids []int32) []int32 {
 	return ids
 }
 
-var _ = bytes.Equal
 
 // FuzzTokenizer encodes any text with every fixture: no panic, invalid
 // UTF-8 refused, every id decodable, and for the byte-level tokenizers
@@ -538,5 +537,33 @@ func TestCleanUp(t *testing.T) {
 	// Python: "Hello , world . I do n't know ' bout it ?!".replace(" .", ".")… in order.
 	if got, want := CleanUp("Hello , world . I do n't know ' bout it ? She 's here !"), "Hello, world. I don't know'bout it? She's here!"; got != want {
 		t.Errorf("CleanUp: %q, want %q", got, want)
+	}
+}
+
+func TestEncodeBatch(t *testing.T) {
+	g := loadGoldens(t)
+	tok := fixture(t, "qwen2")
+	for _, workers := range []int{1, 3, 0} {
+		ids, err := tok.EncodeBatch(context.Background(), g.Texts, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range g.Texts {
+			if !slices.Equal(ids[i], g.Tokenizers["qwen2"].Encode[i]) {
+				t.Fatalf("workers %d, text %d: %v", workers, i, ids[i])
+			}
+		}
+	}
+	texts := []string{"ok", "bad\xff", "ok", "bad\xfe"}
+	if _, err := tok.EncodeBatch(context.Background(), texts, 2); err == nil || !strings.Contains(err.Error(), "text 1: ") {
+		t.Errorf("bad text: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if ids, err := tok.EncodeBatch(ctx, g.Texts, 2); err == nil || ids != nil {
+		t.Errorf("cancelled: %v", err)
+	}
+	if ids, err := tok.EncodeBatch(context.Background(), nil, 4); err != nil || len(ids) != 0 {
+		t.Errorf("no texts: %v, %v", ids, err)
 	}
 }
