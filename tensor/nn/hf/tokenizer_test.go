@@ -224,7 +224,6 @@ func head(ids []int32) []int32 {
 	return ids
 }
 
-
 // FuzzTokenizer encodes any text with every fixture: no panic, invalid
 // UTF-8 refused, every id decodable, and for the byte-level tokenizers
 // decode(encode(x)) == x.
