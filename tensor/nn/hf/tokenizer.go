@@ -22,7 +22,7 @@ import (
 type Tokenizer struct {
 	model     *bpe
 	tokens    []string // by id; "" where no token has the id
-	vocab     map[string]int32
+	addedIDs  map[string]int32 // added tokens, which win over the model's vocabulary
 	special   []bool // by id
 	added     []addedToken
 	raw       *addedMatcher // added tokens matched in the text as given
@@ -69,7 +69,7 @@ type bpeFile struct {
 	FuseUnk                 bool             `json:"fuse_unk"`
 	ByteFallback            bool             `json:"byte_fallback"`
 	IgnoreMerges            bool             `json:"ignore_merges"`
-	Vocab                   map[string]int32 `json:"vocab"`
+	Vocab                   json.RawMessage  `json:"vocab"`
 	Merges                  json.RawMessage  `json:"merges"`
 }
 
@@ -130,17 +130,16 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 
 	// The id → token table covers the model's vocabulary and the added
 	// tokens, which take precedence as in the tokenizers crate.
-	t.vocab = make(map[string]int32, len(t.model.vocab)+len(f.AddedTokens))
+	t.addedIDs = make(map[string]int32, len(f.AddedTokens))
 	size := int32(0)
-	for tok, id := range t.model.vocab {
-		t.vocab[tok] = id
+	for _, id := range t.model.vocab {
 		size = max(size, id+1)
 	}
 	for i, a := range f.AddedTokens {
 		if a.ID < 0 || a.Content == "" {
 			return nil, fmt.Errorf("tokenizer.json: added_tokens[%d]: id %d, content %q", i, a.ID, a.Content)
 		}
-		t.vocab[a.Content] = a.ID
+		t.addedIDs[a.Content] = a.ID
 		size = max(size, a.ID+1)
 	}
 	t.tokens = make([]string, size)
@@ -176,7 +175,7 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 		if !ok {
 			continue
 		}
-		id, ok := t.vocab[tok]
+		id, ok := t.TokenID(tok)
 		if !ok {
 			return nil, fmt.Errorf("tokenizer_config.json: %s %q is not in the vocabulary", name, tok)
 		}
@@ -192,16 +191,12 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 }
 
 func parseBPE(raw json.RawMessage) (*bpe, error) {
-	var c typed
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, err
-	}
-	if c.Type != "BPE" {
-		return nil, fmt.Errorf("unsupported model %q (only BPE is implemented)", c.Type)
-	}
 	var f bpeFile
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, err
+	}
+	if f.Type != "BPE" {
+		return nil, fmt.Errorf("unsupported model %q (only BPE is implemented)", f.Type)
 	}
 	if f.Dropout != nil && *f.Dropout != 0 {
 		return nil, fmt.Errorf("BPE dropout %v is not supported", *f.Dropout)
@@ -212,41 +207,39 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	if f.EndOfWordSuffix != nil && *f.EndOfWordSuffix != "" {
 		return nil, fmt.Errorf("BPE end_of_word_suffix %q is not supported", *f.EndOfWordSuffix)
 	}
+	vocab, err := parseVocab(f.Vocab)
+	if err != nil {
+		return nil, fmt.Errorf("vocab: %w", err)
+	}
 	m := &bpe{
-		vocab:        f.Vocab,
+		vocab:        vocab,
 		unk:          -1,
 		fuseUnk:      f.FuseUnk,
 		byteFallback: f.ByteFallback,
 		ignoreMerges: f.IgnoreMerges,
 	}
-	for tok, id := range f.Vocab {
+	for tok, id := range vocab {
 		if id < 0 {
 			return nil, fmt.Errorf("vocab: token %q has id %d", tok, id)
 		}
 	}
 	if f.UnkToken != nil {
-		id, ok := f.Vocab[*f.UnkToken]
+		id, ok := vocab[*f.UnkToken]
 		if !ok {
 			return nil, fmt.Errorf("unk_token %q is not in the vocabulary", *f.UnkToken)
 		}
 		m.unk = id
 	}
-	// merges: ["a b", …] (tokenizers < 0.20) or [["a", "b"], …].
-	var pairs [][2]string
-	var strs []string
-	if err := json.Unmarshal(f.Merges, &strs); err == nil {
-		pairs = make([][2]string, len(strs))
-		for i, s := range strs {
-			a, b, ok := strings.Cut(s, " ")
-			if !ok {
-				return nil, fmt.Errorf("merges[%d] %q is not two tokens", i, s)
-			}
-			pairs[i] = [2]string{a, b}
-		}
-	} else if err := json.Unmarshal(f.Merges, &pairs); err != nil {
+	pairs, err := parseMerges(f.Merges)
+	if err != nil {
 		return nil, fmt.Errorf("merges: %w", err)
 	}
-	if _, ok := f.Vocab[metaSpace]; ok && !f.IgnoreMerges {
+	for i, p := range pairs {
+		if p[1] == "" {
+			return nil, fmt.Errorf("merges[%d] %q is not two tokens", i, p[0])
+		}
+	}
+	if _, ok := vocab[metaSpace]; ok && !f.IgnoreMerges {
 		m.chunkSep = metaSpace
 		for _, p := range pairs {
 			if strings.HasPrefix(p[1], metaSpace) && !strings.HasSuffix(p[0], metaSpace) {
@@ -257,9 +250,9 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	}
 	m.merges = make(map[uint64]merge, len(pairs))
 	for i, p := range pairs {
-		a, ok1 := f.Vocab[p[0]]
-		b, ok2 := f.Vocab[p[1]]
-		id, ok3 := f.Vocab[p[0]+p[1]]
+		a, ok1 := vocab[p[0]]
+		b, ok2 := vocab[p[1]]
+		id, ok3 := vocab[p[0]+p[1]]
 		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("merges[%d] %q %q: a token is not in the vocabulary", i, p[0], p[1])
 		}
@@ -285,8 +278,12 @@ func (m *bpe) finish() error {
 		return nil
 	}
 	m.chunkSep = ""
-	if m.byteFallback {
-		return errors.New("byte_fallback with a ByteLevel pre-tokenizer is not supported")
+	if m.byteFallback && slices.Contains(m.byteID[:], -1) {
+		// With every byte in the vocabulary the flag never acts.
+		return errors.New("byte_fallback with a ByteLevel pre-tokenizer and bytes missing from the vocabulary is not supported")
+	}
+	if !m.ignoreMerges {
+		return nil // rawVocab serves ignore_merges only
 	}
 	m.rawVocab = make(map[string]int32, len(m.vocab))
 	buf := make([]byte, 0, 64)
@@ -718,7 +715,10 @@ func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 // TokenID returns the id of token (a vocabulary entry as tokenizer.json
 // spells it, e.g. "Ġthe" for a byte-level tokenizer) or ok false.
 func (t *Tokenizer) TokenID(token string) (id int32, ok bool) {
-	id, ok = t.vocab[token]
+	if id, ok = t.addedIDs[token]; ok {
+		return id, ok
+	}
+	id, ok = t.model.vocab[token]
 	return id, ok
 }
 
