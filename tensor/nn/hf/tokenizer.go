@@ -21,9 +21,9 @@ import (
 // template. It is safe for concurrent use.
 type Tokenizer struct {
 	model     *bpe
-	tokens    []string // by id; "" where no token has the id
+	tokens    []string         // by id; "" where no token has the id
 	addedIDs  map[string]int32 // added tokens, which win over the model's vocabulary
-	special   []bool // by id
+	special   []bool           // by id
 	added     []addedToken
 	raw       *addedMatcher // added tokens matched in the text as given
 	norm      *addedMatcher // added tokens matched in normalized text
@@ -61,16 +61,16 @@ type tokenizerFile struct {
 }
 
 type bpeFile struct {
-	Type                    string           `json:"type"`
-	Dropout                 *float64         `json:"dropout"`
-	UnkToken                *string          `json:"unk_token"`
-	ContinuingSubwordPrefix *string          `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string          `json:"end_of_word_suffix"`
-	FuseUnk                 bool             `json:"fuse_unk"`
-	ByteFallback            bool             `json:"byte_fallback"`
-	IgnoreMerges            bool             `json:"ignore_merges"`
-	Vocab                   json.RawMessage  `json:"vocab"`
-	Merges                  json.RawMessage  `json:"merges"`
+	Type                    string          `json:"type"`
+	Dropout                 *float64        `json:"dropout"`
+	UnkToken                *string         `json:"unk_token"`
+	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+	FuseUnk                 bool            `json:"fuse_unk"`
+	ByteFallback            bool            `json:"byte_fallback"`
+	IgnoreMerges            bool            `json:"ignore_merges"`
+	Vocab                   json.RawMessage `json:"vocab"`
+	Merges                  json.RawMessage `json:"merges"`
 }
 
 // metaSpace is SentencePiece's stand-in for a space.
