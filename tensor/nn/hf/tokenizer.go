@@ -152,21 +152,27 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 		t.special[a.ID] = a.Special
 	}
 	t.added = f.AddedTokens
-	var raw, normd []addedToken
-	for _, a := range f.AddedTokens {
-		if a.Normalized && t.normalize != nil {
-			a.Content = t.normalize(a.Content)
-			normd = append(normd, a)
-		} else {
-			raw = append(raw, a)
-		}
-	}
-	t.raw, t.norm = newAddedMatcher(raw), newAddedMatcher(normd)
 
 	cfg, err := parseTokenizerConfig(cj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer_config.json: %w", err)
 	}
+	var raw, normd []addedToken
+	for _, a := range f.AddedTokens {
+		switch {
+		case a.Special && cfg.splitSpecial:
+			// split_special_tokens: special tokens written in the text
+			// are tokenized as text.
+		case a.Normalized && t.normalize != nil:
+			a.Content = t.normalize(a.Content)
+			if a.Content != "" {
+				normd = append(normd, a)
+			}
+		default:
+			raw = append(raw, a)
+		}
+	}
+	t.raw, t.norm = newAddedMatcher(raw), newAddedMatcher(normd)
 	t.chatTemplate = cfg.chatTemplate
 	t.specialNames = cfg.names
 	t.cleanUp = cfg.cleanUp
@@ -195,7 +201,9 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, err
 	}
-	if f.Type != "BPE" {
+	// Files written by early versions of the crate leave the type out; the
+	// crate then recognizes BPE by its merges.
+	if f.Type != "BPE" && !(f.Type == "" && len(f.Merges) > 0) {
 		return nil, fmt.Errorf("unsupported model %q (only BPE is implemented)", f.Type)
 	}
 	if f.Dropout != nil && *f.Dropout != 0 {
@@ -310,6 +318,7 @@ type tokenizerConfig struct {
 	tokenizerClass string
 	chatTemplate   string
 	cleanUp        bool
+	splitSpecial   bool
 }
 
 func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
@@ -344,6 +353,11 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 				return c, fmt.Errorf("%s: %w", name, err)
 			}
 			*dst = &b
+		}
+	}
+	if raw, ok := f["split_special_tokens"]; ok && !jsonNull(raw) {
+		if err := json.Unmarshal(raw, &c.splitSpecial); err != nil {
+			return c, fmt.Errorf("split_special_tokens: %w", err)
 		}
 	}
 	if raw, ok := f["clean_up_tokenization_spaces"]; ok && !jsonNull(raw) {
@@ -571,8 +585,10 @@ func startsWithWord(s string) bool {
 
 // Encode returns the token ids of text as transformers'
 // tokenizer(text, add_special_tokens=False) does: added and special tokens
-// written in the text are recognized and get their own ids, but no BOS or
-// EOS is added (see AddSpecial). The text must be valid UTF-8.
+// written in the text are recognized and get their own ids (special ones
+// are tokenized as text instead when tokenizer_config.json sets
+// split_special_tokens), but no BOS or EOS is added (see AddSpecial). The
+// text must be valid UTF-8.
 func (t *Tokenizer) Encode(text string) ([]int32, error) {
 	if !utf8.ValidString(text) {
 		i := 0

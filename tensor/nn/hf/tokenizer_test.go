@@ -292,6 +292,7 @@ func TestLoadTokenizerRefuses(t *testing.T) {
 	}{
 		{"WordPiece", tinyJSON("null", bl, "null", bl, `{"type": "WordPiece", "vocab": {}}`), "", `unsupported model "WordPiece"`},
 		{"Unigram", tinyJSON("null", bl, "null", bl, `{"type": "Unigram", "vocab": []}`), "", `unsupported model "Unigram"`},
+		{"untyped WordPiece", tinyJSON("null", bl, "null", bl, `{"vocab": {"a": 0}, "continuing_subword_prefix": "##"}`), "", `unsupported model ""`},
 		{"normalizer", tinyJSON(`{"type": "BertNormalizer"}`, bl, "null", bl, tinyModel), "", `normalizer: unsupported normalizer "BertNormalizer"`},
 		{"nested normalizer", tinyJSON(`{"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled"}]}`, bl, "null", bl, tinyModel), "", `Sequence[1]: unsupported normalizer "Precompiled"`},
 		{"pre-tokenizer", tinyJSON("null", `{"type": "Whitespace"}`, "null", bl, tinyModel), "", `unsupported pre-tokenizer "Whitespace"`},
@@ -564,5 +565,46 @@ func TestEncodeBatch(t *testing.T) {
 	}
 	if ids, err := tok.EncodeBatch(context.Background(), nil, 4); err != nil || len(ids) != 0 {
 		t.Errorf("no texts: %v, %v", ids, err)
+	}
+}
+
+// TestUntypedModel loads a model written without "type", as early
+// versions of the tokenizers crate wrote BPE models.
+func TestUntypedModel(t *testing.T) {
+	bl := `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`
+	tok, err := LoadTokenizer(writeTokenizer(t, tinyJSON("null", bl, "null", bl, `{"vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}`), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := tok.Encode("abba"); err != nil || !slices.Equal(ids, []int32{2, 1, 0}) {
+		t.Errorf("Encode(abba) = %v, %v", ids, err)
+	}
+}
+
+func TestSplitSpecialTokens(t *testing.T) {
+	src := fixtureDir(t, "gpt2")
+	dir := t.TempDir()
+	tj, err := os.ReadFile(filepath.Join(src, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644)
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"split_special_tokens": true}`), 0o644)
+	tok, err := LoadTokenizer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As text, "a<|endoftext|>" pre-tokenizes to "a", "<|", "endoftext",
+	// "|>": the ids of "a<|endoftext" and of "|>" with the tokenizer that
+	// recognizes the special token, which neither contains.
+	ids, err := tok.Encode("a<|endoftext|>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpt2 := fixture(t, "gpt2")
+	w1, _ := gpt2.Encode("a<|endoftext")
+	w2, _ := gpt2.Encode("|>")
+	if want := append(w1, w2...); !slices.Equal(ids, want) {
+		t.Errorf("split_special_tokens: %v, want %v", ids, want)
 	}
 }
