@@ -96,6 +96,9 @@
 //     at load), merges never cross the boundary before a ▁, and the word
 //     is merged chunk by chunk with the same result.
 //
+// EncodeBatch encodes many texts on a bounded number of goroutines, with
+// the same result whatever their number; the cache is shared.
+//
 // Decode maps ids to tokens and runs the decoder: ByteLevel maps the
 // characters back to bytes; ByteFallback, Replace("▁", " "), Fuse and
 // Strip undo the SentencePiece layout. Bytes that are not valid UTF-8
@@ -145,7 +148,8 @@
 // spaces, code, special tokens inside text and long repeats, with those
 // of tokenizers.js (@huggingface/tokenizers, the tokenizer of
 // transformers.js) on real vocabularies: GPT-2, Llama 3.1, Qwen2 (its
-// first 30000 merges) and Mistral's SentencePiece BPE in both layouts,
+// first 30000 merges), Mistral's SentencePiece BPE in both layouts and
+// GPT-4o's o200k (its first 20000 tokens; its pattern runs on regexp2),
 // and variants of them that exercise lstrip/rstrip/normalized added
 // tokens, NFKC and Lowercase, Digits, Removed and inverted splits and
 // RobertaProcessing (testdata/tokenizer/gen.mjs); what tokenizers.js gets
