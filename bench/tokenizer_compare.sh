@@ -4,6 +4,8 @@
 # go, on the Opticks text Go ships ($(go env GOROOT)/src/testdata), with the
 # real vocabularies of tensor/nn/hf/testdata/tokenizer. It also checks that
 # both produce the same ids on the whole text. The goal is ≥ 2x.
+# gpt4o's pattern has no hand-written matcher and runs on regexp2, the
+# general engine.
 #
 #   bench/tokenizer_compare.sh
 #
@@ -17,7 +19,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 (cd "$TMP" && npm init -y >/dev/null && npm install --silent @huggingface/tokenizers@0.2.0 >/dev/null)
 OPTICKS="$(go env GOROOT)/src/testdata/Isaac.Newton-Opticks.txt"
-NAMES="gpt2 llama3 qwen2 mistral"
+NAMES="gpt2 llama3 qwen2 mistral gpt4o"
 mkdir "$TMP/ids"
 echo "$(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ); node $(node --version)"
 JS=$(cd "$TMP" && node "$OLDPWD/bench/tokenizer_node.mjs" "$OLDPWD/tensor/nn/hf/testdata/tokenizer" "$OPTICKS" "$TMP/ids" $NAMES)

@@ -24,7 +24,7 @@ func opticks(tb testing.TB) string {
 // cache.
 func BenchmarkEncode(b *testing.B) {
 	text := opticks(b)
-	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 		tok := fixture(b, name)
 		b.Run(name+"/opticks", func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
@@ -66,7 +66,7 @@ func TestOpticksIDs(t *testing.T) {
 		t.Skip("HF_TOKENIZER_IDS not set")
 	}
 	text := opticks(t)
-	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 		b, err := os.ReadFile(filepath.Join(dir, name+".json"))
 		if err != nil {
 			t.Fatal(err)
