@@ -761,6 +761,10 @@ func (t *Tokenizer) EOS() (id int32, ok bool) { return t.eos, t.eos >= 0 }
 // Pad returns the id of the configured padding token.
 func (t *Tokenizer) Pad() (id int32, ok bool) { return t.pad, t.pad >= 0 }
 
+// Unk returns the id of the unknown token (tokenizer_config.json's
+// unk_token, else the BPE model's).
+func (t *Tokenizer) Unk() (id int32, ok bool) { return t.unk, t.unk >= 0 }
+
 // AddedTokens returns the ids of the added tokens (special or not), in
 // increasing order.
 func (t *Tokenizer) AddedTokens() []int32 {

@@ -370,6 +370,12 @@ func TestTokenizerAccessors(t *testing.T) {
 	if _, ok := tok.Token(-3); ok {
 		t.Error("Token(-3) found")
 	}
+	if id, ok := fixture(t, "mistral").Unk(); !ok || id != 0 {
+		t.Errorf("mistral Unk = %d, %v", id, ok)
+	}
+	if _, ok := tok.Unk(); ok {
+		t.Error("llama3 has an unk token")
+	}
 	if n := len(tok.AddedTokens()); n != 256 {
 		t.Errorf("%d added tokens, want 256", n)
 	}
