@@ -507,7 +507,8 @@ func parsePostProcessor(raw json.RawMessage) (pre, post []int32, err error) {
 // among those starting at the same byte, as the tokenizers crate's
 // Aho-Corasick automaton does.
 type addedMatcher struct {
-	first [256][]addedToken // by first byte, longest first
+	first  [256][]addedToken // by first byte, longest first
+	starts string            // the distinct first bytes
 }
 
 func newAddedMatcher(toks []addedToken) *addedMatcher {
@@ -516,7 +517,11 @@ func newAddedMatcher(toks []addedToken) *addedMatcher {
 	}
 	m := new(addedMatcher)
 	for _, a := range toks {
-		m.first[a.Content[0]] = append(m.first[a.Content[0]], a)
+		c := a.Content[0]
+		if len(m.first[c]) == 0 {
+			m.starts += string([]byte{c})
+		}
+		m.first[c] = append(m.first[c], a)
 	}
 	for i := range m.first {
 		sort.SliceStable(m.first[i], func(a, b int) bool {
@@ -531,6 +536,15 @@ func newAddedMatcher(toks []addedToken) *addedMatcher {
 // and its id, or ok false.
 func (m *addedMatcher) find(s string, from int) (lo, hi int, id int32, ok bool) {
 	for i := from; i < len(s); i++ {
+		if len(m.starts) == 1 {
+			// Usually every added token starts with '<': skip to the next
+			// one at memchr speed.
+			j := strings.IndexByte(s[i:], m.starts[0])
+			if j < 0 {
+				break
+			}
+			i += j
+		}
 		for _, a := range m.first[s[i]] {
 			if !strings.HasPrefix(s[i:], a.Content) {
 				continue
