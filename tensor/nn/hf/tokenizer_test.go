@@ -614,3 +614,27 @@ func TestSplitSpecialTokens(t *testing.T) {
 		t.Errorf("split_special_tokens: %v, want %v", ids, want)
 	}
 }
+
+func TestWordCache(t *testing.T) {
+	var c wordCache
+	n := cacheMax + 1000
+	for i := range n {
+		c.put(fmt.Sprint(i), []int32{int32(i)})
+	}
+	snap := c.snap.Load()
+	if snap == nil || c.size+len(c.pending) > cacheMax || c.size < cacheMax/2 {
+		t.Fatalf("snapshot %d words, pending %d (max %d)", c.size, len(c.pending), cacheMax)
+	}
+	found := 0
+	for i := range n {
+		if ids, ok := c.get(fmt.Sprint(i)); ok {
+			if len(ids) != 1 || ids[0] != int32(i) {
+				t.Fatalf("word %d: %v", i, ids)
+			}
+			found++
+		}
+	}
+	if found != c.size+len(c.pending) || found < cacheMax-256 {
+		t.Errorf("%d words found, %d held", found, c.size+len(c.pending))
+	}
+}
