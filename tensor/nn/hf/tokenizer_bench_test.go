@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -19,11 +20,13 @@ func opticks(tb testing.TB) string {
 	return string(b)
 }
 
-// BenchmarkEncode measures throughput on the whole Opticks text (567 kB)
-// once the pre-token cache is warm, as in a training run, and from a cold
-// cache.
+// BenchmarkEncode measures throughput on the Opticks text (567 kB) once the
+// pre-token cache is warm, as in a training run: the whole text in one
+// call, and paragraph by paragraph (about 1900 calls of 300 bytes, the
+// shape of a dataset of short documents).
 func BenchmarkEncode(b *testing.B) {
 	text := opticks(b)
+	paras := strings.Split(text, "\n\n")
 	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 		tok := fixture(b, name)
 		b.Run(name+"/opticks", func(b *testing.B) {
@@ -31,6 +34,16 @@ func BenchmarkEncode(b *testing.B) {
 			for b.Loop() {
 				if _, err := tok.Encode(text); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/paragraphs", func(b *testing.B) {
+			b.SetBytes(int64(len(text) - 2*(len(paras)-1)))
+			for b.Loop() {
+				for _, p := range paras {
+					if _, err := tok.Encode(p); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
