@@ -5,8 +5,6 @@
 # real vocabularies of tensor/nn/hf/testdata/tokenizer — the whole text in
 # one call and paragraph by paragraph. It also checks that
 # both produce the same ids on the whole text. The goal is ≥ 2x.
-# gpt4o's pattern has no hand-written matcher and runs on regexp2, the
-# general engine.
 #
 #   bench/tokenizer_compare.sh
 #

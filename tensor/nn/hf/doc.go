@@ -78,9 +78,9 @@
 //     with one digit a token — then read each pre-token as bytes, each byte
 //     standing for a printable character (GPT-2's byte-to-unicode map), so
 //     no text is ever out of vocabulary. The lookahead (?!\S) and (?i:…)
-//     are beyond Go's regexp: the three patterns have hand-written matchers,
-//     checked against the backtracking engine regexp2 on random text; any
-//     other pattern runs on regexp2. SentencePiece-style models use
+//     are beyond Go's regexp: these three patterns and GPT-4o's (o200k)
+//     have hand-written matchers, checked against the backtracking engine
+//     regexp2 on random text; any other pattern runs on regexp2. SentencePiece-style models use
 //     Metaspace (spaces become ▁) or none.
 //  4. The BPE model splits each pre-token into characters (bytes for
 //     byte-level models) and merges the adjacent pair of lowest rank until
@@ -149,7 +149,8 @@
 // of tokenizers.js (@huggingface/tokenizers, the tokenizer of
 // transformers.js) on real vocabularies: GPT-2, Llama 3.1, Qwen2 (its
 // first 30000 merges), Mistral's SentencePiece BPE in both layouts and
-// GPT-4o's o200k (its first 20000 tokens; its pattern runs on regexp2),
+// GPT-4o's o200k (its first 20000 tokens, also run with its pattern on
+// regexp2),
 // and variants of them that exercise lstrip/rstrip/normalized added
 // tokens, NFKC and Lowercase, Digits, Removed and inverted splits and
 // RobertaProcessing (testdata/tokenizer/gen.mjs); what tokenizers.js gets

@@ -42,6 +42,8 @@ func newRegexSplitter(pattern string) (splitter, error) {
 		return llamaSplitter{maxDigits: 3}, nil
 	case qwen2Pattern:
 		return llamaSplitter{maxDigits: 1}, nil
+	case o200kPattern:
+		return o200kSplitter{}, nil
 	}
 	return newRegexp2Splitter(pattern)
 }

