@@ -103,38 +103,5 @@ func (o200kSplitter) next(s string, i int) int {
 			return end
 		}
 	}
-	c, size := charClass(s[i:])
-	if c == clsNumber {
-		j := i + size
-		for n := 1; n < 3 && j < len(s); n++ {
-			k, sz := charClass(s[j:])
-			if k != clsNumber {
-				break
-			}
-			j += sz
-		}
-		return j
-	}
-	// " ?[^\s\p{L}\p{N}]+[\r\n/]*"
-	j := i
-	if s[i] == ' ' && i+1 < len(s) {
-		if k, _ := charClass(s[i+1:]); k == clsOther {
-			j = i + 1
-		}
-	}
-	if k, _ := charClass(s[j:]); k == clsOther {
-		j = classRun(s, j, clsOther)
-		for j < len(s) && (s[j] == '\r' || s[j] == '\n' || s[j] == '/') {
-			j++
-		}
-		return j
-	}
-	// Whitespace: "\s*[\r\n]+", then "\s+(?!\S)|\s+".
-	end := classRun(s, i, clsSpace)
-	for k := end - 1; k >= i; k-- {
-		if s[k] == '\r' || s[k] == '\n' {
-			return k + 1
-		}
-	}
-	return spaceRun(s, i)
+	return numberOtherSpace(s, i, 3, "\r\n/")
 }
