@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,6 +158,25 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer_config.json: %w", err)
 	}
+	// transformers (v5) makes every special token the config names an
+	// added special token when the tokenizer does not have it as one: with
+	// its id in the vocabulary, else a new id after the last.
+	for _, tok := range cfg.specials {
+		if _, ok := t.addedIDs[tok]; ok {
+			continue
+		}
+		id, ok := t.model.vocab[tok]
+		if !ok {
+			id = int32(len(t.tokens))
+			t.tokens = append(t.tokens, "")
+			t.special = append(t.special, false)
+		}
+		a := addedToken{ID: id, Content: tok, Special: true}
+		f.AddedTokens = append(f.AddedTokens, a)
+		t.addedIDs[tok] = id
+		t.tokens[id], t.special[id] = tok, true
+	}
+	t.added = f.AddedTokens
 	var raw, normd []addedToken
 	for _, a := range f.AddedTokens {
 		switch {
@@ -177,15 +197,9 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 	t.specialNames = cfg.names
 	t.cleanUp = cfg.cleanUp
 	for name, dst := range map[string]*int32{"bos_token": &t.bos, "eos_token": &t.eos, "pad_token": &t.pad, "unk_token": &t.unk} {
-		tok, ok := cfg.names[name]
-		if !ok {
-			continue
+		if tok, ok := cfg.names[name]; ok {
+			*dst = t.addedIDs[tok]
 		}
-		id, ok := t.TokenID(tok)
-		if !ok {
-			return nil, fmt.Errorf("tokenizer_config.json: %s %q is not in the vocabulary", name, tok)
-		}
-		*dst = id
 	}
 	if t.unk < 0 && t.model.unk >= 0 {
 		t.unk = t.model.unk
@@ -319,7 +333,11 @@ type tokenizerConfig struct {
 	chatTemplate   string
 	cleanUp        bool
 	splitSpecial   bool
+	specials       []string // every special token the config names, in transformers' order
 }
+
+// specialAttributes are transformers' named special tokens, in its order.
+var specialAttributes = []string{"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}
 
 func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 	c := tokenizerConfig{names: map[string]string{}}
@@ -330,21 +348,54 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 	if err := json.Unmarshal(cj, &f); err != nil {
 		return c, err
 	}
-	for _, name := range []string{"bos_token", "eos_token", "pad_token", "unk_token"} {
+	// A token is a string or an AddedToken written out:
+	// {"content": …, "__type": "AddedToken"}.
+	token := func(name string, raw json.RawMessage) (string, error) {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			var v struct{ Content string }
+			if err := json.Unmarshal(raw, &v); err != nil || v.Content == "" {
+				return "", fmt.Errorf("%s: %s is neither a string nor an AddedToken", name, raw)
+			}
+			s = v.Content
+		}
+		return s, nil
+	}
+	for _, name := range specialAttributes {
 		raw, ok := f[name]
 		if !ok || jsonNull(raw) {
 			continue
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			// An AddedToken written out: {"content": …, "__type": "AddedToken"}.
-			var v struct{ Content string }
-			if err := json.Unmarshal(raw, &v); err != nil || v.Content == "" {
-				return c, fmt.Errorf("%s: %s is neither a string nor an AddedToken", name, raw)
-			}
-			s = v.Content
+		s, err := token(name, raw)
+		if err != nil {
+			return c, err
 		}
 		c.names[name] = s
+		c.specials = append(c.specials, s)
+	}
+	for _, name := range []string{"additional_special_tokens", "extra_special_tokens"} {
+		raw, ok := f[name]
+		if !ok || jsonNull(raw) {
+			continue
+		}
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			// extra_special_tokens may also name its tokens: {"image_token": …}.
+			var named map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &named); err != nil {
+				return c, fmt.Errorf("%s: neither a list nor an object", name)
+			}
+			for _, k := range slices.Sorted(maps.Keys(named)) {
+				list = append(list, named[k])
+			}
+		}
+		for i, r := range list {
+			s, err := token(fmt.Sprintf("%s[%d]", name, i), r)
+			if err != nil {
+				return c, err
+			}
+			c.specials = append(c.specials, s)
+		}
 	}
 	for name, dst := range map[string]**bool{"add_bos_token": &c.addBOS, "add_eos_token": &c.addEOS} {
 		if raw, ok := f[name]; ok && !jsonNull(raw) {

@@ -321,8 +321,8 @@ func TestLoadTokenizerRefuses(t *testing.T) {
 		{"dropout", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "dropout": 0.1, "vocab": {}, "merges": []}`), "", `dropout`},
 		{"merge out of vocabulary", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}`), "", `merges[0] "a" "a"`},
 		{"unk out of vocabulary", tinyJSON("null", bl, "null", bl, `{"type": "BPE", "unk_token": "<unk>", "vocab": {"a": 0}, "merges": []}`), "", `unk_token "<unk>"`},
-		{"bos out of vocabulary", tinyJSON("null", bl, "null", bl, tinyModel), `{"bos_token": "<s>"}`, `bos_token "<s>" is not in the vocabulary`},
 		{"bad config", tinyJSON("null", bl, "null", bl, tinyModel), `{"bos_token": 3}`, `bos_token: 3`},
+		{"bad special list", tinyJSON("null", bl, "null", bl, tinyModel), `{"additional_special_tokens": ["<a>", 7]}`, `additional_special_tokens[1]: 7`},
 		{"bad JSON", `{"model": `, "", `tokenizer.json: unexpected end`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -653,5 +653,36 @@ func TestWordCache(t *testing.T) {
 	}
 	if found != c.size+len(c.pending) || found < cacheMax-256 {
 		t.Errorf("%d words found, %d held", found, c.size+len(c.pending))
+	}
+}
+
+// TestConfigSpecialTokens checks that special tokens the config names
+// become added special tokens, as transformers v5 makes them: "ab" keeps
+// its vocabulary id, "ba" and "<x>" get new ids after the last.
+func TestConfigSpecialTokens(t *testing.T) {
+	bl := `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`
+	tok, err := LoadTokenizer(writeTokenizer(t, tinyJSON("null", bl, "null", bl, tinyModel),
+		`{"eos_token": "ab", "pad_token": {"content": "ba", "__type": "AddedToken"}, "extra_special_tokens": {"x": "<x>"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.VocabSize(); got != 6 {
+		t.Errorf("VocabSize %d, want 6", got)
+	}
+	eos, _ := tok.EOS()
+	pad, _ := tok.Pad()
+	if eos != 2 || pad != 4 || !tok.IsSpecial(2) || !tok.IsSpecial(5) {
+		t.Errorf("eos %d, pad %d", eos, pad)
+	}
+	// Added tokens are cut out leftmost first: "ab", then "a" for the
+	// model, then "<x>"; "bab" is "ba", then "b".
+	if ids, err := tok.Encode("aba<x>"); err != nil || !slices.Equal(ids, []int32{2, 0, 5}) {
+		t.Errorf("Encode: %v, %v", ids, err)
+	}
+	if ids, err := tok.Encode("bab"); err != nil || !slices.Equal(ids, []int32{4, 1}) {
+		t.Errorf("Encode: %v, %v", ids, err)
+	}
+	if s, err := tok.Decode([]int32{2, 0, 5}); err != nil || s != "aba<x>" {
+		t.Errorf("Decode: %q, %v", s, err)
 	}
 }
