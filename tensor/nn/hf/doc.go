@@ -112,9 +112,11 @@
 // differ, this package follows the crate: a run of <0xXX> tokens that is
 // not valid UTF-8 decodes to one U+FFFD per byte, single_word added tokens
 // match only between non-word characters, the Metaspace decoder drops
-// every ▁ of the first token, Lowercase maps İ to "i̇", and add_bos_token
-// and add_eos_token in tokenizer_config.json override the post-processor
-// as transformers v5 does.
+// every ▁ of the first token, Lowercase maps İ to "i̇". And as
+// transformers v5 does: add_bos_token and add_eos_token in
+// tokenizer_config.json override the post-processor, the special tokens it
+// names become added special tokens if tokenizer.json lacks them, and
+// split_special_tokens makes special tokens in the text plain text.
 //
 // Components this package does not implement — WordPiece, Unigram and
 // WordLevel models, BPE dropout, other normalizers, pre-tokenizers,
