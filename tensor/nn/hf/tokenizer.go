@@ -81,7 +81,7 @@ const metaSpace = "\u2581"
 // tokenizer.json (required), tokenizer_config.json (special-token names,
 // add_bos_token/add_eos_token, chat_template) and chat_template.jinja when
 // present (which, as in transformers, takes precedence over the config's
-// template). A typed it does not implement — a WordPiece, Unigram or
+// template). A component it does not implement — a WordPiece, Unigram or
 // WordLevel model, an unknown normalizer, pre-tokenizer, post-processor or
 // decoder, BPE dropout — is refused with an error naming it, never
 // approximated.

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// typed is the "type" every part of a tokenizer.json carries.
+// typed reads the "type" that every component of a tokenizer.json carries.
 type typed struct {
 	Type string `json:"type"`
 }
