@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -31,6 +32,10 @@ type ChatOptions struct {
 	// a model continues as the assistant (a prompt for sampling); leave it
 	// false to render a whole conversation for training.
 	AddGenerationPrompt bool
+	// ContinueFinalMessage cuts the render right after the last message's
+	// text, so that a model continues that (assistant) message instead of
+	// starting a new turn, as transformers' continue_final_message does.
+	ContinueFinalMessage bool
 	// Vars are further template variables: tools, documents, date_string,
 	// enable_thinking… They override the special-token variables
 	// (bos_token and the like) and may not be named messages or
@@ -127,7 +132,55 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("hf: ChatTemplate.Render: %w", err)
 	}
+	if opts.ContinueFinalMessage {
+		if len(msgs) == 0 || opts.AddGenerationPrompt {
+			return "", errors.New("hf: ChatTemplate.Render: ContinueFinalMessage needs a final message and no generation prompt")
+		}
+		final := strings.TrimSpace(msgs[len(msgs)-1].Content)
+		i := strings.LastIndex(s, final)
+		if i < 0 {
+			return "", errors.New("hf: ChatTemplate.Render: the final message's text is not in the render, so it cannot be continued")
+		}
+		s = s[:i+len(final)]
+	}
 	return s, nil
+}
+
+// PromptCompletion renders a prompt conversation and its completion (the
+// assistant's answer: a chosen or rejected response, an SFT target) as TRL
+// prepares prompt-completion and preference data: the prompt with the
+// generation prompt when it ends with a user or tool message, continuing
+// its final message when that is the assistant's; the completion as what
+// rendering prompt and completion together adds after the prompt. It
+// returns an error if that render does not start with the prompt's (a
+// template that rewrites earlier turns, as Qwen3's drops past reasoning),
+// where slicing would be wrong. opts.AddGenerationPrompt and
+// opts.ContinueFinalMessage are set by that rule.
+func (c *ChatTemplate) PromptCompletion(prompt, completion []Message, opts ChatOptions) (promptText, completionText string, err error) {
+	if len(prompt) == 0 || len(completion) == 0 {
+		return "", "", errors.New("hf: ChatTemplate.PromptCompletion: empty prompt or completion")
+	}
+	switch role := prompt[len(prompt)-1].Role; role {
+	case "user", "tool":
+		opts.AddGenerationPrompt, opts.ContinueFinalMessage = true, false
+	case "assistant":
+		opts.AddGenerationPrompt, opts.ContinueFinalMessage = false, true
+	default:
+		return "", "", fmt.Errorf("hf: ChatTemplate.PromptCompletion: the prompt ends with a %q message", role)
+	}
+	p, err := c.Render(prompt, opts)
+	if err != nil {
+		return "", "", err
+	}
+	opts.AddGenerationPrompt, opts.ContinueFinalMessage = false, false
+	full, err := c.Render(append(slices.Clip(prompt), completion...), opts)
+	if err != nil {
+		return "", "", err
+	}
+	if !strings.HasPrefix(full, p) {
+		return "", "", errors.New("hf: ChatTemplate.PromptCompletion: the template renders the prompt differently once the completion follows it")
+	}
+	return p, full[len(p):], nil
 }
 
 // jsonValue decodes JSON into a template value, keeping the key order of
@@ -216,6 +269,16 @@ func (t *Tokenizer) ApplyChatTemplate(msgs []Message, opts ChatOptions) (string,
 		return "", err
 	}
 	return c.Render(msgs, opts)
+}
+
+// PromptCompletion renders a prompt and its completion with the
+// tokenizer's chat template, as ChatTemplate.PromptCompletion does.
+func (t *Tokenizer) PromptCompletion(prompt, completion []Message, opts ChatOptions) (promptText, completionText string, err error) {
+	c, err := t.ChatTemplate()
+	if err != nil {
+		return "", "", err
+	}
+	return c.PromptCompletion(prompt, completion, opts)
 }
 
 // EncodeChat returns the token ids of a conversation, as transformers'

@@ -193,3 +193,64 @@ func TestJSONVars(t *testing.T) {
 		}
 	}
 }
+
+// TestPromptCompletion checks PromptCompletion and ContinueFinalMessage
+// against TRL's and transformers' rules applied to the golden renders:
+// the prompt is the render of the prompt with the generation prompt, the
+// completion what the render of the whole conversation adds to it (or an
+// error when it does not start with the prompt's); continuing cuts the
+// render after the last occurrence of the final message's text.
+func TestPromptCompletion(t *testing.T) {
+	g := loadChatGoldens(t)
+	render := func(name string, conv int, agp bool) *string {
+		for _, r := range g.Renders {
+			if r.Template == name && r.Conversation == conv && r.AddGenerationPrompt == agp && !r.Tools && !r.Error {
+				return r.Text
+			}
+		}
+		return nil
+	}
+	n := 0
+	for name, sp := range chatSpecials {
+		c, err := NewChatTemplate(readTemplate(t, name), sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range [][2]int{{1, 7}, {0, 8}} { // prompt conversation, whole conversation
+			prompt, whole := render(name, k[0], true), render(name, k[1], false)
+			if prompt == nil || whole == nil {
+				t.Fatalf("%s: no golden render of conversations %v", name, k)
+			}
+			conv := g.Conversations[k[1]]
+			p, comp, err := c.PromptCompletion(conv[:len(conv)-1], conv[len(conv)-1:], ChatOptions{})
+			if !strings.HasPrefix(*whole, *prompt) {
+				if err == nil {
+					t.Errorf("%s %v: no error though the whole render does not start with the prompt's", name, k)
+				}
+				continue
+			}
+			if err != nil || p != *prompt || comp != (*whole)[len(*prompt):] {
+				t.Errorf("%s %v: %q, %q, %v", name, k, p, comp, err)
+			}
+			n++
+		}
+		// [u1, a1] continued: the render cut after "4.".
+		whole := *render(name, 8, false)
+		want := whole[:strings.LastIndex(whole, "4.")+2]
+		if got, err := c.Render(g.Conversations[8], ChatOptions{ContinueFinalMessage: true}); err != nil || got != want {
+			t.Errorf("%s continued: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if n < 6 {
+		t.Errorf("only %d prompt-completion cases checked", n)
+	}
+	c, _ := NewChatTemplate(readTemplate(t, "smollm2"), nil)
+	for _, bad := range [][]Message{nil, {{Role: "system", Content: "x"}}} {
+		if _, _, err := c.PromptCompletion(bad, []Message{{Role: "assistant", Content: "y"}}, ChatOptions{}); err == nil {
+			t.Errorf("prompt %v: no error", bad)
+		}
+	}
+	if _, err := c.Render([]Message{{Role: "user", Content: "zzz"}}, ChatOptions{ContinueFinalMessage: true, AddGenerationPrompt: true}); err == nil {
+		t.Error("ContinueFinalMessage with a generation prompt: no error")
+	}
+}

@@ -136,7 +136,11 @@
 // (namespace(), loops, slices, string methods, filters, raise_exception).
 // EncodeChat renders and encodes without adding special tokens, since
 // the template writes them: it is how SFT examples and preference pairs
-// become ids. Further variables (tools, date_string, enable_thinking) go
+// become ids; PromptCompletion splits a conversation into the prompt and
+// completion texts as TRL prepares preference and prompt-completion data,
+// and ContinueFinalMessage continues an assistant message as transformers'
+// continue_final_message does. Further variables (tools, date_string,
+// enable_thinking) go
 // in ChatOptions.Vars; tools given as JSON keep their key order, so that
 // tojson writes them as transformers does. A template the engine cannot
 // compile or render returns an error; a template's own raise_exception

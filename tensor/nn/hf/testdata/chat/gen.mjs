@@ -54,6 +54,8 @@ const conversations = [
   [u1, a1, u2, a2],
   [sys, uni, a1],
   [u1, u2], // two user turns: Llama 2's template refuses
+  [sys, u1, a1], // with 1 and 0 below: prompt and completion
+  [u1, a1],
 ];
 
 const goldens = { renders: [], encodings: [] };
