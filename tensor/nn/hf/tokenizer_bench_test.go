@@ -114,3 +114,20 @@ func BenchmarkLoadTokenizer(b *testing.B) {
 		})
 	}
 }
+
+// TestOpticksRoundTrip decodes the byte-level encodings of the whole
+// Opticks text back to the text.
+func TestOpticksRoundTrip(t *testing.T) {
+	text := opticks(t)
+	for _, name := range []string{"gpt2", "llama3", "gpt4o"} {
+		tok := fixture(t, name)
+		ids, err := tok.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := tok.Decode(ids)
+		if err != nil || back != text {
+			t.Errorf("%s: %d ids decode to %d bytes of %d, %v", name, len(ids), len(back), len(text), err)
+		}
+	}
+}
