@@ -249,7 +249,7 @@ func FuzzTokenizer(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+		for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 			tok := fixture(t, name)
 			ids, err := tok.Encode(s)
 			if err != nil {
