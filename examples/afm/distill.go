@@ -179,7 +179,7 @@ func verdict(loss, acc [][]float64, teacherAcc float64, topk int) string {
 		case s.Mean+s.Half < 0:
 			return "lower"
 		}
-		return "no different, within the interval,"
+		return "not different at 95 %"
 	}
 	v := fmt.Sprintf("Against cross-entropy on the same seeds, AFM's top-1 target gives top-1 accuracy %s points (%s) and held-out loss %s nats/byte (%s); top-%d KL gives %s points (%s) and %s nats/byte (%s).",
 		da.Format("%+.1f"), sig(da), dl.Format("%+.3f"), sig(dl), topk, ka.Format("%+.1f"), sig(ka), kl.Format("%+.3f"), sig(kl))
