@@ -37,11 +37,12 @@
 // impossible; top-k distillation keeps the teacher's uncertainty and wins
 // both, at 24 bytes of cache per training byte instead of 1. The
 // soft-label reward model, told how sure the rater was, ranks held-out
-// pairs as the oracle does more often than Bradley–Terry. The committee's
-// pick beats most members' own best-of-N but not the strongest member's
-// given the same number of samples. MDLOO and PPO-clip improve the oracle
-// reward several times more than RLOO's single step per batch at the same
-// sample budget. The oracle counts words, so online RL against it learns
+// pairs as the oracle does more often than Bradley–Terry. With N samples
+// per member, the committee's pick matches the strongest members' own
+// best-of-N and beats the weaker members'; given the committee's whole
+// budget, the strongest member alone does better. MDLOO and PPO-clip
+// improve the oracle reward many times more than RLOO's single step per
+// batch at the same sample budget. The oracle counts words, so online RL against it learns
 // to repeat them: the final samples show the reward hacking that KL
 // regularization and real labelers exist to limit.
 //
