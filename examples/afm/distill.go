@@ -139,11 +139,10 @@ func distillStage(ctx context.Context, cfg config, data lab.Data, res *results, 
 	t.Note = seedsNote(cfg.Seeds) + " Student rows: one seed = one initialization and one order of windows, shared by the three targets, so the last two columns compare them seed by seed. " +
 		"The teacher cache column is what AFM's top-1 cache and a top-" + fmt.Sprint(cfg.TopK) + " cache with bfloat16 log-probabilities store per training byte (here both are read from one top-" +
 		fmt.Sprint(cfg.TopK) + " cache)."
+	t.Note += "\n" + verdict(loss, acc, tAcc, cfg.TopK)
 	if err := res.add(w, t); err != nil {
 		return out, err
 	}
-	fmt.Fprintln(w, verdict(loss, acc, tAcc, cfg.TopK))
-	fmt.Fprintln(w)
 
 	// Curves: the teacher's pre-training, and the students' held-out loss
 	// (mean over seeds) at the points the table's last column ends on.
@@ -185,7 +184,12 @@ func verdict(loss, acc [][]float64, teacherAcc float64, topk int) string {
 		da.Format("%+.1f"), sig(da), dl.Format("%+.3f"), sig(dl), topk, ka.Format("%+.1f"), sig(ka), kl.Format("%+.3f"), sig(kl))
 	if dl.Mean > 0 {
 		v += fmt.Sprintf(" Why the top-1 target loses on perplexity: it tells the student the teacher's guess is certain, but the teacher is right only %.0f %% of the time, "+
-			"and perplexity charges every byte the one-hot target called impossible; what it buys is the guess itself (top-1 accuracy, what greedy decoding uses) from a cache of one id per byte.", 100*teacherAcc)
+			"and perplexity charges every byte the one-hot target called impossible", 100*teacherAcc)
+		if da.Mean-da.Half > 0 {
+			v += "; what it buys is the guess itself (top-1 accuracy, what greedy decoding uses) from a cache of one id per byte."
+		} else {
+			v += "; in this run it buys no top-1 accuracy that the seeds can tell apart either."
+		}
 	}
 	return v
 }

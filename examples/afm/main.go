@@ -231,7 +231,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 		return nil, err
 	}
 	var md strings.Builder
-	fmt.Fprintf(&md, "# examples/afm, seed %d, %d seeds per comparison\n\n", cfg.Seed, cfg.Seeds)
+	fmt.Fprintf(&md, "# examples/afm, seed %d, %d seeds per comparison (%d for the reward models)\n\n", cfg.Seed, cfg.Seeds, cfg.RMSeeds)
 	for _, t := range res.tables {
 		md.WriteString(t.Markdown())
 	}

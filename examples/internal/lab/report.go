@@ -206,7 +206,8 @@ func legendCorner(series []Series) (top, left bool) {
 }
 
 // Table is a results table: a title, column heads (each naming its unit),
-// rows, and a note under it saying how to read it.
+// rows, and a note under it saying how to read it (its lines become
+// paragraphs).
 type Table struct {
 	Title string
 	Head  []string
@@ -226,7 +227,7 @@ func (t Table) Print(w io.Writer) error {
 		return err
 	}
 	if t.Note != "" {
-		fmt.Fprintf(w, "  %s\n", t.Note)
+		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(t.Note, "\n", "\n  "))
 	}
 	_, err := fmt.Fprintln(w)
 	return err
@@ -253,7 +254,7 @@ func (t Table) Markdown() string {
 		b.WriteString("\n")
 	}
 	if t.Note != "" {
-		fmt.Fprintf(&b, "\n%s\n", t.Note)
+		fmt.Fprintf(&b, "\n%s\n", strings.ReplaceAll(t.Note, "\n", "\n\n"))
 	}
 	b.WriteString("\n")
 	return b.String()
