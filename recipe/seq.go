@@ -1,0 +1,200 @@
+package recipe
+
+import (
+	"fmt"
+
+	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/autograd"
+	"github.com/posttrain/posttrain/tensor/nn"
+)
+
+// Seqs is a batch of prompt+completion token sequences, right-padded to
+// a common width, in the layout prefopt's sequence log-probs read:
+// sequence b occupies Tokens[b·W : (b+1)·W], its prompt the first
+// Layout.PromptLen[b] tokens, its completion up to Layout.Len[b].
+type Seqs struct {
+	Tokens  []int32
+	Layout  prefopt.Layout
+	Targets []int32 // the scored next token of each position, prefopt.Ignore elsewhere
+}
+
+// NewSeqs lays out prompts[i] followed by completions[i] for every i,
+// padded with pad (any id in the vocabulary: padding is never attended
+// to by earlier positions and never scored). Every prompt needs at least
+// one token; an empty completion is allowed and scores 0.
+func NewSeqs(prompts, completions [][]int32, pad int32) (Seqs, error) {
+	if len(prompts) != len(completions) || len(prompts) == 0 {
+		return Seqs{}, fmt.Errorf("recipe: NewSeqs: %d prompts, %d completions", len(prompts), len(completions))
+	}
+	var s Seqs
+	for i := range prompts {
+		if len(prompts[i]) == 0 {
+			return Seqs{}, fmt.Errorf("recipe: NewSeqs: sequence %d has an empty prompt", i)
+		}
+		n := len(prompts[i]) + len(completions[i])
+		s.Layout.Width = max(s.Layout.Width, n)
+		s.Layout.PromptLen = append(s.Layout.PromptLen, len(prompts[i]))
+		s.Layout.Len = append(s.Layout.Len, n)
+	}
+	w := s.Layout.Width
+	s.Tokens = make([]int32, len(prompts)*w)
+	for i := range prompts {
+		row := s.Tokens[i*w : (i+1)*w]
+		k := copy(row, prompts[i])
+		k += copy(row[k:], completions[i])
+		for j := k; j < w; j++ {
+			row[j] = pad
+		}
+	}
+	s.Targets = make([]int32, len(s.Tokens))
+	if err := s.Layout.Targets(s.Targets, s.Tokens); err != nil {
+		return Seqs{}, err
+	}
+	return s, nil
+}
+
+// N returns the number of sequences.
+func (s Seqs) N() int { return len(s.Layout.Len) }
+
+// CompletionTokens returns the number of scored tokens.
+func (s Seqs) CompletionTokens() int {
+	n := 0
+	for b, l := range s.Layout.Len {
+		n += l - s.Layout.PromptLen[b]
+	}
+	return n
+}
+
+// Tokens returns the number of real (unpadded) tokens.
+func (s Seqs) RealTokens() int {
+	n := 0
+	for _, l := range s.Layout.Len {
+		n += l
+	}
+	return n
+}
+
+// Scorer computes the summed (or, with Average, mean) completion
+// log-probs of a batch of sequences under a model, and carries a loss's
+// gradient with respect to them back into the model's trainable
+// parameters — the two halves of every sequence-level objective.
+//
+// The forward pass records the decoder body on a tape and forms the
+// logits from its final hidden states outside the tape; the backward pass
+// turns dLoss/dlog-prob into dLoss/dlogits in place, then into the hidden
+// states' and the head's gradients with two products, so the logits are
+// held once and never copied. A Scorer reuses its buffers across calls
+// and is used from one goroutine.
+type Scorer struct {
+	Model   *nn.Model
+	Average bool // mean instead of sum over completion tokens (IPO's and SimPO's length normalization)
+
+	tape   *autograd.Tape
+	hidden *autograd.Var
+	seqs   Seqs
+	logits *tensor.Dense
+	tok    []float32
+	lse    []float64
+	dtok   []float32
+	dh     *tensor.Dense
+}
+
+// NewScorer returns a Scorer for m.
+func NewScorer(m *nn.Model) *Scorer { return &Scorer{Model: m, tape: autograd.NewTape()} }
+
+// Forward returns the completion log-probs of s's sequences, recording
+// what Backward needs. Each call forgets the previous one's recording.
+func (sc *Scorer) Forward(s Seqs) ([]float64, error) { return sc.forward(s, true) }
+
+// LogProbs returns the completion log-probs of s's sequences without
+// recording anything (evaluation, reference models).
+func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) { return sc.forward(s, false) }
+
+func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
+	m := sc.Model
+	if m.Head.B != nil {
+		return nil, fmt.Errorf("recipe: Scorer: output heads with a bias are not supported")
+	}
+	if sc.tape == nil {
+		sc.tape = autograd.NewTape()
+	}
+	t := sc.tape
+	t.Reset()
+	t.NoGrad = !record
+	sc.hidden = nil
+	h, err := m.Hidden(t, s.Tokens, s.N())
+	if err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	n, v := len(s.Tokens), m.Config.Vocab
+	sc.logits = fit(sc.logits, n, v)
+	tensor.Gemm(false, true, 1, h.Value, m.Head.W.Value, 0, sc.logits)
+	sc.tok = fitF32(sc.tok, n)
+	sc.lse = fitF64(sc.lse, n)
+	if err := prefopt.TokenLogProbsLSE(sc.tok, sc.lse, sc.logits, s.Targets); err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	lp := make([]float64, s.N())
+	if err := prefopt.SequenceLogProbs(lp, sc.tok, s.Layout, sc.Average); err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	if record {
+		sc.hidden, sc.seqs = h, s
+	}
+	return lp, nil
+}
+
+// Backward adds to the model's trainable parameters' gradients the
+// gradient of a loss whose derivative with respect to the log-probs that
+// the last Forward returned is dSeq.
+func (sc *Scorer) Backward(dSeq []float64) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.Backward: no Forward recorded")
+	}
+	s, m := sc.seqs, sc.Model
+	if len(dSeq) != s.N() {
+		return fmt.Errorf("recipe: Scorer.Backward: %d gradients for %d sequences", len(dSeq), s.N())
+	}
+	sc.dtok = fitF32(sc.dtok, len(s.Tokens))
+	if err := prefopt.SequenceLogProbsBackward(sc.dtok, dSeq, s.Layout, sc.Average); err != nil {
+		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
+	}
+	// The logits become their own gradient.
+	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, s.Targets, sc.dtok, sc.lse); err != nil {
+		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
+	}
+	h := sc.hidden
+	sc.hidden = nil
+	if w := m.Head.W; w.RequiresGrad() {
+		tensor.Gemm(true, false, 1, sc.logits, h.Value, 1, w.Grad) // dW += Gᵀ·H
+	}
+	if !h.RequiresGrad() {
+		return nil
+	}
+	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
+	tensor.Gemm(false, false, 1, sc.logits, m.Head.W.Value, 0, sc.dh) // dH = G·W
+	sc.tape.Backward(h, sc.dh)
+	return nil
+}
+
+func fit(d *tensor.Dense, r, c int) *tensor.Dense {
+	if d != nil && cap(d.Data()) >= r*c {
+		return tensor.FromSlice(d.Data()[:r*c], r, c)
+	}
+	return tensor.New(r, c)
+}
+
+func fitF32(b []float32, n int) []float32 {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]float32, n)
+}
+
+func fitF64(b []float64, n int) []float64 {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]float64, n)
+}
