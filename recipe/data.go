@@ -63,7 +63,7 @@ type Encoder struct {
 	// MaxPrompt and MaxCompletion bound the token counts (0: no bound);
 	// PromptTruncation and CompletionTruncation say what happens past
 	// them (Refuse by default).
-	MaxPrompt, MaxCompletion                int
+	MaxPrompt, MaxCompletion               int
 	PromptTruncation, CompletionTruncation Truncation
 	// Chat holds extra template variables (tools, enable_thinking…).
 	Chat hf.ChatOptions
