@@ -164,18 +164,59 @@ func (sc *Scorer) Backward(dSeq []float64) error {
 	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, s.Targets, sc.dtok, sc.lse); err != nil {
 		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
 	}
+	sc.backwardLogits(m, sc.logits)
+	return nil
+}
+
+// Logits returns the logits [N, V] of the last Forward (row b·W+t
+// predicts token t+1 of sequence b). They are the Scorer's buffer:
+// BackwardLogits may be given them back, overwritten with a gradient.
+func (sc *Scorer) Logits() *tensor.Dense { return sc.logits }
+
+// BackwardLogits adds to the model's trainable parameters' gradients the
+// gradient of a loss whose derivative with respect to the last Forward's
+// logits is g [N, V] (distillation losses give it whole). g may be
+// Logits() itself.
+func (sc *Scorer) BackwardLogits(g *tensor.Dense) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.BackwardLogits: no Forward recorded")
+	}
+	if g.Dims() != 2 || g.Dim(0) != sc.logits.Dim(0) || g.Dim(1) != sc.logits.Dim(1) {
+		return fmt.Errorf("recipe: Scorer.BackwardLogits: gradient of shape %v for logits %v", g.Shape(), sc.logits.Shape())
+	}
+	sc.backwardLogits(sc.Model, g)
+	return nil
+}
+
+func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 	h := sc.hidden
 	sc.hidden = nil
 	if w := m.Head.W; w.RequiresGrad() {
-		tensor.Gemm(true, false, 1, sc.logits, h.Value, 1, w.Grad) // dW += Gᵀ·H
+		tensor.Gemm(true, false, 1, g, h.Value, 1, w.Grad) // dW += Gᵀ·H
 	}
 	if !h.RequiresGrad() {
-		return nil
+		return
 	}
 	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
-	tensor.Gemm(false, false, 1, sc.logits, m.Head.W.Value, 0, sc.dh) // dH = G·W
+	tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dh) // dH = G·W
 	sc.tape.Backward(h, sc.dh)
-	return nil
+}
+
+// accuracy returns how many scored rows of the last Forward have their
+// target as the logits' argmax, and how many rows are scored.
+func (sc *Scorer) accuracy(targets []int32) (hits, n int) {
+	v := sc.logits.Dim(1)
+	d := sc.logits.Data()
+	for i, y := range targets {
+		if y < 0 {
+			continue
+		}
+		n++
+		if tensor.ArgMax(d[i*v:(i+1)*v]) == int(y) {
+			hits++
+		}
+	}
+	return hits, n
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {
