@@ -134,4 +134,6 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 	return map[string]float64{"loss": nll / float64(n), "mean_token_accuracy": float64(hits) / float64(n)}, nil
 }
 
-func (s *SFT) eval(ctx context.Context) (map[string]float64, error) { return s.Evaluate(ctx, s.evalSet) }
+func (s *SFT) eval(ctx context.Context) (map[string]float64, error) {
+	return s.Evaluate(ctx, s.evalSet)
+}
