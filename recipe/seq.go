@@ -92,7 +92,8 @@ type Scorer struct {
 
 	tape   *autograd.Tape
 	hidden *autograd.Var
-	seqs   Seqs
+	seqs   Seqs // of the recorded Forward
+	last   Seqs // of the last Forward or LogProbs
 	logits *tensor.Dense
 	tok    []float32
 	lse    []float64
@@ -142,6 +143,7 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	if record {
 		sc.hidden, sc.seqs = h, s
 	}
+	sc.last = s
 	return lp, nil
 }
 
@@ -239,3 +241,46 @@ func fitF64(b []float64, n int) []float64 {
 	}
 	return make([]float64, n)
 }
+
+// TokenLogProbs returns the last Forward's completion token log-probs,
+// sequence after sequence (sequence b's Len[b]−PromptLen[b] entries in
+// order), the layout of prefopt.Rollout.
+func (sc *Scorer) TokenLogProbs() []float64 {
+	l := sc.layout()
+	out := make([]float64, 0, len(sc.tok))
+	for b, n := range l.Len {
+		for t := l.PromptLen[b] - 1; t < n-1; t++ {
+			out = append(out, float64(sc.tok[b*l.Width+t]))
+		}
+	}
+	return out
+}
+
+// BackwardTokens is Backward given the loss's gradient with respect to
+// the completion token log-probs, in TokenLogProbs' layout (token-level
+// objectives: GRPOLoss).
+func (sc *Scorer) BackwardTokens(d []float64) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: no Forward recorded")
+	}
+	l := sc.seqs.Layout
+	if want := sc.seqs.CompletionTokens(); len(d) != want {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: %d gradients for %d completion tokens", len(d), want)
+	}
+	sc.dtok = fitF32(sc.dtok, len(sc.seqs.Tokens))
+	clear(sc.dtok)
+	k := 0
+	for b, n := range l.Len {
+		for t := l.PromptLen[b] - 1; t < n-1; t++ {
+			sc.dtok[b*l.Width+t] = float32(d[k])
+			k++
+		}
+	}
+	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.seqs.Targets, sc.dtok, sc.lse); err != nil {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: %w", err)
+	}
+	sc.backwardLogits(sc.Model, sc.logits)
+	return nil
+}
+
+func (sc *Scorer) layout() prefopt.Layout { return sc.last.Layout }

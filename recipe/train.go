@@ -198,26 +198,24 @@ func (l *loop) run(ctx context.Context, t task) (History, error) {
 		if err := ctx.Err(); err != nil {
 			return hist, err
 		}
-		l.zero()
-		sums := map[string]float64{}
-		for k := range acc {
-			first := (step*acc + k) * cfg.Batch
-			idx := order.take(first, cfg.Batch)
-			m, nt, err := t.micro(ctx, idx, uint64(step*acc+k), 1/float64(acc))
+		opt.LR = nn.WarmupCosine(step, cfg.Warmup, cfg.Steps, cfg.LR, cfg.MinLR)
+		var sums map[string]float64
+		if it, ok := t.(iterator); ok {
+			m, nt, err := it.iterate(ctx, step, opt)
 			if err != nil {
-				return hist, fmt.Errorf("recipe: %s: step %d: %w", l.op, step+1, err)
+				return hist, fmt.Errorf("recipe: %s: iteration %d: %w", l.op, step+1, err)
 			}
 			tokens += nt
-			for name, v := range m {
-				sums[name] += v / float64(acc)
+			sums = m
+		} else {
+			sums = map[string]float64{}
+			norm, nt, err := l.step(ctx, t, step, order, opt, sums)
+			if err != nil {
+				return hist, err
 			}
+			tokens += nt
+			sums["grad_norm"] = norm
 		}
-		opt.LR = nn.WarmupCosine(step, cfg.Warmup, cfg.Steps, cfg.LR, cfg.MinLR)
-		norm, err := opt.Step()
-		if err != nil {
-			return hist, fmt.Errorf("recipe: %s: step %d: %w", l.op, step+1, err)
-		}
-		sums["grad_norm"] = norm
 		sums["learning_rate"] = opt.LR
 		sums["epoch"] = float64((step+1)*acc*cfg.Batch) / float64(l.n)
 		sums["num_tokens"] = float64(tokens)
@@ -247,6 +245,39 @@ func (l *loop) run(ctx context.Context, t task) (History, error) {
 		}
 	}
 	return hist, nil
+}
+
+// iterator is a task that runs a whole step itself, optimizer steps
+// included (online RL: sample, score, then several updates on the batch).
+// The loop sets opt.LR before calling it.
+type iterator interface {
+	iterate(ctx context.Context, step int, opt *nn.AdamW) (map[string]float64, int, error)
+}
+
+// step runs one optimizer step of micro-batches, adding the micro-batch
+// means of their metrics to sums, and returns the gradient norm and the
+// tokens seen.
+func (l *loop) step(ctx context.Context, t task, step int, order *order, opt *nn.AdamW, sums map[string]float64) (float64, int, error) {
+	cfg, acc := l.cfg, l.cfg.accum()
+	tokens := 0
+	l.zero()
+	for k := range acc {
+		first := (step*acc + k) * cfg.Batch
+		idx := order.take(first, cfg.Batch)
+		m, nt, err := t.micro(ctx, idx, uint64(step*acc+k), 1/float64(acc))
+		if err != nil {
+			return 0, 0, fmt.Errorf("recipe: %s: step %d: %w", l.op, step+1, err)
+		}
+		tokens += nt
+		for name, v := range m {
+			sums[name] += v / float64(acc)
+		}
+	}
+	norm, err := opt.Step()
+	if err != nil {
+		return 0, 0, fmt.Errorf("recipe: %s: step %d: %w", l.op, step+1, err)
+	}
+	return norm, tokens, nil
 }
 
 // order is the data order: epoch after epoch, each a permutation of the
