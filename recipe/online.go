@@ -66,13 +66,10 @@ type Online struct {
 	Reward    RewardFunc
 	Algorithm Algorithm
 	K         int // completions per prompt, ≥ 2
-	MaxTokens int // longest completion
-	// Temperature, TopK and TopP configure sampling (nn.NewSampler);
-	// Temperature 0 is greedy, which gives a group no variance.
-	Temperature float64
-	TopK        int
-	TopP        float64
-	Config      Config
+	// Sampling configures the completions; a Temperature of 0 is greedy,
+	// which gives a group no variance.
+	Sampling Sampling
+	Config   Config
 
 	prompts [][]int32
 	pol     *Scorer
@@ -86,15 +83,15 @@ func (o *Online) Train(ctx context.Context, prompts [][]int32) (History, error) 
 	if o.Policy == nil || o.Reward == nil || o.Algorithm == nil {
 		return nil, errors.New("recipe: Online: need a Policy, a Reward and an Algorithm")
 	}
-	if o.K < 2 || o.MaxTokens < 1 {
-		return nil, fmt.Errorf("recipe: Online: K = %d, MaxTokens = %d: need K ≥ 2 and MaxTokens ≥ 1", o.K, o.MaxTokens)
+	if o.K < 2 || o.Sampling.MaxTokens < 1 {
+		return nil, fmt.Errorf("recipe: Online: K = %d, MaxTokens = %d: need K ≥ 2 and MaxTokens ≥ 1", o.K, o.Sampling.MaxTokens)
 	}
 	if m, ok := o.Algorithm.(MDLOO); ok && m.K != o.K {
 		return nil, fmt.Errorf("recipe: Online: MDLOO.K = %d but K = %d", m.K, o.K)
 	}
 	for i, p := range prompts {
-		if len(p) == 0 || len(p)+o.MaxTokens > o.Policy.Config.Context {
-			return nil, fmt.Errorf("recipe: Online: prompt %d: %d tokens plus %d new do not fit the context of %d", i, len(p), o.MaxTokens, o.Policy.Config.Context)
+		if len(p) == 0 || len(p)+o.Sampling.MaxTokens > o.Policy.Config.Context {
+			return nil, fmt.Errorf("recipe: Online: prompt %d: %d tokens plus %d new do not fit the context of %d", i, len(p), o.Sampling.MaxTokens, o.Policy.Config.Context)
 		}
 		if err := o.Policy.CheckTokens(p); err != nil {
 			return nil, fmt.Errorf("recipe: Online: prompt %d: %w", i, err)
@@ -127,16 +124,16 @@ func (o *Online) eval(context.Context) (map[string]float64, error) { return nil,
 
 // Sample draws K completions of each prompt from the policy, completion
 // j of prompt i with seed mix(seed, i, j).
-func (o *Online) Sample(prompts [][]int32, seed uint64) ([][]int32, error) {
+func (o *Online) Sample(ctx context.Context, prompts [][]int32, seed uint64) ([][]int32, error) {
 	ps := make([][]int32, 0, len(prompts)*o.K)
-	ss := make([]*nn.Sampler, 0, len(prompts)*o.K)
+	ss := make([]uint64, 0, len(prompts)*o.K)
 	for i, p := range prompts {
 		for j := range o.K {
 			ps = append(ps, p)
-			ss = append(ss, nn.NewSampler(mix(seed, uint64(i), uint64(j)), o.Temperature, o.TopK, o.TopP))
+			ss = append(ss, mix(seed, uint64(i), uint64(j)))
 		}
 	}
-	return o.Policy.GenerateBatch(ps, o.MaxTokens, ss)
+	return o.Sampling.sample(ctx, o.Policy, ps, ss)
 }
 
 // mix is SplitMix64's finalizer over the values in turn.
@@ -161,7 +158,7 @@ func (o *Online) iterate(ctx context.Context, step int, opt *nn.AdamW) (map[stri
 	if a := o.Policy.LoRA(); a != nil {
 		a.Pass = uint64(step)
 	}
-	comps, err := o.Sample(prompts, mix(cfg.Seed, uint64(step)))
+	comps, err := o.Sample(ctx, prompts, mix(cfg.Seed, uint64(step)))
 	if err != nil {
 		return nil, 0, fmt.Errorf("sampling: %w", err)
 	}

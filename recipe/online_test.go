@@ -95,7 +95,7 @@ func TestOnline(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			run := func() History {
 				m, _ := nn.NewModel(cfg, 4)
-				o := &Online{Policy: m, Ref: m.Clone(), Reward: reward, Algorithm: c.algo, K: 4, MaxTokens: 6, Temperature: 1,
+				o := &Online{Policy: m, Ref: m.Clone(), Reward: reward, Algorithm: c.algo, K: 4, Sampling: Sampling{MaxTokens: 6, Temperature: 1},
 					Config: Config{Steps: 40, Batch: 4, LR: 0.03, MinLR: 0.03, Seed: 9}}
 				h, err := o.Train(context.Background(), prompts)
 				if err != nil {

@@ -205,3 +205,37 @@ func (r *Reward) Evaluate(ctx context.Context, pairs []Pair) (map[string]float64
 func (r *Reward) eval(ctx context.Context) (map[string]float64, error) {
 	return r.Evaluate(ctx, r.evalSet)
 }
+
+// Save writes the reward model to path (the body as an nn checkpoint)
+// and path+".score" (the head, with its SHA-256), each atomically. A body
+// carrying LoRA adapters is refused: merge them first (Adapter.Merge,
+// then Model.RemoveLoRA).
+func (r *RewardModel) Save(path string) error {
+	if r.Body.LoRA() != nil {
+		return errors.New("recipe: RewardModel.Save: the body carries adapters; merge and remove them first")
+	}
+	if err := r.Body.Save(path); err != nil {
+		return err
+	}
+	ts := []nn.Tensor{{Name: "score.weight", Value: r.Head.Value}}
+	return nn.SaveSafetensors(path+".score", ts, map[string]string{"sha256": checksum(ts)})
+}
+
+// LoadRewardModel reads what Save wrote, verifying both checksums.
+func LoadRewardModel(path string) (*RewardModel, error) {
+	body, err := nn.LoadTinyLM(path)
+	if err != nil {
+		return nil, err
+	}
+	ts, md, err := nn.LoadSafetensors(path + ".score")
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 || ts[0].Name != "score.weight" || checksum(ts) != md["sha256"] {
+		return nil, fmt.Errorf("recipe: LoadRewardModel: %s.score: not a score head, or its checksum does not match", path)
+	}
+	if sh := ts[0].Value.Shape(); len(sh) != 2 || sh[0] != 1 || sh[1] != body.Config.DModel {
+		return nil, fmt.Errorf("recipe: LoadRewardModel: %s.score: head of shape %v for width %d", path, sh, body.Config.DModel)
+	}
+	return &RewardModel{Body: body, Head: autograd.Param(ts[0].Value)}, nil
+}
