@@ -81,7 +81,7 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 		}
 		s, err := exampleSeqs(examples[i:min(i+batch, len(examples))], pad)
 		if err == nil {
-			_, err = sc.LogProbs(s)
+			_, err = sc.forward(s, false)
 		}
 		if err != nil {
 			w.Abort()
@@ -235,7 +235,7 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	stu, labels, at := rows(st.Logits(), s.Targets)
 	var tea *tensor.Dense
 	if te != nil {
-		if _, err := te.LogProbs(s); err != nil {
+		if _, err := te.forward(s, false); err != nil {
 			return 0, fmt.Errorf("teacher: %w", err)
 		}
 		tea, _, _ = rows(te.Logits(), s.Targets)
@@ -351,7 +351,7 @@ func (d *Distill) Evaluate(ctx context.Context, xs []Example) (map[string]float6
 		if err != nil {
 			return nil, err
 		}
-		lp, err := st.LogProbs(s)
+		lp, err := st.forward(s, false)
 		if err != nil {
 			return nil, err
 		}

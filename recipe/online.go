@@ -188,7 +188,7 @@ func (o *Online) iterate(ctx context.Context, step int, opt *nn.AdamW) (map[stri
 	if err != nil {
 		return nil, 0, err
 	}
-	old, err := o.pol.LogProbs(s)
+	old, err := o.pol.forward(s, false)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -196,7 +196,7 @@ func (o *Online) iterate(ctx context.Context, step int, opt *nn.AdamW) (map[stri
 	var ref, refTok []float64
 	if o.ref != nil {
 		err := withAdapterOffIf(o.ref.Model, o.ref.Model == o.Policy, func() (err error) {
-			ref, err = o.ref.LogProbs(s)
+			ref, err = o.ref.forward(s, false)
 			return err
 		})
 		if err != nil {

@@ -57,10 +57,8 @@ func (p *Preference) Train(ctx context.Context, train, eval []Pair) (History, er
 		return nil, err
 	}
 	p.train, p.evalPairs = train, eval
-	p.policy = NewScorer(p.Policy)
-	if r := p.refModel(); r != nil {
-		p.ref = NewScorer(r)
-	}
+	p.policy, p.ref = NewScorer(p.Policy), nil
+	p.scorers()
 	l := &loop{op: "Preference", cfg: p.Config, n: len(train), params: p.Policy.TrainableParams(), zero: p.Policy.ZeroGrad}
 	return l.run(ctx, p)
 }
@@ -107,12 +105,7 @@ func checkPairs(pairs []Pair, m *nn.Model) error {
 // refIdx, when RefLogProbs is set, gives each pair's index into it. It is
 // the micro-batch of Train, exported for users who run their own loop.
 func (p *Preference) Step(pairs []Pair, refIdx []int, scale float64) (prefopt.Result, error) {
-	if p.policy == nil || p.policy.Model != p.Policy {
-		p.policy = NewScorer(p.Policy)
-	}
-	if r := p.refModel(); r != nil && (p.ref == nil || p.ref.Model != r) {
-		p.ref = NewScorer(r)
-	}
+	p.scorers()
 	s, err := pairSeqs(pairs, p.Config.Pad)
 	if err != nil {
 		return prefopt.Result{}, err
@@ -274,4 +267,22 @@ func (p *Preference) refLogProbs(ref *Scorer, s Seqs) ([]float64, error) {
 	var lp []float64
 	err := withAdapterOff(ref.Model, func() (err error) { lp, err = ref.LogProbs(s); return })
 	return lp, err
+}
+
+// scorers makes the policy's and the reference's Scorers. When the
+// reference is the policy with its adapters off, the two share one
+// Scorer: the reference pass runs first and the policy's pass reuses its
+// tape and logits buffers, so a step holds one set of activations.
+func (p *Preference) scorers() {
+	if p.policy == nil || p.policy.Model != p.Policy {
+		p.policy = NewScorer(p.Policy)
+	}
+	switch r := p.refModel(); {
+	case r == nil:
+		p.ref = nil
+	case r == p.Policy:
+		p.ref = p.policy
+	case p.ref == nil || p.ref.Model != r:
+		p.ref = NewScorer(r)
+	}
 }

@@ -95,6 +95,11 @@ func TestScorer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	small := NewScorer(m)
+	small.PassTokens = 1 // one sequence per pass
+	if lp1, err := small.LogProbs(s); err != nil || !slices.Equal(lp1, lp) {
+		t.Fatalf("one sequence per pass: %v, %v; whole batch %v", lp1, err, lp)
+	}
 	for i, p := range pairs {
 		for k, c := range [][]int32{p.Chosen, p.Rejected} {
 			want := seqLogProb(t, m, p.Prompt, c)

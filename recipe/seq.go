@@ -89,6 +89,11 @@ func (s Seqs) RealTokens() int {
 type Scorer struct {
 	Model   *nn.Model
 	Average bool // mean instead of sum over completion tokens (IPO's and SimPO's length normalization)
+	// PassTokens bounds the tokens LogProbs runs in one pass: a batch is
+	// split into groups of whole sequences of at most this many tokens
+	// (at least one sequence), so the memory of a pass without gradients
+	// stays bounded whatever the batch. 0 means DefaultPassTokens.
+	PassTokens int
 
 	tape   *autograd.Tape
 	hidden *autograd.Var
@@ -108,9 +113,39 @@ func NewScorer(m *nn.Model) *Scorer { return &Scorer{Model: m, tape: autograd.Ne
 // what Backward needs. Each call forgets the previous one's recording.
 func (sc *Scorer) Forward(s Seqs) ([]float64, error) { return sc.forward(s, true) }
 
+// DefaultPassTokens is Scorer.PassTokens' default.
+const DefaultPassTokens = 1024
+
 // LogProbs returns the completion log-probs of s's sequences without
-// recording anything (evaluation, reference models).
-func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) { return sc.forward(s, false) }
+// recording anything (evaluation, reference models), in passes of at
+// most PassTokens tokens. Logits and TokenLogProbs then describe the last
+// pass only when the batch took more than one.
+func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
+	budget := sc.PassTokens
+	if budget <= 0 {
+		budget = DefaultPassTokens
+	}
+	per := max(1, budget/s.Layout.Width)
+	if per >= s.N() {
+		return sc.forward(s, false)
+	}
+	out := make([]float64, 0, s.N())
+	for b := 0; b < s.N(); b += per {
+		e := min(b+per, s.N())
+		w := s.Layout.Width
+		sub := Seqs{
+			Tokens:  s.Tokens[b*w : e*w],
+			Targets: s.Targets[b*w : e*w],
+			Layout:  prefopt.Layout{Width: w, PromptLen: s.Layout.PromptLen[b:e], Len: s.Layout.Len[b:e]},
+		}
+		lp, err := sc.forward(sub, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lp...)
+	}
+	return out, nil
+}
 
 func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	m := sc.Model

@@ -121,7 +121,7 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 		if err != nil {
 			return nil, err
 		}
-		lp, err := sc.LogProbs(seqs)
+		lp, err := sc.forward(seqs, false)
 		if err != nil {
 			return nil, err
 		}

@@ -29,6 +29,7 @@ var SmolLM2 = nn.Config{Vocab: 49152, DModel: 576, Layers: 30, Heads: 9, KVHeads
 
 func main() {
 	pairs := flag.Int("pairs", 4, "preference pairs per step")
+	batch := flag.Int("batch", 1, "pairs per micro-batch (the step accumulates pairs/batch of them: the same gradient)")
 	prompt := flag.Int("prompt", 128, "prompt tokens per sequence")
 	comp := flag.Int("completion", 128, "completion tokens per sequence")
 	rank := flag.Int("rank", 16, "LoRA rank")
@@ -61,7 +62,7 @@ func main() {
 	runtime.GC()
 	debug.FreeOSMemory()
 	p := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: 0.1},
-		Config: recipe.Config{Steps: 1 + *steps, Batch: *pairs, LR: 1e-4, ClipNorm: 1}}
+		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1}}
 	var times []time.Duration
 	last := time.Now()
 	p.Config.Callback = func(r recipe.Record) {
