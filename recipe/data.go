@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/posttrain/posttrain/prefopt"
@@ -212,7 +213,7 @@ func (e *Encoder) pair(rec *record, line int) (Pair, error) {
 		if err != nil {
 			return Pair{}, bad("rejected", err)
 		}
-		if !sameMessages(pc, pr) {
+		if !slices.Equal(pc, pr) {
 			return Pair{}, bad("rejected", errors.New("its conversation before the last turn differs from chosen's"))
 		}
 		prompt = text{msgs: pc, chat: true, set: true}
@@ -292,17 +293,6 @@ func splitLast(msgs []hf.Message) (prompt, last []hf.Message, err error) {
 	return msgs[:len(msgs)-1], msgs[len(msgs)-1:], nil
 }
 
-func sameMessages(a, b []hf.Message) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 func (e *Encoder) prompt(p text) ([]int32, error) {
 	if e.Tokenizer == nil {

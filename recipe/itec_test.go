@@ -56,8 +56,7 @@ func TestCommittee(t *testing.T) {
 		t.Fatal(err)
 	}
 	s1, _ := rm.Score(ctx, "x", []string{"ab", "cd"})
-	c2 := *c
-	c2.rms = nil
+	c2 := &Committee{Dir: c.Dir, Tokenizer: c.Tokenizer}
 	rm2, err := c2.LoadReward(ctx, ref)
 	if err != nil {
 		t.Fatal(err)

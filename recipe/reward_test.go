@@ -41,27 +41,7 @@ func TestReward(t *testing.T) {
 	if math.Abs(met["loss"]-bt()) > 1e-6 {
 		t.Fatalf("loss %v, Scores give %v", met["loss"], bt())
 	}
-	for _, np := range append(a.Params()[:4], rm.Params()[len(rm.Params())-1]) {
-		g := np.Var.Grad.Data()
-		k := 0
-		for i := range g {
-			if math.Abs(float64(g[i])) > math.Abs(float64(g[k])) {
-				k = i
-			}
-		}
-		w := np.Var.Value.Data()
-		old := w[k]
-		const eps = 1e-2
-		w[k] = old + eps
-		up := bt()
-		w[k] = old - eps
-		down := bt()
-		w[k] = old
-		fd := (up - down) / (2 * eps)
-		if math.Abs(fd-float64(g[k])) > 2e-2*math.Max(1e-3, math.Abs(fd)) {
-			t.Errorf("%s[%d]: gradient %v, finite difference %v", np.Name, k, g[k], fd)
-		}
-	}
+	fdCheck(t, append(a.Params()[:4], rm.Params()[len(rm.Params())-1]), bt)
 
 	// Chosen completions contain token 7, rejected ones never do.
 	body, _ := nn.NewModel(testConfig, 2)

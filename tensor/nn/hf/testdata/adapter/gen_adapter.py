@@ -14,9 +14,10 @@ installed, nothing imported from the Go side):
   * target_modules name the projections (q_proj … down_proj);
     layers_to_transform restricts them to some decoder layers.
 
-The decoder itself is the float64 Llama forward pass of transformers'
-modeling_llama.py (RMSNorm, rotate_half RoPE, repeat_kv, SwiGLU, tied head),
-written again here so this script stands alone.
+The decoder is the float64 Llama forward pass of transformers'
+modeling_llama.py (RMSNorm, rotate_half RoPE, repeat_kv, SwiGLU, tied
+head), with RMSNorm, rotate_half and the safetensors writer taken from
+../gen_models.py.
 
 Two adapters, with B drawn nonzero so the update shows:
 
@@ -29,11 +30,14 @@ import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from gen_models import rms, rotate_half, write_safetensors  # noqa: E402  (the decoder's pieces)
 MODEL = os.path.join(HERE, "..", "smol_f32")
 IDS = [0, 5, 9, 13, 2, 95, 40, 41, 42, 7, 88, 3]
 
@@ -52,27 +56,6 @@ def read_safetensors(path):
         a = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype="<f4").astype(np.float64)
         out[k] = torch.from_numpy(a.reshape(v["shape"]).copy())
     return out
-
-
-def write_safetensors(path, tensors):
-    header, off, blob = {"__metadata__": {"format": "pt"}}, 0, b""
-    for name, dtype, shape, raw in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-        blob += raw
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + blob)
-
-
-def rms(x, w, eps):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
 def forward(cfg, W, lora, scaling, ids):
