@@ -278,3 +278,11 @@ func (c *Committee) Evaluate(ctx context.Context, m itec.Member) (float64, error
 	}
 	return c.Eval(ctx, m.Model)
 }
+
+// Committee is every itec model interface at once.
+var (
+	_ itec.Trainer       = (*Committee)(nil)
+	_ itec.RewardTrainer = (*Committee)(nil)
+	_ itec.Evaluator     = (*Committee)(nil)
+	_ itec.Generator     = (*Generator)(nil)
+)
