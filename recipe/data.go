@@ -293,7 +293,6 @@ func splitLast(msgs []hf.Message) (prompt, last []hf.Message, err error) {
 	return msgs[:len(msgs)-1], msgs[len(msgs)-1:], nil
 }
 
-
 func (e *Encoder) prompt(p text) ([]int32, error) {
 	if e.Tokenizer == nil {
 		return nil, errors.New("the Encoder has no tokenizer")

@@ -147,7 +147,7 @@ func TestReadExamples(t *testing.T) {
 	}
 	// Prompt masking: only completion tokens are targets.
 	n := 0
-	for _, y := range s.Targets {
+	for _, y := range s.Labels {
 		if y >= 0 {
 			n++
 		}

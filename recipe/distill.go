@@ -90,7 +90,7 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 		logits := sc.Logits()
 		var ids []int32
 		var lps []float32
-		for r, y := range s.Targets {
+		for r, y := range s.Labels {
 			if y < 0 {
 				continue
 			}
@@ -232,13 +232,13 @@ func rows(logits *tensor.Dense, targets []int32) (*tensor.Dense, []int32, []int)
 // with grad, it leaves scale·dLoss/dlogits in the student's logits
 // buffer.
 func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
-	stu, labels, at := rows(st.Logits(), s.Targets)
+	stu, labels, at := rows(st.Logits(), s.Labels)
 	var tea *tensor.Dense
 	if te != nil {
 		if _, err := te.forward(s, false); err != nil {
 			return 0, fmt.Errorf("teacher: %w", err)
 		}
-		tea, _, _ = rows(te.Logits(), s.Targets)
+		tea, _, _ = rows(te.Logits(), s.Labels)
 	}
 	var g *tensor.Dense
 	if grad {

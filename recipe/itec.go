@@ -93,6 +93,7 @@ type Committee struct {
 	DPO               prefopt.DPO
 	IPO               prefopt.IPO
 	RewardLoss        RankingLoss
+	RewardPool        Pooling
 	// Online holds the online-RL settings; Train fills in Policy, Ref and
 	// Reward for each new member.
 	Online Online
@@ -227,6 +228,7 @@ func (c *Committee) Refresh(ctx context.Context, round int, pairs []prefopt.Pair
 	}
 	seed := c.Seed + uint64(round)
 	rm := NewRewardModel(c.RewardBody.Clone(), seed)
+	rm.Pool = c.RewardPool
 	r := &Reward{Model: rm, Loss: c.RewardLoss, Config: c.config(c.Reward, seed, fmt.Sprintf("round %d: reward model", round))}
 	if _, err := r.Train(ctx, tp, nil); err != nil {
 		return nil, "", err

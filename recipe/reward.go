@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor"
@@ -20,7 +21,21 @@ import (
 type RewardModel struct {
 	Body *nn.Model
 	Head *autograd.Var // [1, DModel]
+	Pool Pooling
 }
+
+// Pooling says which hidden states a RewardModel's head reads.
+type Pooling uint8
+
+const (
+	// LastToken reads the final hidden state of the sequence's last
+	// token, as transformers' sequence classifiers do.
+	LastToken Pooling = iota
+	// MeanCompletion reads the mean of the completion's hidden states,
+	// which suits small models whose last state carries little of a
+	// long completion.
+	MeanCompletion
+)
 
 // NewRewardModel puts a head drawn N(0, 0.02) from seed (transformers'
 // initializer_range) on body. body is used, not copied: Clone it first to
@@ -46,12 +61,22 @@ func (r *RewardModel) forward(t *autograd.Tape, s Seqs) (*autograd.Var, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A one-hot selection of each sequence's last real token: a product
-	// the tape already differentiates, at N·rows·D flops.
-	n, rows := s.N(), len(s.Tokens)
+	// A selection of each sequence's pooled positions: a product the
+	// tape already differentiates, at N·rows·D flops.
+	n, rows, w := s.N(), len(s.Tokens), s.Layout.Width
 	sel := tensor.New(n, rows)
 	for b, l := range s.Layout.Len {
-		sel.Data()[b*rows+b*s.Layout.Width+l-1] = 1
+		if r.Pool == MeanCompletion {
+			p0 := s.Layout.PromptLen[b]
+			if l == p0 {
+				return nil, fmt.Errorf("sequence %d: empty completion", b)
+			}
+			for j := p0; j < l; j++ {
+				sel.Data()[b*rows+b*w+j] = 1 / float32(l-p0)
+			}
+			continue
+		}
+		sel.Data()[b*rows+b*w+l-1] = 1
 	}
 	return t.MatMulT(t.MatMul(autograd.Const(sel), h), r.Head), nil
 }
@@ -218,7 +243,7 @@ func (r *RewardModel) Save(path string) error {
 		return err
 	}
 	ts := []nn.Tensor{{Name: "score.weight", Value: r.Head.Value}}
-	return nn.SaveSafetensors(path+".score", ts, map[string]string{"sha256": checksum(ts)})
+	return nn.SaveSafetensors(path+".score", ts, map[string]string{"sha256": checksum(ts), "pool": strconv.Itoa(int(r.Pool))})
 }
 
 // LoadRewardModel reads what Save wrote, verifying both checksums.
@@ -237,5 +262,9 @@ func LoadRewardModel(path string) (*RewardModel, error) {
 	if sh := ts[0].Value.Shape(); len(sh) != 2 || sh[0] != 1 || sh[1] != body.Config.DModel {
 		return nil, fmt.Errorf("recipe: LoadRewardModel: %s.score: head of shape %v for width %d", path, sh, body.Config.DModel)
 	}
-	return &RewardModel{Body: body, Head: autograd.Param(ts[0].Value)}, nil
+	pool, err := strconv.Atoi(md["pool"])
+	if err != nil || pool > int(MeanCompletion) || pool < 0 {
+		return nil, fmt.Errorf("recipe: LoadRewardModel: %s.score: pooling %q", path, md["pool"])
+	}
+	return &RewardModel{Body: body, Head: autograd.Param(ts[0].Value), Pool: Pooling(pool)}, nil
 }

@@ -56,7 +56,9 @@ func TestReward(t *testing.T) {
 		train[i].Level = prefopt.Better
 	}
 	for _, loss := range []RankingLoss{BradleyTerry, SoftRanking} {
-		tr := &Reward{Model: NewRewardModel(body.Clone(), 3), Loss: loss, Config: Config{Steps: 30, Batch: 8, LR: 3e-3, EvalEvery: 30}}
+		rm := NewRewardModel(body.Clone(), 3)
+		rm.Pool = MeanCompletion
+		tr := &Reward{Model: rm, Loss: loss, Config: Config{Steps: 30, Batch: 8, LR: 3e-3, EvalEvery: 30}}
 		h, err := tr.Train(context.Background(), train, train)
 		if err != nil {
 			t.Fatal(err)

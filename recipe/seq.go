@@ -14,9 +14,9 @@ import (
 // sequence b occupies Tokens[b·W : (b+1)·W], its prompt the first
 // Layout.PromptLen[b] tokens, its completion up to Layout.Len[b].
 type Seqs struct {
-	Tokens  []int32
-	Layout  prefopt.Layout
-	Targets []int32 // the scored next token of each position, prefopt.Ignore elsewhere
+	Tokens []int32
+	Layout prefopt.Layout
+	Labels []int32 // the scored next token of each position, prefopt.Ignore elsewhere
 }
 
 // NewSeqs lays out prompts[i] followed by completions[i] for every i,
@@ -47,8 +47,8 @@ func NewSeqs(prompts, completions [][]int32, pad int32) (Seqs, error) {
 			row[j] = pad
 		}
 	}
-	s.Targets = make([]int32, len(s.Tokens))
-	if err := s.Layout.Targets(s.Targets, s.Tokens); err != nil {
+	s.Labels = make([]int32, len(s.Tokens))
+	if err := s.Layout.Targets(s.Labels, s.Tokens); err != nil {
 		return Seqs{}, err
 	}
 	return s, nil
@@ -134,9 +134,9 @@ func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
 		e := min(b+per, s.N())
 		w := s.Layout.Width
 		sub := Seqs{
-			Tokens:  s.Tokens[b*w : e*w],
-			Targets: s.Targets[b*w : e*w],
-			Layout:  prefopt.Layout{Width: w, PromptLen: s.Layout.PromptLen[b:e], Len: s.Layout.Len[b:e]},
+			Tokens: s.Tokens[b*w : e*w],
+			Labels: s.Labels[b*w : e*w],
+			Layout: prefopt.Layout{Width: w, PromptLen: s.Layout.PromptLen[b:e], Len: s.Layout.Len[b:e]},
 		}
 		lp, err := sc.forward(sub, false)
 		if err != nil {
@@ -168,7 +168,7 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	tensor.Gemm(false, true, 1, h.Value, m.Head.W.Value, 0, sc.logits)
 	sc.tok = fitF32(sc.tok, n)
 	sc.lse = fitF64(sc.lse, n)
-	if err := prefopt.TokenLogProbsLSE(sc.tok, sc.lse, sc.logits, s.Targets); err != nil {
+	if err := prefopt.TokenLogProbsLSE(sc.tok, sc.lse, sc.logits, s.Labels); err != nil {
 		return nil, fmt.Errorf("recipe: Scorer: %w", err)
 	}
 	lp := make([]float64, s.N())
@@ -198,7 +198,7 @@ func (sc *Scorer) Backward(dSeq []float64) error {
 		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
 	}
 	// The logits become their own gradient.
-	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, s.Targets, sc.dtok, sc.lse); err != nil {
+	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, s.Labels, sc.dtok, sc.lse); err != nil {
 		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
 	}
 	sc.backwardLogits(m, sc.logits)
@@ -311,7 +311,7 @@ func (sc *Scorer) BackwardTokens(d []float64) error {
 			k++
 		}
 	}
-	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.seqs.Targets, sc.dtok, sc.lse); err != nil {
+	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.seqs.Labels, sc.dtok, sc.lse); err != nil {
 		return fmt.Errorf("recipe: Scorer.BackwardTokens: %w", err)
 	}
 	sc.backwardLogits(sc.Model, sc.logits)
