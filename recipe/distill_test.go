@@ -106,3 +106,29 @@ func TestDistill(t *testing.T) {
 		t.Error("a cache for other examples was accepted")
 	}
 }
+
+// TestPrecomputeTop1: the cache holds the teacher's argmax of every
+// position of every whole window.
+func TestPrecomputeTop1(t *testing.T) {
+	teacher, _ := nn.NewModel(testConfig, 50)
+	tokens := randomPairs(1, 51)[0].Prompt
+	for len(tokens) < 70 {
+		tokens = append(tokens, randomPairs(1, uint64(len(tokens)))[0].Chosen...)
+	}
+	const seq = 16
+	got, err := PrecomputeTop1(context.Background(), teacher, tokens, seq, filepath.Join(t.TempDir(), "top1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != (len(tokens)/seq)*seq {
+		t.Fatalf("%d predictions for %d tokens", len(got), len(tokens))
+	}
+	for w := 0; w+seq <= len(got); w += seq {
+		l, _ := teacher.Logits(tokens[w : w+seq])
+		for i := range seq {
+			if want := int32(tensor.ArgMax(l.Row(i))); got[w+i] != want {
+				t.Fatalf("token %d: %d, teacher argmax %d", w+i, got[w+i], want)
+			}
+		}
+	}
+}
