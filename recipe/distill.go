@@ -202,6 +202,7 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 		}
 	}
 	d.train, d.evalSet, d.st = train, eval, NewScorer(d.Student)
+	d.st.Recompute = d.Config.Recompute
 	if d.Teacher != nil {
 		d.te = NewScorer(d.Teacher)
 	}

@@ -98,6 +98,7 @@ func (o *Online) Train(ctx context.Context, prompts [][]int32) (History, error) 
 		}
 	}
 	o.prompts, o.pol = prompts, NewScorer(o.Policy)
+	o.pol.Recompute = o.Config.Recompute
 	o.ref = nil
 	if r := o.refModel(); r != nil {
 		o.ref = NewScorer(r)

@@ -277,6 +277,7 @@ func (p *Preference) scorers() {
 	if p.policy == nil || p.policy.Model != p.Policy {
 		p.policy = NewScorer(p.Policy)
 	}
+	p.policy.Recompute = p.Config.Recompute
 	switch r := p.refModel(); {
 	case r == nil:
 		p.ref = nil

@@ -332,3 +332,56 @@ func TestPrecomputeRef(t *testing.T) {
 		}
 	}
 }
+
+// TestRecompute: gradient checkpointing gives the log-probs and the
+// gradients of the plain pass, with LoRA dropout on and with a fully
+// trainable model.
+func TestRecompute(t *testing.T) {
+	pairs := randomPairs(3, 61)
+	s, _ := pairSeqs(pairs, 0)
+	for _, lora := range []bool{true, false} {
+		run := func(recompute bool) ([]float64, []float32) {
+			var m *nn.Model
+			if lora {
+				m, _ = loraModel(t, 0.2)
+				m.LoRA().Pass = 4
+			} else {
+				m, _ = nn.NewModel(testConfig, 62)
+			}
+			sc := NewScorer(m)
+			sc.Recompute = recompute
+			m.ZeroGrad()
+			lp, err := sc.Forward(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := make([]float64, len(lp))
+			for i := range d {
+				d[i] = float64(i%3) - 0.7
+			}
+			if err := sc.Backward(d); err != nil {
+				t.Fatal(err)
+			}
+			var g []float32
+			for _, p := range m.TrainableParams() {
+				g = append(g, p.Var.Grad.Data()...)
+			}
+			return lp, g
+		}
+		lp0, g0 := run(false)
+		lp1, g1 := run(true)
+		for i := range lp0 {
+			if math.Abs(lp0[i]-lp1[i]) > 1e-5*max(1, math.Abs(lp0[i])) {
+				t.Fatalf("lora %v: log-prob %d: %v plain, %v recomputed", lora, i, lp0[i], lp1[i])
+			}
+		}
+		if len(g0) != len(g1) {
+			t.Fatal("parameter count differs")
+		}
+		for i := range g0 {
+			if math.Abs(float64(g0[i]-g1[i])) > 1e-6+1e-4*math.Abs(float64(g0[i])) {
+				t.Fatalf("lora %v: gradient %d: %v plain, %v recomputed", lora, i, g0[i], g1[i])
+			}
+		}
+	}
+}

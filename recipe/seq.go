@@ -94,6 +94,13 @@ type Scorer struct {
 	// (at least one sequence), so the memory of a pass without gradients
 	// stays bounded whatever the batch. 0 means DefaultPassTokens.
 	PassTokens int
+	// Recompute turns on gradient checkpointing (Chen et al. 2016; TRL's
+	// gradient_checkpointing): Forward keeps only each decoder block's
+	// input, and Backward runs each block forward again, on its own, just
+	// before its backward pass. Activations then cost one block's worth
+	// instead of the whole model's, for about a third more compute. The
+	// gradients are the same (LoRA dropout masks are redrawn identically).
+	Recompute bool
 
 	tape   *autograd.Tape
 	hidden *autograd.Var
@@ -102,6 +109,12 @@ type Scorer struct {
 	logits *tensor.Dense
 	tok    []float32
 	lse    []float64
+	// Gradient checkpointing: the blocks' inputs, the tape that
+	// recomputes them, the RoPE tables of the recorded batch.
+	inputs   []*tensor.Dense
+	btape    *autograd.Tape
+	xL       *autograd.Var
+	cos, sin *tensor.Dense
 	dtok   []float32
 	dh     *tensor.Dense
 }
@@ -158,8 +171,14 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	t := sc.tape
 	t.Reset()
 	t.NoGrad = !record
-	sc.hidden = nil
-	h, err := m.Hidden(t, s.Tokens, s.N())
+	sc.hidden, sc.inputs = nil, sc.inputs[:0]
+	var h *autograd.Var
+	var err error
+	if record && sc.Recompute {
+		h, err = sc.checkpointed(s)
+	} else {
+		h, err = m.Hidden(t, s.Tokens, s.N())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recipe: Scorer: %w", err)
 	}
@@ -237,6 +256,90 @@ func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
 	tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dh) // dH = G·W
 	sc.tape.Backward(h, sc.dh)
+	if sc.xL != nil {
+		sc.backwardBlocks()
+	}
+}
+
+// checkpointed runs the decoder body on the recording tape one block at a
+// time, keeping each block's input and forgetting its activations, and
+// returns the final norm's output recorded on sc.tape from a leaf holding
+// the last block's output.
+func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
+	m := sc.Model
+	b := s.N()
+	tt := len(s.Tokens) / b
+	if tt > m.Config.Context {
+		return nil, fmt.Errorf("sequence length %d exceeds context %d", tt, m.Config.Context)
+	}
+	if err := m.CheckTokens(s.Tokens); err != nil {
+		return nil, err
+	}
+	if sc.btape == nil {
+		sc.btape = autograd.NewTape()
+	}
+	sc.cos, sc.sin = m.RoPETables(tt)
+	t := sc.btape
+	t.Reset()
+	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
+	for i := range m.Blocks {
+		sc.inputs = append(sc.inputs, x)
+		t.Reset()
+		x = m.Blocks[i].Forward(t, autograd.Const(x), b, sc.cos, sc.sin).Value.Clone()
+	}
+	t.Reset()
+	sc.xL = autograd.Param(x)
+	return m.Norm.Forward(sc.tape, sc.xL), nil
+}
+
+// backwardBlocks carries the gradient that the head's backward pass left
+// in the last block's output down through the blocks, recomputing each.
+func (sc *Scorer) backwardBlocks() {
+	m := sc.Model
+	g := sc.xL.Grad
+	sc.xL = nil
+	b := len(sc.seqs.Layout.Len)
+	t := sc.btape
+	// Below the lowest block with trainable parameters (and a frozen
+	// embedding) nothing more needs a gradient.
+	low := len(m.Blocks)
+	for i := len(m.Blocks) - 1; i >= 0; i-- {
+		if blockTrainable(&m.Blocks[i]) {
+			low = i
+		}
+	}
+	embed := m.Embed.W.RequiresGrad()
+	if embed {
+		low = 0
+	}
+	for i := len(m.Blocks) - 1; i >= low; i-- {
+		t.Reset()
+		in := autograd.Param(sc.inputs[i])
+		y := m.Blocks[i].Forward(t, in, b, sc.cos, sc.sin)
+		t.Backward(y, g)
+		g = in.Grad
+	}
+	if embed {
+		t.Reset()
+		t.Backward(m.Embed.Forward(t, sc.seqs.Tokens), g)
+	}
+	t.Reset()
+	sc.inputs = sc.inputs[:0]
+}
+
+// blockTrainable reports whether any parameter of b takes gradients.
+func blockTrainable(b *nn.Block) bool {
+	for _, v := range []*autograd.Var{b.Norm1.W, b.Norm2.W} {
+		if v.RequiresGrad() {
+			return true
+		}
+	}
+	for _, l := range []*nn.Linear{&b.Attn.Q, &b.Attn.K, &b.Attn.V, &b.Attn.O, &b.MLP.Gate, &b.MLP.Up, &b.MLP.Down} {
+		if l.W.RequiresGrad() || (l.B != nil && l.B.RequiresGrad()) || (l.LoRA != nil && l.LoRA.A.RequiresGrad()) {
+			return true
+		}
+	}
+	return false
 }
 
 // accuracy returns how many scored rows of the last Forward have their

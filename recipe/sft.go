@@ -37,6 +37,7 @@ func (s *SFT) Train(ctx context.Context, train, eval []Example) (History, error)
 		}
 	}
 	s.train, s.evalSet, s.sc = train, eval, NewScorer(s.Model)
+	s.sc.Recompute = s.Config.Recompute
 	l := &loop{op: "SFT", cfg: s.Config, n: len(train), params: s.Model.TrainableParams(), zero: s.Model.ZeroGrad}
 	return l.run(ctx, s)
 }

@@ -47,6 +47,11 @@ type Config struct {
 	// Pad is the token that pads sequences to a common length. Any id in
 	// the vocabulary works: padding is neither attended to nor scored.
 	Pad int32
+	// Recompute turns on gradient checkpointing for the trained model's
+	// passes (Scorer.Recompute): activation memory of one decoder block
+	// instead of all, for about a third more compute. The reward model's
+	// pass does not use it.
+	Recompute bool
 }
 
 func (c Config) accum() int { return max(1, c.Accum) }
