@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 THREADS=${1:-2}
 STEPS=${2:-3}
 go build -o /tmp/posttrain-loradpo ./bench/loradpo
-GO=$(GOMAXPROCS=$THREADS /usr/bin/time -f "go process_peak_rss_mib %M" /tmp/posttrain-loradpo -steps "$STEPS" -batch 4 -recompute=${RECOMPUTE:-true} 2>&1 | awk '$3=="process_peak_rss_mib" {$4=$4/1024} {print}')
+GO=$(GOMAXPROCS=$THREADS /usr/bin/time -f "go process_peak_rss_mib %M" /tmp/posttrain-loradpo -steps "$STEPS" -batch 4 -recompute=${RECOMPUTE:-true} 2>&1 | awk '$2=="process_peak_rss_mib" {$3=int($3/1024)} {print}')
 PT=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 bench/loradpo_anchor.py --threads "$THREADS" --steps "$STEPS")
 echo "$GO"
 echo "$PT"

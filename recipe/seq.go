@@ -174,10 +174,13 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	sc.hidden, sc.inputs = nil, sc.inputs[:0]
 	var h *autograd.Var
 	var err error
-	if record && sc.Recompute {
+	switch {
+	case record && sc.Recompute:
 		h, err = sc.checkpointed(s)
-	} else {
+	case record:
 		h, err = m.Hidden(t, s.Tokens, s.N())
+	default:
+		h, err = sc.blockwise(s)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("recipe: Scorer: %w", err)
@@ -290,6 +293,32 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	t.Reset()
 	sc.xL = autograd.Param(x)
 	return m.Norm.Forward(sc.tape, sc.xL), nil
+}
+
+// blockwise runs the decoder body without gradients one block at a time
+// on sc.tape, rewinding the tape between blocks, so a pass holds one
+// block's activations whatever the depth; the final norm's output is on
+// the tape.
+func (sc *Scorer) blockwise(s Seqs) (*autograd.Var, error) {
+	m := sc.Model
+	b := s.N()
+	tt := len(s.Tokens) / b
+	if tt > m.Config.Context {
+		return nil, fmt.Errorf("sequence length %d exceeds context %d", tt, m.Config.Context)
+	}
+	if err := m.CheckTokens(s.Tokens); err != nil {
+		return nil, err
+	}
+	cos, sin := m.RoPETables(tt)
+	t := sc.tape
+	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
+	for i := range m.Blocks {
+		t.Reset()
+		y := m.Blocks[i].Forward(t, autograd.Const(x), b, cos, sin).Value
+		copy(x.Data(), y.Data())
+	}
+	t.Reset()
+	return m.Norm.Forward(t, autograd.Const(x)), nil
 }
 
 // backwardBlocks carries the gradient that the head's backward pass left
