@@ -113,7 +113,8 @@ type Scorer struct {
 	// recomputes them, the RoPE tables of the recorded batch.
 	inputs   []*tensor.Dense
 	btape    *autograd.Tape
-	xL       *autograd.Var
+	xL, in   *autograd.Var
+	dx       *tensor.Dense
 	cos, sin *tensor.Dense
 	dtok   []float32
 	dh     *tensor.Dense
@@ -284,15 +285,42 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	sc.cos, sc.sin = m.RoPETables(tt)
 	t := sc.btape
 	t.Reset()
-	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
+	// The saved inputs keep their buffers from step to step.
+	n, d := len(s.Tokens), m.Config.DModel
+	keep := sc.inputs[:cap(sc.inputs)]
+	sc.inputs = sc.inputs[:0]
+	buf := func(i int) *tensor.Dense {
+		var old *tensor.Dense
+		if i < len(keep) {
+			old = keep[i]
+		}
+		return fit(old, n, d)
+	}
+	x := buf(0)
+	copy(x.Data(), m.Embed.Forward(t, s.Tokens).Value.Data())
 	for i := range m.Blocks {
 		sc.inputs = append(sc.inputs, x)
 		t.Reset()
-		x = m.Blocks[i].Forward(t, autograd.Const(x), b, sc.cos, sc.sin).Value.Clone()
+		y := m.Blocks[i].Forward(t, autograd.Const(x), b, sc.cos, sc.sin).Value
+		x = buf(i + 1)
+		copy(x.Data(), y.Data())
 	}
 	t.Reset()
-	sc.xL = autograd.Param(x)
+	sc.inputs = append(sc.inputs, x)
+	sc.xL = sc.leaf(x)
 	return m.Norm.Forward(sc.tape, sc.xL), nil
+}
+
+// leaf returns the Scorer's reusable gradient-taking leaf holding x, its
+// gradient zeroed: one [N, D] gradient buffer serves every block.
+func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
+	if sc.in == nil || sc.in.Grad.Len() < x.Len() {
+		sc.in = autograd.Param(x)
+	}
+	sc.in.Value = x
+	sc.in.Grad = fit(sc.in.Grad, x.Dim(0), x.Dim(1))
+	sc.in.Grad.Zero()
+	return sc.in
 }
 
 // blockwise runs the decoder body without gradients one block at a time
@@ -343,9 +371,11 @@ func (sc *Scorer) backwardBlocks() {
 	}
 	for i := len(m.Blocks) - 1; i >= low; i-- {
 		t.Reset()
-		in := autograd.Param(sc.inputs[i])
+		sc.dx = fit(sc.dx, g.Dim(0), g.Dim(1))
+		copy(sc.dx.Data(), g.Data()) // the leaf's gradient buffer is reused below
+		in := sc.leaf(sc.inputs[i])
 		y := m.Blocks[i].Forward(t, in, b, sc.cos, sc.sin)
-		t.Backward(y, g)
+		t.Backward(y, sc.dx)
 		g = in.Grad
 	}
 	if embed {
