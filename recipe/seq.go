@@ -116,8 +116,8 @@ type Scorer struct {
 	xL, in   *autograd.Var
 	dx       *tensor.Dense
 	cos, sin *tensor.Dense
-	dtok   []float32
-	dh     *tensor.Dense
+	dtok     []float32
+	dh       *tensor.Dense
 }
 
 // NewScorer returns a Scorer for m.
