@@ -90,10 +90,7 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 		logits := sc.Logits()
 		var ids []int32
 		var lps []float32
-		for r, y := range s.Labels {
-			if y < 0 {
-				continue
-			}
+		for r := range logits.Dim(0) {
 			z := logits.Row(r)
 			if f.LogProbs == cache.None {
 				ids = append(ids, int32(tensor.ArgMax(z)))
@@ -210,36 +207,19 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 	return l.run(ctx, d)
 }
 
-// rows gathers the rows of logits [N, V] whose target is scored.
-func rows(logits *tensor.Dense, targets []int32) (*tensor.Dense, []int32, []int) {
-	v := logits.Dim(1)
-	var at []int
-	var labels []int32
-	for i, y := range targets {
-		if y >= 0 {
-			at = append(at, i)
-			labels = append(labels, y)
-		}
-	}
-	out := tensor.New(len(at), v)
-	for r, i := range at {
-		copy(out.Row(r), logits.Row(i))
-	}
-	return out, labels, at
-}
-
 // loss computes the objective on the batch's examples idx (for the
 // cache) laid out as s, the student's logits already formed in d.st;
 // with grad, it leaves scale·dLoss/dlogits in the student's logits
 // buffer.
 func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
-	stu, labels, at := rows(st.Logits(), s.Labels)
+	// Both Scorers keep the logits of the completion positions only.
+	stu, labels := st.Logits(), st.Labels()
 	var tea *tensor.Dense
 	if te != nil {
 		if _, err := te.forward(s, false); err != nil {
 			return 0, fmt.Errorf("teacher: %w", err)
 		}
-		tea, _, _ = rows(te.Logits(), s.Labels)
+		tea = te.Logits()
 	}
 	var g *tensor.Dense
 	if grad {
@@ -279,12 +259,8 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	if err != nil || !grad {
 		return loss, err
 	}
-	full := st.Logits()
-	full.Zero()
-	for r, i := range at {
-		tensor.Scale(full.Row(i), float32(scale), g.Row(r))
-	}
-	return loss, st.BackwardLogits(full)
+	tensor.Scale(stu.Data(), float32(scale), g.Data())
+	return loss, st.BackwardLogits(stu)
 }
 
 // liveTopK returns the teacher's top k tokens and log-probs per row.

@@ -105,10 +105,17 @@ type Scorer struct {
 	tape   *autograd.Tape
 	hidden *autograd.Var
 	seqs   Seqs // of the recorded Forward
-	last   Seqs // of the last Forward or LogProbs
 	logits *tensor.Dense
-	tok    []float32
-	lse    []float64
+	tok    []float32 // per position, 0 where not scored
+	// The scored positions, their labels, hidden states, token log-probs
+	// and log-sum-exps, and the token gradient, compact.
+	rows   []int32
+	labels []int32
+	hs     *tensor.Dense
+	ctok   []float32
+	clse   []float64
+	cd     []float32
+	dhs    *tensor.Dense
 	// Gradient checkpointing: the blocks' inputs, the tape that
 	// recomputes them, the RoPE tables of the recorded batch.
 	inputs   []*tensor.Dense
@@ -186,13 +193,34 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recipe: Scorer: %w", err)
 	}
-	n, v := len(s.Tokens), m.Config.Vocab
-	sc.logits = fit(sc.logits, n, v)
-	tensor.Gemm(false, true, 1, h.Value, m.Head.W.Value, 0, sc.logits)
+	// Only the scored positions (completion tokens) get logits: prompt
+	// and padding rows would cost a GEMM row and V floats each for
+	// nothing.
+	n, v, d := len(s.Tokens), m.Config.Vocab, m.Config.DModel
+	sc.rows, sc.labels = sc.rows[:0], sc.labels[:0]
+	for i, y := range s.Labels {
+		if y >= 0 {
+			sc.rows = append(sc.rows, int32(i))
+			sc.labels = append(sc.labels, y)
+		}
+	}
+	k := len(sc.rows)
+	sc.hs = fit(sc.hs, k, d)
+	for r, i := range sc.rows {
+		copy(sc.hs.Row(r), h.Value.Row(int(i)))
+	}
+	sc.logits = fit(sc.logits, k, v)
+	sc.ctok, sc.clse = fitF32(sc.ctok, k), fitF64(sc.clse, k)
+	if k > 0 {
+		tensor.Gemm(false, true, 1, sc.hs, m.Head.W.Value, 0, sc.logits)
+		if err := prefopt.TokenLogProbsLSE(sc.ctok, sc.clse, sc.logits, sc.labels); err != nil {
+			return nil, fmt.Errorf("recipe: Scorer: %w", err)
+		}
+	}
 	sc.tok = fitF32(sc.tok, n)
-	sc.lse = fitF64(sc.lse, n)
-	if err := prefopt.TokenLogProbsLSE(sc.tok, sc.lse, sc.logits, s.Labels); err != nil {
-		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	clear(sc.tok)
+	for r, i := range sc.rows {
+		sc.tok[i] = sc.ctok[r]
 	}
 	lp := make([]float64, s.N())
 	if err := prefopt.SequenceLogProbs(lp, sc.tok, s.Layout, sc.Average); err != nil {
@@ -201,7 +229,6 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	if record {
 		sc.hidden, sc.seqs = h, s
 	}
-	sc.last = s
 	return lp, nil
 }
 
@@ -220,22 +247,38 @@ func (sc *Scorer) Backward(dSeq []float64) error {
 	if err := prefopt.SequenceLogProbsBackward(sc.dtok, dSeq, s.Layout, sc.Average); err != nil {
 		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
 	}
-	// The logits become their own gradient.
-	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, s.Labels, sc.dtok, sc.lse); err != nil {
-		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
+	sc.cd = fitF32(sc.cd, len(sc.rows))
+	for r, i := range sc.rows {
+		sc.cd[r] = sc.dtok[i]
+	}
+	return sc.backwardTokens(m, "Backward")
+}
+
+// backwardTokens carries the compact token gradient sc.cd through the
+// head and the body. The logits become their own gradient.
+func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
+	if len(sc.rows) > 0 {
+		if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.labels, sc.cd, sc.clse); err != nil {
+			return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
+		}
 	}
 	sc.backwardLogits(m, sc.logits)
 	return nil
 }
 
-// Logits returns the logits [N, V] of the last Forward (row b·W+t
-// predicts token t+1 of sequence b). They are the Scorer's buffer:
-// BackwardLogits may be given them back, overwritten with a gradient.
+// Logits returns the logits [M, V] of the last pass's scored positions
+// (the M completion tokens, sequence after sequence: row r predicts the
+// r-th entry of TokenLogProbs; Labels gives their tokens). They are the
+// Scorer's buffer: BackwardLogits may be given them back, overwritten
+// with a gradient.
 func (sc *Scorer) Logits() *tensor.Dense { return sc.logits }
+
+// Labels returns the tokens that Logits' rows predict.
+func (sc *Scorer) Labels() []int32 { return sc.labels }
 
 // BackwardLogits adds to the model's trainable parameters' gradients the
 // gradient of a loss whose derivative with respect to the last Forward's
-// logits is g [N, V] (distillation losses give it whole). g may be
+// Logits is g [M, V] (distillation losses give it whole). g may be
 // Logits() itself.
 func (sc *Scorer) BackwardLogits(g *tensor.Dense) error {
 	if sc.hidden == nil {
@@ -251,14 +294,22 @@ func (sc *Scorer) BackwardLogits(g *tensor.Dense) error {
 func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 	h := sc.hidden
 	sc.hidden = nil
-	if w := m.Head.W; w.RequiresGrad() {
-		tensor.Gemm(true, false, 1, g, h.Value, 1, w.Grad) // dW += Gᵀ·H
+	k := len(sc.rows)
+	if w := m.Head.W; w.RequiresGrad() && k > 0 {
+		tensor.Gemm(true, false, 1, g, sc.hs, 1, w.Grad) // dW += Gᵀ·H
 	}
 	if !h.RequiresGrad() {
 		return
 	}
 	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
-	tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dh) // dH = G·W
+	sc.dh.Zero()
+	if k > 0 {
+		sc.dhs = fit(sc.dhs, k, h.Value.Dim(1))
+		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
+		for r, i := range sc.rows {
+			copy(sc.dh.Row(int(i)), sc.dhs.Row(r))
+		}
+	}
 	sc.tape.Backward(h, sc.dh)
 	if sc.xL != nil {
 		sc.backwardBlocks()
@@ -401,21 +452,15 @@ func blockTrainable(b *nn.Block) bool {
 	return false
 }
 
-// accuracy returns how many scored rows of the last Forward have their
-// target as the logits' argmax, and how many rows are scored.
-func (sc *Scorer) accuracy(targets []int32) (hits, n int) {
-	v := sc.logits.Dim(1)
-	d := sc.logits.Data()
-	for i, y := range targets {
-		if y < 0 {
-			continue
-		}
-		n++
-		if tensor.ArgMax(d[i*v:(i+1)*v]) == int(y) {
+// accuracy returns how many scored rows of the last pass have their
+// label as the logits' argmax, and how many rows are scored.
+func (sc *Scorer) accuracy() (hits, n int) {
+	for r, y := range sc.labels {
+		if tensor.ArgMax(sc.logits.Row(r)) == int(y) {
 			hits++
 		}
 	}
-	return hits, n
+	return hits, len(sc.labels)
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {
@@ -443,12 +488,9 @@ func fitF64(b []float64, n int) []float64 {
 // sequence after sequence (sequence b's Len[b]−PromptLen[b] entries in
 // order), the layout of prefopt.Rollout.
 func (sc *Scorer) TokenLogProbs() []float64 {
-	l := sc.layout()
-	out := make([]float64, 0, len(sc.tok))
-	for b, n := range l.Len {
-		for t := l.PromptLen[b] - 1; t < n-1; t++ {
-			out = append(out, float64(sc.tok[b*l.Width+t]))
-		}
+	out := make([]float64, len(sc.ctok))
+	for i, x := range sc.ctok {
+		out[i] = float64(x)
 	}
 	return out
 }
@@ -460,24 +502,12 @@ func (sc *Scorer) BackwardTokens(d []float64) error {
 	if sc.hidden == nil {
 		return fmt.Errorf("recipe: Scorer.BackwardTokens: no Forward recorded")
 	}
-	l := sc.seqs.Layout
-	if want := sc.seqs.CompletionTokens(); len(d) != want {
-		return fmt.Errorf("recipe: Scorer.BackwardTokens: %d gradients for %d completion tokens", len(d), want)
+	if len(d) != len(sc.rows) {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: %d gradients for %d completion tokens", len(d), len(sc.rows))
 	}
-	sc.dtok = fitF32(sc.dtok, len(sc.seqs.Tokens))
-	clear(sc.dtok)
-	k := 0
-	for b, n := range l.Len {
-		for t := l.PromptLen[b] - 1; t < n-1; t++ {
-			sc.dtok[b*l.Width+t] = float32(d[k])
-			k++
-		}
+	sc.cd = fitF32(sc.cd, len(d))
+	for i, x := range d {
+		sc.cd[i] = float32(x)
 	}
-	if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.seqs.Labels, sc.dtok, sc.lse); err != nil {
-		return fmt.Errorf("recipe: Scorer.BackwardTokens: %w", err)
-	}
-	sc.backwardLogits(sc.Model, sc.logits)
-	return nil
+	return sc.backwardTokens(sc.Model, "BackwardTokens")
 }
-
-func (sc *Scorer) layout() prefopt.Layout { return sc.last.Layout }

@@ -91,7 +91,7 @@ func (s *SFT) micro(ctx context.Context, idx []int, pass uint64, scale float64) 
 	if err != nil {
 		return nil, 0, err
 	}
-	hits, n := s.sc.accuracy(seqs.Labels)
+	hits, n := s.sc.accuracy()
 	var nll float64
 	d := make([]float64, len(lp))
 	for i := range lp {
@@ -129,7 +129,7 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 		for _, x := range lp {
 			nll -= x
 		}
-		h, c := sc.accuracy(seqs.Labels)
+		h, c := sc.accuracy()
 		hits, n = hits+h, n+c
 	}
 	return map[string]float64{"loss": nll / float64(n), "mean_token_accuracy": float64(hits) / float64(n)}, nil
