@@ -119,7 +119,6 @@ type Scorer struct {
 	// Gradient checkpointing: the blocks' inputs, the tape that
 	// recomputes them, the RoPE tables of the recorded batch.
 	inputs   []*tensor.Dense
-	btape    *autograd.Tape
 	xL, in   *autograd.Var
 	dx       *tensor.Dense
 	cos, sin *tensor.Dense
@@ -330,11 +329,10 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	if err := m.CheckTokens(s.Tokens); err != nil {
 		return nil, err
 	}
-	if sc.btape == nil {
-		sc.btape = autograd.NewTape()
-	}
 	sc.cos, sc.sin = m.RoPETables(tt)
-	t := sc.btape
+	// The blocks run on sc.tape, rewound between them, so one arena
+	// serves the blocks, the head and, in Backward, the recomputation.
+	t := sc.tape
 	t.Reset()
 	// The saved inputs keep their buffers from step to step.
 	n, d := len(s.Tokens), m.Config.DModel
@@ -407,7 +405,7 @@ func (sc *Scorer) backwardBlocks() {
 	g := sc.xL.Grad
 	sc.xL = nil
 	b := len(sc.seqs.Layout.Len)
-	t := sc.btape
+	t := sc.tape // the head's backward pass is done with it
 	// Below the lowest block with trainable parameters (and a frozen
 	// embedding) nothing more needs a gradient.
 	low := len(m.Blocks)
