@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
@@ -56,9 +55,11 @@ const (
 // conversations alone (the prompt is all but their last turn, which must
 // agree). Plain prompts and completions are encoded as they are, with EOS
 // appended to completions (TRL's DPO does the same); conversations are
-// rendered with the chat template — the prompt with the generation prompt
-// added, the completion as what the whole conversation adds after it — so
-// the completion carries the template's own end-of-turn tokens.
+// rendered with the chat template as hf.Tokenizer.PromptCompletion
+// renders them — the prompt with the generation prompt added (or its
+// final assistant message continued), the completion as what the whole
+// conversation adds after it — so the completion carries the template's
+// own end-of-turn tokens.
 type Encoder struct {
 	Tokenizer *hf.Tokenizer
 	// MaxPrompt and MaxCompletion bound the token counts (0: no bound);
@@ -213,13 +214,13 @@ func (e *Encoder) pair(rec *record, line int) (Pair, error) {
 		if err != nil {
 			return Pair{}, bad("rejected", err)
 		}
-		if !slices.Equal(pc, pr) {
+		if !slices.EqualFunc(pc, pr, sameMessage) {
 			return Pair{}, bad("rejected", errors.New("its conversation before the last turn differs from chosen's"))
 		}
 		prompt = text{msgs: pc, chat: true, set: true}
 		chosen, rejected = text{msgs: cc, chat: true, set: true}, text{msgs: rc, chat: true, set: true}
 	}
-	p, err := e.prompt(prompt)
+	p, err := e.prompt(prompt, chosen)
 	if err != nil {
 		return Pair{}, bad("prompt", err)
 	}
@@ -263,7 +264,7 @@ func (e *Encoder) example(rec *record, line int) (Example, error) {
 	if !comp.set {
 		return Example{}, bad(field, errors.New("missing"))
 	}
-	p, err := e.prompt(prompt)
+	p, err := e.prompt(prompt, comp)
 	if err != nil {
 		return Example{}, bad("prompt", err)
 	}
@@ -293,7 +294,13 @@ func splitLast(msgs []hf.Message) (prompt, last []hf.Message, err error) {
 	return msgs[:len(msgs)-1], msgs[len(msgs)-1:], nil
 }
 
-func (e *Encoder) prompt(p text) ([]int32, error) {
+func sameMessage(a, b hf.Message) bool {
+	return a.Role == b.Role && a.Content == b.Content && bytes.Equal(a.Extra, b.Extra)
+}
+
+// prompt returns the prompt's ids; for a conversation, rendered as
+// hf.Tokenizer.PromptCompletion renders it before completion c.
+func (e *Encoder) prompt(p, c text) ([]int32, error) {
 	if e.Tokenizer == nil {
 		return nil, errors.New("the Encoder has no tokenizer")
 	}
@@ -302,10 +309,11 @@ func (e *Encoder) prompt(p text) ([]int32, error) {
 		if len(p.msgs) == 0 {
 			return nil, errors.New("no messages")
 		}
-		opts := e.Chat
-		opts.AddGenerationPrompt = true
+		if !c.chat || len(c.msgs) == 0 {
+			return nil, errors.New("a conversational prompt needs a conversational completion")
+		}
 		var err error
-		if s, err = e.Tokenizer.ApplyChatTemplate(p.msgs, opts); err != nil {
+		if s, _, err = e.Tokenizer.PromptCompletion(p.msgs, c.msgs, e.Chat); err != nil {
 			return nil, fmt.Errorf("chat template: %w", err)
 		}
 	}
@@ -344,21 +352,9 @@ func (e *Encoder) completion(prompt, c text) ([]int32, error) {
 			return nil, errors.New("empty completion")
 		}
 	}
-	opts := e.Chat
-	opts.AddGenerationPrompt = true
-	ps, err := e.Tokenizer.ApplyChatTemplate(prompt.msgs, opts)
+	_, rest, err := e.Tokenizer.PromptCompletion(prompt.msgs, c.msgs, e.Chat)
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
-	}
-	opts.AddGenerationPrompt = false
-	all := append(append([]hf.Message(nil), prompt.msgs...), c.msgs...)
-	full, err := e.Tokenizer.ApplyChatTemplate(all, opts)
-	if err != nil {
-		return nil, fmt.Errorf("chat template: %w", err)
-	}
-	rest, ok := strings.CutPrefix(full, ps)
-	if !ok {
-		return nil, errors.New("chat template: the rendered prompt is not a prefix of the rendered conversation")
 	}
 	if rest == "" {
 		return nil, errors.New("empty completion after the chat template")
