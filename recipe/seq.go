@@ -322,14 +322,10 @@ func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	m := sc.Model
 	b := s.N()
-	tt := len(s.Tokens) / b
-	if tt > m.Config.Context {
-		return nil, fmt.Errorf("sequence length %d exceeds context %d", tt, m.Config.Context)
-	}
-	if err := m.CheckTokens(s.Tokens); err != nil {
+	var err error
+	if sc.cos, sc.sin, err = rope(m, s); err != nil {
 		return nil, err
 	}
-	sc.cos, sc.sin = m.RoPETables(tt)
 	// The blocks run on sc.tape, rewound between them, so one arena
 	// serves the blocks, the head and, in Backward, the recomputation.
 	t := sc.tape
@@ -372,6 +368,19 @@ func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
 	return sc.in
 }
 
+// rope checks s for a block-by-block pass of m, as Model.Hidden checks
+// its input, and returns the RoPE tables of its width.
+func rope(m *nn.Model, s Seqs) (cos, sin *tensor.Dense, err error) {
+	if s.Layout.Width > m.Config.Context {
+		return nil, nil, fmt.Errorf("sequence length %d exceeds context %d", s.Layout.Width, m.Config.Context)
+	}
+	if err := m.CheckTokens(s.Tokens); err != nil {
+		return nil, nil, err
+	}
+	cos, sin = m.RoPETables(s.Layout.Width)
+	return cos, sin, nil
+}
+
 // blockwise runs the decoder body without gradients one block at a time
 // on sc.tape, rewinding the tape between blocks, so a pass holds one
 // block's activations whatever the depth; the final norm's output is on
@@ -379,14 +388,10 @@ func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
 func (sc *Scorer) blockwise(s Seqs) (*autograd.Var, error) {
 	m := sc.Model
 	b := s.N()
-	tt := len(s.Tokens) / b
-	if tt > m.Config.Context {
-		return nil, fmt.Errorf("sequence length %d exceeds context %d", tt, m.Config.Context)
-	}
-	if err := m.CheckTokens(s.Tokens); err != nil {
+	cos, sin, err := rope(m, s)
+	if err != nil {
 		return nil, err
 	}
-	cos, sin := m.RoPETables(tt)
 	t := sc.tape
 	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
 	for i := range m.Blocks {
