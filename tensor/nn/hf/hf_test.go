@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -126,7 +127,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		for _, shard := range []int64{ShardSize, 20000} {
 			dir := filepath.Join(t.TempDir(), "out")
-			if err := SaveModelShards(m, dir, shard); err != nil {
+			if err := SaveModelWith(m, dir, SaveOptions{ShardSize: shard}); err != nil {
 				t.Fatal(err)
 			}
 			_, errIdx := os.Stat(filepath.Join(dir, indexFile))
@@ -150,6 +151,40 @@ func TestRoundTrip(t *testing.T) {
 					if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
 						t.Fatalf("%s: %s[%d] differs", name, p[i].Name, j)
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestSaveHalf saves in BF16 and F16: loading gives the weights rounded
+// once, and a second round trip changes nothing.
+func TestSaveHalf(t *testing.T) {
+	m, err := LoadModel("testdata/llama_bf16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dt := range []string{"BF16", "F16"} {
+		dir := filepath.Join(t.TempDir(), dt)
+		if err := SaveModelWith(m, dir, SaveOptions{Dtype: dt, ShardSize: 30000}); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadModel(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, configFile))
+		if !strings.Contains(string(b), map[string]string{"BF16": `"bfloat16"`, "F16": `"float16"`}[dt]) {
+			t.Errorf("%s: config %s", dt, b)
+		}
+		p, q := m.Params(), back.Params()
+		for i := range p {
+			for j, v := range p[i].Var.Value.Data() {
+				w := q[i].Var.Value.Data()[j]
+				// The fixture's weights are bf16 values: BF16 keeps them
+				// exactly, F16 within its 11-bit precision.
+				if dt == "BF16" && v != w || math.Abs(float64(v-w)) > 1e-3*math.Abs(float64(v))+1e-7 {
+					t.Fatalf("%s: %s[%d] = %v, saved %v", dt, p[i].Name, j, w, v)
 				}
 			}
 		}
