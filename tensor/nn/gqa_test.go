@@ -175,3 +175,22 @@ func TestCheckpointTampering(t *testing.T) {
 		t.Errorf("200000 empty tensors: %v", err)
 	}
 }
+
+func TestNonFinite(t *testing.T) {
+	x := make([]float32, 10000)
+	for i := range x {
+		x[i] = 1e30 // squares overflow: the screen fails, the scan finds nothing
+	}
+	if i := NonFinite(x); i != -1 {
+		t.Fatalf("large finite values: %d", i)
+	}
+	for _, at := range []int{0, 4095, 4096, 9999} {
+		for _, v := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+			y := slices.Clone(x)
+			y[at] = v
+			if i := NonFinite(y); i != at {
+				t.Errorf("%v at %d: found %d", v, at, i)
+			}
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -158,10 +157,8 @@ func convert(dst []float32, m *mapping, t nn.TensorInfo, scratch []byte) error {
 		out := dst[i : i+n]
 		nn.DecodeTensorData(out, raw, t.Dtype)
 		m.release(off, n*int(size))
-		for j, v := range out {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("element %d is %v", i+j, v)
-			}
+		if j := nn.NonFinite(out); j >= 0 {
+			return fmt.Errorf("element %d is %v", i+j, out[j])
 		}
 	}
 	return nil

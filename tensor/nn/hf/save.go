@@ -65,9 +65,15 @@ func SaveModelWith(m *nn.Model, dir string, o SaveOptions) error {
 	}
 	var ts []nn.Tensor
 	for _, p := range m.Params() {
-		for i, v := range p.Var.Value.Data() {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || (dtype == "F16" && math.Abs(float64(v)) >= 65520) {
-				return fmt.Errorf("hf: SaveModel: tensor %q element %d is %v, not representable as %s", fromNN(p.Name), i, v, dtype)
+		d := p.Var.Value.Data()
+		if i := nn.NonFinite(d); i >= 0 {
+			return fmt.Errorf("hf: SaveModel: tensor %q element %d is %v", fromNN(p.Name), i, d[i])
+		}
+		if dtype == "F16" {
+			for i, v := range d {
+				if math.Abs(float64(v)) >= 65520 {
+					return fmt.Errorf("hf: SaveModel: tensor %q element %d is %v, beyond F16's range", fromNN(p.Name), i, v)
+				}
 			}
 		}
 		ts = append(ts, nn.Tensor{Name: fromNN(p.Name), Value: p.Var.Value})
