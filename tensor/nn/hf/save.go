@@ -21,7 +21,7 @@ import (
 
 // ShardSize is the size above which SaveModel splits the weights into
 // shards with an index, as transformers' save_pretrained does.
-const ShardSize = 5 << 30
+const ShardSize = 5_000_000_000
 
 // SaveModel writes m to dir (created if needed) as transformers writes
 // a checkpoint: config.json and model.safetensors, or shards of at most
