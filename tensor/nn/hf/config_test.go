@@ -20,7 +20,9 @@ func TestParseConfig(t *testing.T) {
 		{"qwen2 without sliding window", `{"architectures": ["Qwen2ForCausalLM"], ` + base + `, "max_position_embeddings": 32768, "sliding_window": 4096, "use_sliding_window": false, "tie_word_embeddings": true}`,
 			func(c nn.Config) bool { return c.Context == 32768 && c.QKVBias && !c.OBias && c.Tied }, ""},
 		{"llama attention_bias", `{"model_type": "llama", ` + base + `, "attention_bias": true}`,
-			func(c nn.Config) bool { return c.QKVBias && c.OBias && c.Context == 2048 && c.RoPE == 10000 && c.Eps == 1e-6 }, ""},
+			func(c nn.Config) bool {
+				return c.QKVBias && c.OBias && c.Context == 2048 && c.RoPE == 10000 && c.Eps == 1e-6
+			}, ""},
 		{"v5 rope_parameters llama3", `{"architectures": ["LlamaForCausalLM"], ` + base + `, "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000, "factor": 32, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}}`,
 			func(c nn.Config) bool {
 				return c.RoPE == 500000 && c.Scaling == nn.Scaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalContext: 8192}
