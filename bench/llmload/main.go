@@ -5,6 +5,7 @@
 //
 //	go run ./bench/llmload -make -shape qwen2.5-0.5b -dtype BF16 -dir /tmp/qwen
 //	go run ./bench/llmload -dir /tmp/qwen -prompt 64 -new 32
+//	go run ./bench/llmload -train 3 -shape smollm2-135m
 //
 // Peak memory is the process's VmHWM, so run the load in its own process
 // (the second command), not after -make.
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posttrain/posttrain/tensor/autograd"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
@@ -39,7 +41,12 @@ func main() {
 	prompt := flag.Int("prompt", 64, "prompt tokens")
 	n := flag.Int("new", 32, "tokens to generate")
 	batch := flag.Int("batch", 1, "sequences decoded together")
+	train := flag.Int("train", 0, "instead of loading, time this many training steps (fwd+bwd+AdamW, 4 x 256 tokens) at -shape")
 	flag.Parse()
+	if *train > 0 {
+		trainSteps(shapes[*shape], *train)
+		return
+	}
 	if *dir == "" {
 		log.Fatal("llmload: -dir is required")
 	}
@@ -98,6 +105,65 @@ func main() {
 	fmt.Printf("prefill %d x %d tokens %.2fs; generate %d new tokens (batch %d) %.2fs including prefill: %.1f tokens/s, %.1f tokens/s after prefill\n",
 		*batch, *prompt, pre.Seconds(), tokens, *batch, gen.Seconds(), float64(tokens)/gen.Seconds(), float64(tokens)/(gen-pre).Seconds())
 	fmt.Printf("peak RSS after generation %.0f MiB\n", peakRSS())
+}
+
+// trainSteps times n training steps on 4 sequences of 256 tokens, after
+// one warm-up step, in wall time and in CPU time (which a loaded machine
+// inflates less).
+func trainSteps(cfg nn.Config, n int) {
+	const batch, tt = 4, 256
+	cfg.Context = tt
+	m, err := nn.NewModel(cfg, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	opt := nn.NewAdamW(m.Params(), 1e-4)
+	rng := rand.New(rand.NewPCG(3, 4))
+	in, tg := make([]int32, batch*tt), make([]int32, batch*tt)
+	for i := range in {
+		in[i], tg[i] = int32(rng.IntN(cfg.Vocab)), int32(rng.IntN(cfg.Vocab))
+	}
+	tp := autograd.NewTape()
+	step := func() {
+		tp.Reset()
+		m.ZeroGrad()
+		logits, err := m.Forward(tp, in, batch)
+		if err != nil {
+			log.Fatal(err)
+		}
+		loss, err := tp.CrossEntropy(logits, tg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tp.Backward(loss, nil)
+		if _, err := opt.Step(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	step()
+	t0, c0 := time.Now(), cpuSeconds()
+	for range n {
+		step()
+	}
+	wall, cpu := time.Since(t0).Seconds(), cpuSeconds()-c0
+	tokens := float64(batch * tt * n)
+	fmt.Printf("train step %dx%d: %.1f tokens/s, %.1f tokens per CPU-second (%d steps, %.1fs wall, %.1fs CPU)\n",
+		batch, tt, tokens/wall, tokens/cpu, n, wall, cpu)
+}
+
+// cpuSeconds returns the process's user + system CPU time from
+// /proc/self/stat, or 0 where /proc is missing.
+func cpuSeconds() float64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var u, k float64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &k)
+	return (u + k) / 100 // clock ticks; USER_HZ is 100 on Linux
 }
 
 // peakRSS returns the process's peak resident set (VmHWM) in MiB, or 0
