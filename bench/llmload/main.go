@@ -92,18 +92,18 @@ func main() {
 		}
 	}
 	pre := time.Since(t0)
-	t0 = time.Now()
+	t0, c0 := time.Now(), cpuSeconds()
 	out, err := m.GenerateBatch(prompts, *n, ss)
 	if err != nil {
 		log.Fatal(err)
 	}
-	gen := time.Since(t0)
+	gen, cpu := time.Since(t0), cpuSeconds()-c0
 	tokens := 0
 	for _, o := range out {
 		tokens += len(o)
 	}
-	fmt.Printf("prefill %d x %d tokens %.2fs; generate %d new tokens (batch %d) %.2fs including prefill: %.1f tokens/s, %.1f tokens/s after prefill\n",
-		*batch, *prompt, pre.Seconds(), tokens, *batch, gen.Seconds(), float64(tokens)/gen.Seconds(), float64(tokens)/(gen-pre).Seconds())
+	fmt.Printf("prefill %d x %d tokens %.2fs; generate %d new tokens (batch %d) %.2fs including prefill: %.1f tokens/s (%.1f per CPU-second), %.1f tokens/s after prefill\n",
+		*batch, *prompt, pre.Seconds(), tokens, *batch, gen.Seconds(), float64(tokens)/gen.Seconds(), float64(tokens)/cpu, float64(tokens)/(gen-pre).Seconds())
 	fmt.Printf("peak RSS after generation %.0f MiB\n", peakRSS())
 }
 

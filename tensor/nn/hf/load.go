@@ -217,17 +217,18 @@ func openShards(dir string) (shards []*shard, err error) {
 		}
 		return &shard{path, m, infos}, nil
 	}
+	// Like transformers, prefer model.safetensors when both layouts exist.
+	s, err := open(filepath.Join(dir, singleFile))
+	if err == nil {
+		return []*shard{s}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	ipath := filepath.Join(dir, indexFile)
 	ib, err := readSmall(ipath, maxIndex)
 	if errors.Is(err, fs.ErrNotExist) {
-		s, err := open(filepath.Join(dir, singleFile))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: neither %s nor %s", dir, singleFile, indexFile)
-			}
-			return nil, err
-		}
-		return []*shard{s}, nil
+		return nil, fmt.Errorf("%s: neither %s nor %s", dir, singleFile, indexFile)
 	}
 	if err != nil {
 		return nil, err
