@@ -117,6 +117,24 @@ func TestConfigs(t *testing.T) {
 	}
 }
 
+// TestGenerationConfig checks that generation_config.json's EOS ids join
+// config.json's.
+func TestGenerationConfig(t *testing.T) {
+	d := copyFixture(t, "smol_f32")
+	os.WriteFile(filepath.Join(d, generationFile), []byte(`{"eos_token_id": [1, 5], "bos_token_id": 0}`), 0o644)
+	m, err := LoadModel(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Config.EOS, []int32{0, 1, 5}) {
+		t.Errorf("EOS %v", m.Config.EOS)
+	}
+	os.WriteFile(filepath.Join(d, generationFile), []byte(`{"eos_token_id": 500}`), 0o644)
+	if _, err := LoadModel(d); err == nil || !strings.Contains(err.Error(), generationFile) {
+		t.Errorf("EOS outside the vocabulary: %v", err)
+	}
+}
+
 // TestRoundTrip saves every fixture, single-file and sharded, and loads
 // it back bit for bit.
 func TestRoundTrip(t *testing.T) {

@@ -23,13 +23,17 @@ const (
 	configFile = "config.json"
 	singleFile = "model.safetensors"
 	indexFile  = "model.safetensors.index.json"
+	// generationFile may add end-of-sequence ids to config.json's.
+	generationFile = "generation_config.json"
 	// maxIndex bounds the index file; a large model's is ~100 KB.
 	maxIndex = 64 << 20
 )
 
 // LoadModel reads a transformers checkpoint directory: config.json and
 // either model.safetensors or the shards model.safetensors.index.json
-// names, with F32, BF16, F16 (or F64) weights. The files are memory
+// names, with F32, BF16, F16 (or F64) weights. The end-of-sequence ids
+// that stop generation are config.json's eos_token_id and those of
+// generation_config.json, if there is one. The files are memory
 // mapped and each weight is converted to float32 once, straight into the
 // model. Architectures other than Llama, Mistral and Qwen2 causal LMs are
 // refused by name, as are settings the decoder does not implement.
@@ -47,6 +51,31 @@ func LoadModel(dir string) (*nn.Model, error) {
 	cfg, err := parseConfig(cb)
 	if err != nil {
 		return nil, fmt.Errorf("hf: LoadModel: %s: %v", filepath.Join(dir, configFile), err)
+	}
+	// generation_config.json, when present, may name more end-of-sequence
+	// tokens (instruct models end turns with their own).
+	gpath := filepath.Join(dir, generationFile)
+	if gb, err := readSmall(gpath, maxConfig); err == nil {
+		var g struct {
+			EOS json.RawMessage `json:"eos_token_id"`
+		}
+		if err := json.Unmarshal(gb, &g); err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+		eos, err := parseEOS(g.EOS)
+		if err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+		for _, e := range eos {
+			if !slices.Contains(cfg.EOS, e) {
+				cfg.EOS = append(cfg.EOS, e)
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("hf: LoadModel: %v", err)
 	}
 	shards, err := openShards(dir)
 	if err != nil {
