@@ -10,10 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -149,18 +152,39 @@ func LoadModel(dir string) (*nn.Model, error) {
 			}
 		}
 	}
-	ts := make([]nn.Tensor, 0, len(specs))
-	var scratch []byte
-	for _, p := range specs {
-		f := found[p.Name]
-		d := tensor.New(p.Shape...)
-		if scratch == nil {
-			scratch = make([]byte, convertWindow*8)
+	// Convert on every core, a tensor at a time; each tensor goes to its
+	// own slot, and the first failure in parameter order is reported, so
+	// the outcome does not depend on the scheduling.
+	ts := make([]nn.Tensor, len(specs))
+	errs := make([]error, len(specs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(specs)) {
+		wg.Go(func() {
+			var scratch []byte
+			if !mappedInPlace {
+				scratch = make([]byte, convertWindow*8)
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(specs) {
+					return
+				}
+				p := specs[i]
+				f := found[p.Name]
+				d := tensor.New(p.Shape...)
+				if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
+					errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+				}
+				ts[i] = nn.Tensor{Name: p.Name, Value: d}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
-			return nil, fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
-		}
-		ts = append(ts, nn.Tensor{Name: p.Name, Value: d})
 	}
 	m, err := nn.FromTensors(cfg, ts)
 	if err != nil {
