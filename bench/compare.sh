@@ -6,7 +6,7 @@
 #   bench/compare.sh kernels gemm    # some sections
 #
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
-# python3-numpy python3-torch); not part of CI. Sections: kernels gemm
+# python3-numpy python3-torch); not part of CI. Sections: kernels gemm bf16
 # distill prefopt tinylm llm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +56,11 @@ section_kernels() {
 section_gemm() {
 	printf '\nGemm, 2 threads each (best of alternating rounds: bench/gemm_compare.sh)\n'
 	sh bench/gemm_compare.sh 2 3
+}
+
+section_bf16() {
+	printf '\nbfloat16 GEMM and matrix-vector, 2 threads (bench/bf16_compare.sh)\n'
+	sh bench/bf16_compare.sh 2 3
 }
 
 section_distill() {
@@ -117,7 +122,7 @@ Qwen2.5-0.5B shape from BF16 (random weights):
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm distill prefopt tinylm llm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm llm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done

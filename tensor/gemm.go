@@ -71,6 +71,11 @@ type gemmArgs struct {
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
+
+	// bfloat16 products (gemmbf16.go): b16 replaces b; on the bfloat16
+	// route a16 replaces a.
+	bf       bool
+	a16, b16 []uint16
 }
 
 // prologue applies beta to c and reports whether the product itself still

@@ -32,6 +32,7 @@ type gemmJob struct {
 	acc     bool
 	batch   int  // > 0: task t is the whole product for batch item t
 	vec     bool // the one-row streaming path (gemmvec.go)
+	mv      int  // > 0: a bfloat16 matrix–vector product, mv rows per task (matvec.go)
 	ntask   int
 	next    atomic.Int64
 	pending atomic.Int64 // helpers still working
@@ -50,7 +51,7 @@ func gemm(g gemmArgs, parallel bool) {
 		w = g.workers(runtime.GOMAXPROCS(0))
 	}
 	j := getJob()
-	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
+	j.g, j.pl, j.acc, j.batch, j.mv = g, plan(&g, w), acc, 0, 0
 	j.ntask, j.vec = j.pl.tasks(), g.vec(&j.pl.kern)
 	if j.vec {
 		j.ntask = ceilDiv(g.n, gemmVecCols)
@@ -77,7 +78,7 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch, j.ntask, j.vec = g, plan(&g, 1), nb, nb, false
+	j.g, j.pl, j.batch, j.ntask, j.vec, j.mv = g, plan(&g, 1), nb, nb, false, 0
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
@@ -115,6 +116,10 @@ func (j *gemmJob) work(buf []float32) {
 		}
 		if j.vec {
 			j.g.vecTask(&j.pl.kern, t, j.acc)
+			continue
+		}
+		if j.mv > 0 {
+			j.g.matVecTask(t, j.mv)
 			continue
 		}
 		if j.batch == 0 {
