@@ -116,9 +116,7 @@ section_llm() {
 	dir=$(mktemp -d)
 	go run ./bench/llmload -make -shape qwen2.5-0.5b -dtype BF16 -dir "$dir/qwen" >/dev/null
 	go build -o "$dir/llmload" ./bench/llmload
-	printf '
-Qwen2.5-0.5B shape from BF16 (random weights):
-'
+	printf '\nQwen2.5-0.5B shape from BF16 (random weights):\n'
 	"$dir/llmload" -dir "$dir/qwen" -prompt 64 -new 32
 	rm -rf "$dir"
 }
