@@ -59,7 +59,10 @@ func (MDLOO) algorithm() {}
 // and updates the policy with Algorithm. The KL reference is Ref, or the
 // policy's base with its LoRA adapters off, or none (then every β must be
 // 0). Sampling is seeded per (Config.Seed, step, prompt, sample), so a
-// run — and a resumed run — is a function of its seed.
+// run — and a resumed run — is a function of its seed. Give LoRA
+// adapters no dropout here: the sampling policy runs without it, so the
+// training passes would see another policy (TRL turns dropout off for
+// its online trainers for the same reason).
 type Online struct {
 	Policy    *nn.Model
 	Ref       *nn.Model
