@@ -61,7 +61,7 @@ func itecStage(ctx context.Context, cfg config, p prefTask, res *results, w io.W
 		Initial: []itec.Member{{Name: "student", Algorithm: itec.SFT, Model: pol}},
 		Samples: cfg.Samples, Pairs: itec.PairOptions{Strategy: itec.BestWorst},
 		KeepBest: 1, Workers: cfg.Workers, Seed: cfg.Seed + 21,
-		Labeler: lab.Oracle{}, Rewards: com.Rewards(), Trainer: com, Evaluator: com,
+		Labeler: lab.Oracle{}, Rewards: com, Trainer: com, Evaluator: com,
 		Progress: func(e itec.Event) {
 			if cfg.Progress == nil || e.Step == itec.Training || e.Step == itec.Refreshing {
 				return // those show their own bars
@@ -97,7 +97,7 @@ func itecStage(ctx context.Context, cfg config, p prefTask, res *results, w io.W
 		return out, err
 	}
 	out.name = best.Name
-	if out.reward, err = com.Rewards().Load(ctx, st.RewardRef); err != nil {
+	if out.reward, err = com.LoadReward(ctx, st.RewardRef); err != nil {
 		return out, err
 	}
 

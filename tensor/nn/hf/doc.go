@@ -45,8 +45,10 @@
 // SaveModel writes config.json and F32 safetensors under transformers'
 // names — one file, or shards of at most ShardSize bytes with an index —
 // each atomically, so transformers, vLLM and llama.cpp's converter read
-// it unchanged and LoadModel gets the same bits back. Each file records
-// the SHA-256 of its data in __metadata__, and LoadModel checks it.
+// it unchanged and LoadModel gets the same bits back. SaveModelWith sets
+// the shard size and may store BF16 or F16 instead (rounded to nearest
+// even, half the bytes). Each file records the SHA-256 of its data in
+// __metadata__, and LoadModel checks it.
 //
 // # Checking the models
 //
@@ -165,4 +167,18 @@
 // Llama 2 shape are rendered against @huggingface/jinja
 // (testdata/chat/gen.mjs). bench/tokenizer_compare.sh times both on the
 // Opticks text and checks that the whole text gets the same ids.
+//
+// # LoRA adapters
+//
+// LoadAdapter applies a PEFT LoRA adapter directory — adapter_config.json
+// and adapter_model.safetensors, tensors named as PEFT saves them
+// (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight) — to a
+// loaded model through nn.Model.AddLoRA: r, lora_alpha, lora_dropout,
+// use_rslora, target_modules and layers_to_transform are honoured, and
+// what it cannot apply exactly (DoRA, biases, rank_pattern, regex
+// targets…) is refused by name. SaveAdapter writes the same format, so an
+// adapter trained here loads in PEFT and vLLM unchanged. The logits of
+// the adapted fixture model are checked against a float64 PyTorch
+// reference written from PEFT's lora.Linear
+// (testdata/adapter/gen_adapter.py).
 package hf
