@@ -25,6 +25,7 @@ func PrecomputeTopK(ctx context.Context, teacher *nn.TinyLM, tokens []int32, seq
 		return distill.TopK{}, err
 	}
 	tp := autograd.NewTape()
+	tp.NoGrad = true // inference only: no graph to keep
 	fn := func(batch []int32) (*tensor.Dense, error) {
 		tp.Reset()
 		logits, err := teacher.Forward(tp, batch, len(batch)/seq)
