@@ -40,7 +40,7 @@
 // pairs as the oracle does more often than Bradley–Terry. With N samples
 // per member, the committee's pick matches the strongest members' own
 // best-of-N and beats the weaker members'; given the committee's whole
-// budget, the strongest member alone does better. MDLOO and PPO-clip
+// budget, the strongest member alone does about as well or better. MDLOO and PPO-clip
 // improve the oracle reward many times more than RLOO's single step per
 // batch at the same sample budget. The oracle counts words, so online RL against it learns
 // to repeat them: the final samples show the reward hacking that KL
