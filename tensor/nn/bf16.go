@@ -3,6 +3,7 @@ package nn
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -230,4 +231,100 @@ func (d *Decoder) dots16(y, x []float32, w []uint16, b []float32, rows, in, out 
 		n++
 	}
 	d.fanout(d.tasks[:n])
+}
+
+// TensorBF16 is a named bfloat16 tensor, as a loader reads a checkpoint's
+// matrices for FromTensorsBF16.
+type TensorBF16 struct {
+	Name  string
+	Value *tensor.BF16
+}
+
+// FromTensorsBF16 is FromTensors for a frozen model: the matrices (the
+// parameters of two dimensions, named as Params names them) come as
+// bfloat16 in mats and everything else, the norms and biases, as float32
+// in ts. The model takes ownership of both, so a checkpoint stored in
+// bfloat16 is held at its own size, never widened. The checks and errors
+// are FromTensors's, with any non-finite bfloat16 element refused too.
+func FromTensorsBF16(cfg Config, ts []Tensor, mats []TensorBF16) (*Model, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	byName := make(map[string][]int, len(ts)+len(mats))
+	for _, t := range ts {
+		if _, dup := byName[t.Name]; dup {
+			return nil, fmt.Errorf("nn: checkpoint has tensor %q twice", t.Name)
+		}
+		byName[t.Name] = t.Value.Shape()
+	}
+	mat := make(map[string]*tensor.BF16, len(mats))
+	for _, t := range mats {
+		if _, dup := byName[t.Name]; dup {
+			return nil, fmt.Errorf("nn: checkpoint has tensor %q twice", t.Name)
+		}
+		byName[t.Name] = t.Value.Shape()
+		mat[t.Name] = t.Value
+	}
+	ss := cfg.specs()
+	for _, s := range ss {
+		shape, ok := byName[s.name]
+		if !ok {
+			return nil, fmt.Errorf("nn: checkpoint lacks tensor %q", s.name)
+		}
+		if !slices.Equal(shape, s.shape) {
+			return nil, fmt.Errorf("nn: checkpoint tensor %q has shape %v, model needs %v", s.name, shape, s.shape)
+		}
+		if _, isMat := mat[s.name]; isMat != (len(s.shape) == 2) {
+			return nil, fmt.Errorf("nn: checkpoint tensor %q: want it in %s", s.name, map[bool]string{true: "bfloat16", false: "float32"}[len(s.shape) == 2])
+		}
+		delete(byName, s.name)
+	}
+	if len(byName) > 0 {
+		names := make([]string, 0, len(byName))
+		for n := range byName {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return nil, fmt.Errorf("nn: checkpoint has unexpected tensor %q", names[0])
+	}
+	for _, t := range mats {
+		for i, u := range t.Value.Data() {
+			if u&0x7f80 == 0x7f80 {
+				return nil, fmt.Errorf("nn: checkpoint tensor %q element %d is %v", t.Name, i, tensor.FromSliceBF16([]uint16{u}, 1).Dense().Data()[0])
+			}
+		}
+	}
+	float := map[string]*tensor.Dense{}
+	for _, t := range ts {
+		if i := NonFinite(t.Value.Data()); i >= 0 {
+			return nil, fmt.Errorf("nn: checkpoint tensor %q element %d is %v", t.Name, i, t.Value.Data()[i])
+		}
+		float[t.Name] = t.Value
+	}
+	m := build(cfg, func(s spec) *autograd.Var {
+		if d := float[s.name]; d != nil {
+			return autograd.Param(d)
+		}
+		return nil
+	})
+	f := &frozen{w: map[*Linear]*tensor.BF16{}, embed: mat["embed.weight"]}
+	for i := range m.Blocks {
+		b := &m.Blocks[i]
+		p := fmt.Sprintf("layers.%d.", i)
+		for _, l := range []struct {
+			n string
+			l *Linear
+		}{{"attn.q", &b.Attn.Q}, {"attn.k", &b.Attn.K}, {"attn.v", &b.Attn.V}, {"attn.o", &b.Attn.O},
+			{"mlp.gate", &b.MLP.Gate}, {"mlp.up", &b.MLP.Up}, {"mlp.down", &b.MLP.Down}} {
+			f.w[l.l] = mat[p+l.n+".weight"]
+		}
+	}
+	if cfg.Tied {
+		f.w[&m.Head] = f.embed
+	} else {
+		f.w[&m.Head] = mat["head.weight"]
+	}
+	m.frozen = f
+	return m, nil
 }
