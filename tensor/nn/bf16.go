@@ -199,8 +199,12 @@ type dot16Job struct {
 const dot16Tile = 16
 
 func (j *dot16Job) run() {
-	for t0 := j.o0; t0 < j.o1; t0 += dot16Tile {
-		t1 := min(j.o1, t0+dot16Tile)
+	tile := dot16Tile
+	if j.rows == 1 { // nothing to reuse: one pass over the share
+		tile = j.o1 - j.o0
+	}
+	for t0 := j.o0; t0 < j.o1; t0 += tile {
+		t1 := min(j.o1, t0+tile)
 		w := j.w[t0*j.in:]
 		for r := range j.rows {
 			yr := j.y[r*j.out+t0 : r*j.out+t1]
