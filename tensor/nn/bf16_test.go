@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -219,5 +220,58 @@ func TestFrozenRefusesTraining(t *testing.T) {
 	b2, _ := c.Logits(p)
 	if !slices.Equal(b.Data(), b2.Data()) {
 		t.Fatal("clone shares the original's weights")
+	}
+}
+
+// TestFromTensorsBF16Errors checks that a frozen checkpoint is refused,
+// naming the tensor, when a tensor is missing, in the wrong precision,
+// unexpected or not finite.
+func TestFromTensorsBF16Errors(t *testing.T) {
+	m := bf16Model(t, true)
+	split := func() ([]Tensor, []TensorBF16) {
+		var ts []Tensor
+		var mats []TensorBF16
+		for _, p := range m.Params() {
+			if p.Var.Value.Dims() == 2 {
+				mats = append(mats, TensorBF16{p.Name, p.Var.Value.BF16()})
+			} else {
+				ts = append(ts, Tensor{p.Name, p.Var.Value.Clone()})
+			}
+		}
+		return ts, mats
+	}
+	ts, mats := split()
+	fz, err := FromTensorsBF16(m.Config, ts, mats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := bf16Pair(m)
+	p := randTokens(5, 301, 4)
+	a, _ := fz.Logits(p)
+	b, _ := want.Logits(p)
+	if !slices.Equal(a.Data(), b.Data()) {
+		t.Fatal("FromTensorsBF16 decodes unlike FreezeBF16")
+	}
+	for _, c := range []struct {
+		edit func([]Tensor, []TensorBF16) ([]Tensor, []TensorBF16)
+		want string
+	}{
+		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) { return ts, ms[1:] }, `lacks tensor "embed.weight"`},
+		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+			return append(ts, Tensor{ms[0].Name, ms[0].Value.Dense()}), ms[1:]
+		}, `"embed.weight": want it in bfloat16`},
+		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+			return ts, append(ms, TensorBF16{"extra", ms[0].Value})
+		}, `unexpected tensor "extra"`},
+		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+			ms[2].Value.Data()[5] = 0x7fc0 // NaN
+			return ts, ms
+		}, `element 5 is NaN`},
+	} {
+		ts, mats := split()
+		ts, mats = c.edit(ts, mats)
+		if _, err := FromTensorsBF16(m.Config, ts, mats); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want %q", err, c.want)
+		}
 	}
 }
