@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/posttrain/posttrain/internal/atomicfile"
 	"github.com/posttrain/posttrain/prefopt"
 )
 
@@ -49,7 +50,7 @@ type Config struct {
 	Prompts []string // the prompts every round samples, labels and distills on
 	Rounds  int      // rounds to run in all
 	// Initial is the first committee. On resume, members are rebuilt with
-	// Trainer.Load, except initial ones, which are taken from here by name.
+	// Trainer.LoadMember, except initial ones, which are taken from here by name.
 	Initial []Member
 	// Algorithms are trained once each per round; nil means rejection
 	// sampling, DPO, IPO and online RL, AFM's set.
@@ -120,9 +121,13 @@ const stateVersion = 1
 // one) from start to return; a second Run on the same directory, in this
 // process or another, fails at once with an error wrapping ErrLocked. The
 // operating system drops the lock when the holder exits, so a crash leaves
-// no stale lock. A checkpoint that fails its checksums or contradicts
-// itself is an error wrapping ErrCheckpoint, never a panic or a silent
-// skip of work.
+// no stale lock. Once it holds the lock, Run removes the temporary files
+// that a run killed mid-write left in cfg.Dir (".NAME.atomicfile-DIGITS.tmp",
+// the file NAME being intact) and nothing else; a process writing into
+// cfg.Dir through posttrain without holding the lock would lose its write
+// (its rename fails), so write there only from Run's callbacks. A
+// checkpoint that fails its checksums or contradicts itself is an error
+// wrapping ErrCheckpoint, never a panic or a silent skip of work.
 //
 // Labels: each answer is appended to the round's label log and synced
 // before Run issues any further request to the Labeler, and a resumed run
@@ -169,6 +174,13 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	lock, err := lockDir(cfg.Dir)
 	if err != nil {
 		return nil, err
+	}
+	// Every file in the directory is written under this lock, so a
+	// temporary file found now was left by a run killed mid-write; the
+	// file it was to replace is intact.
+	if _, err := atomicfile.RemoveStale(cfg.Dir); err != nil {
+		lock.unlock()
+		return nil, fmt.Errorf("itec: removing temporary files left by a killed run: %w", err)
 	}
 	r, err := openLocked(ctx, cfg)
 	if err != nil {
@@ -237,7 +249,7 @@ func (r *run) restore(ctx context.Context) error {
 			return fmt.Errorf("itec: checkpoint names initial member %q, which Config.Initial lacks", mi.Name)
 		}
 		m := Member{Name: mi.Name, Algorithm: mi.Algorithm, Round: mi.Round, Ref: mi.Ref}
-		g, err := r.cfg.Trainer.Load(ctx, m)
+		g, err := r.cfg.Trainer.LoadMember(ctx, m)
 		if err != nil {
 			return fmt.Errorf("itec: loading member %q: %w", mi.Name, err)
 		}
@@ -245,7 +257,7 @@ func (r *run) restore(ctx context.Context) error {
 		r.members[m.Name] = &m
 	}
 	if r.st.RewardRef != "" {
-		rm, err := r.cfg.Rewards.Load(ctx, r.st.RewardRef)
+		rm, err := r.cfg.Rewards.LoadReward(ctx, r.st.RewardRef)
 		if err != nil {
 			return fmt.Errorf("itec: loading reward model %q: %w", r.st.RewardRef, err)
 		}

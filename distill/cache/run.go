@@ -116,6 +116,13 @@ func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource,
 			continue
 		}
 		if err := ctx.Err(); err != nil {
+			// A failed batch cancels ctx: report its error, not the
+			// cancellation.
+			mu.Lock()
+			if first != nil {
+				err = first
+			}
+			mu.Unlock()
 			return done, err
 		}
 		buf := make([]int32, batch)

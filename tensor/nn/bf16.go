@@ -39,19 +39,27 @@ type frozen struct {
 // in bfloat16 loses nothing: its words come back as they were.
 //
 // A frozen model decodes (NewDecoder, Generate, GenerateBatch) and scores
-// (Logits), and Clone copies it frozen; it cannot be trained: Forward
-// returns ErrFrozen, and Params lists only the float32 parameters left.
-// Freezing a frozen model does nothing.
-func (m *Model) FreezeBF16() {
+// (Logits), and Clone copies it frozen; it cannot be trained: Forward and
+// Hidden return ErrFrozen, as do Save, PruneFFN and AddLoRA, and Params
+// lists only the float32 parameters left. FreezeBF16 returns an error,
+// changing nothing, on a model that carries LoRA adapters (merge them
+// first with Adapter.Merge and detach them); freezing a frozen model
+// does nothing.
+func (m *Model) FreezeBF16() error {
 	if m.frozen != nil {
-		return
+		return nil
+	}
+	if m.LoRA() != nil {
+		return fmt.Errorf("nn: FreezeBF16: the model carries LoRA adapters")
 	}
 	f := &frozen{w: map[*Linear]*tensor.BF16{}, embed: m.Embed.W.Value.BF16()}
 	m.Embed.W = nil
-	m.forLinears(func(l *Linear) {
-		f.w[l] = l.W.Value.BF16()
-		l.W = nil
-	})
+	for i := range m.Blocks {
+		for _, ml := range m.Blocks[i].linears() {
+			f.w[ml.l] = ml.l.W.Value.BF16()
+			ml.l.W = nil
+		}
+	}
 	if m.Config.Tied {
 		f.w[&m.Head] = f.embed
 	} else {
@@ -59,6 +67,7 @@ func (m *Model) FreezeBF16() {
 	}
 	m.Head.W = nil
 	m.frozen = f
+	return nil
 }
 
 // Frozen reports whether the model's matrices are held in bfloat16.
@@ -88,16 +97,6 @@ func (m *Model) WeightBytes() int64 {
 	return n
 }
 
-// forLinears calls f on every block's projections, not the head.
-func (m *Model) forLinears(f func(*Linear)) {
-	for i := range m.Blocks {
-		b := &m.Blocks[i]
-		for _, l := range []*Linear{&b.Attn.Q, &b.Attn.K, &b.Attn.V, &b.Attn.O, &b.MLP.Gate, &b.MLP.Up, &b.MLP.Down} {
-			f(l)
-		}
-	}
-}
-
 // cloneFrozen is Clone for a frozen model: the bfloat16 matrices and the
 // float32 parameters left, copied.
 func (m *Model) cloneFrozen() *Model {
@@ -116,10 +115,9 @@ func (m *Model) cloneFrozen() *Model {
 	}
 	f := &frozen{w: map[*Linear]*tensor.BF16{}, embed: copyBF16(m.frozen.embed)}
 	for i := range m.Blocks {
-		src, dst := &m.Blocks[i], &c.Blocks[i]
-		for j, l := range []*Linear{&src.Attn.Q, &src.Attn.K, &src.Attn.V, &src.Attn.O, &src.MLP.Gate, &src.MLP.Up, &src.MLP.Down} {
-			d := []*Linear{&dst.Attn.Q, &dst.Attn.K, &dst.Attn.V, &dst.Attn.O, &dst.MLP.Gate, &dst.MLP.Up, &dst.MLP.Down}[j]
-			f.w[d] = copyBF16(m.frozen.w[l])
+		dst := c.Blocks[i].linears()
+		for j, ml := range m.Blocks[i].linears() {
+			f.w[dst[j].l] = copyBF16(m.frozen.w[ml.l])
 		}
 	}
 	if c.Config.Tied {
@@ -314,14 +312,8 @@ func FromTensorsBF16(cfg Config, ts []Tensor, mats []TensorBF16) (*Model, error)
 	})
 	f := &frozen{w: map[*Linear]*tensor.BF16{}, embed: mat["embed.weight"]}
 	for i := range m.Blocks {
-		b := &m.Blocks[i]
-		p := fmt.Sprintf("layers.%d.", i)
-		for _, l := range []struct {
-			n string
-			l *Linear
-		}{{"attn.q", &b.Attn.Q}, {"attn.k", &b.Attn.K}, {"attn.v", &b.Attn.V}, {"attn.o", &b.Attn.O},
-			{"mlp.gate", &b.MLP.Gate}, {"mlp.up", &b.MLP.Up}, {"mlp.down", &b.MLP.Down}} {
-			f.w[l.l] = mat[p+l.n+".weight"]
+		for _, ml := range m.Blocks[i].linears() {
+			f.w[ml.l] = mat[fmt.Sprintf("layers.%d.%s.weight", i, ml.path)]
 		}
 	}
 	if cfg.Tied {

@@ -18,7 +18,9 @@ func ExampleModel_FreezeBF16() {
 	}
 	ref := m.Clone()
 	before := ref.WeightBytes()
-	ref.FreezeBF16()
+	if err := ref.FreezeBF16(); err != nil {
+		panic(err)
+	}
 	fmt.Printf("weights read per token: %d → %d bytes\n", before, ref.WeightBytes())
 
 	prompt := []int32{1, 2, 3}

@@ -22,7 +22,9 @@ func bf16Pair(m *Model) (frozen, rounded *Model) {
 		}
 	}
 	frozen = m.Clone()
-	frozen.FreezeBF16()
+	if err := frozen.FreezeBF16(); err != nil {
+		panic(err)
+	}
 	return frozen, rounded
 }
 
@@ -204,7 +206,23 @@ func TestFrozenRefusesTraining(t *testing.T) {
 	if got, want := fz.WeightBytes(), ref.WeightBytes(); got > want/2+int64(8*fz.NumParams()) {
 		t.Fatalf("WeightBytes %d frozen, %d float32", got, want)
 	}
-	fz.FreezeBF16() // no-op
+	if err := fz.FreezeBF16(); err != nil { // no-op
+		t.Fatal(err)
+	}
+	if _, err := fz.Hidden(tape, randTokens(4, 301, 1), 1); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("Hidden: %v, want ErrFrozen", err)
+	}
+	if _, err := fz.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("AddLoRA: %v, want ErrFrozen", err)
+	}
+	// An adapter must be merged and gone before the base is frozen.
+	withLoRA := m.Clone()
+	if _, err := withLoRA.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := withLoRA.FreezeBF16(); err == nil || withLoRA.Frozen() {
+		t.Fatalf("FreezeBF16 with LoRA: %v", err)
+	}
 	// A clone decodes the same, independently of the original.
 	c := fz.Clone()
 	if !c.Frozen() {

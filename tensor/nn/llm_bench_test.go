@@ -57,7 +57,9 @@ func BenchmarkLLMDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	fz := m.Clone()
-	fz.FreezeBF16()
+	if err := fz.FreezeBF16(); err != nil {
+		b.Fatal(err)
+	}
 	for _, v := range []struct {
 		name string
 		m    *Model

@@ -35,7 +35,9 @@ func TestLoadBF16(t *testing.T) {
 				t.Fatal("Frozen wrong")
 			}
 			frozen := m32.Clone()
-			frozen.FreezeBF16()
+			if err := frozen.FreezeBF16(); err != nil {
+				t.Fatal(err)
+			}
 			rounded := m32.Clone()
 			for _, p := range rounded.Params() {
 				if p.Var.Value.Dims() == 2 {
