@@ -217,15 +217,10 @@ func (j *dot16Job) run() {
 // dots16 is dots for bfloat16 weights: y[r, o] = W[o]·x[r] + b[o], x
 // exact, with the shares aligned to tiles.
 func (d *Decoder) dots16(y, x []float32, w []uint16, b []float32, rows, in, out int) {
-	shares := len(d.jobs)
-	if out*in*rows < 1<<15 {
-		shares = 1
-	}
 	if len(d.jobs16) != len(d.jobs) {
 		d.jobs16 = make([]dot16Job, len(d.jobs))
 	}
-	per := (out + shares - 1) / shares
-	per = (per + dot16Tile - 1) / dot16Tile * dot16Tile
+	per := d.share(out, out*in*rows, dot16Tile)
 	n := 0
 	for o0 := 0; o0 < out; o0 += per {
 		d.jobs16[n] = dot16Job{y: y, x: x, w: w, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per)}
@@ -282,13 +277,14 @@ func FromTensorsBF16(cfg Config, ts []Tensor, mats []TensorBF16) (*Model, error)
 		}
 		delete(byName, s.name)
 	}
-	if len(byName) > 0 {
-		names := make([]string, 0, len(byName))
-		for n := range byName {
-			names = append(names, n)
+	first := ""
+	for n := range byName { // the first in order, for a reproducible error
+		if first == "" || n < first {
+			first = n
 		}
-		slices.Sort(names)
-		return nil, fmt.Errorf("nn: checkpoint has unexpected tensor %q", names[0])
+	}
+	if first != "" {
+		return nil, fmt.Errorf("nn: checkpoint has unexpected tensor %q", first)
 	}
 	for _, t := range mats {
 		for i, u := range t.Value.Data() {
