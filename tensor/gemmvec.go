@@ -15,20 +15,24 @@ func (g *gemmArgs) vec(k *simd.GemmKernel) bool {
 }
 
 // vecTask computes columns [t·gemmVecCols, …) of the single row of C. With
-// one row, a is a vector whether or not it is transposed.
+// one row, a is a vector whether or not it is transposed: contiguous if
+// not, lda floats between elements if it is.
 func (g *gemmArgs) vecTask(k *simd.GemmKernel, t int, acc bool) {
-	n, kk, alpha := g.n, g.k, g.alpha
+	n, kk, alpha, ldb := g.n, g.k, g.alpha, g.ldb
 	j0 := t * gemmVecCols
 	c := g.c[j0:min(n, j0+gemmVecCols)]
 	if !acc {
 		clear(c)
 	}
-	a := g.a[:kk]
+	a, sa := g.a, 1
+	if g.transA {
+		sa = g.lda
+	}
 	p := 0
 	for ; p+4 <= kk; p += 4 {
-		k.Rows4(c, alpha*a[p], alpha*a[p+1], alpha*a[p+2], alpha*a[p+3], g.b[p*n+j0:], n)
+		k.Rows4(c, alpha*a[p*sa], alpha*a[(p+1)*sa], alpha*a[(p+2)*sa], alpha*a[(p+3)*sa], g.b[p*ldb+j0:], ldb)
 	}
 	for ; p < kk; p++ {
-		simd.K.Axpy(alpha*a[p], g.b[p*n+j0:p*n+j0+len(c)], c)
+		simd.K.Axpy(alpha*a[p*sa], g.b[p*ldb+j0:p*ldb+j0+len(c)], c)
 	}
 }
