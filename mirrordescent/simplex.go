@@ -100,21 +100,48 @@ func checkSimplexGrad(op string, x, grad []float64) error {
 // constant to every entry, so x is shifted by its maximum first: the
 // partial sums then cannot overflow for any finite input.
 //
-// An empty x is left alone. x must be finite: a NaN or ±Inf entry makes
-// every entry NaN (loudly wrong rather than silently plausible).
+// ProjectSimplex is the in-place form for input known to be finite (the
+// result of a step the caller has checked): it has no error to return, so
+// an empty x is left alone and a NaN or ±Inf entry makes every entry NaN,
+// loudly wrong rather than silently plausible. For input that may hold
+// anything, use ProjectSimplexTo, which reports it.
 func ProjectSimplex(x []float64) {
+	if !finite64(x) {
+		for i := range x {
+			x[i] = math.NaN()
+		}
+		return
+	}
+	project(x, x)
+}
+
+// ProjectSimplexTo writes the Euclidean projection of x onto the
+// probability simplex (see ProjectSimplex) to dst, which may be x itself.
+// It returns an error naming the input, and leaves dst untouched, if the
+// lengths differ, x is empty or an entry of x is NaN or ±Inf.
+func ProjectSimplexTo(dst, x []float64) error {
+	const op = "ProjectSimplexTo"
+	if len(dst) != len(x) {
+		return fmt.Errorf("mirrordescent: %s: len(dst) = %d but len(x) = %d", op, len(dst), len(x))
+	}
+	if len(x) == 0 {
+		return fmt.Errorf("mirrordescent: %s: empty x", op)
+	}
+	if err := checkFinite(op, "x", x); err != nil {
+		return err
+	}
+	project(dst, x)
+	return nil
+}
+
+// project writes the projection of the finite, non-empty x to dst.
+func project(dst, x []float64) {
 	n := len(x)
 	if n == 0 {
 		return
 	}
 	top := math.Inf(-1)
 	for _, v := range x {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			for i := range x {
-				x[i] = math.NaN()
-			}
-			return
-		}
 		top = max(top, v)
 	}
 	u := make([]float64, n)
@@ -125,8 +152,17 @@ func ProjectSimplex(x []float64) {
 	slices.Reverse(u)
 	theta := thresholdSorted(u)
 	for i, v := range x {
-		x[i] = max(v-top-theta, 0)
+		dst[i] = max(v-top-theta, 0)
 	}
+}
+
+func finite64(x []float64) bool {
+	for _, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // thresholdSorted returns θ for u sorted in decreasing order: with

@@ -68,17 +68,44 @@ func EntropicStep32(x, grad []float32, eta float64) error {
 // fastSpan bounds η·max|g| for EntropicStep32's all-kernel path.
 const fastSpan = 64
 
-// ProjectSimplex32 is ProjectSimplex on a float32 slice; the threshold's
-// partial sums run in float64.
+// ProjectSimplex32 is ProjectSimplex on a float32 slice, in place, for
+// input known to be finite (NaN or ±Inf anywhere makes every entry NaN);
+// the threshold's partial sums run in float64. ProjectSimplex32To reports
+// bad input instead.
 func ProjectSimplex32(x []float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
 	if !finite32(x) {
 		for i := range x {
 			x[i] = float32(math.NaN())
 		}
+		return
+	}
+	project32(x, x)
+}
+
+// ProjectSimplex32To is ProjectSimplexTo on float32 slices: it writes the
+// projection of x to dst (which may be x) or returns an error naming the
+// input, leaving dst untouched.
+func ProjectSimplex32To(dst, x []float32) error {
+	const op = "ProjectSimplex32To"
+	if len(dst) != len(x) {
+		return fmt.Errorf("mirrordescent: %s: len(dst) = %d but len(x) = %d", op, len(dst), len(x))
+	}
+	if len(x) == 0 {
+		return fmt.Errorf("mirrordescent: %s: empty x", op)
+	}
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("mirrordescent: %s: x[%d] = %v", op, i, v)
+		}
+	}
+	project32(dst, x)
+	return nil
+}
+
+// project32 writes the projection of the finite x to dst.
+func project32(dst, x []float32) {
+	n := len(x)
+	if n == 0 {
 		return
 	}
 	top := tensor.Max(x)
@@ -90,7 +117,7 @@ func ProjectSimplex32(x []float32) {
 	slices.Reverse(u)
 	theta := thresholdSorted(u) + float64(top)
 	for i, v := range x {
-		x[i] = float32(max(float64(v)-theta, 0))
+		dst[i] = float32(max(float64(v)-theta, 0))
 	}
 }
 

@@ -106,7 +106,7 @@ type policy struct {
 
 func (p *policy) logProbs(s int) []float64 { return logNormalize(slices.Clone(p.theta[s])) }
 
-func (p *policy) LogProbs(dst []float64) error {
+func (p *policy) LogProbs(_ context.Context, dst []float64) error {
 	for i, sa := range p.batch {
 		dst[i] = p.logProbs(sa[0])[sa[1]]
 	}
@@ -115,7 +115,7 @@ func (p *policy) LogProbs(dst []float64) error {
 
 // Step applies θ_s ← θ_s − lr·Σ_i g_i·(e_{a_i} − π_s) for the samples i
 // of each prompt type s: the chain rule through log π = θ − logΣexp θ.
-func (p *policy) Step(grad []float64) error {
+func (p *policy) Step(_ context.Context, grad []float64) error {
 	lps := make([][]float64, len(p.theta))
 	for s := range p.theta {
 		lps[s] = p.logProbs(s)
@@ -153,7 +153,7 @@ type outcome struct {
 	kl    float64
 }
 
-func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, error) {
+func train(ctx context.Context, l learner, e *env, seed uint64, cfg config, lr float64) (outcome, error) {
 	o := mirrordescent.DefaultMDLOO()
 	rng := rand.New(rand.NewPCG(seed, uint64(l)+1))
 	pol := &policy{lr: lr}
@@ -179,15 +179,15 @@ func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, err
 		var err error
 		switch l {
 		case mdloo:
-			_, err = o.Update(context.Background(), k, pol, scores, oldLP, refLP)
+			_, err = o.Update(ctx, k, pol, scores, oldLP, refLP)
 		case mdlooLinear:
 			lin := o
 			lin.Schedule = mirrordescent.Linear(cfg.Iters)
-			_, err = lin.Update(context.Background(), k, pol, scores, oldLP, refLP)
+			_, err = lin.Update(ctx, k, pol, scores, oldLP, refLP)
 		case ppoClip:
-			err = ppoUpdate(pol, o, scores, oldLP, refLP)
+			err = ppoUpdate(ctx, pol, o, scores, oldLP, refLP)
 		case rloo:
-			err = rlooUpdate(pol, o, scores, oldLP, refLP)
+			err = rlooUpdate(ctx, pol, o, scores, oldLP, refLP)
 		}
 		if err != nil {
 			return out, err
@@ -204,7 +204,7 @@ func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, err
 // shaped rewards and leave-one-out advantages as MDLOO, with ε = 0.2:
 // L = −mean min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â), whose gradient with respect
 // to log π_θ is −ρ·Â/N where the unclipped term is the smaller, else 0.
-func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
+func ppoUpdate(ctx context.Context, pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
 	const eps = 0.2
 	adv, _, err := o.Advantages(scores, oldLP, refLP)
 	if err != nil {
@@ -213,7 +213,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 	lp := make([]float64, len(adv))
 	grad := make([]float64, len(adv))
 	for range o.Steps {
-		_ = pol.LogProbs(lp)
+		_ = pol.LogProbs(ctx, lp)
 		for i, a := range adv {
 			rho := math.Exp(lp[i] - oldLP[i])
 			grad[i] = 0
@@ -221,7 +221,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 				grad[i] = -rho * a / float64(len(adv))
 			}
 		}
-		if err := pol.Step(grad); err != nil {
+		if err := pol.Step(ctx, grad); err != nil {
 			return err
 		}
 	}
@@ -230,7 +230,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 
 // rlooUpdate takes one REINFORCE step with the leave-one-out baseline
 // (Ahmadian et al. 2024): L = −mean(Â·log π_θ), gradient −Â/N.
-func rlooUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
+func rlooUpdate(ctx context.Context, pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
 	adv, _, err := o.Advantages(scores, oldLP, refLP)
 	if err != nil {
 		return err
@@ -239,7 +239,7 @@ func rlooUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float
 	for i, a := range adv {
 		grad[i] = -a / float64(len(adv))
 	}
-	return pol.Step(grad)
+	return pol.Step(ctx, grad)
 }
 
 func run(w io.Writer, cfg config) error {
@@ -256,7 +256,7 @@ func run(w io.Writer, cfg config) error {
 			var reach []int
 			for seed := range uint64(cfg.Seeds) {
 				e := newEnv(rand.New(rand.NewPCG(seed, 0)), cfg.Types, cfg.Responses)
-				out, err := train(l, e, seed, cfg, lr)
+				out, err := train(context.Background(), l, e, seed, cfg, lr)
 				if err != nil {
 					return fmt.Errorf("%v, lr %v, seed %d: %w", l, lr, seed, err)
 				}

@@ -76,7 +76,10 @@ type seqPolicy struct {
 	logits *autograd.Var
 }
 
-func (p *seqPolicy) LogProbs(dst []float64) error {
+func (p *seqPolicy) LogProbs(ctx context.Context, dst []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p.t.Reset()
 	p.m.ZeroGrad()
 	lp, logits, err := SeqLogProbs(p.t, p.m, p.s)
@@ -88,7 +91,10 @@ func (p *seqPolicy) LogProbs(dst []float64) error {
 	return nil
 }
 
-func (p *seqPolicy) Step(grad []float64) error {
+func (p *seqPolicy) Step(ctx context.Context, grad []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := SeqBackward(p.t, p.logits, p.s, grad); err != nil {
 		return err
 	}
