@@ -37,9 +37,10 @@
 //
 //	ℓ = −logσ(β·h),   h = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r)).
 //
-// The objectives here vary that loss (see ALGORITHMS.md for the table):
-// DPO with conservative label smoothing (cDPO), RobustDPO (Chowdhury et al.
-// 2024), IPO (Azar et al. 2023), whose squared loss regresses h to a finite
+// The objectives here vary that loss (the repository's docs/ALGORITHMS.md
+// has them in one table): DPO with conservative label smoothing (cDPO),
+// RobustDPO (Chowdhury et al. 2024), IPO (Azar et al. 2023), whose
+// squared loss regresses h to a finite
 // target instead of pushing it to infinity, Hinge (SLiC, Zhao et al. 2023;
 // RSO, Liu et al. 2023), and the reference-free SimPO (Meng et al. 2024).
 // WithNLL adds the NLL of the chosen response to any of them, as Llama 3.1
