@@ -41,9 +41,9 @@
 // has them in one table): DPO with conservative label smoothing (cDPO),
 // RobustDPO (Chowdhury et al. 2024), IPO (Azar et al. 2023), whose
 // squared loss regresses h to a finite target instead of pushing it to
-// infinity, Hinge (SLiC, Zhao et al. 2023; RSO, Liu et al. 2023), and the reference-free SimPO (Meng et al. 2024).
-// WithNLL adds the NLL of the chosen response to any of them, as Llama 3.1
-// does with α = 0.2. Their Stats are the values TRL logs (rewards/chosen,
+// infinity, Hinge (SLiC, Zhao et al. 2023; RSO, Liu et al. 2023), and the
+// reference-free SimPO (Meng et al. 2024). WithNLL adds the NLL of the
+// chosen response to any of them, as Llama 3.1 does with α = 0.2. Their Stats are the values TRL logs (rewards/chosen,
 // rewards/margins, rewards/accuracies, logps/chosen …), so curves compare
 // directly.
 //
