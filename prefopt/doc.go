@@ -43,9 +43,9 @@
 // squared loss regresses h to a finite target instead of pushing it to
 // infinity, Hinge (SLiC, Zhao et al. 2023; RSO, Liu et al. 2023), and the
 // reference-free SimPO (Meng et al. 2024). WithNLL adds the NLL of the
-// chosen response to any of them, as Llama 3.1 does with α = 0.2. Their Stats are the values TRL logs (rewards/chosen,
-// rewards/margins, rewards/accuracies, logps/chosen …), so curves compare
-// directly.
+// chosen response to any of them, as Llama 3.1 does with α = 0.2. Their
+// Stats are the values TRL logs (rewards/chosen, rewards/margins,
+// rewards/accuracies, logps/chosen …), so curves compare directly.
 //
 // Log-sigmoids are computed in the stable form min(z, 0) − log1p(e^−|z|):
 // log-prob gaps of hundreds of nats with β = 10 (|βh| ≈ 10⁴) give exact,
