@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"math"
 	"path/filepath"
 	"strings"
@@ -174,17 +173,6 @@ func TestPrecomputeTop1(t *testing.T) {
 			t.Fatalf("position %d: cache %d, argmax %d", i, top1[i], want)
 		}
 	}
-}
-
-func TestEachFirstError(t *testing.T) {
-	bad := errors.New("bad")
-	err := Each(context.Background(), 100, func(i int) error {
-		if i == 3 {
-			return bad
-		}
-		return nil
-	})
-	assert.ErrorIs(t, err, bad)
 }
 
 // A reward model trained on oracle-labeled pairs must rank held-out
