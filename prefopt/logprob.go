@@ -2,8 +2,8 @@ package prefopt
 
 import (
 	"fmt"
-	"runtime"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -13,8 +13,9 @@ import (
 // ignored the same way, so torch's −100 works too.
 const Ignore int32 = -1
 
-// minRowsPerWorker keeps tiny batches on one goroutine: below this many
-// rows per worker, spawning costs more than the rows.
+// minRowsPerWorker is the rows of one parallel chunk: fewer would cost
+// more in hand-offs than the rows take, and tiny batches stay on the
+// calling goroutine.
 const minRowsPerWorker = 16
 
 // TokenLogProbs writes dst[i] = log softmax(logits[i])[targets[i]] for
@@ -183,26 +184,20 @@ func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, er
 	return n, v, nil
 }
 
-// parallelRows runs fn over [0, n) split into contiguous chunks, one per
-// worker, with at most GOMAXPROCS workers. Rows are independent, so the
-// result does not depend on the worker count. If chunks fail, the error of
-// the lowest failing chunk (hence the lowest bad row) is returned.
+// parallelRows runs fn over [0, n) split into chunks of minRowsPerWorker
+// rows on posttrain's worker pool (internal/parallel). Rows are
+// independent, so the result does not depend on the worker count. If
+// chunks fail, the error of the lowest failing chunk (hence the lowest bad
+// row) is returned.
 func parallelRows(n int, fn func(lo, hi int) error) error {
-	w := min(runtime.GOMAXPROCS(0), (n+minRowsPerWorker-1)/minRowsPerWorker)
-	if w <= 1 {
+	chunks := (n + minRowsPerWorker - 1) / minRowsPerWorker
+	if chunks <= 1 {
 		return fn(0, n)
 	}
-	errs := make([]error, w)
-	done := make(chan struct{})
-	for k := range w {
-		go func() {
-			errs[k] = fn(k*n/w, (k+1)*n/w)
-			done <- struct{}{}
-		}()
-	}
-	for range w {
-		<-done
-	}
+	errs := make([]error, chunks)
+	parallel.For(chunks, func(c int) {
+		errs[c] = fn(c*minRowsPerWorker, min(n, (c+1)*minRowsPerWorker))
+	})
 	for _, err := range errs {
 		if err != nil {
 			return err
