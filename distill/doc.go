@@ -34,6 +34,10 @@
 //     KL(p_S ‖ p_T), mode-seeking (MiniLLM, Gu et al. 2024);
 //   - GeneralizedJSD, GKD (Agarwal et al. 2024), exactly as TRL's
 //     generalized_jsd_loss, including its β = 0 and β = 1 endpoints;
+//   - GKD.Loss, its on-policy use (MiniLLM's reverse KL at β = 1): the
+//     divergence over the completion positions of sequences the student
+//     generated itself and the teacher scored, with GKD.OnPolicy choosing,
+//     at a rate λ, the steps that train on such sequences;
 //
 // and SparseKL, which distills from the teacher's stored top-k
 // log-probabilities, dropping the leftover mass or keeping it as one extra

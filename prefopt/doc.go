@@ -47,6 +47,18 @@
 // Stats are the values TRL logs (rewards/chosen, rewards/margins,
 // rewards/accuracies, logps/chosen …), so curves compare directly.
 //
+// The rest of TRL's DPOConfig.loss_type vocabulary is here too, each with
+// its paper and TRL's formula at the type: EXO ("exo_pair"), NCA
+// ("nca_pair"), BCOPair ("bco_pair", with its running reward shift),
+// SPPOHard, AOT (paired and unpaired), APOZero, APODown, DiscoPOP and SFT;
+// Mix sums several with weights, as TRL's list of loss types with
+// loss_weights does (MPO is sigmoid + bco_pair + sft). The reference-free
+// ORPO (Hong et al. 2024), whose odds ratio is computed through a stable
+// log(1 − e^a), and CPO (Xu et al. 2024) with its SimPO variant complete
+// the pairwise family. KTO (Ethayarajh et al. 2024) learns from unpaired
+// thumbs-up/thumbs-down data, with its KL reference point estimated from
+// mismatched prompt–completion pairs (KLCompletions).
+//
 // Log-sigmoids are computed in the stable form min(z, 0) − log1p(e^−|z|):
 // log-prob gaps of hundreds of nats with β = 10 (|βh| ≈ 10⁴) give exact,
 // finite losses and gradients.
@@ -72,11 +84,23 @@
 // respect to the new policy's log-probs; ShapeRewards folds the KL
 // penalty into the rewards instead, as AFM and TRL's RLOO do.
 //
+// GRPOLoss is TRL's GRPO policy loss in each of its loss types: grpo
+// (per-sequence token means), bnpo, dr_grpo (Liu et al. 2025, no length
+// bias), dapo (Yu et al. 2025: token-level normalization, asymmetric clip
+// ε_low/ε_high) and cispo (MiniMax 2025: a clipped, detached ratio on every
+// token), with the importance ratio per token or per sequence (GSPO, Zheng
+// et al. 2025: the length-normalized sequence ratio). GroupAdvantages
+// scales rewards by group, batch or not at all; WeightedRewards combines
+// several reward functions, or DecoupledAdvantages normalizes each first
+// (GDPO); DynamicSampling drops the groups whose rewards
+// are all equal, which carry no gradient.
+//
 // # Data
 //
 // Reader and Writer handle preference pairs as JSONL in TRL's field names
 // (prompt, chosen, rejected) with an optional AFM level; PromptReader
-// reads prompt-only JSONL for online RL. A bad line is reported as a
+// reads prompt-only JSONL for online RL, and UnpairedReader KTO's unpaired
+// form (prompt, completion, label). A bad line is reported as a
 // *LineError naming the line and field, and the reader continues past it,
 // so the caller decides whether to skip or stop.
 //

@@ -34,7 +34,9 @@ type Stats struct {
 	Accuracy        float64 // rewards/accuracies: fraction of pairs with chosen reward > rejected
 	LogPChosen      float64 // logps/chosen: mean policy log-prob the objective uses (summed, or per token where it normalizes)
 	LogPRejected    float64 // logps/rejected
-	NLL             float64 // nll_loss: the NLL term before its weight α (WithNLL only)
+	NLL             float64 // nll_loss: the NLL term before its weight α (WithNLL, SFT, ORPO, CPO)
+	LogOddsRatio    float64 // log_odds_ratio: mean logσ of the log odds ratio (ORPO only)
+	LogOddsChosen   float64 // log_odds_chosen: mean log odds ratio of chosen over rejected (ORPO only)
 }
 
 // Objective is a pairwise preference loss.
@@ -205,6 +207,16 @@ func checkSmoothing(op string, eps float64) error {
 // pairwise computes a reference-based objective whose per-pair loss is a
 // function f of z = β·h, with derivative df. Log-ratios are summed.
 func pairwise(op string, b Batch, beta float64, f func(z float64) (loss, dz float64)) (Result, error) {
+	return pairTerms(op, b, beta, func(rc, rr float64) (float64, float64, float64) {
+		l, dz := f(beta * (rc - rr))
+		return l, beta * dz, -beta * dz
+	})
+}
+
+// pairTerms computes a reference-based objective whose per-pair loss is a
+// function f of the summed log-ratios ρ_c and ρ_r, with its partial
+// derivatives; Stats use rewards β·ρ as TRL logs them.
+func pairTerms(op string, b Batch, beta float64, f func(rc, rr float64) (loss, dc, dr float64)) (Result, error) {
 	n, err := check(op, b, need{ref: true})
 	if err != nil {
 		return Result{}, err
@@ -214,10 +226,10 @@ func pairwise(op string, b Batch, beta float64, f func(z float64) (loss, dz floa
 	for i := range n {
 		rc := b.PolicyChosen[i] - b.RefChosen[i]
 		rr := b.PolicyRejected[i] - b.RefRejected[i]
-		l, dz := f(beta * (rc - rr))
+		l, dc, dr := f(rc, rr)
 		loss += l
-		r.GradChosen[i] = beta * dz / float64(n)
-		r.GradRejected[i] = -r.GradChosen[i]
+		r.GradChosen[i] = dc / float64(n)
+		r.GradRejected[i] = dr / float64(n)
 		r.Stats.add(beta*rc, beta*rr, b.PolicyChosen[i], b.PolicyRejected[i])
 	}
 	return r.finish(op, loss, n)

@@ -82,33 +82,7 @@ func objectives() map[string]Objective {
 func TestPairwiseFiniteDifferences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for name, o := range objectives() {
-		b := randBatch(rng, 7)
-		r, err := o.Loss(b)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		const h = 1e-5
-		for _, side := range []struct {
-			x    []float64
-			grad []float64
-			name string
-		}{{b.PolicyChosen, r.GradChosen, "chosen"}, {b.PolicyRejected, r.GradRejected, "rejected"}} {
-			for i := range side.x {
-				x0 := side.x[i]
-				side.x[i] = x0 + h
-				up, err1 := o.Loss(b)
-				side.x[i] = x0 - h
-				dn, err2 := o.Loss(b)
-				side.x[i] = x0
-				if err1 != nil || err2 != nil {
-					t.Fatal(err1, err2)
-				}
-				fd := (up.Loss - dn.Loss) / (2 * h)
-				if math.Abs(fd-side.grad[i]) > 1e-7*(1+math.Abs(fd)) {
-					t.Errorf("%s: d/d%s[%d] = %v, finite difference %v", name, side.name, i, side.grad[i], fd)
-				}
-			}
-		}
+		fdCheck(t, name, o, randBatch(rng, 7))
 	}
 }
 

@@ -3,55 +3,313 @@ package nn
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
+	"sync"
 
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Decoder runs a TinyLM one token at a time, keeping each layer's keys
-// and values (the KV cache) so that token n costs O(n) rather than a
-// forward pass over all n. It computes the same function as
-// TinyLM.Forward on the sequence so far, without a tape.
+// Decoder runs a Model a few tokens at a time on one or more sequences,
+// keeping each layer's keys and values (the KV cache, sized by the
+// key/value heads, not the query heads) so that token n costs O(n)
+// rather than a forward pass over all n. It computes the same function
+// as Model.Forward on each sequence so far, without a tape.
+//
+// A prompt enters through Prefill, whose matrix products run over all
+// its tokens at once; Step and StepBatch then add one token per
+// sequence, reading every weight once for the whole batch. Each
+// sequence has its own length and cache, so prompts of different lengths
+// need no padding, and a sequence's logits do not depend on the others
+// in the batch: batched decoding gives bit for bit what decoding one
+// sequence at a time gives.
 //
 // A Decoder holds its own buffers and is not safe for concurrent use, but
-// several Decoders of one model may run in parallel goroutines (say, k
-// samples per prompt): they only read the weights, which must not change
-// while they decode.
+// several Decoders of one model may run in parallel goroutines: they only
+// read the weights, which must not change while they decode. Once its
+// buffers have grown (see Reserve), a step allocates nothing.
 type Decoder struct {
-	m                            *TinyLM
-	pos                          int
-	k                            [][]float32 // per layer [Heads, Context, Dh]
-	v                            [][]float32
-	x, n, q, kk, vv, o, att, tmp []float32
-	gate, up, logits             []float32
+	m    *Model
+	seqs []cache
+	jobs []dotJob
+	wg   sync.WaitGroup
+
+	// scratch, per row
+	pos                         []int
+	x, n, q, k, v, o, tmp, last []float32
+	gate, up, logits, cos, sin  []float32
+	att                         []float32
+	one                         [1]int
 }
 
-// NewDecoder returns a decoder at position 0.
-func (m *TinyLM) NewDecoder() *Decoder {
-	c := m.Config
-	d := &Decoder{m: m}
-	for range c.Layers {
-		d.k = append(d.k, make([]float32, c.Context*c.DModel))
-		d.v = append(d.v, make([]float32, c.Context*c.DModel))
+// cache is one sequence's keys and values: per layer [capacity, KVHeads·HeadDim].
+type cache struct {
+	pos  int
+	k, v [][]float32
+}
+
+// NewDecoder returns a decoder of one sequence at position 0.
+func (m *Model) NewDecoder() *Decoder { return m.NewBatchDecoder(1) }
+
+// NewBatchDecoder returns a decoder of n sequences, all at position 0.
+func (m *Model) NewBatchDecoder(n int) *Decoder {
+	d := &Decoder{m: m, seqs: make([]cache, max(n, 1))}
+	for i := range d.seqs {
+		d.seqs[i].k = make([][]float32, m.Config.Layers)
+		d.seqs[i].v = make([][]float32, m.Config.Layers)
 	}
-	mk := func(n int) []float32 { return make([]float32, n) }
-	d.x, d.n, d.q, d.kk, d.vv, d.o, d.tmp = mk(c.DModel), mk(c.DModel), mk(c.DModel), mk(c.DModel), mk(c.DModel), mk(c.DModel), mk(c.DModel)
-	d.att = mk(c.Context)
-	d.gate, d.up = mk(c.Hidden), mk(c.Hidden)
-	d.logits = mk(c.Vocab)
+	d.jobs = make([]dotJob, dotWorkers())
 	return d
 }
 
-// Pos returns the number of tokens consumed.
-func (d *Decoder) Pos() int { return d.pos }
+// Len returns the number of sequences.
+func (d *Decoder) Len() int { return len(d.seqs) }
 
-// Reset rewinds the decoder to position 0.
-func (d *Decoder) Reset() { d.pos = 0 }
+// Pos returns the number of tokens sequence 0 has consumed.
+func (d *Decoder) Pos() int { return d.seqs[0].pos }
 
-// linear computes y = W·x for W [out, in] through tensor.Gemm.
-func linear(y []float32, w *tensor.Dense, x []float32) {
-	tensor.Gemm(false, true, 1, tensor.FromSlice(x, 1, len(x)), w, 0, tensor.FromSlice(y, 1, len(y)))
+// PosOf returns the number of tokens sequence i has consumed.
+func (d *Decoder) PosOf(i int) int { return d.seqs[i].pos }
+
+// Reset rewinds every sequence to position 0, keeping the buffers.
+func (d *Decoder) Reset() {
+	for i := range d.seqs {
+		d.seqs[i].pos = 0
+	}
+}
+
+// Reserve grows every sequence's cache to hold n positions (at most the
+// context), so that decoding up to n tokens allocates nothing more.
+func (d *Decoder) Reserve(n int) {
+	n = min(n, d.m.Config.Context)
+	for i := range d.seqs {
+		d.grow(i, n)
+	}
+}
+
+func (d *Decoder) grow(i, n int) {
+	c := &d.seqs[i]
+	kvd := d.m.Config.KVHeads * d.m.Config.HeadDim
+	if len(c.k) == 0 || len(c.k[0]) >= n*kvd {
+		return
+	}
+	n = min(max(n, 2*len(c.k[0])/kvd), d.m.Config.Context)
+	for l := range c.k {
+		c.k[l] = append(make([]float32, 0, n*kvd), c.k[l]...)[:n*kvd]
+		c.v[l] = append(make([]float32, 0, n*kvd), c.v[l]...)[:n*kvd]
+	}
+}
+
+// fit returns b with length n, growing it geometrically, so that buffers
+// that track the position reallocate O(log n) times.
+func fit(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n, max(n, 2*cap(b)))
+	}
+	return b[:n]
+}
+
+// Step feeds token to sequence 0 and returns the logits for the next one.
+// The slice is the decoder's and is overwritten by the next call. It
+// returns an error for an id outside the vocabulary or when the context
+// is full.
+func (d *Decoder) Step(token int32) ([]float32, error) {
+	d.one[0] = 0
+	return d.StepBatch(d.one[:], []int32{token})
+}
+
+// StepBatch feeds tokens[r] to sequence seqs[r] (distinct sequences) and
+// returns their next-token logits, row r at [r·Vocab, (r+1)·Vocab). The
+// slice is the decoder's and is overwritten by the next call.
+func (d *Decoder) StepBatch(seqs []int, tokens []int32) ([]float32, error) {
+	if len(seqs) != len(tokens) {
+		return nil, fmt.Errorf("nn: Decoder: %d sequences for %d tokens", len(seqs), len(tokens))
+	}
+	for r, s := range seqs {
+		if s < 0 || s >= len(d.seqs) {
+			return nil, fmt.Errorf("nn: Decoder: sequence %d outside [0, %d)", s, len(d.seqs))
+		}
+		if slices.Contains(seqs[:r], s) {
+			return nil, fmt.Errorf("nn: Decoder: sequence %d twice in one step", s)
+		}
+	}
+	if err := d.check(seqs, tokens, 1); err != nil {
+		return nil, err
+	}
+	d.pos = fitInts(d.pos, len(seqs))
+	for r, s := range seqs {
+		d.pos[r] = d.seqs[s].pos
+	}
+	d.run(seqs, tokens, false)
+	return d.logits, nil
+}
+
+// Prefill feeds tokens to sequence seq and returns the logits after the
+// last one, as StepBatch does for one token.
+func (d *Decoder) Prefill(seq int, tokens []int32) ([]float32, error) {
+	if seq < 0 || seq >= len(d.seqs) {
+		return nil, fmt.Errorf("nn: Decoder: sequence %d outside [0, %d)", seq, len(d.seqs))
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("nn: Decoder: Prefill with no tokens")
+	}
+	d.one[0] = seq
+	if err := d.check(d.one[:], tokens, len(tokens)); err != nil {
+		return nil, err
+	}
+	ss := make([]int, len(tokens))
+	d.pos = fitInts(d.pos, len(tokens))
+	for r := range ss {
+		ss[r] = seq
+		d.pos[r] = d.seqs[seq].pos + r
+	}
+	d.run(ss, tokens, true)
+	return d.logits, nil
+}
+
+func fitInts(b []int, n int) []int {
+	if cap(b) < n {
+		return make([]int, n)
+	}
+	return b[:n]
+}
+
+func (d *Decoder) check(seqs []int, tokens []int32, per int) error {
+	c := d.m.Config
+	for _, t := range tokens {
+		if t < 0 || int(t) >= c.Vocab {
+			return fmt.Errorf("nn: Decoder: token %d outside vocabulary of %d", t, c.Vocab)
+		}
+	}
+	for _, s := range seqs {
+		if d.seqs[s].pos+per > c.Context {
+			return fmt.Errorf("nn: Decoder: sequence %d: context of %d tokens is full (at position %d, %d more tokens)", s, c.Context, d.seqs[s].pos, per)
+		}
+	}
+	return nil
+}
+
+// run pushes one row per token through the model: row r is token
+// tokens[r] of sequence seqs[r] at position d.pos[r]. With prefill every
+// row belongs to one sequence, the products run through GEMM and only
+// the last row's logits are computed; otherwise each row is its own
+// sequence and the products stream each weight row once for all rows.
+func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
+	m, c := d.m, d.m.Config
+	rows := len(tokens)
+	dm, hs, kvh, dh := c.DModel, c.Heads, c.KVHeads, c.HeadDim
+	qd, kvd, half, g := hs*dh, kvh*dh, dh/2, hs/kvh
+	for _, s := range seqs {
+		last := d.seqs[s].pos + rows
+		if !prefill {
+			last = d.seqs[s].pos + 1
+		}
+		d.grow(s, last)
+	}
+	d.x, d.n, d.tmp = fit(d.x, rows*dm), fit(d.n, rows*dm), fit(d.tmp, rows*dm)
+	d.q, d.o = fit(d.q, rows*qd), fit(d.o, rows*qd)
+	d.k, d.v = fit(d.k, rows*kvd), fit(d.v, rows*kvd)
+	d.gate, d.up = fit(d.gate, rows*c.Hidden), fit(d.up, rows*c.Hidden)
+	d.cos, d.sin = fit(d.cos, rows*half), fit(d.sin, rows*half)
+	maxPos := 0
+	for r := range rows {
+		maxPos = max(maxPos, d.pos[r]+1)
+		ropeRow(d.cos[r*half:(r+1)*half], d.sin[r*half:(r+1)*half], m.freq, d.pos[r])
+	}
+	d.att = fit(d.att, maxPos)
+	lin := func(y []float32, l *Linear, x []float32, nr int) {
+		var b []float32
+		if l.B != nil {
+			b = l.B.Value.Data()
+		}
+		w := l.W.Value
+		if prefill && nr > 1 {
+			tensor.Gemm(false, true, 1, tensor.FromSlice(x, nr, w.Dim(1)), w, 0, tensor.FromSlice(y, nr, w.Dim(0)))
+			if b != nil {
+				for r := range nr {
+					yr := y[r*len(b) : (r+1)*len(b)]
+					tensor.Add(yr, yr, b)
+				}
+			}
+			return
+		}
+		d.dots(y, x, w.Data(), b, nr, w.Dim(1), w.Dim(0))
+	}
+	rot := func(v []float32, heads int) {
+		for r := range rows {
+			cs, sn := d.cos[r*half:(r+1)*half], d.sin[r*half:(r+1)*half]
+			for h := range heads {
+				x0 := v[(r*heads+h)*dh:][:half]
+				x1 := v[(r*heads+h)*dh+half:][:half]
+				for i := range half {
+					a, b := x0[i], x1[i]
+					x0[i] = a*cs[i] - b*sn[i]
+					x1[i] = b*cs[i] + a*sn[i]
+				}
+			}
+		}
+	}
+	for r, t := range tokens {
+		copy(d.x[r*dm:(r+1)*dm], m.Embed.W.Value.Row(int(t)))
+	}
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	for l := range m.Blocks {
+		b := &m.Blocks[l]
+		for r := range rows {
+			rmsnorm(d.n[r*dm:(r+1)*dm], d.x[r*dm:(r+1)*dm], b.Norm1.W.Value.Data(), b.Norm1.Eps)
+		}
+		lin(d.q, &b.Attn.Q, d.n, rows)
+		lin(d.k, &b.Attn.K, d.n, rows)
+		lin(d.v, &b.Attn.V, d.n, rows)
+		rot(d.q, hs)
+		rot(d.k, kvh)
+		for r, s := range seqs {
+			p := d.pos[r]
+			copy(d.seqs[s].k[l][p*kvd:(p+1)*kvd], d.k[r*kvd:(r+1)*kvd])
+			copy(d.seqs[s].v[l][p*kvd:(p+1)*kvd], d.v[r*kvd:(r+1)*kvd])
+		}
+		for r, s := range seqs {
+			kc, vc := d.seqs[s].k[l], d.seqs[s].v[l]
+			att := d.att[:d.pos[r]+1]
+			for h := range hs {
+				kh := h / g
+				qh := d.q[r*qd+h*dh:][:dh]
+				for j := range att {
+					att[j] = scale * tensor.Dot(qh, kc[j*kvd+kh*dh:][:dh])
+				}
+				tensor.Softmax(att, att)
+				oh := d.o[r*qd+h*dh:][:dh]
+				clear(oh)
+				for j, pj := range att {
+					tensor.Axpy(pj, vc[j*kvd+kh*dh:][:dh], oh)
+				}
+			}
+		}
+		lin(d.tmp, &b.Attn.O, d.o, rows)
+		tensor.Add(d.x, d.x, d.tmp)
+		for r := range rows {
+			rmsnorm(d.n[r*dm:(r+1)*dm], d.x[r*dm:(r+1)*dm], b.Norm2.W.Value.Data(), b.Norm2.Eps)
+		}
+		lin(d.gate, &b.MLP.Gate, d.n, rows)
+		lin(d.up, &b.MLP.Up, d.n, rows)
+		for i, gv := range d.gate {
+			d.gate[i] = gv * sigmoid(gv) * d.up[i]
+		}
+		lin(d.tmp, &b.MLP.Down, d.gate, rows)
+		tensor.Add(d.x, d.x, d.tmp)
+	}
+	for r, s := range seqs {
+		d.seqs[s].pos = d.pos[r] + 1
+	}
+	out, x := rows, d.x
+	if prefill {
+		out, x = 1, d.x[(rows-1)*dm:]
+	}
+	d.n = fit(d.n, out*dm)
+	for r := range out {
+		rmsnorm(d.n[r*dm:(r+1)*dm], x[r*dm:(r+1)*dm], m.Norm.W.Value.Data(), m.Norm.Eps)
+	}
+	d.logits = fit(d.logits, out*c.Vocab)
+	d.dots(d.logits, d.n, m.Head.W.Value.Data(), nil, out, dm, c.Vocab)
 }
 
 func rmsnorm(dst, x, w []float32, eps float64) {
@@ -60,209 +318,93 @@ func rmsnorm(dst, x, w []float32, eps float64) {
 	tensor.Scale(dst, r, dst)
 }
 
-// Step feeds token and returns the logits for the next one. The slice is
-// the decoder's and is overwritten by the next Step. It returns an error
-// for an id outside the vocabulary or when the context is full.
-func (d *Decoder) Step(token int32) ([]float32, error) {
-	m, c := d.m, d.m.Config
-	if token < 0 || int(token) >= c.Vocab {
-		return nil, fmt.Errorf("nn: Decoder: token %d outside vocabulary of %d", token, c.Vocab)
-	}
-	if d.pos >= c.Context {
-		return nil, fmt.Errorf("nn: Decoder: context of %d tokens is full", c.Context)
-	}
-	dm, hs := c.DModel, c.Heads
-	dh := dm / hs
-	half := dh / 2
-	cs := m.cos.Data()[d.pos*half : (d.pos+1)*half]
-	sn := m.sin.Data()[d.pos*half : (d.pos+1)*half]
-	rot := func(v []float32) {
-		for h := range hs {
-			x0, x1 := v[h*dh:h*dh+half], v[h*dh+half:(h+1)*dh]
-			for i := range half {
-				a, b := x0[i], x1[i]
-				x0[i] = a*cs[i] - b*sn[i]
-				x1[i] = b*cs[i] + a*sn[i]
-			}
-		}
-	}
-	copy(d.x, m.Embed.W.Value.Row(int(token)))
-	scale := float32(1 / math.Sqrt(float64(dh)))
-	for l := range m.Blocks {
-		b := &m.Blocks[l]
-		rmsnorm(d.n, d.x, b.Norm1.W.Value.Data(), b.Norm1.Eps)
-		linear(d.q, b.Attn.Q.W.Value, d.n)
-		linear(d.kk, b.Attn.K.W.Value, d.n)
-		linear(d.vv, b.Attn.V.W.Value, d.n)
-		rot(d.q)
-		rot(d.kk)
-		kc, vc := d.k[l], d.v[l]
-		for h := range hs {
-			// cache layout [head][position][dh]
-			copy(kc[(h*c.Context+d.pos)*dh:][:dh], d.kk[h*dh:(h+1)*dh])
-			copy(vc[(h*c.Context+d.pos)*dh:][:dh], d.vv[h*dh:(h+1)*dh])
-			qh := d.q[h*dh : (h+1)*dh]
-			att := d.att[:d.pos+1]
-			for j := range att {
-				att[j] = scale * tensor.Dot(qh, kc[(h*c.Context+j)*dh:][:dh])
-			}
-			tensor.Softmax(att, att)
-			oh := d.o[h*dh : (h+1)*dh]
-			clear(oh)
-			for j, p := range att {
-				tensor.Axpy(p, vc[(h*c.Context+j)*dh:][:dh], oh)
-			}
-		}
-		linear(d.tmp, b.Attn.O.W.Value, d.o)
-		tensor.Add(d.x, d.x, d.tmp)
-		rmsnorm(d.n, d.x, b.Norm2.W.Value.Data(), b.Norm2.Eps)
-		linear(d.gate, b.MLP.Gate.W.Value, d.n)
-		linear(d.up, b.MLP.Up.W.Value, d.n)
-		for i, g := range d.gate {
-			d.gate[i] = g * sigmoid(g) * d.up[i]
-		}
-		linear(d.tmp, b.MLP.Down.W.Value, d.gate)
-		tensor.Add(d.x, d.x, d.tmp)
-	}
-	rmsnorm(d.n, d.x, m.Norm.W.Value.Data(), m.Norm.Eps)
-	linear(d.logits, m.Head.W.Value, d.n)
-	d.pos++
-	return d.logits, nil
-}
-
 func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
 
-// Sampler draws the next token from logits: greedy at Temperature 0,
-// otherwise from softmax(logits/Temperature) restricted to the TopK most
-// likely tokens (0: all) and then to the smallest set whose probability
-// reaches TopP (nucleus sampling, Holtzman et al. 2020; 0 or 1: all).
-// Draws are reproducible for a seed.
-type Sampler struct {
-	Temperature float64
-	TopK        int
-	TopP        float64
-
-	rng  *rand.Rand
-	idx  []int
-	val  []float32
-	prob []float64
-}
-
-// NewSampler returns a sampler whose draws follow seed.
-func NewSampler(seed uint64, temperature float64, topK int, topP float64) *Sampler {
-	return &Sampler{Temperature: temperature, TopK: topK, TopP: topP, rng: rand.New(rand.NewPCG(seed, 0x5a3d))}
-}
-
-// Sample returns a token id. It returns an error if the settings are
-// invalid or the logits hold NaN or +Inf (−Inf masks a token out).
-func (s *Sampler) Sample(logits []float32) (int32, error) {
-	if len(logits) == 0 {
-		return 0, fmt.Errorf("nn: Sampler: no logits")
-	}
-	if s.Temperature < 0 || s.TopK < 0 || s.TopP < 0 || s.TopP > 1 || math.IsNaN(s.Temperature) || math.IsNaN(s.TopP) {
-		return 0, fmt.Errorf("nn: Sampler: bad settings temperature %v, top-k %d, top-p %v", s.Temperature, s.TopK, s.TopP)
-	}
-	if i := slices.IndexFunc(logits, func(x float32) bool { return x != x || x > math.MaxFloat32 }); i >= 0 {
-		return 0, fmt.Errorf("nn: Sampler: logit %d is %v", i, logits[i])
-	}
-	if tensor.Max(logits) < -math.MaxFloat32 {
-		return 0, fmt.Errorf("nn: Sampler: every logit is -Inf")
-	}
-	if s.Temperature == 0 {
-		return int32(tensor.ArgMax(logits)), nil
-	}
-	k := len(logits)
-	if s.TopK > 0 {
-		k = min(k, s.TopK)
-	}
-	if cap(s.idx) < k {
-		s.idx, s.val, s.prob = make([]int, k), make([]float32, k), make([]float64, k)
-	}
-	idx, val, prob := s.idx[:k], s.val[:k], s.prob[:k]
-	nucleus := s.TopP > 0 && s.TopP < 1
-	switch {
-	case k < len(logits):
-		tensor.TopKTo(idx, val, logits) // descending, ties by lower index
-	default:
-		// The whole vocabulary: sort only if the nucleus needs the order,
-		// in O(V log V) rather than TopKTo's insertion.
-		for i := range idx {
-			idx[i] = i
-		}
-		if nucleus {
-			slices.SortStableFunc(idx, func(a, b int) int {
-				switch {
-				case logits[a] > logits[b]:
-					return -1
-				case logits[a] < logits[b]:
-					return 1
-				}
-				return 0
-			})
-		}
-		for i, j := range idx {
-			val[i] = logits[j]
-		}
-	}
-	top := float64(tensor.Max(val))
-	var z float64
-	for i, v := range val {
-		prob[i] = math.Exp((float64(v) - top) / s.Temperature)
-		z += prob[i]
-	}
-	if nucleus {
-		var c float64
-		for i := range prob {
-			c += prob[i] / z
-			if c >= s.TopP {
-				k = i + 1
-				break
-			}
-		}
-		z = 0
-		for _, p := range prob[:k] {
-			z += p
-		}
-	}
-	u := s.rng.Float64() * z
-	for i, p := range prob[:k] {
-		if u -= p; u < 0 {
-			return int32(idx[i]), nil
-		}
-	}
-	return int32(idx[k-1]), nil
-}
-
-// Generate feeds prompt to a fresh decoder and then samples n tokens,
-// stopping early when the context is full. It returns the sampled tokens.
-func (m *TinyLM) Generate(prompt []int32, n int, s *Sampler) ([]int32, error) {
-	if len(prompt) == 0 {
-		return nil, fmt.Errorf("nn: Generate: empty prompt")
-	}
-	if err := m.CheckTokens(prompt); err != nil {
+// Generate feeds prompt to a fresh decoder and then samples up to n
+// tokens, stopping after an end-of-sequence token (Config.EOS, which is
+// kept in the output) or when the context is full. It returns the sampled
+// tokens.
+func (m *Model) Generate(prompt []int32, n int, s *Sampler) ([]int32, error) {
+	out, err := m.GenerateBatch([][]int32{prompt}, n, []*Sampler{s})
+	if out == nil {
 		return nil, err
 	}
-	d := m.NewDecoder()
-	var logits []float32
-	var err error
-	for _, t := range prompt {
-		if logits, err = d.Step(t); err != nil {
+	return out[0], err
+}
+
+// GenerateBatch decodes the prompts together, each with its own sampler,
+// and returns each one's tokens as Generate would return them for it
+// alone: prompts of any lengths, each sequence stopping on its own.
+func (m *Model) GenerateBatch(prompts [][]int32, n int, ss []*Sampler) ([][]int32, error) {
+	if len(prompts) == 0 || len(ss) != len(prompts) {
+		return nil, fmt.Errorf("nn: Generate: %d prompts for %d samplers", len(prompts), len(ss))
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("nn: Generate: negative token count %d", n)
+	}
+	longest := 0
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return nil, fmt.Errorf("nn: Generate: prompt %d is empty", i)
+		}
+		if len(p) > m.Config.Context {
+			return nil, fmt.Errorf("nn: Generate: prompt %d of %d tokens exceeds the context of %d", i, len(p), m.Config.Context)
+		}
+		if err := m.CheckTokens(p); err != nil {
+			return nil, fmt.Errorf("nn: Generate: prompt %d: %v", i, err)
+		}
+		if ss[i] == nil {
+			return nil, fmt.Errorf("nn: Generate: sampler %d is nil", i)
+		}
+		longest = max(longest, len(p))
+	}
+	b, v := len(prompts), m.Config.Vocab
+	d := m.NewBatchDecoder(b)
+	d.Reserve(longest + n)
+	logits := make([]float32, b*v)
+	for i, p := range prompts {
+		l, err := d.Prefill(i, p)
+		if err != nil {
 			return nil, err
 		}
+		copy(logits[i*v:(i+1)*v], l)
 	}
-	out := make([]int32, 0, n)
-	for len(out) < n {
-		next, err := s.Sample(logits)
+	out := make([][]int32, b)
+	for i := range out {
+		out[i] = make([]int32, 0, n)
+	}
+	live := make([]int, 0, b)
+	next := make([]int32, 0, b)
+	for i := range b {
+		if n > 0 {
+			live = append(live, i)
+		}
+	}
+	for len(live) > 0 {
+		// Sample every live sequence, then step the ones that go on.
+		next = next[:0]
+		kept := live[:0]
+		for r, i := range live {
+			tok, err := ss[i].Sample(logits[r*v : (r+1)*v])
+			if err != nil {
+				return out, fmt.Errorf("nn: Generate: sequence %d: %v", i, err)
+			}
+			out[i] = append(out[i], tok)
+			if len(out[i]) == n || slices.Contains(m.Config.EOS, tok) || d.PosOf(i) == m.Config.Context {
+				continue
+			}
+			kept = append(kept, i)
+			next = append(next, tok)
+		}
+		live = kept
+		if len(live) == 0 {
+			break
+		}
+		l, err := d.StepBatch(live, next)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, next)
-		if len(out) == n || d.Pos() == m.Config.Context {
-			break
-		}
-		if logits, err = d.Step(next); err != nil {
-			return out, err
-		}
+		copy(logits, l)
 	}
 	return out, nil
 }

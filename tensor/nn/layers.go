@@ -30,11 +30,18 @@ func ones(n int) *autograd.Var {
 	return autograd.Param(d)
 }
 
-// Linear is y = x·Wᵀ without bias; W is [out, in] as in PyTorch.
-type Linear struct{ W *autograd.Var }
+// Linear is y = x·Wᵀ + B; W is [out, in] as in PyTorch, and B [out] is
+// nil for a layer without bias.
+type Linear struct{ W, B *autograd.Var }
 
 // Forward applies the layer to x [N, in].
-func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var { return t.MatMulT(x, l.W) }
+func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
+	y := t.MatMulT(x, l.W)
+	if l.B != nil {
+		y = t.Add(y, l.B)
+	}
+	return y
+}
 
 // Embedding maps token ids to rows of W [vocab, d].
 type Embedding struct{ W *autograd.Var }
@@ -55,28 +62,38 @@ func (n *RMSNorm) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
 	return t.RMSNorm(x, n.W, n.Eps)
 }
 
-// Attention is causal multi-head self-attention with rotary position
-// embeddings on queries and keys (Vaswani et al. 2017; Su et al. 2021).
+// Attention is causal grouped-query self-attention with rotary position
+// embeddings on queries and keys (Vaswani et al. 2017; Su et al. 2021;
+// Ainslie et al. 2023): Heads query heads of size HeadDim share KVHeads
+// key/value heads in blocks, query head h reading key/value head
+// h/(Heads/KVHeads) — transformers' repeat_kv. Scores are scaled by
+// HeadDim^−½.
 type Attention struct {
 	Q, K, V, O Linear
 	Heads      int
+	KVHeads    int
+	HeadDim    int
 }
 
 // Forward attends within each of batch sequences of x [batch·T, D],
-// with RoPE tables cos, sin [T, Dh/2].
+// with RoPE tables cos, sin [T, HeadDim/2].
 func (a *Attention) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
-	n, d := x.Value.Dim(0), x.Value.Dim(1)
-	tt, h := n/batch, a.Heads
-	dh := d / h
-	split := func(l *Linear) *autograd.Var { // [B·T, D] → [B, H, T, Dh]
-		return t.Transpose(t.Reshape(l.Forward(t, x), batch, tt, h, dh), 1, 2)
+	n := x.Value.Dim(0)
+	tt, h, kvh, dh := n/batch, a.Heads, a.KVHeads, a.HeadDim
+	g := h / kvh
+	split := func(l *Linear, heads int) *autograd.Var { // [B·T, heads·Dh] → [B, heads, T, Dh]
+		return t.Transpose(t.Reshape(l.Forward(t, x), batch, tt, heads, dh), 1, 2)
 	}
-	q := t.RoPE(split(&a.Q), cos, sin)
-	k := t.RoPE(split(&a.K), cos, sin)
-	v := split(&a.V)
-	p := t.CausalSoftmax(t.BatchMatMul(q, k, true), float32(1/math.Sqrt(float64(dh))))
-	o := t.BatchMatMul(p, v, false)
-	o = t.Reshape(t.Transpose(o, 1, 2), n, d)
+	q := t.RoPE(split(&a.Q, h), cos, sin)
+	k := t.RoPE(split(&a.K, kvh), cos, sin)
+	v := split(&a.V, kvh)
+	// The g query heads of one group are contiguous: as one [g·T, Dh]
+	// block they meet their shared keys in a single product, which is
+	// repeat_kv without the copies.
+	s := t.BatchMatMul(t.Reshape(q, batch, kvh, g*tt, dh), k, true)
+	p := t.CausalSoftmax(t.Reshape(s, batch, kvh, g, tt, tt), float32(1/math.Sqrt(float64(dh))))
+	o := t.BatchMatMul(t.Reshape(p, batch, kvh, g*tt, tt), v, false)
+	o = t.Reshape(t.Transpose(t.Reshape(o, batch, h, tt, dh), 1, 2), n, h*dh)
 	return a.O.Forward(t, o)
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -263,7 +264,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m2.Config != m.Config {
+	if !reflect.DeepEqual(m2.Config, m.Config) {
 		t.Fatalf("config %+v, want %+v", m2.Config, m.Config)
 	}
 	p1, p2 := m.Params(), m2.Params()

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/autograd"
 )
 
 // FFNScores returns a magnitude score per hidden unit of the block's
@@ -46,41 +49,43 @@ func norm(x []float32) float64 {
 // to the lower index), in their original order, and drops the rest —
 // structured pruning, so the smaller model runs dense at its new size,
 // ready to be distilled into from m. m is not changed.
-func (m *TinyLM) PruneFFN(hidden int) (*TinyLM, error) {
+func (m *Model) PruneFFN(hidden int) (*Model, error) {
 	if hidden <= 0 || hidden > m.Config.Hidden {
 		return nil, fmt.Errorf("nn: PruneFFN: target hidden size %d outside [1, %d]", hidden, m.Config.Hidden)
 	}
 	cfg := m.Config
 	cfg.Hidden = hidden
-	p, err := NewTinyLM(cfg, 0)
-	if err != nil {
-		return nil, err
-	}
-	copy(p.Embed.W.Value.Data(), m.Embed.W.Value.Data())
-	copy(p.Norm.W.Value.Data(), m.Norm.W.Value.Data())
-	copy(p.Head.W.Value.Data(), m.Head.W.Value.Data())
-	for l := range m.Blocks {
-		src, dst := &m.Blocks[l], &p.Blocks[l]
-		for _, pair := range [][2]*tensor.Dense{
-			{dst.Norm1.W.Value, src.Norm1.W.Value}, {dst.Norm2.W.Value, src.Norm2.W.Value},
-			{dst.Attn.Q.W.Value, src.Attn.Q.W.Value}, {dst.Attn.K.W.Value, src.Attn.K.W.Value},
-			{dst.Attn.V.W.Value, src.Attn.V.W.Value}, {dst.Attn.O.W.Value, src.Attn.O.W.Value},
-		} {
-			copy(pair[0].Data(), pair[1].Data())
-		}
-		keep := topUnits(src.FFNScores(), hidden)
-		for k, j := range keep {
-			copy(dst.MLP.Gate.W.Value.Row(k), src.MLP.Gate.W.Value.Row(j))
-			copy(dst.MLP.Up.W.Value.Row(k), src.MLP.Up.W.Value.Row(j))
-		}
-		sd, dd := src.MLP.Down.W.Value, dst.MLP.Down.W.Value
-		for i := range sd.Dim(0) {
-			sr, dr := sd.Row(i), dd.Row(i)
+	src := m.Params()
+	i := 0
+	// Every parameter but the MLP's is copied as is; each MLP matrix keeps
+	// the rows (gate, up) or columns (down) of its block's best units.
+	var keep []int
+	p := build(cfg.withDefaults(), func(s spec) *autograd.Var {
+		from := src[i].Var.Value
+		i++
+		switch {
+		case strings.HasSuffix(s.name, "mlp.gate.weight"):
+			l, _ := strconv.Atoi(strings.Split(s.name, ".")[1])
+			keep = topUnits(m.Blocks[l].FFNScores(), hidden)
+			fallthrough
+		case strings.HasSuffix(s.name, "mlp.up.weight"):
+			w := tensor.New(s.shape...)
 			for k, j := range keep {
-				dr[k] = sr[j]
+				copy(w.Row(k), from.Row(j))
 			}
+			return autograd.Param(w)
+		case strings.HasSuffix(s.name, "mlp.down.weight"):
+			w := tensor.New(s.shape...)
+			for r := range from.Dim(0) {
+				sr, dr := from.Row(r), w.Row(r)
+				for k, j := range keep {
+					dr[k] = sr[j]
+				}
+			}
+			return autograd.Param(w)
 		}
-	}
+		return autograd.Param(from.Clone())
+	})
 	return p, nil
 }
 

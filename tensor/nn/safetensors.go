@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -99,35 +100,64 @@ func LoadSafetensors(path string) ([]Tensor, map[string]string, error) {
 
 var dtypeSize = map[string]int{"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
 
-// DecodeSafetensors parses a safetensors encoding into float32 tensors,
-// in the order of their data, and its metadata. F32, F16, BF16 and F64
-// are read (converted to float32). It validates the whole file: header
-// length and JSON, dtypes, shapes against byte ranges, and that the
-// tensors tile the data section exactly, without gaps or overlaps; an
-// error names the tensor and the field at fault.
-func DecodeSafetensors(b []byte) ([]Tensor, map[string]string, error) {
-	if len(b) < 8 {
-		return nil, nil, fmt.Errorf("nn: safetensors: %d bytes is too short for the header length", len(b))
+// maxTensors bounds the entries of one header, so that a header of
+// millions of empty tensors is refused before it costs gigabytes.
+const maxTensors = 1 << 17
+
+// TensorInfo describes one tensor of a safetensors file: dtype, shape and
+// the byte range [Begin, End) of its data, counted from the start of the
+// file.
+type TensorInfo struct {
+	Name       string
+	Dtype      string
+	Shape      []int
+	Begin, End int64
+}
+
+// Len returns the number of elements.
+func (t *TensorInfo) Len() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
 	}
-	hl := binary.LittleEndian.Uint64(b)
-	if hl > maxHeader || hl > uint64(len(b)-8) {
-		return nil, nil, fmt.Errorf("nn: safetensors: header length %d exceeds the file (%d bytes) or the %d-byte limit", hl, len(b), maxHeader)
+	return n
+}
+
+// ReadSafetensorsHeader reads and validates the header of a safetensors
+// file of size bytes through r: header length and JSON, dtypes (F32, F16,
+// BF16, F64), shapes against byte ranges, and that the tensors tile the
+// data section exactly, without gaps, overlaps or bytes past the end (a
+// truncated file fails here). It returns the tensors in the order of
+// their data and the metadata; an error names the tensor and the field at
+// fault. It reads only the header, so the data may stay on disk or in a
+// memory map.
+func ReadSafetensorsHeader(r io.ReaderAt, size int64) ([]TensorInfo, map[string]string, error) {
+	var lb [8]byte
+	if size < 8 {
+		return nil, nil, fmt.Errorf("nn: safetensors: %d bytes is too short for the header length", size)
 	}
-	hb := b[8 : 8+hl]
+	if _, err := r.ReadAt(lb[:], 0); err != nil {
+		return nil, nil, fmt.Errorf("nn: safetensors: reading the header length: %v", err)
+	}
+	hl := binary.LittleEndian.Uint64(lb[:])
+	if hl > maxHeader || hl > uint64(size-8) {
+		return nil, nil, fmt.Errorf("nn: safetensors: header length %d exceeds the file (%d bytes) or the %d-byte limit", hl, size, maxHeader)
+	}
+	hb := make([]byte, hl)
+	if _, err := r.ReadAt(hb, 8); err != nil {
+		return nil, nil, fmt.Errorf("nn: safetensors: reading the header: %v", err)
+	}
 	if !bytes.HasPrefix(hb, []byte("{")) {
 		return nil, nil, fmt.Errorf("nn: safetensors: header does not start with '{'")
 	}
-	data := b[8+hl:]
+	base := 8 + int64(hl)
+	dataLen := size - base
 	raw, err := headerEntries(hb)
 	if err != nil {
 		return nil, nil, err
 	}
 	var md map[string]string
-	type item struct {
-		name string
-		e    entry
-	}
-	var items []item
+	items := make([]TensorInfo, 0, len(raw))
 	for _, kv := range raw {
 		name, msg := kv.name, kv.msg
 		if name == "__metadata__" {
@@ -156,64 +186,88 @@ func DecodeSafetensors(b []byte) ([]Tensor, map[string]string, error) {
 			}
 			n *= d
 		}
-		lo, hi := e.Offsets[0], e.Offsets[1]
-		if lo < 0 || hi < lo || hi > len(data) {
-			return nil, nil, fmt.Errorf("nn: safetensors: tensor %q: data_offsets %v outside data of %d bytes", name, e.Offsets, len(data))
+		lo, hi := int64(e.Offsets[0]), int64(e.Offsets[1])
+		if lo < 0 || hi < lo || hi > dataLen {
+			return nil, nil, fmt.Errorf("nn: safetensors: tensor %q: data_offsets %v outside data of %d bytes (file truncated?)", name, e.Offsets, dataLen)
 		}
-		if hi-lo != n*size {
+		if hi-lo != int64(n)*int64(size) {
 			return nil, nil, fmt.Errorf("nn: safetensors: tensor %q: %s shape %v needs %d bytes, data_offsets %v give %d", name, e.Dtype, e.Shape, n*size, e.Offsets, hi-lo)
 		}
-		items = append(items, item{name, e})
+		items = append(items, TensorInfo{Name: name, Dtype: e.Dtype, Shape: e.Shape, Begin: base + lo, End: base + hi})
 	}
 	sort.Slice(items, func(i, j int) bool {
-		a, b := items[i].e.Offsets, items[j].e.Offsets
-		if a[0] != b[0] {
-			return a[0] < b[0]
+		a, b := items[i], items[j]
+		if a.Begin != b.Begin {
+			return a.Begin < b.Begin
 		}
-		return a[1] < b[1]
+		return a.End < b.End
 	})
-	at := 0
-	out := make([]Tensor, 0, len(items))
+	at := base
 	for _, it := range items {
-		lo, hi := it.e.Offsets[0], it.e.Offsets[1]
-		if lo != at {
-			return nil, nil, fmt.Errorf("nn: safetensors: tensor %q starts at byte %d, expected %d (gap or overlap)", it.name, lo, at)
+		if it.Begin != at {
+			return nil, nil, fmt.Errorf("nn: safetensors: tensor %q starts at byte %d, expected %d (gap or overlap)", it.Name, it.Begin-base, at-base)
 		}
-		at = hi
-		out = append(out, Tensor{Name: it.name, Value: decodeData(data[lo:hi], it.e)})
+		at = it.End
 	}
-	if at != len(data) {
-		return nil, nil, fmt.Errorf("nn: safetensors: %d trailing bytes after the last tensor", len(data)-at)
+	if at != size {
+		return nil, nil, fmt.Errorf("nn: safetensors: %d trailing bytes after the last tensor", size-at)
+	}
+	return items, md, nil
+}
+
+// DecodeSafetensors parses a safetensors encoding into float32 tensors,
+// in the order of their data, and its metadata. F32, F16, BF16 and F64
+// are read (converted to float32). It validates the whole file as
+// ReadSafetensorsHeader does; an error names the tensor and the field at
+// fault.
+func DecodeSafetensors(b []byte) ([]Tensor, map[string]string, error) {
+	infos, md, err := ReadSafetensorsHeader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Tensor, 0, len(infos))
+	for _, it := range infos {
+		t := tensor.New(slices.Clone(it.Shape)...)
+		DecodeTensorData(t.Data(), b[it.Begin:it.End], it.Dtype)
+		out = append(out, Tensor{Name: it.Name, Value: t})
 	}
 	return out, md, nil
 }
 
-func decodeData(b []byte, e entry) *tensor.Dense {
-	shape := slices.Clone(e.Shape)
-	t := tensor.New(shape...)
-	d := t.Data()
-	switch e.Dtype {
+// DecodeTensorData converts raw little-endian data of dtype (F32, F16,
+// BF16 or F64) into dst, one element per len(dst). It panics if raw is
+// shorter than len(dst) elements.
+func DecodeTensorData(dst []float32, raw []byte, dtype string) {
+	var u [512]uint16
+	switch dtype {
 	case "F32":
-		for i := range d {
-			d[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
 	case "F64":
-		for i := range d {
-			d[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
 		}
 	case "F16", "BF16":
-		u := make([]uint16, len(d))
-		for i := range u {
-			u[i] = binary.LittleEndian.Uint16(b[2*i:])
+		for i := 0; i < len(dst); i += len(u) {
+			n := min(len(u), len(dst)-i)
+			for j := range n {
+				u[j] = binary.LittleEndian.Uint16(raw[2*(i+j):])
+			}
+			if dtype == "F16" {
+				tensor.FromF16(dst[i:i+n], u[:n])
+			} else {
+				tensor.FromBF16(dst[i:i+n], u[:n])
+			}
 		}
-		if e.Dtype == "F16" {
-			tensor.FromF16(d, u)
-		} else {
-			tensor.FromBF16(d, u)
-		}
+	default:
+		panic("nn: DecodeTensorData: unsupported dtype " + dtype)
 	}
-	return t
 }
+
+// DtypeSize returns the bytes per element of a safetensors dtype this
+// package reads, or 0.
+func DtypeSize(dtype string) int { return dtypeSize[dtype] }
 
 type rawEntry struct {
 	name string
@@ -230,6 +284,9 @@ func headerEntries(hb []byte) ([]rawEntry, error) {
 	seen := map[string]bool{}
 	var out []rawEntry
 	for dec.More() {
+		if len(out) > maxTensors {
+			return nil, fmt.Errorf("nn: safetensors: header holds more than %d entries", maxTensors)
+		}
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, fmt.Errorf("nn: safetensors: header JSON: %v", err)
