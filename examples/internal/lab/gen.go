@@ -72,4 +72,3 @@ func mask(logits []float32) {
 		}
 	}
 }
-
