@@ -16,11 +16,11 @@
 // [N, V] log-softmax, and TokenLogProbsBackward writes the gradient
 // dL/dz_t = dL/dlogp_t·(onehot(y_t) − softmax(z_t)) row by row, optionally
 // over the logits themselves. A Layout describes the usual right-padded
-// batch (prompt, completion, padding per row), builds the targets, and
+// batch (prompt, completion, padding per row), builds the labels, and
 // SequenceLogProbs / SequenceLogProbsBackward sum the completion tokens per
 // sequence and spread the gradient back. The chain is
 //
-//	Layout.Targets → TokenLogProbs → SequenceLogProbs → Objective.Loss
+//	Layout.Labels → TokenLogProbs → SequenceLogProbs → Objective.Loss
 //	→ SequenceLogProbsBackward → TokenLogProbsBackward → model backward
 //
 // as ExampleTokenLogProbs shows.

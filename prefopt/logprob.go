@@ -7,41 +7,44 @@ import (
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Ignore is the target that marks a row of logits as not scored (a prompt
-// or padding position): TokenLogProbs writes 0 for it and
-// TokenLogProbsBackward a zero gradient row. Any negative target is
-// ignored the same way, so torch's −100 works too.
-const Ignore int32 = -1
+// Ignore is tensor.Ignore (−100), the label that marks a row of logits as
+// not scored (a prompt or padding position): TokenLogProbs writes 0 for it
+// and TokenLogProbsBackward a zero gradient row. Any negative label is
+// ignored the same way.
+//
+// Deprecated: use tensor.Ignore, the one constant distill, prefopt and
+// tensor/autograd share. (Before, prefopt's was −1.)
+const Ignore = tensor.Ignore
 
 // minRowsPerWorker is the rows of one parallel chunk: fewer would cost
 // more in hand-offs than the rows take, and tiny batches stay on the
 // calling goroutine.
 const minRowsPerWorker = 16
 
-// TokenLogProbs writes dst[i] = log softmax(logits[i])[targets[i]] for
-// logits [N, V]: the log-prob of each target token, without the [N, V]
-// log-softmax. A negative target (see Ignore) writes 0. Rows are split
+// TokenLogProbs writes dst[i] = log softmax(logits[i])[labels[i]] for
+// logits [N, V]: the log-prob of each label token, without the [N, V]
+// log-softmax. A negative label (tensor.Ignore) writes 0. Rows are split
 // over up to GOMAXPROCS goroutines.
 //
 // It returns an error, leaving dst untouched, if the lengths disagree, a
-// target is ≥ V, or a scored row holds NaN or +Inf.
-func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
-	return tokenLogProbs("TokenLogProbs", dst, nil, logits, targets)
+// label is ≥ V, or a scored row holds NaN or +Inf.
+func TokenLogProbs(dst []float32, logits *tensor.Dense, labels []int32) error {
+	return tokenLogProbs("TokenLogProbs", dst, nil, logits, labels)
 }
 
 // TokenLogProbsLSE is TokenLogProbs that also keeps each row's log-sum-exp
 // in lse (N entries, 0 for ignored rows), for TokenLogProbsBackwardLSE:
 // with it the backward pass reads the logits once instead of twice, as
 // PyTorch's log_softmax backward reuses its saved output.
-func TokenLogProbsLSE(dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
+func TokenLogProbsLSE(dst []float32, lse []float64, logits *tensor.Dense, labels []int32) error {
 	if lse == nil {
 		return fmt.Errorf("prefopt: TokenLogProbsLSE: nil lse")
 	}
-	return tokenLogProbs("TokenLogProbsLSE", dst, lse, logits, targets)
+	return tokenLogProbs("TokenLogProbsLSE", dst, lse, logits, labels)
 }
 
-func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
-	n, v, err := checkTokens(op, logits, targets)
+func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense, labels []int32) error {
+	n, v, err := checkTokens(op, logits, labels)
 	if err != nil {
 		return err
 	}
@@ -58,7 +61,7 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
-			t := targets[i]
+			t := labels[i]
 			if t < 0 {
 				continue
 			}
@@ -67,9 +70,9 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 			x := row[t]
 			// LogSumExp is NaN or +Inf exactly when the row holds NaN or
 			// +Inf; −Inf logits are legal (masked vocabulary) unless it is
-			// the target's, which has probability 0.
+			// the label's, which has probability 0.
 			if !finite(l) || !finite(float64(x)) {
-				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (target logit %v, logsumexp %v)", op, i, x, l)
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (label logit %v, logsumexp %v)", op, i, x, l)
 			}
 			out[i], outLSE[i] = float32(float64(x)-l), l
 		}
@@ -86,36 +89,36 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 // TokenLogProbsBackward is TokenLogProbs' backward pass, fused: given
 // dlogp[i] = dL/d(log-prob of row i), it writes
 //
-//	grad[i] = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
+//	grad[i] = dlogp[i]·(onehot(labels[i]) − softmax(logits[i])),
 //
 // row by row into grad [N, V] with no [N, V] temporary. grad may be logits
 // itself, overwriting the logits with their gradient to save N·V floats.
-// Rows with a negative target or a zero dlogp get a zero gradient without
+// Rows with a negative label or a zero dlogp get a zero gradient without
 // touching their logits, so masked positions cost only the clear.
 //
-// Bad lengths, targets or dlogp values are reported before anything is
+// Bad lengths, labels or dlogp values are reported before anything is
 // written. Logits are not scanned for NaN up front (TokenLogProbs on the
 // same logits already did); if a row turns out to hold NaN or +Inf, an
 // error names it and the contents of grad are unspecified.
-func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []float32) error {
-	return tokenLogProbsBackward("TokenLogProbsBackward", grad, logits, targets, dlogp, nil)
+func TokenLogProbsBackward(grad, logits *tensor.Dense, labels []int32, dlogp []float32) error {
+	return tokenLogProbsBackward("TokenLogProbsBackward", grad, logits, labels, dlogp, nil)
 }
 
 // TokenLogProbsBackwardLSE is TokenLogProbsBackward given the row
 // log-sum-exps that TokenLogProbsLSE kept for the same logits: each row's
 // softmax is then written in one pass over the logits. An lse that is not
-// finite, or below its row's target logit, is an error; one that does not
+// finite, or below its row's label logit, is an error; one that does not
 // come from these logits gives a wrong gradient, which nothing here can
 // detect.
-func TokenLogProbsBackwardLSE(grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
+func TokenLogProbsBackwardLSE(grad, logits *tensor.Dense, labels []int32, dlogp []float32, lse []float64) error {
 	if lse == nil {
 		return fmt.Errorf("prefopt: TokenLogProbsBackwardLSE: nil lse")
 	}
-	return tokenLogProbsBackward("TokenLogProbsBackwardLSE", grad, logits, targets, dlogp, lse)
+	return tokenLogProbsBackward("TokenLogProbsBackwardLSE", grad, logits, labels, dlogp, lse)
 }
 
-func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
-	n, v, err := checkTokens(op, logits, targets)
+func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, labels []int32, dlogp []float32, lse []float64) error {
+	n, v, err := checkTokens(op, logits, labels)
 	if err != nil {
 		return err
 	}
@@ -133,15 +136,15 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 		if !finite(float64(d)) {
 			return fmt.Errorf("prefopt: %s: dlogp[%d] is %v", op, i, d)
 		}
-		if t := targets[i]; lse != nil && t >= 0 && d != 0 && !(finite(lse[i]) && lse[i] >= float64(ld[i*v+int(t)])) {
-			return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (target logit %v)", op, i, lse[i], ld[i*v+int(t)])
+		if t := labels[i]; lse != nil && t >= 0 && d != 0 && !(finite(lse[i]) && lse[i] >= float64(ld[i*v+int(t)])) {
+			return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (label logit %v)", op, i, lse[i], ld[i*v+int(t)])
 		}
 	}
 	gd := grad.Data()
 	return parallelRows(n, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			g := gd[i*v : (i+1)*v]
-			t, d := targets[i], dlogp[i]
+			t, d := labels[i], dlogp[i]
 			if t < 0 || d == 0 {
 				clear(g)
 				continue
@@ -154,7 +157,7 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 			}
 			tensor.ScaledSoftmax(g, -d, row)
 			// ScaledSoftmax fills a row holding NaN or +Inf (or only −Inf)
-			// with NaN, so one look at the target finds it.
+			// with NaN, so one look at the label finds it.
 			if p := g[t]; p != p {
 				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or only −Inf", op, i)
 			}
@@ -164,7 +167,7 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 	})
 }
 
-func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, err error) {
+func checkTokens(op string, logits *tensor.Dense, labels []int32) (n, v int, err error) {
 	if logits == nil || logits.Dims() != 2 {
 		var shape []int
 		if logits != nil {
@@ -173,12 +176,12 @@ func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, er
 		return 0, 0, fmt.Errorf("prefopt: %s: logits must be [N, V], have shape %v", op, shape)
 	}
 	n, v = logits.Rows(), logits.Cols()
-	if len(targets) != n {
-		return 0, 0, fmt.Errorf("prefopt: %s: %d targets for %d rows of logits", op, len(targets), n)
+	if len(labels) != n {
+		return 0, 0, fmt.Errorf("prefopt: %s: %d labels for %d rows of logits", op, len(labels), n)
 	}
-	for i, t := range targets {
+	for i, t := range labels {
 		if int(t) >= v {
-			return 0, 0, fmt.Errorf("prefopt: %s: targets[%d] = %d, out of range [0, %d)", op, i, t, v)
+			return 0, 0, fmt.Errorf("prefopt: %s: labels[%d] = %d, out of range [0, %d)", op, i, t, v)
 		}
 	}
 	return n, v, nil
@@ -220,8 +223,8 @@ func parallelRows(n int, fn func(lo, hi int) error) error {
 // because the first token is never predicted.
 //
 // The per-token log-probs that SequenceLogProbs reads have the logits' row
-// layout: entry b·T + t is the log-prob of token t+1. Targets builds the
-// matching targets for TokenLogProbs.
+// layout: entry b·T + t is the log-prob of token t+1. Labels builds the
+// matching labels for TokenLogProbs.
 type Layout struct {
 	Width     int   // T, the padded length of every sequence
 	PromptLen []int // prompt tokens per sequence, ≥ 1
@@ -257,21 +260,21 @@ func (l Layout) CompletionLen() []int {
 	return c
 }
 
-// Targets writes the TokenLogProbs targets for tokens laid out as l
+// Labels writes the TokenLogProbs labels for tokens laid out as l
 // describes: dst[b·T + t] = tokens[b·T + t + 1] on rows that predict a
-// completion token, Ignore elsewhere.
-func (l Layout) Targets(dst, tokens []int32) error {
+// completion token, tensor.Ignore elsewhere.
+func (l Layout) Labels(dst, tokens []int32) error {
 	if err := l.Check(); err != nil {
 		return err
 	}
 	if len(tokens) != l.Size() || len(dst) != l.Size() {
-		return fmt.Errorf("prefopt: Layout.Targets: tokens %d and dst %d, need B·T = %d", len(tokens), len(dst), l.Size())
+		return fmt.Errorf("prefopt: Layout.Labels: tokens %d and dst %d, need B·T = %d", len(tokens), len(dst), l.Size())
 	}
 	T := l.Width
 	for b := range l.Len {
 		for t := l.PromptLen[b]; t < l.Len[b]; t++ {
 			if tokens[b*T+t] < 0 {
-				return fmt.Errorf("prefopt: Layout.Targets: sequence %d token %d is %d", b, t, tokens[b*T+t])
+				return fmt.Errorf("prefopt: Layout.Labels: sequence %d token %d is %d", b, t, tokens[b*T+t])
 			}
 		}
 	}
@@ -281,12 +284,17 @@ func (l Layout) Targets(dst, tokens []int32) error {
 			if t >= l.PromptLen[b]-1 && t < l.Len[b]-1 {
 				row[t] = tokens[b*T+t+1]
 			} else {
-				row[t] = Ignore
+				row[t] = tensor.Ignore
 			}
 		}
 	}
 	return nil
 }
+
+// Targets is Labels.
+//
+// Deprecated: use Labels; posttrain calls target token ids labels.
+func (l Layout) Targets(dst, tokens []int32) error { return l.Labels(dst, tokens) }
 
 // SequenceLogProbs writes per-sequence completion log-probs from per-token
 // log-probs in l's layout: dst[b] is the sum over sequence b's completion
