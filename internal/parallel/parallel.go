@@ -202,14 +202,15 @@ func Run(n, workers int, b Body) {
 	putLoop(l)
 }
 
-// funcBody adapts a function to Body.
-type funcBody func(c int)
+// Func is a loop body that needs no scratch: Run(n, workers, Func(f)).
+type Func func(c int)
 
-func (f funcBody) Chunk(c int, _ *Worker) { f(c) }
+// Chunk calls f(c).
+func (f Func) Chunk(c int, _ *Worker) { f(c) }
 
 // For calls body(c) for every c in [0, n) on the calling goroutine and up
 // to GOMAXPROCS − 1 pool goroutines, and returns when all have returned.
-func For(n int, body func(c int)) { Run(n, 0, funcBody(body)) }
+func For(n int, body func(c int)) { Run(n, 0, Func(body)) }
 
 func getLoop() *loop {
 	select {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -152,8 +154,8 @@ func TestCrossEntropyErrors(t *testing.T) {
 		targets []int32
 		want    string
 	}{
-		{[]int32{0}, "1 targets for 2 rows"},
-		{[]int32{0, 3}, "target 3 at row 1"},
+		{[]int32{0}, "1 labels for 2 rows"},
+		{[]int32{0, 3}, "labels[1] = 3"},
 		{[]int32{0, 1}, "row 1 has non-finite"},
 	} {
 		_, err := tp.CrossEntropy(logits, tc.targets)
@@ -228,5 +230,25 @@ func TestShapePanics(t *testing.T) {
 			}()
 			f(NewTape())
 		}()
+	}
+}
+
+// TestLossShapePanics: logits of the wrong rank are misuse, a
+// *tensor.ShapeError panic like every op's; labels stay data errors.
+func TestLossShapePanics(t *testing.T) {
+	tp := NewTape()
+	logits := Param(tensor.New(2, 3, 4))
+	for name, f := range map[string]func(){
+		"CrossEntropy": func() { _, _ = tp.CrossEntropy(logits, []int32{0, 0}) },
+		"LogProbs":     func() { _, _ = tp.LogProbs(logits, []int32{0, 0}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				err, _ := recover().(error)
+				var se *tensor.ShapeError
+				require.ErrorAs(t, err, &se)
+			}()
+			f()
+		})
 	}
 }
