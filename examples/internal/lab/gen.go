@@ -34,7 +34,7 @@ func (p Policy) Generate(ctx context.Context, prompt string, seeds []uint64) ([]
 			return nil, err
 		}
 		d.Reset()
-		s := nn.NewSampler(seed, p.Temperature, p.TopK, 0)
+		s := nn.NewSamplerWith(seed, nn.SamplerOptions{Temperature: p.Temperature, TopK: p.TopK})
 		var logits []float32
 		var err error
 		for _, t := range in {

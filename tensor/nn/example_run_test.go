@@ -29,3 +29,22 @@ func ExampleAdamW() {
 	// step 1: w = 0.1000
 	// step 300: w = 3.0000
 }
+
+// NewSamplerWith names its settings; the zero SamplerOptions is greedy.
+func ExampleNewSamplerWith() {
+	logits := []float32{0.5, 3, 1, 2.5}
+	greedy := nn.NewSamplerWith(1, nn.SamplerOptions{})
+	top2 := nn.NewSamplerWith(1, nn.SamplerOptions{Temperature: 1, TopK: 2})
+	seen := map[int32]bool{}
+	for range 200 {
+		id, err := top2.Sample(logits)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		seen[id] = true
+	}
+	id, _ := greedy.Sample(logits)
+	fmt.Println("greedy:", id, "top-2 draws:", seen)
+	// Output: greedy: 1 top-2 draws: map[1:true 3:true]
+}
