@@ -31,6 +31,7 @@ import (
 // Body is a loop body that must not allocate per call: Chunk runs chunk c
 // with w, the running goroutine's Worker.
 type Body interface {
+	// Chunk runs chunk c; w is the running goroutine's Worker.
 	Chunk(c int, w *Worker)
 }
 
