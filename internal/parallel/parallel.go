@@ -78,14 +78,14 @@ var pool struct {
 	mu      sync.Mutex
 	started int
 	tickets chan *loop // one ticket per helper a loop would like
-	loops   chan *loop // recycled loops
-	workers chan *Worker
+	loops   freeList[loop]
+	workers freeList[Worker] // the callers' Workers
 }
 
 func init() {
 	pool.tickets = make(chan *loop, 256)
-	pool.loops = make(chan *loop, 64)
-	pool.workers = make(chan *Worker, 64)
+	pool.loops = make(freeList[loop], 64)
+	pool.workers = make(freeList[Worker], 64)
 }
 
 // loop is one call's shared state. Helpers join it under mu until the
@@ -169,8 +169,8 @@ func Run(n, workers int, b Body) {
 		workers = procs
 	}
 	workers = min(workers, n)
-	w := getWorker()
-	defer putWorker(w)
+	w := pool.workers.get()
+	defer pool.workers.put(w)
 	if workers == 1 {
 		for c := range n {
 			b.Chunk(c, w)
@@ -178,7 +178,7 @@ func Run(n, workers int, b Body) {
 		return
 	}
 	ensure(workers - 1)
-	l := getLoop()
+	l := pool.loops.get()
 	l.mu.Lock() // a stale ticket's worker may be looking at l
 	l.body, l.n = b, n
 	l.next.Store(0)
@@ -200,7 +200,7 @@ func Run(n, workers int, b Body) {
 	}
 	l.wg.Wait()
 	l.body = nil
-	putLoop(l)
+	pool.loops.put(l)
 }
 
 // Func is a loop body that needs no scratch: Run(n, workers, Func(f)).
@@ -213,34 +213,23 @@ func (f Func) Chunk(c int, _ *Worker) { f(c) }
 // to GOMAXPROCS − 1 pool goroutines, and returns when all have returned.
 func For(n int, body func(c int)) { Run(n, 0, Func(body)) }
 
-func getLoop() *loop {
+// freeList recycles per-call state without sync.Pool's random drops (the
+// race detector makes sync.Pool drop items on purpose), so steady-state
+// calls do not allocate.
+type freeList[T any] chan *T
+
+func (f freeList[T]) get() *T {
 	select {
-	case l := <-pool.loops:
-		return l
+	case x := <-f:
+		return x
 	default:
-		return new(loop)
+		return new(T)
 	}
 }
 
-func putLoop(l *loop) {
+func (f freeList[T]) put(x *T) {
 	select {
-	case pool.loops <- l:
-	default:
-	}
-}
-
-func getWorker() *Worker {
-	select {
-	case w := <-pool.workers:
-		return w
-	default:
-		return new(Worker)
-	}
-}
-
-func putWorker(w *Worker) {
-	select {
-	case pool.workers <- w:
+	case f <- x:
 	default:
 	}
 }
