@@ -24,3 +24,13 @@ func TestSmoke(t *testing.T) {
 	_ = run(&b, cfg)
 	assert.Equal(t, a.String(), b.String(), "two runs with the same settings differ")
 }
+
+// TestMeanCI checks the interval against a printed t-table: t(0.975, 4) =
+// 2.776, so for 1…5 (s = √2.5) the half-width is 2.776·√2.5/√5 = 1.963.
+func TestMeanCI(t *testing.T) {
+	mean, ci := meanCI([]float64{1, 2, 3, 4, 5})
+	assert.Equal(t, 3.0, mean)
+	assert.Equal(t, "1.963", ci)
+	_, ci = meanCI([]float64{7})
+	assert.Equal(t, "—", ci)
+}
