@@ -77,7 +77,8 @@ type Rollout struct {
 }
 
 // GRPOLoss is the policy loss of TRL's GRPOTrainer in all its loss types
-// (trl/trainer/grpo_trainer.py, _compute_loss). Per token t of sequence i,
+// (huggingface/trl v1.9.0, trl/trainer/grpo_trainer.py, _compute_loss). Per
+// token t of sequence i,
 // with the importance ratio r (per token, or per sequence under GSPO) and
 // the sequence's advantage A,
 //
