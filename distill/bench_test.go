@@ -103,6 +103,8 @@ func BenchmarkDivergence(b *testing.B) {
 		f    func() (float64, error)
 	}{
 		{"SoftTarget", func() (float64, error) { return SoftTarget(g, s, t, 2) }},
+		// Above T = 8 the forward and reverse KL take the float64 path.
+		{"SoftTargetT16", func() (float64, error) { return SoftTarget(g, s, t, 16) }},
 		{"ReverseKL", func() (float64, error) { return ReverseKL(g, s, t, 1) }},
 		{"GJSD0.5", func() (float64, error) { return GeneralizedJSD(g, s, t, 0.5, 1) }},
 	} {

@@ -45,10 +45,33 @@ func checkSame(op, name string, t *tensor.Dense, n, v int) error {
 	return nil
 }
 
-// checkTemperature accepts finite T > 0.
+// checkTemperature accepts 0 < T ≤ MaxTemperature.
 func checkTemperature(op string, t float64) error {
-	if !(t > 0) || math.IsInf(t, 1) {
-		return fmt.Errorf("distill: %s: temperature %v must be finite and > 0", op, t)
+	if !(t > 0) || t > MaxTemperature {
+		return fmt.Errorf("distill: %s: temperature %v outside (0, %g]", op, t, MaxTemperature)
+	}
+	return nil
+}
+
+// checkOverlap returns an error if grad's memory overlaps that of an
+// input: grad may be exactly the input named by same (same first element
+// and length, so each row is read before it is overwritten), and may share
+// no element with any other input, nor partly overlap same (shifted by a
+// row, say, which would overwrite rows before they are read).
+func checkOverlap(op string, grad *tensor.Dense, sameName string, same *tensor.Dense, otherName string, other *tensor.Dense) error {
+	if grad == nil {
+		return nil
+	}
+	g := grad.Data()
+	if same != nil {
+		d := same.Data()
+		exact := len(g) == len(d) && (len(g) == 0 || &g[0] == &d[0])
+		if !exact && grad.Overlaps(same) {
+			return fmt.Errorf("distill: %s: grad overlaps %s without being it: the gradient would overwrite %s before it is read", op, sameName, sameName)
+		}
+	}
+	if other != nil && grad.Overlaps(other) {
+		return fmt.Errorf("distill: %s: grad overlaps %s", op, otherName)
 	}
 	return nil
 }

@@ -32,12 +32,18 @@ const tinyProb = 1e-30
 // w = 0 is plain cross-entropy, and teacherTop1 may then be nil. Where
 // ŷ_i = y_i the row's loss is −log p(y_i) exactly, whatever w. grad may be
 // logits itself (the gradient then overwrites the logits, saving memory);
-// any other overlap is not allowed.
+// any other overlap (grad shifted against the logits by a row, say) is an
+// error.
+//
+// The loss is exact, to float64 rounding of float32 inputs, for logits of
+// any finite magnitude: −log p_k is formed as (max − z_k) + log Σ e^(z−max),
+// so all-equal logits of 1e16 or 3e38 give log V, not 2 or 0.
 //
 // It returns an error, leaving grad untouched, if w is outside [0, 1]; a
 // tensor is not 2-D or grad's shape differs from the logits'; labels or
 // teacherTop1 have the wrong length; a counted row's label or teacher id is
-// ≥ V (or the teacher id is negative); or the logits hold NaN or ±Inf.
+// ≥ V (or the teacher id is negative); grad overlaps the logits other than
+// by being them; or the logits hold NaN or ±Inf.
 //
 // The logits are read from memory twice — once for the finiteness check
 // of every row (so that grad stays untouched on error), once for each
@@ -65,6 +71,9 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 		return 0, err
 	}
 	if err := checkUnit(op, "teacher weight", w); err != nil {
+		return 0, err
+	}
+	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
 		return 0, err
 	}
 	if len(labels) != n {
@@ -155,17 +164,22 @@ func (j *convexJob) chunk(c int, s *scratch) {
 		// the max pass reads the row from memory, the rest from cache.
 		// Then log p_k = (z_k − max) − log s, exact up to the rounding of
 		// s, for logits of any magnitude; and p = e/s.
-		zy, zt := float64(zi[y]), float64(zi[t])
 		m := tensor.Max(zi)
+		// −log p_k = (max − z_k) + log s: the difference first, in float64,
+		// where it is exact for any two float32s, and the small log s
+		// after. Forming log Σ e^z = max + log s first would round it to
+		// the float64 grid at max (a step of 2 at |max| = 1e16) and lose
+		// log s entirely.
+		dy, dt := float64(m)-float64(zi[y]), float64(m)-float64(zi[t])
 		copy(g, zi) // a no-op when grad is the logits
 		tensor.Axpy(-m, ones, g)
 		tensor.Exp(g, g)
 		es := float64(tensor.Sum(g))
-		off := float64(m) + math.Log(es) // log Σ e^z
+		ls := math.Log(es)
 		if y == t {
-			sum += off - zy
+			sum += ls + dy
 		} else {
-			sum += j.w*(off-zt) + (1-j.w)*(off-zy)
+			sum += ls + j.w*dt + (1-j.w)*dy
 		}
 		if gd != nil {
 			inv := j.inv / es

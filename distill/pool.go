@@ -73,6 +73,7 @@ func (f freeList[T]) put(x *T) {
 type scratch struct {
 	a, b, c, d, e []float32
 	one           []float32 // all ones, for Axpy to add a constant
+	f, h          []float64 // float64 rows, for the high-temperature path
 }
 
 // ones returns n ones.
@@ -90,6 +91,14 @@ func (s *scratch) ones(n int) []float32 {
 func buf(p *[]float32, n int) []float32 {
 	if cap(*p) < n {
 		*p = make([]float32, n)
+	}
+	return (*p)[:n]
+}
+
+// buf64 returns (*p)[:n], growing *p if needed.
+func buf64(p *[]float64, n int) []float64 {
+	if cap(*p) < n {
+		*p = make([]float64, n)
 	}
 	return (*p)[:n]
 }

@@ -62,7 +62,8 @@ const sumTolerance = 1e-2
 // the one vectorized pass that checks the logits are finite.
 //
 // It returns an error, leaving grad untouched, for shape or length
-// mismatches, α outside [0, 1], an id outside [0, V) or repeated within a
+// mismatches, a teacher K outside [1, V], grad overlapping the logits
+// other than by being them, α outside [0, 1], an id outside [0, V) or repeated within a
 // row, a log-probability that is NaN, +Inf or > 0, top-k probabilities that
 // sum above 1 (beyond bfloat16 rounding) or, for Drop, to 0, a label ≥ V,
 // or NaN or ±Inf in the logits.
@@ -82,8 +83,13 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 		return 0, fmt.Errorf("distill: %s: unknown leftover mode %v", op, leftover)
 	}
 	k := teacher.K
-	if k < 1 {
-		return 0, fmt.Errorf("distill: %s: teacher K = %d, want ≥ 1", op, k)
+	if k < 1 || k > max(v, 1) {
+		// K distinct ids fit in the vocabulary; the bound also keeps n·k
+		// within n·v, the logits' length, so it cannot overflow.
+		return 0, fmt.Errorf("distill: %s: teacher K = %d outside [1, V = %d]", op, k, v)
+	}
+	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
+		return 0, err
 	}
 	if len(teacher.IDs) != n*k || len(teacher.LogProbs) != n*k {
 		return 0, fmt.Errorf("distill: %s: teacher has %d ids and %d log-probs, want %d (%d rows × K %d)",

@@ -2,6 +2,7 @@ package itec
 
 import (
 	"context"
+	"sync"
 
 	"github.com/posttrain/posttrain/prefopt"
 )
@@ -56,6 +57,58 @@ type Preference struct {
 // programmatic oracle in experiments. It must be safe for concurrent use.
 type Labeler interface {
 	Label(ctx context.Context, prompt, a, b string) (Preference, error)
+}
+
+// DurableLabeler is a Labeler that keeps each answer somewhere durable — a
+// work queue, a database — until Run acknowledges it. Run calls Commit for
+// a candidate once the answer Label returned for it is synced to the
+// run's label log; an answer not yet committed when the run dies must be
+// returned again, without asking anyone, when the resumed run calls Label
+// for the same (prompt, a, b). That closes the window a plain Labeler
+// leaves (see Run): with a DurableLabeler no answer is ever lost.
+type DurableLabeler interface {
+	Labeler
+	Commit(ctx context.Context, prompt, a, b string) error
+}
+
+// gatedLabeler holds every new request while an answer already returned
+// is not yet durable: Label counts the answers it hands back, the label
+// step's done callback uncounts each once it is synced to the log, and a
+// request waits until none is pending.
+type gatedLabeler struct {
+	l       Labeler
+	mu      sync.Mutex
+	synced  sync.Cond
+	pending int
+}
+
+func newGatedLabeler(l Labeler) *gatedLabeler {
+	g := &gatedLabeler{l: l}
+	g.synced.L = &g.mu
+	return g
+}
+
+func (g *gatedLabeler) Label(ctx context.Context, prompt, a, b string) (Preference, error) {
+	g.mu.Lock()
+	for g.pending > 0 {
+		g.synced.Wait()
+	}
+	g.mu.Unlock()
+	p, err := g.l.Label(ctx, prompt, a, b)
+	if err == nil && p.Level.Valid() { // Label's caller calls done for it
+		g.mu.Lock()
+		g.pending++
+		g.mu.Unlock()
+	}
+	return p, err
+}
+
+// durable uncounts an answer once it is synced (or failed to be).
+func (g *gatedLabeler) durable() {
+	g.mu.Lock()
+	g.pending--
+	g.synced.Broadcast()
+	g.mu.Unlock()
 }
 
 // Demo is a fine-tuning example: a prompt and the response to imitate.

@@ -40,8 +40,14 @@
 // round, prompt, member and index (Seed), and ties are broken by member and
 // sample order, so results do not depend on the number of workers. Run
 // commits its state to a directory after every step, writing each file
-// whole (temporary file, sync, rename) with its SHA-256 recorded; labels are
-// appended to a synced log as they arrive. A run killed at any point and
-// started again continues where it stopped, never asks for a label twice,
-// and ends in the same state as one never interrupted.
+// whole (temporary file, sync, rename) with its SHA-256 recorded, and
+// state.json checksummed and checked for consistency on load; labels are
+// appended to a log as they arrive, one synced, checksummed line each,
+// before the next request goes out. A run killed at any point and started
+// again continues where it stopped, never asks again for a label it logged,
+// and ends in the same state as one never interrupted; only answers in
+// flight at the kill (at most one per worker) are asked again, and none
+// with a DurableLabeler. A damaged checkpoint is an error wrapping
+// ErrCheckpoint. Run locks its directory, so a second run on it fails with
+// ErrLocked instead of corrupting it.
 package itec

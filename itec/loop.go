@@ -3,7 +3,6 @@ package itec
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,11 +110,30 @@ const stateVersion = 1
 // committed to cfg.Dir, so a run killed at any point and started again with
 // the same Config continues where it stopped and, the components being
 // deterministic, ends in the same state as a run never interrupted.
+//
+// Run holds an exclusive lock on cfg.Dir (an advisory lock on cfg.Dir/lock:
+// flock on Unix, LockFileEx on Windows; see lockFile for platforms without
+// one) from start to return; a second Run on the same directory, in this
+// process or another, fails at once with an error wrapping ErrLocked. The
+// operating system drops the lock when the holder exits, so a crash leaves
+// no stale lock. A checkpoint that fails its checksums or contradicts
+// itself is an error wrapping ErrCheckpoint, never a panic or a silent
+// skip of work.
+//
+// Labels: each answer is appended to the round's label log and synced
+// before Run issues any further request to the Labeler, and a resumed run
+// asks only for candidates the log lacks. What a crash can still lose is
+// the answers in flight: those a Labeler has returned but Run has not yet
+// synced — at most one per worker (Config.Workers), and at most one with
+// Workers = 1. A Labeler that must lose none — a human labeling queue —
+// implements DurableLabeler: it keeps each answer until Run's Commit says
+// it is in the log, and returns it again to a resumed run.
 func Run(ctx context.Context, cfg Config) (*State, error) {
 	r, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer r.lock.unlock()
 	for r.st.Round <= cfg.Rounds {
 		if err := r.step(ctx); err != nil {
 			return &r.st, err
@@ -131,6 +149,7 @@ type run struct {
 	members map[string]*Member // by name, with models
 	rm      Scorer
 	pairs   []prefopt.Pair // every committed label
+	lock    *dirLock
 }
 
 func open(ctx context.Context, cfg Config) (*run, error) {
@@ -143,6 +162,20 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("itec: %w", err)
 	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := openLocked(ctx, cfg)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	r.lock = lock
+	return r, nil
+}
+
+func openLocked(ctx context.Context, cfg Config) (*run, error) {
 	r := &run{cfg: cfg, members: map[string]*Member{}}
 	for i := range cfg.Initial {
 		m := cfg.Initial[i]
@@ -160,11 +193,14 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	case err != nil:
 		return nil, fmt.Errorf("itec: %w", err)
 	}
-	if err := json.Unmarshal(b, &r.st); err != nil {
-		return nil, fmt.Errorf("itec: %s: %w", stateFile, err)
+	if r.st, err = decodeState(b); err != nil {
+		return nil, err
 	}
 	if r.st.Version != stateVersion || r.st.Seed != cfg.Seed {
 		return nil, fmt.Errorf("itec: %s is version %d with seed %d; this run is version %d with seed %d", stateFile, r.st.Version, r.st.Seed, stateVersion, cfg.Seed)
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
 	}
 	return r, r.restore(ctx)
 }
@@ -181,6 +217,8 @@ func (c *Config) check() error {
 		return errors.New("itec: Config needs a Labeler, Rewards, Trainer and Evaluator")
 	case c.Samples < 0 || c.Workers < 0 || c.Rounds < 0:
 		return errors.New("itec: Config.Samples, Workers and Rounds must not be negative")
+	case c.Samples > MaxSamples || c.Pairs.PerPrompt > MaxSamples:
+		return fmt.Errorf("itec: Config.Samples = %d or Pairs.PerPrompt = %d above MaxSamples = %d", c.Samples, c.Pairs.PerPrompt, MaxSamples)
 	}
 	return nil
 }
@@ -210,25 +248,29 @@ func (r *run) restore(ctx context.Context) error {
 		r.rm = rm
 	}
 	for round := 1; round <= r.st.Round; round++ {
-		name := fmt.Sprintf("pairs-r%d.jsonl", round)
+		name := pairsFile(round)
 		sum, ok := r.st.Files[name]
 		if !ok {
-			continue
+			continue // validate checked that only this round's may lack
 		}
 		b, err := readVerified(r.cfg.Dir, name, sum)
 		if err != nil {
 			return err
 		}
 		pr := prefopt.NewReader(bytes.NewReader(b))
-		for {
+		n := 0
+		for ; ; n++ {
 			p, err := pr.Next()
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				return fmt.Errorf("itec: checkpoint %s: %w", name, err)
+				return corrupt("%s: %v", name, err)
 			}
 			r.pairs = append(r.pairs, p)
+		}
+		if want := r.st.History[round-1].NewPairs; n != want {
+			return corrupt("%s holds %d pairs, %s says %d", name, n, stateFile, want)
 		}
 	}
 	return nil
@@ -236,11 +278,11 @@ func (r *run) restore(ctx context.Context) error {
 
 // commit writes state.json atomically: the step it records is done.
 func (r *run) commit() error {
-	b, err := json.MarshalIndent(&r.st, "", "  ")
+	b, err := encodeState(&r.st)
 	if err != nil {
 		return err
 	}
-	_, err = writeAtomic(r.cfg.Dir, stateFile, append(b, '\n'))
+	_, err = writeAtomic(r.cfg.Dir, stateFile, b)
 	return err
 }
 
@@ -296,9 +338,7 @@ func (r *run) step(ctx context.Context) error {
 	}
 	next := r.st.Done + 1
 	round := r.st.Round
-	cands := fmt.Sprintf("candidates-r%d.jsonl", round)
-	pairs := fmt.Sprintf("pairs-r%d.jsonl", round)
-	demos := fmt.Sprintf("distilled-r%d.jsonl", round)
+	cands, pairs, demos := candidatesFile(round), pairsFile(round), distilledFile(round)
 	var err error
 	switch next {
 	case Collecting:
@@ -309,8 +349,12 @@ func (r *run) step(ctx context.Context) error {
 		r.progress(Refreshing, 0, 1)
 		var ref string
 		r.rm, ref, err = r.cfg.Rewards.Refresh(ctx, round, r.pairs)
-		if err == nil && r.rm == nil {
+		switch {
+		case err != nil:
+		case r.rm == nil:
 			err = errors.New("itec: RewardTrainer.Refresh returned no reward model")
+		case ref == "":
+			err = errors.New("itec: RewardTrainer.Refresh returned an empty ref: a resumed run could not load the reward model")
 		}
 		r.st.RewardRef = ref
 		r.progress(Refreshing, 1, 1)
@@ -377,9 +421,14 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 		return err
 	}
 	logPath := filepath.Join(r.cfg.Dir, fmt.Sprintf("labels-r%d.log", r.st.Round))
-	have, err := readLabelLog(logPath)
+	have, valid, err := readLabelLog(logPath)
 	if err != nil {
 		return err
+	}
+	for i, e := range have {
+		if err := e.matches(cands, i); err != nil {
+			return corrupt("label log %s: %v", filepath.Base(logPath), err)
+		}
 	}
 	// Label only what the log lacks: a resumed run never asks twice.
 	var todo []int
@@ -388,7 +437,7 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 			todo = append(todo, i)
 		}
 	}
-	lg, err := openLabelLog(logPath)
+	lg, err := openLabelLog(logPath, valid)
 	if err != nil {
 		return err
 	}
@@ -399,12 +448,25 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 	for j, i := range todo {
 		sub[j] = cands[i]
 	}
-	_, err = Label(ctx, r.cfg.Labeler, sub, r.workers(), func(j int, p prefopt.Pair) error {
+	// No request is issued while an answer already returned is not yet
+	// synced to the log (see Run for the window that leaves).
+	gated := newGatedLabeler(r.cfg.Labeler)
+	_, err = Label(ctx, gated, sub, r.workers(), func(j int, p prefopt.Pair) error {
 		e := loggedLabel{Index: todo[j], Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected, Level: p.Level.String()}
+		err := lg.append(e)
+		gated.durable()
+		if err != nil {
+			return err
+		}
+		if d, ok := r.cfg.Labeler.(DurableLabeler); ok {
+			if err := d.Commit(ctx, sub[j].Prompt, sub[j].A, sub[j].B); err != nil {
+				return fmt.Errorf("itec: committing label of candidate %d: %w", todo[j], err)
+			}
+		}
 		have[todo[j]] = e
 		done++
 		r.progress(Labeling, done, len(cands))
-		return lg.append(e)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -414,7 +476,7 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 		e := have[i]
 		out[i] = prefopt.Pair{Prompt: e.Prompt, Chosen: e.Chosen, Rejected: e.Rejected}
 		if err := out[i].Level.UnmarshalText([]byte(e.Level)); err != nil {
-			return fmt.Errorf("itec: label log entry %d: %w", i, err)
+			return corrupt("label log entry %d: %v", i, err)
 		}
 	}
 	var buf bytes.Buffer

@@ -48,6 +48,9 @@ func Candidates(prompts []string, samples [][]Sample, opt PairOptions) ([]Candid
 	if len(prompts) != len(samples) {
 		return nil, fmt.Errorf("itec: Candidates: %d prompts but %d sample sets", len(prompts), len(samples))
 	}
+	if opt.PerPrompt > MaxSamples {
+		return nil, fmt.Errorf("itec: Candidates: PerPrompt = %d, above MaxSamples = %d", opt.PerPrompt, MaxSamples)
+	}
 	var out []Candidate
 	for p, s := range samples {
 		// Distinct texts only, keeping each text's best score and its first

@@ -134,12 +134,19 @@ func RejectionSample(ctx context.Context, committee []Member, rm Scorer, prompts
 	return sel, nil
 }
 
+// MaxSamples bounds SampleOptions.N (and Config.Samples): a count from a
+// corrupt config is an error, not an allocation that kills the process.
+const MaxSamples = 1 << 20
+
 func checkCommittee(committee []Member, opt SampleOptions) error {
 	if len(committee) == 0 {
 		return errors.New("itec: empty committee")
 	}
 	if opt.N < 1 || opt.Workers < 1 {
 		return fmt.Errorf("itec: need N ≥ 1 and Workers ≥ 1, have N = %d, Workers = %d", opt.N, opt.Workers)
+	}
+	if opt.N > MaxSamples {
+		return fmt.Errorf("itec: N = %d samples per member and prompt, above MaxSamples = %d", opt.N, MaxSamples)
 	}
 	seen := map[string]bool{}
 	for i, m := range committee {

@@ -1,6 +1,9 @@
 package prefopt
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // LeaveOneOut returns RLOO advantages (Ahmadian et al. 2024) for rewards
 // laid out in contiguous groups of k samples per prompt: each sample's
@@ -9,7 +12,8 @@ import "fmt"
 //	Â_i = R_i − (1/(k−1))·Σ_{j≠i} R_j = k/(k−1)·(R_i − mean R).
 //
 // Each group's advantages sum to zero. It returns an error if k < 2, if
-// len(rewards) is not a multiple of k, or if a reward is NaN or ±Inf.
+// len(rewards) is not a multiple of k, if a reward is NaN or ±Inf, or if an
+// advantage overflows float64 (rewards of opposite signs near ±1.8e308).
 func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
 	if k < 2 {
 		return nil, fmt.Errorf("prefopt: LeaveOneOut: group size k = %d, need at least 2", k)
@@ -24,13 +28,12 @@ func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
 	scale := float64(k) / float64(k-1)
 	for g := 0; g < len(rewards); g += k {
 		grp := rewards[g : g+k]
-		var mean float64
-		for _, r := range grp {
-			mean += r
-		}
-		mean /= float64(k)
+		mean := groupMean(grp)
 		for i, r := range grp {
 			adv[g+i] = scale * (r - mean)
+			if math.IsInf(adv[g+i], 0) {
+				return nil, fmt.Errorf("prefopt: LeaveOneOut: rewards[%d] = %v: its advantage over group %d's mean %v overflows float64", g+i, r, g/k, mean)
+			}
 		}
 	}
 	return adv, nil

@@ -1,8 +1,11 @@
 package prefopt
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -72,6 +75,34 @@ func BenchmarkTokenLogProbs(b *testing.B) {
 				}
 				if err := TokenLogProbsBackward(grad, logits, targets, dl); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReader reads preference JSONL of pairs with responses of about
+// the given length; MB/s is input bytes per second.
+func BenchmarkReader(b *testing.B) {
+	for _, n := range []int{64, 4096} {
+		var buf bytes.Buffer
+		w := NewWriter(&buf)
+		resp := strings.Repeat("lorem ipsum, \"dolor\" sit ämet ", n/30+1)[:n]
+		for i := range 1000 {
+			w.Write(Pair{Prompt: fmt.Sprintf("prompt %d", i), Chosen: resp, Rejected: resp + "!", Level: Better})
+		}
+		in := buf.Bytes()
+		b.Run(fmt.Sprintf("response=%d", n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				r := NewReader(bytes.NewReader(in))
+				for {
+					if _, err := r.Next(); err != nil {
+						if err != io.EOF {
+							b.Fatal(err)
+						}
+						break
+					}
 				}
 			}
 		})

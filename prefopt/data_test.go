@@ -187,9 +187,11 @@ func FuzzReader(f *testing.F) {
 	f.Add(`{"prompt": "a", "chosen": "c", "rejected": "r", "level": "better"}` + "\n" + `{"prompt": 1}`)
 	f.Add("\n\n{}\n[]\nnull\n\"s\"\n")
 	f.Add(`{"prompt":"p","chosen":"c","rejected":"r","level":null,"level":"slightly_better"}`)
+	f.Add("\xef\xbb\xbf" + `{"prompt":"p","chosen":"c","rejected":"r"}` + "\r" + `{"prompt":"p","chosen":"c","rejected":"r"}` + "\r\n")
+	f.Add("{\"prompt\":\"p\",\"chosen\":\"c\xff\",\"rejected\":\"r\"}\r\r\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		r := NewReader(strings.NewReader(in))
-		for range strings.Count(in, "\n") + 2 {
+		for range strings.Count(in, "\n") + strings.Count(in, "\r") + 2 { // every line ends at LF, CR or CRLF
 			p, err := r.Next()
 			if err == io.EOF {
 				return

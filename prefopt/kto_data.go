@@ -30,11 +30,15 @@ func Unpair(p Pair) [2]Unpaired {
 	return [2]Unpaired{{p.Prompt, p.Chosen, true}, {p.Prompt, p.Rejected, false}}
 }
 
-// WriteUnpaired writes u as one line. An empty completion is an error and
+// WriteUnpaired writes u as one line. An empty completion, or invalid
+// UTF-8 in a field (a *LineError wrapping ErrInvalidUTF8), is an error and
 // nothing is written.
 func (w *Writer) WriteUnpaired(u Unpaired) error {
 	if u.Completion == "" {
 		return errors.New("prefopt: Writer: empty completion")
+	}
+	if err := w.checkUTF8("prompt", u.Prompt, "completion", u.Completion); err != nil {
+		return err
 	}
 	return w.line(struct {
 		Prompt     string `json:"prompt"`

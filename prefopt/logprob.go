@@ -2,6 +2,7 @@ package prefopt
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
@@ -26,8 +27,12 @@ const minRowsPerWorker = 16
 // log-softmax. A negative label (tensor.Ignore) writes 0. Rows are split
 // over up to GOMAXPROCS goroutines.
 //
+// The log-prob is exact, to rounding, for logits of any finite magnitude
+// (all-equal logits of 1e16 or 3e38 give −log V).
+//
 // It returns an error, leaving dst untouched, if the lengths disagree, a
-// label is ≥ V, or a scored row holds NaN or +Inf.
+// label is ≥ V, a scored row holds NaN or +Inf, or the label's logit is
+// −Inf (probability 0; −Inf elsewhere masks a token and is allowed).
 func TokenLogProbs(dst []float32, logits *tensor.Dense, labels []int32) error {
 	return tokenLogProbs("TokenLogProbs", dst, nil, logits, labels)
 }
@@ -60,21 +65,17 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 	out, outLSE := make([]float32, n), make([]float64, n)
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
+		var scratch []float32
 		for i := lo; i < hi; i++ {
 			t := labels[i]
 			if t < 0 {
 				continue
 			}
-			row := data[i*v : (i+1)*v]
-			l := tensor.LogSumExp64(row)
-			x := row[t]
-			// LogSumExp is NaN or +Inf exactly when the row holds NaN or
-			// +Inf; −Inf logits are legal (masked vocabulary) unless it is
-			// the label's, which has probability 0.
-			if !finite(l) || !finite(float64(x)) {
-				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or ±Inf (label logit %v, logsumexp %v)", op, i, x, l)
+			lp, l, ok := logProb(data[i*v:(i+1)*v], t, &scratch)
+			if !ok {
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or the label's logit is −Inf (label logit %v)", op, i, data[i*v+int(t)])
 			}
-			out[i], outLSE[i] = float32(float64(x)-l), l
+			out[i], outLSE[i] = float32(lp), l
 		}
 		return nil
 	})
@@ -92,7 +93,8 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 //	grad[i] = dlogp[i]·(onehot(labels[i]) − softmax(logits[i])),
 //
 // row by row into grad [N, V] with no [N, V] temporary. grad may be logits
-// itself, overwriting the logits with their gradient to save N·V floats.
+// itself, overwriting the logits with their gradient to save N·V floats;
+// any other overlap of their memory is an error.
 // Rows with a negative label or a zero dlogp get a zero gradient without
 // touching their logits, so masked positions cost only the clear.
 //
@@ -106,7 +108,9 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, labels []int32, dlogp []f
 
 // TokenLogProbsBackwardLSE is TokenLogProbsBackward given the row
 // log-sum-exps that TokenLogProbsLSE kept for the same logits: each row's
-// softmax is then written in one pass over the logits. An lse that is not
+// softmax is then written in one pass over the logits (two for a row whose
+// log-sum-exp is 2²⁴ or more in magnitude, which float64 no longer holds
+// to float32 precision relative to the logits). An lse that is not
 // finite, or below its row's label logit, is an error; one that does not
 // come from these logits gives a wrong gradient, which nothing here can
 // detect.
@@ -124,6 +128,9 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, labels []int32
 	}
 	if grad == nil || !grad.SameShape(logits) {
 		return fmt.Errorf("prefopt: %s: grad must have the logits' shape %v", op, logits.Shape())
+	}
+	if err := checkInPlace(op, grad, logits); err != nil {
+		return err
 	}
 	if len(dlogp) != n {
 		return fmt.Errorf("prefopt: %s: dlogp has %d entries, logits %d rows", op, len(dlogp), n)
@@ -150,7 +157,10 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, labels []int32
 				continue
 			}
 			row := ld[i*v : (i+1)*v]
-			if lse != nil {
+			if lse != nil && math.Abs(lse[i]) < exactBelow {
+				// Past exactBelow lse carries less than float32's precision
+				// relative to the logits (float64's step is 2 at 1e16), so
+				// such rows take the max-subtracting softmax below.
 				tensor.SoftmaxLSE(g, -d, row, lse[i])
 				g[t] += d
 				continue
@@ -369,4 +379,58 @@ func checkSeq(op string, l Layout, nseq, ntok int, average bool) error {
 		}
 	}
 	return nil
+}
+
+// exactBelow is the magnitude of a log-sum-exp below which x − lse, formed
+// in float64, is within 2⁻²⁹ of the truth: float64's grid step at 2²⁴ is
+// 2⁻²⁸. Above it (or when the fused kernel overflows near 3.4e38) logProb
+// takes the exact route.
+const exactBelow = 1 << 24
+
+// logProb returns log softmax(row)[t] and the row's log-sum-exp, and false
+// if the row holds NaN or +Inf or row[t] is −Inf. The fast path is the
+// fused one-pass log-sum-exp kernel; for logits of large magnitude it
+// forms log p_t = (z_t − max) − log Σ e^(z−max), the difference first, so
+// log Σ e^(z−max) is not lost against max (at |max| = 1e16 the float64
+// grid step is 2). scratch is grown to a row on first use.
+func logProb(row []float32, t int32, scratch *[]float32) (lp, lse float64, ok bool) {
+	x := float64(row[t])
+	if l := tensor.LogSumExp64(row); finite(l) && math.Abs(l) < exactBelow {
+		return x - l, l, finite(x)
+	}
+	if !finite(x) {
+		return 0, 0, false
+	}
+	m := tensor.Max(row)
+	if !finite(float64(m)) || m != m {
+		return 0, 0, false
+	}
+	for _, z := range row {
+		if z != z {
+			return 0, 0, false
+		}
+	}
+	if cap(*scratch) < len(row) {
+		*scratch = make([]float32, len(row))
+	}
+	e := (*scratch)[:len(row)]
+	for k, z := range row {
+		e[k] = z - m // ≤ 0; −Inf for masked tokens or a difference past −3.4e38
+	}
+	tensor.Exp(e, e)
+	ls := math.Log(float64(tensor.Sum(e))) // Σ ≥ 1: the max contributes e⁰
+	return (x - float64(m)) - ls, float64(m) + ls, true
+}
+
+// checkInPlace allows grad to be logits itself (each row is read before it
+// is overwritten) but refuses any other overlap of their memory, such as
+// grad shifted by a row, which would overwrite rows before they are read.
+func checkInPlace(op string, grad, logits *tensor.Dense) error {
+	if grad == nil || !grad.Overlaps(logits) {
+		return nil
+	}
+	if g, z := grad.Data(), logits.Data(); len(g) == len(z) && &g[0] == &z[0] {
+		return nil
+	}
+	return fmt.Errorf("prefopt: %s: grad overlaps logits without being them", op)
 }

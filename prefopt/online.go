@@ -21,8 +21,9 @@ type PolicyResult struct {
 //
 // with the unbiased (k−1) standard deviation of the group, as TRL computes
 // it (TRL's default eps is 1e-4). A group of equal rewards gets zero
-// advantages. It returns an error if k < 2, len(rewards) is not a multiple
-// of k, eps < 0, or a reward is NaN or ±Inf.
+// advantages. Rewards anywhere in float64's finite range work (a group of
+// ±1e308 gets its exact advantages). It returns an error if k < 2,
+// len(rewards) is not a multiple of k, eps < 0, or a reward is NaN or ±Inf.
 func GRPO(rewards []float64, k int, eps float64) ([]float64, error) {
 	const op = "GRPO"
 	if k < 2 {
@@ -40,30 +41,82 @@ func GRPO(rewards []float64, k int, eps float64) ([]float64, error) {
 	adv := make([]float64, len(rewards))
 	for g := 0; g < len(rewards); g += k {
 		grp := rewards[g : g+k]
-		var mean float64
-		for _, r := range grp {
-			mean += r
-		}
-		mean /= float64(k)
-		var ss float64
-		for _, r := range grp {
-			ss += (r - mean) * (r - mean)
-		}
-		std := math.Sqrt(ss / float64(k-1))
-		for i, r := range grp {
-			if d := r - mean; d != 0 {
-				adv[g+i] = d / (std + eps)
+		if maxAbs(grp) < safeMagnitude {
+			mean := groupMean(grp)
+			var ss float64
+			for _, r := range grp {
+				ss += (r - mean) * (r - mean)
 			}
+			std := math.Sqrt(ss / float64(k-1))
+			for i, r := range grp {
+				if d := r - mean; d != 0 {
+					adv[g+i] = d / (std + eps)
+				}
+			}
+			continue
+		}
+		// Rewards near float64's range: work with halved deviations
+		// h = (R − mean)/2, which cannot overflow, and the sum of squares
+		// scaled by the largest; Â = h/(std_h + eps/2) is the same ratio.
+		mean := groupMean(grp)
+		var hmax float64
+		for i, r := range grp {
+			adv[g+i] = r/2 - mean/2
+			hmax = max(hmax, math.Abs(adv[g+i]))
+		}
+		if hmax == 0 {
+			clear(adv[g : g+k])
+			continue
+		}
+		var ss float64
+		for _, h := range adv[g : g+k] {
+			ss += (h / hmax) * (h / hmax)
+		}
+		std := hmax * math.Sqrt(ss/float64(k-1))
+		for i := range grp {
+			adv[g+i] /= std + eps/2
 		}
 	}
 	return adv, nil
+}
+
+// safeMagnitude bounds values whose sums, differences and squares over a
+// group cannot overflow float64 (√MaxFloat64 ≈ 1.3e154, with room for the
+// group size).
+const safeMagnitude = 1e150
+
+func maxAbs(v []float64) float64 {
+	var m float64
+	for _, x := range v {
+		m = max(m, math.Abs(x))
+	}
+	return m
+}
+
+// groupMean is the mean of finite values without overflow: the plain sum
+// where it is safe, else the sum of v_i/n.
+func groupMean(v []float64) float64 {
+	n := float64(len(v))
+	var s float64
+	if maxAbs(v) < safeMagnitude {
+		for _, x := range v {
+			s += x
+		}
+		return s / n
+	}
+	for _, x := range v {
+		s += x / n
+	}
+	return s
 }
 
 // Reinforce is the REINFORCE policy-gradient surrogate with a baseline
 // (Williams 1992): L = −mean_i (R_i − b_i)·log π(y_i), whose gradient with
 // respect to logp[i] is −(R_i − b_i)/n. baseline nil uses the batch mean
 // reward for every sample; pass LeaveOneOut or GRPO output as rewards with a
-// zero baseline to use those estimators instead.
+// zero baseline to use those estimators instead. NaN or ±Inf inputs, and
+// an advantage or advantage·logp that overflows float64, are errors naming
+// the entry.
 func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 	const op = "Reinforce"
 	n := len(logp)
@@ -81,10 +134,7 @@ func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 	}
 	var mean float64
 	if baseline == nil {
-		for _, r := range rewards {
-			mean += r
-		}
-		mean /= float64(n)
+		mean = groupMean(rewards)
 	} else {
 		if err := sameLen(op, n, "baseline", len(baseline)); err != nil {
 			return PolicyResult{}, err
@@ -94,16 +144,20 @@ func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 		}
 	}
 	res := PolicyResult{Grad: make([]float64, n)}
+	fn := float64(n)
 	for i := range n {
 		b := mean
 		if baseline != nil {
 			b = baseline[i]
 		}
 		a := rewards[i] - b
-		res.Loss -= a * logp[i]
-		res.Grad[i] = (b - rewards[i]) / float64(n) // −a/n, but +0 when a = 0
+		term := a * logp[i]
+		if math.IsInf(a, 0) || math.IsInf(term, 0) {
+			return PolicyResult{}, fmt.Errorf("prefopt: %s: entry %d: (rewards[%d] = %v − baseline %v)·logp %v overflows float64", op, i, i, rewards[i], b, logp[i])
+		}
+		res.Loss -= term / fn               // the mean, accumulated scaled so the sum cannot overflow first
+		res.Grad[i] = (b - rewards[i]) / fn // −a/n, but +0 when a = 0
 	}
-	res.Loss /= float64(n)
 	return res, nil
 }
 
@@ -120,7 +174,9 @@ func Reinforce(logp, rewards, baseline []float64) (PolicyResult, error) {
 // a positive advantage is simply clipped); the one truly infinite case, a
 // ratio overflowing with a negative advantage, is an error. ApproxKL is a
 // diagnostic and may be +Inf for such far off-policy batches. eps must be
-// in (0, 1).
+// in (0, 1). A term ρ·A or clip(ρ)·A that overflows float64 is an error
+// naming the entry; the mean is accumulated so that finite terms never
+// overflow it.
 func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 	const op = "PPOClip"
 	n := len(logp)
@@ -145,6 +201,7 @@ func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 		}
 	}
 	res := PolicyResult{Grad: make([]float64, n)}
+	fn := float64(n)
 	var clipped int
 	for i := range n {
 		d := logp[i] - oldLogp[i]
@@ -161,16 +218,17 @@ func PPOClip(logp, oldLogp, adv []float64, eps float64) (PolicyResult, error) {
 		}
 		c := min(max(rho, 1-eps), 1+eps)
 		un, cl := rho*a, c*a
+		if math.IsInf(cl, 0) || math.IsInf(un, -1) {
+			return PolicyResult{}, fmt.Errorf("prefopt: %s: entry %d: ratio exp(%v) × advantage adv[%d] = %v overflows float64", op, i, d, i, a)
+		}
 		if un <= cl {
-			res.Loss -= un
-			res.Grad[i] = -un / float64(n)
+			res.Loss -= un / fn
+			res.Grad[i] = -un / fn
 		} else {
-			res.Loss -= cl
+			res.Loss -= cl / fn
 			clipped++
 		}
 	}
-	fn := float64(n)
-	res.Loss /= fn
 	res.ApproxKL /= fn
 	res.ClipFrac = float64(clipped) / fn
 	return res, nil
@@ -188,6 +246,9 @@ func Expand(v []float64, lens []int) ([]float64, error) {
 		if l < 0 {
 			return nil, fmt.Errorf("prefopt: Expand: lens[%d] = %d is negative", i, l)
 		}
+		if l > MaxExpand-total {
+			return nil, fmt.Errorf("prefopt: Expand: lens[%d] = %d brings the total past MaxExpand = %d tokens", i, l, MaxExpand)
+		}
 		total += l
 	}
 	out := make([]float64, 0, total)
@@ -198,6 +259,11 @@ func Expand(v []float64, lens []int) ([]float64, error) {
 	}
 	return out, nil
 }
+
+// MaxExpand bounds Expand's output: 2³¹−1 tokens (16 GiB of float64), far
+// beyond any batch, so a corrupt length is an error instead of an
+// allocation that kills the process.
+const MaxExpand = 1<<31 - 1
 
 // KLEstimator selects one of Schulman's (2020) single-sample estimators of
 // KL(π_θ ‖ π_ref) from tokens sampled by π_θ, with δ = log π_ref − log π_θ.
@@ -282,7 +348,8 @@ func KL(est KLEstimator, logp, refLogp []float64) (PolicyResult, error) {
 // penalty is computed under π_old, the policy that sampled y, so R is a
 // constant with respect to the new policy: its gradient with respect to the
 // new policy's log-probs is zero, and the KL pressure reaches the policy
-// only through the advantages built from R. beta must be ≥ 0.
+// only through the advantages built from R. beta must be finite and ≥ 0;
+// a shaped reward that overflows float64 is an error naming the entry.
 func ShapeRewards(r, oldLogp, refLogp []float64, beta float64) ([]float64, error) {
 	const op = "ShapeRewards"
 	if !(beta >= 0) || math.IsInf(beta, 0) {
@@ -306,6 +373,9 @@ func ShapeRewards(r, oldLogp, refLogp []float64, beta float64) ([]float64, error
 	out := make([]float64, n)
 	for i := range n {
 		out[i] = r[i] - beta*(oldLogp[i]-refLogp[i])
+		if !finite(out[i]) {
+			return nil, fmt.Errorf("prefopt: %s: entry %d: r %v − beta %v·(oldLogp %v − refLogp %v) overflows float64", op, i, r[i], beta, oldLogp[i], refLogp[i])
+		}
 	}
 	return out, nil
 }

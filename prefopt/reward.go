@@ -174,14 +174,24 @@ func (s *Stats) addReward(rc, rr float64) {
 // logits is [M, C]: one row per (response, aspect) grade with C grade
 // classes; labels[i] is row i's class, or negative to skip the row (an
 // aspect not graded for that response). The result is λ times the mean
-// cross-entropy over counted rows. grad (nil allowed, may be logits itself)
-// receives dResult/dlogits = λ·(softmax − onehot)/count, zero on skipped
-// rows. Bad labels, non-finite logits or λ < 0 are errors, and leave grad
-// untouched.
+// cross-entropy over counted rows, exact for logits of any finite
+// magnitude. grad (nil allowed, may be logits itself) receives
+// dResult/dlogits = λ·(softmax − onehot)/count, zero on skipped rows.
+//
+// Errors, which leave grad untouched: nil logits, bad shapes or labels,
+// grad overlapping the logits other than by being them,
+// every label negative, a counted row holding NaN or +Inf or −Inf at its
+// label's logit (probability 0, an infinite loss; −Inf elsewhere masks a
+// class), λ negative or not finite, and a λ so large that the loss or the
+// float32 gradient scale λ/count overflows.
 func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float64, error) {
 	const op = "Grading"
-	if logits.Dims() != 2 {
-		return 0, fmt.Errorf("prefopt: %s: logits must be [M, C], have shape %v", op, logits.Shape())
+	if logits == nil || logits.Dims() != 2 {
+		var shape []int
+		if logits != nil {
+			shape = logits.Shape()
+		}
+		return 0, fmt.Errorf("prefopt: %s: logits must be [M, C], have shape %v", op, shape)
 	}
 	m, c := logits.Rows(), logits.Cols()
 	if len(labels) != m {
@@ -190,11 +200,14 @@ func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float6
 	if grad != nil && !grad.SameShape(logits) {
 		return 0, fmt.Errorf("prefopt: %s: grad shape %v, logits %v", op, grad.Shape(), logits.Shape())
 	}
+	if err := checkInPlace(op, grad, logits); err != nil {
+		return 0, err
+	}
 	if !(lambda >= 0) || math.IsInf(lambda, 0) {
 		return 0, fmt.Errorf("prefopt: %s: lambda = %v, need a finite value ≥ 0", op, lambda)
 	}
-	lse := make([]float32, m)
 	var sum float64
+	var scratch []float32
 	count := 0
 	for i, y := range labels {
 		if y < 0 {
@@ -203,29 +216,32 @@ func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float6
 		if int(y) >= c {
 			return 0, fmt.Errorf("prefopt: %s: labels[%d] = %d, out of range [0, %d)", op, i, y, c)
 		}
-		row := logits.Row(i)
-		lse[i] = tensor.LogSumExp(row)
-		if !finite(float64(lse[i])) {
-			return 0, fmt.Errorf("prefopt: %s: row %d of logits holds NaN or ±Inf", op, i)
+		lp, _, ok := logProb(logits.Row(i), y, &scratch)
+		if !ok {
+			return 0, fmt.Errorf("prefopt: %s: row %d of logits holds NaN or +Inf, or −Inf at its label %d", op, i, y)
 		}
-		sum += float64(lse[i]) - float64(row[y])
+		sum -= lp
 		count++
 	}
 	if count == 0 {
 		return 0, fmt.Errorf("prefopt: %s: every label is negative, no row to count", op)
 	}
+	scale := lambda / float64(count)
+	loss := scale * sum
+	if math.IsInf(loss, 0) || grad != nil && scale > math.MaxFloat32 {
+		return 0, fmt.Errorf("prefopt: %s: lambda = %v overflows: loss %v, gradient scale λ/count = %v (float32 holds 3.4e38)", op, lambda, loss, scale)
+	}
 	if grad != nil {
-		scale := float32(lambda / float64(count))
+		s32 := float32(scale)
 		for i, y := range labels {
 			g := grad.Row(i)
 			if y < 0 {
 				clear(g)
 				continue
 			}
-			tensor.Softmax(g, logits.Row(i))
-			tensor.Scale(g, scale, g)
-			g[y] -= scale
+			tensor.ScaledSoftmax(g, s32, logits.Row(i))
+			g[y] -= s32
 		}
 	}
-	return lambda * sum / float64(count), nil
+	return loss, nil
 }

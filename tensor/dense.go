@@ -1,6 +1,10 @@
 package tensor
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
 
 // Dense is a row-major array of float32 with a shape. The zero value is an
 // empty tensor of shape []; New and FromSlice make the useful ones.
@@ -13,7 +17,9 @@ type Dense struct {
 }
 
 // New returns a zeroed tensor of the given shape. A tensor with no
-// dimensions is a scalar holding one element.
+// dimensions is a scalar holding one element. It panics with a *ShapeError
+// if a dimension is negative or the element count (or its size in bytes)
+// overflows int: New(1<<62, 4) must not wrap to an empty tensor.
 func New(shape ...int) *Dense {
 	n := numel(shape)
 	return &Dense{shape: append([]int(nil), shape...), data: make([]float32, n)}
@@ -37,6 +43,20 @@ func (t *Dense) Data() []float32 { return t.data }
 
 // Len returns the number of elements.
 func (t *Dense) Len() int { return len(t.data) }
+
+// Overlaps reports whether t and u share any element of memory: the same
+// backing array with intersecting ranges, as a tensor and its Row or
+// Reshape do, or two tensors over shifted slices of one array. Functions
+// that write a result while reading an input use it to refuse a partial
+// overlap, which would overwrite input before it is read.
+func (t *Dense) Overlaps(u *Dense) bool {
+	a, b := t.data, u.data
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return pa < pb+uintptr(len(b))*4 && pb < pa+uintptr(len(a))*4
+}
 
 // Dims returns the number of dimensions.
 func (t *Dense) Dims() int { return len(t.shape) }
@@ -66,17 +86,16 @@ func (t *Dense) Row(i int) []float32 {
 // *ShapeError if the element counts differ.
 func (t *Dense) Reshape(shape ...int) *Dense {
 	shape = append([]int(nil), shape...)
-	infer, known := -1, 1
+	infer := -1
 	for i, d := range shape {
 		switch {
 		case d == -1 && infer < 0:
 			infer = i
 		case d < 0:
 			panic(&ShapeError{Op: "Reshape", Msg: fmt.Sprintf("bad dimension %d in %v", d, shape)})
-		default:
-			known *= d
 		}
 	}
+	known := product("Reshape", shape, infer)
 	if infer >= 0 {
 		if known == 0 || len(t.data)%known != 0 {
 			panic(&ShapeError{Op: "Reshape", Msg: fmt.Sprintf("cannot infer %v from %d elements", shape, len(t.data))})
@@ -115,11 +134,34 @@ func (t *Dense) must2D(op string) {
 	}
 }
 
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
+func numel(shape []int) int { return product("New", shape, -1) }
+
+// product returns the product of shape's dimensions other than shape[skip]
+// (skip < 0 for none). It panics with a *ShapeError on a negative
+// dimension, or if the product, or its size in bytes as float32s,
+// overflows int. A zero dimension makes the product 0 whatever the others.
+func product(op string, shape []int, skip int) int {
+	n, zero := 1, false
+	for i, d := range shape {
+		if i == skip {
+			continue
+		}
 		if d < 0 {
-			panic(&ShapeError{Op: "New", Msg: fmt.Sprintf("negative dimension in %v", shape)})
+			panic(&ShapeError{Op: op, Msg: fmt.Sprintf("negative dimension in %v", shape)})
+		}
+		if d == 0 {
+			zero = true
+		}
+	}
+	if zero {
+		return 0
+	}
+	for i, d := range shape {
+		if i == skip {
+			continue
+		}
+		if n > math.MaxInt/4/d {
+			panic(&ShapeError{Op: op, Msg: fmt.Sprintf("shape %v holds more elements than fit in memory (overflows int)", shape)})
 		}
 		n *= d
 	}

@@ -49,3 +49,38 @@ func TestDense(t *testing.T) {
 	mustPanicShape(t, "TopK", func() { TopK(nil, -1) })
 	mustPanicShape(t, "Gemm", func() { MatMul(New(2, 2), New(2, 3), New(2, 2)) })
 }
+
+// Shapes whose element count overflows int panic with a *ShapeError
+// instead of wrapping (the probe: New(1<<62, 4) made an empty tensor).
+func TestShapeOverflow(t *testing.T) {
+	mustPanicShape(t, "New(1<<62, 4)", func() { New(1<<62, 4) })
+	mustPanicShape(t, "New(1<<31, 1<<31, 4)", func() { New(1<<31, 1<<31, 4) })
+	mustPanicShape(t, "FromSlice(nil, 1<<62, 4)", func() { FromSlice(nil, 1<<62, 4) })
+	mustPanicShape(t, "Reshape(1<<62, 4)", func() { New(0).Reshape(1<<62, 4) })
+	mustPanicShape(t, "Reshape(-1, 1<<62, 4)", func() { New(0).Reshape(-1, 1<<62, 4) })
+	mustPanicShape(t, "New(-1, 0)", func() { New(-1, 0) })
+	if a := New(1<<62, 0, 4); a.Len() != 0 {
+		t.Fatalf("a zero dimension: %d elements", a.Len())
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	mem := make([]float32, 12)
+	a := FromSlice(mem[:8], 2, 4)
+	for _, c := range []struct {
+		u    *Dense
+		want bool
+	}{
+		{a, true},
+		{FromSlice(mem[4:12], 2, 4), true}, // shifted a row
+		{FromSlice(mem[7:11], 1, 4), true}, // one element in common
+		{FromSlice(mem[8:12], 1, 4), false},
+		{FromSlice(mem[8:8], 0), false},
+		{FromSlice(make([]float32, 8), 2, 4), false},
+		{a.Reshape(8), true},
+	} {
+		if got := a.Overlaps(c.u); got != c.want || c.u.Overlaps(a) != c.want {
+			t.Errorf("Overlaps %v: %v, want %v", c.u.Shape(), got, c.want)
+		}
+	}
+}

@@ -308,18 +308,18 @@ func TestCorruption(t *testing.T) {
 		{"trailing", append(bytes.Clone(b), 0), "1 trailing bytes after block 4"},
 	} {
 		err := readBytes(c.data)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want an error mentioning %q", c.name, err, c.want)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrCorrupt mentioning %q", c.name, err, c.want)
 		}
 	}
 	// An id ≥ V under a valid checksum (a writer bug, or a forged file) is
 	// caught too, naming the block.
 	g := Format{Vocab: 5, K: 1, PackIDs: true, BlockTokens: 4}
-	raw := encodeHeader(g, 4)
+	raw := encodeHeader(g, header{tokens: 4})
 	blk := make([]byte, g.blockBytes(4))
 	packIDs(blk[:2], []int32{1, 2, 7, 3}, 3)
 	putCRC(blk)
-	if err := readBytes(append(raw, blk...)); err == nil || !strings.Contains(err.Error(), "block 0 token 2: id 7") {
+	if err := readBytes(append(raw, blk...)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "block 0 token 2: id 7") {
 		t.Errorf("forged id: %v", err)
 	}
 }

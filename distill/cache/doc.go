@@ -29,12 +29,13 @@
 // # File format
 //
 // A 64-byte header (magic "PTTCACHE", version, vocabulary size, K, tokens
-// per block, token count, log-prob precision, id width, and the header's
-// own CRC-32C) is followed by blocks of BlockTokens tokens (the last may
-// be short), each ending with the CRC-32C (Castagnoli) of its contents.
-// All integers are little-endian. The header fixes every block's offset
-// and the file's exact size, so a reader can seek to any block, and a
-// truncated or overlong file is detected before any data is trusted.
+// per block, token count, log-prob precision, id width, the file's shard
+// index, the first 20 bytes of the SHA-256 of all its blocks, and the
+// header's own CRC-32C) is followed by blocks of BlockTokens tokens (the
+// last may be short), each ending with the CRC-32C (Castagnoli) of its
+// contents. All integers are little-endian. The header fixes every block's
+// offset and the file's exact size, so a reader can seek to any block, and
+// a truncated or overlong file is detected before any data is trusted.
 //
 // Writers write to a temporary file in the target directory and rename it
 // into place on Close, so a crash never leaves a partial file under the
@@ -42,18 +43,29 @@
 // copies out one block at a time, verifying its checksum first: the file
 // is never loaded whole. Every corruption — bad magic or header checksum,
 // truncation, a flipped bit in a block, an id outside the vocabulary — is
-// an error naming the file and the block; none is a panic (the reader is
-// fuzzed, with a committed seed corpus).
+// an error naming the file and the block that satisfies
+// errors.Is(err, ErrCorrupt); none is a panic (the reader is fuzzed, with
+// a committed seed corpus). Reader.Verify reads the whole file and also
+// checks the content digest, which catches blocks replaced by other
+// blocks with valid checksums.
+//
+// A file truncated by another process while it is mapped would make the
+// copy fault (SIGBUS) and kill the process; the reader turns that fault
+// into an ErrCorrupt error for the block being read
+// (runtime/debug.SetPanicOnFault around the copy).
 //
 // # Corpora
 //
 // ShardWriter splits a stream into shards of a fixed token count and
-// writes manifest.json listing them with their token counts and header
-// checksums. OpenCorpus checks every shard against the manifest before
-// reading anything (a missing shard, or one of another format or length,
-// is an error), and Corpus.Next streams blocks across shards in order.
-// A shard swapped for a different file of identical format and length is
-// not detected by the manifest (its blocks still verify).
+// writes manifest.json listing them with their index, token count, content
+// SHA-256 and header checksum; each shard's header records its index and
+// digest too. OpenCorpus checks every shard against the manifest before
+// reading anything — existence, format, length, exact file size, index
+// and digest — so a missing, truncated, extended, swapped or substituted
+// shard is an error naming it before a single token is delivered.
+// Corpus.Verify reads every shard whole and compares its content with the
+// manifest's digest: the full check, for when a cache arrives from
+// elsewhere.
 //
 // # Filling a cache
 //

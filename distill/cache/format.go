@@ -2,10 +2,30 @@ package cache
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/bits"
 )
+
+// ErrCorrupt reports cache data that cannot be trusted: a bad header, a
+// block that fails its checksum, a file of the wrong size, an id outside
+// the vocabulary, a shard that is not the one its manifest lists. Every
+// such error names the file (and block or token) and satisfies
+// errors.Is(err, ErrCorrupt).
+var ErrCorrupt = errors.New("cache: corrupt data")
+
+// corruptError is an error message that is an ErrCorrupt.
+type corruptError struct{ msg string }
+
+func (e *corruptError) Error() string        { return e.msg }
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// corruptf formats an error that satisfies errors.Is(err, ErrCorrupt).
+func corruptf(format string, args ...any) error {
+	return &corruptError{fmt.Sprintf(format, args...)}
+}
 
 // Precision is how a cache stores teacher log-probabilities.
 type Precision uint8
@@ -99,6 +119,21 @@ func (f Format) blockBytes(t int) int64 {
 	return n + 4
 }
 
+// fileSize is the exact size of a file of tokens tokens (0 ≤ tokens ≤
+// 2⁶²), or -1 if that overflows an int64.
+func (f Format) fileSize(tokens int64) int64 {
+	bt := int64(f.BlockTokens)
+	nb := (tokens + bt - 1) / bt
+	if nb == 0 {
+		return headerSize
+	}
+	full := f.blockBytes(f.BlockTokens)
+	if nb-1 > (math.MaxInt64-headerSize-full)/full {
+		return -1
+	}
+	return headerSize + (nb-1)*f.blockBytes(f.BlockTokens) + f.blockBytes(int(tokens-(nb-1)*bt))
+}
+
 // File layout, little-endian:
 //
 //	header (64 bytes):
@@ -108,7 +143,9 @@ func (f Format) blockBytes(t int) int64 {
 //	 16  k uint32
 //	 20  block tokens uint32
 //	 24  tokens uint64
-//	 32  log-prob precision uint8, id bits uint8, 26 zero bytes
+//	 32  log-prob precision uint8, id bits uint8, 2 zero bytes
+//	 36  shard index uint32 (0 for a file outside a corpus)
+//	 40  digest: the first 20 bytes of the SHA-256 of all blocks
 //	 60  CRC-32C of bytes 0–59
 //	blocks, each: ids (bit-packed, LSB first, padded to a byte), then
 //	log-probs (uint16 each, if any), then the CRC-32C of the two.
@@ -119,12 +156,20 @@ func (f Format) blockBytes(t int) int64 {
 const (
 	headerSize = 64
 	magic      = "PTTCACHE"
-	version    = 1
+	version    = 2
+	digestSize = 20 // bytes of the blocks' SHA-256 kept in the header
 )
+
+// header is what a file's header records besides its format.
+type header struct {
+	tokens int64
+	index  uint32
+	digest [digestSize]byte
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func encodeHeader(f Format, tokens int64) []byte {
+func encodeHeader(f Format, hd header) []byte {
 	h := make([]byte, headerSize)
 	copy(h, magic)
 	le := binary.LittleEndian
@@ -132,26 +177,29 @@ func encodeHeader(f Format, tokens int64) []byte {
 	le.PutUint32(h[12:], uint32(f.Vocab))
 	le.PutUint32(h[16:], uint32(f.K))
 	le.PutUint32(h[20:], uint32(f.BlockTokens))
-	le.PutUint64(h[24:], uint64(tokens))
+	le.PutUint64(h[24:], uint64(hd.tokens))
 	h[32] = byte(f.LogProbs)
 	h[33] = byte(f.idBits())
+	le.PutUint32(h[36:], hd.index)
+	copy(h[40:60], hd.digest[:])
 	le.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
 	return h
 }
 
-func decodeHeader(h []byte) (Format, int64, error) {
+func decodeHeader(h []byte) (Format, header, error) {
+	var hd header
 	if len(h) < headerSize {
-		return Format{}, 0, fmt.Errorf("header: %d bytes, want %d", len(h), headerSize)
+		return Format{}, hd, fmt.Errorf("header: %d bytes, want %d", len(h), headerSize)
 	}
 	if string(h[:8]) != magic {
-		return Format{}, 0, fmt.Errorf("header: bad magic %q", h[:8])
+		return Format{}, hd, fmt.Errorf("header: bad magic %q", h[:8])
 	}
 	le := binary.LittleEndian
 	if got, want := le.Uint32(h[60:]), crc32.Checksum(h[:60], castagnoli); got != want {
-		return Format{}, 0, fmt.Errorf("header: checksum %08x, want %08x", got, want)
+		return Format{}, hd, fmt.Errorf("header: checksum %08x, want %08x", got, want)
 	}
 	if v := le.Uint32(h[8:]); v != version {
-		return Format{}, 0, fmt.Errorf("header: version %d, this reader knows %d", v, version)
+		return Format{}, hd, fmt.Errorf("header: version %d, this reader knows %d (re-create the cache)", v, version)
 	}
 	f := Format{
 		Vocab:       int(le.Uint32(h[12:])),
@@ -166,15 +214,21 @@ func decodeHeader(h []byte) (Format, int64, error) {
 		f.PackIDs = true
 	}
 	if err := f.validate(); err != nil {
-		return Format{}, 0, fmt.Errorf("header: %v", err)
+		return Format{}, hd, fmt.Errorf("header: %v", err)
 	}
 	if int(h[33]) != f.idBits() {
-		return Format{}, 0, fmt.Errorf("header: %d id bits do not fit vocabulary %d", h[33], f.Vocab)
+		return Format{}, hd, fmt.Errorf("header: %d id bits do not fit vocabulary %d", h[33], f.Vocab)
+	}
+	if h[34] != 0 || h[35] != 0 {
+		return Format{}, hd, fmt.Errorf("header: reserved bytes 34–35 are not zero")
 	}
 	if tokens > 1<<62 {
-		return Format{}, 0, fmt.Errorf("header: token count %d too large", tokens)
+		return Format{}, hd, fmt.Errorf("header: token count %d too large", tokens)
 	}
-	return f, int64(tokens), nil
+	hd.tokens = int64(tokens)
+	hd.index = le.Uint32(h[36:])
+	copy(hd.digest[:], h[40:60])
+	return f, hd, nil
 }
 
 // packIDs writes ids of width w bits, LSB first, into dst, which must hold

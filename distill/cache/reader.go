@@ -1,10 +1,13 @@
 package cache
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime/debug"
 
 	"golang.org/x/exp/mmap"
 
@@ -38,6 +41,7 @@ type Reader struct {
 	name   string
 	f      Format
 	tokens int64
+	hd     header
 	blocks int
 	full   int64 // bytes of a full block
 	next   int
@@ -86,35 +90,33 @@ func (r *Reader) init() error {
 	var h [headerSize]byte
 	size := int64(m.Len())
 	if size < headerSize {
-		return fmt.Errorf("cache: %s: %d bytes, shorter than the %d-byte header", r.name, size, headerSize)
+		return corruptf("cache: %s: %d bytes, shorter than the %d-byte header", r.name, size, headerSize)
 	}
-	if _, err := m.ReadAt(h[:], 0); err != nil {
+	if err := r.readAt(h[:], 0); err != nil {
 		return fmt.Errorf("cache: %s: header: %w", r.name, err)
 	}
-	f, tokens, err := decodeHeader(h[:])
+	f, hd, err := decodeHeader(h[:])
 	if err != nil {
-		return fmt.Errorf("cache: %s: %v", r.name, err)
+		return corruptf("cache: %s: %v", r.name, err)
 	}
-	r.f, r.tokens = f, tokens
+	tokens := hd.tokens
+	r.f, r.tokens, r.hd = f, tokens, hd
 	bt := int64(f.BlockTokens)
 	nb := (tokens + bt - 1) / bt
 	r.full = f.blockBytes(f.BlockTokens)
 	// Compare sizes without overflow: the header's token count may be
 	// anything up to 2⁶², the full-block size is below 2³⁰.
 	if nb > (size-headerSize)/r.full+1 {
-		return fmt.Errorf("cache: %s: truncated: block %d of %d incomplete (%d bytes for %d tokens)",
+		return corruptf("cache: %s: truncated: block %d of %d incomplete (%d bytes for %d tokens)",
 			r.name, (size-headerSize)/r.full, nb, size, tokens)
 	}
-	want := int64(headerSize)
-	if nb > 0 {
-		want += (nb-1)*r.full + f.blockBytes(int(tokens-(nb-1)*bt))
-	}
+	want := f.fileSize(tokens) // no overflow: size ≥ (nb-1)·full
 	switch {
 	case size < want:
 		b := (size - headerSize) / r.full
-		return fmt.Errorf("cache: %s: truncated: block %d of %d incomplete (%d bytes, want %d)", r.name, b, nb, size, want)
+		return corruptf("cache: %s: truncated: block %d of %d incomplete (%d bytes, want %d)", r.name, b, nb, size, want)
 	case size > want:
-		return fmt.Errorf("cache: %s: %d trailing bytes after block %d", r.name, size-want, nb-1)
+		return corruptf("cache: %s: %d trailing bytes after block %d", r.name, size-want, nb-1)
 	}
 	r.blocks = int(nb)
 	e := int(min(bt, tokens)) * f.K
@@ -131,6 +133,10 @@ func (r *Reader) Format() Format { return r.f }
 
 // Tokens returns the number of tokens in the file.
 func (r *Reader) Tokens() int64 { return r.tokens }
+
+// Index returns the shard index the file's header records (0 for a file
+// written by Create).
+func (r *Reader) Index() int { return int(r.hd.index) }
 
 // Blocks returns the number of blocks.
 func (r *Reader) Blocks() int { return r.blocks }
@@ -162,7 +168,6 @@ func (r *Reader) Rewind() { r.next = 0 }
 
 // ReadBlock reads, verifies and decodes block i.
 func (r *Reader) ReadBlock(i int) (Block, error) {
-	m := r.src
 	if i < 0 || i >= r.blocks {
 		return Block{}, fmt.Errorf("cache: %s: block %d outside [0, %d)", r.name, i, r.blocks)
 	}
@@ -171,12 +176,12 @@ func (r *Reader) ReadBlock(i int) (Block, error) {
 	t := int(min(bt, r.tokens-start))
 	off := headerSize + int64(i)*r.full
 	raw := r.raw[:r.f.blockBytes(t)]
-	if _, err := m.ReadAt(raw, off); err != nil {
+	if err := r.readAt(raw, off); err != nil {
 		return Block{}, fmt.Errorf("cache: %s: block %d at byte %d: %w", r.name, i, off, err)
 	}
 	body := raw[:len(raw)-4]
 	if got, want := binary.LittleEndian.Uint32(raw[len(body):]), crc32.Checksum(body, castagnoli); got != want {
-		return Block{}, fmt.Errorf("cache: %s: block %d at byte %d: checksum %08x, want %08x", r.name, i, off, got, want)
+		return Block{}, corruptf("cache: %s: block %d at byte %d: checksum %08x, want %08x", r.name, i, off, got, want)
 	}
 	e := t * r.f.K
 	nid := (e*r.f.idBits() + 7) / 8
@@ -184,7 +189,7 @@ func (r *Reader) ReadBlock(i int) (Block, error) {
 	unpackIDs(ids, body[:nid], r.f.idBits())
 	for j, id := range ids {
 		if id < 0 || int(id) >= r.f.Vocab {
-			return Block{}, fmt.Errorf("cache: %s: block %d token %d: id %d outside [0, %d)", r.name, i, start+int64(j/r.f.K), id, r.f.Vocab)
+			return Block{}, corruptf("cache: %s: block %d token %d: id %d outside [0, %d)", r.name, i, start+int64(j/r.f.K), id, r.f.Vocab)
 		}
 	}
 	blk := Block{Index: i, Start: start, Tokens: t, K: r.f.K, IDs: ids}
@@ -201,10 +206,59 @@ func (r *Reader) ReadBlock(i int) (Block, error) {
 		}
 		for j, lp := range lps {
 			if lp != lp || lp > 0 {
-				return Block{}, fmt.Errorf("cache: %s: block %d token %d: log-prob %v, want ≤ 0", r.name, i, start+int64(j/r.f.K), lp)
+				return Block{}, corruptf("cache: %s: block %d token %d: log-prob %v, want ≤ 0", r.name, i, start+int64(j/r.f.K), lp)
 			}
 		}
 		blk.LogProbs = lps
 	}
 	return blk, nil
+}
+
+// readAt reads len(p) bytes at off. A memory-mapped file that shrinks
+// while mapped (truncated by another process) makes the copy fault with
+// SIGBUS, which would kill the process; readAt turns the fault into an
+// error wrapping ErrCorrupt instead (runtime/debug.SetPanicOnFault, set for
+// the calling goroutine during the copy only).
+func (r *Reader) readAt(p []byte, off int64) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if e := recover(); e != nil {
+			if f, ok := e.(interface{ Addr() uintptr }); ok {
+				err = corruptf("memory fault reading %d bytes at byte %d (address %#x): the file was truncated or changed while mapped", len(p), off, f.Addr())
+				return
+			}
+			panic(e)
+		}
+	}()
+	_, err = r.src.ReadAt(p, off)
+	return err
+}
+
+// Verify reads the whole file and checks it: every block's checksum,
+// every id and log-prob, and the SHA-256 of all blocks against the digest
+// the header records — which also catches a file whose blocks were
+// replaced by other blocks with valid checksums. It reuses the Reader's
+// buffers, so blocks returned earlier are invalid afterwards, and leaves
+// Next's position alone.
+func (r *Reader) Verify() error {
+	_, err := r.verify()
+	return err
+}
+
+// verify is Verify, returning the full SHA-256 of the blocks.
+func (r *Reader) verify() ([sha256.Size]byte, error) {
+	h := sha256.New()
+	for i := range r.blocks {
+		if _, err := r.ReadBlock(i); err != nil {
+			return [sha256.Size]byte{}, err
+		}
+		t := int(min(int64(r.f.BlockTokens), r.tokens-int64(i)*int64(r.f.BlockTokens)))
+		h.Write(r.raw[:r.f.blockBytes(t)])
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	if !bytes.Equal(sum[:digestSize], r.hd.digest[:]) {
+		return sum, corruptf("cache: %s: content digest %x, header says %x: the blocks are not the ones written", r.name, sum[:digestSize], r.hd.digest)
+	}
+	return sum, nil
 }

@@ -46,13 +46,17 @@ func (s *sliceSource) ReadTokens(buf []int32) (int, error) {
 // its top-K predictions (and log-probs, if dst's format stores them) to
 // dst, calling progress, if not nil, with the running token count after
 // each batch. It stops at the first error — from the source, the teacher,
-// the sink, or ctx — and returns the tokens written so far; teacher
+// the sink, or ctx — and returns the tokens written so far; batch must be
+// in [1, 2²⁶/K] (its buffers hold batch·K entries); teacher
 // logits of the wrong shape or holding NaN or ±Inf are errors naming the
 // token. The caller closes (or aborts) dst.
 func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource, batch int, progress func(tokens int64)) (int64, error) {
 	f := dst.Format()
-	if batch < 1 {
-		return 0, fmt.Errorf("cache: Precompute: batch %d, want ≥ 1", batch)
+	if err := f.withDefaults().validate(); err != nil {
+		return 0, fmt.Errorf("cache: Precompute: sink format: %v", err)
+	}
+	if batch < 1 || batch > maxBlockEntries/f.K {
+		return 0, fmt.Errorf("cache: Precompute: batch %d outside [1, %d] (%d entries of k = %d at most)", batch, maxBlockEntries/f.K, maxBlockEntries, f.K)
 	}
 	buf := make([]int32, batch)
 	ids := make([]int32, batch*f.K)

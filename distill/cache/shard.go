@@ -1,7 +1,10 @@
 package cache
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,10 +32,19 @@ type Manifest struct {
 
 // Shard is one file of a corpus.
 type Shard struct {
-	File   string `json:"file"` // relative to the manifest's directory
+	File   string `json:"file"`  // relative to the manifest's directory
+	Index  int    `json:"index"` // its position in Manifest.Shards, also in its header
 	Tokens int64  `json:"tokens"`
-	// HeaderCRC is the CRC-32C stored in the shard's header; a shard
-	// replaced by another file of the same size and format is caught by it.
+	// SHA256 is the hex SHA-256 of the shard's blocks (everything after
+	// the header); the header keeps its first 20 bytes. OpenCorpus compares
+	// the header's copy, Corpus.Verify the digest of the data itself.
+	SHA256 string `json:"sha256"`
+	// HeaderCRC is the CRC-32C stored in the shard's header, which covers
+	// the format, token count, index and digest: a shard swapped with
+	// another of the corpus, or replaced by another cache of the same
+	// format and length, fails the check at OpenCorpus. A shard whose
+	// blocks were rewritten under an unchanged header is caught only by
+	// Corpus.Verify (each block's own checksum still catches damage).
 	HeaderCRC uint32 `json:"header_crc32c"`
 }
 
@@ -87,13 +99,13 @@ func (s *ShardWriter) Write(ids []int32, logProbs []float32) error {
 	for len(ids) > 0 {
 		if s.cur == nil {
 			name := fmt.Sprintf("shard-%05d.ptc", len(s.m.Shards))
-			w, err := Create(filepath.Join(s.dir, name), s.f)
+			w, err := create(filepath.Join(s.dir, name), s.f, uint32(len(s.m.Shards)))
 			if err != nil {
 				s.err = err
 				return err
 			}
 			s.cur = w
-			s.m.Shards = append(s.m.Shards, Shard{File: name})
+			s.m.Shards = append(s.m.Shards, Shard{File: name, Index: len(s.m.Shards)})
 		}
 		c := int(min(int64(len(ids)/k), s.per-s.cur.Tokens())) * k
 		var lp []float32
@@ -123,7 +135,8 @@ func (s *ShardWriter) finishShard() error {
 	}
 	sh := &s.m.Shards[len(s.m.Shards)-1]
 	sh.Tokens = w.Tokens()
-	sh.HeaderCRC = binary.LittleEndian.Uint32(encodeHeader(s.f, w.Tokens())[60:])
+	sh.SHA256 = w.Digest()
+	sh.HeaderCRC = binary.LittleEndian.Uint32(encodeHeader(s.f, w.header())[60:])
 	return nil
 }
 
@@ -176,9 +189,12 @@ type Corpus struct {
 }
 
 // OpenCorpus reads the manifest at path and checks, before any data is
-// read, that every shard exists and that its header matches the manifest:
-// format, token count and header checksum. A missing or mismatched shard,
-// or token counts that do not add up, is an error naming the shard.
+// read, every shard's cheap invariants: that it exists, that its header
+// matches the manifest (format, token count, index, content digest and
+// header checksum), and that its size is the one its header implies. A
+// missing, truncated, swapped or replaced shard, or token counts that do
+// not add up, is an error naming the shard (errors.Is(err, ErrCorrupt) for
+// all but a missing file). Corpus.Verify reads everything.
 func OpenCorpus(path string) (*Corpus, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -186,31 +202,40 @@ func OpenCorpus(path string) (*Corpus, error) {
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("cache: manifest %s: %w", path, err)
+		return nil, corruptf("cache: manifest %s: %v", path, err)
 	}
 	if m.Version != version {
-		return nil, fmt.Errorf("cache: manifest %s: version %d, this reader knows %d", path, m.Version, version)
+		return nil, corruptf("cache: manifest %s: version %d, this reader knows %d (re-create the cache)", path, m.Version, version)
 	}
 	if err := m.Format.validate(); err != nil {
-		return nil, fmt.Errorf("cache: manifest %s: %v", path, err)
+		return nil, corruptf("cache: manifest %s: %v", path, err)
 	}
 	dir := filepath.Dir(path)
 	var total int64
 	for i, sh := range m.Shards {
-		if err := checkShard(dir, m.Format, sh); err != nil {
+		if err := checkShard(dir, m.Format, i, sh); err != nil {
 			return nil, fmt.Errorf("cache: manifest %s: shard %d: %w", path, i, err)
 		}
-		total += sh.Tokens
+		if total += sh.Tokens; total < 0 || total > 1<<62 {
+			return nil, corruptf("cache: manifest %s: shard %d: token count overflows", path, i)
+		}
 	}
 	if total != m.Tokens {
-		return nil, fmt.Errorf("cache: manifest %s: shards hold %d tokens, manifest says %d", path, total, m.Tokens)
+		return nil, corruptf("cache: manifest %s: shards hold %d tokens, manifest says %d", path, total, m.Tokens)
 	}
 	return &Corpus{dir: dir, m: m}, nil
 }
 
-func checkShard(dir string, f Format, sh Shard) error {
+func checkShard(dir string, f Format, i int, sh Shard) error {
 	if sh.File == "" || filepath.IsAbs(sh.File) || filepath.Base(sh.File) != sh.File {
-		return fmt.Errorf("bad file name %q", sh.File)
+		return corruptf("bad file name %q", sh.File)
+	}
+	if sh.Index != i {
+		return corruptf("%s: index %d in the manifest, listed at %d", sh.File, sh.Index, i)
+	}
+	digest, err := hex.DecodeString(sh.SHA256)
+	if err != nil || len(digest) != sha256.Size {
+		return corruptf("%s: sha256 %q is not a SHA-256 in hex", sh.File, sh.SHA256)
 	}
 	file, err := os.Open(filepath.Join(dir, sh.File))
 	if err != nil {
@@ -219,18 +244,52 @@ func checkShard(dir string, f Format, sh Shard) error {
 	defer file.Close()
 	var h [headerSize]byte
 	if _, err := io.ReadFull(file, h[:]); err != nil {
-		return fmt.Errorf("%s: header: %w", sh.File, err)
+		return corruptf("%s: header: %v", sh.File, err)
 	}
-	got, tokens, err := decodeHeader(h[:])
+	got, hd, err := decodeHeader(h[:])
 	switch {
 	case err != nil:
-		return fmt.Errorf("%s: %v", sh.File, err)
+		return corruptf("%s: %v", sh.File, err)
 	case got != f:
-		return fmt.Errorf("%s: format %+v, manifest says %+v", sh.File, got, f)
-	case tokens != sh.Tokens:
-		return fmt.Errorf("%s: %d tokens, manifest says %d", sh.File, tokens, sh.Tokens)
+		return corruptf("%s: format %+v, manifest says %+v", sh.File, got, f)
+	case hd.tokens != sh.Tokens:
+		return corruptf("%s: %d tokens, manifest says %d", sh.File, hd.tokens, sh.Tokens)
+	case int64(hd.index) != int64(i):
+		return corruptf("%s: header says it is shard %d, the manifest lists it as shard %d", sh.File, hd.index, i)
+	case !bytes.Equal(hd.digest[:], digest[:digestSize]):
+		return corruptf("%s: content digest %x, manifest says %x: another file of the same format", sh.File, hd.digest, digest[:digestSize])
 	case binary.LittleEndian.Uint32(h[60:]) != sh.HeaderCRC:
-		return fmt.Errorf("%s: header checksum %08x, manifest says %08x", sh.File, binary.LittleEndian.Uint32(h[60:]), sh.HeaderCRC)
+		return corruptf("%s: header checksum %08x, manifest says %08x", sh.File, binary.LittleEndian.Uint32(h[60:]), sh.HeaderCRC)
+	}
+	fi, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	if want := f.fileSize(hd.tokens); fi.Size() != want {
+		return corruptf("%s: %d bytes, its header implies %d (truncated or extended)", sh.File, fi.Size(), want)
+	}
+	return nil
+}
+
+// Verify reads every shard whole and checks every block's checksum, ids
+// and log-probs, and each shard's content against the SHA-256 the manifest
+// records — the check that catches a shard whose blocks were rewritten
+// under an intact header. It returns the first failure, naming the shard,
+// and does not move Next's position.
+func (c *Corpus) Verify() error {
+	for i, sh := range c.m.Shards {
+		r, err := Open(filepath.Join(c.dir, sh.File))
+		if err != nil {
+			return fmt.Errorf("cache: shard %d: %w", i, err)
+		}
+		sum, err := r.verify()
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("cache: shard %d: %w", i, err)
+		}
+		if got := hex.EncodeToString(sum[:]); got != sh.SHA256 {
+			return corruptf("cache: shard %d (%s): content SHA-256 %s, manifest says %s", i, sh.File, got, sh.SHA256)
+		}
 	}
 	return nil
 }
@@ -263,9 +322,9 @@ func (c *Corpus) Next() (Block, error) {
 		if err != nil {
 			return Block{}, fmt.Errorf("cache: shard %d: %w", c.shard, err)
 		}
-		if r.Format() != c.m.Format || r.Tokens() != sh.Tokens {
+		if r.Format() != c.m.Format || r.Tokens() != sh.Tokens || r.Index() != c.shard || hex.EncodeToString(r.hd.digest[:]) != sh.SHA256[:2*digestSize] {
 			r.Close()
-			return Block{}, fmt.Errorf("cache: shard %d (%s) changed since the corpus was opened", c.shard, sh.File)
+			return Block{}, corruptf("cache: shard %d (%s) changed since the corpus was opened", c.shard, sh.File)
 		}
 		c.cur = r
 		c.shard++

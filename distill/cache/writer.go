@@ -2,9 +2,12 @@ package cache
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -26,12 +29,17 @@ type Writer struct {
 	tokens int64     // tokens written, pending included
 	raw    []byte
 	u16    []uint16
-	err    error // sticky: once a write fails the file is abandoned
+	sum    hash.Hash // SHA-256 of the blocks written
+	index  uint32    // shard index, recorded in the header
+	err    error     // sticky: once a write fails the file is abandoned
 	done   bool
 }
 
 // Create starts a cache file at path with format f.
-func Create(path string, f Format) (*Writer, error) {
+func Create(path string, f Format) (*Writer, error) { return create(path, f, 0) }
+
+// create starts a cache file that is shard index of a corpus.
+func create(path string, f Format, index uint32) (*Writer, error) {
 	f = f.withDefaults()
 	if err := f.validate(); err != nil {
 		return nil, fmt.Errorf("cache: %s: %v", path, err)
@@ -40,14 +48,14 @@ func Create(path string, f Format) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	w := &Writer{f: f, path: path, file: file, bw: bufio.NewWriterSize(file, 1<<20)}
+	w := &Writer{f: f, path: path, file: file, bw: bufio.NewWriterSize(file, 1<<20), sum: sha256.New(), index: index}
 	e := f.BlockTokens * f.K
 	w.ids = make([]int32, e)
 	if f.LogProbs != None {
 		w.lps, w.u16 = make([]float32, e), make([]uint16, e)
 	}
 	w.raw = make([]byte, f.blockBytes(f.BlockTokens))
-	if _, err := w.bw.Write(encodeHeader(f, 0)); err != nil { // rewritten on Close
+	if _, err := w.bw.Write(encodeHeader(f, header{index: index})); err != nil { // rewritten on Close
 		w.Abort()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -120,6 +128,7 @@ func (w *Writer) flush() error {
 	body := raw[:len(raw)-4]
 	binary.LittleEndian.PutUint32(raw[len(body):], crc32.Checksum(body, castagnoli))
 	w.n = 0
+	w.sum.Write(raw)
 	if _, err := w.bw.Write(raw); err != nil {
 		w.err = fmt.Errorf("cache: %s: %w", w.path, err)
 		return w.err
@@ -142,7 +151,7 @@ func (w *Writer) Close() error {
 		err = w.bw.Flush()
 	}
 	if err == nil {
-		_, err = w.file.WriteAt(encodeHeader(w.f, w.tokens), 0)
+		_, err = w.file.WriteAt(encodeHeader(w.f, w.header()), 0)
 	}
 	if err == nil {
 		err = w.file.Sync()
@@ -160,6 +169,17 @@ func (w *Writer) Close() error {
 	}
 	return nil
 }
+
+// header is the final header's content.
+func (w *Writer) header() header {
+	hd := header{tokens: w.tokens, index: w.index}
+	copy(hd.digest[:], w.sum.Sum(nil))
+	return hd
+}
+
+// Digest returns the SHA-256, in hex, of the blocks written so far: after
+// Close, the file's content digest, as Reader.Verify recomputes it.
+func (w *Writer) Digest() string { return hex.EncodeToString(w.sum.Sum(nil)) }
 
 // Abort discards the file.
 func (w *Writer) Abort() {
