@@ -2,7 +2,6 @@ package prefopt
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
@@ -65,13 +64,12 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 	out, outLSE := make([]float32, n), make([]float64, n)
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
-		var scratch []float32
 		for i := lo; i < hi; i++ {
 			t := labels[i]
 			if t < 0 {
 				continue
 			}
-			lp, l, ok := logProb(data[i*v:(i+1)*v], t, &scratch)
+			lp, l, ok := tensor.LogSoftmaxAt(data[i*v:(i+1)*v], int(t))
 			if !ok {
 				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or the label's logit is −Inf (label logit %v)", op, i, data[i*v+int(t)])
 			}
@@ -157,10 +155,9 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, labels []int32
 				continue
 			}
 			row := ld[i*v : (i+1)*v]
-			if lse != nil && math.Abs(lse[i]) < exactBelow {
-				// Past exactBelow lse carries less than float32's precision
-				// relative to the logits (float64's step is 2 at 1e16), so
-				// such rows take the max-subtracting softmax below.
+			if lse != nil {
+				// SoftmaxLSE itself falls back to the max-subtracting
+				// softmax where a float64 lse has lost precision (past 2²⁴).
 				tensor.SoftmaxLSE(g, -d, row, lse[i])
 				g[t] += d
 				continue
@@ -379,47 +376,6 @@ func checkSeq(op string, l Layout, nseq, ntok int, average bool) error {
 		}
 	}
 	return nil
-}
-
-// exactBelow is the magnitude of a log-sum-exp below which x − lse, formed
-// in float64, is within 2⁻²⁹ of the truth: float64's grid step at 2²⁴ is
-// 2⁻²⁸. Above it (or when the fused kernel overflows near 3.4e38) logProb
-// takes the exact route.
-const exactBelow = 1 << 24
-
-// logProb returns log softmax(row)[t] and the row's log-sum-exp, and false
-// if the row holds NaN or +Inf or row[t] is −Inf. The fast path is the
-// fused one-pass log-sum-exp kernel; for logits of large magnitude it
-// forms log p_t = (z_t − max) − log Σ e^(z−max), the difference first, so
-// log Σ e^(z−max) is not lost against max (at |max| = 1e16 the float64
-// grid step is 2). scratch is grown to a row on first use.
-func logProb(row []float32, t int32, scratch *[]float32) (lp, lse float64, ok bool) {
-	x := float64(row[t])
-	if l := tensor.LogSumExp64(row); finite(l) && math.Abs(l) < exactBelow {
-		return x - l, l, finite(x)
-	}
-	if !finite(x) {
-		return 0, 0, false
-	}
-	m := tensor.Max(row)
-	if !finite(float64(m)) || m != m {
-		return 0, 0, false
-	}
-	for _, z := range row {
-		if z != z {
-			return 0, 0, false
-		}
-	}
-	if cap(*scratch) < len(row) {
-		*scratch = make([]float32, len(row))
-	}
-	e := (*scratch)[:len(row)]
-	for k, z := range row {
-		e[k] = z - m // ≤ 0; −Inf for masked tokens or a difference past −3.4e38
-	}
-	tensor.Exp(e, e)
-	ls := math.Log(float64(tensor.Sum(e))) // Σ ≥ 1: the max contributes e⁰
-	return (x - float64(m)) - ls, float64(m) + ls, true
 }
 
 // checkInPlace allows grad to be logits itself (each row is read before it

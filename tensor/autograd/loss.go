@@ -2,16 +2,14 @@ package autograd
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// The two losses on labels share posttrain's numeric core: a row's
-// log-sum-exp in float64 (tensor.LogSumExp64, the max exact, so logits of
-// magnitude 1e4 lose nothing to float32 rounding), and the backward's
-// softmax in one pass from it (tensor.SoftmaxLSE), as distill and prefopt
-// compute them.
+// The two losses on labels share posttrain's numeric core with prefopt:
+// a row's log-softmax at the label with a float64 log-sum-exp
+// (tensor.LogSoftmaxAt, exact for logits of any magnitude), and the
+// backward's softmax in one pass from that log-sum-exp (tensor.SoftmaxLSE).
 
 // CrossEntropy returns the mean over counted rows of −log softmax(logits)
 // at the label, for logits [N, V] and labels of length N; a negative label
@@ -34,13 +32,12 @@ func (t *Tape) CrossEntropy(logits *Var, labels []int32) (*Var, error) {
 		if y < 0 {
 			continue
 		}
-		row := ld[i*v : (i+1)*v]
-		lse[i] = tensor.LogSumExp64(row)
-		l := lse[i] - float64(row[y])
-		if math.IsNaN(l) || math.IsInf(l, 0) {
-			return nil, fmt.Errorf("autograd: CrossEntropy: row %d has non-finite logits", i)
+		lp, l, ok := tensor.LogSoftmaxAt(ld[i*v:(i+1)*v], int(y))
+		if !ok {
+			return nil, fmt.Errorf("autograd: CrossEntropy: row %d: logits hold NaN or +Inf, or −Inf at the label", i)
 		}
-		sum += l
+		lse[i] = l
+		sum -= lp
 		count++
 	}
 	c := t.dense()
@@ -97,12 +94,11 @@ func (t *Tape) LogProbs(logits *Var, labels []int32) (*Var, error) {
 		if y < 0 {
 			continue
 		}
-		row := ld[i*v : (i+1)*v]
-		lse[i] = tensor.LogSumExp64(row)
-		lp := float64(row[y]) - lse[i]
-		if math.IsNaN(lp) || math.IsInf(lp, 0) {
-			return nil, fmt.Errorf("autograd: LogProbs: row %d has non-finite logits", i)
+		lp, l, ok := tensor.LogSoftmaxAt(ld[i*v:(i+1)*v], int(y))
+		if !ok {
+			return nil, fmt.Errorf("autograd: LogProbs: row %d: logits hold NaN or +Inf, or −Inf at the label", i)
 		}
+		lse[i] = l
 		cd[i] = float32(lp)
 	}
 	var out *Var
