@@ -116,6 +116,7 @@ type LineError struct {
 	Err   error
 }
 
+// Error reports the line and, for a bad field, the field.
 func (e *LineError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("prefopt: line %d: %v", e.Line, e.Err)
@@ -123,6 +124,7 @@ func (e *LineError) Error() string {
 	return fmt.Sprintf("prefopt: line %d: field %q: %v", e.Line, e.Field, e.Err)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // Errors a LineError may wrap, for errors.Is.
