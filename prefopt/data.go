@@ -129,9 +129,9 @@ func (e *LineError) Unwrap() error { return e.Err }
 
 // Errors a LineError may wrap, for errors.Is.
 var (
-	ErrLineTooLong  = errors.New("line too long")
-	ErrInvalidUTF8  = errors.New("invalid UTF-8")
-	ErrDuplicateKey = errors.New("duplicate key")
+	ErrLineTooLong  = errors.New("line too long") // a line past the reader's maximum (SetMaxLine)
+	ErrInvalidUTF8  = errors.New("invalid UTF-8") // a line that is not UTF-8
+	ErrDuplicateKey = errors.New("duplicate key") // a JSON object naming a field twice
 )
 
 // DefaultMaxLine is the longest line, in bytes, a Reader or PromptReader
