@@ -191,9 +191,7 @@ func TestBackwardTwice(t *testing.T) {
 	once := slices.Clone(x.Grad.Data())
 	tp.Backward(y, nil)
 	for i, g := range x.Grad.Data() {
-		if !close32(g, 2*float64(once[i]), 1e-6) {
-			t.Fatalf("grad[%d] after two passes %v, want %v", i, g, 2*once[i])
-		}
+		assert.InDelta(t, 2*float64(once[i]), float64(g), 1e-6*max(1, math.Abs(2*float64(once[i]))), "grad[%d] after two passes %v, want %v", i, g, 2*once[i])
 	}
 }
 
