@@ -132,7 +132,6 @@ func makeInputs(c goldenCase) map[string]*Var {
 	return in
 }
 
-
 // TestGolden checks every op's value and its gradients against PyTorch.
 func TestGolden(t *testing.T) {
 	for _, c := range loadGolden(t) {
