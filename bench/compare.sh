@@ -6,7 +6,7 @@
 #   bench/compare.sh kernels gemm    # some sections
 #
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
-# python3-numpy python3-torch); not part of CI. Sections: kernels gemm
+# python3-numpy python3-torch); not part of CI. Sections: kernels gemm bf16
 # distill prefopt tinylm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,11 @@ section_gemm() {
 	sh bench/gemm_compare.sh 2 3
 }
 
+section_bf16() {
+	printf '\nbfloat16 GEMM and matrix-vector, 2 threads (bench/bf16_compare.sh)\n'
+	sh bench/bf16_compare.sh 2 3
+}
+
 section_distill() {
 	header "distill.ConvexCombination, loss and gradient, [2048 x 49152], 2 threads"
 	OUT=$(gobench ./distill/ '^Benchmark(ConvexCombination|Copy)$/^2048x49152$' 5x)
@@ -87,7 +92,7 @@ section_tinylm() {
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm distill prefopt tinylm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done

@@ -3,6 +3,7 @@
 Prints one line per shape: "MxKxN GFLOPS", the best of several timed runs,
 with the same shape names as Go's BenchmarkGemm. The thread count comes
 from the environment (OPENBLAS_NUM_THREADS etc.), set by the caller.
+Shapes given as arguments ("1024x1024x1024") replace the default list.
 """
 import sys
 import time
@@ -15,7 +16,8 @@ SHAPES = [(256, 256, 256), (1024, 1024, 1024), (1040, 1040, 1040),
 
 def main():
     rng = np.random.default_rng(1)
-    for m, k, n in SHAPES:
+    shapes = [tuple(int(d) for d in a.split("x")) for a in sys.argv[1:]] or SHAPES
+    for m, k, n in shapes:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((m, n), dtype=np.float32)

@@ -31,6 +31,33 @@
 // a call allocates nothing once warm, and every element of C sums its
 // products in the same order whatever the number of workers.
 //
+// # BF16
+//
+// Weights that are only read (a frozen base under LoRA, reference and
+// teacher models, generation) can be held as BF16, bfloat16 (Kalamkar et
+// al., "A Study of BFLOAT16 for Deep Learning Training", 2019): float32's
+// exponent with 8 significant bits, half the bytes. GemmBF16 multiplies two
+// BF16 tensors, GemmMixed float32 activations (rounded to bfloat16) by
+// BF16 weights, both accumulating in float32; MatVecBF16
+// is the one-token product y = W·x with x kept exact, bound by the time to
+// stream W from memory.
+//
+// A product of two bfloat16 values is exact in float32, so every route
+// computes the same products and differs only in summation order (and
+// in that VDPBF16PS reads subnormal bfloat16 as zero). On the
+// "avx512bf16" tier the micro-kernel multiplies pairs of bfloat16 with
+// VDPBF16PS (12×32 tile, 24 accumulators); every other tier widens B to
+// float32 while packing it (and A once per call) and runs its float32
+// micro-kernel, so the weights still take and stream half the bytes. VDPBF16PS doubles the
+// multiply-adds per instruction but not necessarily per cycle: on the
+// Intel Xeon (Sapphire Rapids class, in a VM) this was measured on it
+// retires one per 2.3 cycles, below two float32 FMAs per cycle, so that
+// tier is opt-in (SetTier) rather than chosen at init. The "amx" tier, on
+// CPUs with AMX-BF16 where Linux grants the tile state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM), requested once at init), multiplies
+// 32×32 tiles of C with TDPBF16PS; it is opt-in too until it has been
+// measured, and its tests run only on such CPUs.
+//
 // # Errors
 //
 // A length or shape mismatch is a programmer error: kernels panic with a

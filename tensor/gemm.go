@@ -74,6 +74,11 @@ type gemmArgs struct {
 	alpha, beta    float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
+
+	// bfloat16 products (gemmbf16.go): b16 replaces b; on the bfloat16
+	// route a16 replaces a.
+	bf       bool
+	a16, b16 []uint16
 }
 
 // dense returns the arguments for contiguous operands.

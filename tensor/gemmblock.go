@@ -40,9 +40,10 @@ const (
 // gemmPlan is how one product is cut into tasks and blocks.
 type gemmPlan struct {
 	kern           simd.GemmKernel
-	kc, nc         int // depth of a K block; columns of a packed B block (a multiple of NR)
-	mChunk, nChunk int // rows and columns of C per task (multiples of MR and NR)
-	cm, cn         int // tasks along rows and columns
+	bf             *simd.BF16Kernel // bfloat16 products on a tier with bfloat16 arithmetic
+	kc, nc         int              // depth of a K block; columns of a packed B block (a multiple of NR)
+	mChunk, nChunk int              // rows and columns of C per task (multiples of MR and NR)
+	cm, cn         int              // tasks along rows and columns
 }
 
 func (pl *gemmPlan) tasks() int { return pl.cm * pl.cn }
@@ -55,6 +56,14 @@ func plan(g *gemmArgs, w int) gemmPlan {
 	nk := ceilDiv(g.k, gemmKC)
 	pl.kc = ceilDiv(g.k, nk)
 	pl.nc = max(nr, gemmBBlock/pl.kc/nr*nr)
+	if g.bf && simd.K.BF16 != nil {
+		// Pairs of k never straddle two blocks, and a block of B in
+		// bfloat16 holds twice the elements.
+		pl.bf = simd.K.BF16
+		mr, nr = pl.bf.MR, pl.bf.NR
+		pl.kc += pl.kc & 1
+		pl.nc = max(nr, gemmBBlock/pairs(pl.kc, pl.bf.KBlock)/nr*nr)
+	}
 
 	mTiles, nPanels := ceilDiv(g.m, mr), ceilDiv(g.n, nr)
 	t := 1
@@ -94,6 +103,10 @@ func (g *gemmArgs) task(pl *gemmPlan, t int, acc bool, buf []float32) {
 	mi, ni := t/pl.cn, t%pl.cn
 	r0, c0 := mi*pl.mChunk, ni*pl.nChunk
 	r1, c1 := min(g.m, r0+pl.mChunk), min(g.n, c0+pl.nChunk)
+	if pl.bf != nil {
+		g.blockBF16(pl, r0, r1, c0, c1, acc, buf)
+		return
+	}
 	g.block(pl, r0, r1, c0, c1, acc, buf)
 }
 
@@ -141,6 +154,10 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 // the last column of a short panel are left as they were: a micro-kernel
 // never stores them, and lanes do not mix.
 func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, nr int) {
+	if g.b16 != nil {
+		g.packBWiden(kern, dst, pc, kc, jc, nc, nr) // a bfloat16 B (gemmbf16.go)
+		return
+	}
 	panel := kc * nr
 	ldb := g.ldb
 	if !g.transB {

@@ -24,6 +24,7 @@ type gemmJob struct {
 	acc   bool
 	batch int  // > 0: task t is the whole product for batch item t
 	vec   bool // the one-row streaming path (gemmvec.go)
+	mv    int  // > 0: a bfloat16 matrix–vector product, mv rows per task (matvec.go)
 	ntask int
 }
 
@@ -38,7 +39,7 @@ func gemm(g gemmArgs, par bool) {
 		w = g.workers(runtime.GOMAXPROCS(0))
 	}
 	j := getJob()
-	j.g, j.pl, j.acc, j.batch = g, plan(&g, w), acc, 0
+	j.g, j.pl, j.acc, j.batch, j.mv = g, plan(&g, w), acc, 0, 0
 	j.ntask, j.vec = j.pl.tasks(), g.vec(&j.pl.kern)
 	if j.vec {
 		j.ntask = ceilDiv(g.n, gemmVecCols)
@@ -65,7 +66,7 @@ func batchedGemm(nb int, g gemmArgs) {
 		return
 	}
 	j := getJob()
-	j.g, j.pl, j.batch, j.ntask, j.vec = g, plan(&g, 1), nb, nb, false
+	j.g, j.pl, j.batch, j.ntask, j.vec, j.mv = g, plan(&g, 1), nb, nb, false, 0
 	w := max(1, min(procs, nb, nb*g.m*g.n*g.k/gemmMinWork))
 	j.run(w)
 	putJob(j)
@@ -79,6 +80,10 @@ func (j *gemmJob) run(w int) { parallel.Run(j.ntask, w, j) }
 func (j *gemmJob) Chunk(t int, w *parallel.Worker) {
 	if j.vec {
 		j.g.vecTask(&j.pl.kern, t, j.acc)
+		return
+	}
+	if j.mv > 0 {
+		j.g.matVecTask(t, j.mv)
 		return
 	}
 	bp := parallel.Scratch(w, gemmBufKey)

@@ -33,7 +33,7 @@ func benchData(n int, scale float64) []float32 {
 // benchTiers runs body under each available tier at each size. bytesPer is
 // the traffic per element (e.g. 8 for a read and a write of float32).
 func benchTiers(b *testing.B, bytesPer int, body func(b *testing.B, n int) func()) {
-	for _, tier := range simd.Available() {
+	for _, tier := range f32TiersTensor() {
 		b.Run(tier.String(), func(b *testing.B) {
 			prev, err := simd.Use(tier)
 			if err != nil {
@@ -173,7 +173,7 @@ func BenchmarkFromF16(b *testing.B) {
 func BenchmarkLogSoftmaxRows(b *testing.B) {
 	const rows, v = 512, 49152
 	x, y := benchData(rows*v, 3), make([]float32, rows*v)
-	for _, tier := range simd.Available() {
+	for _, tier := range f32TiersTensor() {
 		b.Run(fmt.Sprintf("%v/512x49152", tier), func(b *testing.B) {
 			prev, _ := simd.Use(tier)
 			defer simd.Use(prev)

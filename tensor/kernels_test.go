@@ -18,7 +18,7 @@ import (
 
 // eachTier runs f with every available tier active in turn.
 func eachTier(t *testing.T, f func(t *testing.T)) {
-	for _, tier := range simd.Available() {
+	for _, tier := range f32TiersTensor() {
 		t.Run(tier.String(), func(t *testing.T) {
 			prev, err := simd.Use(tier)
 			require.NoError(t, err)

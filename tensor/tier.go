@@ -7,8 +7,19 @@ import (
 )
 
 // Tier returns the name of the kernel implementation in use: "avx512",
-// "avx2", "neon" or "generic". It is chosen at init from the CPU's
-// features; the purego build tag forces "generic".
+// "avx2", "neon" or "generic", or "avx512bf16" or "amx" once pinned with
+// SetTier.
+// It is chosen at init from the CPU's features; the purego build tag
+// forces "generic".
+//
+// The tier also decides how bfloat16 products run (GemmBF16, GemmMixed):
+// "avx512bf16" multiplies pairs of bfloat16 with VDPBF16PS; every other
+// tier widens them to float32 while packing and runs its float32 kernel.
+// "amx" uses AMX-BF16 tiles (TDPBF16PS) where the CPU has them and Linux
+// grants the tile state. Both are listed by Tiers where available but
+// never chosen at init: on the Xeon measured so far "avx512bf16" is the
+// slower route, and the "amx" kernel has not yet run on AMX hardware (see
+// BF16 in the package doc).
 func Tier() string { return simd.Active().String() }
 
 // Tiers lists the kernel implementations this CPU and build can run,

@@ -109,6 +109,7 @@ func testSgemmLarge(t *testing.T) {
 		{blas.Trans, blas.Trans, 67, 131, 530, 1},
 		{blas.NoTrans, blas.Trans, 1, 3000, 300, 5}, // one row: the streaming path
 		{blas.Trans, blas.NoTrans, 1, 2500, 257, 3}, // one row of a transposed, strided A
+		{blas.Trans, blas.Trans, 1, 2100, 200, 3},   // the same with B transposed: not the Dot path
 	} {
 		name := fmt.Sprintf("%c%c/%dx%dx%d,pad=%d", c.tA, c.tB, c.m, c.n, c.k, c.pad)
 		checkSgemm(t, r, name, c.tA, c.tB, c.m, c.n, c.k, c.pad, 1.5, 0.5)

@@ -1,4 +1,4 @@
-//go:build !purego
+//go:build gc && !purego
 
 package simd
 
@@ -13,6 +13,7 @@ func registerArch() {
 		arithAVX2(&k)
 		expAVX2(&k)
 		gemmAVX2(&k)
+		k.MatVecBF16 = matVecAVX2
 		register(AVX2, k)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasFMA && cpu.X86.HasF16C {
@@ -20,6 +21,15 @@ func registerArch() {
 		arithAVX512(&k)
 		expAVX512(&k)
 		gemmAVX512(&k)
+		k.MatVecBF16 = matVecAVX512
 		register(AVX512, k)
+		if cpu.X86.HasAVX512BF16 {
+			bf16AVX512(&k)
+			register(AVX512BF16, k)
+		}
+		if AMXBF16() {
+			bf16AMX(&k)
+			register(AMX, k)
+		}
 	}
 }

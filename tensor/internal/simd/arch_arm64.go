@@ -1,4 +1,4 @@
-//go:build !purego
+//go:build gc && !purego
 
 package simd
 
@@ -6,5 +6,6 @@ package simd
 func registerArch() {
 	k := neonKernels()
 	gemmNEON(&k)
+	k.MatVecBF16 = matVecNEON
 	register(NEON, k)
 }

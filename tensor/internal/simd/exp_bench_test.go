@@ -12,7 +12,7 @@ import (
 //
 //	go test -run '^$' -bench 'Range' ./tensor/internal/simd/
 func BenchmarkExpRange(b *testing.B) {
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		for _, v := range []float32{-1, -87.5, -95, -1e4} {
 			b.Run(fmt.Sprintf("%v/x=%g", tier, v), func(b *testing.B) {
 				x, y := make([]float32, 4096), make([]float32, 4096)
@@ -29,7 +29,7 @@ func BenchmarkExpRange(b *testing.B) {
 }
 
 func BenchmarkLogRange(b *testing.B) {
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		for _, v := range []float32{1.5, 1e-39, 1e-44} {
 			b.Run(fmt.Sprintf("%v/x=%g", tier, v), func(b *testing.B) {
 				x, y := make([]float32, 4096), make([]float32, 4096)
@@ -48,7 +48,7 @@ func BenchmarkLogRange(b *testing.B) {
 // BenchmarkSoftmaxRange: one 0 among 4095 equal logits, so x − max is
 // ordinary (−1), next to ExpUnderflow (−87.5) or far beyond it (−1e4).
 func BenchmarkSoftmaxRange(b *testing.B) {
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		for _, v := range []float32{-1, -87.5, -1e4} {
 			b.Run(fmt.Sprintf("%v/x=%g", tier, v), func(b *testing.B) {
 				x, y := make([]float32, 4096), make([]float32, 4096)

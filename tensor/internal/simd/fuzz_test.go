@@ -37,7 +37,7 @@ func FuzzArith(f *testing.F) {
 		x, y := halves(b)
 		n := len(x)
 		got, want := make([]float32, n), make([]float32, n)
-		for _, tier := range Available() {
+		for _, tier := range f32Tiers() {
 			k := Table(tier)
 			for _, op := range []struct {
 				name string
@@ -76,7 +76,7 @@ func FuzzExpLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x := floats(b)
 		got := make([]float32, len(x))
-		for _, tier := range Available() {
+		for _, tier := range f32Tiers() {
 			k := Table(tier)
 			k.Exp(got, x)
 			for i, v := range x {
@@ -108,7 +108,7 @@ func FuzzReduce(f *testing.F) {
 			dot += p
 			dabs += math.Abs(p)
 		}
-		for _, tier := range Available() {
+		for _, tier := range f32Tiers() {
 			k := Table(tier)
 			checkReduction(t, tier.String()+" Sum", k.Sum(x), sum, abs)
 			checkReduction(t, tier.String()+" Dot", k.Dot(x, y), dot, dabs)
@@ -122,7 +122,7 @@ func FuzzSoftmax(f *testing.F) {
 		x := floats(b)
 		m, s, ok := softmaxStats64(x)
 		sm, lsm := make([]float32, len(x)), make([]float32, len(x))
-		for _, tier := range Available() {
+		for _, tier := range f32Tiers() {
 			k := Table(tier)
 			g, w := float32(k.LogSumExp(x)), float32(logSumExpGeneric(x))
 			if !ok && !sameBits(g, w) {
@@ -170,7 +170,7 @@ func FuzzConvert(f *testing.F) {
 		}
 		g16, w16 := make([]uint16, len(x)), make([]uint16, len(x))
 		g32, w32 := make([]float32, len(h)), make([]float32, len(h))
-		for _, tier := range Available() {
+		for _, tier := range f32Tiers() {
 			k := Table(tier)
 			for _, c := range []struct {
 				name      string

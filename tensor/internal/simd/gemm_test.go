@@ -12,7 +12,7 @@ import (
 // outside the tile is written.
 func TestGemmKernel(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		kern := Table(tier).Gemm
 		t.Run(tier.String(), func(t *testing.T) {
 			MR, NR := kern.MR, kern.NR
@@ -89,7 +89,7 @@ func checkKernel(t *testing.T, r *rand.Rand, kern *GemmKernel, mr, nr, k int, tr
 }
 
 func TestGemmPackT16(t *testing.T) {
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		pack := Table(tier).Gemm.PackT16
 		if pack == nil {
 			continue
@@ -121,7 +121,7 @@ func TestGemmPackT16(t *testing.T) {
 }
 
 func TestGemmPackN(t *testing.T) {
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		kern := Table(tier).Gemm
 		if kern.PackN == nil {
 			continue
@@ -156,7 +156,7 @@ func TestGemmPackN(t *testing.T) {
 
 func TestGemmRows4(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, tier := range Available() {
+	for _, tier := range f32Tiers() {
 		rows4 := Table(tier).Gemm.Rows4
 		if rows4 == nil {
 			continue

@@ -27,6 +27,7 @@ var genericKernels = Kernels{
 	ToF16:      toF16Generic,
 	FromF16:    fromF16Generic,
 	Gemm:       gemmGeneric,
+	MatVecBF16: matVecBF16Generic,
 }
 
 // BlockLen is how many elements a reduction sums in float32 lanes before it

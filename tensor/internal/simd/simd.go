@@ -25,6 +25,20 @@ const (
 	AVX2                // amd64 AVX2 + FMA (+ F16C)
 	AVX512              // amd64 AVX-512 F/BW/DQ/VL
 	NEON                // arm64 Advanced SIMD
+	// AVX512BF16 is AVX512 with VDPBF16PS for bfloat16 products. It is
+	// never chosen at init, only by Use: on the Xeon this package was
+	// tuned on, VDPBF16PS retires one per 2.3 cycles with a latency of
+	// about 15, so its 32 multiply-adds per instruction come to less than
+	// two FMAs' 16 each per cycle, and widening bfloat16 onto the float32
+	// kernels is faster. Where it is faster (AMD Zen 4/5 list it at one
+	// per cycle beside one FMA), pin it with tensor.SetTier.
+	AVX512BF16
+	// AMX is AVX512 with AMX-BF16 tiles (TDPBF16PS) for bfloat16
+	// products, where the CPU has them and Linux grants the tile state.
+	// It is never chosen at init, only by Use: its kernel was written
+	// without AMX hardware at hand, and its tests run only on CPUs that
+	// have it.
+	AMX
 	numTiers
 )
 
@@ -38,6 +52,10 @@ func (t Tier) String() string {
 		return "avx512"
 	case NEON:
 		return "neon"
+	case AVX512BF16:
+		return "avx512bf16"
+	case AMX:
+		return "amx"
 	}
 	return fmt.Sprintf("Tier(%d)", uint8(t))
 }
@@ -77,6 +95,15 @@ type Kernels struct {
 
 	// GEMM micro-kernels (gemm*.go)
 	Gemm *GemmKernel
+
+	// BF16 is the bfloat16 GEMM micro-kernel (bf16.go), nil where the
+	// tier has no bfloat16 arithmetic: package tensor then widens the
+	// operands while packing them for Gemm.
+	BF16 *BF16Kernel
+	// MatVecBF16 computes y[i] = Σ_j w[i*ldw+j]·x[j] for i < len(y) and
+	// j < len(x): a matrix–vector product with bfloat16 weights, bound by
+	// reading w.
+	MatVecBF16 func(y []float32, w []uint16, ldw int, x []float32)
 }
 
 // K is the active table. Package tensor calls through it.
@@ -92,7 +119,7 @@ var (
 func register(t Tier, k Kernels) {
 	fill(&k, &genericKernels)
 	tables[t] = &k
-	if t > best || tables[best] == nil {
+	if (t > best || tables[best] == nil) && t != AVX512BF16 && t != AMX {
 		best = t
 	}
 }

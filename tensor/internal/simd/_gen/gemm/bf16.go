@@ -1,0 +1,418 @@
+package main
+
+// The bfloat16 kernels (bf16_amd64.s, bf16_arm64.s): the AVX512-BF16 GEMM
+// micro-kernel (12×32 tile of VDPBF16PS), the matrix–vector kernels that
+// stream bfloat16 weights (AVX-512, AVX2, NEON) and the instruction-peak
+// loops for the benchmarks.
+//
+// Go's assembler has no mnemonic for VDPBF16PS, so vdpbf16ps encodes it
+// as six BYTEs with the Intel-syntax instruction beside them. Every
+// encoding emitted was checked against llvm-mc:
+//
+//	echo 'vdpbf16ps zmm23, zmm24, zmm31' | llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+avx512bf16
+//	# [0x62,0x82,0x3e,0x40,0x52,0xff]
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// writeBF16 writes bf16_amd64.s and bf16_arm64.s into dir.
+func writeBF16(dir string) {
+	var w asm
+	w.WriteString(header)
+	bf16Gemm(&w)
+	bf16MatVec(&w, "matVecBF16AVX512", "Z", 16)
+	bf16MatVec(&w, "matVecBF16AVX2", "Y", 8)
+	bf16Peak(&w)
+	bf16AMX(&w)
+	if err := os.WriteFile(filepath.Join(dir, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	var n asm
+	n.WriteString(header)
+	bf16NEON(&n)
+	if err := os.WriteFile(filepath.Join(dir, "bf16_arm64.s"), n.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2), all
+// registers: for each 32-bit lane i, dst[i] += src1.bf16[2i+1]·src2.bf16[2i+1]
+// + src1.bf16[2i]·src2.bf16[2i]. EVEX.512.F3.0F38.W0 52 /r.
+func vdpbf16ps(dst, src1, src2 int) string {
+	inv := func(b int) int { return b ^ 1 }
+	p0 := inv(dst>>3&1)<<7 | inv(src2>>4&1)<<6 | inv(src2>>3&1)<<5 | inv(dst>>4&1)<<4 | 0b10 // R X B R' 0 0 mm=0F38
+	p1 := (^src1&15)<<3 | 1<<2 | 0b10                                                        // W=0 vvvv 1 pp=F3
+	p2 := 0b10<<5 | inv(src1>>4&1)<<3                                                        // z=0 L'L=512 b=0 V' aaa=0
+	modrm := 0b11<<6 | (dst&7)<<3 | src2&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x52; BYTE $0x%02x // vdpbf16ps zmm%d, zmm%d, zmm%d",
+		p0, p1, p2, modrm, dst, src1, src2)
+}
+
+// bf16Gemm writes gemmBF16AVX512, the full 12×32 tile. Packed operands, for
+// kp pairs of k: a holds kp groups of 12 pairs (row i's bf16 at k = 2q,
+// 2q+1 in one 32-bit word), b holds kp groups of 32 pairs (column j's).
+// Accumulators Z0–Z23 (row r in Z2r, Z2r+1), B in Z24–Z25, the broadcast
+// A pair in Z26–Z31.
+func bf16Gemm(w *asm) {
+	const MR = 12
+	w.WriteString("// func gemmBF16AVX512(kp int, a, b []uint16, c []float32, ldc int, acc bool)\n")
+	w.WriteString("TEXT ·gemmBF16AVX512(SB), NOSPLIT, $0-89\n")
+	w.f("MOVQ kp+0(FP), CX")
+	w.f("MOVQ a_base+8(FP), SI")
+	w.f("MOVQ b_base+32(FP), DX")
+	w.f("MOVQ c_base+56(FP), DI")
+	w.f("MOVQ ldc+80(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ DI, R9")
+	for range MR {
+		w.f("PREFETCHT0 (R9)")
+		w.f("PREFETCHT0 64(R9)")
+		w.f("ADDQ R8, R9")
+	}
+	for i := range 2 * MR {
+		w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	step := func(u int) {
+		w.f("VMOVDQU32 %d(DX), Z24", u*128)
+		w.f("VMOVDQU32 %d(DX), Z25", u*128+64)
+		for r := range MR {
+			t := 26 + r%6
+			w.f("VPBROADCASTD %d(SI), Z%d", u*4*MR+4*r, t)
+			w.f("%s", vdpbf16ps(2*r, 24, t))
+			w.f("%s", vdpbf16ps(2*r+1, 25, t))
+		}
+	}
+	// k loop unrolled by 2 pairs.
+	w.f("MOVQ CX, R10")
+	w.f("SHRQ $1, R10")
+	w.f("JZ bf16_tail")
+	w.label("bf16_loop")
+	step(0)
+	step(1)
+	w.f("ADDQ $%d, SI", 2*4*MR)
+	w.f("ADDQ $256, DX")
+	w.f("DECQ R10")
+	w.f("JNZ bf16_loop")
+	w.label("bf16_tail")
+	w.f("ANDQ $1, CX")
+	w.f("JZ bf16_store")
+	step(0)
+	w.label("bf16_store")
+	w.f("MOVBQZX acc+88(FP), R9")
+	w.f("TESTQ R9, R9")
+	w.f("JZ bf16_put")
+	for r := range MR {
+		w.f("VADDPS (DI), Z%d, Z%d", 2*r, 2*r)
+		w.f("VADDPS 64(DI), Z%d, Z%d", 2*r+1, 2*r+1)
+		w.f("VMOVUPS Z%d, (DI)", 2*r)
+		w.f("VMOVUPS Z%d, 64(DI)", 2*r+1)
+		w.f("ADDQ R8, DI")
+	}
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.label("bf16_put")
+	for r := range MR {
+		w.f("VMOVUPS Z%d, (DI)", 2*r)
+		w.f("VMOVUPS Z%d, 64(DI)", 2*r+1)
+		w.f("ADDQ R8, DI")
+	}
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// bf16MatVec writes a kernel for y[i] = Σ_j w[i·ldw+j]·x[j], i < len(y), over
+// the first n columns, n = len(x) a multiple of the vector width (the Go
+// wrapper adds the rest). Four rows at a time share each load of x; each
+// row keeps two accumulators over two vectors of columns. A bfloat16 is
+// widened exactly by zero-extending it to 32 bits and shifting it into
+// the high half.
+func bf16MatVec(w *asm, name, reg string, width int) {
+	w.WriteString("// func " + name + "(y []float32, w []uint16, ldw int, x []float32)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
+	w.f("MOVQ y_base+0(FP), DI")
+	w.f("MOVQ y_len+8(FP), CX")
+	w.f("MOVQ w_base+24(FP), SI")
+	w.f("MOVQ ldw+48(FP), R8")
+	w.f("SHLQ $1, R8")
+	w.f("MOVQ x_base+56(FP), BX")
+	w.f("MOVQ x_len+64(FP), R9")
+	v := func(i int) string { return fmt.Sprintf("%s%d", reg, i) }
+	h := func(i int) string { return fmt.Sprintf("Y%d", i) } // the low half of a zmm
+	// Rows: R10 = row 0, R11 = row 1, R12 = row 2, R13 = row 3.
+	rowsBody := func(label string, rows int) {
+		w.label(label)
+		for a := range 2 * rows {
+			w.f("VXORPS %s, %s, %s", v(a), v(a), v(a))
+		}
+		w.f("MOVQ SI, R10")
+		for r := 1; r < rows; r++ {
+			w.f("LEAQ (R%d)(R8*1), R%d", 9+r, 10+r)
+		}
+		w.f("XORQ AX, AX") // column index, bytes of x / 2 = bytes of w
+		w.f("MOVQ R9, DX")
+		w.f("SHRQ $%d, DX", bitsOf(2*width))
+		w.f("JZ %s_one", label)
+		w.label(label + "_two")
+		for u := range 2 {
+			w.f("VMOVUPS %d(BX)(AX*2), %s", u*4*width, v(8+u))
+		}
+		for r := range rows {
+			for u := range 2 {
+				t := 10 + 2*r + u
+				w.f("VPMOVZXWD %d(R%d)(AX*1), %s", u*2*width, 10+r, v(t))
+				w.f("VPSLLD $16, %s, %s", v(t), v(t))
+				w.f("VFMADD231PS %s, %s, %s", v(8+u), v(t), v(2*r+u))
+			}
+		}
+		w.f("ADDQ $%d, AX", 4*width)
+		w.f("DECQ DX")
+		w.f("JNZ %s_two", label)
+		w.label(label + "_one")
+		w.f("TESTQ $%d, R9", width)
+		w.f("JZ %s_sum", label)
+		w.f("VMOVUPS (BX)(AX*2), %s", v(8))
+		for r := range rows {
+			t := 10 + 2*r
+			w.f("VPMOVZXWD (R%d)(AX*1), %s", 10+r, v(t))
+			w.f("VPSLLD $16, %s, %s", v(t), v(t))
+			w.f("VFMADD231PS %s, %s, %s", v(8), v(t), v(2*r))
+		}
+		w.label(label + "_sum")
+		for r := range rows {
+			a, b := v(2*r), v(2*r+1)
+			w.f("VADDPS %s, %s, %s", b, a, a)
+			if reg == "Z" {
+				w.f("VEXTRACTF64X4 $1, %s, Y9", a)
+				w.f("VADDPS Y9, %s, %s", h(2*r), h(2*r))
+			}
+			w.f("VEXTRACTF128 $1, Y%d, X9", 2*r)
+			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVHLPS X%d, X%d, X9", 2*r, 2*r)
+			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVSHDUP X%d, X9", 2*r)
+			w.f("VADDSS X9, X%d, X%d", 2*r, 2*r)
+			w.f("VMOVSS X%d, %d(DI)", 2*r, 4*r)
+		}
+	}
+	w.f("MOVQ CX, DX")
+	w.f("SHRQ $2, DX")
+	w.f("JZ %s_rest", name)
+	w.f("MOVQ DX, R14")
+	rowsBody(name+"_four", 4)
+	w.f("ADDQ $16, DI")
+	w.f("LEAQ (SI)(R8*4), SI")
+	w.f("DECQ R14")
+	w.f("JNZ %s_four", name)
+	w.label(name + "_rest")
+	w.f("ANDQ $3, CX")
+	w.f("JZ %s_done", name)
+	w.f("MOVQ CX, R14")
+	rowsBody(name+"_row", 1)
+	w.f("ADDQ $4, DI")
+	w.f("ADDQ R8, SI")
+	w.f("DECQ R14")
+	w.f("JNZ %s_row", name)
+	w.label(name + "_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// amxEnc holds the AMX instructions bf16AMX uses, encoded by llvm-mc
+// (llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+amx-tile,+amx-bf16):
+// Go's assembler has no AMX mnemonics. The stride of a tile load or
+// store is the index register.
+var amxEnc = map[string][]byte{
+	"ldtilecfg [rax]":             {0xc4, 0xe2, 0x78, 0x49, 0x00},
+	"tilezero tmm0":               {0xc4, 0xe2, 0x7b, 0x49, 0xc0},
+	"tilezero tmm1":               {0xc4, 0xe2, 0x7b, 0x49, 0xc8},
+	"tilezero tmm2":               {0xc4, 0xe2, 0x7b, 0x49, 0xd0},
+	"tilezero tmm3":               {0xc4, 0xe2, 0x7b, 0x49, 0xd8},
+	"tileloadd tmm0, [rdi + r8]":  {0xc4, 0xa2, 0x7b, 0x4b, 0x04, 0x07},
+	"tileloadd tmm1, [r11 + r8]":  {0xc4, 0x82, 0x7b, 0x4b, 0x0c, 0x03},
+	"tileloadd tmm2, [r12 + r8]":  {0xc4, 0x82, 0x7b, 0x4b, 0x14, 0x04},
+	"tileloadd tmm3, [r13 + r8]":  {0xc4, 0x82, 0x7b, 0x4b, 0x5c, 0x05, 0x00},
+	"tileloadd tmm4, [rsi + r9]":  {0xc4, 0xa2, 0x7b, 0x4b, 0x24, 0x0e},
+	"tileloadd tmm5, [r14 + r9]":  {0xc4, 0x82, 0x7b, 0x4b, 0x2c, 0x0e},
+	"tileloadd tmm6, [rdx + r10]": {0xc4, 0xa2, 0x7b, 0x4b, 0x34, 0x12},
+	"tileloadd tmm7, [rbx + r10]": {0xc4, 0xa2, 0x7b, 0x4b, 0x3c, 0x13},
+	"tdpbf16ps tmm0, tmm4, tmm6":  {0xc4, 0xe2, 0x4a, 0x5c, 0xc4},
+	"tdpbf16ps tmm1, tmm4, tmm7":  {0xc4, 0xe2, 0x42, 0x5c, 0xcc},
+	"tdpbf16ps tmm2, tmm5, tmm6":  {0xc4, 0xe2, 0x4a, 0x5c, 0xd5},
+	"tdpbf16ps tmm3, tmm5, tmm7":  {0xc4, 0xe2, 0x42, 0x5c, 0xdd},
+	"tilestored [rdi + r8], tmm0": {0xc4, 0xa2, 0x7a, 0x4b, 0x04, 0x07},
+	"tilestored [r11 + r8], tmm1": {0xc4, 0x82, 0x7a, 0x4b, 0x0c, 0x03},
+	"tilestored [r12 + r8], tmm2": {0xc4, 0x82, 0x7a, 0x4b, 0x14, 0x04},
+	"tilestored [r13 + r8], tmm3": {0xc4, 0x82, 0x7a, 0x4b, 0x5c, 0x05, 0x00},
+	"tilerelease":                 {0xc4, 0xe2, 0x78, 0x49, 0xc0},
+}
+
+// amx emits one AMX instruction as BYTEs with its mnemonic beside them.
+func (w *asm) amx(inst string) {
+	enc, ok := amxEnc[inst]
+	if !ok {
+		log.Fatalf("no encoding for %q", inst)
+	}
+	var b []string
+	for _, x := range enc {
+		b = append(b, fmt.Sprintf("BYTE $0x%02x", x))
+	}
+	w.f("%s // %s", strings.Join(b, "; "), inst)
+}
+
+// bf16AMX writes gemmBF16AMX, the full 32×32 tile of C as four 16×16
+// float32 tiles (tmm0–tmm3), for a kp that is a multiple of 16. Per block
+// of 16 pairs of k, A is two 16-row tiles (tmm4, tmm5: row i of the block
+// is 16 pairs, 64 bytes, rows 64 bytes apart) and B two tiles of 16
+// columns (tmm6, tmm7: row q is the pairs of 16 columns, 128 bytes apart,
+// the 32-column panel's halves), and four TDPBF16PS do 32·32·32
+// multiply-adds. The tile state is configured on entry and released on
+// exit, so a goroutine never leaves tile state behind.
+func bf16AMX(w *asm) {
+	w.WriteString("// The tile configuration: palette 1; tiles 0–7 of 16 rows × 64 bytes.\n")
+	for i, q := range []uint64{1, 0, 0x0040004000400040, 0x0040004000400040, 0, 0, 0x1010101010101010, 0} {
+		w.WriteString(fmt.Sprintf("DATA amxcfg<>+%d(SB)/8, $0x%016x\n", 8*i, q))
+	}
+	w.WriteString("GLOBL amxcfg<>(SB), RODATA|NOPTR, $64\n\n")
+	w.WriteString("// func gemmBF16AMX(kp int, a, b []uint16, c []float32, ldc int, acc bool)\n")
+	w.WriteString("TEXT ·gemmBF16AMX(SB), NOSPLIT, $0-89\n")
+	w.f("LEAQ amxcfg<>(SB), AX")
+	w.amx("ldtilecfg [rax]")
+	w.f("MOVQ kp+0(FP), CX")
+	w.f("SHRQ $4, CX")
+	w.f("MOVQ a_base+8(FP), SI")
+	w.f("MOVQ b_base+32(FP), DX")
+	w.f("MOVQ c_base+56(FP), DI")
+	w.f("MOVQ ldc+80(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ $64, R9")
+	w.f("MOVQ $128, R10")
+	// R11, R12, R13: the other three C tiles (right, below, below right).
+	w.f("LEAQ 64(DI), R11")
+	w.f("MOVQ R8, R12")
+	w.f("SHLQ $4, R12")
+	w.f("ADDQ DI, R12")
+	w.f("LEAQ 64(R12), R13")
+	w.f("MOVBQZX acc+88(FP), AX")
+	w.f("TESTQ AX, AX")
+	w.f("JZ amx_zero")
+	w.amx("tileloadd tmm0, [rdi + r8]")
+	w.amx("tileloadd tmm1, [r11 + r8]")
+	w.amx("tileloadd tmm2, [r12 + r8]")
+	w.amx("tileloadd tmm3, [r13 + r8]")
+	w.f("JMP amx_loop")
+	w.label("amx_zero")
+	for t := range 4 {
+		w.amx(fmt.Sprintf("tilezero tmm%d", t))
+	}
+	w.label("amx_loop")
+	w.f("LEAQ 1024(SI), R14")
+	w.f("LEAQ 64(DX), BX")
+	w.amx("tileloadd tmm4, [rsi + r9]")
+	w.amx("tileloadd tmm5, [r14 + r9]")
+	w.amx("tileloadd tmm6, [rdx + r10]")
+	w.amx("tileloadd tmm7, [rbx + r10]")
+	w.amx("tdpbf16ps tmm0, tmm4, tmm6")
+	w.amx("tdpbf16ps tmm1, tmm4, tmm7")
+	w.amx("tdpbf16ps tmm2, tmm5, tmm6")
+	w.amx("tdpbf16ps tmm3, tmm5, tmm7")
+	w.f("ADDQ $2048, SI")
+	w.f("ADDQ $2048, DX")
+	w.f("DECQ CX")
+	w.f("JNZ amx_loop")
+	w.amx("tilestored [rdi + r8], tmm0")
+	w.amx("tilestored [r11 + r8], tmm1")
+	w.amx("tilestored [r12 + r8], tmm2")
+	w.amx("tilestored [r13 + r8], tmm3")
+	w.amx("tilerelease")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// bf16Peak writes loops of n×24 independent VDPBF16PS (or VFMADD231PS) on
+// registers alone, for the benchmark that measures each instruction's
+// peak rate on this CPU.
+func bf16Peak(w *asm) {
+	for _, bf := range []bool{true, false} {
+		name := "peakFMA"
+		if bf {
+			name = "peakBF16"
+		}
+		w.WriteString("// func " + name + "(n int)\n")
+		w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-8\n")
+		w.f("MOVQ n+0(FP), CX")
+		for i := range 24 {
+			w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
+		}
+		w.label(name + "_loop")
+		for i := range 24 {
+			if bf {
+				w.f("%s", vdpbf16ps(i, 24+i%2, 26+i%6))
+			} else {
+				w.f("VFMADD231PS Z%d, Z%d, Z%d", 24+i%2, 26+i%6, i)
+			}
+		}
+		w.f("DECQ CX")
+		w.f("JNZ %s_loop", name)
+		w.f("VZEROUPPER")
+		w.f("RET")
+		w.WriteString("\n")
+	}
+}
+
+// bf16NEON writes matVec4NEON: the partial sums of four rows of
+// y = w·x over the first len(x) columns (a multiple of 8), two 4-lane
+// accumulators per row, stored to out[8r … 8r+7] for the Go side to add.
+// ZIP1/ZIP2 with a zero register widen eight bfloat16 to float32 exactly
+// (Go's assembler has no SHLL, and USHLL shifts by at most 15).
+func bf16NEON(w *asm) {
+	w.WriteString("// func matVec4NEON(out *[32]float32, w []uint16, ldw int, x []float32)\n")
+	w.WriteString("TEXT ·matVec4NEON(SB), NOSPLIT, $0-64\n")
+	w.f("MOVD out+0(FP), R0")
+	w.f("MOVD w_base+8(FP), R5")
+	w.f("MOVD ldw+32(FP), R2")
+	w.f("LSL $1, R2, R2")
+	w.f("MOVD x_base+40(FP), R3")
+	w.f("MOVD x_len+48(FP), R4")
+	w.f("LSR $3, R4, R4")
+	for r := 1; r < 4; r++ {
+		w.f("ADD R2, R%d, R%d", 4+r, 5+r)
+	}
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 15} {
+		w.f("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	w.f("CBZ R4, neon_store")
+	w.label("neon_loop")
+	w.f("VLD1.P 32(R3), [V16.S4, V17.S4]")
+	for r := range 4 {
+		w.f("VLD1.P 16(R%d), [V%d.H8]", 5+r, 20+r)
+	}
+	for r := range 4 { // zip with zeros: each bfloat16 lands in the top half of a word
+		w.f("VZIP1 V%d.H8, V15.H8, V%d.H8", 20+r, 24+2*r)
+		w.f("VZIP2 V%d.H8, V15.H8, V%d.H8", 20+r, 25+2*r)
+	}
+	for r := range 4 {
+		w.f("VFMLA V16.S4, V%d.S4, V%d.S4", 24+2*r, 2*r)
+		w.f("VFMLA V17.S4, V%d.S4, V%d.S4", 25+2*r, 2*r+1)
+	}
+	w.f("SUB $1, R4, R4")
+	w.f("CBNZ R4, neon_loop")
+	w.label("neon_store")
+	w.f("VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)")
+	w.f("VST1 [V4.S4, V5.S4, V6.S4, V7.S4], (R0)")
+	w.f("RET")
+}
+
+func bitsOf(n int) int {
+	b := 0
+	for 1<<b < n {
+		b++
+	}
+	return b
+}
