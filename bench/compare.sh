@@ -6,8 +6,10 @@
 #   bench/compare.sh kernels gemm    # some sections
 #
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
-# python3-numpy python3-torch); not part of CI. Sections: kernels gemm bf16
-# distill prefopt tinylm.
+# python3-numpy python3-torch), with libopenblas0 for their BLAS (without
+# it Debian's torch falls back to the reference BLAS, ~1.5 GFLOPS); not part
+# of CI. Sections: kernels gemm bf16 distill prefopt tinylm fused (the last
+# is heavy, several TFLOP, and not in the default list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -89,6 +91,64 @@ section_tinylm() {
 		awk '{ for (i=2;i<=NF;i++) if ($(i+1)=="tokens/s") print $i }')
 	a=$(anchor tinylm)
 	row "tokens/s vs torch eager" "$(printf %.0f "$tps")" "$a" "$(ratio "$tps" "$a")" "≥ 1.5"
+}
+
+# gobenchm PKG PATTERN: prints "name ns/op peak-MB cpu-s/op" for each
+# benchmark, one run each (-benchtime 1x).
+gobenchm() {
+	go test -run '^$' -bench "$2" -benchtime 1x -count 1 -timeout 60m "$1" |
+		awk '/^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); ns=""; mb=""; cpu="";
+			for (i=2;i<=NF;i++) { if ($(i+1)=="ns/op") ns=$i; if ($(i+1)=="peak-MB") mb=$i; if ($(i+1)=="cpu-s/op") cpu=$i }
+			print name, ns, mb, cpu }'
+}
+mb() { awk -v n="$1" '$1==n {print $3}' <<<"$OUT"; }
+cpus() { awk -v n="$1" '$1==n {print $4}' <<<"$OUT"; }
+
+# The fused LM head (issue 15): loss and gradients straight from hidden
+# states h [N, H] and the head W [V, H], chunked, against the unfused path
+# (logits [N, V] materialized, the loss, two gradient GEMMs), the three
+# GEMMs alone (6·N·H·V FLOPs, the floor) and PyTorch eager's linear +
+# cross_entropy + backward. Peak extra memory is the process's resident
+# high-water mark during the call above its resident memory before it:
+# 4·N·V bytes of logits for unfused (the gradient overwrites them), about
+# 4·c·V for fused with a chunk of c rows (per model: twice with a teacher).
+# Each workload runs once: the figures are one sample each.
+section_fused() {
+	local n=${FUSED_N:-8192} # FUSED_N=256 for a quick smoke run
+	for hv in 576,49152 896,151936; do
+		local h=${hv%,*} v=${hv#*,} name="${n}x${hv/,/x}"
+		header "fused LM head + AFM convex loss, N=$n H=$h V=$v, 2 threads, one run each"
+		OUT=$(FUSED_BENCH=$n,$h,$v gobenchm ./distill/ "^Benchmark(Fused|Unfused|Gemms)\$/^$name\$")
+		local f=$(ns "BenchmarkFused/$name") u=$(ns "BenchmarkUnfused/$name") g=$(ns "BenchmarkGemms/$name")
+		local fm=$(mb "BenchmarkFused/$name") um=$(mb "BenchmarkUnfused/$name")
+		local fc=$(cpus "BenchmarkFused/$name") uc=$(cpus "BenchmarkUnfused/$name") gc=$(cpus "BenchmarkGemms/$name")
+		read -r ta tm tc < <(cd /tmp && "$PY" "$OLDPWD/bench/fused_torch.py" "$n" "$h" "$v")
+		row "time: fused vs unfused (x faster)" "$(ratio "$f" 1e9) s" "$(ratio "$u" 1e9) s" "$(ratio "$u" "$f")" "≥ 1.0"
+		row "  CPU seconds (steadier when loaded)" "$fc s" "$uc s" "$(ratio "$uc" "$fc")" "≥ 1.0"
+		row "time: fused / three GEMMs (6NHV floor)" "$(ratio "$f" 1e9) s" "$(ratio "$g" 1e9) s" "$(ratio "$f" "$g")" "≤ 1.15"
+		row "  CPU seconds" "$fc s" "$gc s" "$(ratio "$fc" "$gc")" "≤ 1.15"
+		if [ "$ta" != - ]; then
+			row "time: fused vs torch eager (x faster)" "$(ratio "$f" 1e9) s" "$ta s" "$(ratio "$ta" "$(ratio "$f" 1e9)")" "≥ 1.8"
+			row "  CPU seconds" "$fc s" "$tc s" "$(ratio "$tc" "$fc")" "≥ 1.8"
+		else
+			echo "  torch eager skipped: not enough free memory for its three [N, V] tensors"
+		fi
+		row "peak extra MB: unfused / fused" "$fm MB" "$um MB" "$(ratio "$um" "$fm")" "≥ 10"
+		[ "$ta" = - ] || row "peak extra MB: torch / fused" "$fm MB" "$tm MB" "$(ratio "$tm" "$fm")" ""
+		row "GFLOPS (6NHV): fused, three GEMMs" "$(ratio "$(awk -v n=$n -v h=$h -v v=$v 'BEGIN{print 6*n*h*v}')" "$f")" \
+			"$(ratio "$(awk -v n=$n -v h=$h -v v=$v 'BEGIN{print 6*n*h*v}')" "$g")" "" ""
+	done
+	local name="${n}x576x49152"
+	header "fused teacher-student GeneralizedJSD (beta 0.5), both heads, N=$n H=576 V=49152, one run each"
+	OUT=$(FUSED_BENCH=$n,576,49152 gobenchm ./distill/ "^Benchmark(Fused|Unfused|Gemms)JSD\$/^$name\$")
+	local f=$(ns "BenchmarkFusedJSD/$name") u=$(ns "BenchmarkUnfusedJSD/$name") g=$(ns "BenchmarkGemmsJSD/$name")
+	row "time: fused vs unfused (x faster)" "$(ratio "$f" 1e9) s" "$(ratio "$u" 1e9) s" "$(ratio "$u" "$f")" ""
+	row "time: fused / four GEMMs (8NHV floor)" "$(ratio "$f" 1e9) s" "$(ratio "$g" 1e9) s" "$(ratio "$f" "$g")" "≤ 1.15"
+	local fc=$(cpus "BenchmarkFusedJSD/$name") uc=$(cpus "BenchmarkUnfusedJSD/$name") gc=$(cpus "BenchmarkGemmsJSD/$name")
+	row "  CPU seconds: fused vs unfused" "$fc s" "$uc s" "$(ratio "$uc" "$fc")" ""
+	row "  CPU seconds: fused / four GEMMs" "$fc s" "$gc s" "$(ratio "$fc" "$gc")" "≤ 1.15"
+	row "peak extra MB: unfused / fused" "$(mb "BenchmarkFusedJSD/$name") MB" "$(mb "BenchmarkUnfusedJSD/$name") MB" \
+		"$(ratio "$(mb "BenchmarkUnfusedJSD/$name")" "$(mb "BenchmarkFusedJSD/$name")")" "≥ 10"
 }
 
 sections=("$@")

@@ -76,27 +76,9 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
 		return 0, err
 	}
-	if len(labels) != n {
-		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
-	}
-	if teacher == nil && w != 0 {
-		return 0, fmt.Errorf("distill: %s: teacherTop1 is nil but teacher weight is %v", op, w)
-	}
-	if teacher != nil && len(teacher) != n {
-		return 0, fmt.Errorf("distill: %s: %d teacher ids for %d rows", op, len(teacher), n)
-	}
-	count := 0
-	for i, y := range labels {
-		if y < 0 {
-			continue
-		}
-		if int(y) >= v {
-			return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, y, v)
-		}
-		if teacher != nil && (teacher[i] < 0 || int(teacher[i]) >= v) {
-			return 0, fmt.Errorf("distill: %s: teacherTop1[%d] = %d outside [0, %d)", op, i, teacher[i], v)
-		}
-		count++
+	count, err := checkConvex(op, labels, teacher, w, n, v, nil)
+	if err != nil {
+		return 0, err
 	}
 	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
 		return 0, err
@@ -118,6 +100,38 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 	sum, _ := j.parts.total()
 	j.grad, j.logits, j.labels, j.teacher = nil, nil, nil, nil
 	return sum / float64(count), nil
+}
+
+// checkConvex checks the labels and teacher ids of n rows over a
+// vocabulary of v, and returns how many rows count; keep, if not nil, is
+// called with each counted row in order.
+func checkConvex(op string, labels, teacher []int32, w float64, n, v int, keep func(i int)) (int, error) {
+	if len(labels) != n {
+		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
+	}
+	if teacher == nil && w != 0 {
+		return 0, fmt.Errorf("distill: %s: teacherTop1 is nil but teacher weight is %v", op, w)
+	}
+	if teacher != nil && len(teacher) != n {
+		return 0, fmt.Errorf("distill: %s: %d teacher ids for %d rows", op, len(teacher), n)
+	}
+	count := 0
+	for i, y := range labels {
+		if y < 0 {
+			continue
+		}
+		if int(y) >= v {
+			return 0, fmt.Errorf("distill: %s: labels[%d] = %d outside [0, %d)", op, i, y, v)
+		}
+		if teacher != nil && (teacher[i] < 0 || int(teacher[i]) >= v) {
+			return 0, fmt.Errorf("distill: %s: teacherTop1[%d] = %d outside [0, %d)", op, i, teacher[i], v)
+		}
+		if keep != nil {
+			keep(i)
+		}
+		count++
+	}
+	return count, nil
 }
 
 type convexJob struct {

@@ -93,6 +93,38 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 	if err := checkGrad(op, grad, n, v); err != nil {
 		return 0, err
 	}
+	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
+		return 0, err
+	}
+	count, err := checkSparse(op, labels, teacher, leftover, alpha, n, v, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		if grad != nil {
+			grad.Zero()
+		}
+		return 0, nil
+	}
+	j := sparseJobs.get()
+	defer sparseJobs.put(j)
+	*j = sparseJob{grad: grad, z: logits, labels: labels, t: teacher, mode: leftover, alpha: alpha,
+		inv: float32(1 / float64(count)), n: n, v: v, rows: chunkRows(v), parts: j.parts}
+	nc := (n + j.rows - 1) / j.rows
+	j.parts.reset(nc)
+	run(j, nc)
+	sum, _ := j.parts.total()
+	j.grad, j.z, j.labels, j.t = nil, nil, nil, TopK{}
+	return sum / float64(count), nil
+}
+
+// checkSparse checks SparseKL's arguments other than the logits for n
+// rows over a vocabulary of v, and returns how many rows count; keep, if
+// not nil, is called with each counted row in order.
+func checkSparse(op string, labels []int32, teacher TopK, leftover Leftover, alpha float64, n, v int, keep func(i int)) (int, error) {
 	if err := checkUnit(op, "alpha", alpha); err != nil {
 		return 0, err
 	}
@@ -104,9 +136,6 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 		// K distinct ids fit in the vocabulary; the bound also keeps n·k
 		// within n·v, the logits' length, so it cannot overflow.
 		return 0, fmt.Errorf("distill: %s: teacher K = %d outside [1, V = %d]", op, k, v)
-	}
-	if err := checkOverlap(op, grad, "logits", logits, "", nil); err != nil {
-		return 0, err
 	}
 	if len(teacher.IDs) != n*k || len(teacher.LogProbs) != n*k {
 		return 0, fmt.Errorf("distill: %s: teacher has %d ids and %d log-probs, want %d (%d rows × K %d)",
@@ -131,27 +160,12 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 		if err := checkTopKRow(op, teacher, i, v, leftover); err != nil {
 			return 0, err
 		}
+		if keep != nil {
+			keep(i)
+		}
 		count++
 	}
-	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
-		return 0, err
-	}
-	if count == 0 {
-		if grad != nil {
-			grad.Zero()
-		}
-		return 0, nil
-	}
-	j := sparseJobs.get()
-	defer sparseJobs.put(j)
-	*j = sparseJob{grad: grad, z: logits, labels: labels, t: teacher, mode: leftover, alpha: alpha,
-		inv: float32(1 / float64(count)), n: n, v: v, rows: chunkRows(v), parts: j.parts}
-	nc := (n + j.rows - 1) / j.rows
-	j.parts.reset(nc)
-	run(j, nc)
-	sum, _ := j.parts.total()
-	j.grad, j.z, j.labels, j.t = nil, nil, nil, TopK{}
-	return sum / float64(count), nil
+	return count, nil
 }
 
 func checkTopKRow(op string, t TopK, i, v int, mode Leftover) error {
