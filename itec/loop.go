@@ -70,6 +70,10 @@ type Config struct {
 	Trainer   Trainer
 	Evaluator Evaluator
 	Progress  func(Event) // optional
+	// Executor runs sampling, scoring and labeling; nil means InProcess.
+	// The posttrain/jetstream module's executor spreads them over workers
+	// behind a durable queue, with the same results.
+	Executor Executor
 }
 
 // MemberInfo is a member as checkpoints record it.
@@ -321,7 +325,8 @@ func (r *run) committee() []Member {
 }
 
 func (r *run) sampleOptions() SampleOptions {
-	return SampleOptions{N: r.cfg.Samples, Workers: r.cfg.Workers, Seed: r.cfg.Seed, Round: r.st.Round}
+	return SampleOptions{N: r.cfg.Samples, Workers: r.cfg.Workers, Seed: r.cfg.Seed, Round: r.st.Round,
+		Executor: r.cfg.Executor, Step: r.st.Done + 1, RewardRef: r.st.RewardRef}
 }
 
 func (r *run) summary() *RoundSummary {
@@ -450,12 +455,26 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 		sub[j] = cands[i]
 	}
 	// No request is issued while an answer already returned is not yet
-	// synced to the log (see Run for the window that leaves).
+	// synced to the log (see Run for the window that leaves). The gate
+	// counts the answers of the run's Labeler, which an executor may call
+	// (InProcess does) or not (a queue's label service answers instead).
 	gated := newGatedLabeler(r.cfg.Labeler)
-	_, err = Label(ctx, gated, sub, r.workers(), func(j int, p prefopt.Pair) error {
+	asked := make([]bool, len(todo)) // whether the gate counted answer j
+	ex := executorOr(r.cfg.Executor)
+	ask := func(ctx context.Context, j int, c Candidate) (Preference, error) {
+		l := labelerFunc(func(ctx context.Context, prompt, a, b string) (Preference, error) {
+			p, err := gated.Label(ctx, prompt, a, b)
+			asked[j] = err == nil && p.Level.Valid()
+			return p, err
+		})
+		return ex.Label(ctx, LabelTask{ID: LabelID(r.st.Round, todo[j]), Labeler: l, Candidate: c})
+	}
+	_, err = labelEach(ctx, ask, sub, r.workers(), func(j int, p prefopt.Pair) error {
 		e := loggedLabel{Index: todo[j], Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected, Level: p.Level.String()}
 		err := lg.append(e)
-		gated.durable()
+		if asked[j] {
+			gated.durable()
+		}
 		if err != nil {
 			return err
 		}
@@ -629,4 +648,11 @@ func (r *run) choose() {
 	}
 	r.summary().Next = next
 	r.st.Committee = next
+}
+
+// labelerFunc is a Labeler as a function.
+type labelerFunc func(ctx context.Context, prompt, a, b string) (Preference, error)
+
+func (f labelerFunc) Label(ctx context.Context, prompt, a, b string) (Preference, error) {
+	return f(ctx, prompt, a, b)
 }

@@ -112,10 +112,18 @@ func Label(ctx context.Context, l Labeler, cands []Candidate, workers int, done 
 	if l == nil {
 		return nil, fmt.Errorf("itec: Label: nil labeler")
 	}
+	return labelEach(ctx, func(ctx context.Context, i int, c Candidate) (Preference, error) {
+		return l.Label(ctx, c.Prompt, c.A, c.B)
+	}, cands, workers, done)
+}
+
+// labelEach is Label with the labeler's call given as ask, which also
+// receives the candidate's index.
+func labelEach(ctx context.Context, ask func(ctx context.Context, i int, c Candidate) (Preference, error), cands []Candidate, workers int, done func(i int, p prefopt.Pair) error) ([]prefopt.Pair, error) {
 	out := make([]prefopt.Pair, len(cands))
 	var mu sync.Mutex
 	err := parallel.Each(ctx, len(cands), max(workers, 1), func(ctx context.Context, i int) error {
-		p, err := label(ctx, l, cands[i])
+		p, err := label(ctx, i, ask, cands[i])
 		if err != nil {
 			return fmt.Errorf("itec: labeling candidate %d: %w", i, err)
 		}
@@ -133,8 +141,8 @@ func Label(ctx context.Context, l Labeler, cands []Candidate, workers int, done 
 	return out, nil
 }
 
-func label(ctx context.Context, l Labeler, c Candidate) (prefopt.Pair, error) {
-	pref, err := l.Label(ctx, c.Prompt, c.A, c.B)
+func label(ctx context.Context, i int, ask func(context.Context, int, Candidate) (Preference, error), c Candidate) (prefopt.Pair, error) {
+	pref, err := ask(ctx, i, c)
 	if err != nil {
 		return prefopt.Pair{}, err
 	}

@@ -16,6 +16,13 @@ type SampleOptions struct {
 	Workers int    // prompts processed at once; 0 means GOMAXPROCS
 	Seed    uint64 // the run's seed (see Seed)
 	Round   int
+	// Executor runs the sampling and scoring; nil means InProcess.
+	Executor Executor
+	// Step and RewardRef qualify the scoring tasks' IDs (ScoreID): which
+	// step of Round scores, and the RewardTrainer's handle of the reward
+	// model, which a remote executor loads by it.
+	Step      Step
+	RewardRef string
 }
 
 func (o SampleOptions) withDefaults() SampleOptions {
@@ -114,7 +121,7 @@ func RejectionSample(ctx context.Context, committee []Member, rm Scorer, prompts
 		if err != nil {
 			return err
 		}
-		if err := score(ctx, rm, prompts[p], s); err != nil {
+		if err := score(ctx, rm, prompts[p], p, s, opt); err != nil {
 			return fmt.Errorf("itec: prompt %d: %w", p, err)
 		}
 		sel.Samples[p] = s
@@ -170,7 +177,12 @@ func generate(ctx context.Context, committee []Member, prompt string, p int, opt
 		for i := range seeds {
 			seeds[i] = Seed(opt.Seed, opt.Round, p, m, i)
 		}
-		texts, err := mem.Model.Generate(ctx, prompt, seeds)
+		texts, err := executorOr(opt.Executor).Generate(ctx, GenerateTask{
+			ID:     GenerateID(opt.Round, p, m, mem.Name, 0, opt.N),
+			Member: mem,
+			Prompt: prompt,
+			Seeds:  seeds,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("itec: member %q on prompt %d: %w", mem.Name, p, err)
 		}
@@ -184,12 +196,18 @@ func generate(ctx context.Context, committee []Member, prompt string, p int, opt
 	return out, nil
 }
 
-func score(ctx context.Context, rm Scorer, prompt string, s []Sample) error {
+func score(ctx context.Context, rm Scorer, prompt string, p int, s []Sample, opt SampleOptions) error {
 	texts := make([]string, len(s))
 	for i := range s {
 		texts[i] = s[i].Text
 	}
-	scores, err := rm.Score(ctx, prompt, texts)
+	scores, err := executorOr(opt.Executor).Score(ctx, ScoreTask{
+		ID:        ScoreID(opt.Round, opt.Step, p, opt.RewardRef),
+		Reward:    rm,
+		RewardRef: opt.RewardRef,
+		Prompt:    prompt,
+		Responses: texts,
+	})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package hf
 
 import (
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -38,8 +40,59 @@ type bpe struct {
 	// whole text as one word; this turns it back into words.
 	chunkSep string
 
-	mu    sync.RWMutex
-	cache map[string][]int32
+	cache wordCache
+}
+
+// wordCache maps words to their ids. Reads of a warm cache — the steady
+// state, from any number of goroutines — look up an immutable snapshot
+// map without a lock; new words wait in a small map under a mutex until
+// they are published in a new snapshot, which happens after a number of
+// additions proportional to the snapshot, so the copying stays linear
+// overall. It holds at most cacheMax words.
+type wordCache struct {
+	snap    atomic.Pointer[map[string][]int32]
+	mu      sync.Mutex
+	pending map[string][]int32
+	size    int // words in the snapshot
+}
+
+func (c *wordCache) get(word string) ([]int32, bool) {
+	if m := c.snap.Load(); m != nil {
+		if ids, ok := (*m)[word]; ok {
+			return ids, true
+		}
+	}
+	c.mu.Lock()
+	ids, ok := c.pending[word]
+	c.mu.Unlock()
+	return ids, ok
+}
+
+func (c *wordCache) put(word string, ids []int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.size+len(c.pending) >= cacheMax {
+		return
+	}
+	if c.pending == nil {
+		c.pending = make(map[string][]int32)
+	}
+	c.pending[strings.Clone(word)] = ids
+	if len(c.pending) < max(256, c.size/4) && c.size+len(c.pending) < cacheMax {
+		return
+	}
+	m := make(map[string][]int32, c.size+len(c.pending))
+	if old := c.snap.Load(); old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	for k, v := range c.pending {
+		m[k] = v
+	}
+	c.snap.Store(&m)
+	c.size = len(m)
+	c.pending = nil
 }
 
 type merge struct{ rank, id int32 }
@@ -97,23 +150,14 @@ func (m *bpe) tokenizeWord(dst []int32, word string) []int32 {
 	}
 	cacheable := len(word) <= cacheWordMax
 	if cacheable {
-		m.mu.RLock()
-		ids, ok := m.cache[word]
-		m.mu.RUnlock()
-		if ok {
+		if ids, ok := m.cache.get(word); ok {
 			return append(dst, ids...)
 		}
 	}
 	n := len(dst)
 	dst = m.word(dst, word)
 	if cacheable {
-		ids := make([]int32, len(dst)-n)
-		copy(ids, dst[n:])
-		m.mu.Lock()
-		if len(m.cache) < cacheMax {
-			m.cache[word] = ids
-		}
-		m.mu.Unlock()
+		m.cache.put(word, slices.Clone(dst[n:]))
 	}
 	return dst
 }

@@ -1,8 +1,12 @@
 package hf
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,6 +18,11 @@ import (
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// Extra holds further fields of the message as a JSON object —
+	// tool_calls, name, tool_call_id, reasoning_content… — added to the
+	// message the template sees, in their order. Role and Content win over
+	// fields of the same name.
+	Extra json.RawMessage `json:"extra,omitempty"`
 }
 
 // ChatOptions are the arguments of a chat-template render besides the
@@ -23,10 +32,18 @@ type ChatOptions struct {
 	// a model continues as the assistant (a prompt for sampling); leave it
 	// false to render a whole conversation for training.
 	AddGenerationPrompt bool
+	// ContinueFinalMessage cuts the render right after the last message's
+	// text, so that a model continues that (assistant) message instead of
+	// starting a new turn, as transformers' continue_final_message does.
+	ContinueFinalMessage bool
 	// Vars are further template variables: tools, documents, date_string,
 	// enable_thinking… They override the special-token variables
 	// (bos_token and the like) and may not be named messages or
-	// add_generation_prompt.
+	// add_generation_prompt. A value may be any Go value of JSON's shapes
+	// (map[string]any is rendered with its keys sorted) or a
+	// json.RawMessage, decoded keeping its objects' key order, as Python's
+	// json.loads does: pass tools that way for a tojson identical to
+	// transformers'.
 	Vars map[string]any
 }
 
@@ -73,19 +90,152 @@ func (c *ChatTemplate) Render(msgs []Message, opts ChatOptions) (string, error) 
 		if k == "messages" || k == "add_generation_prompt" {
 			return "", fmt.Errorf("hf: ChatTemplate.Render: Vars may not set %q", k)
 		}
+		if raw, ok := v.(json.RawMessage); ok {
+			jv, err := jsonValue(raw)
+			if err != nil {
+				return "", fmt.Errorf("hf: ChatTemplate.Render: Vars[%q]: %w", k, err)
+			}
+			v = jv
+		}
 		data[k] = v
 	}
-	list := make([]any, len(msgs))
+	list := make([]jinja.Value, len(msgs))
 	for i, m := range msgs {
-		list[i] = map[string]any{"role": m.Role, "content": m.Content}
+		d := jinja.NewDict()
+		d.AsDict().Set("role", jinja.NewString(m.Role))
+		d.AsDict().Set("content", jinja.NewString(m.Content))
+		if len(m.Extra) > 0 {
+			extra, err := jsonValue(m.Extra)
+			if err != nil || !extra.IsDict() {
+				return "", fmt.Errorf("hf: ChatTemplate.Render: message %d: Extra is not a JSON object (%v)", i, err)
+			}
+			for _, k := range extra.AsDict().OrderedKeys() {
+				if k != "role" && k != "content" {
+					v, _ := extra.AsDict().Get(k)
+					d.AsDict().Set(k, v)
+				}
+			}
+		}
+		list[i] = d
 	}
-	data["messages"] = list
+	data["messages"] = jinja.NewList(list)
 	data["add_generation_prompt"] = opts.AddGenerationPrompt
-	s, err := c.tmpl.Render(data)
+	vals := make(map[string]jinja.Value, len(data))
+	for k, v := range data {
+		if jv, ok := v.(jinja.Value); ok {
+			vals[k] = jv
+		} else {
+			vals[k] = jinja.FromGoValue(v)
+		}
+	}
+	s, err := c.tmpl.RenderValues(vals)
 	if err != nil {
 		return "", fmt.Errorf("hf: ChatTemplate.Render: %w", err)
 	}
+	if opts.ContinueFinalMessage {
+		if len(msgs) == 0 || opts.AddGenerationPrompt {
+			return "", errors.New("hf: ChatTemplate.Render: ContinueFinalMessage needs a final message and no generation prompt")
+		}
+		final := strings.TrimSpace(msgs[len(msgs)-1].Content)
+		i := strings.LastIndex(s, final)
+		if i < 0 {
+			return "", errors.New("hf: ChatTemplate.Render: the final message's text is not in the render, so it cannot be continued")
+		}
+		s = s[:i+len(final)]
+	}
 	return s, nil
+}
+
+// PromptCompletion renders a prompt conversation and its completion (the
+// assistant's answer: a chosen or rejected response, an SFT target) as TRL
+// prepares prompt-completion and preference data: the prompt with the
+// generation prompt when it ends with a user or tool message, continuing
+// its final message when that is the assistant's; the completion as what
+// rendering prompt and completion together adds after the prompt. It
+// returns an error if that render does not start with the prompt's (a
+// template that rewrites earlier turns, as Qwen3's drops past reasoning),
+// where slicing would be wrong. opts.AddGenerationPrompt and
+// opts.ContinueFinalMessage are set by that rule.
+func (c *ChatTemplate) PromptCompletion(prompt, completion []Message, opts ChatOptions) (promptText, completionText string, err error) {
+	if len(prompt) == 0 || len(completion) == 0 {
+		return "", "", errors.New("hf: ChatTemplate.PromptCompletion: empty prompt or completion")
+	}
+	switch role := prompt[len(prompt)-1].Role; role {
+	case "user", "tool":
+		opts.AddGenerationPrompt, opts.ContinueFinalMessage = true, false
+	case "assistant":
+		opts.AddGenerationPrompt, opts.ContinueFinalMessage = false, true
+	default:
+		return "", "", fmt.Errorf("hf: ChatTemplate.PromptCompletion: the prompt ends with a %q message", role)
+	}
+	p, err := c.Render(prompt, opts)
+	if err != nil {
+		return "", "", err
+	}
+	opts.AddGenerationPrompt, opts.ContinueFinalMessage = false, false
+	full, err := c.Render(append(slices.Clip(prompt), completion...), opts)
+	if err != nil {
+		return "", "", err
+	}
+	if !strings.HasPrefix(full, p) {
+		return "", "", errors.New("hf: ChatTemplate.PromptCompletion: the template renders the prompt differently once the completion follows it")
+	}
+	return p, full[len(p):], nil
+}
+
+// jsonValue decodes JSON into a template value, keeping the key order of
+// objects and the distinction between integers and floats.
+func jsonValue(raw json.RawMessage) (jinja.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return jinja.Value{}, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder) (jinja.Value, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			d := jinja.NewDict()
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				v, err := decodeValue(dec)
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				d.AsDict().Set(k.(string), v)
+			}
+			_, err := dec.Token() // }
+			return d, err
+		case '[':
+			var items []jinja.Value
+			for dec.More() {
+				v, err := decodeValue(dec)
+				if err != nil {
+					return jinja.Value{}, err
+				}
+				items = append(items, v)
+			}
+			_, err := dec.Token() // ]
+			return jinja.NewList(items), err
+		}
+		return jinja.Value{}, fmt.Errorf("unexpected %v", t)
+	}
+	return jinja.FromGoValue(tok), nil
 }
 
 // chatState is the lazily compiled template of a Tokenizer: a tokenizer whose
@@ -119,6 +269,16 @@ func (t *Tokenizer) ApplyChatTemplate(msgs []Message, opts ChatOptions) (string,
 		return "", err
 	}
 	return c.Render(msgs, opts)
+}
+
+// PromptCompletion renders a prompt and its completion with the
+// tokenizer's chat template, as ChatTemplate.PromptCompletion does.
+func (t *Tokenizer) PromptCompletion(prompt, completion []Message, opts ChatOptions) (promptText, completionText string, err error) {
+	c, err := t.ChatTemplate()
+	if err != nil {
+		return "", "", err
+	}
+	return c.PromptCompletion(prompt, completion, opts)
 }
 
 // EncodeChat returns the token ids of a conversation, as transformers'

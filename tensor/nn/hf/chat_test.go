@@ -19,8 +19,11 @@ type chatGoldens struct {
 		AddGenerationPrompt bool `json:"add_generation_prompt"`
 		Text                *string
 		Error               bool
+		Tools               bool
 	}
-	Encodings []struct {
+	ToolsJSON        json.RawMessage `json:"tools"`
+	ToolConversation []Message       `json:"tool_conversation"`
+	Encodings        []struct {
 		Fixture, Template   string
 		Conversation        int
 		AddGenerationPrompt bool `json:"add_generation_prompt"`
@@ -68,7 +71,15 @@ func TestChatTemplateGoldens(t *testing.T) {
 		tmpls[name] = c
 	}
 	for _, r := range g.Renders {
-		got, err := tmpls[r.Template].Render(g.Conversations[r.Conversation], ChatOptions{AddGenerationPrompt: r.AddGenerationPrompt})
+		opts := ChatOptions{AddGenerationPrompt: r.AddGenerationPrompt}
+		if r.Tools {
+			opts.Vars = map[string]any{"tools": g.ToolsJSON}
+		}
+		msgs := g.ToolConversation // conversation -1
+		if r.Conversation >= 0 {
+			msgs = g.Conversations[r.Conversation]
+		}
+		got, err := tmpls[r.Template].Render(msgs, opts)
 		if r.Error {
 			if err == nil {
 				t.Errorf("%s conversation %d: rendered %q, want an error", r.Template, r.Conversation, got)
@@ -143,13 +154,13 @@ func TestEncodeChat(t *testing.T) {
 }
 
 func TestChatTemplateErrors(t *testing.T) {
-	if _, err := fixture(t, "gpt2").ApplyChatTemplate([]Message{{"user", "hi"}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "no chat template") {
+	if _, err := fixture(t, "gpt2").ApplyChatTemplate([]Message{{Role: "user", Content: "hi"}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "no chat template") {
 		t.Errorf("no template: %v", err)
 	}
 	for _, src := range []string{"", "{% for m in messages %}{{ m.content }}", "{{ messages | no_such_filter }}", "{% macro %}"} {
 		c, err := NewChatTemplate(src, nil)
 		if err == nil {
-			_, err = c.Render([]Message{{"user", "hi"}}, ChatOptions{})
+			_, err = c.Render([]Message{{Role: "user", Content: "hi"}}, ChatOptions{})
 		}
 		if err == nil || !strings.HasPrefix(err.Error(), "hf: ") {
 			t.Errorf("template %q: error %v", src, err)
@@ -161,5 +172,85 @@ func TestChatTemplateErrors(t *testing.T) {
 	}
 	if _, err := c.Render(nil, ChatOptions{Vars: map[string]any{"messages": nil}}); err == nil {
 		t.Error("Vars may set messages")
+	}
+}
+
+func TestJSONVars(t *testing.T) {
+	c, err := NewChatTemplate(`{{ tools | tojson }}|{{ tools[0].b }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(`[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]`)}})
+	if want := `[{"z": 1, "b": 2.5, "a": [true, null, "x"]}]|2.5`; err != nil || got != want {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := c.Render([]Message{{Role: "user", Extra: json.RawMessage(`[1]`)}}, ChatOptions{}); err == nil || !strings.Contains(err.Error(), "message 0: Extra") {
+		t.Errorf("Extra not an object: %v", err)
+	}
+	for _, bad := range []string{`{"a": }`, `[1] 2`, ``} {
+		if _, err := c.Render(nil, ChatOptions{Vars: map[string]any{"tools": json.RawMessage(bad)}}); err == nil || !strings.Contains(err.Error(), `Vars["tools"]`) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+// TestPromptCompletion checks PromptCompletion and ContinueFinalMessage
+// against TRL's and transformers' rules applied to the golden renders:
+// the prompt is the render of the prompt with the generation prompt, the
+// completion what the render of the whole conversation adds to it (or an
+// error when it does not start with the prompt's); continuing cuts the
+// render after the last occurrence of the final message's text.
+func TestPromptCompletion(t *testing.T) {
+	g := loadChatGoldens(t)
+	render := func(name string, conv int, agp bool) *string {
+		for _, r := range g.Renders {
+			if r.Template == name && r.Conversation == conv && r.AddGenerationPrompt == agp && !r.Tools && !r.Error {
+				return r.Text
+			}
+		}
+		return nil
+	}
+	n := 0
+	for name, sp := range chatSpecials {
+		c, err := NewChatTemplate(readTemplate(t, name), sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range [][2]int{{1, 7}, {0, 8}} { // prompt conversation, whole conversation
+			prompt, whole := render(name, k[0], true), render(name, k[1], false)
+			if prompt == nil || whole == nil {
+				t.Fatalf("%s: no golden render of conversations %v", name, k)
+			}
+			conv := g.Conversations[k[1]]
+			p, comp, err := c.PromptCompletion(conv[:len(conv)-1], conv[len(conv)-1:], ChatOptions{})
+			if !strings.HasPrefix(*whole, *prompt) {
+				if err == nil {
+					t.Errorf("%s %v: no error though the whole render does not start with the prompt's", name, k)
+				}
+				continue
+			}
+			if err != nil || p != *prompt || comp != (*whole)[len(*prompt):] {
+				t.Errorf("%s %v: %q, %q, %v", name, k, p, comp, err)
+			}
+			n++
+		}
+		// [u1, a1] continued: the render cut after "4.".
+		whole := *render(name, 8, false)
+		want := whole[:strings.LastIndex(whole, "4.")+2]
+		if got, err := c.Render(g.Conversations[8], ChatOptions{ContinueFinalMessage: true}); err != nil || got != want {
+			t.Errorf("%s continued: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if n < 6 {
+		t.Errorf("only %d prompt-completion cases checked", n)
+	}
+	c, _ := NewChatTemplate(readTemplate(t, "smollm2"), nil)
+	for _, bad := range [][]Message{nil, {{Role: "system", Content: "x"}}} {
+		if _, _, err := c.PromptCompletion(bad, []Message{{Role: "assistant", Content: "y"}}, ChatOptions{}); err == nil {
+			t.Errorf("prompt %v: no error", bad)
+		}
+	}
+	if _, err := c.Render([]Message{{Role: "user", Content: "zzz"}}, ChatOptions{ContinueFinalMessage: true, AddGenerationPrompt: true}); err == nil {
+		t.Error("ContinueFinalMessage with a generation prompt: no error")
 	}
 }

@@ -78,9 +78,9 @@
 //     with one digit a token — then read each pre-token as bytes, each byte
 //     standing for a printable character (GPT-2's byte-to-unicode map), so
 //     no text is ever out of vocabulary. The lookahead (?!\S) and (?i:…)
-//     are beyond Go's regexp: the three patterns have hand-written matchers,
-//     checked against the backtracking engine regexp2 on random text; any
-//     other pattern runs on regexp2. SentencePiece-style models use
+//     are beyond Go's regexp: these three patterns and GPT-4o's (o200k)
+//     have hand-written matchers, checked against the backtracking engine
+//     regexp2 on random text; any other pattern runs on regexp2. SentencePiece-style models use
 //     Metaspace (spaces become ▁) or none.
 //  4. The BPE model splits each pre-token into characters (bytes for
 //     byte-level models) and merges the adjacent pair of lowest rank until
@@ -90,7 +90,14 @@
 //     character missing from a SentencePiece vocabulary falls back to its
 //     UTF-8 bytes as <0xXX> tokens (byte_fallback). ignore_merges (Llama 3)
 //     takes a pre-token that is itself in the vocabulary whole. Results are
-//     cached per pre-token.
+//     cached per pre-token. The Llama 2 and Mistral layouts hand the model
+//     the whole text as one word; when no merge of the vocabulary joins a
+//     token ending in another character to one starting with ▁ (checked
+//     at load), merges never cross the boundary before a ▁, and the word
+//     is merged chunk by chunk with the same result.
+//
+// EncodeBatch encodes many texts on a bounded number of goroutines, with
+// the same result whatever their number; the cache is shared.
 //
 // Decode maps ids to tokens and runs the decoder: ByteLevel maps the
 // characters back to bytes; ByteFallback, Replace("▁", " "), Fuse and
@@ -98,7 +105,18 @@
 // become U+FFFD, as in the tokenizers crate. Decode writes special tokens
 // out and does not apply transformers' clean_up_tokenization_spaces, so
 // for byte-level tokenizers Decode(Encode(s)) == s for every valid UTF-8
-// string s.
+// string s; CleansUp says whether transformers' decode would, and CleanUp
+// does it.
+//
+// Where tokenizers.js and the tokenizers crate (which transformers runs)
+// differ, this package follows the crate: a run of <0xXX> tokens that is
+// not valid UTF-8 decodes to one U+FFFD per byte, single_word added tokens
+// match only between non-word characters, the Metaspace decoder drops
+// every ▁ of the first token, Lowercase maps İ to "i̇". And as
+// transformers v5 does: add_bos_token and add_eos_token in
+// tokenizer_config.json override the post-processor, the special tokens it
+// names become added special tokens if tokenizer.json lacks them, and
+// split_special_tokens makes special tokens in the text plain text.
 //
 // Components this package does not implement — WordPiece, Unigram and
 // WordLevel models, BPE dropout, other normalizers, pre-tokenizers,
@@ -118,8 +136,15 @@
 // (namespace(), loops, slices, string methods, filters, raise_exception).
 // EncodeChat renders and encodes without adding special tokens, since
 // the template writes them: it is how SFT examples and preference pairs
-// become ids. A template the engine cannot compile or render returns an
-// error; a template's own raise_exception returns its message.
+// become ids; PromptCompletion splits a conversation into the prompt and
+// completion texts as TRL prepares preference and prompt-completion data,
+// and ContinueFinalMessage continues an assistant message as transformers'
+// continue_final_message does. Further variables (tools, date_string,
+// enable_thinking) go
+// in ChatOptions.Vars; tools given as JSON keep their key order, so that
+// tojson writes them as transformers does. A template the engine cannot
+// compile or render returns an error; a template's own raise_exception
+// returns its message.
 //
 // # Checking the tokenizers
 //
@@ -129,9 +154,15 @@
 // spaces, code, special tokens inside text and long repeats, with those
 // of tokenizers.js (@huggingface/tokenizers, the tokenizer of
 // transformers.js) on real vocabularies: GPT-2, Llama 3.1, Qwen2 (its
-// first 30000 merges) and Mistral's SentencePiece BPE in both layouts
-// (testdata/tokenizer/gen.mjs). Chat templates of SmolLM2, Qwen2.5, Qwen3,
-// Llama 3 and the Llama 2 shape are rendered against @huggingface/jinja
+// first 30000 merges), Mistral's SentencePiece BPE in both layouts and
+// GPT-4o's o200k (its first 20000 tokens, also run with its pattern on
+// regexp2),
+// and variants of them that exercise lstrip/rstrip/normalized added
+// tokens, NFKC and Lowercase, Digits, Removed and inverted splits and
+// RobertaProcessing (testdata/tokenizer/gen.mjs); what tokenizers.js gets
+// wrong is checked against the crate's own documented cases. Chat
+// templates of SmolLM2, Qwen2.5 (with tools), Qwen3, Llama 3 and the
+// Llama 2 shape are rendered against @huggingface/jinja
 // (testdata/chat/gen.mjs). bench/tokenizer_compare.sh times both on the
 // Opticks text and checks that the whole text gets the same ids.
 package hf

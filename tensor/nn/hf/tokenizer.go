@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,9 +22,9 @@ import (
 // template. It is safe for concurrent use.
 type Tokenizer struct {
 	model     *bpe
-	tokens    []string // by id; "" where no token has the id
-	vocab     map[string]int32
-	special   []bool // by id
+	tokens    []string         // by id; "" where no token has the id
+	addedIDs  map[string]int32 // added tokens, which win over the model's vocabulary
+	special   []bool           // by id
 	added     []addedToken
 	raw       *addedMatcher // added tokens matched in the text as given
 	norm      *addedMatcher // added tokens matched in normalized text
@@ -35,6 +36,7 @@ type Tokenizer struct {
 
 	bos, eos, pad, unk int32 // -1 when not configured
 	specialNames       map[string]string
+	cleanUp            bool
 	chatTemplate       string
 	chat               chatState
 }
@@ -60,16 +62,16 @@ type tokenizerFile struct {
 }
 
 type bpeFile struct {
-	Type                    string           `json:"type"`
-	Dropout                 *float64         `json:"dropout"`
-	UnkToken                *string          `json:"unk_token"`
-	ContinuingSubwordPrefix *string          `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string          `json:"end_of_word_suffix"`
-	FuseUnk                 bool             `json:"fuse_unk"`
-	ByteFallback            bool             `json:"byte_fallback"`
-	IgnoreMerges            bool             `json:"ignore_merges"`
-	Vocab                   map[string]int32 `json:"vocab"`
-	Merges                  json.RawMessage  `json:"merges"`
+	Type                    string          `json:"type"`
+	Dropout                 *float64        `json:"dropout"`
+	UnkToken                *string         `json:"unk_token"`
+	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+	FuseUnk                 bool            `json:"fuse_unk"`
+	ByteFallback            bool            `json:"byte_fallback"`
+	IgnoreMerges            bool            `json:"ignore_merges"`
+	Vocab                   json.RawMessage `json:"vocab"`
+	Merges                  json.RawMessage `json:"merges"`
 }
 
 // metaSpace is SentencePiece's stand-in for a space.
@@ -79,7 +81,7 @@ const metaSpace = "\u2581"
 // tokenizer.json (required), tokenizer_config.json (special-token names,
 // add_bos_token/add_eos_token, chat_template) and chat_template.jinja when
 // present (which, as in transformers, takes precedence over the config's
-// template). A typed it does not implement — a WordPiece, Unigram or
+// template). A component it does not implement — a WordPiece, Unigram or
 // WordLevel model, an unknown normalizer, pre-tokenizer, post-processor or
 // decoder, BPE dropout — is refused with an error naming it, never
 // approximated.
@@ -129,17 +131,16 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 
 	// The id → token table covers the model's vocabulary and the added
 	// tokens, which take precedence as in the tokenizers crate.
-	t.vocab = make(map[string]int32, len(t.model.vocab)+len(f.AddedTokens))
+	t.addedIDs = make(map[string]int32, len(f.AddedTokens))
 	size := int32(0)
-	for tok, id := range t.model.vocab {
-		t.vocab[tok] = id
+	for _, id := range t.model.vocab {
 		size = max(size, id+1)
 	}
 	for i, a := range f.AddedTokens {
 		if a.ID < 0 || a.Content == "" {
 			return nil, fmt.Errorf("tokenizer.json: added_tokens[%d]: id %d, content %q", i, a.ID, a.Content)
 		}
-		t.vocab[a.Content] = a.ID
+		t.addedIDs[a.Content] = a.ID
 		size = max(size, a.ID+1)
 	}
 	t.tokens = make([]string, size)
@@ -152,33 +153,53 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 		t.special[a.ID] = a.Special
 	}
 	t.added = f.AddedTokens
-	var raw, normd []addedToken
-	for _, a := range f.AddedTokens {
-		if a.Normalized && t.normalize != nil {
-			a.Content = t.normalize(a.Content)
-			normd = append(normd, a)
-		} else {
-			raw = append(raw, a)
-		}
-	}
-	t.raw, t.norm = newAddedMatcher(raw), newAddedMatcher(normd)
 
 	cfg, err := parseTokenizerConfig(cj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer_config.json: %w", err)
 	}
-	t.chatTemplate = cfg.chatTemplate
-	t.specialNames = cfg.names
-	for name, dst := range map[string]*int32{"bos_token": &t.bos, "eos_token": &t.eos, "pad_token": &t.pad, "unk_token": &t.unk} {
-		tok, ok := cfg.names[name]
-		if !ok {
+	// transformers (v5) makes every special token the config names an
+	// added special token when the tokenizer does not have it as one: with
+	// its id in the vocabulary, else a new id after the last.
+	for _, tok := range cfg.specials {
+		if _, ok := t.addedIDs[tok]; ok {
 			continue
 		}
-		id, ok := t.vocab[tok]
+		id, ok := t.model.vocab[tok]
 		if !ok {
-			return nil, fmt.Errorf("tokenizer_config.json: %s %q is not in the vocabulary", name, tok)
+			id = int32(len(t.tokens))
+			t.tokens = append(t.tokens, "")
+			t.special = append(t.special, false)
 		}
-		*dst = id
+		a := addedToken{ID: id, Content: tok, Special: true}
+		f.AddedTokens = append(f.AddedTokens, a)
+		t.addedIDs[tok] = id
+		t.tokens[id], t.special[id] = tok, true
+	}
+	t.added = f.AddedTokens
+	var raw, normd []addedToken
+	for _, a := range f.AddedTokens {
+		switch {
+		case a.Special && cfg.splitSpecial:
+			// split_special_tokens: special tokens written in the text
+			// are tokenized as text.
+		case a.Normalized && t.normalize != nil:
+			a.Content = t.normalize(a.Content)
+			if a.Content != "" {
+				normd = append(normd, a)
+			}
+		default:
+			raw = append(raw, a)
+		}
+	}
+	t.raw, t.norm = newAddedMatcher(raw), newAddedMatcher(normd)
+	t.chatTemplate = cfg.chatTemplate
+	t.specialNames = cfg.names
+	t.cleanUp = cfg.cleanUp
+	for name, dst := range map[string]*int32{"bos_token": &t.bos, "eos_token": &t.eos, "pad_token": &t.pad, "unk_token": &t.unk} {
+		if tok, ok := cfg.names[name]; ok {
+			*dst = t.addedIDs[tok]
+		}
 	}
 	if t.unk < 0 && t.model.unk >= 0 {
 		t.unk = t.model.unk
@@ -190,16 +211,14 @@ func parseTokenizer(tj, cj []byte) (*Tokenizer, error) {
 }
 
 func parseBPE(raw json.RawMessage) (*bpe, error) {
-	var c typed
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, err
-	}
-	if c.Type != "BPE" {
-		return nil, fmt.Errorf("unsupported model %q (only BPE is implemented)", c.Type)
-	}
 	var f bpeFile
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, err
+	}
+	// Files written by early versions of the crate leave the type out; the
+	// crate then recognizes BPE by its merges.
+	if f.Type != "BPE" && !(f.Type == "" && len(f.Merges) > 0) {
+		return nil, fmt.Errorf("unsupported model %q (only BPE is implemented)", f.Type)
 	}
 	if f.Dropout != nil && *f.Dropout != 0 {
 		return nil, fmt.Errorf("BPE dropout %v is not supported", *f.Dropout)
@@ -210,42 +229,39 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	if f.EndOfWordSuffix != nil && *f.EndOfWordSuffix != "" {
 		return nil, fmt.Errorf("BPE end_of_word_suffix %q is not supported", *f.EndOfWordSuffix)
 	}
+	vocab, err := parseVocab(f.Vocab)
+	if err != nil {
+		return nil, fmt.Errorf("vocab: %w", err)
+	}
 	m := &bpe{
-		vocab:        f.Vocab,
+		vocab:        vocab,
 		unk:          -1,
 		fuseUnk:      f.FuseUnk,
 		byteFallback: f.ByteFallback,
 		ignoreMerges: f.IgnoreMerges,
-		cache:        make(map[string][]int32),
 	}
-	for tok, id := range f.Vocab {
+	for tok, id := range vocab {
 		if id < 0 {
 			return nil, fmt.Errorf("vocab: token %q has id %d", tok, id)
 		}
 	}
 	if f.UnkToken != nil {
-		id, ok := f.Vocab[*f.UnkToken]
+		id, ok := vocab[*f.UnkToken]
 		if !ok {
 			return nil, fmt.Errorf("unk_token %q is not in the vocabulary", *f.UnkToken)
 		}
 		m.unk = id
 	}
-	// merges: ["a b", …] (tokenizers < 0.20) or [["a", "b"], …].
-	var pairs [][2]string
-	var strs []string
-	if err := json.Unmarshal(f.Merges, &strs); err == nil {
-		pairs = make([][2]string, len(strs))
-		for i, s := range strs {
-			a, b, ok := strings.Cut(s, " ")
-			if !ok {
-				return nil, fmt.Errorf("merges[%d] %q is not two tokens", i, s)
-			}
-			pairs[i] = [2]string{a, b}
-		}
-	} else if err := json.Unmarshal(f.Merges, &pairs); err != nil {
+	pairs, err := parseMerges(f.Merges)
+	if err != nil {
 		return nil, fmt.Errorf("merges: %w", err)
 	}
-	if _, ok := f.Vocab[metaSpace]; ok && !f.IgnoreMerges {
+	for i, p := range pairs {
+		if p[1] == "" {
+			return nil, fmt.Errorf("merges[%d] %q is not two tokens", i, p[0])
+		}
+	}
+	if _, ok := vocab[metaSpace]; ok && !f.IgnoreMerges {
 		m.chunkSep = metaSpace
 		for _, p := range pairs {
 			if strings.HasPrefix(p[1], metaSpace) && !strings.HasSuffix(p[0], metaSpace) {
@@ -256,9 +272,9 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	}
 	m.merges = make(map[uint64]merge, len(pairs))
 	for i, p := range pairs {
-		a, ok1 := f.Vocab[p[0]]
-		b, ok2 := f.Vocab[p[1]]
-		id, ok3 := f.Vocab[p[0]+p[1]]
+		a, ok1 := vocab[p[0]]
+		b, ok2 := vocab[p[1]]
+		id, ok3 := vocab[p[0]+p[1]]
 		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("merges[%d] %q %q: a token is not in the vocabulary", i, p[0], p[1])
 		}
@@ -284,8 +300,12 @@ func (m *bpe) finish() error {
 		return nil
 	}
 	m.chunkSep = ""
-	if m.byteFallback {
-		return errors.New("byte_fallback with a ByteLevel pre-tokenizer is not supported")
+	if m.byteFallback && slices.Contains(m.byteID[:], -1) {
+		// With every byte in the vocabulary the flag never acts.
+		return errors.New("byte_fallback with a ByteLevel pre-tokenizer and bytes missing from the vocabulary is not supported")
+	}
+	if !m.ignoreMerges {
+		return nil // rawVocab serves ignore_merges only
 	}
 	m.rawVocab = make(map[string]int32, len(m.vocab))
 	buf := make([]byte, 0, 64)
@@ -307,12 +327,17 @@ func (m *bpe) finish() error {
 }
 
 type tokenizerConfig struct {
-	names                    map[string]string
-	addBOS, addEOS           *bool
-	tokenizerClass           string
-	chatTemplate             string
-	cleanUpTokenizationSpace bool
+	names          map[string]string
+	addBOS, addEOS *bool
+	tokenizerClass string
+	chatTemplate   string
+	cleanUp        bool
+	splitSpecial   bool
+	specials       []string // every special token the config names, in transformers' order
 }
+
+// specialAttributes are transformers' named special tokens, in its order.
+var specialAttributes = []string{"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}
 
 func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 	c := tokenizerConfig{names: map[string]string{}}
@@ -323,21 +348,54 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 	if err := json.Unmarshal(cj, &f); err != nil {
 		return c, err
 	}
-	for _, name := range []string{"bos_token", "eos_token", "pad_token", "unk_token"} {
+	// A token is a string or an AddedToken written out:
+	// {"content": …, "__type": "AddedToken"}.
+	token := func(name string, raw json.RawMessage) (string, error) {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			var v struct{ Content string }
+			if err := json.Unmarshal(raw, &v); err != nil || v.Content == "" {
+				return "", fmt.Errorf("%s: %s is neither a string nor an AddedToken", name, raw)
+			}
+			s = v.Content
+		}
+		return s, nil
+	}
+	for _, name := range specialAttributes {
 		raw, ok := f[name]
 		if !ok || jsonNull(raw) {
 			continue
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			// An AddedToken written out: {"content": …, "__type": "AddedToken"}.
-			var v struct{ Content string }
-			if err := json.Unmarshal(raw, &v); err != nil || v.Content == "" {
-				return c, fmt.Errorf("%s: %s is neither a string nor an AddedToken", name, raw)
-			}
-			s = v.Content
+		s, err := token(name, raw)
+		if err != nil {
+			return c, err
 		}
 		c.names[name] = s
+		c.specials = append(c.specials, s)
+	}
+	for _, name := range []string{"additional_special_tokens", "extra_special_tokens"} {
+		raw, ok := f[name]
+		if !ok || jsonNull(raw) {
+			continue
+		}
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			// extra_special_tokens may also name its tokens: {"image_token": …}.
+			var named map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &named); err != nil {
+				return c, fmt.Errorf("%s: neither a list nor an object", name)
+			}
+			for _, k := range slices.Sorted(maps.Keys(named)) {
+				list = append(list, named[k])
+			}
+		}
+		for i, r := range list {
+			s, err := token(fmt.Sprintf("%s[%d]", name, i), r)
+			if err != nil {
+				return c, err
+			}
+			c.specials = append(c.specials, s)
+		}
 	}
 	for name, dst := range map[string]**bool{"add_bos_token": &c.addBOS, "add_eos_token": &c.addEOS} {
 		if raw, ok := f[name]; ok && !jsonNull(raw) {
@@ -346,6 +404,16 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 				return c, fmt.Errorf("%s: %w", name, err)
 			}
 			*dst = &b
+		}
+	}
+	if raw, ok := f["split_special_tokens"]; ok && !jsonNull(raw) {
+		if err := json.Unmarshal(raw, &c.splitSpecial); err != nil {
+			return c, fmt.Errorf("split_special_tokens: %w", err)
+		}
+	}
+	if raw, ok := f["clean_up_tokenization_spaces"]; ok && !jsonNull(raw) {
+		if err := json.Unmarshal(raw, &c.cleanUp); err != nil {
+			return c, fmt.Errorf("clean_up_tokenization_spaces: %w", err)
 		}
 	}
 	if raw, ok := f["tokenizer_class"]; ok && !jsonNull(raw) {
@@ -372,29 +440,34 @@ func parseTokenizerConfig(cj []byte) (tokenizerConfig, error) {
 }
 
 // parsePost reads the post-processor: the special tokens put around a
-// single sequence when add_special_tokens is true. transformers' Llama and
-// Gemma tokenizers rebuild it from add_bos_token/add_eos_token, so for
-// those classes the config's flags win, as there.
+// single sequence when add_special_tokens is true. transformers (v5)
+// rebuilds it as [bos] A [eos] when tokenizer_config.json sets
+// add_bos_token or add_eos_token (the other one then defaulting to false),
+// and always for the Llama and Gemma tokenizer classes, whose
+// add_bos_token defaults to true; a flag whose token is not configured is
+// dropped. Otherwise tokenizer.json's post_processor holds.
 func (t *Tokenizer) parsePost(raw json.RawMessage, cfg tokenizerConfig) error {
+	addBOS, addEOS := false, false
+	rebuild := cfg.addBOS != nil || cfg.addEOS != nil
 	switch strings.TrimSuffix(cfg.tokenizerClass, "Fast") {
 	case "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer":
-		if cfg.addBOS != nil || cfg.addEOS != nil {
-			addBOS := cfg.addBOS == nil || *cfg.addBOS
-			addEOS := cfg.addEOS != nil && *cfg.addEOS
-			if addBOS {
-				if t.bos < 0 {
-					return errors.New("add_bos_token is set but bos_token is not")
-				}
-				t.prefix = []int32{t.bos}
-			}
-			if addEOS {
-				if t.eos < 0 {
-					return errors.New("add_eos_token is set but eos_token is not")
-				}
-				t.suffix = []int32{t.eos}
-			}
-			return nil
+		rebuild, addBOS = true, true
+	}
+	if rebuild {
+		if cfg.addBOS != nil {
+			addBOS = *cfg.addBOS
 		}
+		if cfg.addEOS != nil {
+			addEOS = *cfg.addEOS
+		}
+		t.prefix, t.suffix = nil, nil
+		if addBOS && t.bos >= 0 {
+			t.prefix = []int32{t.bos}
+		}
+		if addEOS && t.eos >= 0 {
+			t.suffix = []int32{t.eos}
+		}
+		return nil
 	}
 	pre, post, err := parsePostProcessor(raw)
 	t.prefix, t.suffix = pre, post
@@ -485,7 +558,8 @@ func parsePostProcessor(raw json.RawMessage) (pre, post []int32, err error) {
 // among those starting at the same byte, as the tokenizers crate's
 // Aho-Corasick automaton does.
 type addedMatcher struct {
-	first [256][]addedToken // by first byte, longest first
+	first  [256][]addedToken // by first byte, longest first
+	starts string            // the distinct first bytes
 }
 
 func newAddedMatcher(toks []addedToken) *addedMatcher {
@@ -494,7 +568,11 @@ func newAddedMatcher(toks []addedToken) *addedMatcher {
 	}
 	m := new(addedMatcher)
 	for _, a := range toks {
-		m.first[a.Content[0]] = append(m.first[a.Content[0]], a)
+		c := a.Content[0]
+		if len(m.first[c]) == 0 {
+			m.starts += string([]byte{c})
+		}
+		m.first[c] = append(m.first[c], a)
 	}
 	for i := range m.first {
 		sort.SliceStable(m.first[i], func(a, b int) bool {
@@ -509,12 +587,24 @@ func newAddedMatcher(toks []addedToken) *addedMatcher {
 // and its id, or ok false.
 func (m *addedMatcher) find(s string, from int) (lo, hi int, id int32, ok bool) {
 	for i := from; i < len(s); i++ {
+		if len(m.starts) == 1 {
+			// Usually every added token starts with '<': skip to the next
+			// one at memchr speed.
+			j := strings.IndexByte(s[i:], m.starts[0])
+			if j < 0 {
+				break
+			}
+			i += j
+		}
 		for _, a := range m.first[s[i]] {
 			if !strings.HasPrefix(s[i:], a.Content) {
 				continue
 			}
 			lo, hi = i, i+len(a.Content)
-			if a.SingleWord && !(wordBoundary(s, lo) && wordBoundary(s, hi)) {
+			if a.SingleWord && (endsWithWord(s[:lo]) || startsWithWord(s[hi:])) {
+				// Discarded; the search resumes after it, as the crate's
+				// non-overlapping leftmost iteration does.
+				i = hi - 1
 				break
 			}
 			if a.LStrip {
@@ -541,21 +631,29 @@ func (m *addedMatcher) find(s string, from int) (lo, hi int, id int32, ok bool) 
 	return 0, 0, 0, false
 }
 
-// wordBoundary reports whether i is not inside a word.
-func wordBoundary(s string, i int) bool {
-	if i == 0 || i == len(s) {
-		return true
-	}
-	l, _ := utf8.DecodeLastRuneInString(s[:i])
-	r, _ := utf8.DecodeRuneInString(s[i:])
-	isWord := func(c rune) bool { return unicode.IsLetter(c) || unicode.IsNumber(c) || c == '_' }
-	return !isWord(l) || !isWord(r)
+// isWord reports whether r is a word character in the sense of Rust's
+// regex \w, which the crate's single_word test uses: alphabetic, a mark,
+// a decimal digit, a connector punctuation or a joiner.
+func isWord(r rune) bool {
+	return unicode.In(r, unicode.L, unicode.Nl, unicode.Other_Alphabetic, unicode.M, unicode.Nd, unicode.Pc, unicode.Join_Control)
+}
+
+func endsWithWord(s string) bool {
+	r, size := utf8.DecodeLastRuneInString(s)
+	return size > 0 && isWord(r)
+}
+
+func startsWithWord(s string) bool {
+	r, size := utf8.DecodeRuneInString(s)
+	return size > 0 && isWord(r)
 }
 
 // Encode returns the token ids of text as transformers'
 // tokenizer(text, add_special_tokens=False) does: added and special tokens
-// written in the text are recognized and get their own ids, but no BOS or
-// EOS is added (see AddSpecial). The text must be valid UTF-8.
+// written in the text are recognized and get their own ids (special ones
+// are tokenized as text instead when tokenizer_config.json sets
+// split_special_tokens), but no BOS or EOS is added (see AddSpecial). The
+// text must be valid UTF-8.
 func (t *Tokenizer) Encode(text string) ([]int32, error) {
 	if !utf8.ValidString(text) {
 		i := 0
@@ -643,8 +741,8 @@ func (t *Tokenizer) encodePiece(ids []int32, s string, first bool) []int32 {
 // AddSpecial returns ids with the special tokens that transformers'
 // add_special_tokens=True adds around a single sequence — the BOS of Llama
 // and Mistral, nothing for GPT-2 and Qwen2 — as the post_processor of
-// tokenizer.json says (or, for Llama and Gemma tokenizer classes, the
-// add_bos_token and add_eos_token of tokenizer_config.json).
+// tokenizer.json says, or add_bos_token and add_eos_token of
+// tokenizer_config.json where transformers lets them override it.
 func (t *Tokenizer) AddSpecial(ids []int32) []int32 {
 	out := make([]int32, 0, len(t.prefix)+len(ids)+len(t.suffix))
 	out = append(out, t.prefix...)
@@ -671,6 +769,25 @@ func (t *Tokenizer) Decode(ids []int32) (string, error) {
 	return strings.Join(t.decode(toks), ""), nil
 }
 
+// CleansUp reports whether tokenizer_config.json sets
+// clean_up_tokenization_spaces, in which case transformers' decode passes
+// its text through CleanUp after the decoder (Llama 3 does; Decode never
+// does, so that decoding stays lossless).
+func (t *Tokenizer) CleansUp() bool { return t.cleanUp }
+
+// CleanUp removes the spaces transformers' clean_up_tokenization removes,
+// before punctuation and English contractions: " ." " ?" " !" " ,"
+// " ' " " n't" " 'm" " 's" " 've" " 're". It is a display heuristic for
+// WordPiece-era tokenizers, not an inverse of Encode.
+func CleanUp(s string) string {
+	// One replacement after the other, as Python's chained str.replace.
+	for _, r := range [...][2]string{{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+		{" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}} {
+		s = strings.ReplaceAll(s, r[0], r[1])
+	}
+	return s
+}
+
 // VocabSize returns one more than the largest token id, added tokens
 // included: the number of rows an embedding needs (len(tokenizer) in
 // transformers when, as usual, the ids have no gaps).
@@ -679,7 +796,10 @@ func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 // TokenID returns the id of token (a vocabulary entry as tokenizer.json
 // spells it, e.g. "Ġthe" for a byte-level tokenizer) or ok false.
 func (t *Tokenizer) TokenID(token string) (id int32, ok bool) {
-	id, ok = t.vocab[token]
+	if id, ok = t.addedIDs[token]; ok {
+		return id, ok
+	}
+	id, ok = t.model.vocab[token]
 	return id, ok
 }
 
@@ -705,6 +825,10 @@ func (t *Tokenizer) EOS() (id int32, ok bool) { return t.eos, t.eos >= 0 }
 
 // Pad returns the id of the configured padding token.
 func (t *Tokenizer) Pad() (id int32, ok bool) { return t.pad, t.pad >= 0 }
+
+// Unk returns the id of the unknown token (tokenizer_config.json's
+// unk_token, else the BPE model's).
+func (t *Tokenizer) Unk() (id int32, ok bool) { return t.unk, t.unk >= 0 }
 
 // AddedTokens returns the ids of the added tokens (special or not), in
 // increasing order.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -19,18 +20,30 @@ func opticks(tb testing.TB) string {
 	return string(b)
 }
 
-// BenchmarkEncode measures throughput on the whole Opticks text (567 kB)
-// once the pre-token cache is warm, as in a training run, and from a cold
-// cache.
+// BenchmarkEncode measures throughput on the Opticks text (567 kB) once the
+// pre-token cache is warm, as in a training run: the whole text in one
+// call, and paragraph by paragraph (about 1900 calls of 300 bytes, the
+// shape of a dataset of short documents).
 func BenchmarkEncode(b *testing.B) {
 	text := opticks(b)
-	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+	paras := strings.Split(text, "\n\n")
+	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 		tok := fixture(b, name)
 		b.Run(name+"/opticks", func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
 			for b.Loop() {
 				if _, err := tok.Encode(text); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/paragraphs", func(b *testing.B) {
+			b.SetBytes(int64(len(text) - 2*(len(paras)-1)))
+			for b.Loop() {
+				for _, p := range paras {
+					if _, err := tok.Encode(p); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
@@ -66,7 +79,7 @@ func TestOpticksIDs(t *testing.T) {
 		t.Skip("HF_TOKENIZER_IDS not set")
 	}
 	text := opticks(t)
-	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral"} {
+	for _, name := range []string{"gpt2", "llama3", "qwen2", "mistral", "gpt4o"} {
 		b, err := os.ReadFile(filepath.Join(dir, name+".json"))
 		if err != nil {
 			t.Fatal(err)
@@ -99,5 +112,22 @@ func BenchmarkLoadTokenizer(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestOpticksRoundTrip decodes the byte-level encodings of the whole
+// Opticks text back to the text.
+func TestOpticksRoundTrip(t *testing.T) {
+	text := opticks(t)
+	for _, name := range []string{"gpt2", "llama3", "gpt4o"} {
+		tok := fixture(t, name)
+		ids, err := tok.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := tok.Decode(ids)
+		if err != nil || back != text {
+			t.Errorf("%s: %d ids decode to %d bytes of %d, %v", name, len(ids), len(back), len(text), err)
+		}
 	}
 }

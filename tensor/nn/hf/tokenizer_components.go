@@ -10,7 +10,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// typed is the "type" every part of a tokenizer.json carries.
+// typed reads the "type" that every component of a tokenizer.json carries.
 type typed struct {
 	Type string `json:"type"`
 }
@@ -80,7 +80,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "NFKD":
 		return norm.NFKD.String, nil
 	case "Lowercase":
-		return strings.ToLower, nil
+		return lowercase, nil
 	case "Prepend":
 		var v struct{ Prepend string }
 		if err := json.Unmarshal(raw, &v); err != nil {
@@ -107,6 +107,18 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		return func(s string) string { return replaceAll(sp, s, v.Content) }, nil
 	}
 	return nil, fmt.Errorf("unsupported normalizer %q", c.Type)
+}
+
+// lowercase lowercases s character by character with the full Unicode
+// mapping, as Rust's char::to_lowercase does for the crate's Lowercase
+// normalizer: Go's simple mapping differs only for U+0130 (İ), whose full
+// lowercase is "i\u0307" (the context-dependent final sigma is not applied
+// by either).
+func lowercase(s string) string {
+	if strings.ContainsRune(s, '\u0130') {
+		s = strings.ReplaceAll(s, "\u0130", "i\u0307")
+	}
+	return strings.ToLower(s)
 }
 
 func replaceAll(sp splitter, s, content string) string {
@@ -311,12 +323,15 @@ func (sp *splitPre) split(dst []piece, p piece) []piece {
 			}
 		}
 	case "MergedWithNext":
+		// A delimiter joins the piece after it unless that is another
+		// delimiter.
 		lo := 0
 		for i, q := range parts {
-			if !q.delim || i+1 == len(parts) {
-				emit(lo, q.hi)
-				lo = q.hi
+			if q.delim && i+1 < len(parts) && !parts[i+1].delim {
+				continue
 			}
+			emit(lo, q.hi)
+			lo = q.hi
 		}
 	case "Contiguous":
 		lo := 0

@@ -15,12 +15,13 @@ func exampleDir(name string) string {
 }
 
 func ExampleLoadTokenizer() {
-	tok, err := LoadTokenizer(exampleDir("llama3")) // Llama 3.1's tokenizer
+	// A Mistral 7B tokenizer directory: SentencePiece-style BPE.
+	tok, err := LoadTokenizer(exampleDir("mistral"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	ids, err := tok.Encode("Hello world!<|eot_id|>")
+	ids, err := tok.Encode("Hello world!</s>")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -30,15 +31,15 @@ func ExampleLoadTokenizer() {
 	text, _ := tok.Decode(ids)
 	fmt.Println(text)
 	// Output:
-	// [9906 1917 0 128009]
-	// [128000 9906 1917 0 128009]
-	// Hello world!<|eot_id|>
+	// [22557 1526 28808 2]
+	// [1 22557 1526 28808 2]
+	// Hello world!</s>
 }
 
 func ExampleTokenizer_EncodeChat() {
-	// A Llama 3.1 tokenizer directory with Llama 3 Instruct's chat template.
-	dir := exampleDir("llama3")
-	tmpl, _ := os.ReadFile(filepath.Join("testdata", "chat", "llama3.jinja"))
+	// The Mistral tokenizer directory with a Llama 2 chat template.
+	dir := exampleDir("mistral")
+	tmpl, _ := os.ReadFile(filepath.Join("testdata", "chat", "llama2.jinja"))
 	os.WriteFile(filepath.Join(dir, "chat_template.jinja"), tmpl, 0o644)
 	defer os.Remove(filepath.Join(dir, "chat_template.jinja"))
 	tok, err := LoadTokenizer(dir)
@@ -60,8 +61,8 @@ func ExampleTokenizer_EncodeChat() {
 	ids, _ := tok.EncodeChat(msgs, ChatOptions{AddGenerationPrompt: true})
 	fmt.Println(ids)
 	// Output:
-	// "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-	// [128000 128006 9125 128007 271 3513 10015 13 128009 128006 882 128007 271 17 10 17 30 128009 128006 78191 128007 271]
+	// "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n2+2? [/INST]"
+	// [1 733 16289 28793 2087 18741 4060 13 3574 6817 28723 13 28789 700 18741 4060 13 13 28750 28806 28750 28804 733 28748 16289 28793]
 }
 
 func ExampleChatTemplate() {

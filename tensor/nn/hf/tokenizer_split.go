@@ -42,6 +42,8 @@ func newRegexSplitter(pattern string) (splitter, error) {
 		return llamaSplitter{maxDigits: 3}, nil
 	case qwen2Pattern:
 		return llamaSplitter{maxDigits: 1}, nil
+	case o200kPattern:
+		return o200kSplitter{}, nil
 	}
 	return newRegexp2Splitter(pattern)
 }
@@ -269,12 +271,27 @@ func (l llamaSplitter) next(s string, i int) int {
 		}
 	}
 	c, size := charClass(s[i:])
-	switch c {
-	case clsLetter:
+	if c == clsLetter {
 		return classRun(s, i, clsLetter)
-	case clsNumber:
+	}
+	// [^\r\n\p{L}\p{N}]?\p{L}+: one character that is neither a line
+	// break, a letter nor a number, then letters.
+	if c != clsNumber && s[i] != '\r' && s[i] != '\n' && i+size < len(s) {
+		if k, _ := charClass(s[i+size:]); k == clsLetter {
+			return classRun(s, i+size, clsLetter)
+		}
+	}
+	return numberOtherSpace(s, i, l.maxDigits, "\r\n")
+}
+
+// numberOtherSpace matches the alternatives that Llama 3's, Qwen2's and
+// o200k's patterns end with, at i, which starts no word:
+// \p{N}{1,maxDigits}| ?[^\s\p{L}\p{N}]+[trail]*|\s*[\r\n]+|\s+(?!\S)|\s+.
+func numberOtherSpace(s string, i, maxDigits int, trail string) int {
+	c, size := charClass(s[i:])
+	if c == clsNumber {
 		j := i + size
-		for n := 1; n < l.maxDigits && j < len(s); n++ {
+		for n := 1; n < maxDigits && j < len(s); n++ {
 			k, sz := charClass(s[j:])
 			if k != clsNumber {
 				break
@@ -283,14 +300,6 @@ func (l llamaSplitter) next(s string, i int) int {
 		}
 		return j
 	}
-	// [^\r\n\p{L}\p{N}]?\p{L}+: one character that is neither a line
-	// break, a letter nor a number, then letters.
-	if s[i] != '\r' && s[i] != '\n' && i+size < len(s) {
-		if k, _ := charClass(s[i+size:]); k == clsLetter {
-			return classRun(s, i+size, clsLetter)
-		}
-	}
-	// " ?[^\s\p{L}\p{N}]+[\r\n]*"
 	j := i
 	if s[i] == ' ' && i+1 < len(s) {
 		if k, _ := charClass(s[i+1:]); k == clsOther {
@@ -299,7 +308,7 @@ func (l llamaSplitter) next(s string, i int) int {
 	}
 	if k, _ := charClass(s[j:]); k == clsOther {
 		j = classRun(s, j, clsOther)
-		for j < len(s) && (s[j] == '\r' || s[j] == '\n') {
+		for j < len(s) && strings.IndexByte(trail, s[j]) >= 0 {
 			j++
 		}
 		return j

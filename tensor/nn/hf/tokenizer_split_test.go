@@ -17,6 +17,7 @@ var splitAlphabet = []string{
 	" ", " ", " ", "\t", "\n", "\r", "\r\n", "\u00a0", "\u3000", "\u2028", "\u0085", "\u000b", "\u000c",
 	"'", "'", "s", "S", "t", "r", "R", "e", "E", "v", "m", "l", "L", "d", "D",
 	"!", ".", ",", "\u0301", "😀", "\u200b", "\xff",
+	"ǅ", "ʰ", "ا", "\u0903", "/", "A", "b", "Σ", "σ", "'S", "'ll",
 }
 
 // hand-written matcher ↔ the general engine on the same pattern.
@@ -28,6 +29,7 @@ var splitPatterns = []struct {
 	{"gpt2", gpt2Pattern, gpt2Splitter{}},
 	{"llama3", llama3Pattern, llamaSplitter{maxDigits: 3}},
 	{"qwen2", qwen2Pattern, llamaSplitter{maxDigits: 1}},
+	{"o200k", o200kPattern, o200kSplitter{}},
 }
 
 var splitRegexps = func() []*regexp2Splitter {

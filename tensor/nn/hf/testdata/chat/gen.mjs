@@ -54,6 +54,8 @@ const conversations = [
   [u1, a1, u2, a2],
   [sys, uni, a1],
   [u1, u2], // two user turns: Llama 2's template refuses
+  [sys, u1, a1], // with 1 and 0 below: prompt and completion
+  [u1, a1],
 ];
 
 const goldens = { renders: [], encodings: [] };
@@ -74,6 +76,39 @@ for (const name of Object.keys(specials)) {
   }
 }
 
+// Tools, for the templates that take them: tojson's separators and key
+// order (the order of the JSON, which Python's json.loads keeps) must
+// match.
+const tools = [{ type: "function", function: { name: "get_weather", description: "Weather in a city, now.",
+  parameters: { type: "object", properties: { city: { type: "string", description: "City name" },
+    unit: { type: "string", enum: ["celsius", "fahrenheit"] }, days: { type: "integer", minimum: 1 } },
+    required: ["city"] } } }];
+for (const name of ["qwen2.5", "qwen3"]) {
+  const tmpl = new Template(fs.readFileSync(path.join(here, name + ".jinja"), "utf8"));
+  for (const ci of [0, 1]) {
+    for (const add_generation_prompt of [false, true]) {
+      const text = tmpl.render({ messages: conversations[ci], add_generation_prompt, tools, ...specials[name] });
+      goldens.renders.push({ template: name, conversation: ci, add_generation_prompt, tools: true, text, error: false });
+    }
+  }
+}
+goldens.tools = tools;
+
+// A tool call and its result: the assistant message carries tool_calls,
+// which the Go side passes as Message.Extra ("go" is that form).
+const call = { role: "assistant", content: "",
+  tool_calls: [{ type: "function", function: { name: "get_weather", arguments: { city: "Paris", unit: "celsius" } } }] };
+const toolConv = [u1, call, { role: "tool", content: "{\"temp\": 21}" }, { role: "assistant", content: "21 °C." }];
+goldens.tool_conversation = toolConv.map(({ role, content, ...extra }) =>
+  Object.keys(extra).length ? { role, content, extra } : { role, content });
+for (const name of ["qwen2.5", "qwen3"]) {
+  const tmpl = new Template(fs.readFileSync(path.join(here, name + ".jinja"), "utf8"));
+  for (const add_generation_prompt of [false, true]) {
+    const text = tmpl.render({ messages: toolConv, add_generation_prompt, tools, ...specials[name] });
+    goldens.renders.push({ template: name, conversation: -1, add_generation_prompt, tools: true, text, error: false });
+  }
+}
+
 // Template render → encode, as apply_chat_template(tokenize=True) does
 // (add_special_tokens=False: the template writes the BOS itself).
 const tokdir = path.join(here, "..", "tokenizer");
@@ -82,7 +117,7 @@ for (const [fixture, name] of [["llama3", "llama3"], ["qwen2", "qwen2.5"]]) {
   const cfg = JSON.parse(fs.readFileSync(path.join(tokdir, fixture, "tokenizer_config.json"), "utf8"));
   const tok = new Tokenizer(tj, cfg);
   for (const r of goldens.renders) {
-    if (r.template === name && !r.error) {
+    if (r.template === name && !r.error && !r.tools) {
       goldens.encodings.push({ fixture, template: name, conversation: r.conversation,
         add_generation_prompt: r.add_generation_prompt, ids: tok.encode(r.text, { add_special_tokens: false }).ids });
     }

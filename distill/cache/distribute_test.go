@@ -1,0 +1,98 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// shuffled is an Executor that answers batches out of order, after random
+// delays, as a fleet of workers would, and records the task IDs.
+type shuffled struct {
+	teacher Teacher
+	fail    int64 // batch to fail, or −1
+	mu      sync.Mutex
+	ids     []string
+	r       *rand.Rand
+}
+
+func (s *shuffled) Predict(ctx context.Context, t Task) (Prediction, error) {
+	s.mu.Lock()
+	s.ids = append(s.ids, t.ID)
+	d := time.Duration(s.r.IntN(2000)) * time.Microsecond
+	s.mu.Unlock()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return Prediction{}, ctx.Err()
+	}
+	if t.Batch == s.fail {
+		return Prediction{}, fmt.Errorf("worker lost batch %d", t.Batch)
+	}
+	s.mu.Lock() // toyTeacher counts its calls
+	defer s.mu.Unlock()
+	return Predict(t.Format, s.teacher, t.Tokens, t.First)
+}
+
+// Distributed precomputation, batches in flight at once and answered out
+// of order, writes the very bytes of the in-process one.
+func TestDistribute(t *testing.T) {
+	const v, n = 50, 1003
+	f := Format{Vocab: v, K: 4, LogProbs: BF16, BlockTokens: 64}
+	r := rand.New(rand.NewPCG(9, 9))
+	tokens := make([]int32, n)
+	for i := range tokens {
+		tokens[i] = int32(r.IntN(v))
+	}
+	dir := t.TempDir()
+	write := func(name string, opts ...Option) ([]byte, error) {
+		path := filepath.Join(dir, name)
+		w, err := Create(path, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls int
+		teacher := toyTeacher(v, &calls)
+		if len(opts) > 0 {
+			teacher = nil // the executor has its own
+		}
+		if _, err := Precompute(context.Background(), w, teacher, SliceTokens(tokens), 10, nil, opts...); err != nil {
+			w.Abort()
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return os.ReadFile(path)
+	}
+	want, err := write("local.ptc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	ex := &shuffled{teacher: toyTeacher(v, &calls), fail: -1, r: rand.New(rand.NewPCG(1, 2))}
+	got, err := write("dist.ptc", Distribute(ex, "corpus-a", 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("distributed precomputation wrote different bytes")
+	}
+	if len(ex.ids) != 101 || !strings.HasPrefix(ex.ids[0], "corpus-a/b") {
+		t.Fatalf("%d tasks, first %q; want 101 batches named corpus-a/b<i>", len(ex.ids), ex.ids[0])
+	}
+	bad := &shuffled{teacher: toyTeacher(v, &calls), fail: 37, r: rand.New(rand.NewPCG(1, 2))}
+	if _, err := write("bad.ptc", Distribute(bad, "corpus-a", 8)); err == nil || !strings.Contains(err.Error(), "lost batch 37") {
+		t.Fatalf("a failed batch: %v; want its error, not a cancellation", err)
+	} else if errors.Is(err, context.Canceled) {
+		t.Fatalf("a failed batch reported as %v", err)
+	}
+}
