@@ -116,6 +116,14 @@ func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource,
 			continue
 		}
 		if err := ctx.Err(); err != nil {
+			// A failed batch cancels ctx: report its error, not the
+			// cancellation it caused.
+			mu.Lock()
+			f := first
+			mu.Unlock()
+			if f != nil {
+				return done, f
+			}
 			return done, err
 		}
 		buf := make([]int32, batch)
