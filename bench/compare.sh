@@ -8,8 +8,8 @@
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
 # python3-numpy python3-torch), with libopenblas0 for their BLAS (without
 # it Debian's torch falls back to the reference BLAS, ~1.5 GFLOPS); not part
-# of CI. Sections: kernels gemm bf16 distill prefopt tinylm fused (the last
-# is heavy, several TFLOP, and not in the default list).
+# of CI. Sections: kernels gemm bf16 distill prefopt tinylm llm fused (the
+# last is heavy, several TFLOP, and not in the default list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -93,6 +93,34 @@ section_tinylm() {
 	row "tokens/s vs torch eager" "$(printf %.0f "$tps")" "$a" "$(ratio "$tps" "$a")" "≥ 1.5"
 }
 
+section_llm() {
+	header "Llama-family decoder at SmolLM2-135M's shape (random weights), 2 threads"
+	OUT=$(go test -run '^$' -bench '^Benchmark(LLMStep|LLMDecode|Copy)$' -benchtime 2x -count 1 ./tensor/nn/)
+	metric() { awk -v n="$1" -v u="$2" '$1 ~ n { for (i=2;i<=NF;i++) if ($(i+1)==u) print $i }' <<<"$OUT" | head -n 1; }
+	tps=$(metric 'LLMStep/smol135m-4x256' tokens/s); gf=$(metric 'LLMStep/smol135m-4x256' GFLOP/s)
+	a=$(cd /tmp && "$PY" "$OLDPWD/bench/llm_anchor.py" step | awk '{print $2}')
+	row "train step 4x256 tokens/s vs torch eager" "$(printf %.1f "$tps")" "$a" "$(ratio "$tps" "$a")" "≥ 2"
+	g=$(go test -run '^$' -bench '^BenchmarkGemm$/^1024x1024x1024$' -benchtime 20x -count 1 ./tensor/ |
+		awk '{ for (i=2;i<=NF;i++) if ($(i+1)=="ns/op") printf "%.1f", 2*1024^3/$i }')
+	row "  achieved GFLOP/s vs Gemm 1024³ GFLOP/s" "$gf" "$g" "$(ratio "$gf" "$g")" "≥ 0.5"
+	bw=$(metric 'Copy' GB/s)
+	# Batch 1 reads every float32 weight once per token (the tied head
+	# once): the bound is copy bandwidth / weight bytes.
+	bound=$(awk -v bw="$bw" 'BEGIN { printf "%.1f", bw * 1e9 / (4 * 134515008) }')
+	for b in 1 8; do
+		t=$(metric "LLMDecode/smol135m-b$b-p64-n128" tokens/s)
+		a=$(cd /tmp && "$PY" "$OLDPWD/bench/llm_anchor.py" decode $b | awk '{print $2}')
+		row "greedy decode b$b, 64+128, tokens/s vs torch" "$(printf %.1f "$t")" "$a" "$(ratio "$t" "$a")" "$([ $b = 8 ] && echo '≥ 5' || echo '')"
+		[ $b = 1 ] && row "  vs bandwidth bound ($bw GB/s copy)" "$(printf %.1f "$t")" "$bound" "$(ratio "$t" "$bound")" "≥ 0.77"
+	done
+	dir=$(mktemp -d)
+	go run ./bench/llmload -make -shape qwen2.5-0.5b -dtype BF16 -dir "$dir/qwen" >/dev/null
+	go build -o "$dir/llmload" ./bench/llmload
+	printf '\nQwen2.5-0.5B shape from BF16 (random weights):\n'
+	"$dir/llmload" -dir "$dir/qwen" -prompt 64 -new 32
+	rm -rf "$dir"
+}
+
 # gobenchm PKG PATTERN: prints "name ns/op peak-MB cpu-s/op" for each
 # benchmark, one run each (-benchtime 1x).
 gobenchm() {
@@ -152,7 +180,7 @@ section_fused() {
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm llm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done

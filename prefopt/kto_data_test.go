@@ -109,7 +109,7 @@ func FuzzUnpairedReader(f *testing.F) {
 	f.Add(`{"prompt":"p","completion":"c","label":null,"label":false}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		r := NewUnpairedReader(strings.NewReader(in))
-		for range strings.Count(in, "\n") + 2 {
+		for range strings.Count(in, "\n") + strings.Count(in, "\r") + 2 { // every line ends at LF, CR or CRLF
 			u, err := r.Next()
 			if err == io.EOF {
 				return

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
 
@@ -245,11 +246,29 @@ func FromTensors(cfg Config, ts []Tensor) (*Model, error) {
 		return nil, fmt.Errorf("nn: checkpoint has unexpected tensor %q", names[0])
 	}
 	for _, s := range ss {
-		for i, v := range byName[s.name].Value.Data() {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("nn: checkpoint tensor %q element %d is %v", s.name, i, v)
-			}
+		d := byName[s.name].Value.Data()
+		if i := NonFinite(d); i >= 0 {
+			return nil, fmt.Errorf("nn: checkpoint tensor %q element %d is %v", s.name, i, d[i])
 		}
 	}
 	return build(cfg, func(s spec) *autograd.Var { return autograd.Param(byName[s.name].Value) }), nil
+}
+
+// NonFinite returns the index of the first NaN or ±Inf in x, or −1. It
+// screens blocks with a SIMD dot product (non-finite whenever an element
+// is) and scans only the blocks that fail.
+func NonFinite(x []float32) int {
+	const block = 4096
+	for i := 0; i < len(x); i += block {
+		b := x[i:min(i+block, len(x))]
+		if s := tensor.Dot(b, b); !math.IsNaN(float64(s)) && !math.IsInf(float64(s), 0) {
+			continue
+		}
+		for j, v := range b {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return i + j
+			}
+		}
+	}
+	return -1
 }

@@ -28,23 +28,26 @@ import (
 // read the weights, which must not change while they decode. Once its
 // buffers have grown (see Reserve), a step allocates nothing.
 type Decoder struct {
-	m    *Model
-	seqs []cache
-	jobs []dotJob
-	wg   sync.WaitGroup
+	m     *Model
+	seqs  []cache
+	jobs  []dotJob
+	attn  []attnJob
+	tasks []task
+	wg    sync.WaitGroup
 
 	// scratch, per row
 	pos                         []int
 	x, n, q, k, v, o, tmp, last []float32
 	gate, up, logits, cos, sin  []float32
-	att                         []float32
+	maxPos                      int
 	one                         [1]int
 }
 
-// cache is one sequence's keys and values: per layer [capacity, KVHeads·HeadDim].
+// cache is one sequence's keys and values: per layer [KVHeads, capacity,
+// HeadDim], so that one head's keys are contiguous.
 type cache struct {
-	pos  int
-	k, v [][]float32
+	pos, cap int
+	k, v     [][]float32
 }
 
 // NewDecoder returns a decoder of one sequence at position 0.
@@ -57,7 +60,8 @@ func (m *Model) NewBatchDecoder(n int) *Decoder {
 		d.seqs[i].k = make([][]float32, m.Config.Layers)
 		d.seqs[i].v = make([][]float32, m.Config.Layers)
 	}
-	d.jobs = make([]dotJob, dotWorkers())
+	w := workers()
+	d.jobs, d.attn, d.tasks = make([]dotJob, w), make([]attnJob, w), make([]task, w)
 	return d
 }
 
@@ -88,15 +92,22 @@ func (d *Decoder) Reserve(n int) {
 
 func (d *Decoder) grow(i, n int) {
 	c := &d.seqs[i]
-	kvd := d.m.Config.KVHeads * d.m.Config.HeadDim
-	if len(c.k) == 0 || len(c.k[0]) >= n*kvd {
+	if len(c.k) == 0 || c.cap >= n {
 		return
 	}
-	n = min(max(n, 2*len(c.k[0])/kvd), d.m.Config.Context)
-	for l := range c.k {
-		c.k[l] = append(make([]float32, 0, n*kvd), c.k[l]...)[:n*kvd]
-		c.v[l] = append(make([]float32, 0, n*kvd), c.v[l]...)[:n*kvd]
+	n = min(max(n, 2*c.cap), d.m.Config.Context)
+	kvh, dh := d.m.Config.KVHeads, d.m.Config.HeadDim
+	move := func(old []float32) []float32 {
+		b := make([]float32, kvh*n*dh)
+		for h := range kvh {
+			copy(b[h*n*dh:][:c.pos*dh], old[h*c.cap*dh:][:c.pos*dh])
+		}
+		return b
 	}
+	for l := range c.k {
+		c.k[l], c.v[l] = move(c.k[l]), move(c.v[l])
+	}
+	c.cap = n
 }
 
 // fit returns b with length n, growing it geometrically, so that buffers
@@ -197,7 +208,7 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 	m, c := d.m, d.m.Config
 	rows := len(tokens)
 	dm, hs, kvh, dh := c.DModel, c.Heads, c.KVHeads, c.HeadDim
-	qd, kvd, half, g := hs*dh, kvh*dh, dh/2, hs/kvh
+	qd, kvd, half := hs*dh, kvh*dh, dh/2
 	for _, s := range seqs {
 		last := d.seqs[s].pos + rows
 		if !prefill {
@@ -215,7 +226,7 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 		maxPos = max(maxPos, d.pos[r]+1)
 		ropeRow(d.cos[r*half:(r+1)*half], d.sin[r*half:(r+1)*half], m.freq, d.pos[r])
 	}
-	d.att = fit(d.att, maxPos)
+	d.maxPos = maxPos
 	lin := func(y []float32, l *Linear, x []float32, nr int) {
 		var b []float32
 		if l.B != nil {
@@ -251,7 +262,6 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 	for r, t := range tokens {
 		copy(d.x[r*dm:(r+1)*dm], m.Embed.W.Value.Row(int(t)))
 	}
-	scale := float32(1 / math.Sqrt(float64(dh)))
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
 		for r := range rows {
@@ -263,27 +273,13 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 		rot(d.q, hs)
 		rot(d.k, kvh)
 		for r, s := range seqs {
-			p := d.pos[r]
-			copy(d.seqs[s].k[l][p*kvd:(p+1)*kvd], d.k[r*kvd:(r+1)*kvd])
-			copy(d.seqs[s].v[l][p*kvd:(p+1)*kvd], d.v[r*kvd:(r+1)*kvd])
-		}
-		for r, s := range seqs {
-			kc, vc := d.seqs[s].k[l], d.seqs[s].v[l]
-			att := d.att[:d.pos[r]+1]
-			for h := range hs {
-				kh := h / g
-				qh := d.q[r*qd+h*dh:][:dh]
-				for j := range att {
-					att[j] = scale * tensor.Dot(qh, kc[j*kvd+kh*dh:][:dh])
-				}
-				tensor.Softmax(att, att)
-				oh := d.o[r*qd+h*dh:][:dh]
-				clear(oh)
-				for j, pj := range att {
-					tensor.Axpy(pj, vc[j*kvd+kh*dh:][:dh], oh)
-				}
+			c, p := &d.seqs[s], d.pos[r]
+			for h := range kvh {
+				copy(c.k[l][(h*c.cap+p)*dh:][:dh], d.k[r*kvd+h*dh:][:dh])
+				copy(c.v[l][(h*c.cap+p)*dh:][:dh], d.v[r*kvd+h*dh:][:dh])
 			}
 		}
+		d.attend(l, seqs, rows, prefill)
 		lin(d.tmp, &b.Attn.O, d.o, rows)
 		tensor.Add(d.x, d.x, d.tmp)
 		for r := range rows {

@@ -1,29 +1,44 @@
 // Package nn is a small, readable training stack on top of package
-// autograd: the layers of a LLaMA-style decoder, TinyLM built from them,
-// KV-cache decoding with seeded sampling, a byte tokenizer, AdamW with a
+// autograd: the Llama-family decoder (Model), KV-cache decoding of one or
+// many sequences with seeded sampling, a byte tokenizer, AdamW with a
 // warmup + cosine schedule, safetensors checkpoints, and structured FFN
 // pruning. It is the model that posttrain's examples push distillation and
-// preference gradients into, not a framework.
+// preference gradients into, not a framework; package hf loads and saves
+// it as a Hugging Face checkpoint.
 //
 // # The model
 //
-// TinyLM embeds tokens, runs Layers pre-norm decoder blocks and projects
+// Model embeds tokens, runs Layers pre-norm decoder blocks and projects
 // back to the vocabulary. A block is
 //
-//	x ← x + Attn(RMSNorm(x))     causal multi-head attention with RoPE
+//	x ← x + Attn(RMSNorm(x))     causal grouped-query attention with RoPE
 //	x ← x + MLP(RMSNorm(x))      SwiGLU: Down(SiLU(Gate·x) ∘ Up·x)
 //
 // (Vaswani et al. 2017; RMSNorm, Zhang & Sennrich 2019; rotary position
 // embeddings, Su et al. 2021; SwiGLU, Shazeer 2020; the combination is
-// Touvron et al. 2023's LLaMA). Linear layers have no biases and store
+// Touvron et al. 2023's LLaMA). Config covers Llama 2/3.x, Qwen2/2.5,
+// SmolLM2 and dense Mistral with the semantics of transformers'
+// LlamaForCausalLM: KVHeads key/value heads shared by blocks of query
+// heads (grouped-query attention, Ainslie et al. 2023), an explicit
+// HeadDim, scores scaled by HeadDim^−½, split-half ("rotate half") RoPE
+// with base RoPE and linear or llama3 frequency Scaling, optional q/k/v
+// (Qwen2) and output biases, and an output head tied to the embedding or
+// its own. TinyLM, the byte-level model of the examples, is a small Config
+// of the same type (TinyLM is an alias of Model). Linear layers store
 // weights [out, in], as PyTorch does, under the names Params lists.
 //
 // Forward builds the training graph on an autograd.Tape and returns
 // logits [batch·T, Vocab]; CrossEntropy on the tape, or a loss from
 // distill or prefopt seeded through Tape.Backward, closes the loop.
-// Decoder computes the same function one token at a time from cached keys
-// and values, and Sampler draws from its logits (temperature, top-k,
-// top-p; Holtzman et al. 2020), reproducibly for a seed.
+// Logits is the same forward without a tape. Decoder computes the same
+// function from cached keys and values (sized by the key/value heads): a
+// prompt enters in one batched pass (Prefill), then each step feeds one
+// token per sequence, reading each weight once for the whole batch
+// (StepBatch). Sequences keep their own positions, so prompts of
+// different lengths need no padding, and a sequence's tokens do not
+// depend on the others decoded with it. Sampler draws from the logits
+// (temperature, top-k, top-p; Holtzman et al. 2020), reproducibly for a
+// seed; Generate and GenerateBatch stop at Config.EOS.
 //
 // # Training
 //
@@ -40,6 +55,11 @@
 // byte offsets per tensor, then raw little-endian data. Writes are atomic
 // (temporary file, sync, rename). Reads validate every field and the
 // tiling of the data section, and return errors that name the tensor.
+// The config travels in the header's metadata with a SHA-256 of the
+// config and the weights, so an edit that keeps every shape (a context or
+// RoPE base changed by hand) is caught; non-finite weights are errors,
+// and metadata is checked against the tensors before anything is
+// allocated, so a tiny file claiming a huge model fails cheaply.
 //
 // # Pruning
 //

@@ -15,12 +15,56 @@ import (
 // the split or the batch, so a sequence's logits do not depend on the
 // other sequences decoded with it.
 
+// task is a share of work the pool runs.
+type task interface{ run() }
+
+type pooled struct {
+	t  task
+	wg *sync.WaitGroup
+}
+
+var pool struct {
+	once sync.Once
+	n    int
+	ch   chan pooled
+}
+
+// workers returns the number of shares work is split into, starting the
+// pool on first use.
+func workers() int {
+	pool.once.Do(func() {
+		pool.n = runtime.GOMAXPROCS(0)
+		pool.ch = make(chan pooled)
+		for range pool.n - 1 {
+			go func() {
+				for p := range pool.ch {
+					p.t.run()
+					p.wg.Done()
+				}
+			}()
+		}
+	})
+	return pool.n
+}
+
+// fanout runs the tasks, the first on the calling goroutine, and waits.
+func (d *Decoder) fanout(ts []task) {
+	if len(ts) == 0 {
+		return
+	}
+	d.wg.Add(len(ts) - 1)
+	for _, t := range ts[1:] {
+		pool.ch <- pooled{t, &d.wg}
+	}
+	ts[0].run()
+	d.wg.Wait()
+}
+
 // dotJob is one worker's share: outputs [o0, o1) of every row.
 type dotJob struct {
 	y, x, w, b    []float32
 	rows, in, out int
 	o0, o1        int
-	wg            *sync.WaitGroup
 }
 
 func (j *dotJob) run() {
@@ -36,30 +80,6 @@ func (j *dotJob) run() {
 	}
 }
 
-var dotPool struct {
-	once sync.Once
-	n    int
-	ch   chan *dotJob
-}
-
-// dotWorkers returns the number of shares a product is split into,
-// starting the pool on first use.
-func dotWorkers() int {
-	dotPool.once.Do(func() {
-		dotPool.n = runtime.GOMAXPROCS(0)
-		dotPool.ch = make(chan *dotJob)
-		for range dotPool.n - 1 {
-			go func() {
-				for j := range dotPool.ch {
-					j.run()
-					j.wg.Done()
-				}
-			}()
-		}
-	})
-	return dotPool.n
-}
-
 // dots computes y[r, o] = W[o]·x[r] + b[o] for rows inputs x [rows, in]
 // and W [out, in]; b may be nil.
 func (d *Decoder) dots(y, x, w, b []float32, rows, in, out int) {
@@ -72,16 +92,9 @@ func (d *Decoder) dots(y, x, w, b []float32, rows, in, out int) {
 	per = (per + align - 1) / align * align
 	n := 0
 	for o0 := 0; o0 < out; o0 += per {
-		d.jobs[n] = dotJob{y: y, x: x, w: w, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per), wg: &d.wg}
+		d.jobs[n] = dotJob{y: y, x: x, w: w, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per)}
+		d.tasks[n] = &d.jobs[n]
 		n++
 	}
-	if n == 0 {
-		return
-	}
-	d.wg.Add(n - 1)
-	for i := 1; i < n; i++ {
-		dotPool.ch <- &d.jobs[i]
-	}
-	d.jobs[0].run()
-	d.wg.Wait()
+	d.fanout(d.tasks[:n])
 }

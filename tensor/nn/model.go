@@ -398,18 +398,30 @@ func (m *Model) Forward(t *autograd.Tape, tokens []int32, batch int) (*autograd.
 }
 
 // Logits returns the logits [len(ids), Vocab] of one sequence, without
-// recording a tape: row i predicts token i+1.
+// recording a tape: row i predicts token i+1. It runs Forward's
+// operations a block at a time, so that only one block's activations
+// are held at once.
 func (m *Model) Logits(ids []int32) (*tensor.Dense, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("nn: Logits: empty sequence")
 	}
-	t := autograd.NewTape()
-	t.NoGrad = true
-	out, err := m.Forward(t, ids, 1)
-	if err != nil {
+	if len(ids) > m.Config.Context {
+		return nil, fmt.Errorf("nn: Logits: sequence length %d exceeds context %d", len(ids), m.Config.Context)
+	}
+	if err := m.CheckTokens(ids); err != nil {
 		return nil, err
 	}
-	return out.Value, nil
+	t := autograd.NewTape()
+	t.NoGrad = true
+	cos, sin := m.ropeTables(len(ids))
+	x := m.Embed.Forward(t, ids).Value.Clone()
+	for i := range m.Blocks {
+		t.Reset()
+		y := m.Blocks[i].Forward(t, autograd.Const(x), 1, cos, sin)
+		copy(x.Data(), y.Value.Data())
+	}
+	t.Reset()
+	return m.Head.Forward(t, m.Norm.Forward(t, autograd.Const(x))).Value.Clone(), nil
 }
 
 // Clone returns a deep copy of m with fresh (zero) gradients: a frozen

@@ -208,7 +208,7 @@ func archList() string {
 // writeConfig returns the config.json of a model of config c, in
 // transformers' fields: Qwen2ForCausalLM for q/k/v biases without an
 // output bias, LlamaForCausalLM otherwise.
-func writeConfig(c nn.Config) ([]byte, error) {
+func writeConfig(c nn.Config, dtype string) ([]byte, error) {
 	arch, mt := "LlamaForCausalLM", "llama"
 	out := map[string]any{}
 	switch {
@@ -236,7 +236,7 @@ func writeConfig(c nn.Config) ([]byte, error) {
 	out["rope_theta"] = c.RoPE
 	out["hidden_act"] = "silu"
 	out["tie_word_embeddings"] = c.Tied
-	out["torch_dtype"] = "float32"
+	out["torch_dtype"] = map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype]
 	switch s := c.Scaling; s.Type {
 	case "linear":
 		out["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": s.Factor}

@@ -45,8 +45,10 @@
 // SaveModel writes config.json and F32 safetensors under transformers'
 // names — one file, or shards of at most ShardSize bytes with an index —
 // each atomically, so transformers, vLLM and llama.cpp's converter read
-// it unchanged and LoadModel gets the same bits back. Each file records
-// the SHA-256 of its data in __metadata__, and LoadModel checks it.
+// it unchanged and LoadModel gets the same bits back. SaveModelWith sets
+// the shard size and may store BF16 or F16 instead (rounded to nearest
+// even, half the bytes). Each file records the SHA-256 of its data in
+// __metadata__, and LoadModel checks it.
 //
 // # Checking the models
 //

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -116,6 +117,24 @@ func TestConfigs(t *testing.T) {
 	}
 }
 
+// TestGenerationConfig checks that generation_config.json's EOS ids join
+// config.json's.
+func TestGenerationConfig(t *testing.T) {
+	d := copyFixture(t, "smol_f32")
+	os.WriteFile(filepath.Join(d, generationFile), []byte(`{"eos_token_id": [1, 5], "bos_token_id": 0}`), 0o644)
+	m, err := LoadModel(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Config.EOS, []int32{0, 1, 5}) {
+		t.Errorf("EOS %v", m.Config.EOS)
+	}
+	os.WriteFile(filepath.Join(d, generationFile), []byte(`{"eos_token_id": 500}`), 0o644)
+	if _, err := LoadModel(d); err == nil || !strings.Contains(err.Error(), generationFile) {
+		t.Errorf("EOS outside the vocabulary: %v", err)
+	}
+}
+
 // TestRoundTrip saves every fixture, single-file and sharded, and loads
 // it back bit for bit.
 func TestRoundTrip(t *testing.T) {
@@ -126,7 +145,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		for _, shard := range []int64{ShardSize, 20000} {
 			dir := filepath.Join(t.TempDir(), "out")
-			if err := SaveModelShards(m, dir, shard); err != nil {
+			if err := SaveModelWith(m, dir, SaveOptions{ShardSize: shard}); err != nil {
 				t.Fatal(err)
 			}
 			_, errIdx := os.Stat(filepath.Join(dir, indexFile))
@@ -150,6 +169,40 @@ func TestRoundTrip(t *testing.T) {
 					if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
 						t.Fatalf("%s: %s[%d] differs", name, p[i].Name, j)
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestSaveHalf saves in BF16 and F16: loading gives the weights rounded
+// once, and a second round trip changes nothing.
+func TestSaveHalf(t *testing.T) {
+	m, err := LoadModel("testdata/llama_bf16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dt := range []string{"BF16", "F16"} {
+		dir := filepath.Join(t.TempDir(), dt)
+		if err := SaveModelWith(m, dir, SaveOptions{Dtype: dt, ShardSize: 30000}); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadModel(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, configFile))
+		if !strings.Contains(string(b), map[string]string{"BF16": `"bfloat16"`, "F16": `"float16"`}[dt]) {
+			t.Errorf("%s: config %s", dt, b)
+		}
+		p, q := m.Params(), back.Params()
+		for i := range p {
+			for j, v := range p[i].Var.Value.Data() {
+				w := q[i].Var.Value.Data()[j]
+				// The fixture's weights are bf16 values: BF16 keeps them
+				// exactly, F16 within its 11-bit precision.
+				if dt == "BF16" && v != w || math.Abs(float64(v-w)) > 1e-3*math.Abs(float64(v))+1e-7 {
+					t.Fatalf("%s: %s[%d] = %v, saved %v", dt, p[i].Name, j, w, v)
 				}
 			}
 		}

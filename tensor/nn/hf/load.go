@@ -8,13 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -24,13 +26,17 @@ const (
 	configFile = "config.json"
 	singleFile = "model.safetensors"
 	indexFile  = "model.safetensors.index.json"
+	// generationFile may add end-of-sequence ids to config.json's.
+	generationFile = "generation_config.json"
 	// maxIndex bounds the index file; a large model's is ~100 KB.
 	maxIndex = 64 << 20
 )
 
 // LoadModel reads a transformers checkpoint directory: config.json and
 // either model.safetensors or the shards model.safetensors.index.json
-// names, with F32, BF16, F16 (or F64) weights. The files are memory
+// names, with F32, BF16, F16 (or F64) weights. The end-of-sequence ids
+// that stop generation are config.json's eos_token_id and those of
+// generation_config.json, if there is one. The files are memory
 // mapped and each weight is converted to float32 once, straight into the
 // model. Architectures other than Llama, Mistral and Qwen2 causal LMs are
 // refused by name, as are settings the decoder does not implement.
@@ -48,6 +54,31 @@ func LoadModel(dir string) (*nn.Model, error) {
 	cfg, err := parseConfig(cb)
 	if err != nil {
 		return nil, fmt.Errorf("hf: LoadModel: %s: %v", filepath.Join(dir, configFile), err)
+	}
+	// generation_config.json, when present, may name more end-of-sequence
+	// tokens (instruct models end turns with their own).
+	gpath := filepath.Join(dir, generationFile)
+	if gb, err := readSmall(gpath, maxConfig); err == nil {
+		var g struct {
+			EOS json.RawMessage `json:"eos_token_id"`
+		}
+		if err := json.Unmarshal(gb, &g); err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+		eos, err := parseEOS(g.EOS)
+		if err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+		for _, e := range eos {
+			if !slices.Contains(cfg.EOS, e) {
+				cfg.EOS = append(cfg.EOS, e)
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("hf: LoadModel: %s: %v", gpath, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("hf: LoadModel: %v", err)
 	}
 	shards, err := openShards(dir)
 	if err != nil {
@@ -121,18 +152,39 @@ func LoadModel(dir string) (*nn.Model, error) {
 			}
 		}
 	}
-	ts := make([]nn.Tensor, 0, len(specs))
-	var scratch []byte
-	for _, p := range specs {
-		f := found[p.Name]
-		d := tensor.New(p.Shape...)
-		if scratch == nil {
-			scratch = make([]byte, convertWindow*8)
+	// Convert on every core, a tensor at a time; each tensor goes to its
+	// own slot, and the first failure in parameter order is reported, so
+	// the outcome does not depend on the scheduling.
+	ts := make([]nn.Tensor, len(specs))
+	errs := make([]error, len(specs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(specs)) {
+		wg.Go(func() {
+			var scratch []byte
+			if !mappedInPlace {
+				scratch = make([]byte, convertWindow*8)
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(specs) {
+					return
+				}
+				p := specs[i]
+				f := found[p.Name]
+				d := tensor.New(p.Shape...)
+				if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
+					errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+				}
+				ts[i] = nn.Tensor{Name: p.Name, Value: d}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
-			return nil, fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
-		}
-		ts = append(ts, nn.Tensor{Name: p.Name, Value: d})
 	}
 	m, err := nn.FromTensors(cfg, ts)
 	if err != nil {
@@ -158,10 +210,8 @@ func convert(dst []float32, m *mapping, t nn.TensorInfo, scratch []byte) error {
 		out := dst[i : i+n]
 		nn.DecodeTensorData(out, raw, t.Dtype)
 		m.release(off, n*int(size))
-		for j, v := range out {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("element %d is %v", i+j, v)
-			}
+		if j := nn.NonFinite(out); j >= 0 {
+			return fmt.Errorf("element %d is %v", i+j, out[j])
 		}
 	}
 	return nil
@@ -220,17 +270,18 @@ func openShards(dir string) (shards []*shard, err error) {
 		}
 		return &shard{path, m, infos}, nil
 	}
+	// Like transformers, prefer model.safetensors when both layouts exist.
+	s, err := open(filepath.Join(dir, singleFile))
+	if err == nil {
+		return []*shard{s}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	ipath := filepath.Join(dir, indexFile)
 	ib, err := readSmall(ipath, maxIndex)
 	if errors.Is(err, fs.ErrNotExist) {
-		s, err := open(filepath.Join(dir, singleFile))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: neither %s nor %s", dir, singleFile, indexFile)
-			}
-			return nil, err
-		}
-		return []*shard{s}, nil
+		return nil, fmt.Errorf("%s: neither %s nor %s", dir, singleFile, indexFile)
 	}
 	if err != nil {
 		return nil, err

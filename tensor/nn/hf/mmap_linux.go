@@ -17,6 +17,10 @@ type mapping struct {
 	data []byte
 }
 
+// mappedInPlace reports that window returns the mapped bytes themselves,
+// so converting needs no scratch buffer.
+const mappedInPlace = true
+
 func openMapping(path string) (*mapping, error) {
 	f, err := os.Open(path)
 	if err != nil {

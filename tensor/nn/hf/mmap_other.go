@@ -10,6 +10,9 @@ type mapping struct {
 	*mmap.ReaderAt
 }
 
+// mappedInPlace reports that window copies into the scratch buffer.
+const mappedInPlace = false
+
 func openMapping(path string) (*mapping, error) {
 	r, err := mmap.Open(path)
 	if err != nil {
