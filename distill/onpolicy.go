@@ -88,7 +88,8 @@ func (g GKD) OnPolicy(step int) bool { return g.Source(step) == Student }
 // tokens the student chose. Only the sign of a label is read.
 //
 // When grad is not nil it receives dLoss/dstudent; ignored rows get zero
-// gradient. grad may be student itself. If every row is ignored the loss
+// gradient. grad may be student itself, and must otherwise share no memory
+// with student or teacher. If every row is ignored the loss
 // is 0 with a zero gradient, so a step whose completions were all
 // truncated away changes nothing. Errors as for GeneralizedJSD, plus a
 // label count that is not N and Lambda outside [0, 1]; the inputs are all
@@ -117,8 +118,10 @@ func (g GKD) Loss(grad, student, teacher *tensor.Dense, labels []int32) (float64
 	if len(labels) != n {
 		return 0, fmt.Errorf("distill: %s: %d labels for %d rows", op, len(labels), n)
 	}
-	if grad != nil && n > 0 && &grad.Data()[0] == &teacher.Data()[0] {
-		return 0, fmt.Errorf("distill: %s: grad aliases teacher", op)
+	// Checked here, before any row of grad is written: the per-run check
+	// in GeneralizedJSD would come after earlier runs and masked rows were.
+	if err := checkOverlap(op, grad, "student", student, "teacher", teacher); err != nil {
+		return 0, err
 	}
 	if err := checkFinite(op, "student", student, "teacher", teacher); err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -214,5 +215,71 @@ func TestGKDErrors(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// grad overlapping student (shifted a row) or teacher (partly or wholly) is
+// an error before anything is written: every tensor, grad included, is
+// left as it was. The masked first row makes the old per-run check come
+// too late: its row of grad was cleared before the run after it was
+// checked.
+func TestGKDGradOverlap(t *testing.T) {
+	const n, v = 3, 4
+	labels := []int32{-100, 1, 2}
+	fill := func(d []float32) {
+		for i := range d {
+			d[i] = float32(i%7)*0.25 - 0.5
+		}
+		d[5] += 1 // teacher ≠ student
+	}
+	// Each input lives in a buffer one row longer than it, so that grad
+	// can be shifted by a row either way: offsets are in rows.
+	cases := []struct {
+		name, want    string
+		studentOff    int
+		gradInTeacher bool
+		gradOff       int
+	}{
+		{"shifted a row after student", "overlaps student", 0, false, 1},
+		{"shifted a row before student", "overlaps student", 1, false, 0},
+		{"shifted over teacher", "overlaps teacher", 0, true, 1},
+		{"teacher itself", "overlaps teacher", 0, true, 0},
+	}
+	g := GKD{Beta: 0.5, Temperature: 1}
+	for _, c := range cases {
+		sbuf, tbuf := make([]float32, (n+1)*v), make([]float32, (n+1)*v)
+		fill(sbuf)
+		fill(tbuf)
+		tbuf[6] -= 2
+		student := tensor.FromSlice(sbuf[c.studentOff*v:][:n*v], n, v)
+		teacher := tensor.FromSlice(tbuf[:n*v], n, v)
+		gbuf := sbuf
+		if c.gradInTeacher {
+			gbuf = tbuf
+		}
+		grad := tensor.FromSlice(gbuf[c.gradOff*v:][:n*v], n, v)
+		s0, t0 := slices.Clone(sbuf), slices.Clone(tbuf)
+		_, err := g.Loss(grad, student, teacher, labels)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
+		if !slices.Equal(sbuf, s0) || !slices.Equal(tbuf, t0) {
+			t.Errorf("%s: memory written before the error", c.name)
+		}
+	}
+	// grad exactly the student stays allowed and matches a separate grad.
+	sbuf, tbuf := make([]float32, n*v), make([]float32, n*v)
+	fill(sbuf)
+	fill(tbuf)
+	tbuf[6] -= 2
+	want := tensor.New(n, v)
+	l1, err := g.Loss(want, tensor.FromSlice(slices.Clone(sbuf), n, v), tensor.FromSlice(tbuf, n, v), labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := tensor.FromSlice(sbuf, n, v)
+	l2, err := g.Loss(in, in, tensor.FromSlice(tbuf, n, v), labels)
+	if err != nil || l1 != l2 || !slices.Equal(in.Data(), want.Data()) {
+		t.Fatalf("grad = student: %v, %v vs %v", err, l2, l1)
 	}
 }

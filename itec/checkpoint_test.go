@@ -458,3 +458,60 @@ func TestHugeCounts(t *testing.T) {
 		}
 	}
 }
+
+// Temporary files left by a run killed mid-write (here: a torn state.json
+// and a half-written candidates file of the next round) are removed by the
+// next Run, which ends in the same state as a run that found none; files
+// that are not provably such temporaries stay.
+func TestStaleTemporaries(t *testing.T) {
+	ref, _ := oneRound(t)
+	if _, err := Run(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := oneRound(t)
+	state, err := os.ReadFile(filepath.Join(cfg.Dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := map[string][]byte{
+		".state.json.atomicfile-3141592653.tmp":     state[:len(state)/2],
+		".candidates-r2.jsonl.atomicfile-27182.tmp": []byte(`{"prompt":`),
+	}
+	keep := map[string][]byte{
+		".state.json.tmp123":             state, // not our name: another program's
+		"notes.atomicfile-1.tmp":         []byte("mine"),
+		".state.json.atomicfile-x1.tmp":  []byte("mine"),
+		".state.json.atomicfile-1.tmp.1": []byte("mine"),
+	}
+	for _, m := range []map[string][]byte{stale, keep} {
+		for n, b := range m {
+			if err := os.WriteFile(filepath.Join(cfg.Dir, n), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	for n := range stale {
+		if _, err := os.Lstat(filepath.Join(cfg.Dir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after Run: %v", n, err)
+		}
+	}
+	for n, b := range keep {
+		got, err := os.ReadFile(filepath.Join(cfg.Dir, n))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s changed by Run: %v", n, err)
+		}
+		os.Remove(filepath.Join(cfg.Dir, n))
+	}
+	g, w := normalizeRefs(snapshot(t, cfg.Dir), cfg.Dir), normalizeRefs(snapshot(t, ref.Dir), ref.Dir)
+	if !reflect.DeepEqual(g, w) {
+		for k := range w {
+			if g[k] != w[k] {
+				t.Logf("%s differs", k)
+			}
+		}
+		t.Fatal("a run that found stale temporaries ends in a different state")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/posttrain/posttrain/internal/atomicfile"
 	"github.com/posttrain/posttrain/prefopt"
 )
 
@@ -121,9 +122,13 @@ const stateVersion = 1
 // one) from start to return; a second Run on the same directory, in this
 // process or another, fails at once with an error wrapping ErrLocked. The
 // operating system drops the lock when the holder exits, so a crash leaves
-// no stale lock. A checkpoint that fails its checksums or contradicts
-// itself is an error wrapping ErrCheckpoint, never a panic or a silent
-// skip of work.
+// no stale lock. Once it holds the lock, Run removes the temporary files
+// that a run killed mid-write left in cfg.Dir (".NAME.atomicfile-DIGITS.tmp",
+// the file NAME being intact) and nothing else; a process writing into
+// cfg.Dir through posttrain without holding the lock would lose its write
+// (its rename fails), so write there only from Run's callbacks. A
+// checkpoint that fails its checksums or contradicts itself is an error
+// wrapping ErrCheckpoint, never a panic or a silent skip of work.
 //
 // Labels: each answer is appended to the round's label log and synced
 // before Run issues any further request to the Labeler, and a resumed run
@@ -170,6 +175,13 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	lock, err := lockDir(cfg.Dir)
 	if err != nil {
 		return nil, err
+	}
+	// Every file in the directory is written under this lock, so a
+	// temporary file found now was left by a run killed mid-write; the
+	// file it was to replace is intact.
+	if _, err := atomicfile.RemoveStale(cfg.Dir); err != nil {
+		lock.unlock()
+		return nil, fmt.Errorf("itec: removing temporary files left by a killed run: %w", err)
 	}
 	r, err := openLocked(ctx, cfg)
 	if err != nil {

@@ -328,8 +328,14 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, "member-") || strings.HasSuffix(n, ".log") || n == "lock" || strings.HasPrefix(n, ".") {
-			continue // the trainer's files, the label logs (kept for audit), the run's lock, temporary files a kill left
+		if strings.HasPrefix(n, ".") {
+			// A write killed mid-way leaves a temporary file; the next
+			// itec.Run removes it, so none is left after a run completes.
+			t.Errorf("%s left in the run directory", n)
+			continue
+		}
+		if e.IsDir() || strings.HasPrefix(n, "member-") || strings.HasSuffix(n, ".log") || n == "lock" {
+			continue // the trainer's files, the label logs (kept for audit), the run's lock
 		}
 		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {

@@ -136,3 +136,33 @@ func TestMDLOOErrors(t *testing.T) {
 	_, err = o.Update(t.Context(), 1, pol, ok, []float64{-1.4, -1.4, -1.4, -1.4}, ok)
 	assert.ErrorContains(t, err, "Schedule(1)", "t = 0")
 }
+
+// A prompt whose shaped rewards are all equal (scores of 0.7 with no KL
+// term, or scores and KL shaping that cancel) teaches nothing: its
+// advantages are exactly 0, not the mean's last-bit error.
+func TestMDLOOFlatGroupExactZero(t *testing.T) {
+	scores := []float64{0.7, 0.7, 0.7, 1, 0, 1}
+	adv, _, err := MDLOO{K: 3, Beta: 0, Schedule: Constant(1), Steps: 1}.Advantages(scores, make([]float64, 6), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range adv[:3] {
+		if a != 0 {
+			t.Errorf("adv[%d] = %v, want exactly 0", i, a)
+		}
+	}
+	if !(adv[3] > 0 && adv[4] < 0 && adv[5] > 0) {
+		t.Errorf("the unequal prompt's advantages %v", adv[3:])
+	}
+	// β·(old − ref) = 0.5·(−1 − (−1.5)) = 0.25 from every score 0.95.
+	o := MDLOO{K: 3, Beta: 0.5, Schedule: Constant(1), Steps: 1}
+	adv, shaped, err := o.Advantages([]float64{0.95, 0.95, 0.95}, []float64{-1, -1, -1}, []float64{-1.5, -1.5, -1.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range adv {
+		if a != 0 || shaped[i] != 0.7 {
+			t.Errorf("adv[%d] = %v (shaped %v), want exactly 0 (0.7)", i, a, shaped[i])
+		}
+	}
+}

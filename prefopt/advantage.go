@@ -11,7 +11,8 @@ import (
 //
 //	Â_i = R_i − (1/(k−1))·Σ_{j≠i} R_j = k/(k−1)·(R_i − mean R).
 //
-// Each group's advantages sum to zero. It returns an error if k < 2, if
+// Each group's advantages sum to zero; a group of equal rewards gets
+// advantages of exactly zero. It returns an error if k < 2, if
 // len(rewards) is not a multiple of k, if a reward is NaN or ±Inf, or if an
 // advantage overflows float64 (rewards of opposite signs near ±1.8e308).
 func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
@@ -28,6 +29,9 @@ func LeaveOneOut(rewards []float64, k int) ([]float64, error) {
 	scale := float64(k) / float64(k-1)
 	for g := 0; g < len(rewards); g += k {
 		grp := rewards[g : g+k]
+		if flat(grp) {
+			continue // exactly 0, not the last-bit error of the mean
+		}
 		mean := groupMean(grp)
 		for i, r := range grp {
 			adv[g+i] = scale * (r - mean)

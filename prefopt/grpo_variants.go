@@ -378,12 +378,7 @@ func GroupAdvantages(rewards []float64, k int, scale RewardScale) ([]float64, er
 	}
 	switch scale {
 	case ScaleGroup:
-		adv, err := GRPO(rewards, k, 1e-4)
-		if err != nil {
-			return nil, err
-		}
-		zeroFlat(adv, rewards, k)
-		return adv, nil
+		return GRPO(rewards, k, 1e-4)
 	case ScaleBatch, ScaleNone:
 	default:
 		return nil, fmt.Errorf("prefopt: %s: unknown scale %v", op, scale)
@@ -396,16 +391,19 @@ func GroupAdvantages(rewards []float64, k int, scale RewardScale) ([]float64, er
 	}
 	adv := make([]float64, len(rewards))
 	for g := 0; g < len(rewards); g += k {
+		grp := rewards[g : g+k]
+		if flat(grp) {
+			continue // exactly 0, not the last-bit error of the mean
+		}
 		var mean float64
-		for _, r := range rewards[g : g+k] {
+		for _, r := range grp {
 			mean += r
 		}
 		mean /= float64(k)
-		for i, r := range rewards[g : g+k] {
+		for i, r := range grp {
 			adv[g+i] = r - mean
 		}
 	}
-	zeroFlat(adv, rewards, k)
 	if scale == ScaleNone {
 		return adv, nil
 	}
@@ -435,18 +433,11 @@ func meanStd(v []float64) (mean, std float64) {
 // overflow float64.
 const maxReward = 1e150
 
-// zeroFlat sets exactly 0 the advantages of groups whose rewards are all
-// equal: their mean can differ from the rewards in the last bit (three
-// rewards of 0.7 have mean 0.7 − 1.1e−16), which the std division would
-// blow up to a spurious ±1e−12.
-func zeroFlat(adv, rewards []float64, k int) {
-	for g := 0; g < len(rewards); g += k {
-		if flat(rewards[g : g+k]) {
-			clear(adv[g : g+k])
-		}
-	}
-}
-
+// flat reports whether v's values are all equal. Advantage functions give
+// such a group exactly 0 rather than computing it: the group's mean can
+// differ from the rewards in the last bit (three rewards of 0.7 have mean
+// 0.7 − 1.1e−16), which the std division would blow up to a spurious
+// ±1e−12.
 func flat(v []float64) bool {
 	for _, x := range v[1:] {
 		if x != v[0] {

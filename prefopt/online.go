@@ -20,8 +20,8 @@ type PolicyResult struct {
 //	Â_i = (R_i − mean R) / (std R + eps),
 //
 // with the unbiased (k−1) standard deviation of the group, as TRL computes
-// it (TRL's default eps is 1e-4). A group of equal rewards gets zero
-// advantages. Rewards anywhere in float64's finite range work (a group of
+// it (TRL's default eps is 1e-4). A group of equal rewards gets advantages
+// of exactly zero. Rewards anywhere in float64's finite range work (a group of
 // ±1e308 gets its exact advantages). It returns an error if k < 2,
 // len(rewards) is not a multiple of k, eps < 0, or a reward is NaN or ±Inf.
 func GRPO(rewards []float64, k int, eps float64) ([]float64, error) {
@@ -41,6 +41,9 @@ func GRPO(rewards []float64, k int, eps float64) ([]float64, error) {
 	adv := make([]float64, len(rewards))
 	for g := 0; g < len(rewards); g += k {
 		grp := rewards[g : g+k]
+		if flat(grp) {
+			continue // exactly 0, not the last-bit error of the mean scaled by 1/eps
+		}
 		if maxAbs(grp) < safeMagnitude {
 			mean := groupMean(grp)
 			var ss float64

@@ -1,6 +1,7 @@
 package prefopt
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -196,4 +197,45 @@ func TestOnlineErrors(t *testing.T) {
 			t.Errorf("%s: error %q does not mention %q", c.name, c.err, c.want)
 		}
 	}
+}
+
+// A group of equal rewards gets advantages of exactly 0 from every
+// advantage estimator, though its computed mean can miss the rewards in the
+// last bit (0.7+0.7+0.7 = 2.0999999999999996, /3 = 0.6999999999999998), which
+// GRPO's 1/(std+eps) would turn into ±1e−12 and LeaveOneOut into ±3e−16.
+func TestFlatGroupsExactZero(t *testing.T) {
+	if m := groupMean([]float64{0.7, 0.7, 0.7}); m == 0.7 {
+		t.Fatalf("mean of three 0.7 is exactly 0.7: the case no longer tests anything")
+	}
+	rewards := []float64{
+		0.7, 0.7, 0.7,
+		1, 0, 1,
+		0.1, 0.1, 0.1,
+		1.0 / 3, 1.0 / 3, 1.0 / 3,
+		-1e308, -1e308, -1e308, // GRPO's path near float64's range
+		math.Copysign(0, -1), 0, 0, // −0 equals 0
+	}
+	flatAt := []int{0, 2, 3, 4, 5}
+	check := func(name string, adv []float64, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, g := range flatAt {
+			for i := 3 * g; i < 3*g+3; i++ {
+				if adv[i] != 0 {
+					t.Errorf("%s: group %d (%v): adv[%d] = %v, want exactly 0", name, g, rewards[3*g], i, adv[i])
+				}
+			}
+		}
+		if !(adv[3] > 0 && adv[4] < 0 && adv[5] > 0) {
+			t.Errorf("%s: the unequal group's advantages %v", name, adv[3:6])
+		}
+	}
+	for _, eps := range []float64{0, 1e-4, 1} {
+		adv, err := GRPO(rewards, 3, eps)
+		check(fmt.Sprintf("GRPO(eps = %v)", eps), adv, err)
+	}
+	adv, err := LeaveOneOut(rewards, 3)
+	check("LeaveOneOut", adv, err)
 }

@@ -45,9 +45,12 @@
 // truncation, a flipped bit in a block, an id outside the vocabulary — is
 // an error naming the file and the block that satisfies
 // errors.Is(err, ErrCorrupt); none is a panic (the reader is fuzzed, with
-// a committed seed corpus). Reader.Verify reads the whole file and also
-// checks the content digest, which catches blocks replaced by other
-// blocks with valid checksums.
+// a committed seed corpus). Blocks replaced by other blocks with valid
+// checksums are caught by the content digest: Next hashes the blocks as it
+// returns them and fails at the file's last block, before returning it
+// (the blocks before it have been delivered); Reader.Verify reads the
+// whole file first, for a caller that must not use a single token of a
+// forged file.
 //
 // A file truncated by another process while it is mapped would make the
 // copy fault (SIGBUS) and kill the process; the reader turns that fault
@@ -63,9 +66,11 @@
 // reading anything — existence, format, length, exact file size, index
 // and digest — so a missing, truncated, extended, swapped or substituted
 // shard is an error naming it before a single token is delivered.
+// Corpus.Next checks each shard's content digest as it streams, at the
+// shard's last block (an error naming the shard, that block withheld);
 // Corpus.Verify reads every shard whole and compares its content with the
-// manifest's digest: the full check, for when a cache arrives from
-// elsewhere.
+// manifest's digest before anything is used: the full check, for when a
+// cache arrives from elsewhere.
 //
 // # Filling a cache
 //

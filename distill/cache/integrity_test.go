@@ -84,9 +84,10 @@ func TestShardSubstitution(t *testing.T) {
 	}
 }
 
-// Blocks rewritten under an intact header, each with a valid checksum, read
-// without error block by block; Verify catches them by the content digest,
-// for a single file and for a corpus.
+// Blocks rewritten under an intact header, each with a valid checksum, pass
+// each block's check; Next catches them by the content digest at the
+// file's last block, which it never returns, and Verify before anything is
+// read, for a single file and for a corpus.
 func TestVerify(t *testing.T) {
 	f := Format{Vocab: 1000, K: 2, LogProbs: BF16, BlockTokens: 4}
 	path := corpus(t, 2, f, 24, 12)
@@ -109,11 +110,21 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := readAll(r); err != nil {
-		t.Fatalf("forged blocks carry valid checksums, yet: %v", err)
-	}
 	if err := r.Verify(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "content digest") {
 		t.Errorf("Reader.Verify of a forged shard: %v", err)
+	}
+	for range 2 { // the error is sticky until Rewind; Rewind reads again
+		ids, _, err := readAll(r)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "content digest") {
+			t.Fatalf("Reader.Next over a forged shard: %v", err)
+		}
+		if len(ids) != 2*4*f.K { // blocks 0 and 1; never the last
+			t.Fatalf("Reader.Next delivered %d tokens of the forged shard, want 8", len(ids)/f.K)
+		}
+		if _, err := r.Next(); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Next after the digest error: %v", err)
+		}
+		r.Rewind()
 	}
 	r.Close()
 	c, err = OpenCorpus(path)
@@ -123,7 +134,32 @@ func TestVerify(t *testing.T) {
 	if err := c.Verify(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "shard 1") {
 		t.Errorf("Corpus.Verify of a forged shard: %v", err)
 	}
+	ids, _, err := readAll(c)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "shard 1") || !strings.Contains(err.Error(), "content digest") {
+		t.Errorf("Corpus.Next over a forged shard: %v", err)
+	}
+	if len(ids) != (12+8)*f.K {
+		t.Errorf("Corpus.Next delivered %d tokens, want 20 (shard 0, two blocks of shard 1)", len(ids)/f.K)
+	}
 	c.Close()
+	// A forged last block: not one token of it is delivered.
+	b, _ = os.ReadFile(shard)
+	blk[0] ^= 1
+	putCRC(blk)
+	copy(b[headerSize:], blk) // shard 1 as written
+	last := b[headerSize+2*int(f.blockBytes(4)):]
+	last[1] ^= 2
+	putCRC(last)
+	os.WriteFile(shard, b, 0o644)
+	if r, err := Open(shard); err != nil {
+		t.Fatal(err)
+	} else {
+		ids, _, err := readAll(r)
+		if !errors.Is(err, ErrCorrupt) || len(ids) != 8*f.K {
+			t.Errorf("forged last block: %d tokens delivered, %v", len(ids)/f.K, err)
+		}
+		r.Close()
+	}
 	// A flipped bit is caught by Verify too (by its block checksum).
 	b[len(b)-7] ^= 4
 	os.WriteFile(shard, b, 0o644)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"runtime/debug"
@@ -45,6 +46,8 @@ type Reader struct {
 	blocks int
 	full   int64 // bytes of a full block
 	next   int
+	sum    hash.Hash // SHA-256 of the blocks Next has returned, in order
+	bad    error     // the content digest's mismatch, sticky until Rewind
 
 	raw []byte
 	ids []int32
@@ -119,6 +122,7 @@ func (r *Reader) init() error {
 		return corruptf("cache: %s: %d trailing bytes after block %d", r.name, size-want, nb-1)
 	}
 	r.blocks = int(nb)
+	r.sum = sha256.New()
 	e := int(min(bt, tokens)) * f.K
 	r.raw = make([]byte, f.blockBytes(int(min(bt, tokens))))
 	r.ids = make([]int32, e)
@@ -152,19 +156,55 @@ func (r *Reader) Close() error {
 }
 
 // Next returns the next block in order, and io.EOF after the last.
+//
+// Besides each block's own checksum, Next checks the file's content: it
+// hashes the blocks as it returns them and compares the SHA-256 with the
+// digest the header records when it reads the last block, before it
+// returns it. A file whose blocks were replaced by others with valid
+// checksums under an intact header (which OpenCorpus's checks of the
+// header cannot see) is therefore an error wrapping ErrCorrupt at its last
+// block, which is never returned; the blocks before it have been, so a
+// caller that must not use a single token of such a file calls Verify
+// first. The hashing covers blocks read by Next from the first one on;
+// ReadBlock and Verify do not disturb it.
 func (r *Reader) Next() (Block, error) {
+	if r.bad != nil {
+		return Block{}, r.bad
+	}
 	if r.next >= r.blocks {
 		return Block{}, io.EOF
 	}
 	b, err := r.ReadBlock(r.next)
-	if err == nil {
-		r.next++
+	if err != nil {
+		return b, err
 	}
-	return b, err
+	if r.next == 0 {
+		r.sum.Reset()
+	}
+	r.sum.Write(r.raw[:r.f.blockBytes(b.Tokens)])
+	if r.next == r.blocks-1 {
+		if _, err := r.checkDigest(r.sum); err != nil {
+			r.bad = err
+			return Block{}, err
+		}
+	}
+	r.next++
+	return b, nil
 }
 
 // Rewind makes Next start again from the first block.
-func (r *Reader) Rewind() { r.next = 0 }
+func (r *Reader) Rewind() { r.next, r.bad = 0, nil }
+
+// checkDigest compares the SHA-256 in h with the content digest the header
+// records, and returns it whole.
+func (r *Reader) checkDigest(h hash.Hash) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	if !bytes.Equal(sum[:digestSize], r.hd.digest[:]) {
+		return sum, corruptf("cache: %s: content digest %x, header says %x: the blocks are not the ones written", r.name, sum[:digestSize], r.hd.digest)
+	}
+	return sum, nil
+}
 
 // ReadBlock reads, verifies and decodes block i.
 func (r *Reader) ReadBlock(i int) (Block, error) {
@@ -255,10 +295,5 @@ func (r *Reader) verify() ([sha256.Size]byte, error) {
 		t := int(min(int64(r.f.BlockTokens), r.tokens-int64(i)*int64(r.f.BlockTokens)))
 		h.Write(r.raw[:r.f.blockBytes(t)])
 	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	if !bytes.Equal(sum[:digestSize], r.hd.digest[:]) {
-		return sum, corruptf("cache: %s: content digest %x, header says %x: the blocks are not the ones written", r.name, sum[:digestSize], r.hd.digest)
-	}
-	return sum, nil
+	return r.checkDigest(h)
 }

@@ -117,13 +117,12 @@ func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource,
 		}
 		if err := ctx.Err(); err != nil {
 			// A failed batch cancels ctx: report its error, not the
-			// cancellation it caused.
+			// cancellation.
 			mu.Lock()
-			f := first
-			mu.Unlock()
-			if f != nil {
-				return done, f
+			if first != nil {
+				err = first
 			}
+			mu.Unlock()
 			return done, err
 		}
 		buf := make([]int32, batch)

@@ -43,8 +43,9 @@ type Shard struct {
 	// the format, token count, index and digest: a shard swapped with
 	// another of the corpus, or replaced by another cache of the same
 	// format and length, fails the check at OpenCorpus. A shard whose
-	// blocks were rewritten under an unchanged header is caught only by
-	// Corpus.Verify (each block's own checksum still catches damage).
+	// blocks were rewritten under an unchanged header (each with a valid
+	// checksum) passes OpenCorpus; Corpus.Next fails at its last block,
+	// Corpus.Verify before any block is used.
 	HeaderCRC uint32 `json:"header_crc32c"`
 }
 
@@ -298,7 +299,9 @@ func (c *Corpus) Verify() error {
 func (c *Corpus) Manifest() Manifest { return c.m }
 
 // Next returns the corpus's next block, with Start counted from the
-// corpus's first token, and io.EOF after the last.
+// corpus's first token, and io.EOF after the last. Each shard's content is
+// checked against its digest as Reader.Next does: a forged shard is an
+// error naming it at its last block, which is not returned.
 func (c *Corpus) Next() (Block, error) {
 	for {
 		if c.cur != nil {
@@ -308,7 +311,7 @@ func (c *Corpus) Next() (Block, error) {
 				return b, nil
 			}
 			if err != io.EOF {
-				return Block{}, err
+				return Block{}, fmt.Errorf("cache: shard %d: %w", c.shard-1, err)
 			}
 			c.start += c.cur.Tokens()
 			c.cur.Close()
