@@ -27,7 +27,7 @@ type Member struct {
 	Name      string
 	Algorithm Algorithm
 	Round     int    // the round that trained it; 0 for an initial member
-	Ref       string // the trainer's handle for Load
+	Ref       string // the trainer's handle for LoadMember
 	Model     Generator
 }
 
@@ -130,19 +130,22 @@ type TrainRequest struct {
 }
 
 // Trainer trains new committee members and loads checkpointed ones.
+// Its methods are named apart from RewardTrainer's, so that one type can
+// be both.
 type Trainer interface {
 	// Train returns the new member with Model and Ref set. The loop names
 	// it; Train may leave Name empty.
 	Train(ctx context.Context, req TrainRequest) (Member, error)
-	// Load rebuilds a member's Model from its Ref when a run resumes.
-	Load(ctx context.Context, m Member) (Generator, error)
+	// LoadMember rebuilds a member's Model from its Ref when a run resumes.
+	LoadMember(ctx context.Context, m Member) (Generator, error)
 }
 
 // RewardTrainer refreshes the reward model on every preference so far and
 // loads a refreshed one when a run resumes.
 type RewardTrainer interface {
 	Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (rm Scorer, ref string, err error)
-	Load(ctx context.Context, ref string) (Scorer, error)
+	// LoadReward rebuilds the reward model Refresh returned with ref.
+	LoadReward(ctx context.Context, ref string) (Scorer, error)
 }
 
 // Evaluator scores a member for choosing the next committee (higher is

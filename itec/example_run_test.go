@@ -29,7 +29,7 @@ type fixedRM struct{}
 func (fixedRM) Refresh(context.Context, int, []prefopt.Pair) (itec.Scorer, string, error) {
 	return wordCount{}, "words", nil
 }
-func (fixedRM) Load(context.Context, string) (itec.Scorer, error) { return wordCount{}, nil }
+func (fixedRM) LoadReward(context.Context, string) (itec.Scorer, error) { return wordCount{}, nil }
 
 // imitator "trains" a member by memorizing the round's distilled demos:
 // rejection sampling in miniature.
@@ -45,7 +45,7 @@ func (m *imitator) Train(_ context.Context, req itec.TrainRequest) (itec.Member,
 	return itec.Member{Algorithm: req.Algorithm, Ref: ref, Model: g}, nil
 }
 
-func (m *imitator) Load(_ context.Context, mem itec.Member) (itec.Generator, error) {
+func (m *imitator) LoadMember(_ context.Context, mem itec.Member) (itec.Generator, error) {
 	g, ok := m.trained[mem.Ref]
 	if !ok {
 		return nil, fmt.Errorf("no member %q", mem.Ref)

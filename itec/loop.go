@@ -51,7 +51,7 @@ type Config struct {
 	Prompts []string // the prompts every round samples, labels and distills on
 	Rounds  int      // rounds to run in all
 	// Initial is the first committee. On resume, members are rebuilt with
-	// Trainer.Load, except initial ones, which are taken from here by name.
+	// Trainer.LoadMember, except initial ones, which are taken from here by name.
 	Initial []Member
 	// Algorithms are trained once each per round; nil means rejection
 	// sampling, DPO, IPO and online RL, AFM's set.
@@ -250,7 +250,7 @@ func (r *run) restore(ctx context.Context) error {
 			return fmt.Errorf("itec: checkpoint names initial member %q, which Config.Initial lacks", mi.Name)
 		}
 		m := Member{Name: mi.Name, Algorithm: mi.Algorithm, Round: mi.Round, Ref: mi.Ref}
-		g, err := r.cfg.Trainer.Load(ctx, m)
+		g, err := r.cfg.Trainer.LoadMember(ctx, m)
 		if err != nil {
 			return fmt.Errorf("itec: loading member %q: %w", mi.Name, err)
 		}
@@ -258,7 +258,7 @@ func (r *run) restore(ctx context.Context) error {
 		r.members[m.Name] = &m
 	}
 	if r.st.RewardRef != "" {
-		rm, err := r.cfg.Rewards.Load(ctx, r.st.RewardRef)
+		rm, err := r.cfg.Rewards.LoadReward(ctx, r.st.RewardRef)
 		if err != nil {
 			return fmt.Errorf("itec: loading reward model %q: %w", r.st.RewardRef, err)
 		}

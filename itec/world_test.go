@@ -123,11 +123,11 @@ type rmTrainer struct{ w *world }
 
 func (t rmTrainer) Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (Scorer, string, error) {
 	ref := fmt.Sprintf("rm/%d", len(pairs))
-	s, err := t.Load(ctx, ref)
+	s, err := t.LoadReward(ctx, ref)
 	return s, ref, err
 }
 
-func (t rmTrainer) Load(ctx context.Context, ref string) (Scorer, error) {
+func (t rmTrainer) LoadReward(ctx context.Context, ref string) (Scorer, error) {
 	n, err := strconv.Atoi(strings.TrimPrefix(ref, "rm/"))
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ func (t *memoTrainer) Train(ctx context.Context, req TrainRequest) (Member, erro
 	return Member{Model: m, Ref: path}, nil
 }
 
-func (t *memoTrainer) Load(ctx context.Context, mem Member) (Generator, error) {
+func (t *memoTrainer) LoadMember(ctx context.Context, mem Member) (Generator, error) {
 	b, err := os.ReadFile(mem.Ref)
 	if err != nil {
 		return nil, err

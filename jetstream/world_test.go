@@ -146,7 +146,7 @@ func (r rewards) Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (
 	return s, ref, err
 }
 
-func (r rewards) Load(ctx context.Context, ref string) (itec.Scorer, error) {
+func (r rewards) LoadReward(ctx context.Context, ref string) (itec.Scorer, error) {
 	return r.w.rewardModel(ref)
 }
 
@@ -229,7 +229,7 @@ func (t trainer) Train(ctx context.Context, req itec.TrainRequest) (itec.Member,
 	return itec.Member{Model: g, Ref: path}, err
 }
 
-func (t trainer) Load(ctx context.Context, m itec.Member) (itec.Generator, error) {
+func (t trainer) LoadMember(ctx context.Context, m itec.Member) (itec.Generator, error) {
 	return t.w.loadMemo(m.Ref, 0)
 }
 

@@ -362,7 +362,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 		Initial: []itec.Member{{Name: "student", Algorithm: itec.SFT, Model: pol}},
 		Samples: cfg.Samples, Pairs: itec.PairOptions{Strategy: itec.BestWorst},
 		KeepBest: 1, Workers: cfg.Workers, Seed: cfg.Seed + 21,
-		Labeler: lab.Oracle{}, Rewards: com.Rewards(), Trainer: com, Evaluator: com,
+		Labeler: lab.Oracle{}, Rewards: com, Trainer: com, Evaluator: com,
 		Progress: func(e itec.Event) {
 			if cfg.Progress == nil || e.Step == itec.Training || e.Step == itec.Refreshing {
 				return // those show their own bars
@@ -402,7 +402,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	plots = append(plots, p)
 
 	// Stage 5: MDLOO on the best member against the last reward model.
-	scorer, err := com.Rewards().Load(ctx, st.RewardRef)
+	scorer, err := com.LoadReward(ctx, st.RewardRef)
 	if err != nil {
 		return nil, err
 	}

@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		Samples:  cfg.Samples,
 		Pairs:    itec.PairOptions{Strategy: itec.BestWorst},
 		KeepBest: 1, Seed: cfg.Seed + 5,
-		Labeler: lab.Oracle{}, Rewards: com.Rewards(), Trainer: com, Evaluator: com,
+		Labeler: lab.Oracle{}, Rewards: com, Trainer: com, Evaluator: com,
 	})
 	if err != nil {
 		return err

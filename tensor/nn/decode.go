@@ -240,9 +240,15 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 					tensor.Add(yr, yr, b)
 				}
 			}
+			if l.LoRA != nil {
+				l.LoRA.addRows(y, x, nr)
+			}
 			return
 		}
 		d.dots(y, x, w.Data(), b, nr, w.Dim(1), w.Dim(0))
+		if l.LoRA != nil {
+			l.LoRA.addRows(y, x, nr)
+		}
 	}
 	rot := func(v []float32, heads int) {
 		for r := range rows {

@@ -31,14 +31,21 @@ func ones(n int) *autograd.Var {
 }
 
 // Linear is y = x·Wᵀ + B; W is [out, in] as in PyTorch, and B [out] is
-// nil for a layer without bias.
-type Linear struct{ W, B *autograd.Var }
+// nil for a layer without bias. LoRA, when set, adds a low-rank update
+// (see AddLoRA).
+type Linear struct {
+	W, B *autograd.Var
+	LoRA *LoRA
+}
 
 // Forward applies the layer to x [N, in].
 func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
 	y := t.MatMulT(x, l.W)
 	if l.B != nil {
 		y = t.Add(y, l.B)
+	}
+	if l.LoRA != nil {
+		y = l.LoRA.forward(t, x, y)
 	}
 	return y
 }

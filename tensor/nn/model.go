@@ -341,10 +341,13 @@ func (m *Model) NumParams() int {
 	return n
 }
 
-// ZeroGrad clears every parameter's gradient.
+// ZeroGrad clears every parameter's gradient, the adapters' included.
 func (m *Model) ZeroGrad() {
 	for _, p := range m.Params() {
 		p.Var.ZeroGrad()
+	}
+	if a := m.LoRA(); a != nil {
+		a.ZeroGrad()
 	}
 }
 
@@ -379,12 +382,28 @@ func (m *Model) ropeTables(n int) (cos, sin *tensor.Dense) {
 // It returns an error, recording nothing, for a bad token id, a length not
 // divisible by batch, or sequences longer than the context.
 func (m *Model) Forward(t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
+	h, err := m.hidden("Forward", t, tokens, batch)
+	if err != nil {
+		return nil, err
+	}
+	return m.Head.Forward(t, h), nil
+}
+
+// Hidden is Forward without the output head: the final normalized hidden
+// states [batch·T, DModel], row b·T+i after token i of sequence b. A
+// reward model puts its own head on them; the fused log-probs of
+// prefopt and distill take them with Head.W instead of the logits.
+func (m *Model) Hidden(t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
+	return m.hidden("Hidden", t, tokens, batch)
+}
+
+func (m *Model) hidden(op string, t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
 	if batch <= 0 || len(tokens) == 0 || len(tokens)%batch != 0 {
-		return nil, fmt.Errorf("nn: Forward: %d tokens do not split into %d sequences", len(tokens), batch)
+		return nil, fmt.Errorf("nn: %s: %d tokens do not split into %d sequences", op, len(tokens), batch)
 	}
 	tt := len(tokens) / batch
 	if tt > m.Config.Context {
-		return nil, fmt.Errorf("nn: Forward: sequence length %d exceeds context %d", tt, m.Config.Context)
+		return nil, fmt.Errorf("nn: %s: sequence length %d exceeds context %d", op, tt, m.Config.Context)
 	}
 	if err := m.CheckTokens(tokens); err != nil {
 		return nil, err
@@ -394,7 +413,7 @@ func (m *Model) Forward(t *autograd.Tape, tokens []int32, batch int) (*autograd.
 	for i := range m.Blocks {
 		x = m.Blocks[i].Forward(t, x, batch, cos, sin)
 	}
-	return m.Head.Forward(t, m.Norm.Forward(t, x)), nil
+	return m.Norm.Forward(t, x), nil
 }
 
 // Logits returns the logits [len(ids), Vocab] of one sequence, without

@@ -106,8 +106,8 @@ func (c *Committee) Train(ctx context.Context, req itec.TrainRequest) (itec.Memb
 	return itec.Member{Ref: path, Model: c.policy(m)}, nil
 }
 
-// Load implements itec.Trainer.
-func (c *Committee) Load(_ context.Context, m itec.Member) (itec.Generator, error) {
+// LoadMember implements itec.Trainer.
+func (c *Committee) LoadMember(_ context.Context, m itec.Member) (itec.Generator, error) {
 	lm, err := nn.LoadTinyLM(m.Ref)
 	if err != nil {
 		return nil, err
@@ -144,8 +144,9 @@ func (c *Committee) Refresh(ctx context.Context, round int, pairs []prefopt.Pair
 	return rm, ref, nil
 }
 
-// LoadReward returns a reward model refreshed by this process (reward models
-// are not written to disk, so a run resumed by a new process cannot).
+// LoadReward implements itec.RewardTrainer for reward models refreshed by
+// this process (reward models are not written to disk, so a run resumed by
+// a new process cannot).
 func (c *Committee) LoadReward(_ context.Context, ref string) (itec.Scorer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -163,18 +164,4 @@ func (c *Committee) Evaluate(ctx context.Context, m itec.Member) (float64, error
 		return 0, fmt.Errorf("lab: member %q is not a lab.Policy", m.Name)
 	}
 	return OracleReward(ctx, p, c.EvalPrompts, c.EvalSamples, c.Seed^0xe7a1)
-}
-
-// Rewards adapts c to itec.RewardTrainer (whose Load collides with
-// itec.Trainer's).
-func (c *Committee) Rewards() itec.RewardTrainer { return rewards{c} }
-
-type rewards struct{ c *Committee }
-
-func (r rewards) Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (itec.Scorer, string, error) {
-	return r.c.Refresh(ctx, round, pairs)
-}
-
-func (r rewards) Load(ctx context.Context, ref string) (itec.Scorer, error) {
-	return r.c.LoadReward(ctx, ref)
 }

@@ -28,28 +28,6 @@ func tinyLM(t *testing.T, seed uint64) *nn.TinyLM {
 	return m
 }
 
-// The reward model's hidden states, through the output head, must be
-// TinyLM.Forward's logits: it re-implements the forward pass without the
-// head.
-func TestHiddenMatchesForward(t *testing.T) {
-	m := tinyLM(t, 1)
-	var tok nn.ByteTokenizer
-	ids := tok.Encode("Light is refracted by a Prism, tw")
-	ids = ids[:30]
-	tp := autograd.NewTape()
-	want, err := m.Forward(tp, ids, 2)
-	require.NoError(t, err)
-	h, err := hidden(tp, m, ids, 2)
-	require.NoError(t, err)
-	got := m.Head.Forward(tp, h)
-	wd, gd := want.Value.Data(), got.Value.Data()
-	for i := range wd {
-		if math.Abs(float64(wd[i]-gd[i])) > 1e-4*(1+math.Abs(float64(wd[i]))) {
-			t.Fatalf("logit %d: hidden·head %g, Forward %g", i, gd[i], wd[i])
-		}
-	}
-}
-
 // SeqLogProbs must sum the response tokens' log-probs and nothing else,
 // and SeqBackward must be its gradient: checked against central finite
 // differences in a few parameters.

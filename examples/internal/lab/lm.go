@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 
 	"github.com/posttrain/posttrain/distill"
-	"github.com/posttrain/posttrain/distill/cache"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -160,57 +159,13 @@ func HeldOut(m *nn.TinyLM, tokens []int32, seq, windows int) (loss, acc float64,
 	return sum / float64(chunks), float64(hits) / float64(chunks*seq), nil
 }
 
-// PrecomputeTop1 runs teacher over tokens in windows of seq tokens and
-// writes its top-1 prediction per token to a distill cache at path
-// (AFM's top-1 teacher cache), then reads the cache back and returns the
-// predictions. Only whole windows are covered.
+// PrecomputeTop1 is recipe.PrecomputeTop1 with a progress bar.
 func PrecomputeTop1(ctx context.Context, teacher *nn.TinyLM, tokens []int32, seq int, path string, bar Bar) ([]int32, error) {
-	n := (len(tokens) / seq) * seq
-	w, err := cache.Create(path, cache.Format{Vocab: teacher.Config.Vocab, K: 1, PackIDs: true})
-	if err != nil {
-		return nil, err
-	}
-	tp := autograd.NewTape()
-	fn := func(batch []int32) (*tensor.Dense, error) {
-		tp.Reset()
-		logits, err := teacher.Forward(tp, batch, len(batch)/seq)
-		if err != nil {
-			return nil, err
-		}
-		return logits.Value, nil
-	}
 	var last int64
-	_, err = cache.Precompute(ctx, w, fn, cache.SliceTokens(tokens[:n]), 16*seq, func(done int64) {
+	return recipe.PrecomputeTop1(ctx, teacher, tokens, seq, path, func(done int64) {
 		bar.Add(int(done - last))
 		last = done
 	})
-	if err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	r, err := cache.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	out := make([]int32, 0, n)
-	for {
-		b, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b.IDs...)
-	}
-	if len(out) != n {
-		return nil, fmt.Errorf("lab: cache %s holds %d tokens, wrote %d", path, len(out), n)
-	}
-	return out, nil
 }
 
 // Perplexity is e^loss.

@@ -3,95 +3,55 @@ package lab
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 
+	"github.com/posttrain/posttrain/itec"
 	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// RewardModel scores a response to a prompt with a TinyLM body: the final
-// normalized hidden states over the response's positions, mean-pooled,
-// times a linear head — the usual LM-initialized reward model at toy
-// scale. Score is safe for concurrent use while the model is not trained.
+// RewardModel is a recipe.RewardModel over bytes: a TinyLM body, its
+// final hidden states mean-pooled over the response, times a linear head.
+// Score is safe for concurrent use while the model is not trained.
 type RewardModel struct {
-	Body *nn.TinyLM
-	Head *autograd.Var // [DModel, 1]
+	*recipe.RewardModel
+	scorer itec.Scorer
 }
 
-// NewRewardModel starts a reward model from a copy of body, with a zero head.
+// NewRewardModel starts a reward model from a copy of body, with a zero
+// head.
 func NewRewardModel(body *nn.TinyLM) *RewardModel {
-	return &RewardModel{Body: body.Clone(), Head: autograd.Param(tensor.New(body.Config.DModel, 1))}
-}
-
-// hidden returns m's final normalized hidden states [b·w, D] for b
-// sequences of w tokens: TinyLM.Forward without the output head.
-func hidden(t *autograd.Tape, m *nn.TinyLM, tokens []int32, b int) (*autograd.Var, error) {
-	if err := m.CheckTokens(tokens); err != nil {
-		return nil, err
-	}
-	w := len(tokens) / b
-	if w > m.Config.Context {
-		return nil, fmt.Errorf("lab: sequence of %d tokens exceeds context %d", w, m.Config.Context)
-	}
-	cos, sin := autograd.RoPETables(0, w, m.Config.DModel/m.Config.Heads, m.Config.RoPE)
-	x := m.Embed.Forward(t, tokens)
-	for i := range m.Blocks {
-		x = m.Blocks[i].Forward(t, x, b, cos, sin)
-	}
-	return m.Norm.Forward(t, x), nil
-}
-
-// forward returns the rewards [N, 1] of s's responses.
-func (r *RewardModel) forward(t *autograd.Tape, s Seqs) (*autograd.Var, error) {
-	b, w := s.N(), s.Layout.Width
-	h, err := hidden(t, r.Body, s.Tokens, b) // [b·w, D]
-	if err != nil {
-		return nil, fmt.Errorf("lab: reward model: %w", err)
-	}
-	pool := tensor.New(b, b*w)
-	pd := pool.Data()
-	for i := range b {
-		p0, n := s.Layout.PromptLen[i], s.Layout.Len[i]
-		if n == p0 {
-			return nil, fmt.Errorf("lab: reward model: response %d is empty", i)
-		}
-		for j := p0; j < n; j++ {
-			pd[i*b*w+i*w+j] = 1 / float32(n-p0)
-		}
-	}
-	return t.MatMul(t.MatMul(autograd.Const(pool), h), r.Head), nil
+	rm := &recipe.RewardModel{Body: body.Clone(), Head: autograd.Param(tensor.New(1, body.Config.DModel)), Pool: recipe.MeanCompletion}
+	return &RewardModel{RewardModel: rm, scorer: rm.Scorer(recipe.Bytes{})}
 }
 
 // Score implements itec.Scorer.
 func (r *RewardModel) Score(ctx context.Context, prompt string, responses []string) ([]float64, error) {
-	ps := make([]string, len(responses))
-	for i := range ps {
-		ps[i] = prompt
-	}
-	return r.ScorePairs(ps, responses)
+	return r.scorer.Score(ctx, prompt, responses)
 }
 
 // ScorePairs scores responses[i] to prompts[i], in batches.
 func (r *RewardModel) ScorePairs(prompts, responses []string) ([]float64, error) {
 	const per = 64
 	out := make([]float64, 0, len(prompts))
-	t := autograd.NewTape()
+	var tok nn.ByteTokenizer
 	for i := 0; i < len(prompts); i += per {
 		j := min(i+per, len(prompts))
-		s, err := MakeSeqs(prompts[i:j], responses[i:j])
+		ps, rs := make([][]int32, j-i), make([][]int32, j-i)
+		for k := i; k < j; k++ {
+			ps[k-i], rs[k-i] = tok.Encode(prompts[k]), tok.Encode(responses[k])
+		}
+		s, err := recipe.NewSeqs(ps, rs, 0)
 		if err != nil {
 			return nil, err
 		}
-		t.Reset()
-		v, err := r.forward(t, s)
+		sc, err := r.Scores(s)
 		if err != nil {
 			return nil, err
 		}
-		for _, x := range v.Value.Data() {
-			out = append(out, float64(x))
-		}
+		out = append(out, sc...)
 	}
 	return out, nil
 }
@@ -107,68 +67,24 @@ type RewardConfig struct {
 }
 
 // TrainReward trains r on pairs with AFM's soft-label ranking loss
-// (prefopt.SoftRanking) and returns the loss per step.
+// (prefopt.SoftRanking) through recipe.Reward — warmup over a tenth of
+// the steps, cosine to a tenth of LR — and returns the loss per step.
 func TrainReward(ctx context.Context, r *RewardModel, pairs []prefopt.Pair, cfg RewardConfig, bar Bar) ([]float64, error) {
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("lab: no preference pairs to train a reward model on")
 	}
-	params := append(r.Body.Params(), nn.Named{Name: "head", Var: r.Head})
-	opt := nn.NewAdamW(params, cfg.LR)
-	opt.ClipNorm = 1
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x12e))
-	t := autograd.NewTape()
-	bs := min(cfg.Batch, len(pairs))
-	var curve []float64
-	for step := range cfg.Steps {
-		if err := ctx.Err(); err != nil {
-			return curve, err
-		}
-		ps, rs := make([]string, 2*bs), make([]string, 2*bs)
-		levels := make([]prefopt.Level, bs)
-		for i := range bs {
-			p := pairs[rng.IntN(len(pairs))]
-			ps[i], ps[bs+i] = p.Prompt, p.Prompt
-			rs[i], rs[bs+i] = p.Chosen, p.Rejected
-			levels[i] = p.Level
-		}
-		s, err := MakeSeqs(ps, rs)
-		if err != nil {
-			return curve, err
-		}
-		t.Reset()
-		r.Body.ZeroGrad()
-		r.Head.ZeroGrad()
-		v, err := r.forward(t, s)
-		if err != nil {
-			return curve, err
-		}
-		sc := make([]float64, 2*bs)
-		for i, x := range v.Value.Data() {
-			sc[i] = float64(x)
-		}
-		var res prefopt.Result
-		if cfg.BradleyTerry {
-			res, err = prefopt.BradleyTerry(sc[:bs], sc[bs:], nil)
-		} else {
-			res, err = prefopt.SoftRanking(sc[:bs], sc[bs:], levels)
-		}
-		if err != nil {
-			return curve, fmt.Errorf("lab: reward step %d: %w", step, err)
-		}
-		g := tensor.New(2*bs, 1)
-		gd := g.Data()
-		for i := range bs {
-			gd[i], gd[bs+i] = float32(res.GradChosen[i]), float32(res.GradRejected[i])
-		}
-		t.Backward(v, g)
-		opt.LR = nn.WarmupCosine(step, max(1, cfg.Steps/10), cfg.Steps, cfg.LR, cfg.LR/10)
-		if _, err := opt.Step(); err != nil {
-			return curve, fmt.Errorf("lab: reward step %d: %w", step, err)
-		}
-		curve = append(curve, res.Loss)
-		bar.Add(1)
+	tp, err := recipe.TextPairs(recipe.Bytes{}, pairs)
+	if err != nil {
+		return nil, err
 	}
-	return curve, nil
+	loss := recipe.SoftRanking
+	if cfg.BradleyTerry {
+		loss = recipe.BradleyTerry
+	}
+	rc := recipe.Config{Steps: cfg.Steps, Batch: cfg.Batch, LR: cfg.LR, MinLR: cfg.LR / 10, Warmup: max(1, cfg.Steps/10),
+		ClipNorm: 1, WeightDecay: 0.01, Seed: cfg.Seed, Callback: func(recipe.Record) { bar.Add(1) }}
+	h, err := (&recipe.Reward{Model: r.RewardModel, Loss: loss, Config: rc}).Train(ctx, tp, nil)
+	return curve(h, "loss"), err
 }
 
 // Accuracy is the fraction of pairs whose chosen response r scores

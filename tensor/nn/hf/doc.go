@@ -167,4 +167,18 @@
 // Llama 2 shape are rendered against @huggingface/jinja
 // (testdata/chat/gen.mjs). bench/tokenizer_compare.sh times both on the
 // Opticks text and checks that the whole text gets the same ids.
+//
+// # LoRA adapters
+//
+// LoadAdapter applies a PEFT LoRA adapter directory — adapter_config.json
+// and adapter_model.safetensors, tensors named as PEFT saves them
+// (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight) — to a
+// loaded model through nn.Model.AddLoRA: r, lora_alpha, lora_dropout,
+// use_rslora, target_modules and layers_to_transform are honoured, and
+// what it cannot apply exactly (DoRA, biases, rank_pattern, regex
+// targets…) is refused by name. SaveAdapter writes the same format, so an
+// adapter trained here loads in PEFT and vLLM unchanged. The logits of
+// the adapted fixture model are checked against a float64 PyTorch
+// reference written from PEFT's lora.Linear
+// (testdata/adapter/gen_adapter.py).
 package hf

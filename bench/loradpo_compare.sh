@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One DPO step with LoRA r=16 on q/k/v/o (4 pairs x 256 tokens: reference
+# forward with the adapters off, policy forward and backward, AdamW on the
+# adapters) on a model of SmolLM2-135M's shape with random weights:
+# posttrain (bench/loradpo) against PyTorch eager (bench/loradpo_anchor.py)
+# on the same number of threads, and the peak RSS of each against the
+# model's float32 size. Goals (issue 14): >= 1.5x PyTorch; peak RSS <= 1.3x
+# the model.
+#
+#   bench/loradpo_compare.sh [THREADS] [STEPS]   # defaults 2 and 3
+#   RECOMPUTE=false bench/loradpo_compare.sh      # without gradient checkpointing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${1:-2}
+STEPS=${2:-3}
+go build -o /tmp/posttrain-loradpo ./bench/loradpo
+GO=$(GOMAXPROCS=$THREADS /usr/bin/time -f "go process_peak_rss_mib %M" /tmp/posttrain-loradpo -steps "$STEPS" -batch 4 -recompute=${RECOMPUTE:-true} 2>&1 | awk '$2=="process_peak_rss_mib" {$3=int($3/1024)} {print}')
+PT=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 bench/loradpo_anchor.py --threads "$THREADS" --steps "$STEPS")
+echo "$GO"
+echo "$PT"
+g=$(awk '$2=="step_ms" {print $3}' <<<"$GO")
+p=$(awk '$2=="step_ms" {print $3}' <<<"$PT")
+m=$(awk '$2=="model_f32_mib" {print $3}' <<<"$GO")
+pr=$(awk '$2=="peak_rss_mib" {print $3}' <<<"$PT")
+gr=$(awk '$2=="training_peak_rss_mib" {print $3}' <<<"$GO")
+awk -v g="$g" -v p="$p" 'BEGIN { printf "DPO step, LoRA r=16 q/k/v/o, 4x256 tokens, %s threads: posttrain %.0f ms, torch %.0f ms, speedup %.2fx (goal >= 1.5)\n", '"$THREADS"', g, p, p/g }'
+awk -v g="$gr" -v r="$pr" -v m="$m" 'BEGIN { printf "peak RSS during training: posttrain %.0f MiB = %.2fx the model (%.0f MiB; goal <= 1.3x), torch process %.0f MiB = %.2fx\n", g, g/m, m, r, r/m }'

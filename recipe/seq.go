@@ -1,0 +1,516 @@
+package recipe
+
+import (
+	"fmt"
+
+	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/autograd"
+	"github.com/posttrain/posttrain/tensor/nn"
+)
+
+// Seqs is a batch of prompt+completion token sequences, right-padded to
+// a common width, in the layout prefopt's sequence log-probs read:
+// sequence b occupies Tokens[b·W : (b+1)·W], its prompt the first
+// Layout.PromptLen[b] tokens, its completion up to Layout.Len[b].
+type Seqs struct {
+	Tokens []int32
+	Layout prefopt.Layout
+	Labels []int32 // the scored next token of each position, prefopt.Ignore elsewhere
+}
+
+// NewSeqs lays out prompts[i] followed by completions[i] for every i,
+// padded with pad (any id in the vocabulary: padding is never attended
+// to by earlier positions and never scored). Every prompt needs at least
+// one token; an empty completion is allowed and scores 0.
+func NewSeqs(prompts, completions [][]int32, pad int32) (Seqs, error) {
+	if len(prompts) != len(completions) || len(prompts) == 0 {
+		return Seqs{}, fmt.Errorf("recipe: NewSeqs: %d prompts, %d completions", len(prompts), len(completions))
+	}
+	var s Seqs
+	for i := range prompts {
+		if len(prompts[i]) == 0 {
+			return Seqs{}, fmt.Errorf("recipe: NewSeqs: sequence %d has an empty prompt", i)
+		}
+		n := len(prompts[i]) + len(completions[i])
+		s.Layout.Width = max(s.Layout.Width, n)
+		s.Layout.PromptLen = append(s.Layout.PromptLen, len(prompts[i]))
+		s.Layout.Len = append(s.Layout.Len, n)
+	}
+	w := s.Layout.Width
+	s.Tokens = make([]int32, len(prompts)*w)
+	for i := range prompts {
+		row := s.Tokens[i*w : (i+1)*w]
+		k := copy(row, prompts[i])
+		k += copy(row[k:], completions[i])
+		for j := k; j < w; j++ {
+			row[j] = pad
+		}
+	}
+	s.Labels = make([]int32, len(s.Tokens))
+	if err := s.Layout.Targets(s.Labels, s.Tokens); err != nil {
+		return Seqs{}, err
+	}
+	return s, nil
+}
+
+// N returns the number of sequences.
+func (s Seqs) N() int { return len(s.Layout.Len) }
+
+// CompletionTokens returns the number of scored tokens.
+func (s Seqs) CompletionTokens() int {
+	n := 0
+	for b, l := range s.Layout.Len {
+		n += l - s.Layout.PromptLen[b]
+	}
+	return n
+}
+
+// Tokens returns the number of real (unpadded) tokens.
+func (s Seqs) RealTokens() int {
+	n := 0
+	for _, l := range s.Layout.Len {
+		n += l
+	}
+	return n
+}
+
+// Scorer computes the summed (or, with Average, mean) completion
+// log-probs of a batch of sequences under a model, and carries a loss's
+// gradient with respect to them back into the model's trainable
+// parameters — the two halves of every sequence-level objective.
+//
+// The forward pass records the decoder body on a tape and forms the
+// logits from its final hidden states outside the tape; the backward pass
+// turns dLoss/dlog-prob into dLoss/dlogits in place, then into the hidden
+// states' and the head's gradients with two products, so the logits are
+// held once and never copied. A Scorer reuses its buffers across calls
+// and is used from one goroutine.
+type Scorer struct {
+	Model   *nn.Model
+	Average bool // mean instead of sum over completion tokens (IPO's and SimPO's length normalization)
+	// PassTokens bounds the tokens LogProbs runs in one pass: a batch is
+	// split into groups of whole sequences of at most this many tokens
+	// (at least one sequence), so the memory of a pass without gradients
+	// stays bounded whatever the batch. 0 means DefaultPassTokens.
+	PassTokens int
+	// Recompute turns on gradient checkpointing (Chen et al. 2016; TRL's
+	// gradient_checkpointing): Forward keeps only each decoder block's
+	// input, and Backward runs each block forward again, on its own, just
+	// before its backward pass. Activations then cost one block's worth
+	// instead of the whole model's, for about a third more compute. The
+	// gradients are the same (LoRA dropout masks are redrawn identically).
+	Recompute bool
+
+	tape   *autograd.Tape
+	hidden *autograd.Var
+	seqs   Seqs // of the recorded Forward
+	logits *tensor.Dense
+	tok    []float32 // per position, 0 where not scored
+	// The scored positions, their labels, hidden states, token log-probs
+	// and log-sum-exps, and the token gradient, compact.
+	rows   []int32
+	labels []int32
+	hs     *tensor.Dense
+	ctok   []float32
+	clse   []float64
+	cd     []float32
+	dhs    *tensor.Dense
+	// Gradient checkpointing: the blocks' inputs, the tape that
+	// recomputes them, the RoPE tables of the recorded batch.
+	inputs   []*tensor.Dense
+	xL, in   *autograd.Var
+	dx       *tensor.Dense
+	cos, sin *tensor.Dense
+	dtok     []float32
+	dh       *tensor.Dense
+}
+
+// NewScorer returns a Scorer for m.
+func NewScorer(m *nn.Model) *Scorer { return &Scorer{Model: m, tape: autograd.NewTape()} }
+
+// Forward returns the completion log-probs of s's sequences, recording
+// what Backward needs. Each call forgets the previous one's recording.
+func (sc *Scorer) Forward(s Seqs) ([]float64, error) { return sc.forward(s, true) }
+
+// DefaultPassTokens is Scorer.PassTokens' default.
+const DefaultPassTokens = 1024
+
+// LogProbs returns the completion log-probs of s's sequences without
+// recording anything (evaluation, reference models), in passes of at
+// most PassTokens tokens. Logits and TokenLogProbs then describe the last
+// pass only when the batch took more than one.
+func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
+	budget := sc.PassTokens
+	if budget <= 0 {
+		budget = DefaultPassTokens
+	}
+	per := max(1, budget/s.Layout.Width)
+	if per >= s.N() {
+		return sc.forward(s, false)
+	}
+	out := make([]float64, 0, s.N())
+	for b := 0; b < s.N(); b += per {
+		e := min(b+per, s.N())
+		w := s.Layout.Width
+		sub := Seqs{
+			Tokens: s.Tokens[b*w : e*w],
+			Labels: s.Labels[b*w : e*w],
+			Layout: prefopt.Layout{Width: w, PromptLen: s.Layout.PromptLen[b:e], Len: s.Layout.Len[b:e]},
+		}
+		lp, err := sc.forward(sub, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lp...)
+	}
+	return out, nil
+}
+
+func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
+	m := sc.Model
+	if m.Head.B != nil {
+		return nil, fmt.Errorf("recipe: Scorer: output heads with a bias are not supported")
+	}
+	if sc.tape == nil {
+		sc.tape = autograd.NewTape()
+	}
+	t := sc.tape
+	t.Reset()
+	t.NoGrad = !record
+	sc.hidden, sc.inputs = nil, sc.inputs[:0]
+	var h *autograd.Var
+	var err error
+	switch {
+	case record && sc.Recompute:
+		h, err = sc.checkpointed(s)
+	case record:
+		h, err = m.Hidden(t, s.Tokens, s.N())
+	default:
+		h, err = sc.blockwise(s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	// Only the scored positions (completion tokens) get logits: prompt
+	// and padding rows would cost a GEMM row and V floats each for
+	// nothing.
+	n, v, d := len(s.Tokens), m.Config.Vocab, m.Config.DModel
+	sc.rows, sc.labels = sc.rows[:0], sc.labels[:0]
+	for i, y := range s.Labels {
+		if y >= 0 {
+			sc.rows = append(sc.rows, int32(i))
+			sc.labels = append(sc.labels, y)
+		}
+	}
+	k := len(sc.rows)
+	sc.hs = fit(sc.hs, k, d)
+	for r, i := range sc.rows {
+		copy(sc.hs.Row(r), h.Value.Row(int(i)))
+	}
+	sc.logits = fit(sc.logits, k, v)
+	sc.ctok, sc.clse = fitF32(sc.ctok, k), fitF64(sc.clse, k)
+	if k > 0 {
+		tensor.Gemm(false, true, 1, sc.hs, m.Head.W.Value, 0, sc.logits)
+		if err := prefopt.TokenLogProbsLSE(sc.ctok, sc.clse, sc.logits, sc.labels); err != nil {
+			return nil, fmt.Errorf("recipe: Scorer: %w", err)
+		}
+	}
+	sc.tok = fitF32(sc.tok, n)
+	clear(sc.tok)
+	for r, i := range sc.rows {
+		sc.tok[i] = sc.ctok[r]
+	}
+	lp := make([]float64, s.N())
+	if err := prefopt.SequenceLogProbs(lp, sc.tok, s.Layout, sc.Average); err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	if record {
+		sc.hidden, sc.seqs = h, s
+	}
+	return lp, nil
+}
+
+// Backward adds to the model's trainable parameters' gradients the
+// gradient of a loss whose derivative with respect to the log-probs that
+// the last Forward returned is dSeq.
+func (sc *Scorer) Backward(dSeq []float64) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.Backward: no Forward recorded")
+	}
+	s, m := sc.seqs, sc.Model
+	if len(dSeq) != s.N() {
+		return fmt.Errorf("recipe: Scorer.Backward: %d gradients for %d sequences", len(dSeq), s.N())
+	}
+	sc.dtok = fitF32(sc.dtok, len(s.Tokens))
+	if err := prefopt.SequenceLogProbsBackward(sc.dtok, dSeq, s.Layout, sc.Average); err != nil {
+		return fmt.Errorf("recipe: Scorer.Backward: %w", err)
+	}
+	sc.cd = fitF32(sc.cd, len(sc.rows))
+	for r, i := range sc.rows {
+		sc.cd[r] = sc.dtok[i]
+	}
+	return sc.backwardTokens(m, "Backward")
+}
+
+// backwardTokens carries the compact token gradient sc.cd through the
+// head and the body. The logits become their own gradient.
+func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
+	if len(sc.rows) > 0 {
+		if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.labels, sc.cd, sc.clse); err != nil {
+			return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
+		}
+	}
+	sc.backwardLogits(m, sc.logits)
+	return nil
+}
+
+// Logits returns the logits [M, V] of the last pass's scored positions
+// (the M completion tokens, sequence after sequence: row r predicts the
+// r-th entry of TokenLogProbs; Labels gives their tokens). They are the
+// Scorer's buffer: BackwardLogits may be given them back, overwritten
+// with a gradient.
+func (sc *Scorer) Logits() *tensor.Dense { return sc.logits }
+
+// Labels returns the tokens that Logits' rows predict.
+func (sc *Scorer) Labels() []int32 { return sc.labels }
+
+// BackwardLogits adds to the model's trainable parameters' gradients the
+// gradient of a loss whose derivative with respect to the last Forward's
+// Logits is g [M, V] (distillation losses give it whole). g may be
+// Logits() itself.
+func (sc *Scorer) BackwardLogits(g *tensor.Dense) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.BackwardLogits: no Forward recorded")
+	}
+	if g.Dims() != 2 || g.Dim(0) != sc.logits.Dim(0) || g.Dim(1) != sc.logits.Dim(1) {
+		return fmt.Errorf("recipe: Scorer.BackwardLogits: gradient of shape %v for logits %v", g.Shape(), sc.logits.Shape())
+	}
+	sc.backwardLogits(sc.Model, g)
+	return nil
+}
+
+func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
+	h := sc.hidden
+	sc.hidden = nil
+	k := len(sc.rows)
+	if w := m.Head.W; w.RequiresGrad() && k > 0 {
+		tensor.Gemm(true, false, 1, g, sc.hs, 1, w.Grad) // dW += Gᵀ·H
+	}
+	if !h.RequiresGrad() {
+		return
+	}
+	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
+	sc.dh.Zero()
+	if k > 0 {
+		sc.dhs = fit(sc.dhs, k, h.Value.Dim(1))
+		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
+		for r, i := range sc.rows {
+			copy(sc.dh.Row(int(i)), sc.dhs.Row(r))
+		}
+	}
+	sc.tape.Backward(h, sc.dh)
+	if sc.xL != nil {
+		sc.backwardBlocks()
+	}
+}
+
+// checkpointed runs the decoder body on the recording tape one block at a
+// time, keeping each block's input and forgetting its activations, and
+// returns the final norm's output recorded on sc.tape from a leaf holding
+// the last block's output.
+func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
+	m := sc.Model
+	b := s.N()
+	var err error
+	if sc.cos, sc.sin, err = rope(m, s); err != nil {
+		return nil, err
+	}
+	// The blocks run on sc.tape, rewound between them, so one arena
+	// serves the blocks, the head and, in Backward, the recomputation.
+	t := sc.tape
+	t.Reset()
+	// The saved inputs keep their buffers from step to step.
+	n, d := len(s.Tokens), m.Config.DModel
+	keep := sc.inputs[:cap(sc.inputs)]
+	sc.inputs = sc.inputs[:0]
+	buf := func(i int) *tensor.Dense {
+		var old *tensor.Dense
+		if i < len(keep) {
+			old = keep[i]
+		}
+		return fit(old, n, d)
+	}
+	x := buf(0)
+	copy(x.Data(), m.Embed.Forward(t, s.Tokens).Value.Data())
+	for i := range m.Blocks {
+		sc.inputs = append(sc.inputs, x)
+		t.Reset()
+		y := m.Blocks[i].Forward(t, autograd.Const(x), b, sc.cos, sc.sin).Value
+		x = buf(i + 1)
+		copy(x.Data(), y.Data())
+	}
+	t.Reset()
+	sc.inputs = append(sc.inputs, x)
+	sc.xL = sc.leaf(x)
+	return m.Norm.Forward(sc.tape, sc.xL), nil
+}
+
+// leaf returns the Scorer's reusable gradient-taking leaf holding x, its
+// gradient zeroed: one [N, D] gradient buffer serves every block.
+func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
+	if sc.in == nil || sc.in.Grad.Len() < x.Len() {
+		sc.in = autograd.Param(x)
+	}
+	sc.in.Value = x
+	sc.in.Grad = fit(sc.in.Grad, x.Dim(0), x.Dim(1))
+	sc.in.Grad.Zero()
+	return sc.in
+}
+
+// rope checks s for a block-by-block pass of m, as Model.Hidden checks
+// its input, and returns the RoPE tables of its width.
+func rope(m *nn.Model, s Seqs) (cos, sin *tensor.Dense, err error) {
+	if s.Layout.Width > m.Config.Context {
+		return nil, nil, fmt.Errorf("sequence length %d exceeds context %d", s.Layout.Width, m.Config.Context)
+	}
+	if err := m.CheckTokens(s.Tokens); err != nil {
+		return nil, nil, err
+	}
+	cos, sin = m.RoPETables(s.Layout.Width)
+	return cos, sin, nil
+}
+
+// blockwise runs the decoder body without gradients one block at a time
+// on sc.tape, rewinding the tape between blocks, so a pass holds one
+// block's activations whatever the depth; the final norm's output is on
+// the tape.
+func (sc *Scorer) blockwise(s Seqs) (*autograd.Var, error) {
+	m := sc.Model
+	b := s.N()
+	cos, sin, err := rope(m, s)
+	if err != nil {
+		return nil, err
+	}
+	t := sc.tape
+	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
+	for i := range m.Blocks {
+		t.Reset()
+		y := m.Blocks[i].Forward(t, autograd.Const(x), b, cos, sin).Value
+		copy(x.Data(), y.Data())
+	}
+	t.Reset()
+	return m.Norm.Forward(t, autograd.Const(x)), nil
+}
+
+// backwardBlocks carries the gradient that the head's backward pass left
+// in the last block's output down through the blocks, recomputing each.
+func (sc *Scorer) backwardBlocks() {
+	m := sc.Model
+	g := sc.xL.Grad
+	sc.xL = nil
+	b := len(sc.seqs.Layout.Len)
+	t := sc.tape // the head's backward pass is done with it
+	// Below the lowest block with trainable parameters (and a frozen
+	// embedding) nothing more needs a gradient.
+	low := len(m.Blocks)
+	for i := len(m.Blocks) - 1; i >= 0; i-- {
+		if blockTrainable(&m.Blocks[i]) {
+			low = i
+		}
+	}
+	embed := m.Embed.W.RequiresGrad()
+	if embed {
+		low = 0
+	}
+	for i := len(m.Blocks) - 1; i >= low; i-- {
+		t.Reset()
+		sc.dx = fit(sc.dx, g.Dim(0), g.Dim(1))
+		copy(sc.dx.Data(), g.Data()) // the leaf's gradient buffer is reused below
+		in := sc.leaf(sc.inputs[i])
+		y := m.Blocks[i].Forward(t, in, b, sc.cos, sc.sin)
+		t.Backward(y, sc.dx)
+		g = in.Grad
+	}
+	if embed {
+		t.Reset()
+		t.Backward(m.Embed.Forward(t, sc.seqs.Tokens), g)
+	}
+	t.Reset()
+	sc.inputs = sc.inputs[:0]
+}
+
+// blockTrainable reports whether any parameter of b takes gradients.
+func blockTrainable(b *nn.Block) bool {
+	for _, v := range []*autograd.Var{b.Norm1.W, b.Norm2.W} {
+		if v.RequiresGrad() {
+			return true
+		}
+	}
+	for _, l := range []*nn.Linear{&b.Attn.Q, &b.Attn.K, &b.Attn.V, &b.Attn.O, &b.MLP.Gate, &b.MLP.Up, &b.MLP.Down} {
+		if l.W.RequiresGrad() || (l.B != nil && l.B.RequiresGrad()) || (l.LoRA != nil && l.LoRA.A.RequiresGrad()) {
+			return true
+		}
+	}
+	return false
+}
+
+// accuracy returns how many scored rows of the last pass have their
+// label as the logits' argmax, and how many rows are scored.
+func (sc *Scorer) accuracy() (hits, n int) {
+	for r, y := range sc.labels {
+		if tensor.ArgMax(sc.logits.Row(r)) == int(y) {
+			hits++
+		}
+	}
+	return hits, len(sc.labels)
+}
+
+func fit(d *tensor.Dense, r, c int) *tensor.Dense {
+	if d != nil && cap(d.Data()) >= r*c {
+		return tensor.FromSlice(d.Data()[:r*c], r, c)
+	}
+	return tensor.New(r, c)
+}
+
+func fitF32(b []float32, n int) []float32 {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]float32, n)
+}
+
+func fitF64(b []float64, n int) []float64 {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]float64, n)
+}
+
+// TokenLogProbs returns the last Forward's completion token log-probs,
+// sequence after sequence (sequence b's Len[b]−PromptLen[b] entries in
+// order), the layout of prefopt.Rollout.
+func (sc *Scorer) TokenLogProbs() []float64 {
+	out := make([]float64, len(sc.ctok))
+	for i, x := range sc.ctok {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// BackwardTokens is Backward given the loss's gradient with respect to
+// the completion token log-probs, in TokenLogProbs' layout (token-level
+// objectives: GRPOLoss).
+func (sc *Scorer) BackwardTokens(d []float64) error {
+	if sc.hidden == nil {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: no Forward recorded")
+	}
+	if len(d) != len(sc.rows) {
+		return fmt.Errorf("recipe: Scorer.BackwardTokens: %d gradients for %d completion tokens", len(d), len(sc.rows))
+	}
+	sc.cd = fitF32(sc.cd, len(d))
+	for i, x := range d {
+		sc.cd[i] = float32(x)
+	}
+	return sc.backwardTokens(sc.Model, "BackwardTokens")
+}
