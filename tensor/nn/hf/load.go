@@ -10,14 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -128,10 +126,6 @@ func LoadModelWith(dir string, o LoadOptions) (*nn.Model, error) {
 	}
 	// Match every tensor of every shard with a parameter, by name and
 	// shape, before allocating anything.
-	type src struct {
-		shard *shard
-		info  nn.TensorInfo
-	}
 	found := map[string]src{}
 	for _, s := range shards {
 		for _, t := range s.infos {
@@ -180,42 +174,7 @@ func LoadModelWith(dir string, o LoadOptions) (*nn.Model, error) {
 	ts := make([]nn.Tensor, len(specs))
 	mats := make([]nn.TensorBF16, len(specs))
 	errs := make([]error, len(specs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(specs)) {
-		wg.Go(func() {
-			var scratch []byte
-			var wide []float32 // one window widened, for convertBF16
-			if !mappedInPlace {
-				scratch = make([]byte, convertWindow*8)
-			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(specs) {
-					return
-				}
-				p := specs[i]
-				f := found[p.Name]
-				if half && len(p.Shape) == 2 {
-					if wide == nil {
-						wide = make([]float32, convertWindow)
-					}
-					d := tensor.NewBF16(p.Shape...)
-					if err := convertBF16(d.Data(), wide, f.shard.m, f.info, scratch); err != nil {
-						errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
-					}
-					mats[i] = nn.TensorBF16{Name: p.Name, Value: d}
-					continue
-				}
-				d := tensor.New(p.Shape...)
-				if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
-					errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
-				}
-				ts[i] = nn.Tensor{Name: p.Name, Value: d}
-			}
-		})
-	}
-	wg.Wait()
+	parallel.Run(len(specs), 0, &convertLoop{specs: specs, found: found, ts: ts, mats: mats, errs: errs, half: half})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -489,4 +448,57 @@ func toNN(name string) (string, bool) {
 		return "", false
 	}
 	return "layers." + i + "." + s, true
+}
+
+// src is where a parameter's tensor lives: its shard and its entry there.
+type src struct {
+	shard *shard
+	info  nn.TensorInfo
+}
+
+// convertLoop converts one tensor per chunk on posttrain's worker pool,
+// with a conversion window kept per worker.
+type convertLoop struct {
+	specs []nn.ParamSpec
+	found map[string]src
+	ts    []nn.Tensor
+	mats  []nn.TensorBF16 // the matrices, when half
+	errs  []error
+	half  bool // hold the matrices in bfloat16
+}
+
+var (
+	convertKey = parallel.NewKey[[]byte]()
+	wideKey    = parallel.NewKey[[]float32]() // one window widened, for convertBF16
+)
+
+// Chunk converts tensor i.
+func (l *convertLoop) Chunk(i int, w *parallel.Worker) {
+	var scratch []byte
+	if !mappedInPlace {
+		sp := parallel.Scratch(w, convertKey)
+		if len(*sp) < convertWindow*8 {
+			*sp = make([]byte, convertWindow*8)
+		}
+		scratch = *sp
+	}
+	p := l.specs[i]
+	f := l.found[p.Name]
+	if l.half && len(p.Shape) == 2 {
+		wp := parallel.Scratch(w, wideKey)
+		if len(*wp) < convertWindow {
+			*wp = make([]float32, convertWindow)
+		}
+		d := tensor.NewBF16(p.Shape...)
+		if err := convertBF16(d.Data(), *wp, f.shard.m, f.info, scratch); err != nil {
+			l.errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+		}
+		l.mats[i] = nn.TensorBF16{Name: p.Name, Value: d}
+		return
+	}
+	d := tensor.New(p.Shape...)
+	if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
+		l.errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+	}
+	l.ts[i] = nn.Tensor{Name: p.Name, Value: d}
 }
