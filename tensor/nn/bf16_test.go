@@ -1,12 +1,12 @@
 package nn
 
 import (
-	"errors"
 	"math"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
@@ -47,16 +47,14 @@ func bf16Model(t testing.TB, tied bool) *Model {
 	return m
 }
 
-// relErr returns the largest |got−want| over the row's largest |want|.
-func relErr(got, want []float32) float64 {
-	scale, worst := 0.0, 0.0
-	for _, w := range want {
-		scale = max(scale, math.Abs(float64(w)))
+// peak returns the largest |x|: the logits' scale, which the tolerances
+// below are fractions of.
+func peak(x []float32) float64 {
+	m := 0.0
+	for _, v := range x {
+		m = max(m, math.Abs(float64(v)))
 	}
-	for i, w := range want {
-		worst = max(worst, math.Abs(float64(got[i]-w)))
-	}
-	return worst / scale
+	return m
 }
 
 // TestFrozenDecoding compares decoding a frozen model with decoding the
@@ -69,58 +67,45 @@ func relErr(got, want []float32) float64 {
 // on weights scaled to make the logits peaked (measured: 1e-2).
 func TestFrozenDecoding(t *testing.T) {
 	for _, tied := range []bool{false, true} {
-		m := bf16Model(t, tied)
-		fz, ref := bf16Pair(m)
-		v := m.Config.Vocab
-		prompt := randTokens(9, v, 3)
-		df, dr := fz.NewDecoder(), ref.NewDecoder()
-		a, err := df.Prefill(0, prompt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := dr.Prefill(0, prompt)
-		if e := relErr(a, b); e > 3e-2 {
-			t.Fatalf("tied %v: prefill logits off by %.2g of the largest", tied, e)
-		} else {
-			t.Logf("tied %v: prefill %.2g", tied, e)
-		}
-		// Steps from the same cache contents: prefill one token at a time.
-		df.Reset()
-		dr.Reset()
-		worst := 0.0
-		for _, tok := range append(prompt, randTokens(12, v, 4)...) {
-			a, _ := df.Step(tok)
-			b, _ := dr.Step(tok)
-			worst = max(worst, relErr(a, b))
-		}
-		if worst > 1e-4 {
-			t.Fatalf("tied %v: step logits off by %.2g of the largest", tied, worst)
-		}
-		t.Logf("tied %v: steps %.2g", tied, worst)
-		// Logits, a prefill that keeps every row.
-		lf, err := fz.Logits(prompt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lr, _ := ref.Logits(prompt)
-		if !slices.Equal(lf.Shape(), lr.Shape()) {
-			t.Fatalf("Logits shape %v, want %v", lf.Shape(), lr.Shape())
-		}
-		for i := range prompt {
-			if e := relErr(lf.Data()[i*v:(i+1)*v], lr.Data()[i*v:(i+1)*v]); e > 3e-2 {
-				t.Fatalf("tied %v: Logits row %d off by %.2g", tied, i, e)
+		t.Run(map[bool]string{false: "untied", true: "tied"}[tied], func(t *testing.T) {
+			m := bf16Model(t, tied)
+			fz, ref := bf16Pair(m)
+			v := m.Config.Vocab
+			prompt := randTokens(9, v, 3)
+			df, dr := fz.NewDecoder(), ref.NewDecoder()
+			a, err := df.Prefill(0, prompt)
+			require.NoError(t, err)
+			b, err := dr.Prefill(0, prompt)
+			require.NoError(t, err)
+			assert.InDeltaSlice(t, b, a, 3e-2*peak(b), "prefill")
+			// Steps from the same cache contents: prefill one token at a time.
+			df.Reset()
+			dr.Reset()
+			for i, tok := range append(prompt, randTokens(12, v, 4)...) {
+				a, err := df.Step(tok)
+				require.NoError(t, err)
+				b, err := dr.Step(tok)
+				require.NoError(t, err)
+				assert.InDeltaSlice(t, b, a, 1e-4*peak(b), "step %d", i)
 			}
-		}
-		// Greedy decoding agrees where the margins allow: the scaled
-		// weights keep them wide.
-		gf, err := fz.Generate(prompt, 16, NewSampler(1, 0, 0, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		gr, _ := ref.Generate(prompt, 16, NewSampler(1, 0, 0, 0))
-		if !slices.Equal(gf, gr) {
-			t.Errorf("tied %v: greedy %v, float32 %v", tied, gf, gr)
-		}
+			// Logits, a prefill that keeps every row.
+			lf, err := fz.Logits(prompt)
+			require.NoError(t, err)
+			lr, err := ref.Logits(prompt)
+			require.NoError(t, err)
+			require.Equal(t, lr.Shape(), lf.Shape())
+			for i := range prompt {
+				want := lr.Data()[i*v : (i+1)*v]
+				assert.InDeltaSlice(t, want, lf.Data()[i*v:(i+1)*v], 3e-2*peak(want), "Logits row %d", i)
+			}
+			// Greedy decoding agrees where the margins allow: the scaled
+			// weights keep them wide.
+			gf, err := fz.Generate(prompt, 16, NewSampler(1, 0, 0, 0))
+			require.NoError(t, err)
+			gr, err := ref.Generate(prompt, 16, NewSampler(1, 0, 0, 0))
+			require.NoError(t, err)
+			assert.Equal(t, gr, gf, "greedy tokens")
+		})
 	}
 }
 
@@ -137,26 +122,27 @@ func TestFrozenBatch(t *testing.T) {
 		return ss
 	}
 	batch, err := fz.GenerateBatch(prompts, 12, mk())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ss := mk()
 	for i, p := range prompts {
-		one, _ := fz.Generate(p, 12, ss[i])
-		if !slices.Equal(one, batch[i]) {
-			t.Fatalf("prompt %d: batched %v, alone %v", i, batch[i], one)
-		}
+		one, err := fz.Generate(p, 12, ss[i])
+		require.NoError(t, err)
+		assert.Equal(t, one, batch[i], "prompt %d", i)
 	}
 	d1, d4 := fz.NewDecoder(), fz.NewBatchDecoder(3)
-	d1.Prefill(0, prompts[0])
-	d4.Prefill(2, prompts[0])
-	d4.Prefill(0, prompts[1])
-	d4.Prefill(1, prompts[2])
+	_, err = d1.Prefill(0, prompts[0])
+	require.NoError(t, err)
+	for i, s := range []int{2, 0, 1} {
+		_, err = d4.Prefill(s, prompts[i])
+		require.NoError(t, err)
+	}
 	v := fz.Config.Vocab
 	for step, tok := range []int32{9, 4, 300} {
-		b, _ := d4.StepBatch([]int{0, 2, 1}, []int32{5, tok, 6})
-		a, _ := d1.Step(tok)
-		for j := range a {
+		b, err := d4.StepBatch([]int{0, 2, 1}, []int32{5, tok, 6})
+		require.NoError(t, err)
+		a, err := d1.Step(tok)
+		require.NoError(t, err)
+		for j := range a { // bit for bit
 			if math.Float32bits(a[j]) != math.Float32bits(b[v+j]) {
 				t.Fatalf("step %d logit %d: alone %v, batched %v", step, j, a[j], b[v+j])
 			}
@@ -172,10 +158,9 @@ func TestFrozenAllocs(t *testing.T) {
 	d.Reserve(fz.Config.Context)
 	for _, seqs := range [][]int{{1}, {0, 1, 2}} {
 		toks := []int32{4, 5, 6}[:len(seqs)]
-		d.StepBatch(seqs, toks)
-		if n := testing.AllocsPerRun(10, func() { d.StepBatch(seqs, toks) }); n != 0 {
-			t.Errorf("%d rows: %v allocations per step", len(seqs), n)
-		}
+		_, err := d.StepBatch(seqs, toks)
+		require.NoError(t, err)
+		assert.Zero(t, testing.AllocsPerRun(10, func() { d.StepBatch(seqs, toks) }), "%d rows: allocations per step", len(seqs))
 	}
 }
 
@@ -184,61 +169,43 @@ func TestFrozenAllocs(t *testing.T) {
 func TestFrozenRefusesTraining(t *testing.T) {
 	m := bf16Model(t, false)
 	fz, ref := bf16Pair(m)
-	if !fz.Frozen() || m.Frozen() {
-		t.Fatal("Frozen wrong")
-	}
+	require.True(t, fz.Frozen())
+	require.False(t, m.Frozen())
 	tape := autograd.NewTape()
-	if _, err := fz.Forward(tape, randTokens(4, 301, 1), 1); !errors.Is(err, ErrFrozen) {
-		t.Fatalf("Forward: %v, want ErrFrozen", err)
-	}
-	if err := fz.Save(filepath.Join(t.TempDir(), "m.safetensors")); !errors.Is(err, ErrFrozen) {
-		t.Fatalf("Save: %v, want ErrFrozen", err)
-	}
-	if _, err := fz.PruneFFN(10); !errors.Is(err, ErrFrozen) {
-		t.Fatalf("PruneFFN: %v, want ErrFrozen", err)
-	}
+	_, err := fz.Forward(tape, randTokens(4, 301, 1), 1)
+	assert.ErrorIs(t, err, ErrFrozen, "Forward")
+	_, err = fz.Hidden(tape, randTokens(4, 301, 1), 1)
+	assert.ErrorIs(t, err, ErrFrozen, "Hidden")
+	assert.ErrorIs(t, fz.Save(filepath.Join(t.TempDir(), "m.safetensors")), ErrFrozen, "Save")
+	_, err = fz.PruneFFN(10)
+	assert.ErrorIs(t, err, ErrFrozen, "PruneFFN")
+	_, err = fz.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1)
+	assert.ErrorIs(t, err, ErrFrozen, "AddLoRA")
 	for _, p := range fz.Params() {
-		if p.Var == nil || p.Var.Value.Dims() != 1 {
-			t.Fatalf("Params lists %q", p.Name)
-		}
+		assert.Equal(t, 1, p.Var.Value.Dims(), "Params lists %q", p.Name)
 	}
 	// Half the bytes of every matrix.
-	if got, want := fz.WeightBytes(), ref.WeightBytes(); got > want/2+int64(8*fz.NumParams()) {
-		t.Fatalf("WeightBytes %d frozen, %d float32", got, want)
-	}
-	if err := fz.FreezeBF16(); err != nil { // no-op
-		t.Fatal(err)
-	}
-	if _, err := fz.Hidden(tape, randTokens(4, 301, 1), 1); !errors.Is(err, ErrFrozen) {
-		t.Fatalf("Hidden: %v, want ErrFrozen", err)
-	}
-	if _, err := fz.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1); !errors.Is(err, ErrFrozen) {
-		t.Fatalf("AddLoRA: %v, want ErrFrozen", err)
-	}
+	assert.LessOrEqual(t, fz.WeightBytes(), ref.WeightBytes()/2+int64(8*fz.NumParams()), "WeightBytes")
+	require.NoError(t, fz.FreezeBF16(), "freezing again")
 	// An adapter must be merged and gone before the base is frozen.
 	withLoRA := m.Clone()
-	if _, err := withLoRA.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := withLoRA.FreezeBF16(); err == nil || withLoRA.Frozen() {
-		t.Fatalf("FreezeBF16 with LoRA: %v", err)
-	}
+	_, err = withLoRA.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1)
+	require.NoError(t, err)
+	assert.Error(t, withLoRA.FreezeBF16(), "FreezeBF16 with LoRA")
+	assert.False(t, withLoRA.Frozen(), "FreezeBF16 with LoRA")
 	// A clone decodes the same, independently of the original.
 	c := fz.Clone()
-	if !c.Frozen() {
-		t.Fatal("clone not frozen")
-	}
+	require.True(t, c.Frozen())
 	p := randTokens(6, 301, 9)
-	a, _ := fz.Logits(p)
-	b, _ := c.Logits(p)
-	if !slices.Equal(a.Data(), b.Data()) {
-		t.Fatal("clone decodes differently")
-	}
+	a, err := fz.Logits(p)
+	require.NoError(t, err)
+	b, err := c.Logits(p)
+	require.NoError(t, err)
+	assert.Equal(t, a.Data(), b.Data(), "clone decodes differently")
 	clear(fz.frozen.w[&fz.Blocks[0].MLP.Up].Data())
-	b2, _ := c.Logits(p)
-	if !slices.Equal(b.Data(), b2.Data()) {
-		t.Fatal("clone shares the original's weights")
-	}
+	b2, err := c.Logits(p)
+	require.NoError(t, err)
+	assert.Equal(t, b.Data(), b2.Data(), "clone shares the original's weights")
 }
 
 // TestFromTensorsBF16Errors checks that a frozen checkpoint is refused,
@@ -260,36 +227,37 @@ func TestFromTensorsBF16Errors(t *testing.T) {
 	}
 	ts, mats := split()
 	fz, err := FromTensorsBF16(m.Config, ts, mats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want, _ := bf16Pair(m)
 	p := randTokens(5, 301, 4)
-	a, _ := fz.Logits(p)
-	b, _ := want.Logits(p)
-	if !slices.Equal(a.Data(), b.Data()) {
-		t.Fatal("FromTensorsBF16 decodes unlike FreezeBF16")
-	}
+	a, err := fz.Logits(p)
+	require.NoError(t, err)
+	b, err := want.Logits(p)
+	require.NoError(t, err)
+	require.Equal(t, b.Data(), a.Data(), "FromTensorsBF16 decodes unlike FreezeBF16")
 	for _, c := range []struct {
+		name string
 		edit func([]Tensor, []TensorBF16) ([]Tensor, []TensorBF16)
 		want string
 	}{
-		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) { return ts, ms[1:] }, `lacks tensor "embed.weight"`},
-		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+		{"missing", func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) { return ts, ms[1:] }, `lacks tensor "embed.weight"`},
+		{"float32 matrix", func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
 			return append(ts, Tensor{ms[0].Name, ms[0].Value.Dense()}), ms[1:]
 		}, `"embed.weight": want it in bfloat16`},
-		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+		{"unexpected", func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
 			return ts, append(ms, TensorBF16{"extra", ms[0].Value})
 		}, `unexpected tensor "extra"`},
-		{func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
-			ms[2].Value.Data()[5] = 0x7fc0 // NaN
+		{"NaN", func(ts []Tensor, ms []TensorBF16) ([]Tensor, []TensorBF16) {
+			ms[2].Value.Data()[5] = 0x7fc0
 			return ts, ms
 		}, `element 5 is NaN`},
 	} {
-		ts, mats := split()
-		ts, mats = c.edit(ts, mats)
-		if _, err := FromTensorsBF16(m.Config, ts, mats); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("error %v, want %q", err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			ts, mats := split()
+			ts, mats = c.edit(ts, mats)
+			m, err := FromTensorsBF16(m.Config, ts, mats)
+			assert.ErrorContains(t, err, c.want) // the message names the tensor
+			assert.Nil(t, m)
+		})
 	}
 }
