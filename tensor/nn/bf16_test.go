@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -37,10 +38,16 @@ func bf16Model(t testing.TB, tied bool) *Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range m.Params() {
-		if p.Var.Value.Dims() == 2 {
-			for i := range p.Var.Value.Data() {
-				p.Var.Value.Data()[i] *= 10 // attention and logits far from uniform
+	for j, p := range m.Params() {
+		d := p.Var.Value.Data()
+		switch {
+		case p.Var.Value.Dims() == 2:
+			for i := range d {
+				d[i] *= 10 // attention and logits far from uniform
+			}
+		case strings.HasSuffix(p.Name, ".bias"): // biases that matter
+			for i := range d {
+				d[i] = float32(math.Sin(float64(7*i + j)))
 			}
 		}
 	}
