@@ -8,6 +8,7 @@ import (
 
 	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
@@ -82,7 +83,7 @@ func distillStage(ctx context.Context, cfg config, data lab.Data, res *results, 
 	}
 	models := make([]*nn.TinyLM, cfg.Seeds*len(arms))
 	bar = lab.NewBar(cfg.Progress, len(models)*cfg.StudentSteps, fmt.Sprintf("2/5 students: %d targets × %d seeds", len(arms), cfg.Seeds))
-	err = lab.Each(ctx, len(models), func(job int) error {
+	err = parallel.Each(ctx, len(models), 0, func(ctx context.Context, job int) error {
 		s, i := job/len(arms), job%len(arms)
 		m := inits[s].Clone()
 		sl := lm

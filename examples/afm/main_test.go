@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -35,28 +36,19 @@ func tiny(out string) config {
 func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var a bytes.Buffer
-	if _, err := run(context.Background(), tiny(filepath.Join(dir, "a")), &a); err != nil {
-		t.Fatal(err)
-	}
+	_, err := run(context.Background(), tiny(filepath.Join(dir, "a")), &a)
+	require.NoError(t, err)
 	out := a.String()
 	for _, s := range []string{"Stages 1–2.", "teacher, cross-entropy", "AFM: 0.9·teacher top-1", "top-4 KL", "Stage 3.", "Bradley–Terry", "Stage 4. iTeC", "r2-", "Stage 4. Rejection", "committee of", "Stage 5.", "MDLOO (AFM)", "RLOO", "PPO-clip"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("no %q row in\n%s", s, out)
-		}
+		assert.Contains(t, out, s)
 	}
-	if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
-		t.Errorf("NaN or Inf in\n%s", out)
-	}
+	assert.NotContains(t, out, "NaN")
+	assert.NotContains(t, out, "Inf")
 	for _, f := range []string{"results.md", "curves.png", "teacher.safetensors", "student.safetensors", "final.safetensors", "teacher-topk.cache"} {
-		if _, err := os.Stat(filepath.Join(dir, "a", f)); err != nil {
-			t.Error(err)
-		}
+		assert.FileExists(t, filepath.Join(dir, "a", f))
 	}
 	var b bytes.Buffer
-	if _, err := run(context.Background(), tiny(filepath.Join(dir, "b")), &b); err != nil {
-		t.Fatal(err)
-	}
-	if a.String() != b.String() {
-		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a.String(), b.String())
-	}
+	_, err = run(context.Background(), tiny(filepath.Join(dir, "b")), &b)
+	require.NoError(t, err)
+	assert.Equal(t, a.String(), b.String(), "two runs with one seed differ")
 }

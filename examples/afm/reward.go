@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -93,7 +94,7 @@ func rewardStage(ctx context.Context, cfg config, data lab.Data, student *nn.Tin
 	}
 	// Seeds × losses independent runs, two at a time.
 	bar := lab.NewBar(cfg.Progress, cfg.RMSeeds*len(kinds)*cfg.RewardSteps, fmt.Sprintf("3/5 reward models: %d losses × %d seeds", len(kinds), cfg.RMSeeds))
-	err = lab.Each(ctx, cfg.RMSeeds*len(kinds), func(job int) error {
+	err = parallel.Each(ctx, cfg.RMSeeds*len(kinds), 0, func(ctx context.Context, job int) error {
 		s, i := job/len(kinds), job%len(kinds)
 		rm := lab.NewRewardModel(student)
 		rc := lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR, Seed: cfg.Seed + 14 + uint64(s), BradleyTerry: kinds[i].bt}

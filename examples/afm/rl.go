@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/mirrordescent"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
@@ -30,20 +31,20 @@ var learners = []learner{
 // rloo is REINFORCE with the leave-one-out baseline (Ahmadian et al.
 // 2024) on MDLOO's KL-shaped advantages: one step per batch.
 func rloo(o mirrordescent.MDLOO) func(context.Context, int, mirrordescent.Policy, []float64, []float64, []float64) error {
-	return func(_ context.Context, _ int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error {
+	return func(ctx context.Context, _ int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error {
 		adv, _, err := o.Advantages(scores, oldLP, refLP)
 		if err != nil {
 			return err
 		}
 		lp := make([]float64, len(adv))
-		if err := pol.LogProbs(lp); err != nil {
+		if err := pol.LogProbs(ctx, lp); err != nil {
 			return err
 		}
 		r, err := prefopt.Reinforce(lp, adv, make([]float64, len(adv)))
 		if err != nil {
 			return err
 		}
-		return pol.Step(r.Grad)
+		return pol.Step(ctx, r.Grad)
 	}
 }
 
@@ -60,14 +61,14 @@ func ppoClip(o mirrordescent.MDLOO) func(context.Context, int, mirrordescent.Pol
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := pol.LogProbs(lp); err != nil {
+			if err := pol.LogProbs(ctx, lp); err != nil {
 				return err
 			}
 			r, err := prefopt.PPOClip(lp, oldLP, adv, ppoEps)
 			if err != nil {
 				return err
 			}
-			if err := pol.Step(r.Grad); err != nil {
+			if err := pol.Step(ctx, r.Grad); err != nil {
 				return err
 			}
 		}
@@ -90,7 +91,7 @@ func rlStage(ctx context.Context, cfg config, p prefTask, c committeeOut, res *r
 	// read-only models (the reference and the reward model).
 	models := make([]*nn.TinyLM, cfg.Seeds*len(learners))
 	bar := lab.NewBar(cfg.Progress, len(models)*cfg.FinalIters, fmt.Sprintf("5/5 online RL: %d algorithms × %d seeds", len(learners), cfg.Seeds))
-	err := lab.Each(ctx, len(models), func(job int) error {
+	err := parallel.Each(ctx, len(models), 0, func(ctx context.Context, job int) error {
 		s, i := job/len(learners), job%len(learners)
 		l := learners[i]
 		m := c.best.Clone()
