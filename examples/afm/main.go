@@ -1,44 +1,60 @@
 // Command afm runs Apple's AFM post-training recipe in miniature, end to
 // end, on Isaac Newton's Opticks as bytes, with TinyLM models small enough
-// to train on two CPU cores in a few minutes:
+// to train on two CPU cores in a few minutes, and measures each of the
+// recipe's claims against its control over several seeds:
 //
-//  1. Pre-train a teacher; prune a copy's SwiGLU hidden layer to a quarter
-//     (nn.PruneFFN) to make the "on-device" student.
-//  2. Precompute the teacher's top-1 predictions into a distill cache and
-//     train the student with distill.ConvexCombination (w = 0.9) and, as
-//     the control, with plain cross-entropy, for the same steps on the same
-//     windows; report held-out loss, perplexity and top-1 accuracy of both.
+//  1. Pre-train a teacher much stronger than the student will be: a larger
+//     model trained on more tokens.
+//  2. Precompute the teacher's top-k next-byte predictions into a distill
+//     cache, and train a small student from scratch, on a limited token
+//     budget, three ways on the same windows: plain cross-entropy (the
+//     control), AFM's convex target (distill.ConvexCombination, w = 0.9,
+//     with the top-1 prediction read from the cache), and top-k
+//     distillation (distill.SparseKL). Report held-out loss, perplexity and
+//     top-1 accuracy as mean ± 95 % interval over the seeds.
 //  3. A synthetic preference task: a programmatic oracle prefers
-//     continuations that talk about light and colour and labels pairs
-//     on AFM's four-point scale; a reward model (the student's body,
-//     mean-pooled, with a linear head) is trained with the soft-label
-//     ranking loss (prefopt.SoftRanking); report its held-out accuracy.
+//     continuations that talk about light and colour and grades pairs on
+//     AFM's four-point scale; a rater whose confidence is calibrated
+//     reports that grade but picks the wrong response with probability
+//     1 − p(level) (5 %, 15 %, 25 %, 35 %), so the levels carry
+//     information. Reward models trained with the soft-label ranking loss
+//     (prefopt.SoftRanking) and with Bradley–Terry are compared on held-out
+//     pairs against the oracle's own verdict.
 //  4. iTeC (itec.Run): rounds of committee sampling, oracle labels, a
 //     refreshed reward model, committee rejection sampling, and new members
-//     trained by rejection sampling (SFT on the committee's picks), DPO, IPO
-//     and MDLOO; per round each member's oracle reward and the prompts each
-//     member won.
-//  5. MDLOO online RL (mirrordescent.MDLOO) on the best member against the
-//     last reward model, with the oracle-reward curve on held-out prompts.
+//     trained by rejection sampling, DPO, IPO and MDLOO. Then the final
+//     committee's rejection sampling is compared with each member's own
+//     best-of-N, on the oracle reward of the response each one picks.
+//  5. Online RL against the last reward model from the best member: MDLOO
+//     against RLOO and PPO-clip, with the same prompts, samples per
+//     iteration and KL-shaped leave-one-out advantages, over the seeds.
 //
-// It prints a results table and writes results.md, curves.png and the
-// models to -out. Runs are deterministic for a -seed (on one machine: the
-// float32 kernels may round differently on another CPU).
-//
-// What to expect, and what not to read into it. At this scale the teacher
-// is right about the next byte only about half the time, so w = 0.9 spends
-// most of the student's training signal on the teacher's guesses: its
-// top-1 accuracy stays with the teacher's while its held-out perplexity,
-// which rewards spreading probability over the alternatives, is far worse
-// than the cross-entropy control's. AFM distills from a much stronger
-// teacher; examples/distill sweeps w. The oracle counts words, so online
-// RL against it (and against a reward model trained on it) learns to
-// repeat them — the final samples show the reward hacking that KL
+// What to expect (seed 1; the README shows a run). The student trained on
+// AFM's top-1 target beats the cross-entropy control on held-out top-1
+// accuracy, seed for seed, and loses on perplexity: the one-hot target
+// says the teacher's guess is certain, while the teacher is right about
+// half the time, and perplexity charges every byte the target called
+// impossible; top-k distillation keeps the teacher's uncertainty and wins
+// both, at 24 bytes of cache per training byte instead of 1. The
+// soft-label reward model, told how sure the rater was, ranks held-out
+// pairs as the oracle does more often than Bradley–Terry. With N samples
+// per member, the committee's pick matches the strongest members' own
+// best-of-N and beats the weaker members'; given the committee's whole
+// budget, the strongest member alone does about as well or better. MDLOO and PPO-clip
+// improve the oracle reward many times more than RLOO's single step per
+// batch at the same sample budget. The oracle counts words, so online RL against it learns
+// to repeat them: the final samples show the reward hacking that KL
 // regularization and real labelers exist to limit.
+//
+// It prints tables (every column names its unit) and writes results.md,
+// curves.png and the models to -out. Runs are deterministic for a -seed
+// (on one machine: the float32 kernels may round differently on another
+// CPU). Progress bars go to standard error only when both standard output
+// and standard error are terminals; -no-progress turns them off there too.
 //
 // Usage:
 //
-//	go run ./examples/afm [-quick] [-out out/afm] [-seed 1] [-teacher-steps N] …
+//	go run ./examples/afm [-quick] [-out out/afm] [-seed 1] [-seeds 3] [-no-progress] …
 package main
 
 import (
@@ -50,97 +66,100 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/examples/internal/lab"
-	"github.com/posttrain/posttrain/itec"
-	"github.com/posttrain/posttrain/mirrordescent"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"gonum.org/v1/plot"
 )
 
 type config struct {
-	Out   string
-	Seed  uint64
-	Bytes int // corpus bytes used (0: all)
+	Out     string
+	Seed    uint64
+	Seeds   int // independent repetitions of every compared training run
+	RMSeeds int // the same for the reward models (cheap, and noisier)
+	Bytes   int // corpus bytes used (0: all)
 
-	Model        nn.Config
-	StudentFFN   int // the student's SwiGLU hidden size after pruning
-	Seq, Batch   int
-	TeacherSteps int
-	StudentSteps int
-	EvalSeqs     int // held-out windows per evaluation
+	Teacher, Student nn.Config
+	Seq, Batch       int
+	TeacherSteps     int
+	StudentSteps     int // the student's token budget is StudentSteps·Batch·Seq
+	EvalSeqs         int // held-out windows of every evaluation (curves and tables)
+	TopK             int // teacher predictions per byte in the cache
+	Alpha            float64
 
 	PromptLen, RespLen int
 	TrainPrompts       int // preference and iTeC prompts
 	TestPrompts        int
-	Samples            int // responses per prompt for the preference task
+	Samples            int // responses per prompt for the preference task and iTeC
+	BestOf             int // responses per member and prompt in committee rejection sampling
 	RewardSteps        int
 	Rounds             int
 	ITeCPrompts        int
 	TuneSteps          int // rejection-sampling, DPO and IPO steps per member
 	RLIters, RLPrompts int // MDLOO iterations and prompts per iteration, per iTeC member
-	FinalIters         int // stage 5 MDLOO iterations
+	FinalIters         int // stage 5 iterations per algorithm and seed
 	EvalSamples        int
 	Workers            int
 	Progress           io.Writer
 	NoTimes            bool // leave stage times out of the log (tests compare logs)
 	TeacherLR, TuneLR  float64
+	StudentLR          float64
 	RLLR, RewardLR     float64
 	TeacherWeight      float64
 }
 
 func defaults() config {
 	return config{
-		Out: filepath.Join("out", "afm"), Seed: 1,
-		Model:      nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
-		StudentFFN: 96, Seq: 64, Batch: 16,
-		TeacherSteps: 800, StudentSteps: 250, EvalSeqs: 128,
-		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4,
+		Out: filepath.Join("out", "afm"), Seed: 1, Seeds: 3, RMSeeds: 5,
+		Teacher: nn.Config{Vocab: 256, DModel: 96, Layers: 3, Heads: 3, Context: 64, Hidden: 384},
+		Student: nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256},
+		Seq:     64, Batch: 16,
+		TeacherSteps: 800, StudentSteps: 300, EvalSeqs: 256, TopK: 8, Alpha: 0.9,
+		PromptLen: 28, RespLen: 32, TrainPrompts: 128, TestPrompts: 48, Samples: 4, BestOf: 2,
 		RewardSteps: 100, Rounds: 2, ITeCPrompts: 48, TuneSteps: 40,
-		RLIters: 10, RLPrompts: 8, FinalIters: 30, EvalSamples: 4,
-		TeacherLR: 3e-3, TuneLR: 1e-4, RLLR: 1e-4, RewardLR: 1e-3,
+		RLIters: 10, RLPrompts: 8, FinalIters: 16, EvalSamples: 4,
+		TeacherLR: 3e-3, StudentLR: 3e-3, TuneLR: 1e-4, RLLR: 1e-4, RewardLR: 1e-3,
 		TeacherWeight: distill.DefaultTeacherWeight,
 	}
 }
 
-// quick shrinks every stage to run in well under a minute (CI).
+// quick shrinks every stage to run in well under 30 s (CI).
 func (c *config) quick() {
 	c.Bytes = 120_000
-	c.Model = nn.Config{Vocab: 256, DModel: 48, Layers: 2, Heads: 2, Context: 64, Hidden: 192}
-	c.StudentFFN = 48
-	c.TeacherSteps, c.StudentSteps, c.EvalSeqs = 150, 80, 32
+	c.Teacher = nn.Config{Vocab: 256, DModel: 64, Layers: 2, Heads: 2, Context: 64, Hidden: 256}
+	c.Student = nn.Config{Vocab: 256, DModel: 32, Layers: 1, Heads: 2, Context: 64, Hidden: 128}
+	c.TeacherSteps, c.StudentSteps, c.EvalSeqs = 150, 60, 32
 	c.TrainPrompts, c.TestPrompts, c.RespLen = 32, 16, 24
 	c.RewardSteps, c.ITeCPrompts, c.TuneSteps = 40, 16, 10
-	c.RLIters, c.RLPrompts, c.FinalIters = 3, 8, 8
-	c.EvalSamples = 2
+	c.RLIters, c.RLPrompts, c.FinalIters = 3, 8, 4
+	c.EvalSamples, c.RMSeeds = 2, 3
 }
 
 func main() {
 	cfg := defaults()
-	quick := flag.Bool("quick", false, "a small run of every stage, in well under a minute (CI)")
+	quick := flag.Bool("quick", false, "a small run of every stage, in well under 30 s (CI)")
 	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
+	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5)")
 	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
-	student := flag.Int("student-steps", 0, "student distillation steps per arm (0: the default)")
+	student := flag.Int("student-steps", 0, "student distillation steps per arm and seed (0: the default)")
 	rounds := flag.Int("rounds", 0, "iTeC rounds (0: the default, 2)")
-	final := flag.Int("rl-iters", 0, "final MDLOO iterations (0: the default)")
-	noBars := flag.Bool("no-progress", false, "no progress bars on stderr")
+	final := flag.Int("rl-iters", 0, "stage 5 iterations per algorithm and seed (0: the default)")
+	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
 	flag.Parse()
 	if *quick {
 		cfg.quick()
 	}
-	for _, f := range []struct{ dst, v *int }{{&cfg.TeacherSteps, teacher}, {&cfg.StudentSteps, student}, {&cfg.Rounds, rounds}, {&cfg.FinalIters, final}} {
+	for _, f := range []struct{ dst, v *int }{{&cfg.Seeds, seeds}, {&cfg.TeacherSteps, teacher}, {&cfg.StudentSteps, student}, {&cfg.Rounds, rounds}, {&cfg.FinalIters, final}} {
 		if *f.v > 0 {
 			*f.dst = *f.v
 		}
 	}
-	if !*noBars {
-		cfg.Progress = os.Stderr
-	}
+	cfg.RMSeeds = max(cfg.RMSeeds, cfg.Seeds)
+	cfg.Progress = lab.Progress(*noBars)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
@@ -149,38 +168,32 @@ func main() {
 		fmt.Fprintln(os.Stderr, "afm:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("\nwall time %s; results in %s\n", time.Since(start).Round(time.Second), res.dir)
+	fmt.Printf("wall time %s; results in %s\n", time.Since(start).Round(time.Second), res.dir)
 }
 
-// results is what the final table reports.
+// results is what the run reports.
 type results struct {
-	dir                         string
-	teacherParams, studentParam int
-	teacherLoss, prunedLoss     float64
-	distLoss, ceLoss            float64
-	teacherAcc, distAcc, ceAcc  float64
-	pairs, testPairs            int
-	testDecided                 int
-	levels                      [4]int
-	rmAcc, rmAccDecided         float64
-	btAcc, btAccDecided         float64
-	baseReward                  float64
-	rounds                      []itec.RoundSummary
-	members                     []itec.MemberInfo
-	best                        string
-	rlStart, rlEnd              float64
-	rlScoreStart, rlScoreEnd    float64
-	itecRMAcc                   [][2]float64
+	dir    string
+	tables []lab.Table
+	plots  []*plot.Plot
+}
+
+func (r *results) add(w io.Writer, t lab.Table) error {
+	r.tables = append(r.tables, t)
+	return t.Print(w)
 }
 
 func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
+	if cfg.Seeds < 1 {
+		return nil, fmt.Errorf("afm: %d seeds, need at least 1", cfg.Seeds)
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
 	res := &results{dir: cfg.Out}
 	data := lab.Load(cfg.Bytes)
 	t0 := time.Now()
-	lap := func() string { // the wall time of a stage, for the log (not the table: it varies)
+	lap := func() string { // the wall time of a stage, for the log (not the tables: it varies)
 		d := time.Since(t0)
 		t0 = time.Now()
 		return fmt.Sprintf(" [%.0fs]", d.Seconds())
@@ -188,379 +201,63 @@ func run(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	if cfg.NoTimes {
 		lap = func() string { return "" }
 	}
-	fmt.Fprintf(w, "corpus: Opticks, %d training bytes, %d held out\n", len(data.Train), len(data.Test))
-	var plots []*plot.Plot
+	fmt.Fprintf(w, "corpus: Newton's Opticks, %d bytes to train on, the last %d held out; every model reads bytes (1 token = 1 byte)\n\n",
+		len(data.Train), len(data.Test))
 
-	// Stage 1: teacher, and the pruned student.
-	teacher, err := nn.NewTinyLM(cfg.Model, cfg.Seed)
+	d, err := distillStage(ctx, cfg, data, res, w)
 	if err != nil {
 		return nil, err
 	}
-	lm := lab.LMConfig{Steps: cfg.TeacherSteps, Batch: cfg.Batch, Seq: cfg.Seq, LR: cfg.TeacherLR, MinLR: cfg.TeacherLR / 10,
-		Seed: cfg.Seed, EvalEvery: max(1, cfg.TeacherSteps/10), Test: data.Test, EvalSeqs: cfg.EvalSeqs}
-	bar := lab.NewBar(cfg.Progress, lm.Steps, "1/5 pre-train teacher")
-	tc, err := lab.TrainLM(ctx, teacher, data.Train, lm, bar)
-	bar.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("teacher: %w", err)
-	}
-	if res.teacherLoss, res.teacherAcc, err = lab.HeldOut(teacher, data.Test, cfg.Seq, 0); err != nil {
-		return nil, err
-	}
-	student0, err := teacher.PruneFFN(cfg.StudentFFN)
-	if err != nil {
-		return nil, err
-	}
-	res.teacherParams, res.studentParam = teacher.NumParams(), student0.NumParams()
-	if res.prunedLoss, err = lab.HeldOutLoss(student0, data.Test, cfg.Seq, cfg.EvalSeqs); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(w, "1. teacher: %d params, held-out loss %.3f nats/byte; pruned student (FFN %d→%d): %d params, loss %.3f before training%s\n",
-		res.teacherParams, res.teacherLoss, cfg.Model.Hidden, cfg.StudentFFN, res.studentParam, res.prunedLoss, lap())
-	if err := teacher.Save(filepath.Join(cfg.Out, "teacher.safetensors")); err != nil {
-		return nil, err
-	}
+	fmt.Fprintf(w, "stages 1–2 took%s\n\n", lap())
 
-	// Stage 2: top-1 cache, then the student with and without it.
-	cachePath := filepath.Join(cfg.Out, "teacher-top1.cache")
-	bar = lab.NewBar(cfg.Progress, len(data.Train)/cfg.Seq*cfg.Seq, "2/5 teacher top-1 cache")
-	top1, err := lab.PrecomputeTop1(ctx, teacher, data.Train, cfg.Seq, cachePath, bar)
-	bar.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	arms := []struct {
-		name string
-		w    float64
-	}{{"distilled (w=0.9)", cfg.TeacherWeight}, {"cross-entropy", 0}}
-	var students [2]*nn.TinyLM
-	var curves [2]lab.Curve
-	for i, a := range arms {
-		students[i] = student0.Clone()
-		sl := lm
-		sl.Steps, sl.EvalEvery = cfg.StudentSteps, max(1, cfg.StudentSteps/10)
-		sl.Seed = cfg.Seed + 100 // both arms see the same windows
-		if a.w > 0 {
-			sl.Teacher, sl.TeacherWeight = top1, a.w
-		}
-		bar = lab.NewBar(cfg.Progress, sl.Steps, "2/5 student: "+a.name)
-		curves[i], err = lab.TrainLM(ctx, students[i], data.Train, sl, bar)
-		bar.Finish()
-		if err != nil {
-			return nil, fmt.Errorf("student %s: %w", a.name, err)
-		}
-	}
-	// Final held-out losses on every window of the held-out text.
-	if res.distLoss, res.distAcc, err = lab.HeldOut(students[0], data.Test, cfg.Seq, 0); err != nil {
-		return nil, err
-	}
-	if res.ceLoss, res.ceAcc, err = lab.HeldOut(students[1], data.Test, cfg.Seq, 0); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(w, "2. student held-out loss: distilled %.4f (ppl %.3f, top-1 %.3f), cross-entropy %.4f (ppl %.3f, top-1 %.3f)%s\n",
-		res.distLoss, lab.Perplexity(res.distLoss), res.distAcc, res.ceLoss, lab.Perplexity(res.ceLoss), res.ceAcc, lap())
-	student := students[0]
-	if err := student.Save(filepath.Join(cfg.Out, "student.safetensors")); err != nil {
-		return nil, err
-	}
-	// The students continue from the pruned teacher, after its last step.
-	p, err := lab.Plot("1–2. pre-training, pruning and distillation", "step", "loss (nats/byte)",
-		lab.Steps("teacher train (smoothed)", lab.Smooth(tc.Loss, 25)),
-		evalSeries("teacher held-out", tc, 0, 0),
-		evalSeries("student w=0.9, held-out", curves[0], cfg.TeacherSteps, res.prunedLoss),
-		evalSeries("student cross-entropy, held-out", curves[1], cfg.TeacherSteps, res.prunedLoss))
+	p, err := rewardStage(ctx, cfg, data, d.student, res, w)
 	if err != nil {
 		return nil, err
 	}
-	plots = append(plots, p)
+	fmt.Fprintf(w, "stage 3 took%s\n\n", lap())
 
-	// Stage 3: the preference task and its reward model.
-	gen := lab.Policy{Len: cfg.RespLen, Temperature: 1, TopK: 0}
-	trainPrompts, err := lab.Prompts(data.TrainText, cfg.TrainPrompts, cfg.PromptLen, cfg.Seed)
+	it, err := itecStage(ctx, cfg, p, res, w)
 	if err != nil {
 		return nil, err
 	}
-	testPrompts, err := lab.Prompts(data.TestText, cfg.TestPrompts, cfg.PromptLen, cfg.Seed+1)
-	if err != nil {
-		return nil, err
-	}
-	pol := gen
-	pol.M = student
-	trainSamples, err := lab.Sample(ctx, pol, trainPrompts, cfg.Samples, cfg.Seed+10)
-	if err != nil {
-		return nil, err
-	}
-	testSamples, err := lab.Sample(ctx, pol, testPrompts, cfg.Samples, cfg.Seed+11)
-	if err != nil {
-		return nil, err
-	}
-	trainPairs := lab.LabelSamples(trainPrompts, trainSamples, 3, cfg.Seed+12)
-	testPairs := lab.LabelSamples(testPrompts, testSamples, 3, cfg.Seed+13)
-	res.pairs, res.testPairs, res.levels = len(trainPairs), len(testPairs), lab.LevelCounts(trainPairs)
-	res.testDecided = len(lab.Decided(testPairs))
-	rcfg := lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR, Seed: cfg.Seed + 14}
-	rm := lab.NewRewardModel(student)
-	bar = lab.NewBar(cfg.Progress, rcfg.Steps, "3/5 reward model (soft)")
-	rmLoss, err := lab.TrainReward(ctx, rm, trainPairs, rcfg, bar)
-	bar.Finish()
-	if err != nil {
-		return nil, err
-	}
-	if res.rmAcc, res.rmAccDecided, err = lab.Accuracy(rm, testPairs); err != nil {
-		return nil, err
-	}
-	bt := lab.NewRewardModel(student)
-	rcfg.BradleyTerry = true
-	bar = lab.NewBar(cfg.Progress, rcfg.Steps, "3/5 reward model (BT control)")
-	btLoss, err := lab.TrainReward(ctx, bt, trainPairs, rcfg, bar)
-	bar.Finish()
-	if err != nil {
-		return nil, err
-	}
-	if res.btAcc, res.btAccDecided, err = lab.Accuracy(bt, testPairs); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(w, "3. %d training pairs (levels %v), %d held-out; reward model held-out accuracy %.3f (%.3f above negligible); Bradley–Terry control %.3f (%.3f)%s\n",
-		res.pairs, res.levels, res.testPairs, res.rmAcc, res.rmAccDecided, res.btAcc, res.btAccDecided, lap())
-	p, err = lab.Plot("3. reward model", "step", "training loss (smoothed)",
-		lab.Steps("soft-label ranking (AFM)", lab.Smooth(rmLoss, 10)),
-		lab.Steps("Bradley–Terry", lab.Smooth(btLoss, 10)))
-	if err != nil {
-		return nil, err
-	}
-	plots = append(plots, p)
+	fmt.Fprintf(w, "stage 4 took%s\n\n", lap())
 
-	// Stage 4: iTeC.
-	itecPrompts := trainPrompts[:min(cfg.ITeCPrompts, len(trainPrompts))]
-	dir := filepath.Join(cfg.Out, "itec")
-	if err := os.RemoveAll(dir); err != nil { // a fresh run, not a resume of an older one
+	if err := rlStage(ctx, cfg, p, it, res, w); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	mdloo := mirrordescent.DefaultMDLOO()
-	com := &lab.Committee{
-		Dir: dir, Body: student, Gen: gen,
-		SFT:         lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: cfg.TuneLR * 3},
-		Pref:        lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: cfg.TuneLR},
-		DPO:         prefopt.DPO{Beta: 0.1},
-		IPO:         prefopt.IPO{Tau: 1},
-		RL:          lab.RLConfig{MDLOO: mdloo, Iters: cfg.RLIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR},
-		Reward:      lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR},
-		EvalPrompts: testPrompts, EvalSamples: cfg.EvalSamples, TestPairs: testPairs,
-		Seed: cfg.Seed + 20, Bars: cfg.Progress,
-	}
-	if res.baseReward, err = com.Evaluate(ctx, itec.Member{Name: "student", Model: pol}); err != nil {
-		return nil, err
-	}
-	models := map[string]*nn.TinyLM{"student": student}
-	var ibar lab.Bar
-	var last itec.Event
-	st, err := itec.Run(ctx, itec.Config{
-		Dir: dir, Prompts: itecPrompts, Rounds: cfg.Rounds,
-		Initial: []itec.Member{{Name: "student", Algorithm: itec.SFT, Model: pol}},
-		Samples: cfg.Samples, Pairs: itec.PairOptions{Strategy: itec.BestWorst},
-		KeepBest: 1, Workers: cfg.Workers, Seed: cfg.Seed + 21,
-		Labeler: lab.Oracle{}, Rewards: com, Trainer: com, Evaluator: com,
-		Progress: func(e itec.Event) {
-			if cfg.Progress == nil || e.Step == itec.Training || e.Step == itec.Refreshing {
-				return // those show their own bars
-			}
-			if e.Round != last.Round || e.Step != last.Step || e.Done < last.Done {
-				ibar.Finish()
-				ibar = lab.NewBar(cfg.Progress, e.Total, fmt.Sprintf("4/5 iTeC round %d: %s", e.Round, e.Step))
-				last = itec.Event{Round: e.Round, Step: e.Step}
-			}
-			ibar.Add(e.Done - last.Done)
-			last.Done = e.Done
-		},
-	})
-	ibar.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("iTeC: %w", err)
-	}
-	res.rounds, res.members, res.itecRMAcc = st.History, st.Members, com.RewardAcc
-	best := res.members[0]
-	for _, m := range res.members {
-		if *m.Eval > *best.Eval {
-			best = m
-		}
-	}
-	res.best = best.Name
-	final, ok := models[best.Name]
-	if !ok {
-		if final, err = nn.LoadTinyLM(best.Ref); err != nil {
-			return nil, err
-		}
-	}
-	fmt.Fprintf(w, "4. iTeC: %d rounds; best member %s, oracle reward %.3f (student %.3f)%s\n", len(res.rounds), best.Name, *best.Eval, res.baseReward, lap())
-	p, err = itecPlot(res)
-	if err != nil {
-		return nil, err
-	}
-	plots = append(plots, p)
+	fmt.Fprintf(w, "stage 5 took%s\n\n", lap())
 
-	// Stage 5: MDLOO on the best member against the last reward model.
-	scorer, err := com.LoadReward(ctx, st.RewardRef)
-	if err != nil {
+	if err := lab.SavePlots(filepath.Join(cfg.Out, "curves.png"), 2, res.plots...); err != nil {
 		return nil, err
 	}
-	ref := final.Clone()
-	fp := gen
-	fp.M = final
-	rl := lab.RLConfig{MDLOO: mdloo, Iters: cfg.FinalIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR, Seed: cfg.Seed + 30,
-		EvalEvery: max(1, cfg.FinalIters/8), EvalPrompts: testPrompts, EvalSamples: cfg.EvalSamples}
-	bar = lab.NewBar(cfg.Progress, rl.Iters, "5/5 MDLOO online RL")
-	rc, err := lab.MDLOO(ctx, fp, ref, scorer, itecPrompts, rl, bar)
-	bar.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("MDLOO: %w", err)
+	var md strings.Builder
+	fmt.Fprintf(&md, "# examples/afm, seed %d, %d seeds per comparison (%d for the reward models)\n\n", cfg.Seed, cfg.Seeds, cfg.RMSeeds)
+	for _, t := range res.tables {
+		md.WriteString(t.Markdown())
 	}
-	res.rlStart, res.rlEnd = rc.Eval[0], rc.Eval[len(rc.Eval)-1]
-	res.rlScoreStart, res.rlScoreEnd = rc.Score[0], rc.Score[len(rc.Score)-1]
-	if err := final.Save(filepath.Join(cfg.Out, "final.safetensors")); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(w, "5. MDLOO: held-out oracle reward %.3f → %.3f over %d iterations%s\n", res.rlStart, res.rlEnd, rl.Iters, lap())
-	// What the reward bought: the student and the final policy on the
-	// same held-out prompts with the same seeds.
-	for i := range min(3, len(testPrompts)) {
-		a, err := pol.Generate(ctx, testPrompts[i], []uint64{cfg.Seed})
-		if err != nil {
-			return nil, err
-		}
-		b, err := fp.Generate(ctx, testPrompts[i], []uint64{cfg.Seed})
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(w, "   %q\n     student: %q\n     final:   %q\n", testPrompts[i], a[0], b[0])
-	}
-	xs := make([]float64, len(rc.EvalAt))
-	for i, k := range rc.EvalAt {
-		xs[i] = float64(k)
-	}
-	p, err = lab.Plot("5. MDLOO online RL", "iteration", "reward",
-		lab.Series{Name: "oracle reward, held-out prompts", X: xs, Y: rc.Eval},
-		lab.Steps("oracle reward, batch (smoothed)", lab.Smooth(rc.Oracle, 5)),
-		lab.Steps("reward-model score, batch (smoothed)", lab.Smooth(rc.Score, 5)))
-	if err != nil {
-		return nil, err
-	}
-	plots = append(plots, p)
-
-	if err := lab.SavePlots(filepath.Join(cfg.Out, "curves.png"), 2, plots...); err != nil {
-		return nil, err
-	}
-	table := res.table(cfg)
-	fmt.Fprintln(w)
-	if err := printTable(w, table); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.Out, "results.md"), []byte(markdown(table)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Out, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// evalSeries is c's held-out curve shifted to start at step x0, from
-// loss y0 if y0 > 0.
-func evalSeries(name string, c lab.Curve, x0 int, y0 float64) lab.Series {
-	s := lab.Series{Name: name}
-	if y0 > 0 {
-		s.X, s.Y = append(s.X, float64(x0)), append(s.Y, y0)
-	}
-	for i, k := range c.EvalAt {
-		s.X = append(s.X, float64(x0+k))
-		s.Y = append(s.Y, c.Eval[i])
-	}
-	return s
+// seedsNote is the line under a table of means over seeds.
+func seedsNote(n int) string {
+	return fmt.Sprintf("Each cell: mean ± half-width of the 95%% confidence interval (Student's t) over %d seeds.", n)
 }
 
-// itecPlot draws each algorithm's member's oracle reward by round.
-func itecPlot(r *results) (*plot.Plot, error) {
-	by := map[itec.Algorithm]*lab.Series{}
-	var order []itec.Algorithm
-	for _, m := range r.members {
-		s, ok := by[m.Algorithm]
-		if !ok {
-			s = &lab.Series{Name: string(m.Algorithm)}
-			by[m.Algorithm] = s
-			order = append(order, m.Algorithm)
-		}
-		s.X = append(s.X, float64(m.Round))
-		s.Y = append(s.Y, *m.Eval)
-	}
-	var ss []lab.Series
-	for _, a := range order {
-		s := *by[a]
-		if a == itec.SFT { // the initial student: a flat line across rounds
-			for k := 1; k <= len(r.rounds); k++ {
-				s.X = append(s.X, float64(k))
-				s.Y = append(s.Y, s.Y[0])
-			}
-			s.Name = "initial student"
-		}
-		ss = append(ss, s)
-	}
-	return lab.Plot("4. iTeC members", "round", "oracle reward (light words per response)", ss...)
+// pct formats a fraction as a percentage.
+func pct(s lab.Stat) lab.Stat { return lab.Stat{Mean: 100 * s.Mean, Half: 100 * s.Half, N: s.N} }
+
+// policy returns the sampling settings of every stage with model m.
+func policy(cfg config, m *nn.TinyLM) lab.Policy {
+	return lab.Policy{M: m, Len: cfg.RespLen, Temperature: 1}
 }
 
-// row is one line of the results table.
-type row struct{ stage, what, value string }
-
-func (r *results) table(cfg config) []row {
-	t := []row{
-		{"1 pre-train", "teacher: held-out loss (nats/byte) / ppl / top-1 acc", fmt.Sprintf("%.4f / %.3f / %.3f (%d params)", r.teacherLoss, lab.Perplexity(r.teacherLoss), r.teacherAcc, r.teacherParams)},
-		{"1 prune", fmt.Sprintf("student FFN %d→%d, loss before training", cfg.Model.Hidden, cfg.StudentFFN), fmt.Sprintf("%.3f (%d params)", r.prunedLoss, r.studentParam)},
-		{"2 distill", fmt.Sprintf("student, convex combination w=%.1f: held-out loss / ppl / top-1 acc", cfg.TeacherWeight), fmt.Sprintf("%.4f / %.3f / %.3f", r.distLoss, lab.Perplexity(r.distLoss), r.distAcc)},
-		{"2 distill", "student, cross-entropy (control): held-out loss / ppl / top-1 acc", fmt.Sprintf("%.4f / %.3f / %.3f", r.ceLoss, lab.Perplexity(r.ceLoss), r.ceAcc)},
-		{"3 reward", fmt.Sprintf("soft-label RM accuracy: %d held-out pairs (the %d above negligibly better)", r.testPairs, r.testDecided), fmt.Sprintf("%.3f (%.3f)", r.rmAcc, r.rmAccDecided)},
-		{"3 reward", "Bradley–Terry RM accuracy (control)", fmt.Sprintf("%.3f (%.3f)", r.btAcc, r.btAccDecided)},
-		{"4 iTeC", "initial student: oracle reward (light words/response)", fmt.Sprintf("%.3f", r.baseReward)},
-	}
-	for i, h := range r.rounds {
-		var wins []string
-		for _, n := range h.Committee {
-			wins = append(wins, fmt.Sprintf("%s %d", n, h.Wins[n]))
-		}
-		acc := ""
-		if i < len(r.itecRMAcc) {
-			acc = fmt.Sprintf("; RM acc %.3f", r.itecRMAcc[i][0])
-		}
-		t = append(t, row{fmt.Sprintf("4 round %d", h.Round), fmt.Sprintf("prompts won (%d new pairs%s)", h.NewPairs, acc), strings.Join(wins, ", ")})
-		var trained []string
-		for _, n := range h.Trained {
-			for _, m := range r.members {
-				if m.Name == n {
-					trained = append(trained, fmt.Sprintf("%s %.3f", strings.TrimPrefix(n, fmt.Sprintf("r%d-", h.Round)), *m.Eval))
-				}
-			}
-		}
-		t = append(t, row{fmt.Sprintf("4 round %d", h.Round), "new members' oracle reward", strings.Join(trained, ", ")})
-	}
-	t = append(t,
-		row{"4 iTeC", "best member", r.best},
-		row{"5 MDLOO", "held-out oracle reward, start → end", fmt.Sprintf("%.3f → %.3f", r.rlStart, r.rlEnd)},
-		row{"5 MDLOO", "batch reward-model score, first → last iteration", fmt.Sprintf("%.3f → %.3f", r.rlScoreStart, r.rlScoreEnd)},
-	)
-	return t
-}
-
-func printTable(w io.Writer, t []row) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "stage\tmeasure\tresult")
-	for _, r := range t {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.stage, r.what, r.value)
-	}
-	return tw.Flush()
-}
-
-func markdown(t []row) string {
-	var b strings.Builder
-	b.WriteString("| stage | measure | result |\n|---|---|---|\n")
-	for _, r := range t {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.stage, r.what, strings.ReplaceAll(r.value, "|", "\\|"))
-	}
-	return b.String()
+// prefTask is what stage 3 hands on: the student, the prompts and the
+// held-out pairs whose oracle rewards differ.
+type prefTask struct {
+	student                   *nn.TinyLM
+	trainPrompts, testPrompts []string
+	testPairs                 []prefopt.Pair
 }

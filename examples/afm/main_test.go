@@ -19,8 +19,9 @@ func tiny(out string) config {
 	c.Out = out
 	c.NoTimes = true
 	c.Bytes = 30_000
-	c.Model = nn.Config{Vocab: 256, DModel: 16, Layers: 1, Heads: 2, Context: 48, Hidden: 32}
-	c.StudentFFN, c.Seq, c.Batch = 8, 32, 4
+	c.Teacher = nn.Config{Vocab: 256, DModel: 16, Layers: 1, Heads: 2, Context: 48, Hidden: 32}
+	c.Student = nn.Config{Vocab: 256, DModel: 8, Layers: 1, Heads: 2, Context: 48, Hidden: 16}
+	c.Seeds, c.RMSeeds, c.TopK, c.Seq, c.Batch = 2, 2, 4, 32, 4
 	c.TeacherSteps, c.StudentSteps, c.EvalSeqs = 4, 3, 4
 	c.PromptLen, c.RespLen = 16, 8
 	c.TrainPrompts, c.TestPrompts, c.Samples = 6, 4, 3
@@ -38,12 +39,12 @@ func TestSmoke(t *testing.T) {
 	_, err := run(context.Background(), tiny(filepath.Join(dir, "a")), &a)
 	require.NoError(t, err)
 	out := a.String()
-	for _, s := range []string{"1 pre-train", "2 distill", "3 reward", "4 round 1", "4 round 2", "5 MDLOO"} {
+	for _, s := range []string{"Stages 1–2.", "teacher, cross-entropy", "AFM: 0.9·teacher top-1", "top-4 KL", "Stage 3.", "Bradley–Terry", "Stage 4. iTeC", "r2-", "Stage 4. Rejection", "committee of", "Stage 5.", "MDLOO (AFM)", "RLOO", "PPO-clip"} {
 		assert.Contains(t, out, s)
 	}
 	assert.NotContains(t, out, "NaN")
 	assert.NotContains(t, out, "Inf")
-	for _, f := range []string{"results.md", "curves.png", "teacher.safetensors", "student.safetensors", "final.safetensors", "teacher-top1.cache"} {
+	for _, f := range []string{"results.md", "curves.png", "teacher.safetensors", "student.safetensors", "final.safetensors", "teacher-topk.cache"} {
 		assert.FileExists(t, filepath.Join(dir, "a", f))
 	}
 	var b bytes.Buffer

@@ -68,7 +68,7 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
 	ts := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
 	ss := flag.Int("student-steps", 0, "training steps per student (0: the default)")
-	noBars := flag.Bool("no-progress", false, "no progress bars on stderr")
+	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
 	flag.Parse()
 	if *quick {
 		cfg.quick()
@@ -79,9 +79,7 @@ func main() {
 	if *ss > 0 {
 		cfg.StudentSteps = *ss
 	}
-	if !*noBars {
-		cfg.Progress = os.Stderr
-	}
+	cfg.Progress = lab.Progress(*noBars)
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "distill:", err)
 		os.Exit(1)

@@ -78,7 +78,7 @@ func main() {
 	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md and curves.png")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
 	steps := flag.Int("steps", 0, "preference-tuning steps per objective (0: the default)")
-	noBars := flag.Bool("no-progress", false, "no progress bars on stderr")
+	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
 	flag.Parse()
 	if *quick {
 		cfg.quick()
@@ -86,9 +86,7 @@ func main() {
 	if *steps > 0 {
 		cfg.Steps = *steps
 	}
-	if !*noBars {
-		cfg.Progress = os.Stderr
-	}
+	cfg.Progress = lab.Progress(*noBars)
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "dpo:", err)
 		os.Exit(1)

@@ -76,7 +76,7 @@ func main() {
 	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for the run's checkpoints and results.md")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
 	rounds := flag.Int("rounds", 0, "committee rounds (0: the default, 2)")
-	noBars := flag.Bool("no-progress", false, "no progress bars on stderr")
+	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
 	flag.Parse()
 	if *quick {
 		cfg.quick()
@@ -84,9 +84,7 @@ func main() {
 	if *rounds > 0 {
 		cfg.Rounds = *rounds
 	}
-	if !*noBars {
-		cfg.Progress = os.Stderr
-	}
+	cfg.Progress = lab.Progress(*noBars)
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "itec:", err)
 		os.Exit(1)

@@ -1,8 +1,9 @@
 // Package lab is the shared workbench of posttrain's example programs:
 // the corpus as byte tokens, a language-model training loop with a
 // pluggable loss, teacher caches, sampling, sequence log-probs, preference
-// and reward-model training, an oracle labeler, MDLOO, the itec plumbing,
-// progress bars and plots. It is internal: the examples are what to read,
+// and reward-model training, an oracle labeler and a calibrated rater,
+// MDLOO, the itec plumbing, means with 95 % intervals, tables, progress
+// bars (on a terminal only) and plots. It is internal: the examples are what to read,
 // and this package keeps them from repeating each other.
 package lab
 

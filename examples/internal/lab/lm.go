@@ -26,9 +26,15 @@ type LMConfig struct {
 	// data's labels alone (distill.CrossEntropy).
 	Teacher       []int32
 	TeacherWeight float64
-	EvalEvery     int     // held-out loss every this many steps (0: never)
-	Test          []int32 // held-out stream for EvalEvery
-	EvalSeqs      int     // held-out windows per evaluation; 0 means all
+	// TopK, if set, holds the teacher's top-k predictions for the same
+	// tokens (rows aligned as Teacher's), and the loss is
+	// distill.SparseKL with α = Alpha and the leftover mass as a bucket;
+	// Teacher is then ignored.
+	TopK      *distill.TopK
+	Alpha     float64
+	EvalEvery int     // held-out loss every this many steps (0: never)
+	Test      []int32 // held-out stream for EvalEvery
+	EvalSeqs  int     // held-out windows per evaluation; 0 means all
 }
 
 // Curve is a run's loss per step and its held-out loss at the steps
@@ -49,6 +55,9 @@ func TrainLM(ctx context.Context, m *nn.TinyLM, tokens []int32, cfg LMConfig, ba
 	if chunks < 1 {
 		return c, fmt.Errorf("lab: %d tokens hold no window of %d", len(tokens), cfg.Seq)
 	}
+	if cfg.TopK != nil && len(cfg.TopK.IDs) < chunks*cfg.Seq*cfg.TopK.K {
+		return c, fmt.Errorf("lab: teacher top-k predictions cover %d tokens, need %d", len(cfg.TopK.IDs)/cfg.TopK.K, chunks*cfg.Seq)
+	}
 	if cfg.Teacher != nil && len(cfg.Teacher) < chunks*cfg.Seq {
 		return c, fmt.Errorf("lab: teacher predictions cover %d tokens, need %d", len(cfg.Teacher), chunks*cfg.Seq)
 	}
@@ -63,6 +72,11 @@ func TrainLM(ctx context.Context, m *nn.TinyLM, tokens []int32, cfg LMConfig, ba
 	n := cfg.Batch * cfg.Seq
 	in, labels, top1 := make([]int32, n), make([]int32, n), make([]int32, n)
 	var grad *tensor.Dense
+	var topk distill.TopK
+	if cfg.TopK != nil {
+		k := cfg.TopK.K
+		topk = distill.TopK{K: k, IDs: make([]int32, n*k), LogProbs: make([]float32, n*k)}
+	}
 	for step := range cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			return c, err
@@ -73,6 +87,10 @@ func TrainLM(ctx context.Context, m *nn.TinyLM, tokens []int32, cfg LMConfig, ba
 			copy(labels[b*cfg.Seq:], tokens[s+1:s+1+cfg.Seq])
 			if cfg.Teacher != nil {
 				copy(top1[b*cfg.Seq:], cfg.Teacher[s:s+cfg.Seq])
+			}
+			if k := topk.K; k > 0 {
+				copy(topk.IDs[b*cfg.Seq*k:], cfg.TopK.IDs[s*k:(s+cfg.Seq)*k])
+				copy(topk.LogProbs[b*cfg.Seq*k:], cfg.TopK.LogProbs[s*k:(s+cfg.Seq)*k])
 			}
 		}
 		tp.Reset()
@@ -85,9 +103,12 @@ func TrainLM(ctx context.Context, m *nn.TinyLM, tokens []int32, cfg LMConfig, ba
 			grad = tensor.New(logits.Value.Shape()...)
 		}
 		var loss float64
-		if cfg.Teacher != nil {
+		switch {
+		case cfg.TopK != nil:
+			loss, err = distill.SparseKL(grad, logits.Value, labels, topk, distill.Bucket, cfg.Alpha)
+		case cfg.Teacher != nil:
 			loss, err = distill.ConvexCombination(grad, logits.Value, labels, top1, cfg.TeacherWeight)
-		} else {
+		default:
 			loss, err = distill.CrossEntropy(grad, logits.Value, labels)
 		}
 		if err != nil {

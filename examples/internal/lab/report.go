@@ -5,13 +5,28 @@ import (
 	"image/color"
 	"io"
 	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 )
+
+// Progress returns where the examples draw their progress bars: standard
+// error when both standard output and standard error are terminals and
+// off is false, else nil (no bars), so that a run piped to a file or
+// another program logs only its results.
+func Progress(off bool) io.Writer {
+	if off || !term.IsTerminal(int(os.Stdout.Fd())) || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	return os.Stderr
+}
 
 // Bar is a progress bar; the zero Bar shows nothing.
 type Bar struct{ b *progressbar.ProgressBar }
@@ -90,6 +105,27 @@ func Plot(title, xlabel, ylabel string, series ...Series) (*plot.Plot, error) {
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = legendCorner(series)
+	n := 0
+	for _, s := range series {
+		if len(s.X) > 0 && s.Name != "" {
+			n++
+		}
+	}
+	if y0, y1, ok := yRange(series); ok && n > 0 {
+		// Room for the legend: grow the axis past the data by the share
+		// of the plot the legend's rows take (about 0.2 in each in a
+		// 3 in tall data area), on the side it sits, so it covers no line.
+		f := min(0.6, (0.2*float64(n)+0.1)/3)
+		pad := (y1 - y0) * f / (1 - f)
+		if y1 == y0 {
+			pad = 1
+		}
+		if p.Legend.Top {
+			p.Y.Min, p.Y.Max = y0, y1+pad
+		} else {
+			p.Y.Min, p.Y.Max = y0-pad, y1
+		}
+	}
 	for i, s := range series {
 		if len(s.X) == 0 {
 			continue
@@ -127,6 +163,17 @@ func SavePlots(path string, cols int, plots ...*plot.Plot) error {
 	return drawGrid(path, img, grid)
 }
 
+// yRange is the smallest and largest y of series.
+func yRange(series []Series) (y0, y1 float64, ok bool) {
+	y0, y1 = math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		for _, y := range s.Y {
+			y0, y1 = min(y0, y), max(y1, y)
+		}
+	}
+	return y0, y1, y0 <= y1
+}
+
 // legendCorner picks the corner of the plot that the fewest points fall
 // in (the outer 45% of each axis), preferring the top right, so that the
 // legend hides as little of the lines as it can.
@@ -156,4 +203,59 @@ func legendCorner(series []Series) (top, left bool) {
 		}
 	}
 	return top, left
+}
+
+// Table is a results table: a title, column heads (each naming its unit),
+// rows, and a note under it saying how to read it (its lines become
+// paragraphs).
+type Table struct {
+	Title string
+	Head  []string
+	Rows  [][]string
+	Note  string
+}
+
+// Print writes t as aligned text.
+func (t Table) Print(w io.Writer) error {
+	fmt.Fprintf(w, "%s\n", t.Title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  %s\n", strings.Join(t.Head, "\t"))
+	for _, r := range t.Rows {
+		fmt.Fprintf(tw, "  %s\n", strings.Join(r, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if t.Note != "" {
+		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(t.Note, "\n", "\n  "))
+	}
+	_, err := fmt.Fprintln(w)
+	return err
+}
+
+// Markdown returns t as a Markdown table under a bold title.
+func (t Table) Markdown() string {
+	var b strings.Builder
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+	fmt.Fprintf(&b, "**%s**\n\n|", t.Title)
+	for _, h := range t.Head {
+		fmt.Fprintf(&b, " %s |", cell(h))
+	}
+	b.WriteString("\n|")
+	for range t.Head {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, r := range t.Rows {
+		b.WriteString("|")
+		for _, c := range r {
+			fmt.Fprintf(&b, " %s |", cell(c))
+		}
+		b.WriteString("\n")
+	}
+	if t.Note != "" {
+		fmt.Fprintf(&b, "\n%s\n", strings.ReplaceAll(t.Note, "\n", "\n\n"))
+	}
+	b.WriteString("\n")
+	return b.String()
 }

@@ -47,7 +47,11 @@ func OracleReward(ctx context.Context, pol Policy, prompts []string, n int, seed
 
 // RLConfig sets an MDLOO run.
 type RLConfig struct {
-	MDLOO   mirrordescent.MDLOO
+	MDLOO mirrordescent.MDLOO
+	// Update, if set, replaces MDLOO's update of the policy on each
+	// batch (a control such as RLOO or PPO-clip); MDLOO.K still sets the
+	// responses per prompt.
+	Update  func(ctx context.Context, k int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error
 	Iters   int // MDLOO iterations
 	Prompts int // prompts per iteration (each gets MDLOO.K responses)
 	LR      float64
@@ -168,7 +172,12 @@ func MDLOO(ctx context.Context, pol Policy, ref *nn.TinyLM, reward itec.Scorer, 
 		if sp.s, err = MakeSeqs(ps, ys); err != nil {
 			return c, err
 		}
-		if _, err := o.Update(ctx, k, sp, scores, oldLP, refLP); err != nil {
+		if cfg.Update != nil {
+			err = cfg.Update(ctx, k, sp, scores, oldLP, refLP)
+		} else {
+			_, err = o.Update(ctx, k, sp, scores, oldLP, refLP)
+		}
+		if err != nil {
 			return c, fmt.Errorf("lab: MDLOO iteration %d: %w", k, err)
 		}
 		if cfg.EvalEvery > 0 && (k%cfg.EvalEvery == 0 || k == cfg.Iters) {
