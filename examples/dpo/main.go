@@ -119,7 +119,7 @@ func main() {
 			mc.LR = *lr
 		}
 		mc.Out, mc.Seed, mc.Progress = cfg.Out, cfg.Seed, lab.Progress(*noBars)
-		if err := runModel(context.Background(), mc, os.Stdout); err != nil {
+		if _, err := runModel(context.Background(), mc, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "dpo:", err)
 			os.Exit(1)
 		}

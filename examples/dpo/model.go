@@ -51,21 +51,22 @@ func (c *modelConfig) quick() {
 // text or conversations, or chosen/rejected conversations alone), holds
 // out a tenth of the pairs (when there are ten or more) for evaluation,
 // and writes the adapter in PEFT's format to c.Out, with the training
-// log (metrics.jsonl) and the trainer's checkpoint under c.Out/run.
-func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
+// log (metrics.jsonl) and the trainer's checkpoint under c.Out/run. It
+// returns what the trainer logged.
+func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, error) {
 	switch {
 	case c.Data == "":
-		return errors.New("-model needs -data, a JSONL file of preference pairs")
+		return nil, errors.New("-model needs -data, a JSONL file of preference pairs")
 	case c.LoRA <= 0:
-		return fmt.Errorf("-lora %d: need a rank ≥ 1", c.LoRA)
+		return nil, fmt.Errorf("-lora %d: need a rank ≥ 1", c.LoRA)
 	}
 	m, err := hf.LoadModel(c.Model)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tok, err := hf.LoadTokenizer(c.Model)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The limits never exceed the context: a pair that still does not fit
 	// is refused by the trainer with its line.
@@ -75,18 +76,18 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
 		PromptTruncation: recipe.KeepEnd, CompletionTruncation: recipe.KeepStart}
 	f, err := os.Open(c.Data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pairs, err := enc.ReadPairs(f)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.Data, err)
+		return nil, fmt.Errorf("%s: %w", c.Data, err)
 	}
 	if c.Pairs > 0 && len(pairs) > c.Pairs {
 		pairs = pairs[:c.Pairs]
 	}
 	if len(pairs) == 0 {
-		return fmt.Errorf("%s: no preference pairs", c.Data)
+		return nil, fmt.Errorf("%s: no preference pairs", c.Data)
 	}
 	train, eval := pairs, []recipe.Pair(nil)
 	if n := len(pairs) / 10; n > 0 {
@@ -94,7 +95,7 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
 	}
 	ad, err := m.AddLoRA(nn.LoRAConfig{Rank: c.LoRA, Alpha: float64(2 * c.LoRA), Targets: []string{"q", "k", "v", "o"}}, c.Seed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pad, ok := tok.Pad()
 	if !ok {
@@ -118,7 +119,7 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
 			}
 			if r.Step%every == 0 || r.Step == c.Steps {
 				if l, ok := r.Metrics["loss"]; ok && c.Progress == nil {
-					fmt.Fprintf(w, "step %d/%d: loss %.4f, pair accuracy %.2f, margin %.3f nats\n",
+					fmt.Fprintf(w, "step %d/%d: loss %.4f, pair accuracy %.2f, margin %.3g nats\n",
 						r.Step, c.Steps, l, r.Metrics["rewards/accuracies"], r.Metrics["rewards/margins"])
 				}
 			}
@@ -131,11 +132,11 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
 	h, err := dpo.Train(ctx, train, eval)
 	bar.Finish()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	elapsed := time.Since(start)
 	if err := hf.SaveAdapter(m, c.Out, c.Model); err != nil {
-		return err
+		return nil, err
 	}
 	loss, _ := h.Last("loss")
 	fmt.Fprintf(w, "%d steps of %d pairs in %v (%.2f s/step); last training loss %.4f\n",
@@ -144,8 +145,8 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) error {
 		el, _ := h.Last("eval_loss")
 		ea, _ := h.Last("eval_rewards/accuracies")
 		em, _ := h.Last("eval_rewards/margins")
-		fmt.Fprintf(w, "held out: loss %.4f (log 2 = 0.6931 before training), pair accuracy %.3f, margin %.3f nats\n", el, ea, em)
+		fmt.Fprintf(w, "held out: loss %.4f (log 2 = 0.6931 before training), pair accuracy %.3f, margin %.3g nats\n", el, ea, em)
 	}
 	fmt.Fprintf(w, "adapter: %s, %s\n", filepath.Join(c.Out, hf.AdapterConfigFile), filepath.Join(c.Out, hf.AdapterWeightsFile))
-	return nil
+	return h, nil
 }
