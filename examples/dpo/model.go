@@ -108,6 +108,7 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 
 	bar := lab.NewBar(c.Progress, c.Steps, "DPO")
 	every := max(1, c.Steps/10)
+	ran := 0 // steps taken by this run: fewer than c.Steps after a resume
 	start := time.Now()
 	cfg := recipe.Config{
 		Steps: c.Steps, Batch: c.Batch, Accum: c.Accum, LR: c.LR, MinLR: c.LR / 10,
@@ -115,6 +116,7 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 		Dir: filepath.Join(c.Out, "run"),
 		Callback: func(r recipe.Record) {
 			if _, ok := r.Metrics["loss"]; ok {
+				ran++
 				bar.Add(1)
 			}
 			if r.Step%every == 0 || r.Step == c.Steps {
@@ -138,9 +140,14 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 	if err := hf.SaveAdapter(m, c.Out, c.Model); err != nil {
 		return nil, err
 	}
-	loss, _ := h.Last("loss")
-	fmt.Fprintf(w, "%d steps of %d pairs in %v (%.2f s/step); last training loss %.4f\n",
-		c.Steps, c.Batch*max(1, c.Accum), elapsed.Round(time.Millisecond), elapsed.Seconds()/float64(c.Steps), loss)
+	if ran < c.Steps {
+		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-ran, cfg.Dir)
+	}
+	if ran > 0 {
+		loss, _ := h.Last("loss")
+		fmt.Fprintf(w, "%d steps of %d pairs in %v (%.2f s/step); last training loss %.4f\n",
+			ran, c.Batch*max(1, c.Accum), elapsed.Round(time.Millisecond), elapsed.Seconds()/float64(ran), loss)
+	}
 	if len(eval) > 0 {
 		el, _ := h.Last("eval_loss")
 		ea, _ := h.Last("eval_rewards/accuracies")

@@ -76,6 +76,16 @@ func TestModelDPO(t *testing.T) {
 	}
 	assert.Equal(t, outs[0], outs[1], "two runs with one seed wrote different adapters")
 
+	// Started again on the same -out, the run resumes from its finished
+	// checkpoint and writes the same adapter.
+	var w bytes.Buffer
+	_, err := runModel(context.Background(), c, &w)
+	require.NoError(t, err)
+	assert.Contains(t, w.String(), "resumed at step 3")
+	again, err := os.ReadFile(filepath.Join(c.Out, hf.AdapterWeightsFile))
+	require.NoError(t, err)
+	assert.Equal(t, outs[1], again, "the resumed run wrote a different adapter")
+
 	m, err := hf.LoadModel(dir)
 	require.NoError(t, err)
 	require.NoError(t, hf.LoadAdapter(m, c.Out))
