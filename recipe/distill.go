@@ -198,10 +198,10 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 			return nil, err
 		}
 	}
-	d.train, d.evalSet, d.st = train, eval, NewScorer(d.Student)
+	d.train, d.evalSet, d.st = train, eval, d.Config.scorer(d.Student)
 	d.st.Recompute = d.Config.Recompute
 	if d.Teacher != nil {
-		d.te = NewScorer(d.Teacher)
+		d.te = d.Config.scorer(d.Teacher)
 	}
 	l := &loop{op: "Distill", cfg: d.Config, n: len(train), params: d.Student.TrainableParams(), zero: d.Student.ZeroGrad}
 	return l.run(ctx, d)
@@ -312,10 +312,10 @@ func (d *Distill) Evaluate(ctx context.Context, xs []Example) (map[string]float6
 	if len(xs) == 0 {
 		return nil, nil
 	}
-	st := NewScorer(d.Student)
+	st := d.Config.scorer(d.Student)
 	var te *Scorer
 	if d.Teacher != nil {
-		te = NewScorer(d.Teacher)
+		te = d.Config.scorer(d.Teacher)
 	}
 	bs := max(1, d.Config.Batch)
 	var sum float64
