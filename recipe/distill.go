@@ -171,6 +171,8 @@ type Distill struct {
 
 	train, evalSet []Example
 	st, te         *Scorer
+	fused          distill.Fused
+	dw             *tensor.Dense // the head's gradient before scaling (accumulation)
 }
 
 // Train runs the configured steps and returns what it logged: loss,
@@ -212,6 +214,9 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 // with grad, it leaves scale·dLoss/dlogits in the student's logits
 // buffer.
 func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
+	if !st.Unfused {
+		return d.fusedLoss(st, te, s, idx, scale, grad)
+	}
 	// Both Scorers keep the logits of the completion positions only.
 	stu, labels := st.Logits(), st.Labels()
 	var tea *tensor.Dense
@@ -248,7 +253,7 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	case SparseKLLoss:
 		var t distill.TopK
 		if tea != nil {
-			t = liveTopK(tea, l.K)
+			t = liveTopK(te, l.K)
 		} else {
 			t = d.Cache.topK(idx)
 		}
@@ -263,20 +268,94 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	return loss, st.BackwardLogits(stu)
 }
 
-// liveTopK returns the teacher's top k tokens and log-probs per row.
-func liveTopK(tea *tensor.Dense, k int) distill.TopK {
-	k = max(1, min(k, tea.Dim(1)))
-	t := distill.TopK{K: k, IDs: make([]int32, 0, tea.Dim(0)*k), LogProbs: make([]float32, 0, tea.Dim(0)*k)}
-	row := make([]float32, tea.Dim(1))
+// fusedLoss is loss on the fused head: the student's (and a live
+// teacher's) scored hidden states with their output weights, the logits
+// formed a chunk of rows at a time inside distill.Fused. With grad, the
+// student's kept hidden states become scale·dLoss/dH and the head's
+// gradient is added to its weight's, then the student's pass is run
+// backward.
+func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
+	labels := st.Labels()
+	var th distill.Head
+	if te != nil {
+		if _, err := te.body(s, false); err != nil {
+			return 0, fmt.Errorf("teacher: %w", err)
+		}
+		th = distill.Head{H: te.hs, W: te.Model.Head.W.Value}
+	}
+	sh := distill.Head{H: st.hs, W: st.Model.Head.W.Value}
+	var g distill.HeadGrad
+	if grad {
+		g = distill.HeadGrad{H: st.hs, W: st.headGrad()}
+		if g.W != nil && scale != 1 {
+			// dW accumulates: scale it on its way into the gradient.
+			d.dw = fit(d.dw, g.W.Dim(0), g.W.Dim(1))
+			d.dw.Zero()
+			g.W = d.dw
+		}
+		if !st.hidden.RequiresGrad() {
+			g.H = nil
+		}
+	}
+	var loss float64
+	var err error
+	switch l := d.Loss.(type) {
+	case ConvexLoss:
+		top1 := make([]int32, len(labels))
+		if te != nil {
+			te.eachLogits(func(r int, z []float32) { top1[r] = int32(tensor.ArgMax(z)) })
+		} else {
+			t := d.Cache.topK(idx)
+			for r := range top1 {
+				top1[r] = t.IDs[r*t.K]
+			}
+		}
+		loss, err = d.fused.ConvexCombination(g, sh, labels, top1, l.TeacherWeight)
+	case SoftTargetLoss:
+		loss, err = d.fused.SoftTarget(g, sh, th, labels, l.Temperature)
+	case JSDLoss:
+		loss, err = d.fused.GeneralizedJSD(g, sh, th, labels, l.Beta, l.Temperature)
+	case SparseKLLoss:
+		var t distill.TopK
+		if te != nil {
+			t = liveTopK(te, l.K)
+		} else {
+			t = d.Cache.topK(idx)
+		}
+		loss, err = d.fused.SparseKL(g, sh, labels, t, l.Leftover, l.Alpha)
+	default:
+		return 0, fmt.Errorf("unknown loss %T", d.Loss)
+	}
+	if err != nil || !grad {
+		return loss, err
+	}
+	if g.W == d.dw && g.W != nil {
+		tensor.Axpy(float32(scale), d.dw.Data(), st.headGrad().Data())
+	}
+	if g.H != nil && scale != 1 {
+		tensor.Scale(g.H.Data(), float32(scale), g.H.Data())
+	}
+	st.backwardHidden(st.hs)
+	return loss, nil
+}
+
+// liveTopK returns the teacher's top k tokens and log-probs per scored
+// row of its last pass.
+func liveTopK(te *Scorer, k int) distill.TopK {
+	v := te.Model.Config.Vocab
+	k = max(1, min(k, v))
+	m := len(te.rows)
+	t := distill.TopK{K: k, IDs: make([]int32, 0, m*k), LogProbs: make([]float32, 0, m*k)}
+	row := make([]float32, v)
 	idx, val := make([]int, k), make([]float32, k)
-	for r := range tea.Dim(0) {
-		tensor.LogSoftmax(row, tea.Row(r))
+	te.eachLogits(func(_ int, z []float32) {
+		tensor.LogSoftmax(row, z)
 		tensor.TopKTo(idx, val, row)
 		for a := range k {
 			t.IDs = append(t.IDs, int32(idx[a]))
 			t.LogProbs = append(t.LogProbs, min(val[a], 0))
 		}
-	}
+	})
 	return t
 }
 
@@ -294,7 +373,9 @@ func (d *Distill) micro(ctx context.Context, idx []int, pass uint64, scale float
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := d.st.Forward(s); err != nil {
+	// The losses take the student's hidden states (and form its logits
+	// themselves, whole or a chunk at a time), not its log-probs.
+	if _, err := d.st.body(s, true); err != nil {
 		return nil, 0, err
 	}
 	loss, err := d.loss(d.st, d.te, s, idx, scale, true)

@@ -542,17 +542,26 @@ func blockTrainable(b *nn.Block) bool {
 }
 
 // accuracy returns how many scored rows of the last pass have their
-// label as the logits' argmax, and how many rows are scored. After a
-// fused pass it forms the logits again a chunk at a time.
+// label as the logits' argmax, and how many rows are scored.
 func (sc *Scorer) accuracy() (hits, n int) {
-	k := len(sc.labels)
-	if sc.headed || k == 0 {
-		for r, y := range sc.labels {
-			if tensor.ArgMax(sc.logits.Row(r)) == int(y) {
-				hits++
-			}
+	sc.eachLogits(func(r int, z []float32) {
+		if tensor.ArgMax(z) == int(sc.labels[r]) {
+			hits++
 		}
-		return hits, k
+	})
+	return hits, len(sc.labels)
+}
+
+// eachLogits calls fn on every scored row's logits in turn: the kept
+// logits after an unfused pass; after a fused one, logits formed again a
+// chunk of rows at a time, so they never exist whole.
+func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
+	k := len(sc.rows)
+	if sc.headed || k == 0 {
+		for r := range k {
+			fn(r, sc.logits.Row(r))
+		}
+		return
 	}
 	all := make([]int32, k)
 	for i := range all {
@@ -562,14 +571,11 @@ func (sc *Scorer) accuracy() (hits, n int) {
 	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.Head.W.Value}, Rows: all,
 		Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			for r := range hi - lo {
-				if tensor.ArgMax(z.Row(r)) == int(sc.labels[lo+r]) {
-					hits++
-				}
+				fn(lo+r, z.Row(r))
 			}
 			return 0, nil
 		}}
 	_ = sc.acc.Run(pass) // the loss above never fails
-	return hits, k
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {
