@@ -81,20 +81,19 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 		}
 		s, err := exampleSeqs(examples[i:min(i+batch, len(examples))], pad)
 		if err == nil {
-			_, err = sc.forward(s, false)
+			_, err = sc.body(s, false)
 		}
 		if err != nil {
 			w.Abort()
 			return nil, fmt.Errorf("recipe: PrecomputeTeacher: examples from %d: %w", i, err)
 		}
-		logits := sc.Logits()
+		// The teacher's logits come a chunk of rows at a time.
 		var ids []int32
 		var lps []float32
-		for r := range logits.Dim(0) {
-			z := logits.Row(r)
+		sc.eachLogits(func(_ int, z []float32) {
 			if f.LogProbs == cache.None {
 				ids = append(ids, int32(tensor.ArgMax(z)))
-				continue
+				return
 			}
 			tensor.LogSoftmax(row, z)
 			tensor.TopKTo(idx, val, row)
@@ -102,7 +101,7 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 				ids = append(ids, int32(idx[a]))
 				lps = append(lps, min(val[a], 0))
 			}
-		}
+		})
 		if err := w.Write(ids, lps); err != nil {
 			w.Abort()
 			return nil, fmt.Errorf("recipe: PrecomputeTeacher: %w", err)
@@ -210,9 +209,9 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 }
 
 // loss computes the objective on the batch's examples idx (for the
-// cache) laid out as s, the student's logits already formed in d.st;
-// with grad, it leaves scale·dLoss/dlogits in the student's logits
-// buffer.
+// cache) laid out as s, the student's pass already run in d.st; with
+// grad, it carries scale·dLoss back into the student (unfused: through
+// the whole logits of the completion positions, fusedLoss otherwise).
 func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
 	if !st.Unfused {
 		return d.fusedLoss(st, te, s, idx, scale, grad)
