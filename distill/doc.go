@@ -48,8 +48,8 @@
 // Every loss takes row-major float32 logits [N, V] and returns the mean
 // loss over the counted rows as a float64, and, when grad is not nil,
 // writes dLoss/dlogits into grad. None imports an autograd package: plug
-// the gradient into any backward pass. A negative label (PyTorch's −100)
-// ignores a row; a batch where every row is ignored has loss 0, a zero
+// the gradient into any backward pass. A negative label (tensor.Ignore,
+// −100 as in PyTorch, or any other) ignores a row; a batch where every row is ignored has loss 0, a zero
 // gradient and no error, so an empty step changes nothing.
 //
 // Bad data — a length mismatch, an id outside [0, V), NaN or ±Inf in the

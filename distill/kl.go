@@ -70,6 +70,13 @@ func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float
 // (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M))/(T·N) per row. Above T = 8
 // it is computed in float64 as SoftTarget is. Errors as for SoftTarget,
 // and for β outside [0, 1].
+//
+// The order is β, then T, and fixed (it is a contract signature): both
+// are float64, so a swap compiles. A swapped call usually fails loudly —
+// a temperature above 1 is not a β in [0, 1] — but not when both are in
+// (0, 1]. Where the values are not literals beside their names, prefer
+// GKD{Beta: β, Temperature: T}.Loss, which names them (and masks rows by
+// label).
 func GeneralizedJSD(grad, student, teacher *tensor.Dense, beta, temperature float64) (float64, error) {
 	if err := checkUnit("GeneralizedJSD", "beta", beta); err != nil {
 		return 0, err

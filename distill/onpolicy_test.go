@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -37,21 +40,21 @@ func TestGoldenGKD(t *testing.T) {
 		t.Fatal("no cases")
 	}
 	for _, c := range cases {
-		s := tensor.FromSlice(c.Student, c.N, c.V)
-		te := tensor.FromSlice(c.Teacher, c.N, c.V)
-		g := GKD{Lambda: 0.5, Beta: c.Beta, Temperature: c.T}
-		grad := tensor.New(c.N, c.V)
-		for i := range grad.Data() {
-			grad.Data()[i] = 7 // ignored rows must be overwritten with 0
-		}
-		loss, err := g.Loss(grad, s, te, c.Labels)
-		if err != nil {
-			t.Fatalf("%s: %v", c.Name, err)
-		}
-		checkClose(t, c.Name, loss, c.Loss, grad.Data(), c.Grad)
-		if l2, err := g.Loss(nil, s, te, c.Labels); err != nil || l2 != loss {
-			t.Errorf("%s: loss without grad %v (%v), with grad %v", c.Name, l2, err, loss)
-		}
+		t.Run(c.Name, func(t *testing.T) {
+			s := tensor.FromSlice(c.Student, c.N, c.V)
+			te := tensor.FromSlice(c.Teacher, c.N, c.V)
+			g := GKD{Lambda: 0.5, Beta: c.Beta, Temperature: c.T}
+			grad := tensor.New(c.N, c.V)
+			for i := range grad.Data() {
+				grad.Data()[i] = 7 // ignored rows must be overwritten with 0
+			}
+			loss, err := g.Loss(grad, s, te, c.Labels)
+			require.NoError(t, err)
+			checkClose(t, loss, c.Loss, grad.Data(), c.Grad)
+			l2, err := g.Loss(nil, s, te, c.Labels)
+			require.NoError(t, err)
+			assert.Equal(t, loss, l2, "loss without grad")
+		})
 	}
 }
 

@@ -1,20 +1,15 @@
 package distill
 
-import (
-	"runtime"
-	"sync"
-	"sync/atomic"
-)
+import "github.com/posttrain/posttrain/internal/parallel"
 
 // The losses split a batch into chunks of whole rows whose layout depends
 // only on the batch shape, never on the number of workers, and sum each
 // chunk's row losses in float64 in row order, then the chunks in chunk
 // order. The result is therefore bit-identical for any GOMAXPROCS.
 //
-// Chunks are handed out through an atomic counter to a fixed set of worker
-// goroutines, started on first use and sized by GOMAXPROCS, plus the calling
-// goroutine itself. Nothing here allocates once the pool and the free lists
-// are warm.
+// Chunks run on posttrain's one worker pool (internal/parallel), each
+// with the running goroutine's scratch. Nothing here allocates once the
+// pool and the free lists are warm.
 
 // chunkElems is the target number of logits per chunk: large enough that a
 // chunk's bookkeeping is noise, small enough that a [2048 × 49152] batch
@@ -30,73 +25,23 @@ type chunker interface {
 	chunk(c int, s *scratch)
 }
 
-// batch is one call's share-out of chunks.
-type batch struct {
-	work chunker
-	n    int
-	next atomic.Int64
-	wg   sync.WaitGroup
-}
-
-func (b *batch) drain(s *scratch) {
-	for {
-		c := int(b.next.Add(1) - 1)
-		if c >= b.n {
-			return
-		}
-		b.work.chunk(c, s)
-	}
-}
+// batch adapts a chunker to parallel.Body; batches are recycled so that
+// a call converts no new value to an interface.
+type batch struct{ work chunker }
 
 var (
-	poolMu   sync.Mutex
-	poolSize int                      // worker goroutines started so far
-	tickets  = make(chan *batch, 256) // one ticket per helper a batch wants
-	batches  = newFreeList[batch]()
-	scratchs = newFreeList[scratch]()
+	scratchKey = parallel.NewKey[scratch]()
+	batches    = newFreeList[batch]()
 )
 
-func worker() {
-	s := new(scratch)
-	for b := range tickets {
-		b.drain(s)
-		b.wg.Done()
-	}
-}
-
-// grow starts workers until there are at least n.
-func grow(n int) {
-	poolMu.Lock()
-	for poolSize < n {
-		poolSize++
-		go worker()
-	}
-	poolMu.Unlock()
-}
+func (b *batch) Chunk(c int, w *parallel.Worker) { b.work.chunk(c, parallel.Scratch(w, scratchKey)) }
 
 // run calls work.chunk for every c in [0, n), spread over up to GOMAXPROCS
-// goroutines (the caller and GOMAXPROCS−1 pool workers), and returns when
-// all are done.
+// goroutines (the caller and the pool's), and returns when all are done.
 func run(work chunker, n int) {
-	p := min(runtime.GOMAXPROCS(0), n)
-	s := scratchs.get()
-	defer scratchs.put(s)
-	if p <= 1 {
-		for c := range n {
-			work.chunk(c, s)
-		}
-		return
-	}
-	grow(p - 1)
 	b := batches.get()
-	b.work, b.n = work, n
-	b.next.Store(0)
-	b.wg.Add(p - 1)
-	for range p - 1 {
-		tickets <- b
-	}
-	b.drain(s)
-	b.wg.Wait()
+	b.work = work
+	parallel.Run(n, 0, b)
 	b.work = nil
 	batches.put(b)
 }

@@ -30,6 +30,7 @@ const (
 	Bucket
 )
 
+// String returns the policy's name, "drop" or "bucket".
 func (l Leftover) String() string {
 	switch l {
 	case Drop:
@@ -38,6 +39,22 @@ func (l Leftover) String() string {
 		return "bucket"
 	}
 	return fmt.Sprintf("Leftover(%d)", int(l))
+}
+
+// Sparse is SparseKL's settings by name, so that a call reads
+//
+//	distill.Sparse{Leftover: distill.Bucket, Alpha: 0.5}.Loss(grad, logits, labels, top)
+//
+// and settings added later cannot shift the others' positions. There is no
+// default: Alpha = 0 is plain cross-entropy, a valid choice.
+type Sparse struct {
+	Leftover Leftover // what happens to the teacher's mass outside its top k
+	Alpha    float64  // weight α in [0, 1] of the KL term; 1 − α goes to cross-entropy
+}
+
+// Loss is SparseKL with s's settings.
+func (s Sparse) Loss(grad, logits *tensor.Dense, labels []int32, teacher TopK) (float64, error) {
+	return SparseKL(grad, logits, labels, teacher, s.Leftover, s.Alpha)
 }
 
 // sumTolerance is how far the stored top-k probabilities may sum above 1:

@@ -14,9 +14,9 @@ type Algorithm string
 const (
 	SFT               Algorithm = "sft"                // supervised fine-tuning on demonstrations
 	RejectionSampling Algorithm = "rejection-sampling" // fine-tuning on the committee's best responses
-	DPO               Algorithm = "dpo"
-	IPO               Algorithm = "ipo"
-	OnlineRL          Algorithm = "online-rl" // e.g. MDLOO against the reward model
+	DPO               Algorithm = "dpo"                // direct preference optimization on labeled pairs
+	IPO               Algorithm = "ipo"                // identity preference optimization on labeled pairs
+	OnlineRL          Algorithm = "online-rl"          // e.g. MDLOO against the reward model
 )
 
 // Member is one model of the committee. Name identifies it across rounds

@@ -29,6 +29,7 @@ const (
 
 var stepNames = [...]string{"", "collect", "label", "refresh", "distill", "train", "evaluate", "choose"}
 
+// String returns the step's short name, as progress reports print it.
 func (s Step) String() string {
 	if s > 0 && int(s) < len(stepNames) {
 		return stepNames[s]

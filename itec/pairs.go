@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/prefopt"
 )
 
@@ -121,7 +122,7 @@ func Label(ctx context.Context, l Labeler, cands []Candidate, workers int, done 
 func labelEach(ctx context.Context, ask func(ctx context.Context, i int, c Candidate) (Preference, error), cands []Candidate, workers int, done func(i int, p prefopt.Pair) error) ([]prefopt.Pair, error) {
 	out := make([]prefopt.Pair, len(cands))
 	var mu sync.Mutex
-	err := forEach(ctx, len(cands), max(workers, 1), func(ctx context.Context, i int) error {
+	err := parallel.Each(ctx, len(cands), max(workers, 1), func(ctx context.Context, i int) error {
 		p, err := label(ctx, i, ask, cands[i])
 		if err != nil {
 			return fmt.Errorf("itec: labeling candidate %d: %w", i, err)

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
+
+	"github.com/posttrain/posttrain/internal/parallel"
 )
 
 // SampleOptions sets how the committee samples.
@@ -83,7 +84,7 @@ func Collect(ctx context.Context, committee []Member, prompts []string, opt Samp
 		return nil, err
 	}
 	out := make([][]Sample, len(prompts))
-	err := forEach(ctx, len(prompts), opt.Workers, func(ctx context.Context, p int) error {
+	err := parallel.Each(ctx, len(prompts), opt.Workers, func(ctx context.Context, p int) error {
 		s, err := generate(ctx, committee, prompts[p], p, opt)
 		out[p] = s
 		return err
@@ -115,7 +116,7 @@ func RejectionSample(ctx context.Context, committee []Member, rm Scorer, prompts
 		Samples: make([][]Sample, len(prompts)),
 		Wins:    make([]int, len(committee)),
 	}
-	err := forEach(ctx, len(prompts), opt.Workers, func(ctx context.Context, p int) error {
+	err := parallel.Each(ctx, len(prompts), opt.Workers, func(ctx context.Context, p int) error {
 		s, err := generate(ctx, committee, prompts[p], p, opt)
 		if err != nil {
 			return err
@@ -262,49 +263,4 @@ func choose(committee []Member, prompt string, s []Sample) Choice {
 		c.Margin = w.Score - s[best[order[1]]].Score
 	}
 	return c
-}
-
-// forEach runs f(ctx, i) for i in [0, n) on at most workers goroutines. The
-// first error cancels the rest and is returned after every worker stops; a
-// cancelled ctx returns ctx.Err().
-func forEach(parent context.Context, n, workers int, f func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-	)
-	jobs := make(chan int)
-	for range min(workers, max(n, 1)) {
-		wg.Go(func() {
-			for i := range jobs {
-				if ctx.Err() != nil {
-					continue // drain without work
-				}
-				if err := f(ctx, i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		})
-	}
-feed:
-	for i := range n {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := parent.Err(); err != nil {
-		return err
-	}
-	return first
 }

@@ -15,9 +15,10 @@
 //	x_{t+1} = argmin_{x ∈ Δ} η·⟨g_t, x⟩ + D_ψ(x, x_t).
 //
 // With ψ = ½‖x‖² (Euclidean) this is projected gradient descent, and the
-// projection onto the simplex is a sort and a threshold (ProjectSimplex,
-// Duchi et al. 2008). With ψ = Σ x·log x (NegEntropy) D_ψ is the KL
-// divergence and the step has the closed form x_{t+1} ∝ x_t·exp(−η·g_t),
+// projection onto the simplex is a sort and a threshold (ProjectSimplex;
+// ProjectSimplexTo reports bad input; Duchi et al. 2008). With
+// ψ = Σ x·log x (NegEntropy) D_ψ is the KL divergence (KLDivergence)
+// and the step has the closed form x_{t+1} ∝ x_t·exp(−η·g_t),
 // the exponentiated gradient or multiplicative-weights update
 // (EntropicStep). Its regret against the best fixed point over T rounds
 // of linear losses in [0, 1] is at most log n/η + η·T/8 = √(T·log n / 2)

@@ -86,7 +86,7 @@ func (p *logits) logProbs() []float64 {
 	return out
 }
 
-func (p *logits) LogProbs(dst []float64) error {
+func (p *logits) LogProbs(_ context.Context, dst []float64) error {
 	lp := p.logProbs()
 	for i, a := range p.batch {
 		dst[i] = lp[a]
@@ -94,7 +94,7 @@ func (p *logits) LogProbs(dst []float64) error {
 	return nil
 }
 
-func (p *logits) Step(grad []float64) error {
+func (p *logits) Step(_ context.Context, grad []float64) error {
 	lp := p.logProbs()
 	for i, a := range p.batch {
 		for j := range p.theta {
@@ -113,7 +113,7 @@ func ExampleMDLOO_Update() {
 	o.K = 3
 	pol := &logits{theta: []float64{0, 0, 0}, lr: 1, batch: []int{0, 1, 2}} // π_k = π_ref = uniform
 	old := make([]float64, 3)
-	_ = pol.LogProbs(old)
+	_ = pol.LogProbs(context.Background(), old)
 	// One prompt, three sampled responses scored 1, 0 and 0.
 	res, err := o.Update(context.Background(), 1, pol, []float64{1, 0, 0}, old, old)
 	if err != nil {

@@ -2,9 +2,12 @@ package mirrordescent
 
 import (
 	"encoding/json"
-	"math"
+	"fmt"
 	"os"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // golden holds values written by testdata/gen_golden.py (numpy bisection,
@@ -50,89 +53,73 @@ type golden struct {
 func loadGolden(t *testing.T) golden {
 	t.Helper()
 	b, err := os.ReadFile("testdata/golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var g golden
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(b, &g))
 	return g
 }
 
-func near(a, b, tol float64) bool {
-	return math.Abs(a-b) <= tol*(1+math.Abs(b))
-}
-
-func checkSlice(t *testing.T, what string, got, want []float64, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: len %d, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if !near(got[i], want[i], tol) {
-			t.Errorf("%s[%d] = %.15g, want %.15g", what, i, got[i], want[i])
-		}
-	}
-}
+// Tolerances are absolute: every golden value is below 50 in magnitude,
+// where float64's spacing is 7e-15 and float32's 4e-6.
 
 func TestGoldenProjectSimplex(t *testing.T) {
 	for ci, c := range loadGolden(t).Project {
-		x := append([]float64(nil), c.X...)
-		ProjectSimplex(x)
-		checkSlice(t, "ProjectSimplex case "+itoa(ci), x, c.Want, 1e-12)
-		x32 := make([]float32, len(c.X))
-		for i, v := range c.X {
-			x32[i] = float32(v)
-		}
-		ProjectSimplex32(x32)
-		checkSlice(t, "ProjectSimplex32 case "+itoa(ci), to64(x32), c.Want, 1e-5)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			x := append([]float64(nil), c.X...)
+			ProjectSimplex(x)
+			assert.InDeltaSlice(t, c.Want, x, 1e-12, "ProjectSimplex")
+			y := make([]float64, len(c.X))
+			require.NoError(t, ProjectSimplexTo(y, c.X))
+			assert.Equal(t, x, y, "ProjectSimplexTo")
+			x32 := to32(c.X)
+			ProjectSimplex32(x32)
+			assert.InDeltaSlice(t, c.Want, to64(x32), 1e-5, "ProjectSimplex32")
+			y32 := make([]float32, len(c.X))
+			require.NoError(t, ProjectSimplex32To(y32, to32(c.X)))
+			assert.Equal(t, x32, y32, "ProjectSimplex32To")
+		})
 	}
 }
 
 func TestGoldenEntropicStep(t *testing.T) {
 	for ci, c := range loadGolden(t).Entropic {
-		x := append([]float64(nil), c.X...)
-		if err := EntropicStep(x, c.Grad, c.Eta); err != nil {
-			t.Fatal(err)
-		}
-		checkSlice(t, "EntropicStep case "+itoa(ci), x, c.Want, 1e-13)
-		x32, g32 := to32(c.X), to32(c.Grad)
-		if err := EntropicStep32(x32, g32, c.Eta); err != nil {
-			t.Fatal(err)
-		}
-		checkSlice(t, "EntropicStep32 case "+itoa(ci), to64(x32), c.Want, 1e-5)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			x := append([]float64(nil), c.X...)
+			require.NoError(t, EntropicStep(x, c.Grad, c.Eta))
+			assert.InDeltaSlice(t, c.Want, x, 1e-13, "EntropicStep")
+			x32, g32 := to32(c.X), to32(c.Grad)
+			require.NoError(t, EntropicStep32(x32, g32, c.Eta))
+			assert.InDeltaSlice(t, c.Want, to64(x32), 1e-5, "EntropicStep32")
+		})
 	}
 }
 
-func TestGoldenKL(t *testing.T) {
+func TestGoldenKLDivergence(t *testing.T) {
 	for ci, c := range loadGolden(t).KL {
-		got, err := KL(c.P, c.Q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !near(got, c.Want, 1e-13) {
-			t.Errorf("KL case %d = %.15g, want %.15g", ci, got, c.Want)
-		}
-		d, _ := NegEntropy{}.Divergence(c.P, c.Q)
-		if d != got {
-			t.Errorf("NegEntropy.Divergence = %v, KL = %v", d, got)
-		}
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			got, err := KLDivergence(c.P, c.Q)
+			require.NoError(t, err)
+			assert.InDelta(t, c.Want, got, 1e-13)
+			d, err := NegEntropy{}.Divergence(c.P, c.Q)
+			require.NoError(t, err)
+			assert.Equal(t, got, d, "NegEntropy.Divergence")
+			old, err := KL(c.P, c.Q)
+			require.NoError(t, err)
+			assert.Equal(t, got, old, "deprecated KL")
+		})
 	}
 }
 
 func TestGoldenTabularMDPO(t *testing.T) {
 	for ci, c := range loadGolden(t).Tabular {
-		lp := append([]float64(nil), c.Logp...)
-		if err := TabularMDPO(lp, c.Adv, c.T); err != nil {
-			t.Fatal(err)
-		}
-		checkSlice(t, "TabularMDPO case "+itoa(ci), lp, c.Want, 1e-12)
-		lp32 := to32(c.Logp)
-		if err := TabularMDPO32(lp32, to32(c.Adv), c.T); err != nil {
-			t.Fatal(err)
-		}
-		checkSlice(t, "TabularMDPO32 case "+itoa(ci), to64(lp32), c.Want, 1e-5)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			lp := append([]float64(nil), c.Logp...)
+			require.NoError(t, TabularMDPO(lp, c.Adv, c.T))
+			assert.InDeltaSlice(t, c.Want, lp, 1e-12, "TabularMDPO")
+			lp32 := to32(c.Logp)
+			require.NoError(t, TabularMDPO32(lp32, to32(c.Adv), c.T))
+			assert.InDeltaSlice(t, c.Want, to64(lp32), 1e-5, "TabularMDPO32")
+		})
 	}
 }
 
@@ -141,48 +128,43 @@ func TestGoldenTabularMDPO(t *testing.T) {
 // uses expm1; loss and gradient do not suffer from it.
 func TestGoldenSurrogate(t *testing.T) {
 	for ci, c := range loadGolden(t).Surrogate {
-		grad := make([]float64, len(c.New))
-		r, err := Surrogate(grad, c.New, c.Old, c.Adv, c.T)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !near(r.Loss, c.Loss, 1e-12) || !near(r.Gain, c.Gain, 1e-12) || !near(r.KL, c.KL, 1e-9) {
-			t.Errorf("case %d: loss %.15g gain %.15g KL %.15g, want %.15g %.15g %.15g", ci, r.Loss, r.Gain, r.KL, c.Loss, c.Gain, c.KL)
-		}
-		checkSlice(t, "Surrogate grad case "+itoa(ci), grad, c.Grad, 1e-12)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			grad := make([]float64, len(c.New))
+			r, err := Surrogate(grad, c.New, c.Old, c.Adv, c.T)
+			require.NoError(t, err)
+			assert.InDelta(t, c.Loss, r.Loss, 1e-12, "loss")
+			assert.InDelta(t, c.Gain, r.Gain, 1e-12, "gain")
+			assert.InDelta(t, c.KL, r.KL, 1e-9, "KL")
+			assert.InDeltaSlice(t, c.Grad, grad, 1e-12, "grad")
+		})
 	}
 }
 
 func TestGoldenTokenSurrogate(t *testing.T) {
 	for ci, c := range loadGolden(t).Token {
-		grad := make([]float32, len(c.New))
-		r, err := TokenSurrogate(grad, c.New, c.Old, c.Lengths, c.Adv, c.T)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !near(r.Loss, c.Loss, 1e-12) || !near(r.Gain, c.Gain, 1e-12) || !near(r.KL, c.KL, 1e-9) {
-			t.Errorf("case %d: loss %.15g gain %.15g KL %.15g, want %.15g %.15g %.15g", ci, r.Loss, r.Gain, r.KL, c.Loss, c.Gain, c.KL)
-		}
-		checkSlice(t, "TokenSurrogate grad case "+itoa(ci), to64(grad), c.Grad, 1e-6)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			grad := make([]float32, len(c.New))
+			r, err := TokenSurrogate(grad, c.New, c.Old, c.Lengths, c.Adv, c.T)
+			require.NoError(t, err)
+			assert.InDelta(t, c.Loss, r.Loss, 1e-12, "loss")
+			assert.InDelta(t, c.Gain, r.Gain, 1e-12, "gain")
+			assert.InDelta(t, c.KL, r.KL, 1e-9, "KL")
+			assert.InDeltaSlice(t, c.Grad, to64(grad), 1e-6, "grad")
+		})
 	}
 }
 
 func TestGoldenMDLOOAdvantages(t *testing.T) {
 	for ci, c := range loadGolden(t).MDLOO {
-		o := DefaultMDLOO()
-		o.K, o.Beta = c.K, c.Beta
-		adv, shaped, err := o.Advantages(c.Scores, c.Old, c.Ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkSlice(t, "shaped case "+itoa(ci), shaped, c.Shaped, 1e-13)
-		checkSlice(t, "adv case "+itoa(ci), adv, c.Adv, 1e-12)
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			o := DefaultMDLOO()
+			o.K, o.Beta = c.K, c.Beta
+			adv, shaped, err := o.Advantages(c.Scores, c.Old, c.Ref)
+			require.NoError(t, err)
+			assert.InDeltaSlice(t, c.Shaped, shaped, 1e-13, "shaped")
+			assert.InDeltaSlice(t, c.Adv, adv, 1e-12, "adv")
+		})
 	}
-}
-
-func itoa(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
 }
 
 func to32(x []float64) []float32 {

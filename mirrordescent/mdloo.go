@@ -51,8 +51,8 @@ const (
 //
 //	R = r − β·(log π_k(y) − log π_ref(y)),
 //
-// takes the leave-one-out advantages of R within each prompt's group
-// (prefopt.LeaveOneOut), and runs m gradient steps of the MDPO surrogate
+// (prefopt.ShapeRewards), takes the leave-one-out advantages of R within
+// each prompt's group (prefopt.LeaveOneOut), and runs m gradient steps of the MDPO surrogate
 // with step size t_k at sequence level.
 //
 // Start from DefaultMDLOO and override fields: the zero value is invalid,
@@ -109,7 +109,8 @@ func (o MDLOO) Advantages(scores, oldLP, refLP []float64) (adv, shaped []float64
 	if n == 0 {
 		return nil, nil, fmt.Errorf("mirrordescent: MDLOO: empty batch")
 	}
-	shaped = make([]float64, n)
+	// Validate here, naming prompt and response, before handing the
+	// arithmetic to prefopt.ShapeRewards.
 	for i, r := range scores {
 		if math.IsNaN(r) || math.IsInf(r, 0) {
 			return nil, nil, fmt.Errorf("mirrordescent: MDLOO: scores[%d] (prompt %d, response %d) = %v", i, i/o.K, i%o.K, r)
@@ -117,15 +118,23 @@ func (o MDLOO) Advantages(scores, oldLP, refLP []float64) (adv, shaped []float64
 		if v := oldLP[i]; math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, nil, fmt.Errorf("mirrordescent: MDLOO: oldLP[%d] (prompt %d, response %d) = %v", i, i/o.K, i%o.K, v)
 		}
-		shaped[i] = r
 		if refLP == nil {
 			continue
 		}
 		if v := refLP[i]; math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, nil, fmt.Errorf("mirrordescent: MDLOO: refLP[%d] (prompt %d, response %d) = %v", i, i/o.K, i%o.K, v)
 		}
-		shaped[i] = r - o.Beta*(oldLP[i]-refLP[i])
-		if math.IsInf(shaped[i], 0) {
+	}
+	if refLP == nil { // β = 0: no shaping, and no reference to shape with
+		shaped = append([]float64(nil), scores...)
+	} else {
+		shaped, err = prefopt.ShapeRewards(scores, oldLP, refLP, o.Beta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mirrordescent: MDLOO: %w", err)
+		}
+	}
+	for i, v := range shaped {
+		if math.IsInf(v, 0) {
 			return nil, nil, fmt.Errorf("mirrordescent: MDLOO: shaped reward %d (prompt %d, response %d) overflows", i, i/o.K, i%o.K)
 		}
 	}

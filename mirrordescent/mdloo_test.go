@@ -3,8 +3,10 @@ package mirrordescent
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // bandit is a one-prompt bandit with n responses: true rewards r, a
@@ -69,9 +71,8 @@ func trainMDLOO(t *testing.T, rng *rand.Rand, b *bandit, pol *softmaxPolicy, o M
 			oldLP[i] = lp[a]
 			refLP[i] = b.refLP[a]
 		}
-		if _, err := o.Update(t.Context(), k, pol, scores, oldLP, refLP); err != nil {
-			t.Fatal(err)
-		}
+		_, err := o.Update(t.Context(), k, pol, scores, oldLP, refLP)
+		require.NoError(t, err)
 		curve = append(curve, expect(expLog(pol.logProbs()), b.r))
 	}
 	return curve
@@ -123,21 +124,17 @@ func TestMDLOOErrors(t *testing.T) {
 		o := DefaultMDLOO()
 		c.mod(&o)
 		_, _, err := o.Advantages(c.scores, c.old, c.ref)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want one containing %q", c.name, err, c.want)
-		}
+		assert.ErrorContains(t, err, c.want, c.name)
 	}
 	o := DefaultMDLOO()
 	o.Beta = 0
-	if _, _, err := o.Advantages(ok, ok, nil); err != nil {
-		t.Errorf("β = 0 with nil refLP: %v", err)
-	}
+	_, _, err := o.Advantages(ok, ok, nil)
+	assert.NoError(t, err, "β = 0 with nil refLP")
 	o = DefaultMDLOO()
 	o.Schedule = Constant(0)
 	pol := &softmaxPolicy{theta: []float64{0, 0, 0, 0}, actions: []int{0, 1, 2, 3}, lr: 1}
-	if _, err := o.Update(t.Context(), 1, pol, ok, []float64{-1.4, -1.4, -1.4, -1.4}, ok); err == nil || !strings.Contains(err.Error(), "Schedule(1)") {
-		t.Errorf("t = 0: err = %v", err)
-	}
+	_, err = o.Update(t.Context(), 1, pol, ok, []float64{-1.4, -1.4, -1.4, -1.4}, ok)
+	assert.ErrorContains(t, err, "Schedule(1)", "t = 0")
 }
 
 // A prompt whose shaped rewards are all equal (scores of 0.7 with no KL

@@ -241,14 +241,16 @@ func (it *items) where(j, seq int) string {
 
 // Policy is a parametric policy seen through one batch of N sampled
 // responses, for MDPO's inner loop. Any model fits: LogProbs runs the
-// forward pass, Step the backward pass and an optimizer step.
+// forward pass, Step the backward pass and an optimizer step. Both run a
+// model, which can take long: they get the caller's context and should
+// return its error promptly once it is cancelled.
 type Policy interface {
 	// LogProbs writes the current summed log-prob of each of the batch's
 	// N responses to dst (len N).
-	LogProbs(dst []float64) error
+	LogProbs(ctx context.Context, dst []float64) error
 	// Step backpropagates grad = dLoss/dLogProbs (len N) through the model
 	// and applies one optimizer step.
-	Step(grad []float64) error
+	Step(ctx context.Context, grad []float64) error
 }
 
 // MDPO approximately solves one MDPO iteration with m gradient steps on
@@ -257,7 +259,8 @@ type Policy interface {
 // under π_k that sampled the batch) and hands the gradient to pol.Step.
 // It returns the m results, the first one at θ = θ_k. The context is
 // checked before every step. On an error (or cancellation) it returns the
-// results of the steps already taken, which the policy keeps.
+// results of the steps already taken, which the policy keeps, and the
+// context's error (wrapped, if the policy returned it) for errors.Is.
 func MDPO(ctx context.Context, pol Policy, oldLP, adv []float64, t float64, m int) ([]Result, error) {
 	if m < 1 {
 		return nil, fmt.Errorf("mirrordescent: MDPO: inner steps m = %d, need at least 1", m)
@@ -270,14 +273,14 @@ func MDPO(ctx context.Context, pol Policy, oldLP, adv []float64, t float64, m in
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := pol.LogProbs(lp); err != nil {
+		if err := pol.LogProbs(ctx, lp); err != nil {
 			return res, fmt.Errorf("mirrordescent: MDPO: inner step %d: log-probs: %w", i, err)
 		}
 		r, err := Surrogate(grad, lp, oldLP, adv, t)
 		if err != nil {
 			return res, fmt.Errorf("mirrordescent: MDPO: inner step %d: %w", i, err)
 		}
-		if err := pol.Step(grad); err != nil {
+		if err := pol.Step(ctx, grad); err != nil {
 			return res, fmt.Errorf("mirrordescent: MDPO: inner step %d: policy step: %w", i, err)
 		}
 		res = append(res, r)

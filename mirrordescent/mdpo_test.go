@@ -3,11 +3,14 @@ package mirrordescent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestSurrogateFiniteDifference checks dL/dnewLP of the sequence-level
@@ -25,14 +28,11 @@ func TestSurrogateFiniteDifference(t *testing.T) {
 				adv[i] = rng.NormFloat64()
 			}
 			grad := make([]float64, n)
-			if _, err := Surrogate(grad, nw, old, adv, tk); err != nil {
-				t.Fatal(err)
-			}
+			_, err := Surrogate(grad, nw, old, adv, tk)
+			require.NoError(t, err)
 			loss := func(x []float64) float64 {
 				r, err := Surrogate(nil, x, old, adv, tk)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				return r.Loss
 			}
 			checkFD(t, "Surrogate", nw, grad, loss)
@@ -56,14 +56,10 @@ func TestTokenSurrogateFiniteDifference(t *testing.T) {
 	const tk = 0.6
 	grad := make([]float64, n)
 	want, err := surrogate("test", grad, nw, old, lengths, adv, tk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	checkFD(t, "token surrogate", nw, grad, func(x []float64) float64 {
 		r, err := surrogate("test", nil, x, old, lengths, adv, tk)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return r.Loss
 	})
 	g32 := make([]float32, n)
@@ -71,13 +67,9 @@ func TestTokenSurrogateFiniteDifference(t *testing.T) {
 	nw32, old32 := to32(nw), to32(old)
 	want, _ = surrogate("test", grad, to64(nw32), to64(old32), lengths, adv, tk)
 	got, err := TokenSurrogate(g32, nw32, old32, lengths, adv, tk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != want {
-		t.Errorf("TokenSurrogate = %+v, float64 core = %+v", got, want)
-	}
-	checkSlice(t, "float32 token grad", to64(g32), grad, 1e-6)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "TokenSurrogate against the float64 core")
+	assert.InDeltaSlice(t, grad, to64(g32), 1e-6, "float32 token grad")
 }
 
 // TestTokenEqualsSequenceForSingleTokens: with one token per sequence
@@ -88,18 +80,12 @@ func TestTokenEqualsSequenceForSingleTokens(t *testing.T) {
 	adv := []float64{1, -0.5, -0.5}
 	gs := make([]float64, 3)
 	rs, err := Surrogate(gs, nw, old, adv, 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	gt := make([]float32, 3)
 	rt, err := TokenSurrogate(gt, to32(nw), to32(old), []int{1, 1, 1}, adv, 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !near(rs.Loss, rt.Loss, 1e-15) {
-		t.Errorf("sequence loss %v, token loss %v", rs.Loss, rt.Loss)
-	}
-	checkSlice(t, "grads", to64(gt), gs, 1e-7)
+	require.NoError(t, err)
+	assert.InDelta(t, rs.Loss, rt.Loss, 1e-15, "sequence loss against token loss")
+	assert.InDeltaSlice(t, gs, to64(gt), 1e-7, "grads")
 }
 
 func checkFD(t *testing.T, what string, x, grad []float64, loss func([]float64) float64) {
@@ -125,22 +111,14 @@ func TestSurrogateStress(t *testing.T) {
 	adv := []float64{1, 0, -1}
 	grad := make([]float64, 3)
 	r, err := Surrogate(grad, nw, old, adv, 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// ρ = (0, 1, 0): gain 0, KL mean (1, 0, 1) = 2/3, loss 2/3 / 0.5.
-	if !near(r.Loss, 4.0/3, 1e-15) || r.Gain != 0 || r.MaxLogRatio != 1e3 {
-		t.Errorf("got %+v", r)
-	}
-	for i, g := range grad {
-		if g != 0 {
-			t.Errorf("grad[%d] = %v, want 0", i, g)
-		}
-	}
+	assert.InDelta(t, 4.0/3, r.Loss, 1e-15, "loss")
+	assert.Zero(t, r.Gain, "gain")
+	assert.Equal(t, 1e3, r.MaxLogRatio, "max log-ratio")
+	assert.Equal(t, []float64{0, 0, 0}, grad)
 	_, err = Surrogate(grad, []float64{-1, -5, -1}, []float64{-1001, -5, -1}, adv, 0.5)
-	if err == nil || !strings.Contains(err.Error(), "newLP[0]") {
-		t.Errorf("log-ratio 1e3: err = %v, want one naming newLP[0]", err)
-	}
+	assert.ErrorContains(t, err, "newLP[0]", "log-ratio 1e3")
 }
 
 func TestSurrogateErrors(t *testing.T) {
@@ -164,23 +142,13 @@ func TestSurrogateErrors(t *testing.T) {
 	for _, c := range cases {
 		grad := []float64{7, 7, 7}[:len(c.nw)]
 		_, err := Surrogate(grad, c.nw, c.old, c.adv, c.tk)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want one containing %q", c.name, err, c.want)
-		}
-		for i, g := range grad {
-			if g != 7 {
-				t.Errorf("%s: grad[%d] written on error", c.name, i)
-			}
-		}
+		assert.ErrorContains(t, err, c.want, c.name)
+		assert.Equal(t, []float64{7, 7, 7}[:len(c.nw)], grad, "%s: grad written on error", c.name)
 	}
 	_, err := TokenSurrogate(nil, []float32{-1, -1}, []float32{-1, -1}, []int{1, 2}, []float64{0, 0}, 1)
-	if err == nil || !strings.Contains(err.Error(), "lengths sum") {
-		t.Errorf("bad lengths: err = %v", err)
-	}
+	assert.ErrorContains(t, err, "lengths sum", "bad lengths")
 	_, err = TokenSurrogate(nil, []float32{-1, float32(nan)}, []float32{-1, -1}, []int{1, 1}, []float64{0, 0}, 1)
-	if err == nil || !strings.Contains(err.Error(), "token 0 of sequence 1") {
-		t.Errorf("NaN token: err = %v, want one naming token 0 of sequence 1", err)
-	}
+	assert.ErrorContains(t, err, "token 0 of sequence 1", "NaN token")
 }
 
 func TestSimplexStepErrors(t *testing.T) {
@@ -201,17 +169,11 @@ func TestSimplexStepErrors(t *testing.T) {
 		for _, m := range []Mirror{NegEntropy{}, Euclidean{}} {
 			in := slices.Clone(c.x)
 			err := m.Step(in, c.g, c.eta)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("%T %s: err = %v, want one containing %q", m, c.name, err, c.want)
-			}
-			if !slices.Equal(in, c.x) {
-				t.Errorf("%T %s: x changed on error", m, c.name)
-			}
+			assert.ErrorContains(t, err, c.want, "%T %s", m, c.name)
+			assert.Equal(t, c.x, in, "%T %s: x changed on error", m, c.name)
 		}
 		in := to32(c.x)
-		if err := EntropicStep32(in, to32(c.g), c.eta); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("EntropicStep32 %s: err = %v, want one containing %q", c.name, err, c.want)
-		}
+		assert.ErrorContains(t, EntropicStep32(in, to32(c.g), c.eta), c.want, "EntropicStep32 %s", c.name)
 	}
 }
 
@@ -224,34 +186,28 @@ func TestEntropicStepHugeGradients(t *testing.T) {
 		{-1e308, 1e308, -1e308},
 	} {
 		x := []float64{0.2, 0.3, 0.5}
-		if err := EntropicStep(x, g, 10); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, EntropicStep(x, g, 10))
 		onSimplex(t, x)
 		// In float32 these gradients are ±Inf (refused by name) or 1e4-sized.
 		x32 := []float32{0.2, 0.3, 0.5}
 		err := EntropicStep32(x32, to32(g), 10)
 		if math.IsInf(float64(float32(g[0])), 0) {
-			if err == nil || !strings.Contains(err.Error(), "grad[0]") {
-				t.Errorf("float32 gradient %v: err = %v", float32(g[0]), err)
-			}
+			assert.ErrorContains(t, err, "grad[0]", "float32 gradient %v", float32(g[0]))
 			continue
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		onSimplex32(t, x32)
 	}
 	x := []float64{0.2, 0.3, 0.5}
 	_ = EntropicStep(x, []float64{-1e308, 1e308, -1e308}, 10)
-	checkSlice(t, "limit", x, []float64{0.2 / 0.7, 0, 0.5 / 0.7}, 1e-15)
+	assert.InDeltaSlice(t, []float64{0.2 / 0.7, 0, 0.5 / 0.7}, x, 1e-15, "limit")
 	x = []float64{0.25, 0.25, 0.5}
 	_ = EntropicStep(x, []float64{1e4, 1e4 + 1, 1e4}, 1)
 	z := 0.75 + 0.25/math.E
-	checkSlice(t, "offset 1e4", x, []float64{0.25 / z, 0.25 / math.E / z, 0.5 / z}, 1e-14)
+	assert.InDeltaSlice(t, []float64{0.25 / z, 0.25 / math.E / z, 0.5 / z}, x, 1e-14, "offset 1e4")
 	x32 := []float32{0.25, 0.25, 0.5}
 	_ = EntropicStep32(x32, []float32{1e6, 1e6 + 1, 1e6}, 1)
-	checkSlice(t, "float32 offset 1e6", to64(x32), []float64{0.25 / z, 0.25 / math.E / z, 0.5 / z}, 1e-6)
+	assert.InDeltaSlice(t, []float64{0.25 / z, 0.25 / math.E / z, 0.5 / z}, to64(x32), 1e-6, "float32 offset 1e6")
 }
 
 func onSimplex32(t *testing.T, x []float32) {
@@ -310,16 +266,14 @@ func TestProjectSimplexProperties(t *testing.T) {
 		}
 		q := slices.Clone(p)
 		ProjectSimplex(q)
-		checkSlice(t, "idempotent", q, p, 1e-14)
+		assert.InDeltaSlice(t, p, q, 1e-14, "idempotent")
 	}
 	x := []float64{1e308, -1e308, 1e308}
 	ProjectSimplex(x)
-	checkSlice(t, "extreme", x, []float64{0.5, 0, 0.5}, 0)
+	assert.Equal(t, []float64{0.5, 0, 0.5}, x, "extreme")
 	x = []float64{1, math.NaN()}
 	ProjectSimplex(x)
-	if !math.IsNaN(x[0]) || !math.IsNaN(x[1]) {
-		t.Errorf("NaN input gave %v, want all NaN", x)
-	}
+	assert.True(t, math.IsNaN(x[0]) && math.IsNaN(x[1]), "NaN input gave %v, want all NaN", x)
 	ProjectSimplex(nil)
 }
 
@@ -338,12 +292,8 @@ func TestVocabAgreesWithFloat64(t *testing.T) {
 	x32, g32 := to32(x), to32(g)
 	x = to64(x32) // same starting point
 	normalize(x)
-	if err := EntropicStep(x, g, 0.7); err != nil {
-		t.Fatal(err)
-	}
-	if err := EntropicStep32(x32, g32, 0.7); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, EntropicStep(x, g, 0.7))
+	require.NoError(t, EntropicStep32(x32, g32, 0.7))
 	if x32[17] != 0 {
 		t.Errorf("zero entry became %v", x32[17])
 	}
@@ -361,12 +311,8 @@ func TestVocabAgreesWithFloat64(t *testing.T) {
 	}
 	lp32 := to32(lp)
 	lp = to64(lp32)
-	if err := TabularMDPO(lp, g, 0.5); err != nil {
-		t.Fatal(err)
-	}
-	if err := TabularMDPO32(lp32, g32, 0.5); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, TabularMDPO(lp, g, 0.5))
+	require.NoError(t, TabularMDPO32(lp32, g32, 0.5))
 	for i := range lp {
 		if math.Abs(lp[i]-float64(lp32[i])) > 1e-4 {
 			t.Fatalf("TabularMDPO32[%d] = %v, float64 %v", i, lp32[i], lp[i])
@@ -403,9 +349,7 @@ func TestTabularMDPOErrors(t *testing.T) {
 	} {
 		in := slices.Clone(c.logp)
 		err := TabularMDPO(in, c.adv, c.tk)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want one containing %q", c.name, err, c.want)
-		}
+		assert.ErrorContains(t, err, c.want, c.name)
 		if !slices.Equal(in, c.logp) && c.name != "NaN" {
 			t.Errorf("%s: logp changed on error", c.name)
 		}
@@ -416,9 +360,7 @@ func TestTabularMDPOErrors(t *testing.T) {
 	}
 	// Impossible actions stay impossible; large advantages do not overflow.
 	lp := []float64{math.Inf(-1), 0, 0}
-	if err := TabularMDPO(lp, []float64{1e300, 1e300, -1e300}, 10); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, TabularMDPO(lp, []float64{1e300, 1e300, -1e300}, 10))
 	if !math.IsInf(lp[0], -1) || lp[1] != 0 || lp[2] > -1e300 {
 		t.Errorf("impossible action / huge advantages: logp = %v, want [-Inf 0 ≤-1e300]", lp)
 	}
@@ -457,16 +399,14 @@ func TestMirrorPotentials(t *testing.T) {
 			want -= c.grad(x[i]) * (y[i] - x[i])
 		}
 		got, err := c.m.Divergence(y, x)
-		if err != nil || !near(got, want, 1e-14) {
-			t.Errorf("%T: divergence %v (err %v), from potential %v", c.m, got, err, want)
-		}
+		require.NoError(t, err)
+		assert.InDelta(t, want, got, 1e-14, "%T: divergence against the one from the potential", c.m)
 	}
-	if _, err := KL([]float64{1}, []float64{1, 0}); err == nil {
-		t.Error("KL length mismatch: no error")
-	}
-	if d, _ := KL([]float64{0.5, 0.5}, []float64{1, 0}); !math.IsInf(d, 1) {
-		t.Errorf("KL with q = 0 < p: %v, want +Inf", d)
-	}
+	_, err := KLDivergence([]float64{1}, []float64{1, 0})
+	assert.ErrorContains(t, err, "len(q)", "length mismatch")
+	d, err := KLDivergence([]float64{0.5, 0.5}, []float64{1, 0})
+	require.NoError(t, err)
+	assert.True(t, math.IsInf(d, 1), "KLDivergence with q = 0 < p: %v, want +Inf", d)
 }
 
 func TestMDPOCancelAndErrors(t *testing.T) {
@@ -478,5 +418,83 @@ func TestMDPOCancelAndErrors(t *testing.T) {
 	}
 	if _, err := MDPO(t.Context(), pol, []float64{-0.7, -0.7}, []float64{1, -1}, 1, 0); err == nil {
 		t.Error("m = 0: no error")
+	}
+}
+
+// TestProjectSimplexTo: the checked forms name bad input and leave dst
+// untouched; the result equals the in-place form's, aliasing allowed.
+func TestProjectSimplexTo(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		dst, x  []float64
+		wantErr string
+	}{
+		{"len", make([]float64, 2), []float64{1, 2, 3}, "len(dst) = 2 but len(x) = 3"},
+		{"empty", nil, nil, "empty x"},
+		{"NaN", make([]float64, 3), []float64{1, math.NaN(), 3}, "x[1] = NaN"},
+		{"Inf", make([]float64, 3), []float64{1, 2, math.Inf(-1)}, "x[2] = -Inf"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for i := range c.dst {
+				c.dst[i] = 7
+			}
+			assert.ErrorContains(t, ProjectSimplexTo(c.dst, c.x), c.wantErr)
+			for _, v := range c.dst {
+				require.Equal(t, 7.0, v, "dst written on error")
+			}
+			d32 := to32(c.dst)
+			assert.ErrorContains(t, ProjectSimplex32To(d32, to32(c.x)), c.wantErr, "float32")
+			for _, v := range d32 {
+				require.Equal(t, float32(7), v, "float32 dst written on error")
+			}
+		})
+	}
+	x := []float64{0.6, 0.8, -0.2}
+	want := slices.Clone(x)
+	ProjectSimplex(want)
+	require.NoError(t, ProjectSimplexTo(x, x))
+	assert.Equal(t, want, x, "aliased dst")
+}
+
+// TestEuclideanStepOverflow: x − η·g overflowing is an error, not a NaN
+// fill from the projection.
+func TestEuclideanStepOverflow(t *testing.T) {
+	x := []float64{0.5, 0.5}
+	err := Euclidean{}.Step(x, []float64{-1e308, 0}, 1e10)
+	assert.ErrorContains(t, err, "overflows")
+	assert.Equal(t, []float64{0.5, 0.5}, x)
+}
+
+// ctxPolicy records the context each call of the Policy receives.
+type ctxPolicy struct {
+	softmaxPolicy
+	seen []context.Context
+}
+
+func (p *ctxPolicy) LogProbs(ctx context.Context, dst []float64) error {
+	p.seen = append(p.seen, ctx)
+	return p.softmaxPolicy.LogProbs(ctx, dst)
+}
+
+func (p *ctxPolicy) Step(ctx context.Context, grad []float64) error {
+	p.seen = append(p.seen, ctx)
+	if len(p.seen) == 4 { // the second Step: cancel mid-run, as a model's forward pass would notice
+		return fmt.Errorf("forward pass: %w", context.Canceled)
+	}
+	return p.softmaxPolicy.Step(ctx, grad)
+}
+
+// TestMDPOPassesContext: MDPO hands its context to the model's calls and
+// an error they return on cancellation stays visible to errors.Is.
+func TestMDPOPassesContext(t *testing.T) {
+	type key struct{}
+	ctx := context.WithValue(t.Context(), key{}, "run")
+	pol := &ctxPolicy{softmaxPolicy: softmaxPolicy{theta: []float64{0, 0}, actions: []int{0, 1}, lr: 1}}
+	res, err := MDPO(ctx, pol, []float64{-0.7, -0.7}, []float64{1, -1}, 1, 3)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Len(t, res, 1, "results of the steps taken")
+	require.Len(t, pol.seen, 4)
+	for i, c := range pol.seen {
+		assert.Equal(t, "run", c.Value(key{}), "call %d got another context", i)
 	}
 }

@@ -37,7 +37,7 @@ func (NegEntropy) Step(x, grad []float64, eta float64) error { return EntropicSt
 
 // Divergence returns KL(y‖x) = Σ y_i·log(y_i/x_i), with 0·log 0 = 0 and
 // +Inf where y_i > 0 = x_i.
-func (NegEntropy) Divergence(y, x []float64) (float64, error) { return KL(y, x) }
+func (NegEntropy) Divergence(y, x []float64) (float64, error) { return KLDivergence(y, x) }
 
 // Potential returns Σ x_i·log x_i, with 0·log 0 = 0.
 func (NegEntropy) Potential(x []float64) (float64, error) {
@@ -54,15 +54,22 @@ func (NegEntropy) Potential(x []float64) (float64, error) {
 }
 
 // Step sets x ← ProjectSimplex(x − η·g). It validates like EntropicStep
-// and leaves x untouched on error.
+// and leaves x untouched on error, an overflowing x − η·g included.
 func (Euclidean) Step(x, grad []float64, eta float64) error {
 	if err := checkStep("Euclidean.Step", x, grad, eta); err != nil {
 		return err
 	}
+	// x − η·g can overflow for finite inputs, and the projection of an
+	// infinite entry is undefined: check before writing anything.
+	for i := range x {
+		if v := x[i] - eta*grad[i]; math.IsInf(v, 0) {
+			return fmt.Errorf("mirrordescent: Euclidean.Step: x[%d] − η·grad[%d] overflows", i, i)
+		}
+	}
 	for i := range x {
 		x[i] -= eta * grad[i]
 	}
-	ProjectSimplex(x)
+	project(x, x)
 	return nil
 }
 
@@ -81,18 +88,22 @@ func (Euclidean) Potential(x []float64) (float64, error) {
 	return s / 2, nil
 }
 
-// KL returns KL(p‖q) = Σ p_i·log(p_i/q_i) for nonnegative p and q (not
-// renormalized): terms with p_i = 0 count 0, a term with p_i > 0 = q_i
-// makes the result +Inf. It returns an error naming the entry if a length
-// differs or an entry is negative, NaN or infinite.
-func KL(p, q []float64) (float64, error) {
+// KLDivergence returns KL(p‖q) = Σ p_i·log(p_i/q_i) for nonnegative p and
+// q (not renormalized): terms with p_i = 0 count 0, a term with
+// p_i > 0 = q_i makes the result +Inf. It returns an error naming the
+// entry if a length differs or an entry is negative, NaN or infinite.
+//
+// It is the Bregman divergence of NegEntropy between two distributions,
+// not a penalty on sampled log-probs: that is prefopt.KL.
+func KLDivergence(p, q []float64) (float64, error) {
+	const op = "KLDivergence"
 	if len(p) != len(q) {
-		return 0, fmt.Errorf("mirrordescent: KL: len(p) = %d but len(q) = %d", len(p), len(q))
+		return 0, fmt.Errorf("mirrordescent: %s: len(p) = %d but len(q) = %d", op, len(p), len(q))
 	}
-	if err := checkProb("KL", "p", p); err != nil {
+	if err := checkProb(op, "p", p); err != nil {
 		return 0, err
 	}
-	if err := checkProb("KL", "q", q); err != nil {
+	if err := checkProb(op, "q", q); err != nil {
 		return 0, err
 	}
 	var s float64
@@ -107,6 +118,11 @@ func KL(p, q []float64) (float64, error) {
 	}
 	return s, nil
 }
+
+// KL is KLDivergence.
+//
+// Deprecated: use KLDivergence; the name KL is prefopt's sampled penalty.
+func KL(p, q []float64) (float64, error) { return KLDivergence(p, q) }
 
 // SquaredDistance returns ½‖x − y‖².
 func SquaredDistance(x, y []float64) (float64, error) {

@@ -100,32 +100,69 @@ func checkSimplexGrad(op string, x, grad []float64) error {
 // constant to every entry, so x is shifted by its maximum first: the
 // partial sums then cannot overflow for any finite input.
 //
-// An empty x is left alone. x must be finite: a NaN or ±Inf entry makes
-// every entry NaN (loudly wrong rather than silently plausible).
-func ProjectSimplex(x []float64) {
+// ProjectSimplex is the in-place form for input known to be finite (the
+// result of a step the caller has checked): it has no error to return, so
+// an empty x is left alone and a NaN or ±Inf entry makes every entry NaN,
+// loudly wrong rather than silently plausible. For input that may hold
+// anything, use ProjectSimplexTo, which reports it.
+func ProjectSimplex(x []float64) { projectInPlace(x) }
+
+// ProjectSimplexTo writes the Euclidean projection of x onto the
+// probability simplex (see ProjectSimplex) to dst, which may be x itself.
+// It returns an error naming the input, and leaves dst untouched, if the
+// lengths differ, x is empty or an entry of x is NaN or ±Inf.
+func ProjectSimplexTo(dst, x []float64) error { return projectTo("ProjectSimplexTo", dst, x) }
+
+// projectInPlace is ProjectSimplex and ProjectSimplex32.
+func projectInPlace[F float32 | float64](x []F) {
+	for _, v := range x {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			for i := range x {
+				x[i] = F(math.NaN())
+			}
+			return
+		}
+	}
+	project(x, x)
+}
+
+// projectTo is ProjectSimplexTo and ProjectSimplex32To.
+func projectTo[F float32 | float64](op string, dst, x []F) error {
+	if len(dst) != len(x) {
+		return fmt.Errorf("mirrordescent: %s: len(dst) = %d but len(x) = %d", op, len(dst), len(x))
+	}
+	if len(x) == 0 {
+		return fmt.Errorf("mirrordescent: %s: empty x", op)
+	}
+	for i, v := range x {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("mirrordescent: %s: x[%d] = %v", op, i, v)
+		}
+	}
+	project(dst, x)
+	return nil
+}
+
+// project writes the projection of the finite x to dst; the threshold's
+// partial sums run in float64 whatever F is.
+func project[F float32 | float64](dst, x []F) {
 	n := len(x)
 	if n == 0 {
 		return
 	}
 	top := math.Inf(-1)
 	for _, v := range x {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			for i := range x {
-				x[i] = math.NaN()
-			}
-			return
-		}
-		top = max(top, v)
+		top = max(top, float64(v))
 	}
 	u := make([]float64, n)
 	for i, v := range x {
-		u[i] = v - top
+		u[i] = float64(v) - top
 	}
 	slices.Sort(u)
 	slices.Reverse(u)
 	theta := thresholdSorted(u)
 	for i, v := range x {
-		x[i] = max(v-top-theta, 0)
+		dst[i] = F(max(float64(v)-top-theta, 0))
 	}
 }
 

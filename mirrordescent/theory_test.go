@@ -1,9 +1,13 @@
 package mirrordescent
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestEGRegret plays exponentiated gradient against random linear losses
@@ -32,9 +36,7 @@ func TestEGRegret(t *testing.T) {
 				uniformLoss += g[i] / n
 				cum[i] += g[i]
 			}
-			if err := EntropicStep(x, g, eta); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, EntropicStep(x, g, eta))
 		}
 		best := math.Inf(1)
 		for _, c := range cum {
@@ -84,12 +86,8 @@ func TestEGZeroSumGame(t *testing.T) {
 					gy[j] -= a[i][j] * x[i]
 				}
 			}
-			if err := mir.Step(x, gx, sched(k)); err != nil {
-				t.Fatal(err)
-			}
-			if err := mir.Step(y, gy, sched(k)); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, mir.Step(x, gx, sched(k)))
+			require.NoError(t, mir.Step(y, gy, sched(k)))
 			for i := range x {
 				xbar[i] += x[i] / T
 			}
@@ -160,9 +158,7 @@ func TestKLRegularizedOptimum(t *testing.T) {
 		for i := range adv {
 			adv[i] = r[i] - beta*(logp[i]-math.Log(ref[i]))
 		}
-		if err := TabularMDPO(logp, adv, 1); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, TabularMDPO(logp, adv, 1))
 		cur := expect(expLog(logp), r)
 		if cur < prev-1e-15 {
 			t.Fatalf("iteration %d: expected reward fell %.12g → %.12g", k, prev, cur)
@@ -180,9 +176,7 @@ func TestKLRegularizedOptimum(t *testing.T) {
 		for i := range g {
 			g[i] = -(r[i] - beta*math.Log(x[i]/ref[i]))
 		}
-		if err := EntropicStep(x, g, 1); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, EntropicStep(x, g, 1))
 	}
 	if kl, _ := KL(want, x); kl > 1e-12 {
 		t.Errorf("EntropicStep: KL(π*‖π) = %.3g after 400 iterations", kl)
@@ -203,9 +197,7 @@ func TestParametricMDPOReachesClosedForm(t *testing.T) {
 	for i := range want {
 		want[i] = math.Log(pk[i])
 	}
-	if err := TabularMDPO(want, aOf, tk); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, TabularMDPO(want, aOf, tk))
 	theta := make([]float64, len(pk))
 	for i := range theta {
 		theta[i] = math.Log(pk[i])
@@ -213,18 +205,14 @@ func TestParametricMDPOReachesClosedForm(t *testing.T) {
 	pol := &softmaxPolicy{theta: theta, actions: batch, lr: 2}
 	old := make([]float64, len(batch))
 	adv := make([]float64, len(batch))
-	if err := pol.LogProbs(old); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, pol.LogProbs(context.Background(), old))
 	for i, a := range batch {
 		adv[i] = aOf[a]
 	}
 	res, err := MDPO(t.Context(), pol, old, adv, tk, 3000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got := pol.logProbs()
-	checkSlice(t, "log π after 3000 inner steps", got, want, 1e-6)
+	assert.InDeltaSlice(t, want, got, 1e-6, "log π after 3000 inner steps")
 	if res[0].KL != 0 || res[0].MeanRatio != 1 {
 		t.Errorf("first inner step at θ_k: KL %v, mean ratio %v, want 0 and 1", res[0].KL, res[0].MeanRatio)
 	}
@@ -250,7 +238,7 @@ func (p *softmaxPolicy) logProbs() []float64 {
 	return out
 }
 
-func (p *softmaxPolicy) LogProbs(dst []float64) error {
+func (p *softmaxPolicy) LogProbs(_ context.Context, dst []float64) error {
 	lp := p.logProbs()
 	for i, a := range p.actions {
 		dst[i] = lp[a]
@@ -260,7 +248,7 @@ func (p *softmaxPolicy) LogProbs(dst []float64) error {
 
 // Step applies θ ← θ − lr·Σ_i grad_i·(e_{a_i} − π), the chain rule
 // through log π(a) = θ_a − logΣexp θ.
-func (p *softmaxPolicy) Step(grad []float64) error {
+func (p *softmaxPolicy) Step(_ context.Context, grad []float64) error {
 	lp := p.logProbs()
 	var total float64
 	d := make([]float64, len(p.theta))
@@ -346,9 +334,7 @@ func TestEGRegretSwitching(t *testing.T) {
 			learner += x[i] * g[i]
 			cum[i] += g[i]
 		}
-		if err := EntropicStep(x, g, eta); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, EntropicStep(x, g, eta))
 	}
 	best := math.Inf(1)
 	for _, c := range cum {

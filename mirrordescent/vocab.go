@@ -3,7 +3,6 @@ package mirrordescent
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -68,40 +67,16 @@ func EntropicStep32(x, grad []float32, eta float64) error {
 // fastSpan bounds η·max|g| for EntropicStep32's all-kernel path.
 const fastSpan = 64
 
-// ProjectSimplex32 is ProjectSimplex on a float32 slice; the threshold's
-// partial sums run in float64.
-func ProjectSimplex32(x []float32) {
-	n := len(x)
-	if n == 0 {
-		return
-	}
-	if !finite32(x) {
-		for i := range x {
-			x[i] = float32(math.NaN())
-		}
-		return
-	}
-	top := tensor.Max(x)
-	u := make([]float64, n)
-	for i, v := range x {
-		u[i] = float64(v) - float64(top)
-	}
-	slices.Sort(u)
-	slices.Reverse(u)
-	theta := thresholdSorted(u) + float64(top)
-	for i, v := range x {
-		x[i] = float32(max(float64(v)-theta, 0))
-	}
-}
+// ProjectSimplex32 is ProjectSimplex on a float32 slice, in place, for
+// input known to be finite (NaN or ±Inf anywhere makes every entry NaN);
+// the threshold's partial sums run in float64. ProjectSimplex32To reports
+// bad input instead.
+func ProjectSimplex32(x []float32) { projectInPlace(x) }
 
-func finite32(x []float32) bool {
-	for _, v := range x {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return false
-		}
-	}
-	return true
-}
+// ProjectSimplex32To is ProjectSimplexTo on float32 slices: it writes the
+// projection of x to dst (which may be x) or returns an error naming the
+// input, leaving dst untouched.
+func ProjectSimplex32To(dst, x []float32) error { return projectTo("ProjectSimplex32To", dst, x) }
 
 // TabularMDPO32 is TabularMDPO on float32 log-probs, over a vocabulary:
 // logp ← LogSoftmax(logp + t·A) with tensor.Axpy and tensor.LogSoftmax.

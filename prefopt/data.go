@@ -116,6 +116,7 @@ type LineError struct {
 	Err   error
 }
 
+// Error reports the line and, for a bad field, the field.
 func (e *LineError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("prefopt: line %d: %v", e.Line, e.Err)
@@ -123,13 +124,14 @@ func (e *LineError) Error() string {
 	return fmt.Sprintf("prefopt: line %d: field %q: %v", e.Line, e.Field, e.Err)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // Errors a LineError may wrap, for errors.Is.
 var (
-	ErrLineTooLong  = errors.New("line too long")
-	ErrInvalidUTF8  = errors.New("invalid UTF-8")
-	ErrDuplicateKey = errors.New("duplicate key")
+	ErrLineTooLong  = errors.New("line too long") // a line past the reader's maximum (SetMaxLine)
+	ErrInvalidUTF8  = errors.New("invalid UTF-8") // a line that is not UTF-8
+	ErrDuplicateKey = errors.New("duplicate key") // a JSON object naming a field twice
 )
 
 // DefaultMaxLine is the longest line, in bytes, a Reader or PromptReader

@@ -16,11 +16,11 @@
 // [N, V] log-softmax, and TokenLogProbsBackward writes the gradient
 // dL/dz_t = dL/dlogp_t·(onehot(y_t) − softmax(z_t)) row by row, optionally
 // over the logits themselves. A Layout describes the usual right-padded
-// batch (prompt, completion, padding per row), builds the targets, and
+// batch (prompt, completion, padding per row), builds the labels, and
 // SequenceLogProbs / SequenceLogProbsBackward sum the completion tokens per
 // sequence and spread the gradient back. The chain is
 //
-//	Layout.Targets → TokenLogProbs → SequenceLogProbs → Objective.Loss
+//	Layout.Labels → TokenLogProbs → SequenceLogProbs → Objective.Loss
 //	→ SequenceLogProbsBackward → TokenLogProbsBackward → model backward
 //
 // as ExampleTokenLogProbs shows.
@@ -37,15 +37,15 @@
 //
 //	ℓ = −logσ(β·h),   h = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r)).
 //
-// The objectives here vary that loss (see ALGORITHMS.md for the table):
-// DPO with conservative label smoothing (cDPO), RobustDPO (Chowdhury et al.
-// 2024), IPO (Azar et al. 2023), whose squared loss regresses h to a finite
-// target instead of pushing it to infinity, Hinge (SLiC, Zhao et al. 2023;
-// RSO, Liu et al. 2023), and the reference-free SimPO (Meng et al. 2024).
-// WithNLL adds the NLL of the chosen response to any of them, as Llama 3.1
-// does with α = 0.2. Their Stats are the values TRL logs (rewards/chosen,
-// rewards/margins, rewards/accuracies, logps/chosen …), so curves compare
-// directly.
+// The objectives here vary that loss (the repository's docs/ALGORITHMS.md
+// has them in one table): DPO with conservative label smoothing (cDPO),
+// RobustDPO (Chowdhury et al. 2024), IPO (Azar et al. 2023), whose
+// squared loss regresses h to a finite target instead of pushing it to
+// infinity, Hinge (SLiC, Zhao et al. 2023; RSO, Liu et al. 2023), and the
+// reference-free SimPO (Meng et al. 2024). WithNLL adds the NLL of the
+// chosen response to any of them, as Llama 3.1 does with α = 0.2. Their
+// Stats are the values TRL logs (rewards/chosen, rewards/margins,
+// rewards/accuracies, logps/chosen …), so curves compare directly.
 //
 // The rest of TRL's DPOConfig.loss_type vocabulary is here too, each with
 // its paper and TRL's formula at the type: EXO ("exo_pair"), NCA

@@ -87,14 +87,14 @@ func ExampleTokenLogProbs() {
 	// rejected = prompt [1] + completion [0 0 3].
 	l := prefopt.Layout{Width: 4, PromptLen: []int{1, 1}, Len: []int{3, 4}}
 	tokens := []int32{1, 2, 3, 0, 1, 0, 0, 3}
-	targets := make([]int32, l.Size())
-	if err := l.Targets(targets, tokens); err != nil {
+	labels := make([]int32, l.Size())
+	if err := l.Labels(labels, tokens); err != nil {
 		fmt.Println(err)
 		return
 	}
 	logits := tensor.New(l.Size(), vocab) // a uniform model
 	tok := make([]float32, l.Size())
-	if err := prefopt.TokenLogProbs(tok, logits, targets); err != nil {
+	if err := prefopt.TokenLogProbs(tok, logits, labels); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -103,7 +103,7 @@ func ExampleTokenLogProbs() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Printf("targets %v\nlog-probs %.4f\n", targets, seq)
+	fmt.Printf("labels %v\nlog-probs %.4f\n", labels, seq)
 
 	// SimPO needs no reference model; chain its gradient back to the logits.
 	c := l.CompletionLen()
@@ -120,13 +120,13 @@ func ExampleTokenLogProbs() {
 		return
 	}
 	grad := tensor.New(l.Size(), vocab)
-	if err := prefopt.TokenLogProbsBackward(grad, logits, targets, dTok); err != nil {
+	if err := prefopt.TokenLogProbsBackward(grad, logits, labels, dTok); err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Printf("loss %.4f\nrow 0 gradient %.4f\n", r.Loss, grad.Row(0))
 	// Output:
-	// targets [2 3 -1 -1 0 0 3 -1]
+	// labels [2 3 -100 -100 0 0 3 -100]
 	// log-probs [-2.7726 -4.1589]
 	// loss 0.9741
 	// row 0 gradient [0.1556 0.1556 -0.4668 0.1556]

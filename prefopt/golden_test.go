@@ -2,9 +2,13 @@ package prefopt
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -124,71 +128,61 @@ func torchtuneBatch() Batch {
 	}
 }
 
-// approx reports |got − want| ≤ tol·(1 + |want|).
-func approx(got, want, tol float64) bool {
-	return math.Abs(got-want) <= tol*(1+math.Abs(want))
-}
+// Goldens are compared with assert.InDelta at tol·(1 + |want|): relative
+// for values above 1, absolute below.
 
 func TestGoldenPairwise(t *testing.T) {
 	g := loadGolden(t)
 	for _, c := range g.Pairwise {
-		var o Objective
 		k := c.Kind
-		switch k.Name {
-		case "dpo":
-			o = DPO{Beta: k.Beta, LabelSmoothing: k.Eps}
-		case "robust":
-			o = RobustDPO{Beta: k.Beta, LabelSmoothing: k.Eps}
-		case "ipo":
-			o = IPO{Tau: k.Tau, SumLogProbs: k.Sum}
-		case "hinge":
-			o = Hinge{Beta: k.Beta}
-		case "simpo":
-			o = SimPO{Beta: k.Beta, Gamma: k.Gamma}
-		default:
-			t.Fatalf("unknown kind %q", k.Name)
-		}
-		if k.NLL > 0 {
-			o = WithNLL{Objective: o, Alpha: k.NLL}
-		}
-		gb, ok := g.Batches[c.Batch]
-		if !ok {
-			t.Fatalf("no batch %q", c.Batch)
-		}
-		b := Batch{gb.PC, gb.PR, gb.RC, gb.RR, gb.LC, gb.LR}
-		r, err := o.Loss(b)
-		if err != nil {
-			t.Errorf("%s %+v: %v", c.Batch, k, err)
-			continue
-		}
-		const tol = 1e-12
-		name := c.Batch + "/" + k.Name
-		if !approx(r.Loss, c.Loss, tol) {
-			t.Errorf("%s %+v: loss %v, want %v", name, k, r.Loss, c.Loss)
-		}
-		for i := range c.GradChosen {
-			if !approx(r.GradChosen[i], c.GradChosen[i], tol) || !approx(r.GradRejected[i], c.GradRejected[i], tol) {
-				t.Errorf("%s %+v: pair %d grads (%v, %v), want (%v, %v)", name, k, i,
-					r.GradChosen[i], r.GradRejected[i], c.GradChosen[i], c.GradRejected[i])
+		t.Run(fmt.Sprintf("%s/%s %+v", c.Batch, k.Name, k), func(t *testing.T) {
+			var o Objective
+			switch k.Name {
+			case "dpo":
+				o = DPO{Beta: k.Beta, LabelSmoothing: k.Eps}
+			case "robust":
+				o = RobustDPO{Beta: k.Beta, LabelSmoothing: k.Eps}
+			case "ipo":
+				o = IPO{Tau: k.Tau, SumLogProbs: k.Sum}
+			case "hinge":
+				o = Hinge{Beta: k.Beta}
+			case "simpo":
+				o = SimPO{Beta: k.Beta, Gamma: k.Gamma}
+			default:
+				t.Fatalf("unknown kind %q", k.Name)
 			}
-		}
-		s := r.Stats
-		for _, f := range []struct {
-			name      string
-			got, want float64
-		}{
-			{"rewards/chosen", s.RewardsChosen, c.RewardsChosen},
-			{"rewards/rejected", s.RewardsRejected, c.RewardsRejected},
-			{"rewards/margins", s.Margin, c.Margin},
-			{"rewards/accuracies", s.Accuracy, c.Accuracy},
-			{"logps/chosen", s.LogPChosen, c.LogPChosen},
-			{"logps/rejected", s.LogPRejected, c.LogPRejected},
-			{"nll_loss", s.NLL, c.NLLValue},
-		} {
-			if !approx(f.got, f.want, 1e-12) {
-				t.Errorf("%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
+			if k.NLL > 0 {
+				o = WithNLL{Objective: o, Alpha: k.NLL}
 			}
-		}
+			gb, ok := g.Batches[c.Batch]
+			if !ok {
+				t.Fatalf("no batch %q", c.Batch)
+			}
+			b := Batch{gb.PC, gb.PR, gb.RC, gb.RR, gb.LC, gb.LR}
+			r, err := o.Loss(b)
+			require.NoError(t, err)
+			const tol = 1e-12
+			assert.InDelta(t, c.Loss, r.Loss, tol*(1+math.Abs(c.Loss)), "loss")
+			for i := range c.GradChosen {
+				assert.InDelta(t, c.GradChosen[i], r.GradChosen[i], tol*(1+math.Abs(c.GradChosen[i])), "pair %d dL/dchosen", i)
+				assert.InDelta(t, c.GradRejected[i], r.GradRejected[i], tol*(1+math.Abs(c.GradRejected[i])), "pair %d dL/drejected", i)
+			}
+			s := r.Stats
+			for _, f := range []struct {
+				name      string
+				got, want float64
+			}{
+				{"rewards/chosen", s.RewardsChosen, c.RewardsChosen},
+				{"rewards/rejected", s.RewardsRejected, c.RewardsRejected},
+				{"rewards/margins", s.Margin, c.Margin},
+				{"rewards/accuracies", s.Accuracy, c.Accuracy},
+				{"logps/chosen", s.LogPChosen, c.LogPChosen},
+				{"logps/rejected", s.LogPRejected, c.LogPRejected},
+				{"nll_loss", s.NLL, c.NLLValue},
+			} {
+				assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s", f.name)
+			}
+		})
 	}
 }
 
@@ -205,13 +199,10 @@ func TestGoldenReward(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !approx(r.Loss, want.Loss, 1e-12) {
-			t.Errorf("%s: loss %v, want %v", name, r.Loss, want.Loss)
-		}
+		assert.InDelta(t, want.Loss, r.Loss, 1e-12*(1+math.Abs(want.Loss)), "%s: loss %v, want %v", name, r.Loss, want.Loss)
 		for i := range want.GradChosen {
-			if !approx(r.GradChosen[i], want.GradChosen[i], 1e-12) || !approx(r.GradRejected[i], want.GradRejected[i], 1e-12) {
-				t.Errorf("%s: grads %d (%v, %v), want (%v, %v)", name, i, r.GradChosen[i], r.GradRejected[i], want.GradChosen[i], want.GradRejected[i])
-			}
+			assert.InDelta(t, want.GradChosen[i], r.GradChosen[i], 1e-12*(1+math.Abs(want.GradChosen[i])), "pair %d dL/dchosen", i)
+			assert.InDelta(t, want.GradRejected[i], r.GradRejected[i], 1e-12*(1+math.Abs(want.GradRejected[i])), "pair %d dL/drejected", i)
 		}
 	}
 	r, err := BradleyTerry(g.Chosen, g.Rejected, nil)
@@ -231,9 +222,7 @@ func TestGoldenReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !approx(loss, gr.Loss, 1e-6) {
-		t.Errorf("Grading: loss %v, want %v", loss, gr.Loss)
-	}
+	assert.InDelta(t, gr.Loss, loss, 1e-6*(1+math.Abs(gr.Loss)), "Grading: loss %v, want %v", loss, gr.Loss)
 	for i, w := range gr.Grad {
 		if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
 			t.Errorf("Grading: grad[%d] = %v, want %v", i, grad.Data()[i], w)
@@ -249,9 +238,7 @@ func TestGoldenOnline(t *testing.T) {
 			t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
 		}
 		for i := range want {
-			if !approx(got[i], want[i], tol) {
-				t.Errorf("%s[%d] = %v, want %v", name, i, got[i], want[i])
-			}
+			assert.InDelta(t, want[i], got[i], tol*(1+math.Abs(want[i])), "%s[%d] = %v, want %v", name, i, got[i], want[i])
 		}
 	}
 	for k, want := range map[int][]float64{3: g.GRPOk3, 4: g.GRPOk4} {
@@ -344,9 +331,7 @@ func TestGoldenTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		for b := range want {
-			if !approx(got[b], want[b], 1e-12) {
-				t.Errorf("SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
-			}
+			assert.InDelta(t, want[b], got[b], 1e-12*(1+math.Abs(want[b])), "SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
 		}
 	}
 }

@@ -77,9 +77,9 @@ type Rollout struct {
 }
 
 // GRPOLoss is the policy loss of TRL's GRPOTrainer in all its loss types
-// (trl/trainer/grpo_trainer.py, _compute_loss). Per token t of sequence i,
-// with the importance ratio r (per token, or per sequence under GSPO) and
-// the sequence's advantage A,
+// (huggingface/trl v1.9.0, trl/trainer/grpo_trainer.py, _compute_loss).
+// Per token t of sequence i, with the importance ratio r (per token, or per
+// sequence under GSPO) and the sequence's advantage A,
 //
 //	ℓ_it = −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A) + β·k3_it
 //

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 type grpoGolden struct {
@@ -58,9 +60,7 @@ func TestGoldenGRPOVariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range rewards {
-		if !approx(rewards[i], g.Rewards[i], 1e-14) {
-			t.Errorf("WeightedRewards[%d] = %v, want %v", i, rewards[i], g.Rewards[i])
-		}
+		assert.InDelta(t, g.Rewards[i], rewards[i], 1e-14*(1+math.Abs(g.Rewards[i])), "WeightedRewards[%d] = %v, want %v", i, rewards[i], g.Rewards[i])
 	}
 	adv := map[string][]float64{}
 	for _, s := range []RewardScale{ScaleGroup, ScaleBatch, ScaleNone} {
@@ -70,9 +70,7 @@ func TestGoldenGRPOVariants(t *testing.T) {
 		}
 		want := g.Adv[s.String()]
 		for i := range want {
-			if !approx(a[i], want[i], 1e-12) {
-				t.Errorf("GroupAdvantages(%v)[%d] = %v, want %v", s, i, a[i], want[i])
-			}
+			assert.InDelta(t, want[i], a[i], 1e-12*(1+math.Abs(want[i])), "GroupAdvantages(%v)[%d] = %v, want %v", s, i, a[i], want[i])
 		}
 		adv[s.String()] = a
 	}
@@ -81,9 +79,7 @@ func TestGoldenGRPOVariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range g.Adv["decoupled"] {
-		if !approx(dec[i], want, 1e-12) {
-			t.Errorf("DecoupledAdvantages[%d] = %v, want %v", i, dec[i], want)
-		}
+		assert.InDelta(t, want, dec[i], 1e-12*(1+math.Abs(want)), "DecoupledAdvantages[%d] = %v, want %v", i, dec[i], want)
 	}
 	for _, c := range g.Cases {
 		k := c.Kind
@@ -99,13 +95,9 @@ func TestGoldenGRPOVariants(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		if !approx(res.Loss, c.Loss, 1e-12) {
-			t.Errorf("%s %+v: loss %v, want %v", name, k, res.Loss, c.Loss)
-		}
+		assert.InDelta(t, c.Loss, res.Loss, 1e-12*(1+math.Abs(c.Loss)), "%s %+v: loss %v, want %v", name, k, res.Loss, c.Loss)
 		for i := range c.Grad {
-			if !approx(res.Grad[i], c.Grad[i], 1e-12) {
-				t.Errorf("%s %+v: grad[%d] = %v, want %v", name, k, i, res.Grad[i], c.Grad[i])
-			}
+			assert.InDelta(t, c.Grad[i], res.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s %+v: grad[%d] = %v, want %v", name, k, i, res.Grad[i], c.Grad[i])
 		}
 		for _, f := range []struct {
 			name      string
@@ -120,9 +112,7 @@ func TestGoldenGRPOVariants(t *testing.T) {
 			if f.name == "clip_ratio/region_mean" && o.Type == LossCISPO {
 				f.want = c.ClipHigh // TRL logs only cispo_clip_ratio
 			}
-			if !approx(f.got, f.want, 1e-12) {
-				t.Errorf("%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
-			}
+			assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 type ktoGolden struct {
@@ -53,14 +55,10 @@ func TestGoldenKTO(t *testing.T) {
 			{"logps/chosen", r.Stats.LogPChosen, c.LogPChosen},
 			{"logps/rejected", r.Stats.LogPRejected, c.LogPRejected},
 		} {
-			if !approx(f.got, f.want, 1e-12) {
-				t.Errorf("%s: %s = %v, want %v", name, f.name, f.got, f.want)
-			}
+			assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s: %s = %v, want %v", name, f.name, f.got, f.want)
 		}
 		for i := range c.Grad {
-			if !approx(r.Grad[i], c.Grad[i], 1e-12) {
-				t.Errorf("%s: grad[%d] = %v, want %v", name, i, r.Grad[i], c.Grad[i])
-			}
+			assert.InDelta(t, c.Grad[i], r.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s: grad[%d] = %v, want %v", name, i, r.Grad[i], c.Grad[i])
 		}
 	}
 }

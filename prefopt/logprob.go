@@ -2,50 +2,53 @@ package prefopt
 
 import (
 	"fmt"
-	"math"
-	"runtime"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Ignore is the target that marks a row of logits as not scored (a prompt
-// or padding position): TokenLogProbs writes 0 for it and
-// TokenLogProbsBackward a zero gradient row. Any negative target is
-// ignored the same way, so torch's −100 works too.
-const Ignore int32 = -1
+// Ignore is tensor.Ignore (−100), the label that marks a row of logits as
+// not scored (a prompt or padding position): TokenLogProbs writes 0 for it
+// and TokenLogProbsBackward a zero gradient row. Any negative label is
+// ignored the same way.
+//
+// Deprecated: use tensor.Ignore, the one constant distill, prefopt and
+// tensor/autograd share. (Before, prefopt's was −1.)
+const Ignore = tensor.Ignore
 
-// minRowsPerWorker keeps tiny batches on one goroutine: below this many
-// rows per worker, spawning costs more than the rows.
+// minRowsPerWorker is the rows of one parallel chunk: fewer would cost
+// more in hand-offs than the rows take, and tiny batches stay on the
+// calling goroutine.
 const minRowsPerWorker = 16
 
-// TokenLogProbs writes dst[i] = log softmax(logits[i])[targets[i]] for
-// logits [N, V]: the log-prob of each target token, without the [N, V]
-// log-softmax. A negative target (see Ignore) writes 0. Rows are split
+// TokenLogProbs writes dst[i] = log softmax(logits[i])[labels[i]] for
+// logits [N, V]: the log-prob of each label token, without the [N, V]
+// log-softmax. A negative label (tensor.Ignore) writes 0. Rows are split
 // over up to GOMAXPROCS goroutines.
 //
 // The log-prob is exact, to rounding, for logits of any finite magnitude
 // (all-equal logits of 1e16 or 3e38 give −log V).
 //
 // It returns an error, leaving dst untouched, if the lengths disagree, a
-// target is ≥ V, a scored row holds NaN or +Inf, or the target's logit is
+// label is ≥ V, a scored row holds NaN or +Inf, or the label's logit is
 // −Inf (probability 0; −Inf elsewhere masks a token and is allowed).
-func TokenLogProbs(dst []float32, logits *tensor.Dense, targets []int32) error {
-	return tokenLogProbs("TokenLogProbs", dst, nil, logits, targets)
+func TokenLogProbs(dst []float32, logits *tensor.Dense, labels []int32) error {
+	return tokenLogProbs("TokenLogProbs", dst, nil, logits, labels)
 }
 
 // TokenLogProbsLSE is TokenLogProbs that also keeps each row's log-sum-exp
 // in lse (N entries, 0 for ignored rows), for TokenLogProbsBackwardLSE:
 // with it the backward pass reads the logits once instead of twice, as
 // PyTorch's log_softmax backward reuses its saved output.
-func TokenLogProbsLSE(dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
+func TokenLogProbsLSE(dst []float32, lse []float64, logits *tensor.Dense, labels []int32) error {
 	if lse == nil {
 		return fmt.Errorf("prefopt: TokenLogProbsLSE: nil lse")
 	}
-	return tokenLogProbs("TokenLogProbsLSE", dst, lse, logits, targets)
+	return tokenLogProbs("TokenLogProbsLSE", dst, lse, logits, labels)
 }
 
-func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense, targets []int32) error {
-	n, v, err := checkTokens(op, logits, targets)
+func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense, labels []int32) error {
+	n, v, err := checkTokens(op, logits, labels)
 	if err != nil {
 		return err
 	}
@@ -61,15 +64,14 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 	out, outLSE := make([]float32, n), make([]float64, n)
 	data := logits.Data()
 	err = parallelRows(n, func(lo, hi int) error {
-		var scratch []float32
 		for i := lo; i < hi; i++ {
-			t := targets[i]
+			t := labels[i]
 			if t < 0 {
 				continue
 			}
-			lp, l, ok := logProb(data[i*v:(i+1)*v], t, &scratch)
+			lp, l, ok := tensor.LogSoftmaxAt(data[i*v:(i+1)*v], int(t))
 			if !ok {
-				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or the target's logit is −Inf (target logit %v)", op, i, data[i*v+int(t)])
+				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or the label's logit is −Inf (label logit %v)", op, i, data[i*v+int(t)])
 			}
 			out[i], outLSE[i] = float32(lp), l
 		}
@@ -86,20 +88,20 @@ func tokenLogProbs(op string, dst []float32, lse []float64, logits *tensor.Dense
 // TokenLogProbsBackward is TokenLogProbs' backward pass, fused: given
 // dlogp[i] = dL/d(log-prob of row i), it writes
 //
-//	grad[i] = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
+//	grad[i] = dlogp[i]·(onehot(labels[i]) − softmax(logits[i])),
 //
 // row by row into grad [N, V] with no [N, V] temporary. grad may be logits
 // itself, overwriting the logits with their gradient to save N·V floats;
 // any other overlap of their memory is an error.
-// Rows with a negative target or a zero dlogp get a zero gradient without
+// Rows with a negative label or a zero dlogp get a zero gradient without
 // touching their logits, so masked positions cost only the clear.
 //
-// Bad lengths, targets or dlogp values are reported before anything is
+// Bad lengths, labels or dlogp values are reported before anything is
 // written. Logits are not scanned for NaN up front (TokenLogProbs on the
 // same logits already did); if a row turns out to hold NaN or +Inf, an
 // error names it and the contents of grad are unspecified.
-func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []float32) error {
-	return tokenLogProbsBackward("TokenLogProbsBackward", grad, logits, targets, dlogp, nil)
+func TokenLogProbsBackward(grad, logits *tensor.Dense, labels []int32, dlogp []float32) error {
+	return tokenLogProbsBackward("TokenLogProbsBackward", grad, logits, labels, dlogp, nil)
 }
 
 // TokenLogProbsBackwardLSE is TokenLogProbsBackward given the row
@@ -107,18 +109,18 @@ func TokenLogProbsBackward(grad, logits *tensor.Dense, targets []int32, dlogp []
 // softmax is then written in one pass over the logits (two for a row whose
 // log-sum-exp is 2²⁴ or more in magnitude, which float64 no longer holds
 // to float32 precision relative to the logits). An lse that is not
-// finite, or below its row's target logit, is an error; one that does not
+// finite, or below its row's label logit, is an error; one that does not
 // come from these logits gives a wrong gradient, which nothing here can
 // detect.
-func TokenLogProbsBackwardLSE(grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
+func TokenLogProbsBackwardLSE(grad, logits *tensor.Dense, labels []int32, dlogp []float32, lse []float64) error {
 	if lse == nil {
 		return fmt.Errorf("prefopt: TokenLogProbsBackwardLSE: nil lse")
 	}
-	return tokenLogProbsBackward("TokenLogProbsBackwardLSE", grad, logits, targets, dlogp, lse)
+	return tokenLogProbsBackward("TokenLogProbsBackwardLSE", grad, logits, labels, dlogp, lse)
 }
 
-func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int32, dlogp []float32, lse []float64) error {
-	n, v, err := checkTokens(op, logits, targets)
+func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, labels []int32, dlogp []float32, lse []float64) error {
+	n, v, err := checkTokens(op, logits, labels)
 	if err != nil {
 		return err
 	}
@@ -139,31 +141,30 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 		if !finite(float64(d)) {
 			return fmt.Errorf("prefopt: %s: dlogp[%d] is %v", op, i, d)
 		}
-		if t := targets[i]; lse != nil && t >= 0 && d != 0 && !(finite(lse[i]) && lse[i] >= float64(ld[i*v+int(t)])) {
-			return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (target logit %v)", op, i, lse[i], ld[i*v+int(t)])
+		if t := labels[i]; lse != nil && t >= 0 && d != 0 && !(finite(lse[i]) && lse[i] >= float64(ld[i*v+int(t)])) {
+			return fmt.Errorf("prefopt: %s: lse[%d] = %v cannot be the log-sum-exp of its row (label logit %v)", op, i, lse[i], ld[i*v+int(t)])
 		}
 	}
 	gd := grad.Data()
 	return parallelRows(n, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			g := gd[i*v : (i+1)*v]
-			t, d := targets[i], dlogp[i]
+			t, d := labels[i], dlogp[i]
 			if t < 0 || d == 0 {
 				clear(g)
 				continue
 			}
 			row := ld[i*v : (i+1)*v]
-			if lse != nil && math.Abs(lse[i]) < exactBelow {
-				// Past exactBelow lse carries less than float32's precision
-				// relative to the logits (float64's step is 2 at 1e16), so
-				// such rows take the max-subtracting softmax below.
+			if lse != nil {
+				// SoftmaxLSE itself falls back to the max-subtracting
+				// softmax where a float64 lse has lost precision (past 2²⁴).
 				tensor.SoftmaxLSE(g, -d, row, lse[i])
 				g[t] += d
 				continue
 			}
 			tensor.ScaledSoftmax(g, -d, row)
 			// ScaledSoftmax fills a row holding NaN or +Inf (or only −Inf)
-			// with NaN, so one look at the target finds it.
+			// with NaN, so one look at the label finds it.
 			if p := g[t]; p != p {
 				return fmt.Errorf("prefopt: %s: row %d: logits hold NaN or +Inf, or only −Inf", op, i)
 			}
@@ -173,7 +174,7 @@ func tokenLogProbsBackward(op string, grad, logits *tensor.Dense, targets []int3
 	})
 }
 
-func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, err error) {
+func checkTokens(op string, logits *tensor.Dense, labels []int32) (n, v int, err error) {
 	if logits == nil || logits.Dims() != 2 {
 		var shape []int
 		if logits != nil {
@@ -182,37 +183,31 @@ func checkTokens(op string, logits *tensor.Dense, targets []int32) (n, v int, er
 		return 0, 0, fmt.Errorf("prefopt: %s: logits must be [N, V], have shape %v", op, shape)
 	}
 	n, v = logits.Rows(), logits.Cols()
-	if len(targets) != n {
-		return 0, 0, fmt.Errorf("prefopt: %s: %d targets for %d rows of logits", op, len(targets), n)
+	if len(labels) != n {
+		return 0, 0, fmt.Errorf("prefopt: %s: %d labels for %d rows of logits", op, len(labels), n)
 	}
-	for i, t := range targets {
+	for i, t := range labels {
 		if int(t) >= v {
-			return 0, 0, fmt.Errorf("prefopt: %s: targets[%d] = %d, out of range [0, %d)", op, i, t, v)
+			return 0, 0, fmt.Errorf("prefopt: %s: labels[%d] = %d, out of range [0, %d)", op, i, t, v)
 		}
 	}
 	return n, v, nil
 }
 
-// parallelRows runs fn over [0, n) split into contiguous chunks, one per
-// worker, with at most GOMAXPROCS workers. Rows are independent, so the
-// result does not depend on the worker count. If chunks fail, the error of
-// the lowest failing chunk (hence the lowest bad row) is returned.
+// parallelRows runs fn over [0, n) split into chunks of minRowsPerWorker
+// rows on posttrain's worker pool (internal/parallel). Rows are
+// independent, so the result does not depend on the worker count. If
+// chunks fail, the error of the lowest failing chunk (hence the lowest bad
+// row) is returned.
 func parallelRows(n int, fn func(lo, hi int) error) error {
-	w := min(runtime.GOMAXPROCS(0), (n+minRowsPerWorker-1)/minRowsPerWorker)
-	if w <= 1 {
+	chunks := (n + minRowsPerWorker - 1) / minRowsPerWorker
+	if chunks <= 1 {
 		return fn(0, n)
 	}
-	errs := make([]error, w)
-	done := make(chan struct{})
-	for k := range w {
-		go func() {
-			errs[k] = fn(k*n/w, (k+1)*n/w)
-			done <- struct{}{}
-		}()
-	}
-	for range w {
-		<-done
-	}
+	errs := make([]error, chunks)
+	parallel.For(chunks, func(c int) {
+		errs[c] = fn(c*minRowsPerWorker, min(n, (c+1)*minRowsPerWorker))
+	})
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -235,8 +230,8 @@ func parallelRows(n int, fn func(lo, hi int) error) error {
 // because the first token is never predicted.
 //
 // The per-token log-probs that SequenceLogProbs reads have the logits' row
-// layout: entry b·T + t is the log-prob of token t+1. Targets builds the
-// matching targets for TokenLogProbs.
+// layout: entry b·T + t is the log-prob of token t+1. Labels builds the
+// matching labels for TokenLogProbs.
 type Layout struct {
 	Width     int   // T, the padded length of every sequence
 	PromptLen []int // prompt tokens per sequence, ≥ 1
@@ -272,21 +267,21 @@ func (l Layout) CompletionLen() []int {
 	return c
 }
 
-// Targets writes the TokenLogProbs targets for tokens laid out as l
+// Labels writes the TokenLogProbs labels for tokens laid out as l
 // describes: dst[b·T + t] = tokens[b·T + t + 1] on rows that predict a
-// completion token, Ignore elsewhere.
-func (l Layout) Targets(dst, tokens []int32) error {
+// completion token, tensor.Ignore elsewhere.
+func (l Layout) Labels(dst, tokens []int32) error {
 	if err := l.Check(); err != nil {
 		return err
 	}
 	if len(tokens) != l.Size() || len(dst) != l.Size() {
-		return fmt.Errorf("prefopt: Layout.Targets: tokens %d and dst %d, need B·T = %d", len(tokens), len(dst), l.Size())
+		return fmt.Errorf("prefopt: Layout.Labels: tokens %d and dst %d, need B·T = %d", len(tokens), len(dst), l.Size())
 	}
 	T := l.Width
 	for b := range l.Len {
 		for t := l.PromptLen[b]; t < l.Len[b]; t++ {
 			if tokens[b*T+t] < 0 {
-				return fmt.Errorf("prefopt: Layout.Targets: sequence %d token %d is %d", b, t, tokens[b*T+t])
+				return fmt.Errorf("prefopt: Layout.Labels: sequence %d token %d is %d", b, t, tokens[b*T+t])
 			}
 		}
 	}
@@ -296,12 +291,17 @@ func (l Layout) Targets(dst, tokens []int32) error {
 			if t >= l.PromptLen[b]-1 && t < l.Len[b]-1 {
 				row[t] = tokens[b*T+t+1]
 			} else {
-				row[t] = Ignore
+				row[t] = tensor.Ignore
 			}
 		}
 	}
 	return nil
 }
+
+// Targets is Labels.
+//
+// Deprecated: use Labels; posttrain calls target token ids labels.
+func (l Layout) Targets(dst, tokens []int32) error { return l.Labels(dst, tokens) }
 
 // SequenceLogProbs writes per-sequence completion log-probs from per-token
 // log-probs in l's layout: dst[b] is the sum over sequence b's completion
@@ -376,47 +376,6 @@ func checkSeq(op string, l Layout, nseq, ntok int, average bool) error {
 		}
 	}
 	return nil
-}
-
-// exactBelow is the magnitude of a log-sum-exp below which x − lse, formed
-// in float64, is within 2⁻²⁹ of the truth: float64's grid step at 2²⁴ is
-// 2⁻²⁸. Above it (or when the fused kernel overflows near 3.4e38) logProb
-// takes the exact route.
-const exactBelow = 1 << 24
-
-// logProb returns log softmax(row)[t] and the row's log-sum-exp, and false
-// if the row holds NaN or +Inf or row[t] is −Inf. The fast path is the
-// fused one-pass log-sum-exp kernel; for logits of large magnitude it
-// forms log p_t = (z_t − max) − log Σ e^(z−max), the difference first, so
-// log Σ e^(z−max) is not lost against max (at |max| = 1e16 the float64
-// grid step is 2). scratch is grown to a row on first use.
-func logProb(row []float32, t int32, scratch *[]float32) (lp, lse float64, ok bool) {
-	x := float64(row[t])
-	if l := tensor.LogSumExp64(row); finite(l) && math.Abs(l) < exactBelow {
-		return x - l, l, finite(x)
-	}
-	if !finite(x) {
-		return 0, 0, false
-	}
-	m := tensor.Max(row)
-	if !finite(float64(m)) || m != m {
-		return 0, 0, false
-	}
-	for _, z := range row {
-		if z != z {
-			return 0, 0, false
-		}
-	}
-	if cap(*scratch) < len(row) {
-		*scratch = make([]float32, len(row))
-	}
-	e := (*scratch)[:len(row)]
-	for k, z := range row {
-		e[k] = z - m // ≤ 0; −Inf for masked tokens or a difference past −3.4e38
-	}
-	tensor.Exp(e, e)
-	ls := math.Log(float64(tensor.Sum(e))) // Σ ≥ 1: the max contributes e⁰
-	return (x - float64(m)) - ls, float64(m) + ls, true
 }
 
 // checkInPlace allows grad to be logits itself (each row is read before it

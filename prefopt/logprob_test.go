@@ -178,8 +178,8 @@ func TestTokenLogProbsErrors(t *testing.T) {
 		dst     []float32
 		want    string
 	}{
-		{"range", logits, []int32{0, 3, 0, 0}, dst, "targets[1]"},
-		{"count", logits, []int32{0, 0}, dst, "targets"},
+		{"range", logits, []int32{0, 3, 0, 0}, dst, "labels[1]"},
+		{"count", logits, []int32{0, 0}, dst, "labels"},
 		{"dst", logits, []int32{0, 0, 0, 0}, dst[:3], "dst"},
 		{"rank", tensor.New(12), []int32{0}, dst, "shape"},
 		{"NaN", nanRow, []int32{0, 0, 0, 0}, dst, "row 2"},
@@ -209,7 +209,7 @@ func TestTokenLogProbsErrors(t *testing.T) {
 		{"dlogp NaN", TokenLogProbsBackward(grad, logits, []int32{0, 0, 0, 0}, []float32{0, float32(math.NaN()), 0, 0}), "dlogp[1]"},
 		{"dlogp len", TokenLogProbsBackward(grad, logits, []int32{0, 0, 0, 0}, []float32{0}), "dlogp"},
 		{"grad shape", TokenLogProbsBackward(tensor.New(3, 4), logits, []int32{0, 0, 0, 0}, []float32{1, 1, 1, 1}), "grad"},
-		{"target", TokenLogProbsBackward(grad, logits, []int32{0, 0, 5, 0}, []float32{1, 1, 1, 1}), "targets[2]"},
+		{"target", TokenLogProbsBackward(grad, logits, []int32{0, 0, 5, 0}, []float32{1, 1, 1, 1}), "labels[2]"},
 	} {
 		if c.err == nil {
 			t.Errorf("%s: no error", c.name)
@@ -232,7 +232,7 @@ func TestLayout(t *testing.T) {
 	l := Layout{Width: 5, PromptLen: []int{2, 1}, Len: []int{4, 5}}
 	tokens := []int32{10, 11, 12, 13, 0, 20, 21, 22, 23, 24}
 	tg := make([]int32, 10)
-	if err := l.Targets(tg, tokens); err != nil {
+	if err := l.Labels(tg, tokens); err != nil {
 		t.Fatal(err)
 	}
 	want := []int32{Ignore, 12, 13, Ignore, Ignore, 21, 22, 23, 24, Ignore}
@@ -295,7 +295,7 @@ func TestLayout(t *testing.T) {
 	if err := SequenceLogProbs(seq, bad, l, false); err == nil || !strings.Contains(err.Error(), "sequence 0 position 1") || seq[0] != 7 {
 		t.Errorf("NaN log-prob: %v, dst %v", err, seq)
 	}
-	if err := l.Targets(tg, []int32{10, 11, -5, 13, 0, 20, 21, 22, 23, 24}); err == nil {
+	if err := l.Labels(tg, []int32{10, 11, -5, 13, 0, 20, 21, 22, 23, 24}); err == nil {
 		t.Error("negative completion token: no error")
 	}
 }
@@ -309,7 +309,7 @@ func TestChainFiniteDifferences(t *testing.T) {
 	l := Layout{Width: 4, PromptLen: []int{1, 2}, Len: []int{4, 3}} // b=0 chosen, b=1 rejected
 	tokens := []int32{1, 2, 3, 4, 5, 0, 2, 0}
 	tg := make([]int32, 8)
-	if err := l.Targets(tg, tokens); err != nil {
+	if err := l.Labels(tg, tokens); err != nil {
 		t.Fatal(err)
 	}
 	logits := randLogits(rng, 8, v, 1.5)

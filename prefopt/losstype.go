@@ -8,9 +8,9 @@ import (
 )
 
 // This file holds the rest of TRL's DPOConfig.loss_type vocabulary
-// (trl/trainer/dpo_trainer.py, _compute_loss) beside the sigmoid, robust,
-// ipo and hinge losses of pairwise.go, and Mix, TRL's list of loss types
-// with loss_weights. In every formula ρ_c = log π(y_c) − log π_ref(y_c)
+// (huggingface/trl v1.9.0, trl/trainer/dpo_trainer.py, _compute_loss)
+// beside the sigmoid, robust, ipo and hinge losses of pairwise.go, and Mix,
+// TRL's list of loss types with loss_weights. In every formula ρ_c = log π(y_c) − log π_ref(y_c)
 // and ρ_r likewise are the summed policy-minus-reference log-ratios,
 // h = ρ_c − ρ_r, and z = β·h. Stats follow TRL: rewards are β·ρ.
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // objGolden mirrors testdata/objectives.json, written by
@@ -128,14 +130,10 @@ func jsonString(x float64) string { b, _ := json.Marshal(x); return string(b) }
 
 func checkPair(t *testing.T, name string, r Result, c objPair, tol float64) {
 	t.Helper()
-	if !approx(r.Loss, c.Loss, tol) {
-		t.Errorf("%s: loss %v, want %v", name, r.Loss, c.Loss)
-	}
+	assert.InDelta(t, c.Loss, r.Loss, tol*(1+math.Abs(c.Loss)), "%s: loss %v, want %v", name, r.Loss, c.Loss)
 	for i := range c.GradChosen {
-		if !approx(r.GradChosen[i], c.GradChosen[i], tol) || !approx(r.GradRejected[i], c.GradRejected[i], tol) {
-			t.Errorf("%s: pair %d grads (%v, %v), want (%v, %v)", name, i,
-				r.GradChosen[i], r.GradRejected[i], c.GradChosen[i], c.GradRejected[i])
-		}
+		assert.InDelta(t, c.GradChosen[i], r.GradChosen[i], tol*(1+math.Abs(c.GradChosen[i])), "pair %d dL/dchosen", i)
+		assert.InDelta(t, c.GradRejected[i], r.GradRejected[i], tol*(1+math.Abs(c.GradRejected[i])), "pair %d dL/drejected", i)
 	}
 }
 
@@ -161,9 +159,7 @@ func checkStats(t *testing.T, name string, s Stats, c objPair, rewards bool, tol
 		if f.reward && !rewards {
 			continue
 		}
-		if !approx(f.got, f.want, tol) {
-			t.Errorf("%s: %s = %v, want %v", name, f.name, f.got, f.want)
-		}
+		assert.InDelta(t, f.want, f.got, tol*(1+math.Abs(f.want)), "%s: %s = %v, want %v", name, f.name, f.got, f.want)
 	}
 }
 
@@ -181,9 +177,8 @@ func TestGoldenLossTypes(t *testing.T) {
 		checkPair(t, name, r, c, 1e-12)
 		checkStats(t, name, r.Stats, c, c.Kind.Name != "sft", 1e-12)
 		if c.Kind.Name == "bco_pair" {
-			if got := o.(*BCOPair).Shift.Mean; !approx(got, c.Shift, 1e-12) {
-				t.Errorf("%s: running shift %v, want %v", name, got, c.Shift)
-			}
+			got := o.(*BCOPair).Shift.Mean
+			assert.InDelta(t, c.Shift, got, 1e-12*(1+math.Abs(c.Shift)), "%s: running shift %v, want %v", name, got, c.Shift)
 		}
 	}
 }

@@ -278,6 +278,8 @@ const (
 	K3                        // (e^δ − 1) − δ: unbiased, low variance, ≥ 0 (GRPO's)
 )
 
+// String returns the estimator's name in Schulman's notation: "k1", "k2"
+// or "k3".
 func (e KLEstimator) String() string {
 	switch e {
 	case K1:

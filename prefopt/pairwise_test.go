@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// torchtune's DPO tests (ALGORITHMS.md): h = [0, 10, 20].
+// torchtune's DPO tests (docs/ALGORITHMS.md): h = [0, 10, 20].
 func TestTorchtuneValues(t *testing.T) {
 	b := torchtuneBatch()
 	per := func(o Objective) []float64 {

@@ -207,7 +207,6 @@ func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float6
 		return 0, fmt.Errorf("prefopt: %s: lambda = %v, need a finite value ≥ 0", op, lambda)
 	}
 	var sum float64
-	var scratch []float32
 	count := 0
 	for i, y := range labels {
 		if y < 0 {
@@ -216,7 +215,7 @@ func Grading(grad, logits *tensor.Dense, labels []int32, lambda float64) (float6
 		if int(y) >= c {
 			return 0, fmt.Errorf("prefopt: %s: labels[%d] = %d, out of range [0, %d)", op, i, y, c)
 		}
-		lp, _, ok := logProb(logits.Row(i), y, &scratch)
+		lp, _, ok := tensor.LogSoftmaxAt(logits.Row(i), int(y))
 		if !ok {
 			return 0, fmt.Errorf("prefopt: %s: row %d of logits holds NaN or +Inf, or −Inf at its label %d", op, i, y)
 		}

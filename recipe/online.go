@@ -322,7 +322,10 @@ type mdPolicy struct {
 	n    int
 }
 
-func (p *mdPolicy) LogProbs(dst []float64) error {
+func (p *mdPolicy) LogProbs(ctx context.Context, dst []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p.zero()
 	lp, err := p.sc.Forward(p.s)
 	if err != nil {
@@ -332,7 +335,10 @@ func (p *mdPolicy) LogProbs(dst []float64) error {
 	return nil
 }
 
-func (p *mdPolicy) Step(grad []float64) error {
+func (p *mdPolicy) Step(ctx context.Context, grad []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := p.sc.Backward(grad); err != nil {
 		return err
 	}

@@ -187,6 +187,7 @@ type ShapeError struct {
 	Msg string
 }
 
+// Error returns "tensor: Op: what was wrong".
 func (e *ShapeError) Error() string { return "tensor: " + e.Op + ": " + e.Msg }
 
 func mustSameLen(op string, a, b int) {

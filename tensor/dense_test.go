@@ -1,8 +1,10 @@
 package tensor
 
 import (
-	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // mustPanicShape runs f and checks it panics with a *ShapeError.
@@ -10,44 +12,30 @@ func mustPanicShape(t *testing.T, what string, f func()) {
 	t.Helper()
 	defer func() {
 		t.Helper()
-		r := recover()
-		if r == nil {
-			t.Fatalf("%s: no panic", what)
-		}
-		err, ok := r.(error)
+		err, _ := recover().(error)
 		var se *ShapeError
-		if !ok || !errors.As(err, &se) {
-			t.Fatalf("%s: panic %v (%T), want *ShapeError", what, r, r)
-		}
+		require.ErrorAs(t, err, &se, "%s: want a panic with a *ShapeError", what)
 	}()
 	f()
 }
 
 func TestDense(t *testing.T) {
 	a := New(2, 3)
-	if got := a.Shape(); len(got) != 2 || got[0] != 2 || got[1] != 3 || a.Len() != 6 {
-		t.Fatalf("New(2,3): shape %v len %d", got, a.Len())
-	}
+	assert.Equal(t, []int{2, 3}, a.Shape())
+	assert.Equal(t, 6, a.Len())
 	b := FromSlice([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
-	if r := b.Row(1); len(r) != 3 || r[0] != 4 || cap(r) != 3 {
-		t.Fatalf("Row(1) = %v (cap %d)", r, cap(r))
-	}
+	r := b.Row(1)
+	assert.Equal(t, []float32{4, 5, 6}, r)
+	assert.Equal(t, 3, cap(r), "Row's capacity ends at the row")
 	c := b.Reshape(3, -1)
-	if c.Rows() != 3 || c.Cols() != 2 {
-		t.Fatalf("Reshape(3,-1): %v", c.Shape())
-	}
+	assert.Equal(t, []int{3, 2}, c.Shape(), "Reshape(3, -1)")
 	c.Data()[0] = 9
-	if b.Data()[0] != 9 {
-		t.Fatal("Reshape does not share data")
-	}
+	assert.Equal(t, float32(9), b.Data()[0], "Reshape shares data")
 	d := b.Clone()
 	d.Data()[0] = 1
-	if b.Data()[0] != 9 || !d.SameShape(b) {
-		t.Fatal("Clone shares data or changes shape")
-	}
-	if s := New().Len(); s != 1 {
-		t.Fatalf("scalar tensor has %d elements", s)
-	}
+	assert.Equal(t, float32(9), b.Data()[0], "Clone copies data")
+	assert.True(t, d.SameShape(b), "Clone keeps the shape")
+	assert.Equal(t, 1, New().Len(), "a scalar tensor has one element")
 	mustPanicShape(t, "FromSlice short", func() { FromSlice(make([]float32, 5), 2, 3) })
 	mustPanicShape(t, "New negative", func() { New(2, -1) })
 	mustPanicShape(t, "Reshape count", func() { b.Reshape(4, 2) })

@@ -4,7 +4,10 @@ import (
 	"fmt"
 
 	"github.com/posttrain/posttrain/tensor/internal/simd"
+	"github.com/posttrain/posttrain/tensor/internal/strided"
 )
+
+func init() { strided.Gemm = stridedGemm }
 
 // MatMul computes c = a·b for 2-D a [M,K], b [K,N] and c [M,N].
 func MatMul(c, a, b *Dense) { Gemm(false, false, 1, a, b, 0, c) }
@@ -20,8 +23,7 @@ func MatMul(c, a, b *Dense) { Gemm(false, false, 1, a, b, 0, c) }
 // sums its products in the same order whatever the split.
 func Gemm(transA, transB bool, alpha float32, a, b *Dense, beta float32, c *Dense) {
 	m, k, n := gemmShape("Gemm", transA, transB, a.shape, b.shape, c.shape)
-	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a.data, b: b.data, c: c.data}, true)
+	gemm(dense(transA, transB, m, n, k, alpha, a.data, b.data, beta, c.data), true)
 }
 
 // BatchedMatMul computes c[i] = a[i]·b[i] for 3-D a [B,M,K], b [B,K,N] and
@@ -41,8 +43,7 @@ func BatchedGemm(transA, transB bool, alpha float32, a, b *Dense, beta float32, 
 		panic(&ShapeError{Op: "BatchedGemm", Msg: fmt.Sprintf("batch sizes differ: %v, %v, %v", a.shape, b.shape, c.shape)})
 	}
 	m, k, n := gemmShape("BatchedGemm", transA, transB, a.shape[1:], b.shape[1:], c.shape[1:])
-	batchedGemm(nb, gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a.data, b: b.data, c: c.data})
+	batchedGemm(nb, dense(transA, transB, m, n, k, alpha, a.data, b.data, beta, c.data))
 }
 
 func gemmShape(op string, transA, transB bool, as, bs, cs []int) (m, k, n int) {
@@ -63,19 +64,43 @@ func gemmShape(op string, transA, transB bool, as, bs, cs []int) (m, k, n int) {
 	return m, k, n
 }
 
-// gemmArgs is one product c = alpha·op(a)·op(b) + beta·c over contiguous
-// row-major storage: a is [m,k] ([k,m] if transA), b is [k,n] ([n,k] if
-// transB) and c is [m,n].
+// gemmArgs is one product c = alpha·op(a)·op(b) + beta·c over row-major
+// storage: a is [m,k] ([k,m] if transA), b is [k,n] ([n,k] if transB) and
+// c is [m,n], with rows lda, ldb and ldc floats apart (BLAS's leading
+// dimensions; equal to the row length for a Dense).
 type gemmArgs struct {
 	transA, transB bool
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
+	lda, ldb, ldc  int
 
 	// bfloat16 products (gemmbf16.go): b16 replaces b; on the bfloat16
 	// route a16 replaces a.
 	bf       bool
 	a16, b16 []uint16
+}
+
+// dense returns the arguments for contiguous operands.
+func dense(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) gemmArgs {
+	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, b: b, c: c, lda: k, ldb: n, ldc: n}
+	if transA {
+		g.lda = m
+	}
+	if transB {
+		g.ldb = k
+	}
+	return g
+}
+
+// stridedGemm computes c = alpha·op(a)·op(b) + beta·c over strided row-major
+// storage, with the arguments and semantics of BLAS's sgemm. The caller
+// (the gonumblas package, through tensor/internal/strided) has checked
+// every dimension and length.
+func stridedGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemm(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, b: b, c: c, lda: lda, ldb: ldb, ldc: ldc}, true)
 }
 
 // prologue applies beta to c and reports whether the product itself still
@@ -84,17 +109,26 @@ func (g *gemmArgs) prologue() (run, acc bool) {
 	if g.m == 0 || g.n == 0 {
 		return false, false
 	}
-	c := g.c[:g.m*g.n]
 	empty := g.k == 0 || g.alpha == 0
 	switch g.beta {
 	case 0:
 		if empty {
-			clear(c)
+			for i := range g.m {
+				clear(g.c[i*g.ldc : i*g.ldc+g.n])
+			}
 		}
 		return !empty, false
 	case 1:
 	default:
-		simd.K.Scale(c, g.beta, c)
+		if g.ldc == g.n {
+			c := g.c[:g.m*g.n]
+			simd.K.Scale(c, g.beta, c)
+		} else {
+			for i := range g.m {
+				c := g.c[i*g.ldc : i*g.ldc+g.n]
+				simd.K.Scale(c, g.beta, c)
+			}
+		}
 	}
 	return !empty, true
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor/internal/simd"
 )
 
@@ -72,9 +74,7 @@ func forEachTier(t *testing.T, f func(t *testing.T)) {
 	for _, tier := range f32TiersTensor() {
 		t.Run(tier.String(), func(t *testing.T) {
 			prev, err := simd.Use(tier)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer simd.Use(prev)
 			f(t)
 		})
@@ -107,9 +107,7 @@ func checkGemm(t *testing.T, r *rand.Rand, transA, transB bool, m, n, k int, alp
 	tol := float64(k+2) * 6e-8
 	for _, tier := range f32TiersTensor() {
 		prev, err := simd.Use(tier)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		C := FromSlice(append([]float32(nil), c...), m, n)
 		Gemm(transA, transB, alpha, FromSlice(a, ash...), FromSlice(b, bsh...), beta, C)
 		simd.Use(prev)
@@ -268,9 +266,7 @@ func TestGemmConcurrent(t *testing.T) {
 		}()
 	}
 	for range 4 {
-		if err := <-errc; err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, <-errc)
 	}
 }
 

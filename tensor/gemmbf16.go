@@ -28,8 +28,9 @@ import (
 // of Gemm. It panics with a *ShapeError on mismatched shapes.
 func GemmBF16(transA, transB bool, alpha float32, a, b *BF16, beta float32, c *Dense) {
 	m, k, n := gemmShape("GemmBF16", transA, transB, a.shape, b.shape, c.shape)
-	gemmBF16(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		bf: true, a16: a.data, b16: b.data, c: c.data})
+	g := dense(transA, transB, m, n, k, alpha, nil, nil, beta, c.data)
+	g.bf, g.a16, g.b16 = true, a.data, b.data
+	gemmBF16(g)
 }
 
 // GemmMixed computes c = alpha·op(a)·op(b) + beta·c for float32
@@ -44,8 +45,9 @@ func GemmBF16(transA, transB bool, alpha float32, a, b *BF16, beta float32, c *D
 // exact. It panics with a *ShapeError on mismatched shapes.
 func GemmMixed(transA, transB bool, alpha float32, a *Dense, b *BF16, beta float32, c *Dense) {
 	m, k, n := gemmShape("GemmMixed", transA, transB, a.shape, b.shape, c.shape)
-	gemmBF16(gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		bf: true, a: a.data, b16: b.data, c: c.data})
+	g := dense(transA, transB, m, n, k, alpha, a.data, nil, beta, c.data)
+	g.bf, g.b16 = true, b.data
+	gemmBF16(g)
 }
 
 // gemmBF16 brings A to the form the route reads, once per call, then runs

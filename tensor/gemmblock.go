@@ -116,11 +116,7 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 	buf, abuf := buf[:gemmBBlock], buf[gemmBBlock:]
 	run := pl.kern.Run
 	mr, nr := pl.kern.MR, pl.kern.NR
-	lda := g.k
-	if g.transA {
-		lda = g.m
-	}
-	n := g.n
+	lda, ldc := g.lda, g.ldc
 	for jc := c0; jc < c1; jc += pl.nc {
 		ncur := min(pl.nc, c1-jc)
 		for pc := 0; pc < g.k; pc += pl.kc {
@@ -145,7 +141,7 @@ func (g *gemmArgs) block(pl *gemmPlan, r0, r1, c0, c1 int, acc bool, buf []float
 						a = g.a[i0*lda+pc:]
 					}
 					for q, j0 := 0, jc; j0 < jc+ncur; q, j0 = q+1, j0+nr {
-						run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, buf[q*panel:(q+1)*panel], g.c[i0*n+j0:], n, accNow)
+						run(m, min(nr, jc+ncur-j0), kcur, a, rs, ks, buf[q*panel:(q+1)*panel], g.c[i0*ldc+j0:], ldc, accNow)
 					}
 				}
 			}
@@ -163,8 +159,8 @@ func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, n
 		return
 	}
 	panel := kc * nr
+	ldb := g.ldb
 	if !g.transB {
-		ldb := g.n
 		full := nc / nr * nr
 		if pn := kern.PackN; pn != nil {
 			if full > 0 {
@@ -205,7 +201,6 @@ func (g *gemmArgs) packB(kern *simd.GemmKernel, dst []float32, pc, kc, jc, nc, n
 		}
 	} else {
 		// Column j of op(B) is row j of B, contiguous in p.
-		ldb := g.k
 		col := func(j, p0 int) {
 			src := g.b[(jc+j)*ldb+pc+p0 : (jc+j)*ldb+pc+kc]
 			d := dst[j/nr*panel+p0*nr+j%nr:]
@@ -259,7 +254,7 @@ func tileRows(r0, r1, mr, t int) (i0, m int) {
 // cache set and the tile thrashes. Packing several tiles at once reads A in
 // contiguous runs of up to gemmATiles·MR floats.
 func (g *gemmArgs) packAT(dst []float32, pc, kc, r0, r1, mr, t0, t1 int) {
-	lda := g.m
+	lda := g.lda
 	var off, hs [gemmATiles]int // each tile's first row after g0, and height
 	g0, _ := tileRows(r0, r1, mr, t0)
 	for t := t0; t < t1; t++ {

@@ -2,52 +2,40 @@ package tensor
 
 import (
 	"runtime"
-	"sync"
-	"sync/atomic"
-	"time"
+
+	"github.com/posttrain/posttrain/internal/parallel"
 )
 
-// The GEMM worker pool: long-lived goroutines, started on first need and
-// never more than GOMAXPROCS−1 of them (the calling goroutine is always one
-// of the workers), each with its own packing buffer. A call hands its job
-// to as many of them as it has use for, works on the job itself, and waits.
+// Products run on posttrain's one worker pool (internal/parallel): the
+// calling goroutine and up to GOMAXPROCS−1 long-lived workers, each with
+// its own packing buffer kept as the worker's scratch. A call hands its
+// tasks to as many of them as it has use for and works on them itself.
 // Jobs and buffers are recycled, so a steady-state call allocates nothing.
-var gemmPool struct {
-	mu      sync.Mutex
-	started int
-	jobs    chan *gemmJob // work hand-off to the pool goroutines
-	free    chan *gemmJob // recycled jobs
-}
 
-func init() {
-	gemmPool.jobs = make(chan *gemmJob, 256)
-	gemmPool.free = make(chan *gemmJob, 64)
-}
+var gemmBufKey = parallel.NewKey[[]float32]()
 
-// gemmJob is one call's shared state. Workers claim task numbers from next
-// until they run out.
+// gemmJobs recycles jobs.
+var gemmJobs = make(chan *gemmJob, 64)
+
+// gemmJob is one call's shared state; task t is one chunk of the loop.
 type gemmJob struct {
-	g       gemmArgs
-	pl      gemmPlan
-	acc     bool
-	batch   int  // > 0: task t is the whole product for batch item t
-	vec     bool // the one-row streaming path (gemmvec.go)
-	mv      int  // > 0: a bfloat16 matrix–vector product, mv rows per task (matvec.go)
-	ntask   int
-	next    atomic.Int64
-	pending atomic.Int64 // helpers still working
-	wg      sync.WaitGroup
-	caller  []float32 // the calling goroutine's packing buffer
+	g     gemmArgs
+	pl    gemmPlan
+	acc   bool
+	batch int  // > 0: task t is the whole product for batch item t
+	vec   bool // the one-row streaming path (gemmvec.go)
+	mv    int  // > 0: a bfloat16 matrix–vector product, mv rows per task (matvec.go)
+	ntask int
 }
 
-// gemm runs one product, on the pool if parallel and the work is large.
-func gemm(g gemmArgs, parallel bool) {
+// gemm runs one product, on the pool if par and the work is large.
+func gemm(g gemmArgs, par bool) {
 	run, acc := g.prologue()
 	if !run {
 		return
 	}
 	w := 1
-	if parallel {
+	if par {
 		w = g.workers(runtime.GOMAXPROCS(0))
 	}
 	j := getJob()
@@ -84,98 +72,40 @@ func batchedGemm(nb int, g gemmArgs) {
 	putJob(j)
 }
 
-// run does the job's ntask tasks on w workers, the caller being one of them.
-func (j *gemmJob) run(w int) {
-	j.next.Store(0)
-	helpers := w - 1
-	if helpers > 0 {
-		startWorkers(helpers)
-		j.wg.Add(helpers)
-		j.pending.Store(int64(helpers))
-		for range helpers {
-			gemmPool.jobs <- j
-		}
-	}
-	if j.caller == nil {
-		j.caller = make([]float32, gemmBuf)
-	}
-	j.work(j.caller)
-	// The helpers usually finish within microseconds of the caller;
-	// polling for that long is cheaper than parking and being woken.
-	for t0 := time.Now(); j.pending.Load() > 0 && time.Since(t0) < gemmSpin; {
-	}
-	j.wg.Wait()
-}
+// run does the job's ntask tasks on up to w goroutines, the caller being
+// one of them.
+func (j *gemmJob) run(w int) { parallel.Run(j.ntask, w, j) }
 
-// work claims and runs tasks until none are left.
-func (j *gemmJob) work(buf []float32) {
-	for {
-		t := int(j.next.Add(1)) - 1
-		if t >= j.ntask {
-			return
-		}
-		if j.vec {
-			j.g.vecTask(&j.pl.kern, t, j.acc)
-			continue
-		}
-		if j.mv > 0 {
-			j.g.matVecTask(t, j.mv)
-			continue
-		}
-		if j.batch == 0 {
-			j.g.task(&j.pl, t, j.acc, buf)
-			continue
-		}
-		g := j.g
-		sa, sb, sc := g.m*g.k, g.k*g.n, g.m*g.n
-		g.a, g.b, g.c = g.a[t*sa:(t+1)*sa], g.b[t*sb:(t+1)*sb], g.c[t*sc:(t+1)*sc]
-		if run, acc := g.prologue(); run {
-			g.task(&j.pl, 0, acc, buf)
-		}
+// Chunk runs task t with w's packing buffer.
+func (j *gemmJob) Chunk(t int, w *parallel.Worker) {
+	if j.vec {
+		j.g.vecTask(&j.pl.kern, t, j.acc)
+		return
 	}
-}
-
-// startWorkers makes sure at least n pool goroutines exist.
-func startWorkers(n int) {
-	gemmPool.mu.Lock()
-	for ; gemmPool.started < n; gemmPool.started++ {
-		go gemmWorker()
+	if j.mv > 0 {
+		j.g.matVecTask(t, j.mv)
+		return
 	}
-	gemmPool.mu.Unlock()
-}
-
-func gemmWorker() {
-	buf := make([]float32, gemmBuf)
-	for {
-		j := nextJob()
-		j.work(buf)
-		j.pending.Add(-1)
-		j.wg.Done()
+	bp := parallel.Scratch(w, gemmBufKey)
+	if len(*bp) < gemmBuf {
+		*bp = make([]float32, gemmBuf)
 	}
-}
-
-// gemmSpin is how long a worker polls for the next job before it parks,
-// and a caller for its helpers before it waits. Products come in bursts (a
-// layer, then the next); waking a parked thread costs tens of
-// microseconds on a VM, as much as a whole 256³ product's share.
-const gemmSpin = 50 * time.Microsecond
-
-// nextJob returns the next job handed to the pool, polling briefly before
-// it blocks.
-func nextJob() *gemmJob {
-	for t0 := time.Now(); time.Since(t0) < gemmSpin; {
-		select {
-		case j := <-gemmPool.jobs:
-			return j
-		default:
-		}
+	buf := *bp
+	if j.batch == 0 {
+		j.g.task(&j.pl, t, j.acc, buf)
+		return
 	}
-	return <-gemmPool.jobs
+	g := j.g
+	sa, sb, sc := g.m*g.k, g.k*g.n, g.m*g.n
+	g.a, g.b, g.c = g.a[t*sa:(t+1)*sa], g.b[t*sb:(t+1)*sb], g.c[t*sc:(t+1)*sc]
+	if run, acc := g.prologue(); run {
+		g.task(&j.pl, 0, acc, buf)
+	}
 }
 
 func getJob() *gemmJob {
 	select {
-	case j := <-gemmPool.free:
+	case j := <-gemmJobs:
 		return j
 	default:
 		return new(gemmJob)
@@ -185,7 +115,7 @@ func getJob() *gemmJob {
 func putJob(j *gemmJob) {
 	j.g = gemmArgs{} // drop references to the caller's data
 	select {
-	case gemmPool.free <- j:
+	case gemmJobs <- j:
 	default:
 	}
 }

@@ -14,19 +14,26 @@ const gemmVecCols = 2048 // columns of C per task: 8 KiB of C, four 8 KiB runs o
 // (a layer's weights [out,in] times one token), each element of C is a
 // dot product of a with a contiguous row of B, on every tier.
 func (g *gemmArgs) vec(k *simd.GemmKernel) bool {
-	return g.m == 1 && !g.bf && (g.transB || k.Rows4 != nil)
+	if g.m != 1 || g.bf {
+		return false
+	}
+	if g.transB { // a must be contiguous for Dot: strided only through gonumblas
+		return !g.transA || g.lda == 1
+	}
+	return k.Rows4 != nil
 }
 
 // vecTask computes columns [t·gemmVecCols, …) of the single row of C. With
-// one row, a is a vector whether or not it is transposed.
+// one row, a is a vector whether or not it is transposed: contiguous if
+// not, lda floats between elements if it is.
 func (g *gemmArgs) vecTask(k *simd.GemmKernel, t int, acc bool) {
-	n, kk, alpha := g.n, g.k, g.alpha
+	n, kk, alpha, ldb := g.n, g.k, g.alpha, g.ldb
 	j0 := t * gemmVecCols
 	c := g.c[j0:min(n, j0+gemmVecCols)]
 	if g.transB {
 		a := g.a[:kk]
 		for j := range c {
-			d := alpha * simd.K.Dot(a, g.b[(j0+j)*kk:(j0+j+1)*kk])
+			d := alpha * simd.K.Dot(a, g.b[(j0+j)*ldb:(j0+j)*ldb+kk])
 			if acc {
 				c[j] += d
 			} else {
@@ -38,12 +45,15 @@ func (g *gemmArgs) vecTask(k *simd.GemmKernel, t int, acc bool) {
 	if !acc {
 		clear(c)
 	}
-	a := g.a[:kk]
+	a, sa := g.a, 1
+	if g.transA {
+		sa = g.lda
+	}
 	p := 0
 	for ; p+4 <= kk; p += 4 {
-		k.Rows4(c, alpha*a[p], alpha*a[p+1], alpha*a[p+2], alpha*a[p+3], g.b[p*n+j0:], n)
+		k.Rows4(c, alpha*a[p*sa], alpha*a[(p+1)*sa], alpha*a[(p+2)*sa], alpha*a[(p+3)*sa], g.b[p*ldb+j0:], ldb)
 	}
 	for ; p < kk; p++ {
-		simd.K.Axpy(alpha*a[p], g.b[p*n+j0:p*n+j0+len(c)], c)
+		simd.K.Axpy(alpha*a[p*sa], g.b[p*ldb+j0:p*ldb+j0+len(c)], c)
 	}
 }

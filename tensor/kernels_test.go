@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor/internal/simd"
 )
 
@@ -19,9 +21,7 @@ func eachTier(t *testing.T, f func(t *testing.T)) {
 	for _, tier := range f32TiersTensor() {
 		t.Run(tier.String(), func(t *testing.T) {
 			prev, err := simd.Use(tier)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer simd.Use(prev)
 			f(t)
 		})

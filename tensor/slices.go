@@ -112,16 +112,22 @@ func LogSoftmax(dst, x []float32) {
 }
 
 // SoftmaxLSE computes dst = alpha·e^(x−lse) in one pass: ScaledSoftmax's
-// second pass alone, for a caller that already holds lse = LogSumExp64(x),
-// typically from a forward pass over the same logits. lse is split into a
-// float32 shift, which the kernel subtracts, and an exact float64
-// correction folded into alpha, so logits of magnitude 1e4 lose no more
-// precision than in Softmax. lse must be at least every element of x and x
-// must hold no NaN, as is true whenever LogSumExp64(x) is finite; the
-// results are unspecified otherwise. lse carries float64 precision, so the
-// softmax keeps float32 accuracy for logits up to about 1e12 in magnitude.
+// second pass alone, for a caller that already holds lse = LogSumExp64(x)
+// (or LogSoftmaxAt's), typically from a forward pass over the same logits.
+// lse is split into a float32 shift, which the kernel subtracts, and an
+// exact float64 correction folded into alpha, so logits of magnitude 1e4
+// lose no more precision than in Softmax. lse must be at least every
+// element of x and x must hold no NaN, as is true whenever LogSumExp64(x)
+// is finite; the results are unspecified otherwise. Past |lse| = 2²⁴ a
+// float64 log-sum-exp has lost its small term (its grid step is 2 at
+// 1e16), so there SoftmaxLSE ignores lse and runs ScaledSoftmax's two
+// passes, exact at any magnitude.
 func SoftmaxLSE(dst []float32, alpha float32, x []float32, lse float64) {
 	mustSameLen("SoftmaxLSE", len(dst), len(x))
+	if math.Abs(lse) >= lseExact {
+		simd.K.Softmax(dst, alpha, x)
+		return
+	}
 	m := float32(lse) // ≥ max x: rounding is monotone and max x is a float32
 	simd.K.SoftmaxOut(dst, x, m, float32(float64(alpha)*math.Exp(float64(m)-lse)))
 }

@@ -48,10 +48,11 @@ func SetTier(name string) (string, error) {
 
 // TierError reports a tier name that this CPU or build cannot run.
 type TierError struct {
-	Name string
-	Have []string
+	Name string   // the tier asked for
+	Have []string // the tiers available, as Tiers lists them
 }
 
+// Error names the tier asked for and the ones available.
 func (e *TierError) Error() string {
 	return "tensor: kernel tier " + e.Name + " is not available; have " + strings.Join(e.Have, ", ")
 }

@@ -375,13 +375,13 @@ func TestShards(t *testing.T) {
 	}
 	short := filepath.Join(dir, "shard-00003.ptc")
 	writeFile(t, short, f, oids[:2*9], olps[:2*9], 9)
-	if _, err := OpenCorpus(filepath.Join(dir, ManifestName)); err == nil || !strings.Contains(err.Error(), "shard 3: shard-00003.ptc: 9 tokens, manifest says 10") {
+	if _, err := OpenCorpus(filepath.Join(dir, ManifestName)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "shard 3: shard-00003.ptc: 9 tokens, manifest says 10") {
 		t.Errorf("short shard: %v", err)
 	}
 	g := f
 	g.LogProbs = BF16
 	writeFile(t, short, g, oids, stored(BF16, olps), 10)
-	if _, err := OpenCorpus(filepath.Join(dir, ManifestName)); err == nil || !strings.Contains(err.Error(), "shard 3: shard-00003.ptc: format") {
+	if _, err := OpenCorpus(filepath.Join(dir, ManifestName)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "shard 3: shard-00003.ptc: format") {
 		t.Errorf("shard of another format: %v", err)
 	}
 }

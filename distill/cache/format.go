@@ -36,6 +36,8 @@ const (
 	F16                   // IEEE binary16: 11 bits of precision over ±65504
 )
 
+// String returns the precision's name as the header records it: "none",
+// "bf16" or "f16".
 func (p Precision) String() string {
 	switch p {
 	case None:

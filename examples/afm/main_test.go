@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -34,28 +35,19 @@ func tiny(out string) config {
 func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var a bytes.Buffer
-	if _, err := run(context.Background(), tiny(filepath.Join(dir, "a")), &a); err != nil {
-		t.Fatal(err)
-	}
+	_, err := run(context.Background(), tiny(filepath.Join(dir, "a")), &a)
+	require.NoError(t, err)
 	out := a.String()
 	for _, s := range []string{"1 pre-train", "2 distill", "3 reward", "4 round 1", "4 round 2", "5 MDLOO"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("no %q row in\n%s", s, out)
-		}
+		assert.Contains(t, out, s)
 	}
-	if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
-		t.Errorf("NaN or Inf in\n%s", out)
-	}
+	assert.NotContains(t, out, "NaN")
+	assert.NotContains(t, out, "Inf")
 	for _, f := range []string{"results.md", "curves.png", "teacher.safetensors", "student.safetensors", "final.safetensors", "teacher-top1.cache"} {
-		if _, err := os.Stat(filepath.Join(dir, "a", f)); err != nil {
-			t.Error(err)
-		}
+		assert.FileExists(t, filepath.Join(dir, "a", f))
 	}
 	var b bytes.Buffer
-	if _, err := run(context.Background(), tiny(filepath.Join(dir, "b")), &b); err != nil {
-		t.Fatal(err)
-	}
-	if a.String() != b.String() {
-		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a.String(), b.String())
-	}
+	_, err = run(context.Background(), tiny(filepath.Join(dir, "b")), &b)
+	require.NoError(t, err)
+	assert.Equal(t, a.String(), b.String(), "two runs with one seed differ")
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -22,28 +24,17 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var a, b bytes.Buffer
 	cfg.Out = filepath.Join(dir, "a")
-	if err := run(context.Background(), cfg, &a); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), cfg, &a))
 	for _, s := range []string{"teacher", "student w=0 ", "student w=0.9"} {
-		if !strings.Contains(a.String(), s) {
-			t.Errorf("no %q row in\n%s", s, a.String())
-		}
+		assert.Contains(t, a.String(), s)
 	}
-	if strings.Contains(a.String(), "NaN") {
-		t.Errorf("NaN in\n%s", a.String())
-	}
+	assert.NotContains(t, a.String(), "NaN")
 	for _, f := range []string{"teacher-top1.cache", "results.md", "curves.png"} {
-		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
-			t.Error(err)
-		}
+		assert.FileExists(t, filepath.Join(cfg.Out, f))
 	}
 	cfg.Out = filepath.Join(dir, "b")
-	if err := run(context.Background(), cfg, &b); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), cfg, &b))
 	// The cache's path differs; the numbers must not.
-	if strings.ReplaceAll(a.String(), filepath.Join(dir, "a"), "") != strings.ReplaceAll(b.String(), filepath.Join(dir, "b"), "") {
-		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a.String(), b.String())
-	}
+	assert.Equal(t, strings.ReplaceAll(a.String(), filepath.Join(dir, "a"), ""), strings.ReplaceAll(b.String(), filepath.Join(dir, "b"), ""),
+		"two runs with one seed differ")
 }

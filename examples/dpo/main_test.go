@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -22,27 +23,15 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var a, b bytes.Buffer
 	cfg.Out = filepath.Join(dir, "a")
-	if err := run(context.Background(), cfg, &a); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), cfg, &a))
 	for _, s := range []string{"DPO", "IPO", "SimPO"} {
-		if !strings.Contains(a.String(), s) {
-			t.Errorf("no %s row in\n%s", s, a.String())
-		}
+		assert.Contains(t, a.String(), s)
 	}
-	if strings.Contains(a.String(), "NaN") {
-		t.Errorf("NaN in\n%s", a.String())
-	}
+	assert.NotContains(t, a.String(), "NaN")
 	for _, f := range []string{"results.md", "curves.png"} {
-		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
-			t.Error(err)
-		}
+		assert.FileExists(t, filepath.Join(cfg.Out, f))
 	}
 	cfg.Out = filepath.Join(dir, "b")
-	if err := run(context.Background(), cfg, &b); err != nil {
-		t.Fatal(err)
-	}
-	if a.String() != b.String() {
-		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a.String(), b.String())
-	}
+	require.NoError(t, run(context.Background(), cfg, &b))
+	assert.Equal(t, a.String(), b.String(), "two runs with one seed differ")
 }

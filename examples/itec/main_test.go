@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -22,23 +24,13 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var a, b bytes.Buffer
 	cfg.Out = filepath.Join(dir, "a")
-	if err := run(context.Background(), cfg, &a); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), cfg, &a))
 	out := a.String()
 	for _, s := range []string{"r1-rejection-sampling", "r1-dpo", "r1-ipo", "r1-online-rl", "r2-online-rl"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("no %s in\n%s", s, out)
-		}
+		assert.Contains(t, out, s)
 	}
-	if strings.Contains(out, "NaN") {
-		t.Errorf("NaN in\n%s", out)
-	}
+	assert.NotContains(t, out, "NaN")
 	cfg.Out = filepath.Join(dir, "b")
-	if err := run(context.Background(), cfg, &b); err != nil {
-		t.Fatal(err)
-	}
-	if a.String() != b.String() {
-		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a.String(), b.String())
-	}
+	require.NoError(t, run(context.Background(), cfg, &b))
+	assert.Equal(t, a.String(), b.String(), "two runs with one seed differ")
 }

@@ -13,7 +13,8 @@
 //	RLOO        1 step on −mean(Â·log π_θ)                    (REINFORCE)
 //
 // It prints, per learner and learning rate, the expected true reward at
-// the end (mean ± std over seeds), how many samples it took to close 80%
+// the end (the mean over seeds with a 95% Student-t confidence interval,
+// from gonum's stat and distuv), how many samples it took to close 80%
 // of the gap between π_ref and the KL-regularized optimum
 // π* ∝ π_ref·exp(r/β), how often the expected reward fell from one
 // iteration to the next, and the final KL(π‖π_ref).
@@ -47,6 +48,9 @@ import (
 	"os"
 	"slices"
 	"text/tabwriter"
+
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/posttrain/posttrain/mirrordescent"
 )
@@ -106,7 +110,7 @@ type policy struct {
 
 func (p *policy) logProbs(s int) []float64 { return logNormalize(slices.Clone(p.theta[s])) }
 
-func (p *policy) LogProbs(dst []float64) error {
+func (p *policy) LogProbs(_ context.Context, dst []float64) error {
 	for i, sa := range p.batch {
 		dst[i] = p.logProbs(sa[0])[sa[1]]
 	}
@@ -115,7 +119,7 @@ func (p *policy) LogProbs(dst []float64) error {
 
 // Step applies θ_s ← θ_s − lr·Σ_i g_i·(e_{a_i} − π_s) for the samples i
 // of each prompt type s: the chain rule through log π = θ − logΣexp θ.
-func (p *policy) Step(grad []float64) error {
+func (p *policy) Step(_ context.Context, grad []float64) error {
 	lps := make([][]float64, len(p.theta))
 	for s := range p.theta {
 		lps[s] = p.logProbs(s)
@@ -153,7 +157,7 @@ type outcome struct {
 	kl    float64
 }
 
-func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, error) {
+func train(ctx context.Context, l learner, e *env, seed uint64, cfg config, lr float64) (outcome, error) {
 	o := mirrordescent.DefaultMDLOO()
 	rng := rand.New(rand.NewPCG(seed, uint64(l)+1))
 	pol := &policy{lr: lr}
@@ -179,15 +183,15 @@ func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, err
 		var err error
 		switch l {
 		case mdloo:
-			_, err = o.Update(context.Background(), k, pol, scores, oldLP, refLP)
+			_, err = o.Update(ctx, k, pol, scores, oldLP, refLP)
 		case mdlooLinear:
 			lin := o
 			lin.Schedule = mirrordescent.Linear(cfg.Iters)
-			_, err = lin.Update(context.Background(), k, pol, scores, oldLP, refLP)
+			_, err = lin.Update(ctx, k, pol, scores, oldLP, refLP)
 		case ppoClip:
-			err = ppoUpdate(pol, o, scores, oldLP, refLP)
+			err = ppoUpdate(ctx, pol, o, scores, oldLP, refLP)
 		case rloo:
-			err = rlooUpdate(pol, o, scores, oldLP, refLP)
+			err = rlooUpdate(ctx, pol, o, scores, oldLP, refLP)
 		}
 		if err != nil {
 			return out, err
@@ -204,7 +208,7 @@ func train(l learner, e *env, seed uint64, cfg config, lr float64) (outcome, err
 // shaped rewards and leave-one-out advantages as MDLOO, with ε = 0.2:
 // L = −mean min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â), whose gradient with respect
 // to log π_θ is −ρ·Â/N where the unclipped term is the smaller, else 0.
-func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
+func ppoUpdate(ctx context.Context, pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
 	const eps = 0.2
 	adv, _, err := o.Advantages(scores, oldLP, refLP)
 	if err != nil {
@@ -213,7 +217,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 	lp := make([]float64, len(adv))
 	grad := make([]float64, len(adv))
 	for range o.Steps {
-		_ = pol.LogProbs(lp)
+		_ = pol.LogProbs(ctx, lp)
 		for i, a := range adv {
 			rho := math.Exp(lp[i] - oldLP[i])
 			grad[i] = 0
@@ -221,7 +225,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 				grad[i] = -rho * a / float64(len(adv))
 			}
 		}
-		if err := pol.Step(grad); err != nil {
+		if err := pol.Step(ctx, grad); err != nil {
 			return err
 		}
 	}
@@ -230,7 +234,7 @@ func ppoUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float6
 
 // rlooUpdate takes one REINFORCE step with the leave-one-out baseline
 // (Ahmadian et al. 2024): L = −mean(Â·log π_θ), gradient −Â/N.
-func rlooUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
+func rlooUpdate(ctx context.Context, pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float64) error {
 	adv, _, err := o.Advantages(scores, oldLP, refLP)
 	if err != nil {
 		return err
@@ -239,7 +243,7 @@ func rlooUpdate(pol *policy, o mirrordescent.MDLOO, scores, oldLP, refLP []float
 	for i, a := range adv {
 		grad[i] = -a / float64(len(adv))
 	}
-	return pol.Step(grad)
+	return pol.Step(ctx, grad)
 }
 
 func run(w io.Writer, cfg config) error {
@@ -249,14 +253,15 @@ func run(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "%d prompts × K=%d responses = %d samples per iteration, %d iterations, %d seeds; β=%.2f; MDLOO t=%.0f, m=%d; PPO ε=0.2, m=%d\n\n",
 		cfg.Prompts, k, cfg.Prompts*k, cfg.Iters, cfg.Seeds, beta, mirrordescent.DefaultStepSize, mirrordescent.DefaultSteps, mirrordescent.DefaultSteps)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "learner\tlr\tE[r] start\tE[r] final\t± std\tE[r] π*\tsamples to 80%\truns reached\tdrops/run\tworst drop\tKL(π‖π_ref)\t")
+	fmt.Fprintln(tw, "learner\tlr\tE[r] start\tE[r] final\t± 95% CI\tE[r] π*\tsamples to 80%\truns reached\tdrops/run\tworst drop\tKL(π‖π_ref)\t")
 	for _, lr := range cfg.LRs {
 		for _, l := range []learner{mdloo, mdlooLinear, ppoClip, rloo} {
-			var start, final, final2, opt, drops, worst, klSum float64
+			var start, opt, drops, worst, klSum float64
 			var reach []int
+			finals := make([]float64, 0, cfg.Seeds)
 			for seed := range uint64(cfg.Seeds) {
 				e := newEnv(rand.New(rand.NewPCG(seed, 0)), cfg.Types, cfg.Responses)
-				out, err := train(l, e, seed, cfg, lr)
+				out, err := train(context.Background(), l, e, seed, cfg, lr)
 				if err != nil {
 					return fmt.Errorf("%v, lr %v, seed %d: %w", l, lr, seed, err)
 				}
@@ -264,9 +269,7 @@ func run(w io.Writer, cfg config) error {
 				ro, rs := optimumReward(e, beta), c[0]
 				start += rs
 				opt += ro
-				last := c[len(c)-1]
-				final += last
-				final2 += last * last
+				finals = append(finals, c[len(c)-1])
 				klSum += out.kl
 				for i := 1; i < len(c); i++ {
 					if d := c[i-1] - c[i]; d > 0 {
@@ -284,8 +287,7 @@ func run(w io.Writer, cfg config) error {
 				reach = append(reach, first)
 			}
 			s := float64(cfg.Seeds)
-			mean := final / s
-			std := math.Sqrt(max(final2/s-mean*mean, 0))
+			mean, ci := meanCI(finals)
 			// The median over all runs, unreached runs counting as never.
 			slices.Sort(reach)
 			samples, reached := "never", 0
@@ -297,20 +299,34 @@ func run(w io.Writer, cfg config) error {
 					reached++
 				}
 			}
-			fmt.Fprintf(tw, "%v\t%g\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%d/%d\t%.1f\t%.3f\t%.2f\t\n",
-				l, lr, start/s, mean, std, opt/s, samples, reached, cfg.Seeds, drops/s, worst, klSum/s)
+			fmt.Fprintf(tw, "%v\t%g\t%.3f\t%.3f\t%s\t%.3f\t%s\t%d/%d\t%.1f\t%.3f\t%.2f\t\n",
+				l, lr, start/s, mean, ci, opt/s, samples, reached, cfg.Seeds, drops/s, worst, klSum/s)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nsamples to 80%: median over runs of the samples drawn before E[r] closed 80% of the gap")
+	fmt.Fprintln(w, "\n± 95% CI: half-width of the Student-t confidence interval of the mean over seeds.")
+	fmt.Fprintln(w, "samples to 80%: median over runs of the samples drawn before E[r] closed 80% of the gap")
 	fmt.Fprintln(w, "from π_ref to π* (never: the median run did not); drops/run: iterations whose expected true reward fell;\nworst drop: the largest such fall.")
 	return nil
 }
 
 // optimumReward is E_{π*}[r] averaged over prompt types, π* ∝ π_ref·exp(r/β),
 // the maximizer of the KL-regularized objective every learner targets.
+// meanCI returns the mean of x and the half-width of its 95% confidence
+// interval, t_{0.975, n−1}·s/√n with s the sample standard deviation, as
+// text ("—" for fewer than two values).
+func meanCI(x []float64) (float64, string) {
+	mean, sd := stat.MeanStdDev(x, nil)
+	if len(x) < 2 {
+		return mean, "—"
+	}
+	n := float64(len(x))
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975)
+	return mean, fmt.Sprintf("%.3f", t*sd/math.Sqrt(n))
+}
+
 func optimumReward(e *env, beta float64) float64 {
 	var s float64
 	for t := range e.r {

@@ -5,7 +5,7 @@ Run with Debian's python3-torch:  /usr/bin/python3 gen_golden.py > golden.json
 
 Losses follow TRL's DPOTrainer.dpo_loss / CPOTrainer (loss_type sigmoid,
 robust, ipo, hinge, simpo; rpo_alpha for the NLL term) and the published
-formulas in ALGORITHMS.md; gradients come from torch autograd in float64.
+formulas in docs/ALGORITHMS.md; gradients come from torch autograd in float64.
 Nothing here calls or copies the Go code.
 """
 import json
@@ -27,7 +27,7 @@ def lst(t):
 # ---------------------------------------------------------------- pairwise
 def batches():
     out = {}
-    # torchtune's test batch (ALGORITHMS.md).
+    # torchtune's test batch (docs/ALGORITHMS.md).
     out["torchtune"] = dict(
         pc=[-0.5, -10.0, -1.0], pr=[-0.1, -30.0, -21.0],
         rc=[-0.5, -10.1, -0.1], rr=[-0.1, -20.1, -0.1],

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -130,10 +132,6 @@ func makeInputs(c goldenCase) map[string]*Var {
 	return in
 }
 
-func close32(got float32, want, tol float64) bool {
-	return math.Abs(float64(got)-want) <= tol*max(1, math.Abs(want))
-}
-
 // TestGolden checks every op's value and its gradients against PyTorch.
 func TestGolden(t *testing.T) {
 	for _, c := range loadGolden(t) {
@@ -149,17 +147,14 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("output has %d elements, want %d", out.Value.Len(), len(c.Out.Data))
 			}
 			for i, want := range c.Out.Data {
-				if got := out.Value.Data()[i]; !close32(got, want, 2e-6) {
-					t.Fatalf("out[%d] = %v, want %v", i, got, want)
-				}
+				got := out.Value.Data()[i]
+				assert.InDelta(t, want, float64(got), 2e-6*max(1, math.Abs(want)), "out[%d] = %v, want %v", i, got, want)
 			}
 			tp.Backward(out, tensor.FromSlice(f32(c.W), out.Shape()...))
 			for k, want := range c.Grads {
 				g := in[k].Grad.Data()
 				for i := range want {
-					if !close32(g[i], want[i], 2e-5) {
-						t.Fatalf("grad %s[%d] = %v, want %v", k, i, g[i], want[i])
-					}
+					assert.InDelta(t, want[i], float64(g[i]), 2e-5*max(1, math.Abs(want[i])), "grad %s[%d] = %v, want %v", k, i, g[i], want[i])
 				}
 			}
 		})

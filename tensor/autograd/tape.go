@@ -3,9 +3,8 @@ package autograd
 import (
 	"fmt"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -204,31 +203,10 @@ func (t *Tape) Backward(v *Var, grad *tensor.Dense) {
 	}
 }
 
-// parallel runs fn(i) for i in [0, n) on up to t.Workers goroutines. Each
-// index is one independent task, so results do not depend on scheduling.
-func (t *Tape) parallel(n int, fn func(i int)) {
-	w := min(t.Workers, n)
-	if w <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range w {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
-}
+// parallel runs fn(i) for i in [0, n) on up to t.Workers goroutines of
+// posttrain's one worker pool (internal/parallel). Each index is one
+// independent task, so results do not depend on scheduling.
+func (t *Tape) parallel(n int, fn func(i int)) { parallel.Run(n, max(1, t.Workers), parallel.Func(fn)) }
 
 // chunks splits n items into blocks of about size for parallel; the split
 // depends only on n and size, never on the worker count.

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -149,21 +152,25 @@ func TestCrossEntropyErrors(t *testing.T) {
 	logits := Param(tensor.FromSlice([]float32{1, 2, 3, 4, float32(math.NaN()), 6}, 2, 3))
 	tp := NewTape()
 	for _, tc := range []struct {
-		targets []int32
-		want    string
+		name   string
+		labels []int32
+		want   string
 	}{
-		{[]int32{0}, "1 targets for 2 rows"},
-		{[]int32{0, 3}, "target 3 at row 1"},
-		{[]int32{0, 1}, "row 1 has non-finite"},
+		{"count", []int32{0}, "1 labels for 2 rows"},
+		{"range", []int32{0, 3}, "labels[1] = 3"},
+		{"NaN row", []int32{0, 1}, "row 1: logits hold NaN"},
 	} {
-		_, err := tp.CrossEntropy(logits, tc.targets)
-		if err == nil || !contains(err.Error(), tc.want) {
-			t.Errorf("targets %v: error %v, want %q", tc.targets, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tp.CrossEntropy(logits, tc.labels)
+			assert.ErrorContains(t, err, tc.want)
+			_, err = tp.LogProbs(logits, tc.labels)
+			assert.ErrorContains(t, err, tc.want, "LogProbs")
+		})
 	}
-	if v, err := tp.CrossEntropy(logits, []int32{2, -1}); err != nil || !close32(v.Value.Data()[0], 0.40760596444438, 1e-6) {
-		t.Errorf("ignored NaN row: %v, %v", v, err)
-	}
+	// log softmax([1 2 3])[2] = −0.4076; the NaN row is ignored.
+	v, err := tp.CrossEntropy(logits, []int32{2, -1})
+	require.NoError(t, err)
+	assert.InDelta(t, 0.40760596444438, v.Value.Data()[0], 1e-6, "ignored NaN row")
 }
 
 func contains(s, sub string) bool {
@@ -184,9 +191,7 @@ func TestBackwardTwice(t *testing.T) {
 	once := slices.Clone(x.Grad.Data())
 	tp.Backward(y, nil)
 	for i, g := range x.Grad.Data() {
-		if !close32(g, 2*float64(once[i]), 1e-6) {
-			t.Fatalf("grad[%d] after two passes %v, want %v", i, g, 2*once[i])
-		}
+		assert.InDelta(t, 2*float64(once[i]), float64(g), 1e-6*max(1, math.Abs(2*float64(once[i]))), "grad[%d] after two passes %v, want %v", i, g, 2*once[i])
 	}
 }
 
@@ -228,5 +233,25 @@ func TestShapePanics(t *testing.T) {
 			}()
 			f(NewTape())
 		}()
+	}
+}
+
+// TestLossShapePanics: logits of the wrong rank are misuse, a
+// *tensor.ShapeError panic like every op's; labels stay data errors.
+func TestLossShapePanics(t *testing.T) {
+	tp := NewTape()
+	logits := Param(tensor.New(2, 3, 4))
+	for name, f := range map[string]func(){
+		"CrossEntropy": func() { _, _ = tp.CrossEntropy(logits, []int32{0, 0}) },
+		"LogProbs":     func() { _, _ = tp.LogProbs(logits, []int32{0, 0}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				err, _ := recover().(error)
+				var se *tensor.ShapeError
+				require.ErrorAs(t, err, &se)
+			}()
+			f()
+		})
 	}
 }

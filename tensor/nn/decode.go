@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -33,7 +32,7 @@ type Decoder struct {
 	jobs  []dotJob
 	attn  []attnJob
 	tasks []task
-	wg    sync.WaitGroup
+	body  taskList
 
 	// scratch, per row
 	pos                         []int

@@ -2,8 +2,8 @@ package nn
 
 import (
 	"runtime"
-	"sync"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -11,53 +11,31 @@ import (
 // weight is used once per row, so the time goes to reading the weights.
 // dots streams every weight row once for all rows of the batch (the row
 // stays in L1 while each input row meets it) and splits the weight rows
-// over a fixed pool of workers. Each output is one tensor.Dot whatever
+// over the shared worker pool. Each output is one tensor.Dot whatever
 // the split or the batch, so a sequence's logits do not depend on the
 // other sequences decoded with it.
 
 // task is a share of work the pool runs.
 type task interface{ run() }
 
-type pooled struct {
-	t  task
-	wg *sync.WaitGroup
-}
+// taskList runs a decoder's shares as one loop of posttrain's worker pool
+// (internal/parallel); the Decoder keeps one, so a step allocates nothing.
+type taskList struct{ ts []task }
 
-var pool struct {
-	once sync.Once
-	n    int
-	ch   chan pooled
-}
+// Chunk runs share c.
+func (l *taskList) Chunk(c int, _ *parallel.Worker) { l.ts[c].run() }
 
-// workers returns the number of shares work is split into, starting the
-// pool on first use.
-func workers() int {
-	pool.once.Do(func() {
-		pool.n = runtime.GOMAXPROCS(0)
-		pool.ch = make(chan pooled)
-		for range pool.n - 1 {
-			go func() {
-				for p := range pool.ch {
-					p.t.run()
-					p.wg.Done()
-				}
-			}()
-		}
-	})
-	return pool.n
-}
+// workers returns the number of shares work is split into.
+func workers() int { return runtime.GOMAXPROCS(0) }
 
-// fanout runs the tasks, the first on the calling goroutine, and waits.
+// fanout runs the tasks, one of them on the calling goroutine, and waits.
 func (d *Decoder) fanout(ts []task) {
 	if len(ts) == 0 {
 		return
 	}
-	d.wg.Add(len(ts) - 1)
-	for _, t := range ts[1:] {
-		pool.ch <- pooled{t, &d.wg}
-	}
-	ts[0].run()
-	d.wg.Wait()
+	d.body.ts = ts
+	parallel.Run(len(ts), len(ts), &d.body)
+	d.body.ts = nil
 }
 
 // dotJob is one worker's share: outputs [o0, o1) of every row.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
@@ -190,9 +192,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("pruned shapes wrong: %+v", small.Config)
 	}
 	for i, v := range logits(small) {
-		if !near(float64(v), float64(want[i]), 1e-5) {
-			t.Fatalf("logit %d: pruned %v, original %v", i, v, want[i])
-		}
+		assert.InDelta(t, float64(want[i]), float64(v), 1e-5*max(1, math.Abs(float64(want[i]))), "logit %d: pruned %v, original %v", i, v, want[i])
 	}
 	if small.NumParams() >= m.NumParams() {
 		t.Error("pruned model is not smaller")
@@ -258,9 +258,7 @@ func TestExternalSeed(t *testing.T) {
 	}
 	a, b := grads(false), grads(true)
 	for i := range a {
-		if !near(float64(a[i]), float64(b[i]), 1e-5) {
-			t.Fatalf("grad %d: on-tape %v, seeded %v", i, a[i], b[i])
-		}
+		assert.InDelta(t, float64(b[i]), float64(a[i]), 1e-5*max(1, math.Abs(float64(b[i]))), "grad %d: on-tape %v, seeded %v", i, a[i], b[i])
 	}
 }
 

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
@@ -30,8 +33,6 @@ type tinyGolden struct {
 		Weights     map[string][]float64 `json:"weights"`
 	} `json:"adamw"`
 }
-
-func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol*max(1, math.Abs(want)) }
 
 // TestTinyGolden checks the model (loaded from a checkpoint written in
 // Python), its logits, loss and every gradient, and two AdamW steps with
@@ -66,18 +67,14 @@ func TestTinyGolden(t *testing.T) {
 	}
 	logits, loss := step()
 	for i, want := range g.Logits {
-		if got := float64(logits.Value.Data()[i]); !near(got, want, 1e-5) {
-			t.Fatalf("logit %d = %v, want %v", i, got, want)
-		}
+		got := float64(logits.Value.Data()[i])
+		assert.InDelta(t, want, got, 1e-5*max(1, math.Abs(want)), "logit %d = %v, want %v", i, got, want)
 	}
-	if !near(loss, g.Loss, 1e-6) {
-		t.Errorf("loss %v, want %v", loss, g.Loss)
-	}
+	assert.InDelta(t, g.Loss, loss, 1e-6*max(1, math.Abs(g.Loss)), "loss %v, want %v", loss, g.Loss)
 	for _, p := range m.Params() {
 		for i, want := range g.Grads[p.Name] {
-			if got := float64(p.Var.Grad.Data()[i]); !near(got, want, 1e-4) {
-				t.Fatalf("grad %s[%d] = %v, want %v", p.Name, i, got, want)
-			}
+			got := float64(p.Var.Grad.Data()[i])
+			assert.InDelta(t, want, got, 1e-4*max(1, math.Abs(want)), "grad %s[%d] = %v, want %v", p.Name, i, got, want)
 		}
 	}
 	opt := NewAdamW(m.Params(), g.AdamW.LR)
@@ -87,15 +84,13 @@ func TestTinyGolden(t *testing.T) {
 			step()
 		}
 		norm, err := opt.Step()
-		if err != nil || !near(norm, g.AdamW.GradNorms[s], 1e-5) {
-			t.Fatalf("step %d: grad norm %v (%v), want %v", s, norm, err, g.AdamW.GradNorms[s])
-		}
+		require.NoError(t, err, "step %d", s)
+		require.InDelta(t, g.AdamW.GradNorms[s], norm, 1e-5*max(1, math.Abs(g.AdamW.GradNorms[s])), "step %d: grad norm", s)
 	}
 	for _, p := range m.Params() {
 		for i, want := range g.AdamW.Weights[p.Name] {
-			if got := float64(p.Var.Value.Data()[i]); !near(got, want, 1e-5) {
-				t.Fatalf("after AdamW %s[%d] = %v, want %v", p.Name, i, got, want)
-			}
+			got := float64(p.Var.Value.Data()[i])
+			assert.InDelta(t, want, got, 1e-5*max(1, math.Abs(want)), "after AdamW %s[%d] = %v, want %v", p.Name, i, got, want)
 		}
 	}
 }
@@ -181,9 +176,7 @@ func TestDecoderMatchesForward(t *testing.T) {
 			}
 			want := full.Value.Data()[(b*tt+i)*v : (b*tt+i+1)*v]
 			for j := range got {
-				if !near(float64(got[j]), float64(want[j]), 1e-5) {
-					t.Fatalf("seq %d pos %d logit %d: cache %v, full %v", b, i, j, got[j], want[j])
-				}
+				assert.InDelta(t, float64(want[j]), float64(got[j]), 1e-5*max(1, math.Abs(float64(want[j]))), "seq %d pos %d logit %d: cache %v, full %v", b, i, j, got[j], want[j])
 			}
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -36,7 +34,7 @@ func (p Policy) Generate(ctx context.Context, prompt string, seeds []uint64) ([]
 			return nil, err
 		}
 		d.Reset()
-		s := nn.NewSampler(seed, p.Temperature, p.TopK, 0)
+		s := nn.NewSamplerWith(seed, nn.SamplerOptions{Temperature: p.Temperature, TopK: p.TopK})
 		var logits []float32
 		var err error
 		for _, t := range in {
@@ -73,46 +71,4 @@ func mask(logits []float32) {
 			logits[i] = negInf
 		}
 	}
-}
-
-// Each runs f(i) for i in [0, n) on GOMAXPROCS workers and returns the
-// first error.
-func Each(ctx context.Context, n int, f func(i int) error) error {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu    sync.Mutex
-		first error
-		next  int
-		wg    sync.WaitGroup
-	)
-	for range workers {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				i := next
-				next++
-				stop := first != nil || ctx.Err() != nil
-				mu.Unlock()
-				if i >= n || stop {
-					return
-				}
-				if err := f(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-						cancel()
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
 }

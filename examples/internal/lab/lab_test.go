@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"math"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor"
@@ -17,9 +19,7 @@ import (
 func tinyLM(t *testing.T, seed uint64) *nn.TinyLM {
 	t.Helper()
 	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: 16, Layers: 2, Heads: 2, Context: 32, Hidden: 24}, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// Random weights of N(0, 0.02) give near-uniform outputs; scale them
 	// up so that the checks below see non-trivial logits.
 	for _, p := range m.Params() {
@@ -34,23 +34,17 @@ func tinyLM(t *testing.T, seed uint64) *nn.TinyLM {
 func TestSeqLogProbsGradient(t *testing.T) {
 	m := tinyLM(t, 2)
 	s, err := MakeSeqs([]string{"the Rays ", "of"}, []string{"of Light", "Colours!"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c := []float64{0.7, -1.3} // loss = Σ c_i·lp_i
 	loss := func() float64 {
 		lp, err := LogProbsOf(m, []string{"the Rays ", "of"}, []string{"of Light", "Colours!"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return c[0]*lp[0] + c[1]*lp[1]
 	}
 	// Against a direct sum over the response tokens.
 	tp := autograd.NewTape()
 	lp, logits, err := SeqLogProbs(tp, m, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	w := s.Layout.Width
 	for b := range 2 {
 		var sum float64
@@ -65,9 +59,7 @@ func TestSeqLogProbsGradient(t *testing.T) {
 		}
 	}
 	m.ZeroGrad()
-	if err := SeqBackward(tp, logits, s, c); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, SeqBackward(tp, logits, s, c))
 	const eps = 1e-2
 	for _, p := range m.Params()[:4] {
 		v := p.Var.Value.Data()
@@ -98,9 +90,7 @@ func TestOracle(t *testing.T) {
 		{"LIGHT, light;light", 3},
 		{"", 0},
 	} {
-		if got := o.Reward(c.s); got != c.want {
-			t.Errorf("Reward(%q) = %v, want %v", c.s, got, c.want)
-		}
+		assert.Equal(t, c.want, o.Reward(c.s), "Reward(%q)", c.s)
 	}
 	for _, c := range []struct {
 		a, b    string
@@ -113,35 +103,24 @@ func TestOracle(t *testing.T) {
 		{"the Glass of", "the Glass,of", true, prefopt.NegligiblyBetter},
 	} {
 		p := o.Prefer(c.a, c.b)
-		if p.PreferA != c.preferA || p.Level != c.level {
-			t.Errorf("Prefer(%q, %q) = %+v, want A %v at %v", c.a, c.b, p, c.preferA, c.level)
-		}
+		assert.Equal(t, c.preferA, p.PreferA, "Prefer(%q, %q)", c.a, c.b)
+		assert.Equal(t, c.level, p.Level, "Prefer(%q, %q)", c.a, c.b)
 	}
 	pairs := LabelSamples([]string{"p"}, [][]string{{"x", "x", "red", "y"}}, 10, 1)
 	for _, p := range pairs {
-		if p.Chosen == p.Rejected {
-			t.Errorf("identical responses paired: %+v", p)
-		}
+		assert.NotEqual(t, p.Chosen, p.Rejected, "identical responses paired")
 	}
-	if len(pairs) != 3 {
-		t.Errorf("%d pairs from 3 distinct responses, want 3", len(pairs))
-	}
+	assert.Len(t, pairs, 3, "pairs from 3 distinct responses")
 }
 
 // Generation is a pure function of (prompt, seed), printable ASCII only.
 func TestPolicyGenerate(t *testing.T) {
 	p := Policy{M: tinyLM(t, 3), Len: 12, Temperature: 1}
 	a, err := p.Generate(context.Background(), "the Rays", []uint64{1, 2, 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a[0] != a[2] {
-		t.Errorf("seed 1 gave %q, then %q", a[0], a[2])
-	}
+	require.NoError(t, err)
+	assert.Equal(t, a[0], a[2], "the same seed twice")
 	for _, s := range a {
-		if len(s) != 12 {
-			t.Errorf("response %q is not 12 bytes", s)
-		}
+		assert.Len(t, s, 12, "response %q", s)
 		for i := 0; i < len(s); i++ {
 			if (s[i] < ' ' && s[i] != '\n') || s[i] > '~' {
 				t.Errorf("response %q holds byte %#x", s, s[i])
@@ -149,13 +128,9 @@ func TestPolicyGenerate(t *testing.T) {
 		}
 	}
 	b, err := Sample(context.Background(), p, []string{"a", "the Rays"}, 2, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c, _ := Sample(context.Background(), p, []string{"a", "the Rays"}, 2, 7)
-	if strings.Join(b[1], "|") != strings.Join(c[1], "|") {
-		t.Error("Sample is not reproducible")
-	}
+	assert.Equal(t, b[1], c[1], "Sample is not reproducible")
 }
 
 // The cache must hold the teacher's argmax for every position.
@@ -165,35 +140,16 @@ func TestPrecomputeTop1(t *testing.T) {
 	ids := tok.Encode(strings.Repeat("Light and Colours; ", 5))
 	const seq = 16
 	top1, err := PrecomputeTop1(context.Background(), m, ids, seq, filepath.Join(t.TempDir(), "c"), Bar{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	n := len(ids) / seq * seq
-	if len(top1) != n {
-		t.Fatalf("%d predictions for %d tokens", len(top1), n)
-	}
+	require.Len(t, top1, n, "a prediction per token")
 	tp := autograd.NewTape()
 	logits, err := m.Forward(tp, ids[:n], n/seq)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i := range n {
 		if want := tensor.ArgMax(logits.Value.Data()[i*256 : (i+1)*256]); int(top1[i]) != want {
 			t.Fatalf("position %d: cache %d, argmax %d", i, top1[i], want)
 		}
-	}
-}
-
-func TestEachFirstError(t *testing.T) {
-	bad := errors.New("bad")
-	err := Each(context.Background(), 100, func(i int) error {
-		if i == 3 {
-			return bad
-		}
-		return nil
-	})
-	if !errors.Is(err, bad) {
-		t.Errorf("Each returned %v, want %v", err, bad)
 	}
 }
 
@@ -204,9 +160,7 @@ func TestRewardModelLearns(t *testing.T) {
 		t.Skip("trains a model")
 	}
 	m, err := nn.NewTinyLM(nn.Config{Vocab: 256, DModel: 16, Layers: 1, Heads: 2, Context: 32, Hidden: 16}, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	words := []string{"red", "the", "blue", "of", "green", "and", "Light", "by"}
 	var train, test []prefopt.Pair
 	var o Oracle
@@ -224,17 +178,12 @@ func TestRewardModelLearns(t *testing.T) {
 		}
 	}
 	rm := NewRewardModel(m)
-	if _, err := TrainReward(context.Background(), rm, train, RewardConfig{Steps: 60, Batch: 16, LR: 1e-2, Seed: 1}, Bar{}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = TrainReward(context.Background(), rm, train, RewardConfig{Steps: 60, Batch: 16, LR: 1e-2, Seed: 1}, Bar{})
+	require.NoError(t, err)
 	acc, _, err := Accuracy(rm, test)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Logf("held-out accuracy %.2f on %d pairs (%d training)", acc, len(test), len(train))
-	if acc < 0.75 {
-		t.Errorf("held-out accuracy %.2f on %d pairs, want ≥ 0.75", acc, len(test))
-	}
+	assert.GreaterOrEqual(t, acc, 0.75, "held-out accuracy on %d pairs", len(test))
 }
 
 // TrainLM must line the teacher's predictions up with the labels: with a
@@ -248,26 +197,16 @@ func TestTrainLMTeacherAlignment(t *testing.T) {
 	cfg := LMConfig{Steps: 3, Batch: 2, Seq: 16, LR: 1e-2, Seed: 3}
 	a, b := tinyLM(t, 6), tinyLM(t, 6)
 	ce, err := TrainLM(context.Background(), a, ids, cfg, Bar{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cfg.Teacher, cfg.TeacherWeight = perfect, 0.9
 	cc, err := TrainLM(context.Background(), b, ids, cfg, Bar{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i := range ce.Loss {
-		if math.Abs(ce.Loss[i]-cc.Loss[i]) > 1e-9*math.Abs(ce.Loss[i]) {
-			t.Errorf("step %d: cross-entropy %v, convex combination with a perfect teacher %v", i, ce.Loss[i], cc.Loss[i])
-		}
+		assert.InEpsilon(t, ce.Loss[i], cc.Loss[i], 1e-9, "step %d: convex combination with a perfect teacher against cross-entropy", i)
 	}
 	// And a teacher shifted by one token must not agree.
 	cfg.Teacher = ids[2:]
 	sh, err := TrainLM(context.Background(), tinyLM(t, 6), ids, cfg, Bar{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sh.Loss[0] == ce.Loss[0] {
-		t.Error("a misaligned teacher gave the cross-entropy loss")
-	}
+	require.NoError(t, err)
+	assert.NotEqual(t, ce.Loss[0], sh.Loss[0], "a misaligned teacher gave the cross-entropy loss")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/itec"
 	"github.com/posttrain/posttrain/mirrordescent"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -16,7 +17,7 @@ import (
 // result does not depend on the number of workers.
 func Sample(ctx context.Context, pol Policy, prompts []string, n int, seed uint64) ([][]string, error) {
 	out := make([][]string, len(prompts))
-	err := Each(ctx, len(prompts), func(i int) error {
+	err := parallel.Each(ctx, len(prompts), 0, func(ctx context.Context, i int) error {
 		seeds := make([]uint64, n)
 		for j := range seeds {
 			seeds[j] = itec.Seed(seed, 0, i, 0, j)
@@ -76,7 +77,10 @@ type seqPolicy struct {
 	logits *autograd.Var
 }
 
-func (p *seqPolicy) LogProbs(dst []float64) error {
+func (p *seqPolicy) LogProbs(ctx context.Context, dst []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p.t.Reset()
 	p.m.ZeroGrad()
 	lp, logits, err := SeqLogProbs(p.t, p.m, p.s)
@@ -88,7 +92,10 @@ func (p *seqPolicy) LogProbs(dst []float64) error {
 	return nil
 }
 
-func (p *seqPolicy) Step(grad []float64) error {
+func (p *seqPolicy) Step(ctx context.Context, grad []float64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := SeqBackward(p.t, p.logits, p.s, grad); err != nil {
 		return err
 	}

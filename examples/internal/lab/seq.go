@@ -12,9 +12,9 @@ import (
 // Seqs is a batch of prompt+response token sequences, right-padded to a
 // common width, in the layout prefopt's sequence log-probs read.
 type Seqs struct {
-	Tokens  []int32
-	Layout  prefopt.Layout
-	Targets []int32
+	Tokens []int32
+	Layout prefopt.Layout
+	Labels []int32
 }
 
 // MakeSeqs lays out prompt i followed by response i for every i.
@@ -35,8 +35,8 @@ func MakeSeqs(prompts, responses []string) (Seqs, error) {
 	for i := range prompts {
 		copy(s.Tokens[i*w:], tok.Encode(prompts[i]+responses[i]))
 	}
-	s.Targets = make([]int32, len(s.Tokens))
-	if err := s.Layout.Targets(s.Targets, s.Tokens); err != nil {
+	s.Labels = make([]int32, len(s.Tokens))
+	if err := s.Layout.Labels(s.Labels, s.Tokens); err != nil {
 		return Seqs{}, err
 	}
 	return s, nil
@@ -52,8 +52,8 @@ func SeqLogProbs(t *autograd.Tape, m *nn.TinyLM, s Seqs) ([]float64, *autograd.V
 	if err != nil {
 		return nil, nil, err
 	}
-	tok := make([]float32, len(s.Targets))
-	if err := prefopt.TokenLogProbs(tok, logits.Value, s.Targets); err != nil {
+	tok := make([]float32, len(s.Labels))
+	if err := prefopt.TokenLogProbs(tok, logits.Value, s.Labels); err != nil {
 		return nil, nil, err
 	}
 	lp := make([]float64, s.N())
@@ -66,12 +66,12 @@ func SeqLogProbs(t *autograd.Tape, m *nn.TinyLM, s Seqs) ([]float64, *autograd.V
 // SeqBackward backpropagates dSeq = dLoss/d(summed log-prob) through the
 // logits that SeqLogProbs returned, into m's gradients.
 func SeqBackward(t *autograd.Tape, logits *autograd.Var, s Seqs, dSeq []float64) error {
-	dTok := make([]float32, len(s.Targets))
+	dTok := make([]float32, len(s.Labels))
 	if err := prefopt.SequenceLogProbsBackward(dTok, dSeq, s.Layout, false); err != nil {
 		return err
 	}
 	grad := tensor.New(logits.Value.Shape()...)
-	if err := prefopt.TokenLogProbsBackward(grad, logits.Value, s.Targets, dTok); err != nil {
+	if err := prefopt.TokenLogProbsBackward(grad, logits.Value, s.Labels, dTok); err != nil {
 		return err
 	}
 	t.Backward(logits, grad)

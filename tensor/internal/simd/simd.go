@@ -42,6 +42,7 @@ const (
 	numTiers
 )
 
+// String returns the tier's name as tensor.Tiers and SetTier spell it.
 func (t Tier) String() string {
 	switch t {
 	case Generic:

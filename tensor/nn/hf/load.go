@@ -10,14 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -106,10 +104,6 @@ func LoadModel(dir string) (*nn.Model, error) {
 	}
 	// Match every tensor of every shard with a parameter, by name and
 	// shape, before allocating anything.
-	type src struct {
-		shard *shard
-		info  nn.TensorInfo
-	}
 	found := map[string]src{}
 	for _, s := range shards {
 		for _, t := range s.infos {
@@ -157,30 +151,7 @@ func LoadModel(dir string) (*nn.Model, error) {
 	// the outcome does not depend on the scheduling.
 	ts := make([]nn.Tensor, len(specs))
 	errs := make([]error, len(specs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(specs)) {
-		wg.Go(func() {
-			var scratch []byte
-			if !mappedInPlace {
-				scratch = make([]byte, convertWindow*8)
-			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(specs) {
-					return
-				}
-				p := specs[i]
-				f := found[p.Name]
-				d := tensor.New(p.Shape...)
-				if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
-					errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
-				}
-				ts[i] = nn.Tensor{Name: p.Name, Value: d}
-			}
-		})
-	}
-	wg.Wait()
+	parallel.Run(len(specs), 0, &convertLoop{specs: specs, found: found, ts: ts, errs: errs})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -428,4 +399,40 @@ func toNN(name string) (string, bool) {
 		return "", false
 	}
 	return "layers." + i + "." + s, true
+}
+
+// src is where a parameter's tensor lives: its shard and its entry there.
+type src struct {
+	shard *shard
+	info  nn.TensorInfo
+}
+
+// convertLoop converts one tensor per chunk on posttrain's worker pool,
+// with a conversion window kept per worker.
+type convertLoop struct {
+	specs []nn.ParamSpec
+	found map[string]src
+	ts    []nn.Tensor
+	errs  []error
+}
+
+var convertKey = parallel.NewKey[[]byte]()
+
+// Chunk converts tensor i.
+func (l *convertLoop) Chunk(i int, w *parallel.Worker) {
+	var scratch []byte
+	if !mappedInPlace {
+		sp := parallel.Scratch(w, convertKey)
+		if len(*sp) < convertWindow*8 {
+			*sp = make([]byte, convertWindow*8)
+		}
+		scratch = *sp
+	}
+	p := l.specs[i]
+	f := l.found[p.Name]
+	d := tensor.New(p.Shape...)
+	if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
+		l.errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+	}
+	l.ts[i] = nn.Tensor{Name: p.Name, Value: d}
 }

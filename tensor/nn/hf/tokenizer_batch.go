@@ -3,9 +3,8 @@ package hf
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
+
+	"github.com/posttrain/posttrain/internal/parallel"
 )
 
 // EncodeBatch encodes texts on up to workers goroutines (GOMAXPROCS when
@@ -14,39 +13,16 @@ import (
 // lowest-numbered text that fails, naming it, or ctx's error once ctx is
 // done, and then no ids.
 func (t *Tokenizer) EncodeBatch(ctx context.Context, texts []string, workers int) ([][]int32, error) {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, len(texts))
 	ids := make([][]int32, len(texts))
-	errs := make([]error, len(texts))
-	var next atomic.Int64
-	var failed atomic.Bool
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(texts) || failed.Load() || ctx.Err() != nil {
-					return
-				}
-				ids[i], errs[i] = t.Encode(texts[i])
-				if errs[i] != nil {
-					failed.Store(true)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("hf: EncodeBatch: %w", err)
-	}
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("hf: EncodeBatch: text %d: %w", i, err)
+	err := parallel.Each(ctx, len(texts), workers, func(_ context.Context, i int) error {
+		var err error
+		if ids[i], err = t.Encode(texts[i]); err != nil {
+			return fmt.Errorf("text %d: %w", i, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hf: EncodeBatch: %w", err)
 	}
 	return ids, nil
 }
