@@ -233,30 +233,13 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	var err error
 	switch l := d.Loss.(type) {
 	case ConvexLoss:
-		top1 := make([]int32, len(labels))
-		if tea != nil {
-			for r := range top1 {
-				top1[r] = int32(tensor.ArgMax(tea.Row(r)))
-			}
-		} else {
-			t := d.Cache.topK(idx)
-			for r := range top1 {
-				top1[r] = t.IDs[r*t.K]
-			}
-		}
-		loss, err = distill.ConvexCombination(g, stu, labels, top1, l.TeacherWeight)
+		loss, err = distill.ConvexCombination(g, stu, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
 	case SoftTargetLoss:
 		loss, err = distill.SoftTarget(g, stu, tea, l.Temperature)
 	case JSDLoss:
 		loss, err = distill.GeneralizedJSD(g, stu, tea, l.Beta, l.Temperature)
 	case SparseKLLoss:
-		var t distill.TopK
-		if tea != nil {
-			t = liveTopK(te, l.K)
-		} else {
-			t = d.Cache.topK(idx)
-		}
-		loss, err = distill.SparseKL(g, stu, labels, t, l.Leftover, l.Alpha)
+		loss, err = distill.SparseKL(g, stu, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
 	default:
 		return 0, fmt.Errorf("unknown loss %T", d.Loss)
 	}
@@ -300,28 +283,13 @@ func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, gr
 	var err error
 	switch l := d.Loss.(type) {
 	case ConvexLoss:
-		top1 := make([]int32, len(labels))
-		if te != nil {
-			te.eachLogits(func(r int, z []float32) { top1[r] = int32(tensor.ArgMax(z)) })
-		} else {
-			t := d.Cache.topK(idx)
-			for r := range top1 {
-				top1[r] = t.IDs[r*t.K]
-			}
-		}
-		loss, err = d.fused.ConvexCombination(g, sh, labels, top1, l.TeacherWeight)
+		loss, err = d.fused.ConvexCombination(g, sh, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
 	case SoftTargetLoss:
 		loss, err = d.fused.SoftTarget(g, sh, th, labels, l.Temperature)
 	case JSDLoss:
 		loss, err = d.fused.GeneralizedJSD(g, sh, th, labels, l.Beta, l.Temperature)
 	case SparseKLLoss:
-		var t distill.TopK
-		if te != nil {
-			t = liveTopK(te, l.K)
-		} else {
-			t = d.Cache.topK(idx)
-		}
-		loss, err = d.fused.SparseKL(g, sh, labels, t, l.Leftover, l.Alpha)
+		loss, err = d.fused.SparseKL(g, sh, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
 	default:
 		return 0, fmt.Errorf("unknown loss %T", d.Loss)
 	}
@@ -336,6 +304,30 @@ func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, gr
 	}
 	st.backwardHidden(st.hs)
 	return loss, nil
+}
+
+// top1 returns the teacher's top-1 token of each of the n scored rows:
+// the live teacher's argmax in its last pass, or the cache's first id.
+func (d *Distill) top1(te *Scorer, idx []int, n int) []int32 {
+	top1 := make([]int32, n)
+	if te != nil {
+		te.eachLogits(func(r int, z []float32) { top1[r] = int32(tensor.ArgMax(z)) })
+		return top1
+	}
+	t := d.Cache.topK(idx)
+	for r := range top1 {
+		top1[r] = t.IDs[r*t.K]
+	}
+	return top1
+}
+
+// topK returns the teacher's top k tokens and log-probs of each scored
+// row: the live teacher's last pass, or the cache (its own K).
+func (d *Distill) topK(te *Scorer, idx []int, k int) distill.TopK {
+	if te != nil {
+		return liveTopK(te, k)
+	}
+	return d.Cache.topK(idx)
 }
 
 // liveTopK returns the teacher's top k tokens and log-probs per scored
