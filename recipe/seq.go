@@ -339,8 +339,9 @@ func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
 // r-th entry of TokenLogProbs; Labels gives their tokens). A fused pass
 // (the default) has not formed them, so the first call after it does,
 // from the kept hidden states: M·V floats that the fused path otherwise
-// never holds. They are the Scorer's buffer: BackwardLogits may be given
-// them back, overwritten with a gradient.
+// never holds; call it before the backward pass, which turns the kept
+// hidden states into their gradient. They are the Scorer's buffer:
+// BackwardLogits may be given them back, overwritten with a gradient.
 func (sc *Scorer) Logits() *tensor.Dense {
 	if !sc.headed {
 		sc.logits = fit(sc.logits, len(sc.rows), sc.Model.Config.Vocab)
