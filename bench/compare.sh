@@ -113,6 +113,16 @@ section_llm() {
 		row "greedy decode b$b, 64+128, tokens/s vs torch" "$(printf %.1f "$t")" "$a" "$(ratio "$t" "$a")" "$([ $b = 8 ] && echo '≥ 5' || echo '')"
 		[ $b = 1 ] && row "  vs bandwidth bound ($bw GB/s copy)" "$(printf %.1f "$t")" "$bound" "$(ratio "$t" "$bound")" "≥ 0.77"
 	done
+	# Frozen in bfloat16 (FreezeBF16): half the bytes per step (issue 16).
+	for b in 1 8; do
+		t=$(metric "LLMDecode/smol135m-b$b-p64-n128" tokens/s)
+		t16=$(metric "LLMDecode/smol135m-bf16-b$b-p64-n128" tokens/s)
+		mb=$(metric "LLMDecode/smol135m-bf16-b$b-p64-n128" MB/step)
+		row "bf16 greedy decode b$b tokens/s vs float32" "$(printf %.1f "$t16")" "$(printf %.1f "$t")" "$(ratio "$t16" "$t")" "$([ $b = 1 ] && echo '≥ 1.8' || echo '')"
+		[ $b = 1 ] && row "  vs bandwidth bound ($bw GB/s copy, $mb MB/step)" "$(printf %.1f "$t16")" \
+			"$(awk -v bw="$bw" -v mb="$mb" 'BEGIN { printf "%.1f", bw * 1e3 / mb }')" \
+			"$(ratio "$t16" "$(awk -v bw="$bw" -v mb="$mb" 'BEGIN { printf "%.1f", bw * 1e3 / mb }')")" "≥ 0.77"
+	done
 	dir=$(mktemp -d)
 	go run ./bench/llmload -make -shape qwen2.5-0.5b -dtype BF16 -dir "$dir/qwen" >/dev/null
 	go build -o "$dir/llmload" ./bench/llmload

@@ -41,6 +41,7 @@ func main() {
 	prompt := flag.Int("prompt", 64, "prompt tokens")
 	n := flag.Int("new", 32, "tokens to generate")
 	batch := flag.Int("batch", 1, "sequences decoded together")
+	hold := flag.String("hold", "F32", "dtype the loaded model holds its matrices in: F32, or BF16 (frozen, inference only)")
 	train := flag.Int("train", 0, "instead of loading, time this many training steps (fwd+bwd+AdamW, 4 x 256 tokens) at -shape")
 	flag.Parse()
 	if *train > 0 {
@@ -66,14 +67,23 @@ func main() {
 		return
 	}
 	t0 := time.Now()
-	m, err := hf.LoadModel(*dir)
+	m, err := hf.LoadModelWith(*dir, hf.LoadOptions{Dtype: *hold})
 	if err != nil {
 		log.Fatal(err)
 	}
 	load := time.Since(t0)
 	hwm := peakRSS()
-	f32 := float64(4*m.NumParams()) / (1 << 20)
-	fmt.Printf("load %.2fs, peak RSS %.0f MiB (float32 weights %.0f MiB), %.0fM parameters\n", load.Seconds(), hwm, f32, float64(m.NumParams())/1e6)
+	specs, _ := m.Config.Specs() // NumParams leaves out a frozen model's matrices
+	params := 0
+	for _, s := range specs {
+		n := 1
+		for _, d := range s.Shape {
+			n *= d
+		}
+		params += n
+	}
+	fmt.Printf("load %.2fs (%s), peak RSS %.0f MiB (float32 weights %.0f MiB), %.0fM parameters, %.0f MB read per step\n",
+		load.Seconds(), *hold, hwm, float64(4*params)/(1<<20), float64(params)/1e6, float64(m.WeightBytes())/1e6)
 	prompts := make([][]int32, *batch)
 	ss := make([]*nn.Sampler, *batch)
 	rng := rand.New(rand.NewPCG(1, 2))

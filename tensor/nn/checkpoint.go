@@ -166,6 +166,9 @@ func checksum(md map[string]string, ts []Tensor) string {
 // header's __metadata__, with a SHA-256 of the config and the weights
 // that LoadTinyLM verifies.
 func (m *Model) Save(path string) error {
+	if m.frozen != nil {
+		return fmt.Errorf("nn: Save: %w", ErrFrozen)
+	}
 	var ts []Tensor
 	for _, p := range m.Params() {
 		ts = append(ts, Tensor{Name: p.Name, Value: p.Var.Value})

@@ -40,6 +40,9 @@ type Decoder struct {
 	gate, up, logits, cos, sin  []float32
 	maxPos                      int
 	one                         [1]int
+
+	jobs16 []dot16Job // dots16's shares, for a frozen model
+	all    bool       // Prefill keeps every row's logits (Logits)
 }
 
 // cache is one sequence's keys and values: per layer [KVHeads, capacity,
@@ -227,6 +230,9 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 	}
 	d.maxPos = maxPos
 	lin := func(y []float32, l *Linear, x []float32, nr int) {
+		if d.lin16(y, l, x, nr, prefill) {
+			return
+		}
 		var b []float32
 		if l.B != nil {
 			b = l.B.Value.Data()
@@ -265,7 +271,7 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 		}
 	}
 	for r, t := range tokens {
-		copy(d.x[r*dm:(r+1)*dm], m.Embed.W.Value.Row(int(t)))
+		m.embedRow(d.x[r*dm:(r+1)*dm], t)
 	}
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
@@ -302,7 +308,7 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 		d.seqs[s].pos = d.pos[r] + 1
 	}
 	out, x := rows, d.x
-	if prefill {
+	if prefill && !d.all {
 		out, x = 1, d.x[(rows-1)*dm:]
 	}
 	d.n = fit(d.n, out*dm)
@@ -310,7 +316,9 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 		rmsnorm(d.n[r*dm:(r+1)*dm], x[r*dm:(r+1)*dm], m.Norm.W.Value.Data(), m.Norm.Eps)
 	}
 	d.logits = fit(d.logits, out*c.Vocab)
-	d.dots(d.logits, d.n, m.Head.W.Value.Data(), nil, out, dm, c.Vocab)
+	if !d.lin16(d.logits, &m.Head, d.n, out, prefill) {
+		d.dots(d.logits, d.n, m.Head.W.Value.Data(), nil, out, dm, c.Vocab)
+	}
 }
 
 func rmsnorm(dst, x, w []float32, eps float64) {

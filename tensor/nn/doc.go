@@ -40,6 +40,22 @@
 // (temperature, top-k, top-p; Holtzman et al. 2020), reproducibly for a
 // seed; Generate and GenerateBatch stop at Config.EOS.
 //
+// # Frozen in bfloat16
+//
+// A model that is only read — a reference or teacher, a reward scorer, a
+// generator for rejection sampling and online RL — decodes at the speed
+// its weights stream from memory: every token reads every weight once.
+// FreezeBF16 (or hf.LoadModelWith with Dtype "BF16") holds the matrices —
+// embedding, projections, head — as bfloat16 (Kalamkar et al. 2019),
+// half the bytes; the norms and biases stay float32. A decoding step
+// multiplies by them with tensor.MatVecBF16's kernel, the activations
+// float32 and exact, so one token's logits differ from the float32 model
+// of the same rounded weights only in summation order, and a sequence
+// decodes bit for bit the same alone or batched; a prompt's rows go
+// through tensor.GemmMixed, which rounds the activations to bfloat16
+// (2⁻⁹ relative) before each product. A frozen model cannot train:
+// Forward, Save and PruneFFN return ErrFrozen.
+//
 // # Training
 //
 // AdamW is Adam with decoupled weight decay (Kingma & Ba 2015; Loshchilov

@@ -58,16 +58,21 @@ func (j *dotJob) run() {
 	}
 }
 
-// dots computes y[r, o] = W[o]·x[r] + b[o] for rows inputs x [rows, in]
-// and W [out, in]; b may be nil.
-func (d *Decoder) dots(y, x, w, b []float32, rows, in, out int) {
-	const align = 16
+// share returns how many of out outputs each worker takes, a multiple of
+// align: all of them when the work (multiply-adds) is too small to split.
+func (d *Decoder) share(out, work, align int) int {
 	shares := len(d.jobs)
-	if out*in*rows < 1<<15 {
+	if work < 1<<15 {
 		shares = 1
 	}
 	per := (out + shares - 1) / shares
-	per = (per + align - 1) / align * align
+	return (per + align - 1) / align * align
+}
+
+// dots computes y[r, o] = W[o]·x[r] + b[o] for rows inputs x [rows, in]
+// and W [out, in]; b may be nil.
+func (d *Decoder) dots(y, x, w, b []float32, rows, in, out int) {
+	per := d.share(out, out*in*rows, 16)
 	n := 0
 	for o0 := 0; o0 < out; o0 += per {
 		d.jobs[n] = dotJob{y: y, x: x, w: w, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per)}

@@ -47,29 +47,42 @@ func stepFLOPs(m *Model, tt int) float64 {
 
 // BenchmarkLLMDecode times greedy generation with the KV cache at
 // SmolLM2-135M's shape: prompts of 64 tokens, 128 new tokens each, one
-// sequence and eight; it reports new tokens per second.
+// sequence and eight, with float32 weights and frozen in bfloat16
+// (FreezeBF16, "-bf16-"); it reports new tokens per second and the
+// megabytes of weights a step reads (the bandwidth bound is copy
+// bandwidth, BenchmarkCopy, over them).
 func BenchmarkLLMDecode(b *testing.B) {
 	m, err := NewModel(smolConfig, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, batch := range []int{1, 8} {
-		b.Run(fmt.Sprintf("smol135m-b%d-p64-n128", batch), func(b *testing.B) {
-			prompts := make([][]int32, batch)
-			ss := make([]*Sampler, batch)
-			for i := range prompts {
-				prompts[i] = randTokens(64, smolConfig.Vocab, uint64(i))
-			}
-			for b.Loop() {
-				for i := range ss {
-					ss[i] = NewSampler(uint64(i), 0, 0, 0)
+	fz := m.Clone()
+	if err := fz.FreezeBF16(); err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct {
+		name string
+		m    *Model
+	}{{"", m}, {"-bf16", fz}} {
+		for _, batch := range []int{1, 8} {
+			b.Run(fmt.Sprintf("smol135m%s-b%d-p64-n128", v.name, batch), func(b *testing.B) {
+				prompts := make([][]int32, batch)
+				ss := make([]*Sampler, batch)
+				for i := range prompts {
+					prompts[i] = randTokens(64, smolConfig.Vocab, uint64(i))
 				}
-				if _, err := m.GenerateBatch(prompts, 128, ss); err != nil {
-					b.Fatal(err)
+				for b.Loop() {
+					for i := range ss {
+						ss[i] = NewSampler(uint64(i), 0, 0, 0)
+					}
+					if _, err := v.m.GenerateBatch(prompts, 128, ss); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(batch*128*b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+				b.ReportMetric(float64(batch*128*b.N)/b.Elapsed().Seconds(), "tokens/s")
+				b.ReportMetric(float64(v.m.WeightBytes())/1e6, "MB/step")
+			})
+		}
 	}
 }
 

@@ -113,6 +113,9 @@ func (m *Model) AddLoRA(cfg LoRAConfig, seed uint64) (*Adapter, error) {
 // newAdapter validates cfg, builds the adapters with weights from init and
 // attaches them.
 func (m *Model) newAdapter(cfg LoRAConfig, seed uint64, init func(rows, cols int, kind string, rng *rand.Rand) *tensor.Dense) (*Adapter, error) {
+	if m.frozen != nil {
+		return nil, fmt.Errorf("nn: LoRA: %w", ErrFrozen)
+	}
 	cfg.Targets = slices.Clone(cfg.Targets)
 	cfg.Layers = slices.Clone(cfg.Layers)
 	if len(cfg.Targets) == 0 {

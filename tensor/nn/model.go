@@ -166,7 +166,8 @@ type Model struct {
 	Norm   RMSNorm
 	Head   Linear // Head.W is Embed.W when Config.Tied
 
-	freq []float64 // rotary frequencies, HeadDim/2
+	freq   []float64 // rotary frequencies, HeadDim/2
+	frozen *frozen   // the matrices in bfloat16 after FreezeBF16, else nil
 }
 
 // TinyLM is the first stage's name for Model, kept for its users.
@@ -303,12 +304,13 @@ func build(c Config, get func(spec) *autograd.Var) *Model {
 // order (the order AdamW and Save use). A tied head is listed once, as
 // embed.weight.
 func (m *Model) Params() []Named {
-	ps := []Named{{"embed.weight", m.Embed.W}}
+	var ps []Named
 	add := func(name string, v *autograd.Var) {
-		if v != nil {
+		if v != nil { // nil: a bias the config omits, or a frozen matrix
 			ps = append(ps, Named{name, v})
 		}
 	}
+	add("embed.weight", m.Embed.W)
 	for i := range m.Blocks {
 		b := &m.Blocks[i]
 		p := fmt.Sprintf("layers.%d.", i)
@@ -398,6 +400,9 @@ func (m *Model) Hidden(t *autograd.Tape, tokens []int32, batch int) (*autograd.V
 }
 
 func (m *Model) hidden(op string, t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
+	if m.frozen != nil {
+		return nil, fmt.Errorf("nn: %s: %w", op, ErrFrozen)
+	}
 	if batch <= 0 || len(tokens) == 0 || len(tokens)%batch != 0 {
 		return nil, fmt.Errorf("nn: %s: %d tokens do not split into %d sequences", op, len(tokens), batch)
 	}
@@ -430,6 +435,9 @@ func (m *Model) Logits(ids []int32) (*tensor.Dense, error) {
 	if err := m.CheckTokens(ids); err != nil {
 		return nil, err
 	}
+	if m.frozen != nil {
+		return m.logitsFrozen(ids)
+	}
 	t := autograd.NewTape()
 	t.NoGrad = true
 	cos, sin := m.ropeTables(len(ids))
@@ -446,6 +454,9 @@ func (m *Model) Logits(ids []int32) (*tensor.Dense, error) {
 // Clone returns a deep copy of m with fresh (zero) gradients: a frozen
 // reference for DPO-style objectives, or a starting point for a student.
 func (m *Model) Clone() *Model {
+	if m.frozen != nil {
+		return m.cloneFrozen()
+	}
 	src := m.Params()
 	i := 0
 	return build(m.Config.withDefaults(), func(spec) *autograd.Var {

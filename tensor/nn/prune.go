@@ -50,6 +50,9 @@ func norm(x []float32) float64 {
 // structured pruning, so the smaller model runs dense at its new size,
 // ready to be distilled into from m. m is not changed.
 func (m *Model) PruneFFN(hidden int) (*Model, error) {
+	if m.frozen != nil {
+		return nil, fmt.Errorf("nn: PruneFFN: %w", ErrFrozen)
+	}
 	if hidden <= 0 || hidden > m.Config.Hidden {
 		return nil, fmt.Errorf("nn: PruneFFN: target hidden size %d outside [1, %d]", hidden, m.Config.Hidden)
 	}

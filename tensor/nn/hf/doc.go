@@ -40,6 +40,11 @@
 // file and the tensor; NaN or Inf weights are an error, never silently
 // loaded.
 //
+// LoadModelWith(dir, LoadOptions{Dtype: "BF16"}) keeps the matrices in
+// bfloat16 instead, a bfloat16 checkpoint's words as stored, so the model
+// takes the checkpoint's own memory and decodes reading half the bytes;
+// it is frozen (nn.Model.FreezeBF16): inference only.
+//
 // # Saving
 //
 // SaveModel writes config.json and F32 safetensors under transformers'

@@ -44,7 +44,29 @@ const (
 // copy of lm_head.weight and rotary inv_freq buffers, which transformers
 // ignores too). Errors name the file and the tensor. The whole checkpoint
 // is validated before any weight is allocated.
-func LoadModel(dir string) (*nn.Model, error) {
+func LoadModel(dir string) (*nn.Model, error) { return LoadModelWith(dir, LoadOptions{}) }
+
+// LoadOptions adjusts LoadModelWith.
+type LoadOptions struct {
+	// Dtype is the precision the model holds its matrices in: "" or
+	// "F32" widens every weight to float32 (a model that trains);
+	// "BF16" keeps the matrices — embedding, projections, head — in
+	// bfloat16, as nn.Model.FreezeBF16 would leave them, reading a
+	// bfloat16 checkpoint's words as they are and rounding other dtypes
+	// to nearest even, so the model takes the checkpoint's own size and
+	// decodes reading half the bytes. Norms and biases stay float32. Such
+	// a model is frozen: inference only.
+	Dtype string
+}
+
+// LoadModelWith is LoadModel with options.
+func LoadModelWith(dir string, o LoadOptions) (*nn.Model, error) {
+	switch o.Dtype {
+	case "", "F32", "BF16":
+	default:
+		return nil, fmt.Errorf("hf: LoadModel: dtype %q not supported (have F32, BF16)", o.Dtype)
+	}
+	half := o.Dtype == "BF16"
 	cb, err := readSmall(filepath.Join(dir, configFile), maxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("hf: LoadModel: %v", err)
@@ -150,14 +172,22 @@ func LoadModel(dir string) (*nn.Model, error) {
 	// own slot, and the first failure in parameter order is reported, so
 	// the outcome does not depend on the scheduling.
 	ts := make([]nn.Tensor, len(specs))
+	mats := make([]nn.TensorBF16, len(specs))
 	errs := make([]error, len(specs))
-	parallel.Run(len(specs), 0, &convertLoop{specs: specs, found: found, ts: ts, errs: errs})
+	parallel.Run(len(specs), 0, &convertLoop{specs: specs, found: found, ts: ts, mats: mats, errs: errs, half: half})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
 	}
-	m, err := nn.FromTensors(cfg, ts)
+	var m *nn.Model
+	if half {
+		ts = slices.DeleteFunc(ts, func(t nn.Tensor) bool { return t.Value == nil })
+		mats = slices.DeleteFunc(mats, func(t nn.TensorBF16) bool { return t.Value == nil })
+		m, err = nn.FromTensorsBF16(cfg, ts, mats)
+	} else {
+		m, err = nn.FromTensors(cfg, ts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hf: LoadModel: %s: %v", dir, err)
 	}
@@ -184,6 +214,25 @@ func convert(dst []float32, m *mapping, t nn.TensorInfo, scratch []byte) error {
 		if j := nn.NonFinite(out); j >= 0 {
 			return fmt.Errorf("element %d is %v", i+j, out[j])
 		}
+	}
+	return nil
+}
+
+// convertBF16 is convert for a matrix held in bfloat16: each window is
+// decoded to float32 in wide, checked, and rounded to bfloat16, which
+// gives a bfloat16 checkpoint's words back unchanged.
+func convertBF16(dst []uint16, wide []float32, m *mapping, t nn.TensorInfo, scratch []byte) error {
+	size := int64(nn.DtypeSize(t.Dtype))
+	for i := 0; i < len(dst); i += convertWindow {
+		n := min(convertWindow, len(dst)-i)
+		off := t.Begin + int64(i)*size
+		out := wide[:n]
+		nn.DecodeTensorData(out, m.window(off, n*int(size), scratch), t.Dtype)
+		m.release(off, n*int(size))
+		if j := nn.NonFinite(out); j >= 0 {
+			return fmt.Errorf("element %d is %v", i+j, out[j])
+		}
+		tensor.ToBF16(dst[i:i+n], out)
 	}
 	return nil
 }
@@ -413,10 +462,15 @@ type convertLoop struct {
 	specs []nn.ParamSpec
 	found map[string]src
 	ts    []nn.Tensor
+	mats  []nn.TensorBF16 // the matrices, when half
 	errs  []error
+	half  bool // hold the matrices in bfloat16
 }
 
-var convertKey = parallel.NewKey[[]byte]()
+var (
+	convertKey = parallel.NewKey[[]byte]()
+	wideKey    = parallel.NewKey[[]float32]() // one window widened, for convertBF16
+)
 
 // Chunk converts tensor i.
 func (l *convertLoop) Chunk(i int, w *parallel.Worker) {
@@ -430,6 +484,18 @@ func (l *convertLoop) Chunk(i int, w *parallel.Worker) {
 	}
 	p := l.specs[i]
 	f := l.found[p.Name]
+	if l.half && len(p.Shape) == 2 {
+		wp := parallel.Scratch(w, wideKey)
+		if len(*wp) < convertWindow {
+			*wp = make([]float32, convertWindow)
+		}
+		d := tensor.NewBF16(p.Shape...)
+		if err := convertBF16(d.Data(), *wp, f.shard.m, f.info, scratch); err != nil {
+			l.errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)
+		}
+		l.mats[i] = nn.TensorBF16{Name: p.Name, Value: d}
+		return
+	}
 	d := tensor.New(p.Shape...)
 	if err := convert(d.Data(), f.shard.m, f.info, scratch); err != nil {
 		l.errs[i] = fmt.Errorf("hf: LoadModel: %s: tensor %q %v", f.shard.path, f.info.Name, err)

@@ -47,6 +47,9 @@ func SaveModelWith(m *nn.Model, dir string, o SaveOptions) error {
 	if m == nil {
 		return fmt.Errorf("hf: SaveModel: nil model")
 	}
+	if m.Frozen() {
+		return fmt.Errorf("hf: SaveModel: %w", nn.ErrFrozen)
+	}
 	shard := o.ShardSize
 	if shard <= 0 {
 		shard = ShardSize
