@@ -81,20 +81,19 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 		}
 		s, err := exampleSeqs(examples[i:min(i+batch, len(examples))], pad)
 		if err == nil {
-			_, err = sc.forward(s, false)
+			_, err = sc.body(s, false)
 		}
 		if err != nil {
 			w.Abort()
 			return nil, fmt.Errorf("recipe: PrecomputeTeacher: examples from %d: %w", i, err)
 		}
-		logits := sc.Logits()
+		// The teacher's logits come a chunk of rows at a time.
 		var ids []int32
 		var lps []float32
-		for r := range logits.Dim(0) {
-			z := logits.Row(r)
+		sc.eachLogits(func(_ int, z []float32) {
 			if f.LogProbs == cache.None {
 				ids = append(ids, int32(tensor.ArgMax(z)))
-				continue
+				return
 			}
 			tensor.LogSoftmax(row, z)
 			tensor.TopKTo(idx, val, row)
@@ -102,7 +101,7 @@ func PrecomputeTeacher(ctx context.Context, teacher *nn.Model, examples []Exampl
 				ids = append(ids, int32(idx[a]))
 				lps = append(lps, min(val[a], 0))
 			}
-		}
+		})
 		if err := w.Write(ids, lps); err != nil {
 			w.Abort()
 			return nil, fmt.Errorf("recipe: PrecomputeTeacher: %w", err)
@@ -171,6 +170,8 @@ type Distill struct {
 
 	train, evalSet []Example
 	st, te         *Scorer
+	fused          distill.Fused
+	dw             *tensor.Dense // the head's gradient before scaling (accumulation)
 }
 
 // Train runs the configured steps and returns what it logged: loss,
@@ -198,20 +199,23 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 			return nil, err
 		}
 	}
-	d.train, d.evalSet, d.st = train, eval, NewScorer(d.Student)
+	d.train, d.evalSet, d.st = train, eval, d.Config.scorer(d.Student)
 	d.st.Recompute = d.Config.Recompute
 	if d.Teacher != nil {
-		d.te = NewScorer(d.Teacher)
+		d.te = d.Config.scorer(d.Teacher)
 	}
 	l := &loop{op: "Distill", cfg: d.Config, n: len(train), params: d.Student.TrainableParams(), zero: d.Student.ZeroGrad}
 	return l.run(ctx, d)
 }
 
 // loss computes the objective on the batch's examples idx (for the
-// cache) laid out as s, the student's logits already formed in d.st;
-// with grad, it leaves scale·dLoss/dlogits in the student's logits
-// buffer.
+// cache) laid out as s, the student's pass already run in d.st; with
+// grad, it carries scale·dLoss back into the student (unfused: through
+// the whole logits of the completion positions, fusedLoss otherwise).
 func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
+	if !st.Unfused {
+		return d.fusedLoss(st, te, s, idx, scale, grad)
+	}
 	// Both Scorers keep the logits of the completion positions only.
 	stu, labels := st.Logits(), st.Labels()
 	var tea *tensor.Dense
@@ -229,30 +233,13 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	var err error
 	switch l := d.Loss.(type) {
 	case ConvexLoss:
-		top1 := make([]int32, len(labels))
-		if tea != nil {
-			for r := range top1 {
-				top1[r] = int32(tensor.ArgMax(tea.Row(r)))
-			}
-		} else {
-			t := d.Cache.topK(idx)
-			for r := range top1 {
-				top1[r] = t.IDs[r*t.K]
-			}
-		}
-		loss, err = distill.ConvexCombination(g, stu, labels, top1, l.TeacherWeight)
+		loss, err = distill.ConvexCombination(g, stu, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
 	case SoftTargetLoss:
 		loss, err = distill.SoftTarget(g, stu, tea, l.Temperature)
 	case JSDLoss:
 		loss, err = distill.GeneralizedJSD(g, stu, tea, l.Beta, l.Temperature)
 	case SparseKLLoss:
-		var t distill.TopK
-		if tea != nil {
-			t = liveTopK(tea, l.K)
-		} else {
-			t = d.Cache.topK(idx)
-		}
-		loss, err = distill.SparseKL(g, stu, labels, t, l.Leftover, l.Alpha)
+		loss, err = distill.SparseKL(g, stu, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
 	default:
 		return 0, fmt.Errorf("unknown loss %T", d.Loss)
 	}
@@ -263,20 +250,103 @@ func (d *Distill) loss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bo
 	return loss, st.BackwardLogits(stu)
 }
 
-// liveTopK returns the teacher's top k tokens and log-probs per row.
-func liveTopK(tea *tensor.Dense, k int) distill.TopK {
-	k = max(1, min(k, tea.Dim(1)))
-	t := distill.TopK{K: k, IDs: make([]int32, 0, tea.Dim(0)*k), LogProbs: make([]float32, 0, tea.Dim(0)*k)}
-	row := make([]float32, tea.Dim(1))
+// fusedLoss is loss on the fused head: the student's (and a live
+// teacher's) scored hidden states with their output weights, the logits
+// formed a chunk of rows at a time inside distill.Fused. With grad, the
+// student's kept hidden states become scale·dLoss/dH and the head's
+// gradient is added to its weight's, then the student's pass is run
+// backward.
+func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, grad bool) (float64, error) {
+	labels := st.Labels()
+	var th distill.Head
+	if te != nil {
+		if _, err := te.body(s, false); err != nil {
+			return 0, fmt.Errorf("teacher: %w", err)
+		}
+		th = distill.Head{H: te.hs, W: te.Model.Head.W.Value}
+	}
+	sh := distill.Head{H: st.hs, W: st.Model.Head.W.Value}
+	var g distill.HeadGrad
+	if grad {
+		g = distill.HeadGrad{H: st.hs, W: st.headGrad()}
+		if g.W != nil && scale != 1 {
+			// dW accumulates: scale it on its way into the gradient.
+			d.dw = fit(d.dw, g.W.Dim(0), g.W.Dim(1))
+			d.dw.Zero()
+			g.W = d.dw
+		}
+		if !st.hidden.RequiresGrad() {
+			g.H = nil
+		}
+	}
+	var loss float64
+	var err error
+	switch l := d.Loss.(type) {
+	case ConvexLoss:
+		loss, err = d.fused.ConvexCombination(g, sh, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
+	case SoftTargetLoss:
+		loss, err = d.fused.SoftTarget(g, sh, th, labels, l.Temperature)
+	case JSDLoss:
+		loss, err = d.fused.GeneralizedJSD(g, sh, th, labels, l.Beta, l.Temperature)
+	case SparseKLLoss:
+		loss, err = d.fused.SparseKL(g, sh, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
+	default:
+		return 0, fmt.Errorf("unknown loss %T", d.Loss)
+	}
+	if err != nil || !grad {
+		return loss, err
+	}
+	if g.W == d.dw && g.W != nil {
+		tensor.Axpy(float32(scale), d.dw.Data(), st.headGrad().Data())
+	}
+	if g.H != nil && scale != 1 {
+		tensor.Scale(g.H.Data(), float32(scale), g.H.Data())
+	}
+	st.backwardHidden(st.hs)
+	return loss, nil
+}
+
+// top1 returns the teacher's top-1 token of each of the n scored rows:
+// the live teacher's argmax in its last pass, or the cache's first id.
+func (d *Distill) top1(te *Scorer, idx []int, n int) []int32 {
+	top1 := make([]int32, n)
+	if te != nil {
+		te.eachLogits(func(r int, z []float32) { top1[r] = int32(tensor.ArgMax(z)) })
+		return top1
+	}
+	t := d.Cache.topK(idx)
+	for r := range top1 {
+		top1[r] = t.IDs[r*t.K]
+	}
+	return top1
+}
+
+// topK returns the teacher's top k tokens and log-probs of each scored
+// row: the live teacher's last pass, or the cache (its own K).
+func (d *Distill) topK(te *Scorer, idx []int, k int) distill.TopK {
+	if te != nil {
+		return liveTopK(te, k)
+	}
+	return d.Cache.topK(idx)
+}
+
+// liveTopK returns the teacher's top k tokens and log-probs per scored
+// row of its last pass.
+func liveTopK(te *Scorer, k int) distill.TopK {
+	v := te.Model.Config.Vocab
+	k = max(1, min(k, v))
+	m := len(te.rows)
+	t := distill.TopK{K: k, IDs: make([]int32, 0, m*k), LogProbs: make([]float32, 0, m*k)}
+	row := make([]float32, v)
 	idx, val := make([]int, k), make([]float32, k)
-	for r := range tea.Dim(0) {
-		tensor.LogSoftmax(row, tea.Row(r))
+	te.eachLogits(func(_ int, z []float32) {
+		tensor.LogSoftmax(row, z)
 		tensor.TopKTo(idx, val, row)
 		for a := range k {
 			t.IDs = append(t.IDs, int32(idx[a]))
 			t.LogProbs = append(t.LogProbs, min(val[a], 0))
 		}
-	}
+	})
 	return t
 }
 
@@ -294,7 +364,9 @@ func (d *Distill) micro(ctx context.Context, idx []int, pass uint64, scale float
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := d.st.Forward(s); err != nil {
+	// The losses take the student's hidden states (and form its logits
+	// themselves, whole or a chunk at a time), not its log-probs.
+	if _, err := d.st.body(s, true); err != nil {
 		return nil, 0, err
 	}
 	loss, err := d.loss(d.st, d.te, s, idx, scale, true)
@@ -312,10 +384,10 @@ func (d *Distill) Evaluate(ctx context.Context, xs []Example) (map[string]float6
 	if len(xs) == 0 {
 		return nil, nil
 	}
-	st := NewScorer(d.Student)
+	st := d.Config.scorer(d.Student)
 	var te *Scorer
 	if d.Teacher != nil {
-		te = NewScorer(d.Teacher)
+		te = d.Config.scorer(d.Teacher)
 	}
 	bs := max(1, d.Config.Batch)
 	var sum float64

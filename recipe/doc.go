@@ -27,11 +27,16 @@
 // # Sequence log-probs
 //
 // Scorer runs a padded batch of prompt+completion sequences (Seqs)
-// through the decoder body on an autograd tape and forms the logits from
-// the final hidden states (nn.Model.Hidden); it returns each completion's
-// summed log-prob, and its Backward carries dLoss/dlog-prob back into
-// the trainable parameters with the logits turned into their own
-// gradient in place. PrecomputeRef stores a reference model's log-probs
+// through the decoder body on an autograd tape and takes the log-probs
+// from the final hidden states (nn.Model.Hidden) and the output head
+// through the fused LM head of prefopt.Fused, which forms the logits a
+// chunk of rows at a time and never whole (issue 15; distill.Fused does
+// the same for the distillation losses, student and live teacher side by
+// side). It returns each completion's summed log-prob, and its Backward
+// carries dLoss/dlog-prob back to the hidden states and the head, then
+// down the tape into the trainable parameters. Config.Unfused
+// (Scorer.Unfused) forms the completion positions' logits whole instead,
+// the path for tests and for losses that need the logits themselves. PrecomputeRef stores a reference model's log-probs
 // of a data set once, to a checksummed file (TRL's
 // precompute_ref_log_probs).
 //

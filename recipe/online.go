@@ -100,11 +100,11 @@ func (o *Online) Train(ctx context.Context, prompts [][]int32) (History, error) 
 			return nil, fmt.Errorf("recipe: Online: prompt %d: %w", i, err)
 		}
 	}
-	o.prompts, o.pol = prompts, NewScorer(o.Policy)
+	o.prompts, o.pol = prompts, o.Config.scorer(o.Policy)
 	o.pol.Recompute = o.Config.Recompute
 	o.ref = nil
 	if r := o.refModel(); r != nil {
-		o.ref = NewScorer(r)
+		o.ref = o.Config.scorer(r)
 	}
 	l := &loop{op: "Online", cfg: o.Config, n: len(prompts), params: o.Policy.TrainableParams(), zero: o.Policy.ZeroGrad}
 	return l.run(ctx, o)

@@ -57,7 +57,7 @@ func (p *Preference) Train(ctx context.Context, train, eval []Pair) (History, er
 		return nil, err
 	}
 	p.train, p.evalPairs = train, eval
-	p.policy, p.ref = NewScorer(p.Policy), nil
+	p.policy, p.ref = p.Config.scorer(p.Policy), nil
 	p.scorers()
 	l := &loop{op: "Preference", cfg: p.Config, n: len(train), params: p.Policy.TrainableParams(), zero: p.Policy.ZeroGrad}
 	return l.run(ctx, p)
@@ -210,10 +210,10 @@ func (p *Preference) Evaluate(ctx context.Context, pairs []Pair) (map[string]flo
 		return nil, nil
 	}
 	bs := max(1, p.Config.Batch)
-	pol := NewScorer(p.Policy)
+	pol := p.Config.scorer(p.Policy)
 	var ref *Scorer
 	if r := p.refModel(); r != nil {
-		ref = NewScorer(r)
+		ref = p.Config.scorer(r)
 	}
 	sums := map[string]float64{}
 	for i := 0; i < len(pairs); i += bs {
@@ -275,15 +275,16 @@ func (p *Preference) refLogProbs(ref *Scorer, s Seqs) ([]float64, error) {
 // tape and logits buffers, so a step holds one set of activations.
 func (p *Preference) scorers() {
 	if p.policy == nil || p.policy.Model != p.Policy {
-		p.policy = NewScorer(p.Policy)
+		p.policy = p.Config.scorer(p.Policy)
 	}
 	p.policy.Recompute = p.Config.Recompute
+	p.policy.Unfused = p.Config.Unfused
 	switch r := p.refModel(); {
 	case r == nil:
 		p.ref = nil
 	case r == p.Policy:
 		p.ref = p.policy
 	case p.ref == nil || p.ref.Model != r:
-		p.ref = NewScorer(r)
+		p.ref = p.Config.scorer(r)
 	}
 }

@@ -3,6 +3,7 @@ package recipe
 import (
 	"fmt"
 
+	"github.com/posttrain/posttrain/internal/lmhead"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -80,12 +81,16 @@ func (s Seqs) RealTokens() int {
 // gradient with respect to them back into the model's trainable
 // parameters — the two halves of every sequence-level objective.
 //
-// The forward pass records the decoder body on a tape and forms the
-// logits from its final hidden states outside the tape; the backward pass
-// turns dLoss/dlog-prob into dLoss/dlogits in place, then into the hidden
-// states' and the head's gradients with two products, so the logits are
-// held once and never copied. A Scorer reuses its buffers across calls
-// and is used from one goroutine.
+// The forward pass records the decoder body on a tape and takes the
+// log-probs from its final hidden states outside the tape, through the
+// fused LM head (prefopt.Fused): the logits exist a chunk of rows at a
+// time, never whole. The backward pass forms each chunk's logits again,
+// turns dLoss/dlog-prob into the hidden states' gradient and adds the
+// head's (into the embedding's gradient when the head is tied; not at all
+// when it is frozen, as under LoRA), then runs the tape backward from the
+// hidden states. With Unfused the [M, V] logits of the scored positions
+// are formed whole instead and become their own gradient. A Scorer
+// reuses its buffers across calls and is used from one goroutine.
 type Scorer struct {
 	Model   *nn.Model
 	Average bool // mean instead of sum over completion tokens (IPO's and SimPO's length normalization)
@@ -101,7 +106,17 @@ type Scorer struct {
 	// instead of the whole model's, for about a third more compute. The
 	// gradients are the same (LoRA dropout masks are redrawn identically).
 	Recompute bool
+	// Unfused forms the scored positions' logits [M, V] whole, as Logits
+	// returns them, instead of taking the log-probs and their gradient
+	// straight from the hidden states and the head a chunk of rows at a
+	// time (prefopt.Fused: memory of a chunk's logits, not all of them).
+	// The results agree to float32 rounding; the unfused path is kept
+	// for tests and for losses that need the logits themselves.
+	Unfused bool
 
+	fused  prefopt.Fused
+	acc    lmhead.Chunker
+	headed bool // the last pass formed sc.logits
 	tape   *autograd.Tape
 	hidden *autograd.Var
 	seqs   Seqs // of the recorded Forward
@@ -169,50 +184,24 @@ func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
 
 func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	m := sc.Model
-	if m.Head.B != nil {
-		return nil, fmt.Errorf("recipe: Scorer: output heads with a bias are not supported")
-	}
-	if sc.tape == nil {
-		sc.tape = autograd.NewTape()
-	}
-	t := sc.tape
-	t.Reset()
-	t.NoGrad = !record
-	sc.hidden, sc.inputs = nil, sc.inputs[:0]
-	var h *autograd.Var
-	var err error
-	switch {
-	case record && sc.Recompute:
-		h, err = sc.checkpointed(s)
-	case record:
-		h, err = m.Hidden(t, s.Tokens, s.N())
-	default:
-		h, err = sc.blockwise(s)
-	}
+	h, err := sc.body(s, record)
 	if err != nil {
-		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+		return nil, err
 	}
-	// Only the scored positions (completion tokens) get logits: prompt
-	// and padding rows would cost a GEMM row and V floats each for
-	// nothing.
-	n, v, d := len(s.Tokens), m.Config.Vocab, m.Config.DModel
-	sc.rows, sc.labels = sc.rows[:0], sc.labels[:0]
-	for i, y := range s.Labels {
-		if y >= 0 {
-			sc.rows = append(sc.rows, int32(i))
-			sc.labels = append(sc.labels, y)
-		}
-	}
-	k := len(sc.rows)
-	sc.hs = fit(sc.hs, k, d)
-	for r, i := range sc.rows {
-		copy(sc.hs.Row(r), h.Value.Row(int(i)))
-	}
-	sc.logits = fit(sc.logits, k, v)
-	sc.ctok, sc.clse = fitF32(sc.ctok, k), fitF64(sc.clse, k)
-	if k > 0 {
+	sc.hidden = nil
+	n, v, k := len(s.Tokens), m.Config.Vocab, len(sc.rows)
+	sc.ctok = fitF32(sc.ctok, k)
+	sc.headed = sc.Unfused
+	switch {
+	case k == 0:
+	case sc.Unfused:
+		sc.logits, sc.clse = fit(sc.logits, k, v), fitF64(sc.clse, k)
 		tensor.Gemm(false, true, 1, sc.hs, m.Head.W.Value, 0, sc.logits)
 		if err := prefopt.TokenLogProbsLSE(sc.ctok, sc.clse, sc.logits, sc.labels); err != nil {
+			return nil, fmt.Errorf("recipe: Scorer: %w", err)
+		}
+	default:
+		if err := sc.fused.TokenLogProbs(sc.ctok, sc.head(), sc.labels); err != nil {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
 	}
@@ -229,6 +218,75 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 		sc.hidden, sc.seqs = h, s
 	}
 	return lp, nil
+}
+
+// body runs the decoder body on s (recording it with record) and keeps
+// the final hidden states of the scored positions in sc.hs, without
+// forming any logits: the distillation losses take them with the head.
+func (sc *Scorer) body(s Seqs, record bool) (*autograd.Var, error) {
+	m := sc.Model
+	if m.Head.B != nil {
+		return nil, fmt.Errorf("recipe: Scorer: output heads with a bias are not supported")
+	}
+	if sc.tape == nil {
+		sc.tape = autograd.NewTape()
+	}
+	t := sc.tape
+	t.Reset()
+	t.NoGrad = !record
+	sc.hidden, sc.inputs, sc.headed = nil, sc.inputs[:0], false
+	var h *autograd.Var
+	var err error
+	switch {
+	case record && sc.Recompute:
+		h, err = sc.checkpointed(s)
+	case record:
+		h, err = m.Hidden(t, s.Tokens, s.N())
+	default:
+		h, err = sc.blockwise(s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recipe: Scorer: %w", err)
+	}
+	sc.gather(h.Value, s)
+	if record {
+		sc.hidden, sc.seqs = h, s
+	}
+	return h, nil
+}
+
+// gather keeps the scored positions of s, their labels and their rows of
+// the hidden states h in sc.rows, sc.labels and sc.hs. Only the scored
+// positions (completion tokens) reach the head: prompt and padding rows
+// would cost a GEMM row and V floats each for nothing.
+func (sc *Scorer) gather(h *tensor.Dense, s Seqs) {
+	sc.rows, sc.labels = sc.rows[:0], sc.labels[:0]
+	for i, y := range s.Labels {
+		if y >= 0 {
+			sc.rows = append(sc.rows, int32(i))
+			sc.labels = append(sc.labels, y)
+		}
+	}
+	sc.hs = fit(sc.hs, len(sc.rows), h.Dim(1))
+	for r, i := range sc.rows {
+		copy(sc.hs.Row(r), h.Row(int(i)))
+	}
+}
+
+// head returns the scored positions' hidden states with the model's
+// output weight, the fused losses' input.
+func (sc *Scorer) head() prefopt.Head {
+	return prefopt.Head{H: sc.hs, W: sc.Model.Head.W.Value}
+}
+
+// headGrad returns where the head's gradient goes: the output weight's
+// gradient (the embedding's when tied) when it trains, nothing when it is
+// frozen (LoRA).
+func (sc *Scorer) headGrad() *tensor.Dense {
+	if w := sc.Model.Head.W; w.RequiresGrad() {
+		return w.Grad
+	}
+	return nil
 }
 
 // Backward adds to the model's trainable parameters' gradients the
@@ -254,60 +312,89 @@ func (sc *Scorer) Backward(dSeq []float64) error {
 }
 
 // backwardTokens carries the compact token gradient sc.cd through the
-// head and the body. The logits become their own gradient.
+// head and the body: fused, the hidden states of the scored rows become
+// their own gradient; unfused, the logits become theirs.
 func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
+	if sc.headed {
+		if len(sc.rows) > 0 {
+			if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.labels, sc.cd, sc.clse); err != nil {
+				return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
+			}
+		}
+		sc.backwardLogits(m, sc.logits)
+		return nil
+	}
 	if len(sc.rows) > 0 {
-		if err := prefopt.TokenLogProbsBackwardLSE(sc.logits, sc.logits, sc.labels, sc.cd, sc.clse); err != nil {
+		g := prefopt.HeadGrad{H: sc.hs, W: sc.headGrad()}
+		if err := sc.fused.TokenLogProbsBackward(g, sc.head(), sc.labels, sc.cd); err != nil {
 			return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
 		}
 	}
-	sc.backwardLogits(m, sc.logits)
+	sc.backwardHidden(sc.hs)
 	return nil
 }
 
 // Logits returns the logits [M, V] of the last pass's scored positions
 // (the M completion tokens, sequence after sequence: row r predicts the
-// r-th entry of TokenLogProbs; Labels gives their tokens). They are the
-// Scorer's buffer: BackwardLogits may be given them back, overwritten
-// with a gradient.
-func (sc *Scorer) Logits() *tensor.Dense { return sc.logits }
+// r-th entry of TokenLogProbs; Labels gives their tokens). A fused pass
+// (the default) has not formed them, so the first call after it does,
+// from the kept hidden states: M·V floats that the fused path otherwise
+// never holds; call it before the backward pass, which turns the kept
+// hidden states into their gradient. They are the Scorer's buffer:
+// BackwardLogits may be given them back, overwritten with a gradient.
+func (sc *Scorer) Logits() *tensor.Dense {
+	if !sc.headed {
+		sc.logits = fit(sc.logits, len(sc.rows), sc.Model.Config.Vocab)
+		if len(sc.rows) > 0 {
+			tensor.Gemm(false, true, 1, sc.hs, sc.Model.Head.W.Value, 0, sc.logits)
+		}
+		sc.headed = true
+	}
+	return sc.logits
+}
 
 // Labels returns the tokens that Logits' rows predict.
 func (sc *Scorer) Labels() []int32 { return sc.labels }
 
 // BackwardLogits adds to the model's trainable parameters' gradients the
 // gradient of a loss whose derivative with respect to the last Forward's
-// Logits is g [M, V] (distillation losses give it whole). g may be
-// Logits() itself.
+// Logits is g [M, V] (losses that need the logits whole give it). g may
+// be Logits() itself.
 func (sc *Scorer) BackwardLogits(g *tensor.Dense) error {
 	if sc.hidden == nil {
 		return fmt.Errorf("recipe: Scorer.BackwardLogits: no Forward recorded")
 	}
-	if g.Dims() != 2 || g.Dim(0) != sc.logits.Dim(0) || g.Dim(1) != sc.logits.Dim(1) {
-		return fmt.Errorf("recipe: Scorer.BackwardLogits: gradient of shape %v for logits %v", g.Shape(), sc.logits.Shape())
+	if k, v := len(sc.rows), sc.Model.Config.Vocab; g.Dims() != 2 || g.Dim(0) != k || g.Dim(1) != v {
+		return fmt.Errorf("recipe: Scorer.BackwardLogits: gradient of shape %v for logits [%d %d]", g.Shape(), k, v)
 	}
 	sc.backwardLogits(sc.Model, g)
 	return nil
 }
 
 func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
+	k := len(sc.rows)
+	if w := sc.headGrad(); w != nil && k > 0 {
+		tensor.Gemm(true, false, 1, g, sc.hs, 1, w) // dW += Gᵀ·H
+	}
+	if k > 0 && sc.hidden.RequiresGrad() {
+		sc.dhs = fit(sc.dhs, k, sc.hs.Dim(1))
+		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
+	}
+	sc.backwardHidden(sc.dhs)
+}
+
+// backwardHidden runs the recorded pass backward from dhs, the gradient
+// of the scored positions' hidden states (the other positions' is 0).
+func (sc *Scorer) backwardHidden(dhs *tensor.Dense) {
 	h := sc.hidden
 	sc.hidden = nil
-	k := len(sc.rows)
-	if w := m.Head.W; w.RequiresGrad() && k > 0 {
-		tensor.Gemm(true, false, 1, g, sc.hs, 1, w.Grad) // dW += Gᵀ·H
-	}
 	if !h.RequiresGrad() {
 		return
 	}
 	sc.dh = fit(sc.dh, h.Value.Dim(0), h.Value.Dim(1))
 	sc.dh.Zero()
-	if k > 0 {
-		sc.dhs = fit(sc.dhs, k, h.Value.Dim(1))
-		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
-		for r, i := range sc.rows {
-			copy(sc.dh.Row(int(i)), sc.dhs.Row(r))
-		}
+	for r, i := range sc.rows {
+		copy(sc.dh.Row(int(i)), dhs.Row(r))
 	}
 	sc.tape.Backward(h, sc.dh)
 	if sc.xL != nil {
@@ -458,12 +545,38 @@ func blockTrainable(b *nn.Block) bool {
 // accuracy returns how many scored rows of the last pass have their
 // label as the logits' argmax, and how many rows are scored.
 func (sc *Scorer) accuracy() (hits, n int) {
-	for r, y := range sc.labels {
-		if tensor.ArgMax(sc.logits.Row(r)) == int(y) {
+	sc.eachLogits(func(r int, z []float32) {
+		if tensor.ArgMax(z) == int(sc.labels[r]) {
 			hits++
 		}
-	}
+	})
 	return hits, len(sc.labels)
+}
+
+// eachLogits calls fn on every scored row's logits in turn: the kept
+// logits after an unfused pass; after a fused one, logits formed again a
+// chunk of rows at a time, so they never exist whole.
+func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
+	k := len(sc.rows)
+	if sc.headed || k == 0 {
+		for r := range k {
+			fn(r, sc.logits.Row(r))
+		}
+		return
+	}
+	all := make([]int32, k)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	sc.acc.Rows = sc.fused.ChunkRows
+	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.Head.W.Value}, Rows: all,
+		Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
+			for r := range hi - lo {
+				fn(lo+r, z.Row(r))
+			}
+			return 0, nil
+		}}
+	_ = sc.acc.Run(pass) // the loss above never fails
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {

@@ -36,7 +36,7 @@ func (s *SFT) Train(ctx context.Context, train, eval []Example) (History, error)
 			return nil, err
 		}
 	}
-	s.train, s.evalSet, s.sc = train, eval, NewScorer(s.Model)
+	s.train, s.evalSet, s.sc = train, eval, s.Config.scorer(s.Model)
 	s.sc.Recompute = s.Config.Recompute
 	l := &loop{op: "SFT", cfg: s.Config, n: len(train), params: s.Model.TrainableParams(), zero: s.Model.ZeroGrad}
 	return l.run(ctx, s)
@@ -110,7 +110,7 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 	if len(xs) == 0 {
 		return nil, nil
 	}
-	sc := NewScorer(s.Model)
+	sc := s.Config.scorer(s.Model)
 	bs := max(1, s.Config.Batch)
 	var nll float64
 	var hits, n int

@@ -52,6 +52,19 @@ type Config struct {
 	// instead of all, for about a third more compute. The reward model's
 	// pass does not use it.
 	Recompute bool
+	// Unfused forms the whole [tokens, vocabulary] logits of the scored
+	// positions (Scorer.Unfused) instead of taking every loss straight
+	// from the hidden states and the output head a chunk of rows at a
+	// time, the default. Results agree to float32 rounding; the fused
+	// path holds a chunk's logits instead of all of them.
+	Unfused bool
+}
+
+// scorer returns a Scorer for m on c's head path.
+func (c Config) scorer(m *nn.Model) *Scorer {
+	sc := NewScorer(m)
+	sc.Unfused = c.Unfused
+	return sc
 }
 
 func (c Config) accum() int { return max(1, c.Accum) }

@@ -36,6 +36,7 @@ func main() {
 	steps := flag.Int("steps", 3, "timed steps (after one warmup step)")
 	quick := flag.Bool("quick", false, "a small model, for smoke tests")
 	recompute := flag.Bool("recompute", false, "gradient checkpointing (recipe.Config.Recompute)")
+	unfused := flag.Bool("unfused", false, "form the completion positions' logits whole (recipe.Config.Unfused) instead of the fused LM head")
 	flag.Parse()
 	cfg := SmolLM2
 	if *quick {
@@ -68,7 +69,7 @@ func main() {
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	start := peakRSS()
 	p := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: 0.1},
-		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1, Recompute: *recompute}}
+		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1, Recompute: *recompute, Unfused: *unfused}}
 	var times []time.Duration
 	last := time.Now()
 	p.Config.Callback = func(r recipe.Record) {
