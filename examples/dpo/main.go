@@ -22,9 +22,24 @@
 // defaults, not tuned per objective: read the table as one run of one
 // toy task, not a ranking.
 //
+// With -model DIR, the program runs DPO on a Hugging Face checkpoint
+// instead (a directory with config.json, the safetensors weights,
+// tokenizer.json and tokenizer_config.json — SmolLM2, Qwen2.5, Llama…):
+// it reads the preference pairs of -data (JSONL in TRL's formats:
+// prompt/chosen/rejected as text or as conversations rendered with the
+// model's chat template), trains LoRA adapters of rank -lora on the
+// attention projections (q, k, v, o; alpha twice the rank; the reference
+// is the model with its adapters off) through the trainer layer
+// (package recipe), and writes them in PEFT's format —
+// adapter_config.json and adapter_model.safetensors — under -out, which
+// PEFT's PeftModel.from_pretrained and vLLM load. The training log is
+// out/run/metrics.jsonl, beside the trainer's checkpoint: a run started
+// again on the same -out resumes from it (remove out/run to start over).
+//
 // Usage:
 //
 //	go run ./examples/dpo [-quick] [-out out/dpo] [-seed 1] [-steps 60]
+//	go run ./examples/dpo -model DIR -data prefs.jsonl [-lora 16] [-quick] [-out out/dpo] [-steps 100] [-batch 2] [-accum 4] [-lr 5e-5]
 package main
 
 import (
@@ -75,11 +90,41 @@ func (c *config) quick() {
 func main() {
 	cfg := defaults()
 	quick := flag.Bool("quick", false, "a few seconds' run (CI)")
-	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md and curves.png")
+	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md and curves.png (with -model: the PEFT adapter, and run/ for the training log and checkpoint)")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
 	steps := flag.Int("steps", 0, "preference-tuning steps per objective (0: the default)")
 	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
+	mc := modelDefaults()
+	flag.StringVar(&mc.Model, "model", "", "a Hugging Face model directory (config.json, safetensors, tokenizer.json): run DPO with LoRA on it")
+	flag.StringVar(&mc.Data, "data", "", "with -model: preference pairs, JSONL in TRL's formats")
+	flag.IntVar(&mc.LoRA, "lora", mc.LoRA, "with -model: LoRA rank on q, k, v, o (alpha is twice it)")
+	batch := flag.Int("batch", 0, "with -model: pairs per micro-batch (0: the default)")
+	accum := flag.Int("accum", 0, "with -model: micro-batches per step (0: the default)")
+	lr := flag.Float64("lr", 0, "with -model: peak learning rate (0: the default)")
+	flag.BoolVar(&mc.Recompute, "recompute", false, "with -model: gradient checkpointing (less memory, a third more compute)")
 	flag.Parse()
+	if mc.Model != "" {
+		if *quick {
+			mc.quick()
+		}
+		for _, x := range []struct {
+			dst *int
+			v   int
+		}{{&mc.Steps, *steps}, {&mc.Batch, *batch}, {&mc.Accum, *accum}} {
+			if x.v > 0 {
+				*x.dst = x.v
+			}
+		}
+		if *lr > 0 {
+			mc.LR = *lr
+		}
+		mc.Out, mc.Seed, mc.Progress = cfg.Out, cfg.Seed, lab.Progress(*noBars)
+		if _, err := runModel(context.Background(), mc, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "dpo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *quick {
 		cfg.quick()
 	}
