@@ -108,30 +108,6 @@ func FuzzUnpairedReader(f *testing.F) {
 	f.Add("\n\n{}\n[]\nnull\n\"s\"\n")
 	f.Add(`{"prompt":"p","completion":"c","label":null,"label":false}`)
 	f.Fuzz(func(t *testing.T, in string) {
-		r := NewUnpairedReader(strings.NewReader(in))
-		for range strings.Count(in, "\n") + strings.Count(in, "\r") + 2 { // every line ends at LF, CR or CRLF
-			u, err := r.Next()
-			if err == io.EOF {
-				return
-			}
-			if err != nil {
-				var le *LineError
-				if !errors.As(err, &le) {
-					t.Fatalf("non-line error %v", err)
-				}
-				continue
-			}
-			var buf bytes.Buffer
-			if err := NewWriter(&buf).WriteUnpaired(u); err != nil {
-				t.Fatalf("read %+v, cannot write it: %v", u, err)
-			}
-			back, err := NewUnpairedReader(&buf).Next()
-			if err != nil || back != u {
-				t.Fatalf("%+v re-reads as %+v, %v", u, back, err)
-			}
-		}
-		if _, err := r.Next(); err != io.EOF {
-			t.Fatalf("reader did not reach EOF: %v", err)
-		}
+		roundTrip(t, in, func(r io.Reader) func() (Unpaired, error) { return NewUnpairedReader(r).Next }, (*Writer).WriteUnpaired)
 	})
 }
