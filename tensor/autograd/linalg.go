@@ -6,11 +6,6 @@ import (
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// rowBlock is the number of rows one task of a split matrix product takes.
-// Splits depend on this constant only, so results do not depend on the
-// number of workers.
-const rowBlock = 256
-
 // MatMul returns a·b for a [M,K] and b [K,N].
 func (t *Tape) MatMul(a, b *Var) *Var { return t.matmul(a, b, false) }
 
@@ -51,49 +46,21 @@ func (t *Tape) matmul(a, b *Var, transB bool) *Var {
 	return out
 }
 
-// gemmRows computes c = x·op(y) + beta·c, splitting the rows of x and c
-// into blocks that run in parallel.
+// gemmRows computes c = x·op(y) + beta·c as one product. tensor.Gemm
+// splits it over its workers itself, and every element of c sums its
+// products in an order fixed by the shapes alone, so the result does not
+// depend on the number of workers. One call packs y once, where cutting
+// the rows into blocks would pack it once per block.
 func (t *Tape) gemmRows(transB bool, x, y *tensor.Dense, beta float32, c *tensor.Dense) {
-	m, k := x.Dim(0), x.Dim(1)
-	n := c.Dim(1)
-	nb := chunks(m, rowBlock)
-	if nb == 1 {
-		tensor.Gemm(false, transB, 1, x, y, beta, c)
-		return
-	}
-	xd, cd := x.Data(), c.Data()
-	t.parallel(nb, func(i int) {
-		r0, r1 := i*rowBlock, min((i+1)*rowBlock, m)
-		xs := tensor.FromSlice(xd[r0*k:r1*k], r1-r0, k)
-		cs := tensor.FromSlice(cd[r0*n:r1*n], r1-r0, n)
-		tensor.Gemm(false, transB, 1, xs, y, beta, cs)
-	})
+	tensor.Gemm(false, transB, 1, x, y, beta, c)
 }
 
-// gemmReduce computes c += xᵀ·y for x [M,P], y [M,Q], c [P,Q]: a sum over
-// the M rows, done in fixed blocks of rows whose partial products are added
-// in block order.
+// gemmReduce computes c += xᵀ·y for x [M,P], y [M,Q], c [P,Q]: a weight's
+// gradient, a sum over the M rows of a batch. As one product the sum over
+// M is tensor.Gemm's depth loop, whose order depends on M alone, so no
+// partial products need to be held and added.
 func (t *Tape) gemmReduce(x, y, c *tensor.Dense) {
-	m, p := x.Dim(0), x.Dim(1)
-	q := y.Dim(1)
-	nb := chunks(m, 2*rowBlock)
-	if nb == 1 {
-		tensor.Gemm(true, false, 1, x, y, 1, c)
-		return
-	}
-	bs := 2 * rowBlock
-	part := t.buf(nb * p * q)
-	xd, yd := x.Data(), y.Data()
-	t.parallel(nb, func(i int) {
-		r0, r1 := i*bs, min((i+1)*bs, m)
-		xs := tensor.FromSlice(xd[r0*p:r1*p], r1-r0, p)
-		ys := tensor.FromSlice(yd[r0*q:r1*q], r1-r0, q)
-		tensor.Gemm(true, false, 1, xs, ys, 0, tensor.FromSlice(part[i*p*q:(i+1)*p*q], p, q))
-	})
-	cd := c.Data()
-	for i := range nb {
-		tensor.Add(cd, cd, part[i*p*q:(i+1)*p*q])
-	}
+	tensor.Gemm(true, false, 1, x, y, 1, c)
 }
 
 // BatchMatMul returns the matrix products of a [..., M, K] and b [..., K, N]
