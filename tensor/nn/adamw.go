@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor/autograd"
 )
 
@@ -25,7 +26,17 @@ type AdamW struct {
 	decay  []bool
 	m, v   [][]float32
 	step   int
+	spans  []span    // the parameters cut into pieces for the workers
+	sums   []float64 // GradNorm's partial sums, one per span
 }
+
+// span is elements [lo, hi) of parameter k: a piece of an update that one
+// worker takes. The cut depends on the parameters' sizes alone.
+type span struct{ k, lo, hi int }
+
+// spanLen is the most elements a span holds: big enough that handing it
+// out costs little, small enough that two cores share a model evenly.
+const spanLen = 1 << 16
 
 // NewAdamW returns an optimizer for params with PyTorch's defaults:
 // β = (0.9, 0.999), ε = 1e-8, weight decay 0.01, no clipping.
@@ -37,7 +48,11 @@ func NewAdamW(params []Named, lr float64) *AdamW {
 		o.decay = append(o.decay, p.Var.Value.Dims() >= 2)
 		o.m = append(o.m, make([]float32, n))
 		o.v = append(o.v, make([]float32, n))
+		for lo := 0; lo < n; lo += spanLen {
+			o.spans = append(o.spans, span{len(o.params) - 1, lo, min(n, lo+spanLen)})
+		}
 	}
+	o.sums = make([]float64, len(o.spans))
 	return o
 }
 
@@ -45,13 +60,20 @@ func NewAdamW(params []Named, lr float64) *AdamW {
 func (o *AdamW) Steps() int { return o.step }
 
 // GradNorm returns the global L2 norm of the parameters' gradients,
-// accumulated in float64.
+// accumulated in float64: per span on the workers, then the spans' sums
+// in order, so the result does not depend on the number of workers.
 func (o *AdamW) GradNorm() float64 {
-	var s float64
-	for _, p := range o.params {
-		for _, g := range p.Grad.Data() {
+	parallel.For(len(o.spans), func(i int) {
+		sp := o.spans[i]
+		var s float64
+		for _, g := range o.params[sp.k].Grad.Data()[sp.lo:sp.hi] {
 			s += float64(g) * float64(g)
 		}
+		o.sums[i] = s
+	})
+	var s float64
+	for _, x := range o.sums {
+		s += x
 	}
 	return math.Sqrt(s)
 }
@@ -77,19 +99,24 @@ func (o *AdamW) Step() (float64, error) {
 	sc2 := float32(1 / math.Sqrt(c2))
 	eps := float32(o.Eps)
 	fb1, fb2, fc := float32(b1), float32(b2), float32(clip)
-	for k, p := range o.params {
-		w, g, m, v := p.Value.Data(), p.Grad.Data(), o.m[k], o.v[k]
+	parallel.For(len(o.spans), func(i int) {
+		sp := o.spans[i]
+		p := o.params[sp.k]
+		w, g := p.Value.Data()[sp.lo:sp.hi], p.Grad.Data()[sp.lo:sp.hi]
+		m, v := o.m[sp.k][sp.lo:sp.hi], o.v[sp.k][sp.lo:sp.hi]
 		shrink := float32(1)
-		if o.decay[k] {
+		if o.decay[sp.k] {
 			shrink = float32(1 - o.LR*o.WeightDecay)
 		}
+		g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
 		for i := range w {
 			gi := g[i] * fc
-			m[i] = fb1*m[i] + (1-fb1)*gi
-			v[i] = fb2*v[i] + (1-fb2)*gi*gi
-			w[i] = w[i]*shrink - step*m[i]/(float32(math.Sqrt(float64(v[i])))*sc2+eps)
+			mi := fb1*m[i] + (1-fb1)*gi
+			vi := fb2*v[i] + (1-fb2)*gi*gi
+			m[i], v[i] = mi, vi
+			w[i] = w[i]*shrink - step*mi/(float32(math.Sqrt(float64(vi)))*sc2+eps)
 		}
-	}
+	})
 	return norm, nil
 }
 
