@@ -130,18 +130,25 @@ func (t *Tape) RoPE(x *Var, cos, sin *tensor.Dense) *Var {
 func rope(dst, src, cd, sd []float32, rows, tt, h int, sign float32, acc bool) {
 	for r := range rows {
 		p := r % tt
-		c, s := cd[p*h:(p+1)*h], sd[p*h:(p+1)*h]
-		x0, x1 := src[r*2*h:r*2*h+h], src[r*2*h+h:(r+1)*2*h]
-		y0, y1 := dst[r*2*h:r*2*h+h], dst[r*2*h+h:(r+1)*2*h]
-		for i := range h {
-			a := x0[i]*c[i] - sign*x1[i]*s[i]
-			b := x1[i]*c[i] + sign*x0[i]*s[i]
-			if acc {
-				y0[i] += a
-				y1[i] += b
-			} else {
-				y0[i], y1[i] = a, b
-			}
+		rotate(dst[r*2*h:(r+1)*2*h], src[r*2*h:(r+1)*2*h], cd[p*h:(p+1)*h], sd[p*h:(p+1)*h], sign, acc)
+	}
+}
+
+// rotate turns pairs (i, i+h) of one row x of 2h by sign·angle, with the
+// angles' cosines c and sines s, into y (or adds into y when acc is set).
+func rotate(y, x, c, s []float32, sign float32, acc bool) {
+	h := len(c)
+	x0, x1 := x[:h], x[h:2*h]
+	y0, y1 := y[:h], y[h:2*h]
+	s = s[:h]
+	for i := range c {
+		a := x0[i]*c[i] - sign*x1[i]*s[i]
+		b := x1[i]*c[i] + sign*x0[i]*s[i]
+		if acc {
+			y0[i] += a
+			y1[i] += b
+		} else {
+			y0[i], y1[i] = a, b
 		}
 	}
 }

@@ -99,6 +99,11 @@ func builder(c goldenCase, in map[string]*Var) func(t *Tape) *Var {
 		s := in["x"].Shape()
 		cos, sin := RoPETables(int(num("p0")), s[len(s)-2], s[len(s)-1], num("base"))
 		return func(t *Tape) *Var { return t.RoPE(in["x"], cos, sin) }
+	case "attention_gqa", "attention_mha":
+		s := in["q"].Shape()
+		batch, heads := int(num("batch")), int(num("heads"))
+		cos, sin := RoPETables(0, s[0]/batch, s[1]/heads, num("base"))
+		return func(t *Tape) *Var { return t.Attention(in["q"], in["k"], in["v"], batch, cos, sin) }
 	case "embedding":
 		ids := ints(p["ids"])
 		return func(t *Tape) *Var { return t.Embedding(in["table"], ids) }
@@ -170,7 +175,7 @@ func TestGradCheck(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			in := makeInputs(c)
 			var list []*Var
-			for _, k := range []string{"a", "b", "g", "u", "x", "w", "table", "logits"} {
+			for _, k := range []string{"a", "b", "g", "u", "x", "w", "table", "logits", "q", "k", "v"} {
 				if v, ok := in[k]; ok {
 					list = append(list, v)
 				}

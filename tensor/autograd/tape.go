@@ -164,6 +164,23 @@ func (t *Tape) grad(v *Var) *tensor.Dense {
 	return v.Grad
 }
 
+// gradOut returns v's gradient for an op that writes every element of
+// it, and whether the buffer is new: a new one is not zeroed, and the op
+// must store where it would otherwise add. A view's buffer is its
+// source's, all of it, so the same holds through Reshape.
+func (t *Tape) gradOut(v *Var) (g *tensor.Dense, fresh bool) {
+	if v.Grad != nil {
+		return v.Grad, false
+	}
+	if v.view != nil {
+		g, fresh = t.gradOut(v.view)
+		v.Grad = g.Reshape(v.Value.Shape()...)
+		return v.Grad, fresh
+	}
+	v.Grad = tensor.FromSlice(t.buf(v.Value.Len()), v.Value.Shape()...)
+	return v.Grad, true
+}
+
 // Backward runs the recorded operations in reverse, accumulating into the
 // Grad of every Var that v depends on. grad is dLoss/dv, of v's shape: the
 // seed a fused loss computed elsewhere (say, dLoss/dlogits) enters here.

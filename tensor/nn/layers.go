@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"math"
 	"math/rand/v2"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -83,24 +82,11 @@ type Attention struct {
 }
 
 // Forward attends within each of batch sequences of x [batch·T, D],
-// with RoPE tables cos, sin [T, HeadDim/2].
+// with RoPE tables cos, sin [T, HeadDim/2]: the projections stay in
+// their [batch·T, heads·HeadDim] rows, and autograd's fused Attention
+// rotates, groups and masks the heads.
 func (a *Attention) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
-	n := x.Value.Dim(0)
-	tt, h, kvh, dh := n/batch, a.Heads, a.KVHeads, a.HeadDim
-	g := h / kvh
-	split := func(l *Linear, heads int) *autograd.Var { // [B·T, heads·Dh] → [B, heads, T, Dh]
-		return t.Transpose(t.Reshape(l.Forward(t, x), batch, tt, heads, dh), 1, 2)
-	}
-	q := t.RoPE(split(&a.Q, h), cos, sin)
-	k := t.RoPE(split(&a.K, kvh), cos, sin)
-	v := split(&a.V, kvh)
-	// The g query heads of one group are contiguous: as one [g·T, Dh]
-	// block they meet their shared keys in a single product, which is
-	// repeat_kv without the copies.
-	s := t.BatchMatMul(t.Reshape(q, batch, kvh, g*tt, dh), k, true)
-	p := t.CausalSoftmax(t.Reshape(s, batch, kvh, g, tt, tt), float32(1/math.Sqrt(float64(dh))))
-	o := t.BatchMatMul(t.Reshape(p, batch, kvh, g*tt, tt), v, false)
-	o = t.Reshape(t.Transpose(t.Reshape(o, batch, h, tt, dh), 1, 2), n, h*dh)
+	o := t.Attention(a.Q.Forward(t, x), a.K.Forward(t, x), a.V.Forward(t, x), batch, cos, sin)
 	return a.O.Forward(t, o)
 }
 

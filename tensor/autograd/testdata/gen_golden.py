@@ -98,4 +98,25 @@ case("log_probs", {"logits": arr(5, 7, scale=2)},
                                 torch.log_softmax(logits, -1).gather(1, torch.tensor(tg).clamp(min=0)[:, None])[:, 0],
                                 torch.tensor(0.0)), targets=tg)
 
+def attention_ref(q, k, v, batch, heads, kv_heads, base):
+    """Causal grouped-query attention with RoPE, as transformers' Llama
+    computes it: heads split, rotated, key/value heads repeated in blocks
+    (repeat_kv), scaled scores, causal softmax, heads merged."""
+    n, qd = q.shape
+    dh, t = qd // heads, n // batch
+    q = rope_ref(q.view(batch, t, heads, dh).transpose(1, 2), 0, base)
+    k = rope_ref(k.view(batch, t, kv_heads, dh).transpose(1, 2), 0, base)
+    v = v.view(batch, t, kv_heads, dh).transpose(1, 2)
+    k = k.repeat_interleave(heads // kv_heads, 1)
+    v = v.repeat_interleave(heads // kv_heads, 1)
+    p = causal_softmax_ref(q @ k.transpose(-1, -2), dh ** -0.5)
+    return (p @ v).transpose(1, 2).reshape(n, qd)
+
+
+# 70 positions cross Attention's 64-position blocks.
+case("attention_gqa", {"q": arr(2 * 70, 3 * 4), "k": arr(2 * 70, 4), "v": arr(2 * 70, 4)},
+     lambda q, k, v: attention_ref(q, k, v, 2, 3, 1, 100.0), batch=2, heads=3, kv_heads=1, base=100.0)
+case("attention_mha", {"q": arr(5, 2 * 6, scale=2), "k": arr(5, 2 * 6, scale=2), "v": arr(5, 2 * 6)},
+     lambda q, k, v: attention_ref(q, k, v, 1, 2, 2, 10000.0), batch=1, heads=2, kv_heads=2, base=10000.0)
+
 print(json.dumps({"generator": "gen_golden.py (torch %s, float64)" % torch.__version__, "cases": cases}))
