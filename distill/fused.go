@@ -90,7 +90,7 @@ func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32
 		if teacher != nil {
 			tea = pick(&f.teacher, teacher, f.rows[lo:hi])
 		}
-		return convex(op, g, z, lab, tea, w)
+		return convex(op, g, z, lab, tea, w, true)
 	}
 	return f.run(op, grad, s, nil, 1, count, loss)
 }
@@ -121,7 +121,7 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 			copy(ids[r*k:(r+1)*k], teacher.IDs[int(i)*k:int(i+1)*k])
 			copy(lps[r*k:(r+1)*k], teacher.LogProbs[int(i)*k:int(i+1)*k])
 		}
-		return SparseKL(g, z, lab, TopK{IDs: ids, LogProbs: lps, K: k}, leftover, alpha)
+		return sparseKL(op, g, z, lab, TopK{IDs: ids, LogProbs: lps, K: k}, leftover, alpha, true)
 	}
 	return f.run(op, grad, s, nil, 1, len(f.rows), loss)
 }
@@ -188,7 +188,7 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 		}
 	}
 	loss := func(_, _ int, z, zt *tensor.Dense, g *tensor.Dense) (float64, error) {
-		return divergence(op, g, z, zt, beta, temp, factor)
+		return divergence(op, g, z, zt, beta, temp, factor, true)
 	}
 	// The row kernels divide the logits by T before anything else.
 	return f.run(op, grad, s, &tm, 1/temp, len(f.rows), loss)
