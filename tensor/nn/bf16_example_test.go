@@ -7,8 +7,8 @@ import (
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// A reference model held in bfloat16 decodes reading half the bytes and
-// cannot be trained by mistake. (Per token: 2 layers of 10,240 weights
+// A reference model held in bfloat16 decodes reading half the bytes; its
+// matrices are no longer float32, so it cannot be saved as such. (Per token: 2 layers of 10,240 weights
 // and the 2,048 of the head, 4 or 2 bytes each, plus 160 float32 norm
 // weights; the embedding is read a row at a time.)
 func ExampleModel_FreezeBF16() {
@@ -28,10 +28,9 @@ func ExampleModel_FreezeBF16() {
 	b, _ := ref.Generate(prompt, 8, nn.NewSampler(1, 0, 0, 0))
 	fmt.Println("same greedy tokens:", slices.Equal(a, b))
 
-	_, err = ref.Forward(nil, prompt, 1)
-	fmt.Println(err)
+	fmt.Println(ref.Save("ref.safetensors"))
 	// Output:
 	// weights read per token: 90752 → 45696 bytes
 	// same greedy tokens: true
-	// nn: Forward: model is frozen in bfloat16 (FreezeBF16): inference only
+	// nn: Save: model is frozen in bfloat16 (FreezeBF16): its matrices are not float32
 }
