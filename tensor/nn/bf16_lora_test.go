@@ -27,17 +27,17 @@ func loraOn(t *testing.T, m *Model, targets []string) *Adapter {
 }
 
 // TestFrozenLoRAGradients checks the adapters' gradients on a bfloat16
-// base against finite differences, through every projection of both
-// blocks and a tied bfloat16 head. (The tolerance is the finite
-// differences' at eps = 1e-2: the same model on its float32 base is off
-// by 0.023 at the same element.)
+// base against finite differences, through both blocks and a tied
+// bfloat16 head, with TestLoRAGradients' tolerance.
 func TestFrozenLoRAGradients(t *testing.T) {
 	cfg := loraTestConfig
 	cfg.Tied = true
 	m, err := NewModel(cfg, 3)
 	require.NoError(t, err)
 	require.NoError(t, m.FreezeBF16())
-	a := loraOn(t, m, []string{"q", "k", "v", "o", "gate", "up", "down"})
+	// Into the attention and the MLP, out of each: the gradient of the
+	// lower block's adapters crosses every bfloat16 layer of the upper.
+	a := loraOn(t, m, []string{"k", "o", "up", "down"})
 	ids := []int32{1, 5, 9, 30, 2, 7, 7, 39, 3, 4, 5, 6}
 	var vars []*autograd.Var
 	for _, p := range a.Params() {
@@ -49,7 +49,7 @@ func TestFrozenLoRAGradients(t *testing.T) {
 			panic(err)
 		}
 		return out
-	}, vars, 1e-2, 3e-2, 5)
+	}, vars, 1e-2, 2e-2, 5)
 	require.NoError(t, err)
 	for _, p := range m.Params() {
 		assert.False(t, p.Var.RequiresGrad(), "base parameter %s trains", p.Name)
