@@ -127,11 +127,15 @@ while [ "$i" -lt "$LR" ]; do
 	for b in false true; do
 		GOMAXPROCS=$T "$tmp/loradpo" -pairs "$LP" -batch "$LP" -steps 1 -recompute -bf16=$b | awk -v b="$b" '
 			$2 == "tier" { tier = $3 } $2 == "step_ms" { ms = $3 } $2 == "training_peak_rss_mib" { rss = $3 }
-			END { print b, tier, ms, rss }' >>"$tmp/lora"
+			$2 == "last_loss" { loss = $3 } $2 == "last_logps_chosen" { lp = $3 }
+			END { print b, tier, ms, rss, loss, lp }' >>"$tmp/lora"
 	done
 	i=$((i + 1))
 done
-awk '{ k = $1; tier[k] = $2; if (!(k in ms) || $3 < ms[k]) ms[k] = $3; if ($4 > rss[k]) rss[k] = $4 }
+awk 'function rel(a, b) { d = (a - b) / b; return d < 0 ? -d : d }
+	{ k = $1; tier[k] = $2; if (!(k in ms) || $3 < ms[k]) ms[k] = $3; if ($4 > rss[k]) rss[k] = $4; loss[k] = $5; lp[k] = $6 }
 	END { printf "%-44s %9.0f ms  peak RSS %5.0f MiB  tier %s\n", "float32 base", ms["false"], rss["false"], tier["false"]
 		printf "%-44s %9.0f ms  peak RSS %5.0f MiB  tier %s\n", "bfloat16 base (FreezeBF16)", ms["true"], rss["true"], tier["true"]
-		printf "bf16 base speed-up: %.2fx (goal >= 1.4)\n", ms["false"] / ms["true"] }' "$tmp/lora"
+		printf "bf16 base speed-up: %.2fx (goal >= 1.4)\n", ms["false"] / ms["true"]
+		printf "second step: loss %s vs %s (relative difference %.1e, goal <= 1e-2); chosen log-prob %s vs %s (%.1e)\n",
+			loss["true"], loss["false"], rel(loss["true"], loss["false"]), lp["true"], lp["false"], rel(lp["true"], lp["false"]) }' "$tmp/lora"

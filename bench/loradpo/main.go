@@ -85,11 +85,13 @@ func main() {
 	p := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: 0.1},
 		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1, Recompute: *recompute, Unfused: *unfused}}
 	var times []time.Duration
+	var final recipe.Record
 	last := time.Now()
 	p.Config.Callback = func(r recipe.Record) {
 		now := time.Now()
 		times = append(times, now.Sub(last))
 		last = now
+		final = r
 	}
 	if _, err := p.Train(context.Background(), data, nil); err != nil {
 		log.Fatal(err)
@@ -114,6 +116,10 @@ func main() {
 	hwm := peakRSS()
 	fmt.Printf("go tier %s bf16_base %v\n", tensor.Tier(), *bf16)
 	fmt.Printf("go step_ms %.1f\n", float64(best.Microseconds())/1e3)
+	// The last step's figures, to compare the bases: the loss and the
+	// policy's mean log-prob of the chosen completions.
+	fmt.Printf("go last_loss %.7g\n", final.Metrics["loss"])
+	fmt.Printf("go last_logps_chosen %.7g\n", final.Metrics["logps/chosen"])
 	fmt.Printf("go rss_before_training_mib %.0f\n", start)
 	fmt.Printf("go training_peak_rss_mib %.0f\n", hwm)
 	fmt.Printf("go model_f32_mib %.0f\n", model)
