@@ -3,6 +3,7 @@ package autograd
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
@@ -59,6 +60,23 @@ func TestMatMulTBF16(t *testing.T) {
 	}
 	if (*Var)(nil).RequiresGrad() {
 		t.Fatal("a nil Var requires a gradient")
+	}
+	// On a tier that multiplies bfloat16 the product is GemmMixed's.
+	for _, tier := range tensor.Tiers() {
+		if tier != "avx512bf16" && tier != "amx" {
+			continue
+		}
+		prev, err := tensor.SetTier(tier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := NewTape().MatMulTBF16(small, ws).Value
+		want := tensor.New(5, 7)
+		tensor.GemmMixed(false, true, 1, small.Value, ws, 0, want)
+		tensor.SetTier(prev)
+		if !slices.Equal(got.Data(), want.Data()) {
+			t.Fatalf("%s: %v, GemmMixed gives %v", tier, got.Data(), want.Data())
+		}
 	}
 	for name, f := range map[string]func(){
 		"inner": func() { NewTape().MatMulTBF16(Param(tensor.New(2, 3)), tensor.NewBF16(4, 5)) },
