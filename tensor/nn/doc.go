@@ -57,8 +57,10 @@
 // train, but LoRA adapters on it do (Dettmers et al. 2023, "QLoRA", with
 // bfloat16 in place of 4-bit storage): Forward and Hidden record the
 // bfloat16 layers with autograd's MatMulTBF16, whose products keep the
-// activations and their gradients float32 and exact, so a step differs
-// from one on a float32 base only by the weights' rounding. Save and
+// activations and their gradients float32 and exact (unless a tier with
+// bfloat16 arithmetic is pinned), so a step is the float32 step on the
+// rounded weights: it costs the same arithmetic (the GEMMs widen the
+// weights while packing them) and holds the base in half the bytes. Save and
 // PruneFFN return ErrFrozen.
 //
 // # Training
