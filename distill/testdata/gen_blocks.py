@@ -12,15 +12,13 @@ the losses and every 5th gradient entry are written. Scale 8 gives
 ordinary rows; scale 150 spreads the logits over [-150, 0], so that many
 probabilities of both models underflow float32 and the mixture of
 GeneralizedJSD falls below 1e-30, where the Go code recomputes its log in
-float64. The references are those of gen_golden.py (TRL's
+float64. The references are gen_golden.py's own (TRL's
 generalized_jsd_loss for GJSD, batchmean reduction).
 """
 import json
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
+import gen_golden  # its references; it sets torch's default dtype to float64
 
 N, V, STRIDE = 2, 2100, 5
 
@@ -32,29 +30,9 @@ def logits(mul, off, mod, scale):
     return (-(m.astype(np.float64)) * scale / mod).astype(np.float32)
 
 
-def kl(log_p, log_q):
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
-
-
 def divergence(kind, s, t, beta, T):
-    z = torch.tensor(s.astype(np.float64), requires_grad=True)
-    tt = torch.tensor(t.astype(np.float64))
-    ls = F.log_softmax(z / T, -1)
-    lt = F.log_softmax(tt / T, -1)
-    if kind == "soft":
-        loss = T * T * F.kl_div(ls, lt, reduction="batchmean", log_target=True)
-    elif kind == "forward":
-        loss = kl(lt, ls).mean()
-    elif kind == "reverse":
-        loss = kl(ls, lt).mean()
-    else:
-        b = torch.tensor(beta)
-        m = torch.logsumexp(torch.stack([ls + torch.log(1 - b), lt + torch.log(b)]), dim=0)
-        jsd = b * F.kl_div(m, lt, reduction="none", log_target=True) + (1 - b) * F.kl_div(
-            m, ls, reduction="none", log_target=True)
-        loss = jsd.sum() / jsd.size(0)
-    loss.backward()
-    return float(loss), z.grad.numpy().ravel()[::STRIDE].tolist()
+    loss, grad = gen_golden.divergence(kind, s, t, beta, T)
+    return loss, grad[::STRIDE]
 
 
 cases = []
