@@ -99,7 +99,7 @@ func BenchmarkWorkers(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Shutdown()
-			nc, err := nats.Connect(s.URL())
+			nc, err := s.Connect() // the coordinator beside its server, as Dial connects
 			if err != nil {
 				b.Fatal(err)
 			}
