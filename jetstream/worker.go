@@ -162,9 +162,9 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 // task waits in a client-side buffer while the slot runs another — it
 // would age towards AckWait with no heartbeat, delay its own redelivery if
 // the buffer dropped it, and hold work another worker could run. Requests
-// last a few seconds with heartbeats, so a failover or a restarted server
-// is noticed in seconds. The cost is a subscription per task (two protocol
-// lines without replies), against the tasks' seconds.
+// last a second, so a failover or a restarted server is noticed at once.
+// The cost is a subscription per task (two protocol lines without
+// replies), and an idle slot's request a second.
 func (w *Worker) pull(ctx context.Context, js njs.JetStream, stream string, info *njs.ConsumerInfo, kv njs.KeyValue, obs njs.ObjectStore) {
 	var c njs.Consumer
 	for ctx.Err() == nil {
@@ -176,16 +176,17 @@ func (w *Worker) pull(ctx context.Context, js njs.JetStream, stream string, info
 				continue
 			}
 		}
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		b, err := c.Fetch(1, njs.FetchContext(fctx), njs.FetchHeartbeat(time.Second))
+		// Not cancelled by ctx: a task delivered as the request is
+		// cancelled would be lost to this worker yet count as a delivery.
+		// Draining waits for the request's second instead.
+		b, err := c.Fetch(1, njs.FetchMaxWait(time.Second))
 		if err == nil {
 			for msg := range b.Messages() {
 				w.handle(kv, obs, info, msg)
 			}
 			err = b.Error()
 		}
-		cancel()
-		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
 			// The consumer's leader moved, the server went away, or the
 			// heartbeats stopped: look the consumer up again.
 			w.logf("jetstream: worker %s: %v", w.Name, err)
