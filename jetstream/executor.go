@@ -415,14 +415,21 @@ func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error
 	if err != nil {
 		return err
 	}
-	_, err = e.js.Publish(ctx, subj, b, njs.WithMsgID(msgID))
-	if err == nil {
+	ack, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(msgID))
+	if err == nil && !ack.Duplicate {
 		return nil
 	}
 	// Refused: queued or in progress already (the stream keeps one message
-	// per task subject), or a real failure.
+	// per task subject), or a real failure. Or a duplicate ID: published
+	// within the Duplicates window but no longer queued — purged by hand,
+	// say — in which case it goes out again under a fresh ID.
 	if _, qerr := e.tasks.GetLastMsgForSubject(ctx, subj); qerr == nil {
 		return nil
+	}
+	if err == nil {
+		if _, err = e.js.Publish(ctx, subj, b, njs.WithMsgID(fmt.Sprintf("%s.%d", key, time.Now().UnixNano()))); err == nil {
+			return nil
+		}
 	}
 	return fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
 }
