@@ -14,9 +14,9 @@ import (
 
 // testDir returns a fresh directory, removed when t ends, for a checkpoint.
 // On Linux it is on /dev/shm (tmpfs) when that is writable. The package's
-// tests commit some 2,000 checkpoint files and 2,000 label-log lines, a
-// fsync or two each; on a disk shared with other jobs a fsync takes up to
-// a tenth of a second (ext4 commits its journal, everyone's dirty data
+// tests call fsync some 4,500 times (two per checkpoint file, one per
+// label-log line); on a disk shared with other jobs a fsync can take a
+// tenth of a second (ext4 commits its journal, everyone's dirty data
 // included), and the package once ran into go test's 10-minute timeout
 // that way, busy in fsync rather than hung. On tmpfs the same syscalls
 // run and return at once; nothing the tests check depends on the data
