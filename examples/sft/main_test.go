@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -44,20 +43,11 @@ func tinyCheckpoint(t *testing.T) string {
 	return dir
 }
 
-// chat writes n SFT records, alternating TRL's conversational
-// "messages" form and the plain prompt/completion form.
+// chat writes n SFT records to a JSONL file.
 func chat(t *testing.T, n int) string {
 	t.Helper()
-	var b strings.Builder
-	for i := range n {
-		if i%2 == 0 {
-			b.WriteString(`{"messages": [{"role": "user", "content": "what is a prism?"}, {"role": "assistant", "content": "glass that bends light"}]}` + "\n")
-		} else {
-			b.WriteString(`{"prompt": "the colour of light is", "completion": " refracted into a spectrum"}` + "\n")
-		}
-	}
 	p := filepath.Join(t.TempDir(), "chat.jsonl")
-	require.NoError(t, os.WriteFile(p, []byte(b.String()), 0o644))
+	require.NoError(t, os.WriteFile(p, []byte(lab.ChatRecords(n)), 0o644))
 	return p
 }
 

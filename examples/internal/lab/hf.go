@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/posttrain/posttrain/internal/atomicfile"
@@ -170,4 +171,19 @@ func TrainLog(w io.Writer, bar Bar, total int, line func(recipe.Record) string) 
 // PerStep formats the time of ran steps: "N steps in D (S s/step)".
 func PerStep(ran int, d time.Duration) string {
 	return fmt.Sprintf("%d steps in %v (%.2f s/step)", ran, d.Round(time.Millisecond), d.Seconds()/float64(max(ran, 1)))
+}
+
+// ChatRecords returns n SFT records as JSONL for the smoke tests,
+// alternating TRL's conversational "messages" form and the plain
+// prompt/completion form.
+func ChatRecords(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i%2 == 0 {
+			b.WriteString(`{"messages": [{"role": "user", "content": "what is a prism?"}, {"role": "assistant", "content": "glass that bends light"}]}` + "\n")
+		} else {
+			b.WriteString(`{"prompt": "the colour of light is", "completion": " refracted into a spectrum"}` + "\n")
+		}
+	}
+	return b.String()
 }
