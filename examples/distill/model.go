@@ -75,8 +75,8 @@ func (c modelConfig) loss() (recipe.DistillLoss, bool, error) {
 type scores struct{ loss, acc float64 }
 
 func heldOut(ctx context.Context, m *nn.Model, xs []recipe.Example, batch int, pad int32) (scores, error) {
-	r, err := (&recipe.SFT{Model: m, Config: recipe.Config{Batch: batch, Pad: pad}}).Evaluate(ctx, xs)
-	return scores{r["loss"], r["mean_token_accuracy"]}, err
+	l, a, err := lab.CompletionScores(ctx, m, xs, batch, pad)
+	return scores{l, a}, err
 }
 
 // runModel distills the teacher of c.Teacher into the student of
@@ -158,26 +158,25 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 		}
 	}
 	bar := lab.NewBar(c.Progress, c.Steps, "distill "+c.Loss)
-	cb, ran := lab.TrainLog(w, bar, c.Steps, func(r recipe.Record) string {
+	log := &lab.TrainLog{W: w, Bar: bar, Total: c.Steps, Line: func(r recipe.Record) string {
 		return fmt.Sprintf("loss %.4f", r.Metrics["loss"])
-	})
+	}}
 	d.Config = recipe.Config{
 		Steps: c.Steps, Batch: c.Batch, Accum: c.Accum, LR: c.LR, MinLR: c.LR / 10, Warmup: c.Steps / 10, ClipNorm: 1,
-		Seed: c.Seed, Pad: t.Pad, Recompute: c.Recompute, Dir: filepath.Join(c.Out, "run"), Callback: cb,
+		Seed: c.Seed, Pad: t.Pad, Recompute: c.Recompute, Dir: filepath.Join(c.Out, "run"), Callback: log.Callback,
 	}
-	start := time.Now()
+	log.Start()
 	h, err := d.Train(ctx, train, nil)
 	bar.Finish()
 	if err != nil {
 		return nil, err
 	}
-	elapsed := time.Since(start)
-	if *ran < c.Steps {
-		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-*ran, d.Config.Dir)
+	if log.Ran() < c.Steps {
+		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-log.Ran(), d.Config.Dir)
 	}
-	if *ran > 0 {
+	if log.Ran() > 0 {
 		l, _ := h.Last("loss")
-		fmt.Fprintf(w, "%s of %d records; last training loss %.4f\n", lab.PerStep(*ran, elapsed), c.Batch*max(1, c.Accum), l)
+		fmt.Fprintf(w, "%s of %d records; last training loss %.4f\n", log.PerStep(), c.Batch*max(1, c.Accum), l)
 	}
 	if len(eval) > 0 {
 		after, err := heldOut(ctx, student, eval, c.Batch, t.Pad)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/recipe"
@@ -77,12 +76,12 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 	fmt.Fprintf(w, "%s: %d records for training, %d held out; %d completion tokens in all\n", c.Data, len(train), len(eval), lab.CompletionTokens(xs))
 
 	bar := lab.NewBar(c.Progress, c.Steps, "SFT")
-	cb, ran := lab.TrainLog(w, bar, c.Steps, func(r recipe.Record) string {
+	log := &lab.TrainLog{W: w, Bar: bar, Total: c.Steps, Line: func(r recipe.Record) string {
 		return fmt.Sprintf("loss %.4f nats/token, token accuracy %.3f", r.Metrics["loss"], r.Metrics["mean_token_accuracy"])
-	})
+	}}
 	sft := &recipe.SFT{Model: h.Model, Config: recipe.Config{
 		Steps: c.Steps, Batch: c.Batch, Accum: c.Accum, LR: lr, MinLR: lr / 10, Warmup: c.Steps / 10, ClipNorm: 1,
-		Seed: c.Seed, Pad: h.Pad, Recompute: c.Recompute, Dir: filepath.Join(c.Out, "run"), Callback: cb,
+		Seed: c.Seed, Pad: h.Pad, Recompute: c.Recompute, Dir: filepath.Join(c.Out, "run"), Callback: log.Callback,
 	}}
 	var before map[string]float64
 	if len(eval) > 0 {
@@ -91,18 +90,17 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 			return nil, err
 		}
 	}
-	start := time.Now()
+	log.Start()
 	hist, err := sft.Train(ctx, train, eval)
 	bar.Finish()
 	if err != nil {
 		return nil, err
 	}
-	elapsed := time.Since(start)
-	if *ran < c.Steps {
-		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-*ran, sft.Config.Dir)
+	if log.Ran() < c.Steps {
+		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-log.Ran(), sft.Config.Dir)
 	}
-	if *ran > 0 {
-		fmt.Fprintf(w, "%s of %d records\n", lab.PerStep(*ran, elapsed), c.Batch*max(1, c.Accum))
+	if log.Ran() > 0 {
+		fmt.Fprintf(w, "%s of %d records\n", log.PerStep(), c.Batch*max(1, c.Accum))
 	}
 	if len(eval) > 0 {
 		el, _ := hist.Last("eval_loss")

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -148,29 +149,48 @@ func TinyCheckpoint(dir, tokDir string, cfg nn.Config, seed uint64) error {
 // recipe's test tokenizer (recipe/testdata/tok; 262 is <|im_end|>).
 var TinyConfig = nn.Config{Vocab: 263, DModel: 32, Layers: 2, Heads: 4, KVHeads: 2, Context: 96, Hidden: 64, EOS: []int32{262}}
 
-// TrainLog returns a recipe.Config.Callback for a run of total steps
-// that advances bar by one per training step and, when there is no bar
-// (bar is the zero Bar, as off a terminal), writes line(r) to w about
-// ten times over the run and at its last step. The count of training
-// steps it saw — fewer than total when a run resumes — is in *ran.
-func TrainLog(w io.Writer, bar Bar, total int, line func(recipe.Record) string) (cb func(recipe.Record), ran *int) {
-	every := max(1, total/10)
-	ran = new(int)
-	return func(r recipe.Record) {
-		if _, ok := r.Metrics["loss"]; !ok {
-			return // an evaluation record
-		}
-		*ran++
-		bar.Add(1)
-		if bar.b == nil && (r.Step%every == 0 || r.Step == total) {
-			fmt.Fprintf(w, "step %d/%d: %s\n", r.Step, total, line(r))
-		}
-	}, ran
+// TrainLog follows a training run of Total steps through
+// recipe.Config.Callback: it advances Bar by one per training step and,
+// when there is no bar (the zero Bar, as off a terminal), writes
+// Line(r) to W about ten times over the run and at its last step. It
+// counts the training steps it sees — fewer than Total when a run
+// resumes — and the time of the last one, so that PerStep reports the
+// steps' own time, without the evaluation and the checkpoint that
+// follow the last.
+type TrainLog struct {
+	W     io.Writer
+	Bar   Bar
+	Total int
+	Line  func(recipe.Record) string
+
+	start, last time.Time
+	ran         int
 }
 
-// PerStep formats the time of ran steps: "N steps in D (S s/step)".
-func PerStep(ran int, d time.Duration) string {
-	return fmt.Sprintf("%d steps in %v (%.2f s/step)", ran, d.Round(time.Millisecond), d.Seconds()/float64(max(ran, 1)))
+// Start marks the start of the run; call it just before Train.
+func (l *TrainLog) Start() { l.start, l.last, l.ran = time.Now(), time.Now(), 0 }
+
+// Callback is the recipe.Config.Callback.
+func (l *TrainLog) Callback(r recipe.Record) {
+	if _, ok := r.Metrics["loss"]; !ok {
+		return // an evaluation record
+	}
+	l.ran++
+	l.last = time.Now()
+	l.Bar.Add(1)
+	if every := max(1, l.Total/10); l.Bar.b == nil && l.Line != nil && (r.Step%every == 0 || r.Step == l.Total) {
+		fmt.Fprintf(l.W, "step %d/%d: %s\n", r.Step, l.Total, l.Line(r))
+	}
+}
+
+// Ran is the number of training steps seen since Start.
+func (l *TrainLog) Ran() int { return l.ran }
+
+// PerStep formats the time of the steps seen since Start: "N steps in D
+// (S s/step)".
+func (l *TrainLog) PerStep() string {
+	d := l.last.Sub(l.start)
+	return fmt.Sprintf("%d steps in %v (%.2f s/step)", l.ran, d.Round(time.Millisecond), d.Seconds()/float64(max(l.ran, 1)))
 }
 
 // ChatRecords returns n SFT records as JSONL for the smoke tests,
@@ -186,4 +206,12 @@ func ChatRecords(n int) string {
 		}
 	}
 	return b.String()
+}
+
+// CompletionScores are m's loss (nats per completion token) and top-1
+// accuracy on the completions of xs, through recipe.SFT's evaluation:
+// the measures a distilled or tuned model is compared on.
+func CompletionScores(ctx context.Context, m *nn.Model, xs []recipe.Example, batch int, pad int32) (loss, acc float64, err error) {
+	r, err := (&recipe.SFT{Model: m, Config: recipe.Config{Batch: batch, Pad: pad}}).Evaluate(ctx, xs)
+	return r["loss"], r["mean_token_accuracy"], err
 }

@@ -12,10 +12,11 @@ import (
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// Sample draws n responses per prompt from pol, in parallel over prompts,
-// response j of prompt i with seed itec.Seed(seed, 0, i, 0, j): the
-// result does not depend on the number of workers.
-func Sample(ctx context.Context, pol Policy, prompts []string, n int, seed uint64) ([][]string, error) {
+// Sample draws n responses per prompt from pol (a Policy, a
+// recipe.Generator…), in parallel over prompts, response j of prompt i
+// with seed itec.Seed(seed, 0, i, 0, j): the result does not depend on
+// the number of workers.
+func Sample(ctx context.Context, pol itec.Generator, prompts []string, n int, seed uint64) ([][]string, error) {
 	out := make([][]string, len(prompts))
 	err := parallel.Each(ctx, len(prompts), 0, func(ctx context.Context, i int) error {
 		seeds := make([]uint64, n)
@@ -30,7 +31,7 @@ func Sample(ctx context.Context, pol Policy, prompts []string, n int, seed uint6
 }
 
 // OracleReward is the oracle's mean reward over n samples per prompt.
-func OracleReward(ctx context.Context, pol Policy, prompts []string, n int, seed uint64) (float64, error) {
+func OracleReward(ctx context.Context, pol itec.Generator, prompts []string, n int, seed uint64) (float64, error) {
 	rs, err := Sample(ctx, pol, prompts, n, seed)
 	if err != nil {
 		return 0, err
