@@ -89,6 +89,7 @@ import (
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"gonum.org/v1/plot"
 )
@@ -295,9 +296,9 @@ func seedsNote(n int) string {
 // pct formats a fraction as a percentage.
 func pct(s lab.Stat) lab.Stat { return lab.Stat{Mean: 100 * s.Mean, Half: 100 * s.Half, N: s.N} }
 
-// policy returns the sampling settings of every stage with model m.
-func policy(cfg config, m *nn.TinyLM) lab.Policy {
-	return lab.Policy{M: m, Len: cfg.RespLen, Temperature: 1}
+// policy returns model m with the sampling settings of every stage.
+func policy(cfg config, m *nn.TinyLM) *recipe.Generator {
+	return lab.Gen(m, cfg.RespLen)
 }
 
 // prefTask is what stage 3 hands on: the student, the prompts and the

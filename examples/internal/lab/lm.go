@@ -182,11 +182,7 @@ func HeldOut(m *nn.TinyLM, tokens []int32, seq, windows int) (loss, acc float64,
 
 // PrecomputeTop1 is recipe.PrecomputeTop1 with a progress bar.
 func PrecomputeTop1(ctx context.Context, teacher *nn.TinyLM, tokens []int32, seq int, path string, bar Bar) ([]int32, error) {
-	var last int64
-	return recipe.PrecomputeTop1(ctx, teacher, tokens, seq, path, func(done int64) {
-		bar.Add(int(done - last))
-		last = done
-	})
+	return recipe.PrecomputeTop1(ctx, teacher, tokens, seq, path, bar.progress())
 }
 
 // Perplexity is e^loss.
