@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/posttrain/posttrain/tensor/nn"
+	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
 
@@ -22,14 +22,7 @@ import (
 func tinyCheckpoint(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	m, err := nn.NewModel(nn.Config{Vocab: 263, DModel: 32, Layers: 2, Heads: 4, KVHeads: 2, Context: 96, Hidden: 64, EOS: []int32{262}}, 7)
-	require.NoError(t, err)
-	require.NoError(t, hf.SaveModel(m, dir))
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "recipe", "testdata", "tok", f))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
-	}
+	require.NoError(t, lab.TinyCheckpoint(dir, filepath.Join("..", "..", "recipe", "testdata", "tok"), lab.TinyConfig, 7))
 	return dir
 }
 
