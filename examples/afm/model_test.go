@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/examples/internal/labtest"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
 
@@ -20,10 +20,8 @@ import (
 // member load back as model directories, and a second run with the same
 // seed prints the same report.
 func TestModel(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, lab.TinyCheckpoint(dir, filepath.Join("..", "..", "recipe", "testdata", "tok"), lab.TinyConfig, 7))
-	data := filepath.Join(t.TempDir(), "chat.jsonl")
-	require.NoError(t, os.WriteFile(data, []byte(lab.ChatRecords(12)), 0o644))
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
+	data := labtest.Chat(t, 12)
 	var logs [2]string
 	for i := range logs {
 		c := modelDefaults()
@@ -51,10 +49,8 @@ func TestModel(t *testing.T) {
 
 // TestModelErrors: bad input is an error naming it.
 func TestModelErrors(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, lab.TinyCheckpoint(dir, filepath.Join("..", "..", "recipe", "testdata", "tok"), lab.TinyConfig, 7))
-	few := filepath.Join(t.TempDir(), "few.jsonl")
-	require.NoError(t, os.WriteFile(few, []byte(lab.ChatRecords(3)), 0o644))
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
+	few := labtest.Chat(t, 3)
 	for _, x := range []struct {
 		name   string
 		change func(*modelConfig)

@@ -11,27 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/examples/internal/labtest"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
-
-var tokDir = filepath.Join("..", "..", "recipe", "testdata", "tok")
 
 // checkpoint writes a random model of lab.TinyConfig with hidden width
 // in Hugging Face layout.
 func checkpoint(t *testing.T, hidden int, seed uint64) string {
-	t.Helper()
-	dir := t.TempDir()
 	cfg := lab.TinyConfig
 	cfg.Hidden = hidden
-	require.NoError(t, lab.TinyCheckpoint(dir, tokDir, cfg, seed))
-	return dir
-}
-
-func chat(t *testing.T, n int) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "chat.jsonl")
-	require.NoError(t, os.WriteFile(p, []byte(lab.ChatRecords(n)), 0o644))
-	return p
+	return labtest.Checkpoint(t, cfg, seed)
 }
 
 // TestModelDistill runs the -teacher -quick path with every target, into
@@ -40,7 +29,7 @@ func chat(t *testing.T, n int) string {
 // names the three rows, and the afm run is reproducible.
 func TestModelDistill(t *testing.T) {
 	teacher := checkpoint(t, 64, 7)
-	data := chat(t, 12)
+	data := labtest.Chat(t, 12)
 	for _, x := range []struct{ loss, student string }{{"afm", ""}, {"topk", ""}, {"soft", ""}, {"jsd", ""}, {"ce", ""}, {"afm", checkpoint(t, 16, 8)}} {
 		t.Run(x.loss+map[bool]string{true: "-student", false: "-prune"}[x.student != ""], func(t *testing.T) {
 			c := modelDefaults()
@@ -83,7 +72,7 @@ func TestModelDistill(t *testing.T) {
 func TestModelLearns(t *testing.T) {
 	c := modelDefaults()
 	c.quick()
-	c.Teacher, c.Data, c.Out, c.Prune = checkpoint(t, 64, 7), chat(t, 12), filepath.Join(t.TempDir(), "out"), 0.25
+	c.Teacher, c.Data, c.Out, c.Prune = checkpoint(t, 64, 7), labtest.Chat(t, 12), filepath.Join(t.TempDir(), "out"), 0.25
 	c.Steps, c.LR = 20, 1e-2
 	h, err := runModel(context.Background(), c, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -96,10 +85,9 @@ func TestModelLearns(t *testing.T) {
 // written.
 func TestModelErrors(t *testing.T) {
 	teacher := checkpoint(t, 64, 7)
-	other := t.TempDir()
 	cfg := lab.TinyConfig
 	cfg.Vocab = 300
-	require.NoError(t, lab.TinyCheckpoint(other, tokDir, cfg, 3))
+	other := labtest.Checkpoint(t, cfg, 3)
 	for _, x := range []struct {
 		name   string
 		change func(*modelConfig)
@@ -114,7 +102,7 @@ func TestModelErrors(t *testing.T) {
 		t.Run(x.name, func(t *testing.T) {
 			c := modelDefaults()
 			c.quick()
-			c.Teacher, c.Data, c.Out = teacher, chat(t, 4), filepath.Join(t.TempDir(), "out")
+			c.Teacher, c.Data, c.Out = teacher, labtest.Chat(t, 4), filepath.Join(t.TempDir(), "out")
 			x.change(&c)
 			_, err := runModel(context.Background(), c, &bytes.Buffer{})
 			require.Error(t, err)

@@ -12,19 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/examples/internal/labtest"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
-
-// tinyCheckpoint writes a random Llama-family model in Hugging Face
-// layout — config.json, model.safetensors, and the byte-level BPE
-// tokenizer with SmolLM2's chat template of recipe's test data — to a
-// temporary directory.
-func tinyCheckpoint(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, lab.TinyCheckpoint(dir, filepath.Join("..", "..", "recipe", "testdata", "tok"), lab.TinyConfig, 7))
-	return dir
-}
 
 // prefs writes n preference records to a JSONL file, alternating TRL's
 // plain and conversational formats.
@@ -48,7 +38,7 @@ func prefs(t *testing.T, n int) string {
 // model and changes its logits, and a second run with the same seed
 // writes the same adapter.
 func TestModelDPO(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	c := modelDefaults()
 	c.Model, c.Data, c.LoRA = dir, prefs(t, 12), 4
 	c.quick()
@@ -103,7 +93,7 @@ func TestModelDPO(t *testing.T) {
 func TestModelLearns(t *testing.T) {
 	c := modelDefaults()
 	c.quick()
-	c.Model, c.Data, c.Out, c.LoRA = tinyCheckpoint(t), prefs(t, 12), filepath.Join(t.TempDir(), "out"), 4
+	c.Model, c.Data, c.Out, c.LoRA = labtest.Checkpoint(t, lab.TinyConfig, 7), prefs(t, 12), filepath.Join(t.TempDir(), "out"), 4
 	c.Steps, c.LR = 30, 1e-2
 	h, err := runModel(context.Background(), c, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -117,7 +107,7 @@ func TestModelLearns(t *testing.T) {
 // TestModelErrors: bad input is an error naming it, and no adapter is
 // written.
 func TestModelErrors(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"prompt": "a", "chosen": "b", "rejected": "c"}`+"\n"+`{"prompt": "a", "chosen": "b"}`+"\n"), 0o644))
 	for _, x := range []struct {

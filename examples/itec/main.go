@@ -91,13 +91,7 @@ func main() {
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
 	data := lab.Load(cfg.Bytes)
-	base, err := nn.NewTinyLM(cfg.Model, cfg.Seed)
-	if err != nil {
-		return err
-	}
-	bar := lab.NewBar(cfg.Progress, cfg.BaseSteps, "pre-train base")
-	_, err = lab.TrainLM(ctx, base, data.Train, lab.LMConfig{Steps: cfg.BaseSteps, Batch: 16, Seq: cfg.Model.Context, LR: 3e-3, MinLR: 3e-4, Seed: cfg.Seed}, bar)
-	bar.Finish()
+	base, err := lab.Pretrain(ctx, cfg.Model, data.Train, cfg.BaseSteps, cfg.Seed, cfg.Progress)
 	if err != nil {
 		return err
 	}

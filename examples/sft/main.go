@@ -138,13 +138,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		return err
 	}
 	data := lab.Load(cfg.Bytes)
-	m, err := nn.NewTinyLM(cfg.Model, cfg.Seed)
-	if err != nil {
-		return err
-	}
-	bar := lab.NewBar(cfg.Progress, cfg.BaseSteps, "pre-train base")
-	_, err = lab.TrainLM(ctx, m, data.Train, lab.LMConfig{Steps: cfg.BaseSteps, Batch: 16, Seq: cfg.Model.Context, LR: 3e-3, MinLR: 3e-4, Seed: cfg.Seed}, bar)
-	bar.Finish()
+	m, err := lab.Pretrain(ctx, cfg.Model, data.Train, cfg.BaseSteps, cfg.Seed, cfg.Progress)
 	if err != nil {
 		return err
 	}
@@ -162,7 +156,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bar = lab.NewBar(cfg.Progress, cfg.Steps, "SFT")
+	bar := lab.NewBar(cfg.Progress, cfg.Steps, "SFT")
 	sft.Config.Callback = func(recipe.Record) { bar.Add(1) }
 	h, err := sft.Train(ctx, train, nil)
 	bar.Finish()

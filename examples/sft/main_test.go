@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/examples/internal/labtest"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
@@ -34,31 +35,14 @@ func TestSmoke(t *testing.T) {
 	assert.Equal(t, a.String(), b.String(), "two runs with one seed differ")
 }
 
-// tinyCheckpoint writes a random model in Hugging Face layout with
-// recipe's test tokenizer (SmolLM2's chat template).
-func tinyCheckpoint(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, lab.TinyCheckpoint(dir, filepath.Join("..", "..", "recipe", "testdata", "tok"), lab.TinyConfig, 7))
-	return dir
-}
-
-// chat writes n SFT records to a JSONL file.
-func chat(t *testing.T, n int) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "chat.jsonl")
-	require.NoError(t, os.WriteFile(p, []byte(lab.ChatRecords(n)), 0o644))
-	return p
-}
-
 // TestModelFull runs the -model -quick path with full fine-tuning: the
 // written directory loads as a model with its tokenizer, differs from
 // the base, and a second run with one seed writes the same weights.
 func TestModelFull(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	c := modelDefaults()
 	c.quick()
-	c.Model, c.Data = dir, chat(t, 12)
+	c.Model, c.Data = dir, labtest.Chat(t, 12)
 	var outs [2][]byte
 	for i := range outs {
 		c.Out = filepath.Join(t.TempDir(), "out")
@@ -89,10 +73,10 @@ func TestModelFull(t *testing.T) {
 // TestModelLoRA: with -lora, a PEFT adapter is written, it loads onto
 // the base, and enough steps lower the held-out loss.
 func TestModelLoRA(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	c := modelDefaults()
 	c.quick()
-	c.Model, c.Data, c.Out, c.LoRA = dir, chat(t, 12), filepath.Join(t.TempDir(), "out"), 4
+	c.Model, c.Data, c.Out, c.LoRA = dir, labtest.Chat(t, 12), filepath.Join(t.TempDir(), "out"), 4
 	c.Steps, c.LR = 20, 1e-2
 	var w bytes.Buffer
 	h, err := runModel(context.Background(), c, &w)
@@ -112,7 +96,7 @@ func TestModelLoRA(t *testing.T) {
 // TestModelErrors: bad input is an error naming it, and nothing is
 // written.
 func TestModelErrors(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"prompt": "a", "completion": "b"}`+"\n"+`{"prompt": "a"}`+"\n"), 0o644))
 	for _, x := range []struct {
