@@ -39,6 +39,8 @@ type modelConfig struct {
 	RewardSteps  int
 	RLSteps      int // MDLOO iterations per member
 	RLPrompts    int // prompts per MDLOO iteration
+	RLK          int // MDLOO's responses per prompt (K)
+	MDSteps      int // MDLOO's inner mirror-descent steps per iteration (m)
 	TuneLR, RLLR float64
 	RewardLR     float64
 	EvalSamples  int // responses per held-out prompt in a member's evaluation
@@ -52,7 +54,7 @@ func modelDefaults() modelConfig {
 	return modelConfig{
 		Out: filepath.Join("out", "afm-model"), Prune: 0.5, MaxPrompt: 256, MaxCompletion: 256,
 		DistillSteps: 100, Batch: 4, Accum: 2, DistillLR: 1e-4, TeacherWeight: distill.DefaultTeacherWeight,
-		Rounds: 2, Prompts: 32, Samples: 4, MaxTokens: 48, TuneSteps: 20, RewardSteps: 40, RLSteps: 8, RLPrompts: 4,
+		Rounds: 2, Prompts: 32, Samples: 4, MaxTokens: 48, TuneSteps: 20, RewardSteps: 40, RLSteps: 8, RLPrompts: 4, RLK: 4, MDSteps: 4,
 		TuneLR: 1e-5, RLLR: 1e-5, RewardLR: 1e-4, EvalSamples: 2, Seed: 1,
 	}
 }
@@ -63,7 +65,7 @@ func (c *modelConfig) quick() {
 	c.Records, c.MaxPrompt, c.MaxCompletion = 16, 64, 32
 	c.DistillSteps, c.Batch, c.Accum = 3, 2, 1
 	c.Rounds, c.Prompts, c.Samples, c.MaxTokens = 1, 4, 2, 8
-	c.TuneSteps, c.RewardSteps, c.RLSteps, c.RLPrompts, c.EvalSamples = 2, 2, 1, 2, 1
+	c.TuneSteps, c.RewardSteps, c.RLSteps, c.RLPrompts, c.RLK, c.MDSteps, c.EvalSamples = 2, 2, 1, 2, 2, 1, 1
 }
 
 // runModel distills the model of c.Model into a smaller student
@@ -184,6 +186,7 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (*itec.State, err
 	}
 	samp := recipe.Sampling{MaxTokens: c.MaxTokens, Temperature: 1}
 	md := mirrordescent.DefaultMDLOO()
+	md.K, md.Steps = c.RLK, c.MDSteps
 	cfg := func(steps int, lr float64) recipe.Config {
 		return recipe.Config{Steps: steps, Batch: c.Batch, LR: lr, MinLR: lr / 10, Warmup: steps / 10, ClipNorm: 1, Pad: t.Pad}
 	}
