@@ -160,10 +160,10 @@ func (c *config) quick() {
 func main() {
 	cfg := defaults()
 	quick := flag.Bool("quick", false, "a small run of every stage, in well under 30 s (CI); with -model, a step or two of each")
-	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints")
+	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints (with -model: student/, best/, itec/; default out/afm-model)")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
-	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5)")
-	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
+	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5); not used with -model")
+	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default); not used with -model")
 	student := flag.Int("student-steps", 0, "student distillation steps per arm and seed (0: the default); with -model, the student's distillation steps")
 	rounds := flag.Int("rounds", 0, "iTeC rounds (0: the default, 2)")
 	final := flag.Int("rl-iters", 0, "stage 5 iterations per algorithm and seed (0: the default); with -model, MDLOO iterations per iTeC member")
