@@ -18,6 +18,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // oneRound runs round 1 of a small run in a fresh directory and returns its
@@ -252,21 +255,16 @@ func TestStateInvariants(t *testing.T) {
 		{"negative pairs", func(s *State) { s.History[0].NewPairs = -1 }},
 		{"pair count differs", func(s *State) { s.History[0].NewPairs++ }},
 	} {
-		st, err := decodeState(orig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.mutate(&st)
-		b, err := encodeState(&st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrCheckpoint) {
-			t.Errorf("%s: err = %v, want ErrCheckpoint", c.name, err)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			st, err := decodeState(orig)
+			require.NoError(t, err)
+			c.mutate(&st)
+			b, err := encodeState(&st)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			_, err = Run(context.Background(), cfg)
+			assert.ErrorIs(t, err, ErrCheckpoint)
+		})
 	}
 	// An unchecksummed state (the format before checksums) is refused.
 	st, _ := decodeState(orig)
@@ -311,21 +309,23 @@ func (c *countingLabeler) Label(ctx context.Context, prompt, a, b string) (Prefe
 // with one worker; with more, only requests racing an answer can miss it).
 func TestLabelDurableBeforeNextRequest(t *testing.T) {
 	for _, workers := range []int{1, 4} {
-		w := newWorld(12)
-		dir := t.TempDir()
-		lab := &countingLabeler{inner: &oracle{w: w}, log: filepath.Join(dir, "labels-r1.log")}
-		tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
-		cfg := loopConfig(t, dir, w, nil, tr)
-		cfg.Labeler, cfg.Rounds, cfg.Workers = lab, 1, workers
-		if _, err := Run(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
-		if lab.returned.Load() == 0 {
-			t.Fatal("no labels asked")
-		}
-		if limit := int64(workers - 1); lab.lag > limit {
-			t.Errorf("workers %d: a request went out with %d answers not yet logged, want ≤ %d", workers, lab.lag, limit)
-		}
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			w := newWorld(12)
+			dir := t.TempDir()
+			lab := &countingLabeler{inner: &oracle{w: w}, log: filepath.Join(dir, "labels-r1.log")}
+			tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
+			cfg := loopConfig(t, dir, w, nil, tr)
+			cfg.Labeler, cfg.Rounds, cfg.Workers = lab, 1, workers
+			if _, err := Run(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			if lab.returned.Load() == 0 {
+				t.Fatal("no labels asked")
+			}
+			if limit := int64(workers - 1); lab.lag > limit {
+				t.Errorf("workers %d: a request went out with %d answers not yet logged, want ≤ %d", workers, lab.lag, limit)
+			}
+		})
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func specialists(w *world) []Member {
@@ -194,10 +196,10 @@ func TestErrors(t *testing.T) {
 		{"NaN score", []Member{{Name: "m", Model: constGen("x")}}, nanRM{}, "NaN"},
 		{"nil rm", []Member{{Name: "m", Model: constGen("x")}}, nil, "nil reward model"},
 	} {
-		_, err := RejectionSample(ctx, c.committee, c.rm, w.prompts, SampleOptions{N: 2})
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			_, err := RejectionSample(ctx, c.committee, c.rm, w.prompts, SampleOptions{N: 2})
+			assert.ErrorContains(t, err, c.want)
+		})
 	}
 }
 

@@ -173,15 +173,6 @@ func TestCrossEntropyErrors(t *testing.T) {
 	assert.InDelta(t, 0.40760596444438, v.Value.Data()[0], 1e-6, "ignored NaN row")
 }
 
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
-
 func TestBackwardTwice(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	x, w := randParam(rng, 3, 4), randParam(rng, 4)

@@ -15,7 +15,7 @@ import (
 
 func TestSampler(t *testing.T) {
 	logits := []float32{float32(math.Log(0.5)), float32(math.Log(0.3)), float32(math.Log(0.2))}
-	freq := func(s *Sampler) []float64 {
+	freq := func(t *testing.T, s *Sampler) []float64 {
 		c := make([]float64, 3)
 		const n = 20000
 		for range n {
@@ -41,13 +41,11 @@ func TestSampler(t *testing.T) {
 		// temperature 2 flattens p to ∝ √p
 		{"temperature 2", NewSampler(4, 2, 0, 0), []float64{0.4155, 0.3218, 0.2628}},
 	} {
-		got := freq(tc.s)
-		for i := range got {
-			if math.Abs(got[i]-tc.want[i]) > 0.015 {
-				t.Errorf("%s: frequencies %.3f, want %.3f", tc.name, got, tc.want)
-				break
-			}
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			// 0.015: over four standard errors (√(p(1−p)/n) ≤ 0.0036) of
+			// a frequency over freq's 20,000 draws.
+			assert.InDeltaSlice(t, tc.want, freq(t, tc.s), 0.015, "frequencies")
+		})
 	}
 	a, b := NewSampler(7, 1, 0, 0.9), NewSampler(7, 1, 0, 0.9)
 	for range 100 {
