@@ -53,8 +53,15 @@
 // of the same rounded weights only in summation order, and a sequence
 // decodes bit for bit the same alone or batched; a prompt's rows go
 // through tensor.GemmMixed, which rounds the activations to bfloat16
-// (2⁻⁹ relative) before each product. A frozen model cannot train:
-// Forward, Save and PruneFFN return ErrFrozen.
+// (2⁻⁹ relative) before each product. A frozen model's base does not
+// train, but LoRA adapters on it do (Dettmers et al. 2023, "QLoRA", with
+// bfloat16 in place of 4-bit storage): Forward and Hidden record the
+// bfloat16 layers with autograd's MatMulTBF16, whose products keep the
+// activations and their gradients float32 and exact (unless a tier with
+// bfloat16 arithmetic is pinned), so a step is the float32 step on the
+// rounded weights: it costs the same arithmetic (the GEMMs widen the
+// weights while packing them) and holds the base in half the bytes. Save and
+// PruneFFN return ErrFrozen.
 //
 // # Training
 //
