@@ -66,8 +66,9 @@
 // # Training
 //
 // AdamW is Adam with decoupled weight decay (Kingma & Ba 2015; Loshchilov
-// & Hutter 2019), with global-norm gradient clipping; WarmupCosine is the
-// usual schedule. A non-finite gradient is reported as an error and the
+// & Hutter 2019), with global-norm gradient clipping; CosineSchedule is the
+// usual schedule (linear warmup, then a cosine decay; WarmupCosine takes
+// the same settings positionally). A non-finite gradient is reported as an error and the
 // step is skipped. Reusing one Tape across steps (Tape.Reset) keeps a
 // training loop from reallocating its activations.
 //
