@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/posttrain/posttrain/tensor"
 
@@ -90,11 +91,18 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, int, er
 // enough not to matter beside a model.
 const chunk = 64 << 10
 
+// chunks recycles conversion buffers: next to a model of gigabytes the
+// garbage collector runs rarely, so a fresh buffer per tensor would pile
+// up to tens of megabytes before it is reclaimed.
+var chunks = sync.Pool{New: func() any { return new([chunk]byte) }}
+
 // WriteF32 writes data to w as little-endian float32 values, the layout
 // of safetensors F32 data, through a fixed 64 KiB buffer: a tensor of
 // any size is written, or hashed, without a copy of it in memory.
 func WriteF32(w io.Writer, data []float32) error {
-	buf := make([]byte, chunk)
+	b := chunks.Get().(*[chunk]byte)
+	defer chunks.Put(b)
+	buf := b[:]
 	for len(data) > 0 {
 		n := min(len(data), chunk/4)
 		for i, v := range data[:n] {
@@ -166,7 +174,9 @@ func ReadTensorData(r io.ReaderAt, t *TensorInfo, dst []float32) error {
 	if int64(len(dst))*size != t.End-t.Begin {
 		return fmt.Errorf("nn: safetensors: tensor %q: %d bytes of data for %d elements", t.Name, t.End-t.Begin, len(dst))
 	}
-	buf := make([]byte, chunk)
+	b := chunks.Get().(*[chunk]byte)
+	defer chunks.Put(b)
+	buf := b[:]
 	per := chunk / int(size)
 	for off := t.Begin; len(dst) > 0; {
 		n := min(len(dst), per)
