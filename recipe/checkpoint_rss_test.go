@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -87,17 +88,20 @@ func TestCheckpointRSS(t *testing.T) {
 	path := filepath.Join(t.TempDir(), CheckpointFile)
 	resetHWM(t)
 	base := vmHWM(t)
+	t0 := time.Now()
 	if err := saveCheckpoint(path, 1, params, opt); err != nil {
 		t.Fatal(err)
 	}
-	save := vmHWM(t) - base
+	save, saveTime := vmHWM(t)-base, time.Since(t0)
 	resetHWM(t)
 	base = vmHWM(t)
+	t0 = time.Now()
 	if _, err := loadCheckpoint(path, params, opt); err != nil {
 		t.Fatal(err)
 	}
-	load := vmHWM(t) - base
+	load, loadTime := vmHWM(t)-base, time.Since(t0)
 	st, _ := os.Stat(path)
-	t.Logf("%d parameters, state %.0f MB, file %.0f MB, resident set at the start %.0f MB; peak beyond it: save %.0f MB, load %.0f MB",
-		total, float64(12*total)/1e6, float64(st.Size())/1e6, float64(base)/1e6, float64(save)/1e6, float64(load)/1e6)
+	t.Logf("%d parameters, state %.0f MB, file %.0f MB, resident set at the start %.0f MB; peak beyond it: save %.0f MB (%.1f s), load %.0f MB (%.1f s)",
+		total, float64(12*total)/1e6, float64(st.Size())/1e6, float64(base)/1e6,
+		float64(save)/1e6, saveTime.Seconds(), float64(load)/1e6, loadTime.Seconds())
 }
