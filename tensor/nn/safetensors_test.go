@@ -88,19 +88,10 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if md["k"] != "v" || len(got) != len(ts) {
-		t.Fatalf("metadata %v, %d tensors", md, len(got))
+	if md["k"] != "v" {
+		t.Fatalf("metadata %v", md)
 	}
-	for i := range ts {
-		if got[i].Name != ts[i].Name || !slices.Equal(got[i].Value.Shape(), ts[i].Value.Shape()) {
-			t.Fatalf("tensor %d: %s %v, want %s %v", i, got[i].Name, got[i].Value.Shape(), ts[i].Name, ts[i].Value.Shape())
-		}
-		for j, v := range ts[i].Value.Data() {
-			if math.Float32bits(got[i].Value.Data()[j]) != math.Float32bits(v) {
-				t.Fatalf("%s[%d]: bits %x, want %x", ts[i].Name, j, math.Float32bits(got[i].Value.Data()[j]), math.Float32bits(v))
-			}
-		}
-	}
+	sameTensors(t, got, ts)
 	raw, _ := os.ReadFile(path)
 	if hl := binary.LittleEndian.Uint64(raw); hl%8 != 0 {
 		t.Errorf("header length %d not padded to 8", hl)
@@ -230,19 +221,10 @@ func TestSaveSafetensorsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !maps(md, md2) || len(back) != len(ts) {
-		t.Fatalf("metadata %v, %d tensors", md2, len(back))
+	if !maps(md, md2) {
+		t.Fatalf("metadata %v", md2)
 	}
-	for i := range ts {
-		if back[i].Name != ts[i].Name || !slices.Equal(back[i].Value.Shape(), ts[i].Value.Shape()) {
-			t.Fatalf("tensor %d: %s %v, want %s %v", i, back[i].Name, back[i].Value.Shape(), ts[i].Name, ts[i].Value.Shape())
-		}
-		for j, v := range ts[i].Value.Data() {
-			if math.Float32bits(back[i].Value.Data()[j]) != math.Float32bits(v) {
-				t.Fatalf("%s[%d] read back wrong", ts[i].Name, j)
-			}
-		}
-	}
+	sameTensors(t, back, ts)
 
 	// Memory: a 16 MiB tensor costs saving far less than its size, and
 	// loading little more than the tensor it returns.
@@ -329,3 +311,23 @@ func TestWriteF32(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+// sameTensors fails unless got holds want's names, shapes and bits, in
+// order.
+func sameTensors(t *testing.T, got, want []Tensor) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d tensors, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Name != w.Name || !slices.Equal(g.Value.Shape(), w.Value.Shape()) {
+			t.Fatalf("tensor %d: %s %v, want %s %v", i, g.Name, g.Value.Shape(), w.Name, w.Value.Shape())
+		}
+		for j, v := range w.Value.Data() {
+			if math.Float32bits(g.Value.Data()[j]) != math.Float32bits(v) {
+				t.Fatalf("%s[%d]: bits %x, want %x", w.Name, j, math.Float32bits(g.Value.Data()[j]), math.Float32bits(v))
+			}
+		}
+	}
+}
