@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/internal/lmhead"
@@ -114,7 +115,10 @@ type Scorer struct {
 	// for tests and for losses that need the logits themselves.
 	Unfused bool
 
-	fused  prefopt.Fused
+	fused prefopt.Fused
+	// ctx is the running trainer's context, which cancels the fused
+	// head's calls between chunks; nil outside a trainer.
+	ctx    context.Context
 	acc    lmhead.Chunker
 	headed bool // the last pass formed sc.logits
 	tape   *autograd.Tape
@@ -139,6 +143,14 @@ type Scorer struct {
 	cos, sin *tensor.Dense
 	dtok     []float32
 	dh       *tensor.Dense
+}
+
+// context returns the context of the fused head's calls.
+func (sc *Scorer) context() context.Context {
+	if sc.ctx == nil {
+		return context.Background()
+	}
+	return sc.ctx
 }
 
 // NewScorer returns a Scorer for m.
@@ -196,12 +208,12 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	case k == 0:
 	case sc.Unfused:
 		sc.logits, sc.clse = fit(sc.logits, k, v), fitF64(sc.clse, k)
-		tensor.Gemm(false, true, 1, sc.hs, m.Head.W.Value, 0, sc.logits)
+		tensor.Gemm(false, true, 1, sc.hs, m.HeadWeight(), 0, sc.logits)
 		if err := prefopt.TokenLogProbsLSE(sc.ctok, sc.clse, sc.logits, sc.labels); err != nil {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
 	default:
-		if err := sc.fused.TokenLogProbs(sc.ctok, sc.head(), sc.labels); err != nil {
+		if err := sc.fused.TokenLogProbs(sc.context(), sc.ctok, sc.head(), sc.labels); err != nil {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
 	}
@@ -276,7 +288,7 @@ func (sc *Scorer) gather(h *tensor.Dense, s Seqs) {
 // head returns the scored positions' hidden states with the model's
 // output weight, the fused losses' input.
 func (sc *Scorer) head() prefopt.Head {
-	return prefopt.Head{H: sc.hs, W: sc.Model.Head.W.Value}
+	return prefopt.Head{H: sc.hs, W: sc.Model.HeadWeight()}
 }
 
 // headGrad returns where the head's gradient goes: the output weight's
@@ -326,7 +338,7 @@ func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
 	}
 	if len(sc.rows) > 0 {
 		g := prefopt.HeadGrad{H: sc.hs, W: sc.headGrad()}
-		if err := sc.fused.TokenLogProbsBackward(g, sc.head(), sc.labels, sc.cd); err != nil {
+		if err := sc.fused.TokenLogProbsBackward(sc.context(), g, sc.head(), sc.labels, sc.cd); err != nil {
 			return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
 		}
 	}
@@ -346,7 +358,7 @@ func (sc *Scorer) Logits() *tensor.Dense {
 	if !sc.headed {
 		sc.logits = fit(sc.logits, len(sc.rows), sc.Model.Config.Vocab)
 		if len(sc.rows) > 0 {
-			tensor.Gemm(false, true, 1, sc.hs, sc.Model.Head.W.Value, 0, sc.logits)
+			tensor.Gemm(false, true, 1, sc.hs, sc.Model.HeadWeight(), 0, sc.logits)
 		}
 		sc.headed = true
 	}
@@ -378,7 +390,7 @@ func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 	}
 	if k > 0 && sc.hidden.RequiresGrad() {
 		sc.dhs = fit(sc.dhs, k, sc.hs.Dim(1))
-		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
+		tensor.Gemm(false, false, 1, g, m.HeadWeight(), 0, sc.dhs) // dH = G·W on the scored rows
 	}
 	sc.backwardHidden(sc.dhs)
 }
@@ -569,14 +581,14 @@ func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
 		all[i] = int32(i)
 	}
 	sc.acc.Rows = sc.fused.ChunkRows
-	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.Head.W.Value}, Rows: all,
+	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.HeadWeight()}, Rows: all,
 		Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			for r := range hi - lo {
 				fn(lo+r, z.Row(r))
 			}
 			return 0, nil
 		}}
-	_ = sc.acc.Run(pass) // the loss above never fails
+	_ = sc.acc.Run(sc.context(), pass) // the loss never fails; a cancellation shows in the trainer's next check
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {

@@ -55,6 +55,28 @@ func (t *Tape) gemmRows(transB bool, x, y *tensor.Dense, beta float32, c *tensor
 	tensor.Gemm(false, transB, 1, x, y, beta, c)
 }
 
+// rowBlock is the number of rows one task of rowBlocks takes. Splits
+// depend on this constant only, so results do not depend on the number
+// of workers.
+const rowBlock = 256
+
+// rowBlocks runs f on matching blocks of rowBlock rows of x [M,K] and
+// c [M,N], in parallel: a product whose rows are independent.
+func (t *Tape) rowBlocks(x, c *tensor.Dense, f func(xs, cs *tensor.Dense)) {
+	m, k := x.Dim(0), x.Dim(1)
+	n := c.Dim(1)
+	nb := chunks(m, rowBlock)
+	if nb == 1 {
+		f(x, c)
+		return
+	}
+	xd, cd := x.Data(), c.Data()
+	t.parallel(nb, func(i int) {
+		r0, r1 := i*rowBlock, min((i+1)*rowBlock, m)
+		f(tensor.FromSlice(xd[r0*k:r1*k], r1-r0, k), tensor.FromSlice(cd[r0*n:r1*n], r1-r0, n))
+	})
+}
+
 // gemmReduce computes c += xᵀ·y for x [M,P], y [M,Q], c [P,Q]: a weight's
 // gradient, a sum over the M rows of a batch. As one product the sum over
 // M is tensor.Gemm's depth loop, whose order depends on M alone, so no
