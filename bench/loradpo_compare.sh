@@ -9,12 +9,21 @@
 #
 #   bench/loradpo_compare.sh [THREADS] [STEPS]   # defaults 2 and 3
 #   RECOMPUTE=false bench/loradpo_compare.sh      # without gradient checkpointing
+#   BATCH=4 bench/loradpo_compare.sh              # the 4 pairs in one micro-batch
+#
+# By default the step accumulates 4 micro-batches of one pair (Batch 1,
+# Accum 4: the same gradient as one batch of 4, as TRL's
+# per_device_train_batch_size=1, gradient_accumulation_steps=4): the
+# checkpointed block inputs, 4·(Layers+1)·tokens·DModel bytes, are then a
+# quarter of what they are with all 8 sequences in one pass. The Go
+# binary's -memstats flag prints the heap and the resident set after
+# every step, -memprofile a heap profile of what the steps allocate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
 STEPS=${2:-3}
 go build -o /tmp/posttrain-loradpo ./bench/loradpo
-GO=$(GOMAXPROCS=$THREADS /usr/bin/time -f "go process_peak_rss_mib %M" /tmp/posttrain-loradpo -steps "$STEPS" -batch 4 -recompute=${RECOMPUTE:-true} 2>&1 | awk '$2=="process_peak_rss_mib" {$3=int($3/1024)} {print}')
+GO=$(GOMAXPROCS=$THREADS /usr/bin/time -f "go process_peak_rss_mib %M" /tmp/posttrain-loradpo -steps "$STEPS" -batch ${BATCH:-1} -recompute=${RECOMPUTE:-true} 2>&1 | awk '$2=="process_peak_rss_mib" {$3=int($3/1024)} {print}')
 PT=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 bench/loradpo_anchor.py --threads "$THREADS" --steps "$STEPS")
 echo "$GO"
 echo "$PT"

@@ -15,6 +15,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -37,6 +39,8 @@ func main() {
 	quick := flag.Bool("quick", false, "a small model, for smoke tests")
 	recompute := flag.Bool("recompute", false, "gradient checkpointing (recipe.Config.Recompute)")
 	unfused := flag.Bool("unfused", false, "form the completion positions' logits whole (recipe.Config.Unfused) instead of the fused LM head")
+	memstats := flag.Bool("memstats", false, "print the Go heap and the resident set after every step (stderr)")
+	memprof := flag.String("memprofile", "", "write a heap profile (live and allocated) after training to this file")
 	flag.Parse()
 	cfg := SmolLM2
 	if *quick {
@@ -75,10 +79,19 @@ func main() {
 	p.Config.Callback = func(r recipe.Record) {
 		now := time.Now()
 		times = append(times, now.Sub(last))
+		if *memstats {
+			printMem(r.Step)
+		}
+		if *memprof != "" && r.Step == 1 {
+			writeHeap(*memprof + ".1") // what the later steps allocate is the difference
+		}
 		last = now
 	}
 	if _, err := p.Train(context.Background(), data, nil); err != nil {
 		log.Fatal(err)
+	}
+	if *memprof != "" {
+		writeHeap(*memprof)
 	}
 	best := times[1]
 	for _, t := range times[1:] {
@@ -94,17 +107,57 @@ func main() {
 }
 
 // peakRSS returns VmHWM from /proc/self/status in MiB (0 elsewhere).
-func peakRSS() float64 {
+func peakRSS() float64 { return status("VmHWM:") }
+
+// status returns a field of /proc/self/status in MiB (0 elsewhere).
+func status(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
 			var kb float64
 			fmt.Sscan(f[1], &kb)
 			return kb / 1024
 		}
 	}
 	return 0
+}
+
+// printMem prints the step's Go heap figures (runtime/metrics) and the
+// process's resident set, to see where the bytes go.
+func printMem(step int) {
+	names := []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes", "/memory/classes/heap/unused:bytes",
+		"/memory/classes/heap/free:bytes", "/memory/classes/heap/released:bytes", "/gc/heap/goal:bytes", "/gc/cycles/total:gc-cycles"}
+	ss := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		ss[i].Name = n
+	}
+	metrics.Read(ss)
+	fmt.Fprintf(os.Stderr, "step %d:", step)
+	for _, s := range ss {
+		v := s.Value.Uint64()
+		if strings.HasSuffix(s.Name, "bytes") {
+			fmt.Fprintf(os.Stderr, " %s=%.0fMiB", strings.TrimSuffix(s.Name, ":bytes"), float64(v)/(1<<20))
+		} else {
+			fmt.Fprintf(os.Stderr, " %s=%d", s.Name, v)
+		}
+	}
+	fmt.Fprintf(os.Stderr, " VmRSS=%.0fMiB VmHWM=%.0fMiB\n", status("VmRSS:"), status("VmHWM:"))
+}
+
+// writeHeap writes a heap profile to file.
+func writeHeap(file string) {
+	runtime.GC() // the profile shows allocations as of the last completed collection
+	f, err := os.Create(file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
 }
