@@ -141,6 +141,8 @@ type Scorer struct {
 	dx, dg *tensor.Dense
 	xb     *tensor.Dense // the block-by-block pass's residual stream
 	grp    [][2]int
+	mid    *tensor.Dense // a block's middle, recomputed
+	mv     *autograd.Var
 	// RoPE tables of the last width, for ropeFor.
 	ropeCos, ropeSin *tensor.Dense
 	ropeFor          *nn.Model
@@ -508,6 +510,18 @@ func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
 	return sc.in
 }
 
+// midLeaf is leaf for a block's middle (the attention half's output),
+// with its own gradient buffer.
+func (sc *Scorer) midLeaf(x *tensor.Dense) *autograd.Var {
+	if sc.mv == nil || cap(sc.mv.Grad.Data()) < x.Len() {
+		sc.mv = autograd.Param(x)
+	}
+	sc.mv.Value = x
+	sc.mv.Grad = fit(sc.mv.Grad, x.Dim(0), x.Dim(1))
+	sc.mv.Grad.Zero()
+	return sc.mv
+}
+
 // rope checks s for a block-by-block pass, as Model.Hidden checks its
 // input, and returns the RoPE tables of s's width, kept for the next
 // batch of that width.
@@ -586,12 +600,25 @@ func (sc *Scorer) backwardBlocks() {
 	copy(sc.dg.Data(), g.Data())
 	g, next := sc.dg, sc.dx
 	for i := len(m.Blocks) - 1; i >= low; i-- {
+		blk := &m.Blocks[i]
 		for _, gr := range groups {
+			// Half by half: the attention half's output, then the MLP
+			// half's forward and backward from it, then the attention
+			// half again and its backward. The tape holds one half's
+			// activations and gradients, for one more forward pass of the
+			// attention half.
+			lo, hi, nb := gr[0]*w, gr[1]*w, gr[1]-gr[0]
 			t.Reset()
-			lo, hi := gr[0]*w, gr[1]*w
 			in := sc.leaf(rows(sc.inputs[i], lo, hi))
-			y := m.Blocks[i].Forward(t, in, gr[1]-gr[0], sc.cos, sc.sin)
-			t.Backward(y, rows(g, lo, hi))
+			x1 := blk.ForwardAttn(t, in, nb, sc.cos, sc.sin).Value
+			sc.mid = fit(sc.mid, x1.Dim(0), x1.Dim(1))
+			copy(sc.mid.Data(), x1.Data())
+			t.Reset()
+			mid := sc.midLeaf(sc.mid)
+			t.Backward(blk.ForwardMLP(t, mid), rows(g, lo, hi))
+			t.Reset()
+			in = sc.leaf(rows(sc.inputs[i], lo, hi))
+			t.Backward(blk.ForwardAttn(t, in, nb, sc.cos, sc.sin), mid.Grad)
 			copy(rows(next, lo, hi).Data(), in.Grad.Data())
 		}
 		g, next = next, g
