@@ -28,9 +28,12 @@ PT=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 bench/loradpo_anchor.py --threads
 echo "$GO"
 echo "$PT"
 g=$(awk '$2=="step_ms" {print $3}' <<<"$GO")
+gc=$(awk '$2=="step_cpu_ms" {print $3}' <<<"$GO")
+pc=$(awk '$2=="step_cpu_ms" {print $3}' <<<"$PT")
 p=$(awk '$2=="step_ms" {print $3}' <<<"$PT")
 m=$(awk '$2=="model_f32_mib" {print $3}' <<<"$GO")
 pr=$(awk '$2=="peak_rss_mib" {print $3}' <<<"$PT")
 gr=$(awk '$2=="training_peak_rss_mib" {print $3}' <<<"$GO")
 awk -v g="$g" -v p="$p" 'BEGIN { printf "DPO step, LoRA r=16 q/k/v/o, 4x256 tokens, %s threads: posttrain %.0f ms, torch %.0f ms, speedup %.2fx (goal >= 1.5)\n", '"$THREADS"', g, p, p/g }'
+awk -v g="$gc" -v p="$pc" 'BEGIN { if (p > 0 && g > 0) printf "CPU time per step: posttrain %.0f ms, torch %.0f ms, ratio %.2fx\n", g, p, p/g }'
 awk -v g="$gr" -v r="$pr" -v m="$m" 'BEGIN { printf "peak RSS during training: posttrain %.0f MiB = %.2fx the model (%.0f MiB; goal <= 1.3x), torch process %.0f MiB = %.2fx\n", g, g/m, m, r, r/m }'
