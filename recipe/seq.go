@@ -105,9 +105,19 @@ type Scorer struct {
 	// Recompute turns on gradient checkpointing (Chen et al. 2016; TRL's
 	// gradient_checkpointing): Forward keeps only each decoder block's
 	// input, and Backward runs each block forward again, on its own, just
-	// before its backward pass. Activations then cost one block's worth
-	// instead of the whole model's, for about a third more compute. The
-	// gradients are the same (LoRA dropout masks are redrawn identically).
+	// before its backward pass — half by half, the attention half twice —
+	// and group by group (PassTokens). Activations then cost one half
+	// block's worth of one group instead of the whole model's, for about
+	// 40% more compute. The gradients are the same up to float32 rounding
+	// (LoRA dropout masks are redrawn identically).
+	//
+	// A training step then holds, besides the weights (4·P bytes) and the
+	// trained parameters' gradients and AdamW moments (12 bytes each):
+	// the blocks' inputs, 4·(Layers+1)·N·DModel bytes for a batch of N
+	// tokens; a few [N, DModel] buffers; one half block's activations and
+	// gradients for one group of G ≤ PassTokens tokens (about 100 kB per
+	// token at SmolLM2-135M's shape with LoRA on q, k, v, o); and one
+	// chunk of the head's logits (HeadChunkBytes).
 	Recompute bool
 	// Unfused forms the scored positions' logits [M, V] whole, as Logits
 	// returns them, instead of taking the log-probs and their gradient
