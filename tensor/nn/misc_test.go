@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -126,17 +127,24 @@ func TestByteTokenizer(t *testing.T) {
 }
 
 func TestWarmupCosine(t *testing.T) {
+	// warmup 4, total 14: linear to the peak 1 at step 3, then the cosine
+	// from step 4 (peak) to 14 (floor 0.1), through its midpoint 0.55 at 9.
+	sched := CosineSchedule{Warmup: 4, Total: 14, Peak: 1, Floor: 0.1}
 	for _, tc := range []struct {
 		step int
 		want float64
 	}{
 		{0, 0.25}, {3, 1}, {4, 1}, {9, 0.55}, {14, 0.1}, {20, 0.1},
 	} {
-		// warmup 4, total 14: cosine from step 4 (peak) to 14 (floor); midpoint 9.
-		if got := WarmupCosine(tc.step, 4, 14, 1, 0.1); math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("step %d: lr %v, want %v", tc.step, got, tc.want)
-		}
+		t.Run(fmt.Sprintf("step=%d", tc.step), func(t *testing.T) {
+			// The closed form evaluates cos at 0, π/2 or π: exact but
+			// for the rounding of 0.5·0.9·(1+cos), a few ulp.
+			assert.InDelta(t, tc.want, sched.LR(tc.step), 1e-12, "CosineSchedule")
+			assert.InDelta(t, tc.want, WarmupCosine(tc.step, 4, 14, 1, 0.1), 1e-12, "WarmupCosine")
+		})
 	}
+	assert.Zero(t, CosineSchedule{}.LR(3), "the zero value")
+	assert.Equal(t, 0.5, CosineSchedule{Total: 10, Peak: 0.5}.LR(0), "no warmup starts at the peak")
 }
 
 func TestAdamWNonFinite(t *testing.T) {

@@ -18,15 +18,6 @@ func matVecBF16AVX512(y []float32, w []uint16, ldw int, x []float32)
 //go:noescape
 func matVecBF16AVX2(y []float32, w []uint16, ldw int, x []float32)
 
-// peakBF16 and peakFMA run n×24 independent VDPBF16PS or VFMADD231PS
-// (zmm), for BenchmarkPeak.
-//
-//go:noescape
-func peakBF16(n int)
-
-//go:noescape
-func peakFMA(n int)
-
 func matVecAVX512(y []float32, w []uint16, ldw int, x []float32) {
 	matVecWide(matVecBF16AVX512, 16, y, w, ldw, x)
 }
