@@ -510,26 +510,23 @@ func rows(d *tensor.Dense, lo, hi int) *tensor.Dense {
 
 // leaf returns the Scorer's reusable gradient-taking leaf holding x, its
 // gradient zeroed: one [N, D] gradient buffer serves every block.
-func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
-	if sc.in == nil || cap(sc.in.Grad.Data()) < x.Len() {
-		sc.in = autograd.Param(x)
-	}
-	sc.in.Value = x
-	sc.in.Grad = fit(sc.in.Grad, x.Dim(0), x.Dim(1))
-	sc.in.Grad.Zero()
-	return sc.in
-}
+func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var { return reuseLeaf(&sc.in, x) }
 
 // midLeaf is leaf for a block's middle (the attention half's output),
 // with its own gradient buffer.
-func (sc *Scorer) midLeaf(x *tensor.Dense) *autograd.Var {
-	if sc.mv == nil || cap(sc.mv.Grad.Data()) < x.Len() {
-		sc.mv = autograd.Param(x)
+func (sc *Scorer) midLeaf(x *tensor.Dense) *autograd.Var { return reuseLeaf(&sc.mv, x) }
+
+// reuseLeaf points the leaf *v (made on first use, or when its gradient
+// buffer is too small) at x and zeroes its gradient.
+func reuseLeaf(v **autograd.Var, x *tensor.Dense) *autograd.Var {
+	if *v == nil || cap((*v).Grad.Data()) < x.Len() {
+		*v = autograd.Param(x)
 	}
-	sc.mv.Value = x
-	sc.mv.Grad = fit(sc.mv.Grad, x.Dim(0), x.Dim(1))
-	sc.mv.Grad.Zero()
-	return sc.mv
+	l := *v
+	l.Value = x
+	l.Grad = fit(l.Grad, x.Dim(0), x.Dim(1))
+	l.Grad.Zero()
+	return l
 }
 
 // rope checks s for a block-by-block pass, as Model.Hidden checks its

@@ -50,9 +50,10 @@ type Config struct {
 	// the vocabulary works: padding is neither attended to nor scored.
 	Pad int32
 	// Recompute turns on gradient checkpointing for the trained model's
-	// passes (Scorer.Recompute): activation memory of one decoder block
-	// instead of all, for about a third more compute. The reward model's
-	// pass does not use it.
+	// passes (Scorer.Recompute, whose doc gives the step's memory):
+	// activation memory of half a decoder block for one group of
+	// sequences instead of all of them, for about 40% more compute. The
+	// reward model's pass does not use it.
 	Recompute bool
 	// GCBytes bounds the garbage a run lets build up: after a
 	// micro-batch, when the heap has handed out more than this many bytes
