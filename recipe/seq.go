@@ -115,7 +115,7 @@ type Scorer struct {
 	// trained parameters' gradients and AdamW moments (12 bytes each):
 	// the blocks' inputs, 4·(Layers+1)·N·DModel bytes for a batch of N
 	// tokens; a few [N, DModel] buffers; one half block's activations and
-	// gradients for one group of G ≤ PassTokens tokens (about 100 kB per
+	// gradients for one group of G ≤ PassTokens tokens (about 190 kB per
 	// token at SmolLM2-135M's shape with LoRA on q, k, v, o); and one
 	// chunk of the head's logits (HeadChunkBytes).
 	Recompute bool
