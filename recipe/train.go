@@ -75,7 +75,7 @@ type Config struct {
 }
 
 // DefaultGCBytes is Config.GCBytes' default.
-const DefaultGCBytes = 16 << 20
+const DefaultGCBytes = 8 << 20
 
 // collector runs the collector once the heap has handed out more than
 // limit bytes since the last collection (by anyone).
