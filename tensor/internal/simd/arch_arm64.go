@@ -7,5 +7,8 @@ func registerArch() {
 	k := neonKernels()
 	gemmNEON(&k)
 	k.MatVecBF16 = matVecNEON
+	k.Dots = func(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, n, k int) {
+		dotsEach(dotNEON, y, ldy, w, ldw, x, ldx, m, n, k)
+	}
 	register(NEON, k)
 }

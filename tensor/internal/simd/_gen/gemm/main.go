@@ -441,6 +441,7 @@ func main() {
 		log.Fatal(err)
 	}
 	writeBF16(*out)
+	writeDots(*out)
 }
 
 // fmlaElem encodes FMLA Vd.4S, Vn.4S, Vm.S[i], which the Go assembler

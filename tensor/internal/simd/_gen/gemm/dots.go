@@ -1,0 +1,330 @@
+package main
+
+// The multi-row dot kernels (dots_amd64.s): y[r, i] = w[i]·x[r] for up to
+// four weight rows i at a time and every input row r, the products that
+// decode a few tokens at once. Each weight vector is loaded once for four
+// input rows, and each input vector once for the four weight rows, so a
+// 4×4 block does 16 FMAs per 8 loads where one dot at a time does one
+// per two.
+//
+// Every output has one 16-lane accumulator, fed in column order, and the
+// same reduction tree however many rows the block holds: blocks with
+// fewer input rows leave accumulators at zero, and blocks with fewer
+// weight rows repeat row 0 and do not store it. So an output's bits
+// depend only on its two rows and k, never on the batch or the split.
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+)
+
+// writeDots writes dots_amd64.s into dir.
+func writeDots(dir string) {
+	var w asm
+	w.WriteString(header)
+	dots4(&w, false)
+	dots4(&w, true)
+	dots4BF16AVX2(&w)
+	if err := os.WriteFile(filepath.Join(dir, "dots_amd64.s"), w.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// dots4 writes dots4AVX512 (float32 weights) or dots4BF16AVX512 (bfloat16
+// weights against input rows split by SplitBF16), of
+//
+//	func(y []float32, ldy int, w []T, ldw int, x []float32, ldx, nw, m, k int)
+//
+// which sets y[r*ldy+i] = Σ_{j<k} w[i*ldw+j]·x[r*ldx+j] for i < nw (1…4)
+// and r < m (≥ 1). The columns past the last whole vector are loaded
+// under a mask (zeros elsewhere), so k need not be a multiple of the
+// width and nothing past a row is read.
+//
+// Registers: AX column offset in bytes of w; R10–R13 the weight rows;
+// BX, DX, R8, R9 the input rows of the current group of four, SI the
+// group's first; R14 the input rows left; R15 ldx in bytes; DI the
+// group's y; CX the loop count. Accumulator (i, r) is Z(4i+r); Z16–Z19
+// the weights (the odd halves for bfloat16, Z20–Z23 the even ones); Z24–Z27
+// the inputs; Z31 the mask 0xffff0000. K1 masks the tail columns, K2 the
+// stored weight rows.
+func dots4(w *asm, bf16 bool) {
+	name, esz, step := "dots4AVX512", 4, 16
+	if bf16 {
+		name, esz, step = "dots4BF16AVX512", 2, 32
+	}
+	w.WriteString("// func " + name + "(y []float32, ldy int, w []T, ldw int, x []float32, ldx, nw, m, k int)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-120\n")
+	w.f("MOVQ w_base+32(FP), R10")
+	w.f("MOVQ ldw+56(FP), R15")
+	w.f("SHLQ $%d, R15", bitsOf(esz))
+	w.f("MOVQ nw+96(FP), CX")
+	w.f("MOVQ R10, R11")
+	w.f("MOVQ R10, R12")
+	w.f("MOVQ R10, R13")
+	w.f("CMPQ CX, $2")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*1), R11")
+	w.f("CMPQ CX, $3")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*2), R12")
+	w.f("CMPQ CX, $4")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R11)(R15*2), R13")
+	w.label(name + "_rows")
+	w.f("MOVQ $1, AX")
+	w.f("SHLQ CX, AX")
+	w.f("DECQ AX")
+	w.f("KMOVW AX, K2")
+	w.f("MOVQ k+112(FP), CX")
+	w.f("ANDQ $%d, CX", step-1)
+	w.f("MOVQ $1, AX")
+	w.f("SHLQ CX, AX")
+	w.f("DECQ AX")
+	if bf16 {
+		w.f("KMOVD AX, K1")
+		w.f("MOVL $0xffff0000, AX")
+		w.f("VPBROADCASTD AX, Z31")
+	} else {
+		w.f("KMOVW AX, K1")
+	}
+	w.f("MOVQ y_base+0(FP), DI")
+	w.f("MOVQ x_base+64(FP), SI")
+	w.f("MOVQ ldx+88(FP), R15")
+	w.f("SHLQ $2, R15")
+	w.f("MOVQ m+104(FP), R14")
+
+	w.label(name + "_group")
+	w.f("MOVQ SI, BX")
+	w.f("LEAQ (SI)(R15*1), DX")
+	w.f("LEAQ (SI)(R15*2), R8")
+	w.f("LEAQ (DX)(R15*2), R9")
+	w.f("CMPQ R14, $4")
+	w.f("JGE %s_m4", name)
+	w.f("CMPQ R14, $3")
+	w.f("JEQ %s_m3", name)
+	w.f("CMPQ R14, $2")
+	w.f("JEQ %s_m2", name)
+	xr := []string{"BX", "DX", "R8", "R9"}
+	wr := []string{"R10", "R11", "R12", "R13"}
+	for nx := 1; nx <= 4; nx++ {
+		l := fmt.Sprintf("%s_m%d", name, nx)
+		w.label(l)
+		for a := range 16 {
+			w.f("VPXORD Z%d, Z%d, Z%d", a, a, a)
+		}
+		w.f("XORQ AX, AX")
+		w.f("MOVQ k+112(FP), CX")
+		w.f("SHRQ $%d, CX", bitsOf(step))
+		w.f("JZ %s_tail", l)
+		// body loads the weights (masked by K1 when tail) and runs the FMAs.
+		body := func(tail bool) {
+			mask := ""
+			if tail {
+				mask = ".Z"
+			}
+			for i := range 4 {
+				if bf16 {
+					if tail {
+						w.f("VMOVDQU16.Z (%s)(AX*1), K1, Z%d", wr[i], 16+i)
+					} else {
+						w.f("VMOVDQU16 (%s)(AX*1), Z%d", wr[i], 16+i)
+					}
+					w.f("VPSLLD $16, Z%d, Z%d", 16+i, 20+i)
+					w.f("VPANDD Z31, Z%d, Z%d", 16+i, 16+i)
+				} else if tail {
+					w.f("VMOVUPS%s (%s)(AX*1), K1, Z%d", mask, wr[i], 16+i)
+				} else {
+					w.f("VMOVUPS (%s)(AX*1), Z%d", wr[i], 16+i)
+				}
+			}
+			for r := range nx {
+				if bf16 {
+					// The split row: 16 even columns, then 16 odd ones, zero
+					// past k, so no mask is needed.
+					e, o := 24+2*(r%2), 25+2*(r%2)
+					w.f("VMOVUPS (%s)(AX*2), Z%d", xr[r], e)
+					w.f("VMOVUPS 64(%s)(AX*2), Z%d", xr[r], o)
+					for i := range 4 {
+						w.f("VFMADD231PS Z%d, Z%d, Z%d", e, 20+i, 4*i+r)
+					}
+					for i := range 4 {
+						w.f("VFMADD231PS Z%d, Z%d, Z%d", o, 16+i, 4*i+r)
+					}
+					continue
+				}
+				if tail {
+					w.f("VMOVUPS.Z (%s)(AX*1), K1, Z%d", xr[r], 24+r)
+				} else {
+					w.f("VMOVUPS (%s)(AX*1), Z%d", xr[r], 24+r)
+				}
+			}
+			if !bf16 {
+				for r := range nx {
+					for i := range 4 {
+						w.f("VFMADD231PS Z%d, Z%d, Z%d", 24+r, 16+i, 4*i+r)
+					}
+				}
+			}
+		}
+		w.label(l + "_loop")
+		body(false)
+		w.f("ADDQ $64, AX")
+		w.f("DECQ CX")
+		w.f("JNZ %s_loop", l)
+		w.label(l + "_tail")
+		if bf16 {
+			w.f("KORTESTD K1, K1")
+		} else {
+			w.f("KORTESTW K1, K1")
+		}
+		w.f("JZ %s_reduce", name)
+		body(true)
+		w.f("JMP %s_reduce", name)
+	}
+
+	// The reduction: 16 accumulators to one vector whose quarter r holds
+	// y[r, 0…3]. Every output's lanes meet in the same tree: lane j with
+	// j+8, then j+4, then j+2, then j+1.
+	w.label(name + "_reduce")
+	for p := range 8 {
+		w.f("VSHUFF32X4 $0x44, Z%d, Z%d, Z16", 2*p+1, 2*p)
+		w.f("VSHUFF32X4 $0xee, Z%d, Z%d, Z17", 2*p+1, 2*p)
+		w.f("VADDPS Z17, Z16, Z%d", p)
+	}
+	for m := range 4 {
+		w.f("VSHUFF32X4 $0x88, Z%d, Z%d, Z16", 2*m+1, 2*m)
+		w.f("VSHUFF32X4 $0xdd, Z%d, Z%d, Z17", 2*m+1, 2*m)
+		w.f("VADDPS Z17, Z16, Z%d", m)
+	}
+	for c := range 2 {
+		w.f("VUNPCKLPD Z%d, Z%d, Z16", 2*c+1, 2*c)
+		w.f("VUNPCKHPD Z%d, Z%d, Z17", 2*c+1, 2*c)
+		w.f("VADDPS Z17, Z16, Z%d", c)
+	}
+	w.f("VSHUFPS $0x88, Z1, Z0, Z16")
+	w.f("VSHUFPS $0xdd, Z1, Z0, Z17")
+	w.f("VADDPS Z17, Z16, Z16")
+	w.f("MOVQ ldy+24(FP), CX")
+	w.f("SHLQ $2, CX")
+	w.f("VMOVUPS X16, K2, (DI)")
+	for r := 1; r < 4; r++ {
+		w.f("CMPQ R14, $%d", r)
+		w.f("JLE %s_next", name)
+		w.f("VEXTRACTF32X4 $%d, Z16, X17", r)
+		switch r {
+		case 1:
+			w.f("VMOVUPS X17, K2, (DI)(CX*1)")
+		case 2:
+			w.f("VMOVUPS X17, K2, (DI)(CX*2)")
+		case 3:
+			w.f("LEAQ (CX)(CX*2), AX")
+			w.f("VMOVUPS X17, K2, (DI)(AX*1)")
+		}
+	}
+	w.label(name + "_next")
+	w.f("SUBQ $4, R14")
+	w.f("JLE %s_done", name)
+	w.f("LEAQ (SI)(R15*4), SI")
+	w.f("SHLQ $2, CX")
+	w.f("ADDQ CX, DI")
+	w.f("JMP %s_group", name)
+	w.label(name + "_done")
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// dots4BF16AVX2 writes the AVX2 form of dots4BF16AVX512,
+//
+//	func dots4BF16AVX2(y []float32, ldy int, w []uint16, ldw int, x []float32, ldx, nw, m, k int)
+//
+// over k a multiple of 32 (the Go wrapper adds the rest), one input row
+// at a time: sixteen ymm registers hold four weight rows' even and odd
+// halves, four 8-lane accumulators and the input. Each output's
+// accumulator is reduced on its own, in one fixed order.
+//
+// Registers: AX column offset in bytes of w; R10–R13 the weight rows; BX
+// the input row; DI its y; R14 the rows left; CX the loop count; R15 ldx
+// and then ldy in bytes. Y0–Y3 accumulators, Y4–Y7 even weights, Y8–Y11
+// odd weights, Y12–Y13 input, Y15 the mask.
+func dots4BF16AVX2(w *asm) {
+	name := "dots4BF16AVX2"
+	w.WriteString("// func " + name + "(y []float32, ldy int, w []uint16, ldw int, x []float32, ldx, nw, m, k int)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-120\n")
+	w.f("MOVQ w_base+32(FP), R10")
+	w.f("MOVQ ldw+56(FP), R15")
+	w.f("SHLQ $1, R15")
+	w.f("MOVQ nw+96(FP), CX")
+	w.f("MOVQ R10, R11")
+	w.f("MOVQ R10, R12")
+	w.f("MOVQ R10, R13")
+	w.f("CMPQ CX, $2")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*1), R11")
+	w.f("CMPQ CX, $3")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*2), R12")
+	w.f("CMPQ CX, $4")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R11)(R15*2), R13")
+	w.label(name + "_rows")
+	w.f("VPCMPEQD Y15, Y15, Y15")
+	w.f("VPSLLD $16, Y15, Y15")
+	w.f("MOVQ y_base+0(FP), DI")
+	w.f("MOVQ x_base+64(FP), BX")
+	w.f("MOVQ m+104(FP), R14")
+	w.label(name + "_row")
+	for a := range 4 {
+		w.f("VXORPS Y%d, Y%d, Y%d", a, a, a)
+	}
+	w.f("XORQ AX, AX")
+	w.f("MOVQ k+112(FP), CX")
+	w.f("SHRQ $5, CX")
+	w.f("JZ %s_sum", name)
+	w.label(name + "_loop")
+	for h := range 2 {
+		for i := range 4 {
+			w.f("VMOVDQU %d(R%d)(AX*1), Y%d", 32*h, 10+i, 8+i)
+			w.f("VPSLLD $16, Y%d, Y%d", 8+i, 4+i)
+			w.f("VPAND Y15, Y%d, Y%d", 8+i, 8+i)
+		}
+		w.f("VMOVUPS %d(BX)(AX*2), Y12", 32*h)
+		w.f("VMOVUPS %d(BX)(AX*2), Y13", 64+32*h)
+		for i := range 4 {
+			w.f("VFMADD231PS Y12, Y%d, Y%d", 4+i, i)
+		}
+		for i := range 4 {
+			w.f("VFMADD231PS Y13, Y%d, Y%d", 8+i, i)
+		}
+	}
+	w.f("ADDQ $64, AX")
+	w.f("DECQ CX")
+	w.f("JNZ %s_loop", name)
+	w.label(name + "_sum")
+	w.f("MOVQ nw+96(FP), CX")
+	for i := range 4 {
+		if i > 0 {
+			w.f("CMPQ CX, $%d", i)
+			w.f("JLE %s_next", name)
+		}
+		w.f("VEXTRACTF128 $1, Y%d, X12", i)
+		w.f("VADDPS X12, X%d, X%d", i, i)
+		w.f("VMOVHLPS X%d, X%d, X12", i, i)
+		w.f("VADDPS X12, X%d, X%d", i, i)
+		w.f("VMOVSHDUP X%d, X12", i)
+		w.f("VADDSS X12, X%d, X%d", i, i)
+		w.f("VMOVSS X%d, %d(DI)", i, 4*i)
+	}
+	w.label(name + "_next")
+	w.f("MOVQ ldx+88(FP), CX")
+	w.f("LEAQ (BX)(CX*4), BX")
+	w.f("MOVQ ldy+24(FP), CX")
+	w.f("LEAQ (DI)(CX*4), DI")
+	w.f("DECQ R14")
+	w.f("JNZ %s_row", name)
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
