@@ -2,17 +2,20 @@
 
 package simd
 
-// dots4AVX512, dots4BF16AVX512 and dots4BF16AVX2 (dots_amd64.s, written by
+// dots4AVX512, dots4BF16AVX512, dots4AVX2 and dots4BF16AVX2 (dots_amd64.s, written by
 // _gen/gemm) set y[r*ldy+i] = Σ_{j<k} w[i*ldw+j]·x[r*ldx+j] for i < nw
 // (1…4) and r < m (≥ 1): one block of weight rows against every input
-// row. The bfloat16 kernels read x split by SplitBF16; dots4BF16AVX2
-// takes k a multiple of 32.
+// row. The bfloat16 kernels read x split by SplitBF16; the AVX2 kernels
+// take k a multiple of 8 (dots4AVX2) or 32 (dots4BF16AVX2).
 //
 //go:noescape
 func dots4AVX512(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, nw, m, k int)
 
 //go:noescape
 func dots4BF16AVX512(y []float32, ldy int, w []uint16, ldw int, x []float32, ldx, nw, m, k int)
+
+//go:noescape
+func dots4AVX2(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, nw, m, k int)
 
 //go:noescape
 func dots4BF16AVX2(y []float32, ldy int, w []uint16, ldw int, x []float32, ldx, nw, m, k int)
@@ -26,8 +29,30 @@ func dotsAVX512(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m,
 	}
 }
 
+// dotsAVX2 runs the kernel over the whole vectors of 8 columns and adds
+// the rest in Go, in column order, output by output.
 func dotsAVX2(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, n, k int) {
-	dotsEach(dotAVX2, y, ldy, w, ldw, x, ldx, m, n, k)
+	if m == 0 {
+		return
+	}
+	k8 := k &^ 7
+	for i := 0; i < n; i += 4 {
+		nw := min(4, n-i)
+		dots4AVX2(y[i:], ldy, w[i*ldw:], ldw, x, ldx, nw, m, k8)
+		if k8 == k {
+			continue
+		}
+		for r := range m {
+			xr := x[r*ldx+k8 : r*ldx+k]
+			for ii := i; ii < i+nw; ii++ {
+				s := y[r*ldy+ii]
+				for j, v := range w[ii*ldw+k8 : ii*ldw+k] {
+					s += v * xr[j]
+				}
+				y[r*ldy+ii] = s
+			}
+		}
+	}
 }
 
 func dotsBF16AVX512(y []float32, ldy int, w []uint16, ldw int, xs []float32, ldx, m, n, k int) {

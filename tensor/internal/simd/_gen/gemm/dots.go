@@ -27,6 +27,7 @@ func writeDots(dir string) {
 	dots4(&w, false)
 	dots4(&w, true)
 	dots4BF16AVX2(&w)
+	dots4AVX2(&w)
 	if err := os.WriteFile(filepath.Join(dir, "dots_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -44,7 +45,8 @@ func writeDots(dir string) {
 //
 // Registers: AX column offset in bytes of w; R10–R13 the weight rows;
 // BX, DX, R8, R9 the input rows of the current group of four, SI the
-// group's first; R14 the input rows left; R15 ldx in bytes; DI the
+// group's first; R14 the input rows left; R15 the next block of weight
+// rows (prefetched); DI the
 // group's y; CX the loop count. Accumulator (i, r) is Z(4i+r); Z16–Z19
 // the weights (the odd halves for bfloat16, Z20–Z23 the even ones); Z24–Z27
 // the inputs; Z31 the mask 0xffff0000. K1 masks the tail columns, K2 the
@@ -91,15 +93,21 @@ func dots4(w *asm, bf16 bool) {
 	}
 	w.f("MOVQ y_base+0(FP), DI")
 	w.f("MOVQ x_base+64(FP), SI")
-	w.f("MOVQ ldx+88(FP), R15")
-	w.f("SHLQ $2, R15")
 	w.f("MOVQ m+104(FP), R14")
 
 	w.label(name + "_group")
+	w.f("MOVQ ldx+88(FP), R15")
+	w.f("SHLQ $2, R15")
 	w.f("MOVQ SI, BX")
 	w.f("LEAQ (SI)(R15*1), DX")
 	w.f("LEAQ (SI)(R15*2), R8")
 	w.f("LEAQ (DX)(R15*2), R9")
+	// R15: the next block of weight rows, which the loop prefetches at
+	// the pace it reads this one (4 lines a step), so that the memory
+	// streams while the block's arithmetic runs from L1.
+	w.f("MOVQ ldw+56(FP), R15")
+	w.f("SHLQ $%d, R15", bitsOf(4*esz))
+	w.f("ADDQ R10, R15")
 	w.f("CMPQ R14, $4")
 	w.f("JGE %s_m4", name)
 	w.f("CMPQ R14, $3")
@@ -169,6 +177,9 @@ func dots4(w *asm, bf16 bool) {
 			}
 		}
 		w.label(l + "_loop")
+		for p := range 4 {
+			w.f("PREFETCHT0 %d(R15)(AX*4)", 64*p)
+		}
 		body(false)
 		w.f("ADDQ $64, AX")
 		w.f("DECQ CX")
@@ -226,7 +237,9 @@ func dots4(w *asm, bf16 bool) {
 	w.label(name + "_next")
 	w.f("SUBQ $4, R14")
 	w.f("JLE %s_done", name)
-	w.f("LEAQ (SI)(R15*4), SI")
+	w.f("MOVQ ldx+88(FP), AX")
+	w.f("SHLQ $4, AX")
+	w.f("ADDQ AX, SI")
 	w.f("SHLQ $2, CX")
 	w.f("ADDQ CX, DI")
 	w.f("JMP %s_group", name)
@@ -324,6 +337,119 @@ func dots4BF16AVX2(w *asm) {
 	w.f("LEAQ (DI)(CX*4), DI")
 	w.f("DECQ R14")
 	w.f("JNZ %s_row", name)
+	w.f("VZEROUPPER")
+	w.f("RET")
+	w.WriteString("\n")
+}
+
+// dots4AVX2 writes the AVX2 form of dots4AVX512,
+//
+//	func dots4AVX2(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, nw, m, k int)
+//
+// over k a multiple of 8 (the Go wrapper adds the rest), two input rows
+// at a time: eight 8-lane accumulators, four weight vectors and two input
+// vectors fill the sixteen ymm registers. Each output's accumulator is
+// reduced on its own, in one fixed order.
+//
+// Registers: AX column offset in bytes; R10–R13 the weight rows; BX and
+// DX the input rows; DI their y; R14 the rows left; CX the loop count; R9
+// ldx in bytes, R8 ldy in bytes. Accumulator (i, r) is Y(2i+r); Y8–Y11
+// the weights, Y12–Y13 the inputs.
+func dots4AVX2(w *asm) {
+	name := "dots4AVX2"
+	w.WriteString("// func " + name + "(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, nw, m, k int)\n")
+	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-120\n")
+	w.f("MOVQ w_base+32(FP), R10")
+	w.f("MOVQ ldw+56(FP), R15")
+	w.f("SHLQ $2, R15")
+	w.f("MOVQ nw+96(FP), CX")
+	w.f("MOVQ R10, R11")
+	w.f("MOVQ R10, R12")
+	w.f("MOVQ R10, R13")
+	w.f("CMPQ CX, $2")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*1), R11")
+	w.f("CMPQ CX, $3")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R10)(R15*2), R12")
+	w.f("CMPQ CX, $4")
+	w.f("JLT %s_rows", name)
+	w.f("LEAQ (R11)(R15*2), R13")
+	w.label(name + "_rows")
+	w.f("MOVQ y_base+0(FP), DI")
+	w.f("MOVQ x_base+64(FP), BX")
+	w.f("MOVQ ldx+88(FP), R9")
+	w.f("SHLQ $2, R9")
+	w.f("MOVQ ldy+24(FP), R8")
+	w.f("SHLQ $2, R8")
+	w.f("MOVQ m+104(FP), R14")
+	w.label(name + "_group")
+	w.f("LEAQ (BX)(R9*1), DX")
+	w.f("CMPQ R14, $2")
+	w.f("JGE %s_m2", name)
+	xr := []string{"BX", "DX"}
+	for _, nx := range []int{1, 2} {
+		l := fmt.Sprintf("%s_m%d", name, nx)
+		w.label(l)
+		for a := range 8 {
+			w.f("VXORPS Y%d, Y%d, Y%d", a, a, a)
+		}
+		w.f("XORQ AX, AX")
+		w.f("MOVQ k+112(FP), CX")
+		w.f("SHRQ $3, CX")
+		w.f("JZ %s_sum", name)
+		w.label(l + "_loop")
+		for i := range 4 {
+			w.f("VMOVUPS (R%d)(AX*1), Y%d", 10+i, 8+i)
+		}
+		for r := range nx {
+			w.f("VMOVUPS (%s)(AX*1), Y%d", xr[r], 12+r)
+		}
+		for r := range nx {
+			for i := range 4 {
+				w.f("VFMADD231PS Y%d, Y%d, Y%d", 12+r, 8+i, 2*i+r)
+			}
+		}
+		w.f("ADDQ $32, AX")
+		w.f("DECQ CX")
+		w.f("JNZ %s_loop", l)
+		w.f("JMP %s_sum", name)
+	}
+	// Reduce and store output (i, r) for i < nw and r < min(2, rows left).
+	w.label(name + "_sum")
+	w.f("MOVQ nw+96(FP), CX")
+	for r := range 2 {
+		if r == 1 {
+			w.f("CMPQ R14, $1")
+			w.f("JLE %s_next", name)
+		}
+		for i := range 4 {
+			a := 2*i + r
+			if i > 0 {
+				w.f("CMPQ CX, $%d", i)
+				w.f("JLE %s_row%d", name, r+1)
+			}
+			w.f("VEXTRACTF128 $1, Y%d, X12", a)
+			w.f("VADDPS X12, X%d, X%d", a, a)
+			w.f("VMOVHLPS X%d, X%d, X12", a, a)
+			w.f("VADDPS X12, X%d, X%d", a, a)
+			w.f("VMOVSHDUP X%d, X12", a)
+			w.f("VADDSS X12, X%d, X%d", a, a)
+			if r == 0 {
+				w.f("VMOVSS X%d, %d(DI)", a, 4*i)
+			} else {
+				w.f("VMOVSS X%d, %d(DI)(R8*1)", a, 4*i)
+			}
+		}
+		w.label(fmt.Sprintf("%s_row%d", name, r+1))
+	}
+	w.label(name + "_next")
+	w.f("SUBQ $2, R14")
+	w.f("JLE %s_done", name)
+	w.f("LEAQ (BX)(R9*2), BX")
+	w.f("LEAQ (DI)(R8*2), DI")
+	w.f("JMP %s_group", name)
+	w.label(name + "_done")
 	w.f("VZEROUPPER")
 	w.f("RET")
 	w.WriteString("\n")
