@@ -35,6 +35,7 @@ func writeBF16(dir string) {
 	var n asm
 	n.WriteString(header)
 	bf16NEON(&n)
+	dotsBF16NEON(&n)
 	if err := os.WriteFile(filepath.Join(dir, "bf16_arm64.s"), n.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}

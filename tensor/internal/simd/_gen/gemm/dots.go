@@ -454,3 +454,50 @@ func dots4AVX2(w *asm) {
 	w.f("RET")
 	w.WriteString("\n")
 }
+
+// dotsBF16NEON writes into n (bf16_arm64.s) the NEON block of DotsBF16,
+//
+//	func dots4BF16NEON(out *[64]float32, w []uint16, ldw int, x []float32, kc int)
+//
+// four weight rows (ldw elements apart; 0 repeats one row) against one
+// input row split by SplitBF16, over kc ≥ 1 runs of 32 columns: row r's
+// sixteen lanes at out[16r:], which the Go wrapper reduces in one fixed
+// order. A word of two bfloat16 gives the odd one by masking off the low
+// half (V31) and the even one by shifting it up.
+func dotsBF16NEON(n *asm) {
+	n.WriteString("\n// func dots4BF16NEON(out *[64]float32, w []uint16, ldw int, x []float32, kc int)\n")
+	n.WriteString("TEXT ·dots4BF16NEON(SB), NOSPLIT, $0-72\n")
+	n.f("MOVD out+0(FP), R0")
+	n.f("MOVD w_base+8(FP), R5")
+	n.f("MOVD ldw+32(FP), R2")
+	n.f("LSL $1, R2, R2")
+	for r := 1; r < 4; r++ {
+		n.f("ADD R2, R%d, R%d", 4+r, 5+r)
+	}
+	n.f("MOVD x_base+40(FP), R3")
+	n.f("MOVD kc+64(FP), R4")
+	n.f("MOVW $0xffff0000, R9")
+	n.f("VDUP R9, V31.S4")
+	for a := range 16 {
+		n.f("VEOR V%d.B16, V%d.B16, V%d.B16", a, a, a)
+	}
+	n.label("dotsneon_loop")
+	n.f("VLD1.P 64(R3), [V16.S4, V17.S4, V18.S4, V19.S4]")
+	n.f("VLD1.P 64(R3), [V20.S4, V21.S4, V22.S4, V23.S4]")
+	for r := range 4 {
+		n.f("VLD1.P 64(R%d), [V24.S4, V25.S4, V26.S4, V27.S4]", 5+r)
+		for q := range 4 {
+			n.f("VSHL $16, V%d.S4, V28.S4", 24+q)
+			n.f("VAND V31.B16, V%d.B16, V29.B16", 24+q)
+			n.f("VFMLA V%d.S4, V28.S4, V%d.S4", 16+q, 4*r+q)
+			n.f("VFMLA V%d.S4, V29.S4, V%d.S4", 20+q, 4*r+q)
+		}
+	}
+	n.f("SUB $1, R4, R4")
+	n.f("CBNZ R4, dotsneon_loop")
+	n.f("VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)")
+	n.f("VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)")
+	n.f("VST1.P [V8.S4, V9.S4, V10.S4, V11.S4], 64(R0)")
+	n.f("VST1 [V12.S4, V13.S4, V14.S4, V15.S4], (R0)")
+	n.f("RET")
+}
