@@ -6,7 +6,7 @@ package simd
 func registerArch() {
 	k := neonKernels()
 	gemmNEON(&k)
-	k.MatVecBF16, k.DotsBF16 = matVecNEON, dotsBF16NEON
+	k.DotsBF16 = dotsBF16NEON
 	k.Dots = func(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, n, k int) {
 		dotsEach(dotNEON, y, ldy, w, ldw, x, ldx, m, n, k)
 	}

@@ -10,8 +10,8 @@ import (
 // MLP shape (1536 weight rows of 576, 3.5 MB in float32: in L2 on most
 // CPUs, so the kernel's arithmetic shows) and its head (49,152 rows,
 // 113 MB: memory-bound), for one input row and eight: "dots" is the
-// tier's Dots or DotsBF16, "each" one Dot (or one MatVecBF16 row) per
-// output, as the decoder did before. GFLOPS counts 2 per multiply-add;
+// tier's Dots or DotsBF16 (splitting the input rows included), f32-each
+// one Dot per output, as the float32 decoder did before. GFLOPS counts 2 per multiply-add;
 // GB/s the weights read.
 //
 //	go test -run '^$' -bench Dots ./tensor/internal/simd/
@@ -52,11 +52,6 @@ func BenchmarkDots(b *testing.B) {
 						SplitBF16(xs[rr*SplitLen(sh.in):], x[rr*sh.in:(rr+1)*sh.in])
 					}
 					k.DotsBF16(y, sh.n, w16, sh.in, xs, SplitLen(sh.in), m, sh.n, sh.in)
-				})
-				run("bf16-each", 2, func() {
-					for rr := range m {
-						k.MatVecBF16(y[rr*sh.n:(rr+1)*sh.n], w16, sh.in, x[rr*sh.in:(rr+1)*sh.in])
-					}
 				})
 			}
 		}

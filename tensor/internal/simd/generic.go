@@ -27,7 +27,6 @@ var genericKernels = Kernels{
 	ToF16:      toF16Generic,
 	FromF16:    fromF16Generic,
 	Gemm:       gemmGeneric,
-	MatVecBF16: matVecBF16Generic,
 	Dots:       dotsGeneric,
 	DotsBF16:   dotsBF16Generic,
 }

@@ -101,11 +101,6 @@ type Kernels struct {
 	// tier has no bfloat16 arithmetic: package tensor then widens the
 	// operands while packing them for Gemm.
 	BF16 *BF16Kernel
-	// MatVecBF16 computes y[i] = Σ_j w[i*ldw+j]·x[j] for i < len(y) and
-	// j < len(x): a matrix–vector product with bfloat16 weights, bound by
-	// reading w.
-	MatVecBF16 func(y []float32, w []uint16, ldw int, x []float32)
-
 	// Dots computes y[r*ldy+i] = Σ_{j<k} w[i*ldw+j]·x[r*ldx+j] for the
 	// m input rows r and the n weight rows i (dots.go): the products of
 	// decoding a few tokens at once. An output's value depends only on its
