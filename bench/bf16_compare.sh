@@ -12,7 +12,17 @@
 #   - the weight products of one SmolLM2-135M decoding step (every weight
 #     read once): bfloat16 MatVecBF16 against the float32 decoder's Gemm
 #     and a float32 Dot per row, in tokens/s, and the bound: bfloat16
-#     weight bytes ÷ copy bandwidth.
+#     weight bytes ÷ copy bandwidth;
+#   - a LoRA DPO step on SmolLM2-135M's shape (bench/loradpo, gradient
+#     checkpointing) with the frozen base in bfloat16 against float32,
+#     best of LORA_ROUNDS alternating rounds (default 2) of LORA_PAIRS
+#     pairs of 2×128 tokens (default 1; the README's step is 4);
+#     LORA=0 skips it.
+#
+# The first lines say which kernel tier runs: the one chosen at init is
+# what GemmBF16, GemmMixed, GemmWiden and the LoRA step use (on AVX-512
+# without pinning, bfloat16 is widened while packing and the float32
+# micro-kernel runs); the GEMM lines name their tier first.
 #
 #   bench/bf16_compare.sh [threads [rounds]]    (defaults 2 and 3)
 #
@@ -59,11 +69,13 @@ while [ "$i" -lt "$R" ]; do
 	fi
 	i=$((i + 1))
 done
-"$tmp/simd.test" -test.run '^$' -test.bench '^BenchmarkPeak$' -test.benchtime 200000x -test.count 3 -test.cpu 1 |
-	awk '/GFLOPS/ { n = $1; sub(/^Benchmark/, "", n); sub(/-[0-9]+$/, "", n);
-		for (i = 1; i < NF; i++) if ($(i+1) == "GFLOPS") print n, $i }' >"$tmp/peak"
+"$tmp/simd.test" -test.run '^$' -test.bench '^Benchmark(Peak|KernelPeak)$' -test.benchtime 5000x -test.count 2 -test.cpu 1 |
+	awk '/GFLOPS/ { n = $1; sub(/^Benchmark/, "", n); sub(/-[0-9]+$/, "", n); r = ""
+		for (i = 1; i < NF; i++) { if ($(i+1) == "GFLOPS") g = $i; if ($(i+1) == "Ginst/s" || $(i+1) == "of-peak") r = $i }
+		print n, g, r }' >"$tmp/peak"
 
 echo "threads: $T   rounds: $R   CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)   bf16 flags: $(grep -o 'avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+go run ./examples/kernels -quick -n 64 | awk '/tier in use/ { sub(/^kernel /, ""); print "posttrain " $0 "; unpinned bfloat16 products run on the tier in use" }'
 echo "OpenBLAS: ${core:-?}"
 printf '\n%-44s %9s\n' "1024³ (GFLOPS, best of rounds)" GFLOPS
 cat "$tmp/go" "$tmp/np" | awk '{ if (!($1 in b)) o[++n] = $1; if ($2 > b[$1]) b[$1] = $2 }
@@ -73,8 +85,16 @@ cat "$tmp/go" "$tmp/np" | awk '{ if (!($1 in b)) o[++n] = $1; if ($2 > b[$1]) b[
 		printf "\n%-44s %9s %11s %11s\n", "bf16 GEMM 1024³ ratios", "/float32", "/sgemm-auto", "/sgemm-skx"
 		for (i = 1; i <= n; i++) if (o[i] ~ /^GemmBF16\//)
 			printf "%-44s %9.2f %11.2f %11.2f\n", o[i], b[o[i]] / f32, b[o[i]] / np, b[o[i]] / sx }'
-printf '\nsingle-core instruction peak (GFLOPS; the GEMM above runs on %s threads)\n' "$T"
-awk '{ if ($2 > b[$1]) b[$1] = $2 } END { for (k in b) printf "%-44s %9.1f\n", k, b[k] }' "$tmp/peak"
+printf '\nsingle core: instruction rate by independent accumulators (Peak), micro-kernels on L1 operands (KernelPeak)\n'
+printf '%-44s %9s %9s\n' "" GFLOPS "Ginst/s or of-peak"
+awk '{ if (!($1 in b)) o[++n] = $1; if ($2 > b[$1]) { b[$1] = $2; r[$1] = $3 } }
+	END { for (i = 1; i <= n; i++) printf "%-44s %9.1f %9.2f\n", o[i], b[o[i]], r[o[i]]
+		f = b["Peak/fma/24"]; v = b["Peak/vdpbf16ps/24"]
+		if (f > 0 && v > 0) printf "VDPBF16PS peak / FMA peak, in FLOPs: %.2f (bf16 GEMM can beat float32 only above 1)\n", v / f }' "$tmp/peak"
+awk '{ if ($2 > b[$1]) b[$1] = $2 } END { v = b["Peak/vdpbf16ps/24"]; if (v > 0) print v }' "$tmp/peak" >"$tmp/vpeak"
+awk -v p="$(cat "$tmp/vpeak")" '{ if (!($1 in b)) o[++n] = $1; if ($2 > b[$1]) b[$1] = $2 }
+	END { if (p > 0) for (i = 1; i <= n; i++) if (o[i] ~ /^GemmBF16\/avx512bf16\/bf16\//)
+		printf "%-44s %9.1f GFLOPS = %.2f of the VDPBF16PS peak x %s threads\n", o[i], b[o[i]], b[o[i]] / (p * '"$T"'), "'"$T"'" }' "$tmp/go"
 
 printf '\nMatVecBF16 (GB/s of weights read) against copy bandwidth, %s threads\n' "$T"
 "$tmp/tensor.test" -test.run '^$' -test.bench '^BenchmarkMatVecBF16$|^BenchmarkCopy$' -test.benchtime 300ms -test.count 3 -test.cpu "$T" |
@@ -95,3 +115,27 @@ printf '\nSmolLM2-135M weight products per token (tokens/s; bound = 269 MB of bf
 			printf "bf16 / f32-gemm at %s threads: %.2fx\n", "'"$T"'", t["DecodeWeights/bf16-'"$T"'"] / t["DecodeWeights/f32-gemm-'"$T"'"]
 		if (("DecodeWeights/f32-dot" in t) && ("DecodeWeights/bf16" in t))
 			printf "bf16 / f32-dot at 1 thread: %.2fx\n", t["DecodeWeights/bf16"] / t["DecodeWeights/f32-dot"] }'
+
+[ "${LORA:-1}" = 0 ] && exit 0
+LP=${LORA_PAIRS:-1}
+LR=${LORA_ROUNDS:-2}
+printf '\nLoRA r=16 DPO step, SmolLM2-135M shape, %s pair(s) x 256 tokens, gradient checkpointing, %s threads (bench/loradpo)\n' "$LP" "$T"
+go build -o "$tmp/loradpo" ./bench/loradpo
+: >"$tmp/lora"
+i=0
+while [ "$i" -lt "$LR" ]; do
+	for b in false true; do
+		GOMAXPROCS=$T "$tmp/loradpo" -pairs "$LP" -batch "$LP" -steps 1 -recompute -bf16=$b | awk -v b="$b" '
+			$2 == "tier" { tier = $3 } $2 == "step_ms" { ms = $3 } $2 == "training_peak_rss_mib" { rss = $3 }
+			$2 == "last_loss" { loss = $3 } $2 == "last_logps_chosen" { lp = $3 }
+			END { print b, tier, ms, rss, loss, lp }' >>"$tmp/lora"
+	done
+	i=$((i + 1))
+done
+awk 'function rel(a, b) { d = (a - b) / b; return d < 0 ? -d : d }
+	{ k = $1; tier[k] = $2; if (!(k in ms) || $3 < ms[k]) ms[k] = $3; if ($4 > rss[k]) rss[k] = $4; loss[k] = $5; lp[k] = $6 }
+	END { printf "%-44s %9.0f ms  peak RSS %5.0f MiB  tier %s\n", "float32 base", ms["false"], rss["false"], tier["false"]
+		printf "%-44s %9.0f ms  peak RSS %5.0f MiB  tier %s\n", "bfloat16 base (FreezeBF16)", ms["true"], rss["true"], tier["true"]
+		printf "bf16 base speed-up: %.2fx (goal >= 1.4)\n", ms["false"] / ms["true"]
+		printf "second step: loss %s vs %s (relative difference %.1e, goal <= 1e-2); chosen log-prob %s vs %s (%.1e)\n",
+			loss["true"], loss["false"], rel(loss["true"], loss["false"]), lp["true"], lp["false"], rel(lp["true"], lp["false"]) }' "$tmp/lora"

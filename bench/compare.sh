@@ -16,13 +16,7 @@ PY=/usr/bin/python3
 "$PY" -c 'import numpy, torch' 2>/dev/null || {
 	echo "compare.sh: needs Debian's python3-numpy and python3-torch" >&2; exit 1; }
 
-# Debian 12's OpenBLAS 0.3.21 predates Zen 4 and falls back to its Prescott
-# (SSE3) kernels there, about 18 GFLOPS. Pin its fastest AVX-512 kernels so
-# that the anchor is the strongest OpenBLAS this machine can run.
-unset OPENBLAS_L2_SIZE
-if grep -q avx512f /proc/cpuinfo && [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-	export OPENBLAS_CORETYPE=SkylakeX
-fi
+. bench/openblas.sh
 anchor() { (cd /tmp && "$PY" "$OLDPWD/bench/anchor.py" "$@") | awk '{print $2}'; }
 
 # gobench PKG PATTERN [BENCHTIME]: prints "name ns/op" for each benchmark.
@@ -38,7 +32,7 @@ header() { printf '\n%s\n' "$1"; row "workload" "posttrain" "anchor" "ratio" "";
 
 TIER=$(go run ./examples/kernels -quick -n 64 | awk -F': ' '/tier in use/ {split($2, a, " "); print a[1]}')
 echo "posttrain kernel tier: $TIER; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "OpenBLAS core type: ${OPENBLAS_CORETYPE:-auto}"
+echo "$OPENBLAS_NOTE"
 
 section_kernels() {
 	header "kernels (one goroutine)"

@@ -10,10 +10,8 @@
 # over windows of about 250 ms (Go: -benchtime 250ms -count 5 per round;
 # NumPy: five timed windows of 250 ms per round).
 #
-# OpenBLAS 0.3.21 (Debian 12) does not recognise every AVX-512 CPU: on a
-# Sapphire Rapids VM it falls back to a kernel five times slower. On a CPU
-# with AVX-512 the script therefore sets OPENBLAS_CORETYPE=SkylakeX unless
-# the caller set OPENBLAS_CORETYPE; it prints what OpenBLAS reports.
+# The OpenBLAS kernel is OpenBLAS's own choice unless that is a pre-AVX-512
+# one on an AVX-512 CPU (bench/openblas.sh); the script prints which ran.
 set -eu
 cd "$(dirname "$0")/.."
 T=${1:-2}
@@ -22,9 +20,8 @@ PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -q avx512f /proc/cpuinfo 2>/dev/null; then
-	export OPENBLAS_CORETYPE=SkylakeX
-fi
+. bench/openblas.sh
+echo "$OPENBLAS_NOTE"
 # Debian's numpy calls whatever libblas.so.3 the alternatives system picks.
 blas=$(readlink -f /usr/lib/*/libblas.so.3 2>/dev/null | head -n 1)
 core=$(OPENBLAS_VERBOSE=2 OPENBLAS_NUM_THREADS=1 "$PY" -c 'import numpy; numpy.ones((2, 2), numpy.float32) @ numpy.ones((2, 2), numpy.float32)' 2>&1 | tr '\n' ' ')

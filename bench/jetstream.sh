@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures the JetStream executor's figures (the jetstream module): the
 # per-task overhead on the loopback (publish → worker ack → result, median,
-# goal ≤ 1 ms) with and without fsync per write, and the speed-up of two
-# posttrain-worker processes over one on a CPU-bound TinyLM sampling
+# goal ≤ 1 ms) with and without Sync (one fsync per task, the result's),
+# and the speed-up of two posttrain-worker processes over one on a
+# CPU-bound TinyLM sampling
 # workload (goal ≥ 1.8x on 2 cores). The worker counts alternate within
 # each round so that a change in the machine's load hits both alike; the
 # script prints the median of ROUNDS rounds. There is no external anchor:

@@ -18,6 +18,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // oneRound runs round 1 of a small run in a fresh directory and returns its
@@ -25,7 +28,7 @@ import (
 func oneRound(t testing.TB) (Config, *oracle) {
 	t.Helper()
 	w := newWorld(6)
-	dir := t.TempDir()
+	dir := testDir(t)
 	lab := &oracle{w: w}
 	tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
 	cfg := loopConfig(nil, dir, w, lab, tr)
@@ -86,17 +89,20 @@ func TestLockExcludesSecondRun(t *testing.T) {
 	first := cfg
 	first.Labeler = bl
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := Run(ctx, first)
-		errc <- err
-	}()
-	<-bl.started
+	defer cancel()
+	errc := runAsync(ctx, first)
+	select {
+	case <-bl.started:
+	case err := <-errc:
+		t.Fatalf("first run returned before labeling: %v", err)
+	case <-time.After(hangBound(t)):
+		t.Fatal("first run never reached the labeler")
+	}
 	if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Run on a directory in use: err = %v, want ErrLocked", err)
 	}
 	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
+	if err := await(t, errc, "first run after cancellation"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v", err)
 	}
 	// Released on return: the directory is usable again, and the run
@@ -130,8 +136,12 @@ func TestLockAcrossProcesses(t *testing.T) {
 	if runtime.GOOS == "windows" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" || runtime.GOOS == "plan9" {
 		t.Skip("no subprocess flock test here")
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+	dir := testDir(t)
+	// The helper is killed at the bound if it never says "locked", so the
+	// read below ends.
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound(t))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLockHelper$")
 	cmd.Env = append(os.Environ(), "ITEC_LOCK_HELPER="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -252,21 +262,16 @@ func TestStateInvariants(t *testing.T) {
 		{"negative pairs", func(s *State) { s.History[0].NewPairs = -1 }},
 		{"pair count differs", func(s *State) { s.History[0].NewPairs++ }},
 	} {
-		st, err := decodeState(orig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.mutate(&st)
-		b, err := encodeState(&st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrCheckpoint) {
-			t.Errorf("%s: err = %v, want ErrCheckpoint", c.name, err)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			st, err := decodeState(orig)
+			require.NoError(t, err)
+			c.mutate(&st)
+			b, err := encodeState(&st)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			_, err = Run(context.Background(), cfg)
+			assert.ErrorIs(t, err, ErrCheckpoint)
+		})
 	}
 	// An unchecksummed state (the format before checksums) is refused.
 	st, _ := decodeState(orig)
@@ -311,21 +316,23 @@ func (c *countingLabeler) Label(ctx context.Context, prompt, a, b string) (Prefe
 // with one worker; with more, only requests racing an answer can miss it).
 func TestLabelDurableBeforeNextRequest(t *testing.T) {
 	for _, workers := range []int{1, 4} {
-		w := newWorld(12)
-		dir := t.TempDir()
-		lab := &countingLabeler{inner: &oracle{w: w}, log: filepath.Join(dir, "labels-r1.log")}
-		tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
-		cfg := loopConfig(t, dir, w, nil, tr)
-		cfg.Labeler, cfg.Rounds, cfg.Workers = lab, 1, workers
-		if _, err := Run(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
-		if lab.returned.Load() == 0 {
-			t.Fatal("no labels asked")
-		}
-		if limit := int64(workers - 1); lab.lag > limit {
-			t.Errorf("workers %d: a request went out with %d answers not yet logged, want ≤ %d", workers, lab.lag, limit)
-		}
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			w := newWorld(12)
+			dir := testDir(t)
+			lab := &countingLabeler{inner: &oracle{w: w}, log: filepath.Join(dir, "labels-r1.log")}
+			tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
+			cfg := loopConfig(t, dir, w, nil, tr)
+			cfg.Labeler, cfg.Rounds, cfg.Workers = lab, 1, workers
+			if _, err := Run(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			if lab.returned.Load() == 0 {
+				t.Fatal("no labels asked")
+			}
+			if limit := int64(workers - 1); lab.lag > limit {
+				t.Errorf("workers %d: a request went out with %d answers not yet logged, want ≤ %d", workers, lab.lag, limit)
+			}
+		})
 	}
 }
 
@@ -334,7 +341,7 @@ func TestLabelDurableBeforeNextRequest(t *testing.T) {
 func TestLabelLog(t *testing.T) {
 	setup := func(t *testing.T) (Config, *oracle, string) {
 		w := newWorld(8)
-		dir := t.TempDir()
+		dir := testDir(t)
 		lab := &oracle{w: w}
 		tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
 		cfg := loopConfig(t, dir, w, nil, tr)
@@ -425,7 +432,7 @@ func (q *durableQueue) Commit(ctx context.Context, prompt, a, b string) error {
 // answer in flight at a crash is not asked again.
 func TestDurableLabeler(t *testing.T) {
 	w := newWorld(8)
-	dir := t.TempDir()
+	dir := testDir(t)
 	o := &oracle{w: w}
 	q := &durableQueue{inner: o, kept: map[string]Preference{}}
 	tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
@@ -451,7 +458,7 @@ func TestHugeCounts(t *testing.T) {
 		if _, err := Candidates([]string{"p"}, [][]Sample{{{Text: "a"}, {Text: "b"}}}, PairOptions{Strategy: RandomPairs, PerPrompt: n}); err == nil {
 			t.Errorf("Candidates with PerPrompt = %d: no error", n)
 		}
-		cfg := loopConfig(nil, t.TempDir(), w, &oracle{w: w}, &memoTrainer{})
+		cfg := loopConfig(nil, testDir(t), w, &oracle{w: w}, &memoTrainer{})
 		cfg.Samples = n
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("Run with Samples = %d: no error", n)

@@ -73,41 +73,55 @@ type DurableLabeler interface {
 
 // gatedLabeler holds every new request while an answer already returned
 // is not yet durable: Label counts the answers it hands back, the label
-// step's done callback uncounts each once it is synced to the log, and a
-// request waits until none is pending.
+// step uncounts each once it is synced to the log (or once it is known
+// never to arrive there), and a request waits until none is pending or
+// its context ends. The wait is a channel, not a sync.Cond, so that a
+// cancelled run never waits on an answer that will not be uncounted.
 type gatedLabeler struct {
 	l       Labeler
 	mu      sync.Mutex
-	synced  sync.Cond
 	pending int
+	idle    chan struct{} // closed while pending == 0
 }
 
 func newGatedLabeler(l Labeler) *gatedLabeler {
-	g := &gatedLabeler{l: l}
-	g.synced.L = &g.mu
+	g := &gatedLabeler{l: l, idle: make(chan struct{})}
+	close(g.idle)
 	return g
 }
 
 func (g *gatedLabeler) Label(ctx context.Context, prompt, a, b string) (Preference, error) {
 	g.mu.Lock()
 	for g.pending > 0 {
-		g.synced.Wait()
+		idle := g.idle
+		g.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return Preference{}, ctx.Err()
+		}
+		g.mu.Lock()
 	}
 	g.mu.Unlock()
 	p, err := g.l.Label(ctx, prompt, a, b)
-	if err == nil && p.Level.Valid() { // Label's caller calls done for it
+	if err == nil && p.Level.Valid() { // Label's caller calls durable for it
 		g.mu.Lock()
+		if g.pending == 0 {
+			g.idle = make(chan struct{})
+		}
 		g.pending++
 		g.mu.Unlock()
 	}
 	return p, err
 }
 
-// durable uncounts an answer once it is synced (or failed to be).
+// durable uncounts an answer once it is synced (or failed to be, or was
+// lost on its way back).
 func (g *gatedLabeler) durable() {
 	g.mu.Lock()
-	g.pending--
-	g.synced.Broadcast()
+	if g.pending--; g.pending == 0 {
+		close(g.idle)
+	}
 	g.mu.Unlock()
 }
 

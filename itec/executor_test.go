@@ -52,12 +52,12 @@ func (r *recorder) note(id string) {
 func TestExecutorSeam(t *testing.T) {
 	w := newWorld(12)
 	fallback := &sampler{w: w, parity: -1, skill: 0.2}
-	ref := t.TempDir()
+	ref := testDir(t)
 	refLab := &oracle{w: w}
 	if _, err := Run(context.Background(), loopConfig(t, ref, w, refLab, &memoTrainer{dir: ref, fallback: fallback})); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := testDir(t)
 	lab := &oracle{w: w}
 	rec := &recorder{gen: map[string][]string{}, counts: map[string]int{}}
 	cfg := loopConfig(t, dir, w, lab, &memoTrainer{dir: dir, fallback: fallback})

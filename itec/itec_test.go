@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func specialists(w *world) []Member {
@@ -145,15 +147,16 @@ func TestCancellation(t *testing.T) {
 		_, err := RejectionSample(ctx, []Member{{Name: "m", Model: g}}, flatRM{}, w.prompts, SampleOptions{Workers: 4})
 		done <- err
 	}()
-	<-g.started
-	cancel()
 	select {
+	case <-g.started:
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("RejectionSample did not return after cancellation")
+		t.Fatalf("RejectionSample returned before sampling: %v", err)
+	case <-time.After(hangBound(t)):
+		t.Fatal("RejectionSample never called the generator")
+	}
+	cancel()
+	if err := await(t, done, "RejectionSample after cancellation"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
@@ -194,10 +197,10 @@ func TestErrors(t *testing.T) {
 		{"NaN score", []Member{{Name: "m", Model: constGen("x")}}, nanRM{}, "NaN"},
 		{"nil rm", []Member{{Name: "m", Model: constGen("x")}}, nil, "nil reward model"},
 	} {
-		_, err := RejectionSample(ctx, c.committee, c.rm, w.prompts, SampleOptions{N: 2})
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			_, err := RejectionSample(ctx, c.committee, c.rm, w.prompts, SampleOptions{N: 2})
+			assert.ErrorContains(t, err, c.want)
+		})
 	}
 }
 
@@ -243,7 +246,7 @@ func loopConfig(t *testing.T, dir string, w *world, lab *oracle, tr *memoTrainer
 
 func TestLoopImproves(t *testing.T) {
 	w := newWorld(40)
-	dir := t.TempDir()
+	dir := testDir(t)
 	lab := &oracle{w: w}
 	tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
 	st, err := Run(context.Background(), loopConfig(t, dir, w, lab, tr))
@@ -276,7 +279,7 @@ func TestLoopImproves(t *testing.T) {
 // twice.
 func TestLoopResume(t *testing.T) {
 	w := newWorld(12)
-	ref := t.TempDir()
+	ref := testDir(t)
 	refLab := &oracle{w: w}
 	refTr := &memoTrainer{dir: ref, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
 	events := 0
@@ -288,7 +291,7 @@ func TestLoopResume(t *testing.T) {
 	want := snapshot(t, ref)
 
 	for kill := 2; kill < events; kill += 3 {
-		dir := t.TempDir()
+		dir := testDir(t)
 		lab := &oracle{w: w}
 		tr := &memoTrainer{dir: ref, fallback: refTr.fallback} // same model paths as the reference
 		tr.dir = dir
@@ -362,7 +365,7 @@ func normalizeRefs(s map[string]string, dir string) map[string]string {
 
 func TestCorruptCheckpoint(t *testing.T) {
 	w := newWorld(6)
-	dir := t.TempDir()
+	dir := testDir(t)
 	lab := &oracle{w: w}
 	tr := &memoTrainer{dir: dir, fallback: &sampler{w: w, parity: -1, skill: 0.2}}
 	cfg := loopConfig(t, dir, w, lab, tr)

@@ -125,8 +125,11 @@ func TestLabelsSurviveKill(t *testing.T) {
 		for _, durable := range []bool{false, true} {
 			lost := 0
 			for trial := range trials {
-				dir := t.TempDir()
-				cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$")
+				dir := testDir(t)
+				// Killed below; at the latest at the bound, should the
+				// test itself stop waiting for it.
+				ctx, cancel := context.WithTimeout(context.Background(), hangBound(t))
+				cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKillHelper$")
 				cmd.Env = append(os.Environ(), "ITEC_KILL_HELPER="+dir, fmt.Sprintf("ITEC_KILL_WORKERS=%d", workers))
 				if durable {
 					cmd.Env = append(cmd.Env, "ITEC_KILL_DURABLE=1")
@@ -145,6 +148,7 @@ func TestLabelsSurviveKill(t *testing.T) {
 				time.Sleep(time.Duration(rng.IntN(20000)) * time.Microsecond)
 				cmd.Process.Signal(syscall.SIGKILL)
 				cmd.Wait()
+				cancel()
 
 				answered := newFileLabeler(nil, filepath.Join(dir, "answers"), false).kept
 				resumed := newFileLabeler(&oracle{w: newWorld(12)}, filepath.Join(dir, "answers.resumed"), false)

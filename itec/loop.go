@@ -479,7 +479,16 @@ func (r *run) label(ctx context.Context, cname, pname string) error {
 			asked[j] = err == nil && p.Level.Valid()
 			return p, err
 		})
-		return ex.Label(ctx, LabelTask{ID: LabelID(r.st.Round, todo[j]), Labeler: l, Candidate: c})
+		p, err := ex.Label(ctx, LabelTask{ID: LabelID(r.st.Round, todo[j]), Labeler: l, Candidate: c})
+		if asked[j] && (err != nil || !p.Level.Valid()) {
+			// The labeler answered but the executor failed after it
+			// (a result store down, a cancelled wait): labelEach will
+			// not log this answer, so nothing else would uncount it,
+			// and every later request would wait for it forever.
+			asked[j] = false
+			gated.durable()
+		}
+		return p, err
 	}
 	_, err = labelEach(ctx, ask, sub, r.workers(), func(j int, p prefopt.Pair) error {
 		e := loggedLabel{Index: todo[j], Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected, Level: p.Level.String()}

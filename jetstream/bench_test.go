@@ -36,7 +36,8 @@ func (echoGen) Generate(_ context.Context, prompt string, seeds []uint64) ([]str
 // BenchmarkOverhead is one task's round trip on the loopback: publish,
 // a worker's pull, its result stored and its ack, the result back at the
 // coordinator; tasks one at a time. median-µs/task is the median round
-// trip. sync=on fsyncs every write (the embedded default).
+// trip. sync=on is the embedded default (ServerConfig.Sync): every write
+// fsynced but the work stream's, so one fsync per task, the result's.
 func BenchmarkOverhead(b *testing.B) {
 	for _, sync := range []bool{false, true} {
 		b.Run(fmt.Sprintf("sync=%v", map[bool]string{false: "off", true: "on"}[sync]), func(b *testing.B) {
@@ -99,7 +100,7 @@ func BenchmarkWorkers(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Shutdown()
-			nc, err := nats.Connect(s.URL())
+			nc, err := s.Connect() // the coordinator beside its server, as Dial connects
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -60,7 +60,26 @@
 //
 // Dial with no URL starts an embedded nats-server with JetStream, its store
 // in the run's directory, no listening port and an in-process connection:
-// one machine, the same code path, durable. StartServer with Listen lets
+// one machine, the same code path, durable.
+//
+// # Durability
+//
+// Results are the record of finished work; tasks are only the work still
+// to do, which a coordinator publishes again for any task it waits on that
+// is neither queued nor answered. So the results bucket is written as the
+// server is configured, and the work stream is not fsynced write by write
+// (AsyncPersistMode). Dial's embedded server fsyncs every write (Sync):
+// a stored result or label survives a power loss, and a task costs one
+// fsync, its result's. A crash of the process — the coordinator with its
+// embedded server, SIGKILLed — loses no result at all; it may lose the last
+// milliseconds of published tasks and acknowledgements, and the
+// consumers' record of recent deliveries, so tasks come back: they are
+// published again, answered from their results, or — if a worker is still
+// running one — waited for by that worker instead of run twice. Without
+// Sync, a power loss can lose the results of the last two minutes
+// (nats-server's sync_interval), which are computed again, deterministically —
+// but a label lost so is asked again. Executor.Delete removes a finished
+// run's queue and results. StartServer with Listen lets
 // worker processes join (cmd/posttrain-worker), and with Cluster and Routes
 // forms a JetStream cluster; Options.Replicas replicates the streams.
 package jetstream

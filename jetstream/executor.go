@@ -38,6 +38,17 @@ type Options struct {
 	MaxPending int
 	// Replicas is the replication of the streams in a cluster; 0 means 1.
 	Replicas int
+	// MaxQueued and MaxQueueBytes bound the work stream: a publish past
+	// either fails (the coordinator retries, then reports it) rather than
+	// growing the store without end. The tasks queued are about the
+	// coordinator's Workers, so the bounds only catch a runaway. 0 means
+	// 100,000 tasks and 1 GiB.
+	MaxQueued     int
+	MaxQueueBytes int64
+	// ResultsMaxAge, if not 0, expires results older than it. Leave it 0
+	// for a run that may resume later: an expired label is asked again.
+	// Executor.Delete removes a finished run's results instead.
+	ResultsMaxAge time.Duration
 	// Labeler, if not nil, answers label tasks in this process, through the
 	// same durable queue. Leave it nil when a label service (Worker with a
 	// Labeler) answers them: labels then survive a coordinator crash
@@ -60,6 +71,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Replicas == 0 {
 		o.Replicas = 1
+	}
+	if o.MaxQueued == 0 {
+		o.MaxQueued = 100_000
+	}
+	if o.MaxQueueBytes == 0 {
+		o.MaxQueueBytes = 1 << 30
 	}
 	return o
 }
@@ -84,10 +101,11 @@ type Executor struct {
 	waiting map[string][]chan *result // by task key
 	uploads map[string]string         // checkpoint path → object name
 
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	subs  []*nats.Subscription
-	watch njs.KeyWatcher
+	stop   context.CancelFunc
+	closed sync.Once
+	wg     sync.WaitGroup
+	subs   []*nats.Subscription
+	watch  njs.KeyWatcher
 }
 
 var _ itec.Executor = (*Executor)(nil)
@@ -100,23 +118,16 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opt.MaxDeliver < 1 || opt.Replicas < 1 || opt.AckWait < 0 || opt.MaxPending < 1 {
-		return nil, fmt.Errorf("jetstream: Open: MaxDeliver %d, Replicas %d, MaxPending %d and AckWait %v must be positive", opt.MaxDeliver, opt.Replicas, opt.MaxPending, opt.AckWait)
+	if opt.MaxDeliver < 1 || opt.Replicas < 1 || opt.AckWait < 0 || opt.MaxPending < 1 || opt.MaxQueued < 1 || opt.MaxQueueBytes < 1 || opt.ResultsMaxAge < 0 {
+		return nil, fmt.Errorf("jetstream: Open: MaxDeliver %d, Replicas %d, MaxPending %d, MaxQueued %d, MaxQueueBytes %d, AckWait %v and ResultsMaxAge %v must be positive",
+			opt.MaxDeliver, opt.Replicas, opt.MaxPending, opt.MaxQueued, opt.MaxQueueBytes, opt.AckWait, opt.ResultsMaxAge)
 	}
 	js, err := njs.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: Open: %w", err)
 	}
 	e := &Executor{js: js, n: n, opt: opt, waiting: map[string][]chan *result{}, uploads: map[string]string{}}
-	if e.tasks, err = js.CreateOrUpdateStream(ctx, njs.StreamConfig{
-		Name:       n.tasks,
-		Subjects:   []string{n.work + "*", n.label + "*"},
-		Retention:  njs.WorkQueuePolicy,
-		Storage:    njs.FileStorage,
-		Replicas:   opt.Replicas,
-		Duplicates: 10 * time.Minute,
-		Discard:    njs.DiscardNew,
-	}); err != nil {
+	if e.tasks, err = openTasks(ctx, js, n, opt); err != nil {
 		return nil, fmt.Errorf("jetstream: Open: stream %s: %w", n.tasks, err)
 	}
 	for _, c := range []njs.ConsumerConfig{
@@ -134,7 +145,7 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 			return nil, fmt.Errorf("jetstream: Open: consumer %s: %w", c.Durable, err)
 		}
 	}
-	if e.kv, err = js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{Bucket: n.results, Storage: njs.FileStorage, Replicas: opt.Replicas}); err != nil {
+	if e.kv, err = js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{Bucket: n.results, Storage: njs.FileStorage, Replicas: opt.Replicas, TTL: opt.ResultsMaxAge}); err != nil {
 		return nil, fmt.Errorf("jetstream: Open: results %s: %w", n.results, err)
 	}
 	if e.obs, err = js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{Bucket: ModelBucket, Storage: njs.FileStorage, Replicas: opt.Replicas}); err != nil {
@@ -175,14 +186,77 @@ func Open(ctx context.Context, nc *nats.Conn, opt Options) (*Executor, error) {
 	return e, nil
 }
 
+// openTasks creates or updates the run's work stream. Each task has a
+// subject of its own holding at most one message (DiscardNewPerSubject):
+// publishing a task already queued or in progress fails in the server, so
+// "publish unless queued" is one request, not a lookup and a publish.
+//
+// A task needs no fsync of its own: a task lost in a crash is published
+// again by the coordinator, which asks the queue for every task it waits
+// for (see do), and only results are the record of finished work. So a
+// single-replica work stream is in AsyncPersistMode — written to the
+// operating system a moment after the publish rather than before its
+// acknowledgement, never fsynced one by one — and a server with Sync pays
+// one fsync per task, the result's, not three. Replicated streams cannot
+// be async; a stream created before keeps its mode, which cannot change.
+func openTasks(ctx context.Context, js njs.JetStream, n names, opt Options) (njs.Stream, error) {
+	cfg := njs.StreamConfig{
+		Name:                 n.tasks,
+		Subjects:             []string{n.work + "*", n.label + "*"},
+		Retention:            njs.WorkQueuePolicy,
+		Storage:              njs.FileStorage,
+		Replicas:             opt.Replicas,
+		Duplicates:           10 * time.Minute,
+		Discard:              njs.DiscardNew,
+		MaxMsgsPerSubject:    1,
+		DiscardNewPerSubject: true,
+		MaxMsgs:              int64(opt.MaxQueued),
+		MaxBytes:             opt.MaxQueueBytes,
+	}
+	if opt.Replicas == 1 {
+		cfg.PersistMode = njs.AsyncPersistMode
+	}
+	s, err := js.Stream(ctx, n.tasks)
+	switch {
+	case errors.Is(err, njs.ErrStreamNotFound):
+		s, err = js.CreateStream(ctx, cfg)
+		if !errors.Is(err, njs.ErrStreamNameAlreadyInUse) {
+			return s, err
+		}
+		if s, err = js.Stream(ctx, n.tasks); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	cfg.PersistMode = s.CachedInfo().Config.PersistMode
+	return js.UpdateStream(ctx, cfg)
+}
+
+// Delete removes the run's queue and results from the server, once the run
+// is over and its results are no longer needed to resume it; the
+// checkpoints stay in ModelBucket, shared by runs. It closes the executor.
+func (e *Executor) Delete(ctx context.Context) error {
+	e.Close()
+	if err := e.js.DeleteStream(ctx, e.n.tasks); err != nil && !errors.Is(err, njs.ErrStreamNotFound) {
+		return fmt.Errorf("jetstream: Delete: stream %s: %w", e.n.tasks, err)
+	}
+	if err := e.js.DeleteKeyValue(ctx, e.n.results); err != nil && !errors.Is(err, njs.ErrBucketNotFound) {
+		return fmt.Errorf("jetstream: Delete: results %s: %w", e.n.results, err)
+	}
+	return nil
+}
+
 // Close stops the executor's background work; the queue and results stay.
 func (e *Executor) Close() error {
-	for _, s := range e.subs {
-		s.Unsubscribe()
-	}
-	e.watch.Stop()
-	e.stop()
-	e.wg.Wait()
+	e.closed.Do(func() {
+		for _, s := range e.subs {
+			s.Unsubscribe()
+		}
+		e.watch.Stop()
+		e.stop()
+		e.wg.Wait()
+	})
 	return nil
 }
 
@@ -261,28 +335,33 @@ func (e *Executor) do(ctx context.Context, subject string, t *task) (*result, er
 	defer e.unwait(key, c)
 
 	// Order matters: a worker stores the result before it acknowledges the
-	// task, so a task absent from the queue whose result is absent too was
-	// never published (or is published by nobody else). Errors here are
+	// task, so a task whose result is absent is either still in the queue
+	// (and the publish is refused) or needs publishing. Errors here are
 	// retried: in a cluster losing a node, streams elect new leaders.
 	subj := subject + key
 	if err := retry(ctx, func() error { return e.enqueue(ctx, subj, key, t) }); err != nil {
 		return nil, err
 	}
-	// The watcher delivers results as they are stored; polling the bucket
-	// now and then guards against a watcher that misses one while the
-	// cluster fails over.
-	poll := time.NewTicker(time.Second)
+	// The watcher delivers results as they are stored. Now and then the
+	// task is asked for again, which costs what the first ask did: it
+	// guards against a watcher that misses a result while a cluster fails
+	// over, and publishes again a task the server lost in a crash (the work
+	// stream is not fsynced; see openTasks).
+	// The wait doubles from a second to half a minute, so that thousands
+	// of labels pending for hours cost the server little.
+	wait := time.Second
+	poll := time.NewTimer(wait)
 	defer poll.Stop()
 	for {
 		select {
 		case r := <-c:
 			return r, r.err()
 		case <-poll.C:
-			gctx, cancel := context.WithTimeout(ctx, apiTimeout)
-			if ent, err := e.kv.Get(gctx, key); err == nil {
-				e.settleRaw(key, ent.Value())
-			}
-			cancel()
+			// An error means the server is failing over: the next tick
+			// tries again.
+			e.enqueue(ctx, subj, key, t)
+			wait = min(2*wait, 30*time.Second)
+			poll.Reset(wait)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -308,18 +387,12 @@ func retry(ctx context.Context, f func() error) error {
 	}
 }
 
-// enqueue publishes the task unless it is queued or has a result.
+// enqueue publishes the task unless it has a result or is queued; a result
+// found is handed to the waiters.
 func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error {
 	// A request to a stream leader that dies unanswered would wait forever.
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	_, err := e.tasks.GetLastMsgForSubject(ctx, subj)
-	switch {
-	case err == nil:
-		return nil // queued or in progress
-	case !errors.Is(err, njs.ErrMsgNotFound):
-		return fmt.Errorf("jetstream: task %s: queue: %w", t.ID, err)
-	}
 	msgID := key // the server drops a second publish of it within Duplicates
 	ent, err := e.kv.Get(ctx, key)
 	switch {
@@ -342,10 +415,23 @@ func (e *Executor) enqueue(ctx context.Context, subj, key string, t *task) error
 	if err != nil {
 		return err
 	}
-	if _, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
+	ack, err := e.js.Publish(ctx, subj, b, njs.WithMsgID(msgID))
+	if err == nil && !ack.Duplicate {
+		return nil
 	}
-	return nil
+	// Refused: queued or in progress already (the stream keeps one message
+	// per task subject), or a real failure. Or a duplicate ID: published
+	// within the Duplicates window but no longer queued — purged by hand,
+	// say — in which case it goes out again under a fresh ID.
+	if _, qerr := e.tasks.GetLastMsgForSubject(ctx, subj); qerr == nil {
+		return nil
+	}
+	if err == nil {
+		if _, err = e.js.Publish(ctx, subj, b, njs.WithMsgID(fmt.Sprintf("%s.%d", key, time.Now().UnixNano()))); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("jetstream: publishing task %s: %w", t.ID, err)
 }
 
 func (e *Executor) unwait(key string, c chan *result) {

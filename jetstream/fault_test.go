@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/posttrain/posttrain/itec"
 )
@@ -75,7 +77,23 @@ func helperWorker() int {
 }
 
 func helperCoordinator() int {
-	nc, err := helperConn()
+	var nc *nats.Conn
+	var err error
+	if store := os.Getenv("PT_JS_STORE"); store != "" {
+		// The embedded default, with a port for the test's workers: the
+		// server dies with the coordinator and restarts from the store.
+		var s *Server
+		// No Sync: what a SIGKILL tests is the store's writes, which the
+		// kernel keeps whether or not they were flushed to the disk.
+		if s, err = StartServer(ServerConfig{Dir: store, Listen: os.Getenv("PT_JS_LISTEN")}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer s.Shutdown()
+		nc, err = s.Connect()
+	} else {
+		nc, err = helperConn()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -203,13 +221,51 @@ func storedResult(t *testing.T, ex *Executor, key string) *result {
 // the run ends in the in-process run's state, and the label service is
 // asked for each label exactly once.
 func TestCoordinatorKilled(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0")
+	killCoordinator(t, s.URL(), "ck", 200*time.Millisecond, func() *nats.Conn { return connect(t, s) })
+}
+
+// The same with the embedded server of Dial's default (Sync on) in the
+// coordinator's process: each kill takes the server down with it, and it
+// restarts from its store in the run's directory. Tasks the server had
+// not yet written out (the work stream is not synced) are published again.
+func TestEmbeddedCoordinatorKilled(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	store := t.TempDir()
+	var conns []*nats.Conn
+	// The workers' connections close as the test ends, before the workers
+	// are stopped: with the server gone, a drain would wait in vain.
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	// Kills spread over the run, which takes longer to start here.
+	killCoordinator(t, "nats://"+addr, "eck", 500*time.Millisecond, func() *nats.Conn {
+		nc, err := nats.Connect("nats://"+addr, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, nc)
+		return nc
+	}, "PT_JS_STORE="+store, "PT_JS_LISTEN="+addr)
+}
+
+// killCoordinator runs coordinator processes, killing the first ones
+// within killWithin of their start, and checks the run's end state and
+// labels against the in-process run's.
+func killCoordinator(t *testing.T, url, run string, killWithin time.Duration, conn func() *nats.Conn, env ...string) {
 	w := newWorld(12)
 	want, ref := referenceLabels(t, w)
-	s := startServer(t, "127.0.0.1:0")
 	// Labels are slow, as people are, so kills land in the label step too.
 	lab := &countingOracle{oracle: &oracle{w: w}, seen: map[string]int{}, delay: 15 * time.Millisecond}
-	serve(t, connect(t, s), "ck", &Worker{Labeler: lab, Concurrency: 2})
-	serve(t, connect(t, s), "ck", &Worker{Loader: &loader{w: w, delay: 20 * time.Millisecond}, Concurrency: 4})
+	serve(t, conn(), run, &Worker{Labeler: lab, Concurrency: 2})
+	serve(t, conn(), run, &Worker{Loader: &loader{w: w, delay: 20 * time.Millisecond}, Concurrency: 4})
 
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -219,18 +275,39 @@ func TestCoordinatorKilled(t *testing.T) {
 		if attempt == 60 {
 			t.Fatal("the run did not finish in 60 starts")
 		}
-		cmd := helper(t, "coordinator", "PT_JS_URL="+s.URL(), "PT_JS_RUN=ck", "PT_JS_DIR="+dir)
+		cmd := helper(t, "coordinator", append([]string{"PT_JS_URL=" + url, "PT_JS_RUN=" + run, "PT_JS_DIR=" + dir}, env...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		// Kill at a random point of the first starts; let the last one run.
-		var timer <-chan time.Time
+		var timer, hung <-chan time.Time
 		if attempt < 12 {
-			timer = time.After(time.Duration(10+r.IntN(200)) * time.Millisecond)
+			timer = time.After(10*time.Millisecond + time.Duration(r.Int64N(int64(killWithin))))
+		} else {
+			hung = time.After(time.Minute)
 		}
 		select {
+		case <-hung:
+			if nc, err := nats.Connect(url); err == nil {
+				js, _ := njs.New(nc)
+				ctx := context.Background()
+				if st, err := js.Stream(ctx, "PT_TASKS_"+run); err == nil {
+					b, _ := json.Marshal(st.CachedInfo().State)
+					t.Logf("stream: %s", b)
+					for _, c := range []string{"work", "label"} {
+						if ci, err := st.Consumer(ctx, c); err == nil {
+							b, _ := json.Marshal(ci.CachedInfo())
+							t.Logf("consumer: %s", b)
+						}
+					}
+				}
+				nc.Close()
+			}
+			cmd.Process.Signal(syscall.SIGQUIT) // its goroutines to stderr
+			<-exited
+			t.Fatalf("start %d: the coordinator hung (its goroutines are above); killed %d times before, after committing %v", attempt, kills, points)
 		case err := <-exited:
 			if err != nil {
 				t.Fatalf("start %d: coordinator failed: %v", attempt, err)

@@ -338,3 +338,76 @@ func TestEmbeddedInRunDir(t *testing.T) {
 		t.Fatalf("%d labels over two runs, want the first run's %d", lab.calls.Load(), wantLabels)
 	}
 }
+
+// A task the server lost (the work stream is not fsynced) is published
+// again by the call waiting for it, and a second ask of a queued task
+// publishes nothing.
+func TestLostTaskRepublished(t *testing.T) {
+	s := startServer(t, "")
+	ex := open(t, connect(t, s), Options{Run: "lost"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	task := itec.GenerateTask{ID: "lost/1", Member: itec.Member{Name: "e", Ref: "echo"}, Prompt: "p", Seeds: []uint64{7}}
+	got := make(chan []string, 2)
+	for range 2 {
+		go func() {
+			texts, err := ex.Generate(ctx, task)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- texts
+		}()
+	}
+	// Both calls have published (or found the task queued): one message.
+	for {
+		info, err := ex.tasks.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 1 {
+			break
+		}
+		if info.State.Msgs > 1 {
+			t.Fatalf("%d messages queued for one task", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := ex.tasks.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, connect(t, s), "lost", &Worker{Loader: echo{}})
+	for range 2 {
+		select {
+		case texts := <-got:
+			if !reflect.DeepEqual(texts, []string{"p7"}) {
+				t.Fatalf("got %q", texts)
+			}
+		case <-ctx.Done():
+			t.Fatal("the lost task was never published again")
+		}
+	}
+}
+
+// Delete removes a finished run's queue and results; the checkpoints stay.
+func TestDelete(t *testing.T) {
+	s := startServer(t, "")
+	nc := connect(t, s)
+	ex := open(t, nc, Options{Run: "gone"})
+	ctx := context.Background()
+	if err := ex.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(ctx, "PT_TASKS_gone"); !errors.Is(err, njs.ErrStreamNotFound) {
+		t.Fatalf("work stream after Delete: %v", err)
+	}
+	if _, err := js.KeyValue(ctx, "PT_RESULTS_gone"); !errors.Is(err, njs.ErrBucketNotFound) {
+		t.Fatalf("results after Delete: %v", err)
+	}
+	if _, err := js.ObjectStore(ctx, ModelBucket); err != nil {
+		t.Fatalf("checkpoints after Delete: %v", err)
+	}
+}

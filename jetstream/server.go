@@ -22,8 +22,13 @@ type ServerConfig struct {
 	// process connects, in process (Server.Connect).
 	Listen string
 	// Sync makes the store fsync every write before acknowledging it, so an
-	// acknowledged result or label survives a machine crash, not only a
-	// process crash; it costs a disk flush per write.
+	// acknowledged result or label survives a machine crash (power loss,
+	// kernel panic), not only a process crash; it costs a disk flush per
+	// write. Without it, every write still reaches the kernel before it is
+	// acknowledged — a SIGKILLed server loses nothing — and the kernel's
+	// copy is fsynced every two minutes (nats-server's sync_interval), the
+	// most a machine crash can lose. An executor's work stream is never
+	// fsynced write by write (see Open): a lost task is published again.
 	Sync bool
 	// Name names the server; a cluster needs distinct names.
 	Name string

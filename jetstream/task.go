@@ -91,6 +91,8 @@ type TaskError struct {
 	Cause      string
 }
 
+// Error says which task failed, after how many deliveries, on which
+// worker, and why.
 func (e *TaskError) Error() string {
 	s := fmt.Sprintf("jetstream: task %s failed after %d deliveries", e.ID, e.Deliveries)
 	if e.Worker != "" {

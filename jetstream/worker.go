@@ -62,6 +62,7 @@ type Worker struct {
 	mu         sync.Mutex
 	fetching   sync.Mutex // one fetch at a time: no two unpack the same directory
 	models     map[string]*loaded
+	running    map[string]chan struct{} // by task key, closed when done
 	maxPayload int64
 }
 
@@ -115,9 +116,13 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 	if w.Labeler != nil {
 		names = append(names, n.labelCons)
 	}
+	var obs njs.ObjectStore
 	for {
 		cons = cons[:0]
 		kv, err = js.KeyValue(ctx, n.results)
+		if err == nil && w.Loader != nil {
+			obs, err = js.ObjectStore(ctx, ModelBucket)
+		}
 		for _, name := range names {
 			if err != nil {
 				break
@@ -130,16 +135,13 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 		if err == nil {
 			break
 		}
-		select { // the coordinator has not opened the run yet, or the server restarts
+		// The coordinator has not opened the run yet (it creates the
+		// stream, the consumers, the results and the checkpoint store in
+		// turn), or the server restarts.
+		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	var obs njs.ObjectStore
-	if w.Loader != nil {
-		if obs, err = js.ObjectStore(ctx, ModelBucket); err != nil {
-			return fmt.Errorf("jetstream: worker: checkpoints: %w", err)
 		}
 	}
 	conc := max(w.Concurrency, 1)
@@ -155,36 +157,42 @@ func (w *Worker) Run(ctx context.Context, nc *nats.Conn, run string) error {
 }
 
 // pull takes one task at a time from the consumer until ctx is cancelled.
-// An iterator that fails (the consumer's leader moved, the server went
-// away) is replaced by a fresh one.
+//
+// Each task is its own pull request (Fetch of one) on a fresh inbox: no
+// task waits in a client-side buffer while the slot runs another — it
+// would age towards AckWait with no heartbeat, delay its own redelivery if
+// the buffer dropped it, and hold work another worker could run. Requests
+// last a second, so a failover or a restarted server is noticed at once.
+// The cost is a subscription per task (two protocol lines without
+// replies), and an idle slot's request a second.
 func (w *Worker) pull(ctx context.Context, js njs.JetStream, stream string, info *njs.ConsumerInfo, kv njs.KeyValue, obs njs.ObjectStore) {
+	var c njs.Consumer
 	for ctx.Err() == nil {
-		c, err := js.Consumer(ctx, stream, info.Name)
-		var it njs.MessagesContext
-		if err == nil {
-			// Short pulls with heartbeats: after a failover a stale pull is
-			// noticed in seconds, not at its 30 s default expiry.
-			it, err = c.Messages(njs.PullMaxMessages(1), njs.PullExpiry(5*time.Second), njs.PullHeartbeat(time.Second))
-		}
-		if err != nil {
-			w.logf("jetstream: worker %s: consumer %s: %v", w.Name, info.Name, err)
-			sleep(ctx, 200*time.Millisecond)
-			continue
-		}
-		stop := context.AfterFunc(ctx, it.Drain)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, njs.ErrMsgIteratorClosed) {
-					w.logf("jetstream: worker %s: %v", w.Name, err)
-					it.Stop()
-					sleep(ctx, 50*time.Millisecond)
-				}
-				break
+		if c == nil {
+			var err error
+			if c, err = js.Consumer(ctx, stream, info.Name); err != nil {
+				w.logf("jetstream: worker %s: consumer %s: %v", w.Name, info.Name, err)
+				sleep(ctx, 200*time.Millisecond)
+				continue
 			}
-			w.handle(kv, obs, info, msg)
 		}
-		stop()
+		// Not cancelled by ctx: a task delivered as the request is
+		// cancelled would be lost to this worker yet count as a delivery.
+		// Draining waits for the request's second instead.
+		b, err := c.Fetch(1, njs.FetchMaxWait(time.Second))
+		if err == nil {
+			for msg := range b.Messages() {
+				w.handle(kv, obs, info, msg)
+			}
+			err = b.Error()
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+			// The consumer's leader moved, the server went away, or the
+			// heartbeats stopped: look the consumer up again.
+			w.logf("jetstream: worker %s: %v", w.Name, err)
+			c = nil
+			sleep(ctx, 50*time.Millisecond)
+		}
 	}
 }
 
@@ -222,12 +230,42 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 	}
 	// A task redelivered because its acknowledgement was lost has its
 	// result already: acknowledge it again rather than redo it (and never
-	// ask a labeler twice).
-	actx, acancel := api()
-	defer acancel()
-	if _, err := kv.Get(actx, t.key()); err == nil {
-		msg.DoubleAck(actx)
-		return
+	// ask a labeler twice). A first delivery is checked too: after a
+	// server crash, a task acknowledged but not yet removed on disk comes
+	// back as new.
+	//
+	// A task this worker is running already — delivered again after a
+	// server restart forgot the first delivery — waits for that run and
+	// its result rather than running twice (a label asked twice).
+	key := t.key()
+	for {
+		actx, acancel := api()
+		_, err = kv.Get(actx, key)
+		acancel()
+		if err == nil {
+			msg.Ack()
+			return
+		}
+		w.mu.Lock()
+		if w.running == nil {
+			w.running = map[string]chan struct{}{}
+		}
+		other, busy := w.running[key]
+		if !busy {
+			done := make(chan struct{})
+			w.running[key] = done
+			defer func() {
+				w.mu.Lock()
+				delete(w.running, key)
+				w.mu.Unlock()
+				close(done)
+			}()
+		}
+		w.mu.Unlock()
+		if !busy {
+			break
+		}
+		w.await(msg, info.Config.AckWait, other)
 	}
 	limit := cmp.Or(t.MaxDeliver, info.Config.MaxDeliver)
 	type outcome struct {
@@ -272,19 +310,46 @@ func (w *Worker) handle(kv njs.KeyValue, obs njs.ObjectStore, info *njs.Consumer
 		msg.Nak()
 		return
 	}
-	sctx, scancel := api()
-	defer scancel()
-	_, err = kv.Create(sctx, t.key(), b)
-	if errors.Is(err, nats.ErrMaxPayload) { // no delivery can store it: say so
-		b, _ = json.Marshal(&result{ID: t.ID, Worker: w.Name, Deliveries: md.NumDelivered, Dead: true,
-			Err: fmt.Sprintf("its result of %d bytes exceeds the server's max_payload of %d", len(b), w.maxPayload)})
-		_, err = kv.Create(sctx, t.key(), b)
-	}
-	if err != nil && !errors.Is(err, njs.ErrKeyExists) {
+	// A result is worth more than a retry of the request: a label is a
+	// person's answer, a generation minutes of work. Storing it is tried
+	// again for about half a minute — a server restarting, a stream
+	// electing a leader — before the task is left to another delivery.
+	err = retry(ctx, func() error {
+		sctx, scancel := api()
+		defer scancel()
+		_, err := kv.Create(sctx, key, b)
+		if errors.Is(err, nats.ErrMaxPayload) { // no delivery can store it: say so
+			b, _ = json.Marshal(&result{ID: t.ID, Worker: w.Name, Deliveries: md.NumDelivered, Dead: true,
+				Err: fmt.Sprintf("its result of %d bytes exceeds the server's max_payload of %d", len(b), w.maxPayload)})
+			_, err = kv.Create(sctx, key, b)
+		}
+		if errors.Is(err, njs.ErrKeyExists) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		msg.Nak() // not stored: let another delivery try
 		return
 	}
-	msg.DoubleAck(sctx)
+	// Not waiting for the server to confirm the ack saves a round trip per
+	// task: an ack lost on the way only redelivers the task after AckWait,
+	// and the result stored above answers it (see above).
+	msg.Ack()
+}
+
+// await waits until done is closed, heartbeating msg meanwhile.
+func (w *Worker) await(msg njs.Msg, ackWait time.Duration, done <-chan struct{}) {
+	beat := time.NewTicker(max(ackWait/3, 10*time.Millisecond))
+	defer beat.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-beat.C:
+			msg.InProgress()
+		}
+	}
 }
 
 func (w *Worker) run(ctx context.Context, obs njs.ObjectStore, t *task) (*result, error) {

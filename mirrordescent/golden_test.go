@@ -2,7 +2,6 @@ package mirrordescent
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"testing"
 
@@ -14,28 +13,34 @@ import (
 // direct exponentiated gradient, torch autograd, explicit LOO sums).
 type golden struct {
 	Project []struct {
+		Name    string
 		X, Want []float64
 	}
 	Entropic []struct {
+		Name    string
 		X, Grad []float64
 		Eta     float64
 		Want    []float64
 	}
 	KL []struct {
+		Name string
 		P, Q []float64
 		Want float64
 	}
 	Tabular []struct {
+		Name      string
 		Logp, Adv []float64
 		T         float64
 		Want      []float64
 	}
 	Surrogate []struct {
+		Name              string
 		New, Old, Adv     []float64
 		T, Loss, Gain, KL float64
 		Grad              []float64
 	}
 	Token []struct {
+		Name              string
 		New, Old          []float32
 		Lengths           []int
 		Adv               []float64
@@ -43,6 +48,7 @@ type golden struct {
 		Grad              []float64
 	}
 	MDLOO []struct {
+		Name                     string
 		K                        int
 		Beta                     float64
 		Scores, Old, Ref, Shaped []float64
@@ -63,8 +69,8 @@ func loadGolden(t *testing.T) golden {
 // where float64's spacing is 7e-15 and float32's 4e-6.
 
 func TestGoldenProjectSimplex(t *testing.T) {
-	for ci, c := range loadGolden(t).Project {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).Project {
+		t.Run(c.Name, func(t *testing.T) {
 			x := append([]float64(nil), c.X...)
 			ProjectSimplex(x)
 			assert.InDeltaSlice(t, c.Want, x, 1e-12, "ProjectSimplex")
@@ -82,8 +88,8 @@ func TestGoldenProjectSimplex(t *testing.T) {
 }
 
 func TestGoldenEntropicStep(t *testing.T) {
-	for ci, c := range loadGolden(t).Entropic {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).Entropic {
+		t.Run(c.Name, func(t *testing.T) {
 			x := append([]float64(nil), c.X...)
 			require.NoError(t, EntropicStep(x, c.Grad, c.Eta))
 			assert.InDeltaSlice(t, c.Want, x, 1e-13, "EntropicStep")
@@ -95,8 +101,8 @@ func TestGoldenEntropicStep(t *testing.T) {
 }
 
 func TestGoldenKLDivergence(t *testing.T) {
-	for ci, c := range loadGolden(t).KL {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).KL {
+		t.Run(c.Name, func(t *testing.T) {
 			got, err := KLDivergence(c.P, c.Q)
 			require.NoError(t, err)
 			assert.InDelta(t, c.Want, got, 1e-13)
@@ -111,8 +117,8 @@ func TestGoldenKLDivergence(t *testing.T) {
 }
 
 func TestGoldenTabularMDPO(t *testing.T) {
-	for ci, c := range loadGolden(t).Tabular {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).Tabular {
+		t.Run(c.Name, func(t *testing.T) {
 			lp := append([]float64(nil), c.Logp...)
 			require.NoError(t, TabularMDPO(lp, c.Adv, c.T))
 			assert.InDeltaSlice(t, c.Want, lp, 1e-12, "TabularMDPO")
@@ -127,8 +133,8 @@ func TestGoldenTabularMDPO(t *testing.T) {
 // ρ·log ρ − ρ + 1 directly, which cancels near ρ = 1, while the Go code
 // uses expm1; loss and gradient do not suffer from it.
 func TestGoldenSurrogate(t *testing.T) {
-	for ci, c := range loadGolden(t).Surrogate {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).Surrogate {
+		t.Run(c.Name, func(t *testing.T) {
 			grad := make([]float64, len(c.New))
 			r, err := Surrogate(grad, c.New, c.Old, c.Adv, c.T)
 			require.NoError(t, err)
@@ -141,8 +147,8 @@ func TestGoldenSurrogate(t *testing.T) {
 }
 
 func TestGoldenTokenSurrogate(t *testing.T) {
-	for ci, c := range loadGolden(t).Token {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).Token {
+		t.Run(c.Name, func(t *testing.T) {
 			grad := make([]float32, len(c.New))
 			r, err := TokenSurrogate(grad, c.New, c.Old, c.Lengths, c.Adv, c.T)
 			require.NoError(t, err)
@@ -155,8 +161,8 @@ func TestGoldenTokenSurrogate(t *testing.T) {
 }
 
 func TestGoldenMDLOOAdvantages(t *testing.T) {
-	for ci, c := range loadGolden(t).MDLOO {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+	for _, c := range loadGolden(t).MDLOO {
+		t.Run(c.Name, func(t *testing.T) {
 			o := DefaultMDLOO()
 			o.K, o.Beta = c.K, c.Beta
 			adv, shaped, err := o.Advantages(c.Scores, c.Old, c.Ref)

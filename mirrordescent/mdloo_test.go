@@ -121,10 +121,12 @@ func TestMDLOOErrors(t *testing.T) {
 		{"NaN score", func(*MDLOO) {}, []float64{1, 2, 3, math.NaN()}, ok, ok, "scores[3] (prompt 0, response 3)"},
 		{"Inf ref", func(*MDLOO) {}, ok, ok, []float64{1, math.Inf(1), 3, 4}, "refLP[1]"},
 	} {
-		o := DefaultMDLOO()
-		c.mod(&o)
-		_, _, err := o.Advantages(c.scores, c.old, c.ref)
-		assert.ErrorContains(t, err, c.want, c.name)
+		t.Run(c.name, func(t *testing.T) {
+			o := DefaultMDLOO()
+			c.mod(&o)
+			_, _, err := o.Advantages(c.scores, c.old, c.ref)
+			assert.ErrorContains(t, err, c.want)
+		})
 	}
 	o := DefaultMDLOO()
 	o.Beta = 0

@@ -96,12 +96,12 @@ type lossGrad struct {
 }
 
 type tokenGolden struct {
-	Shape   []int
-	Logits  []float64
-	Targets []int32
-	Logp    []float64
-	Dlogp   []float64
-	Grad    []float64
+	Shape  []int
+	Logits []float64
+	Labels []int32 `json:"targets"`
+	Logp   []float64
+	Dlogp  []float64
+	Grad   []float64
 }
 
 func loadGolden(t *testing.T) *golden {
@@ -194,45 +194,52 @@ func TestGoldenReward(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check := func(name string, r Result, err error, want rmGolden) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		assert.InDelta(t, want.Loss, r.Loss, 1e-12*(1+math.Abs(want.Loss)), "%s: loss %v, want %v", name, r.Loss, want.Loss)
-		for i := range want.GradChosen {
-			assert.InDelta(t, want.GradChosen[i], r.GradChosen[i], 1e-12*(1+math.Abs(want.GradChosen[i])), "pair %d dL/dchosen", i)
-			assert.InDelta(t, want.GradRejected[i], r.GradRejected[i], 1e-12*(1+math.Abs(want.GradRejected[i])), "pair %d dL/drejected", i)
-		}
+	for _, c := range []struct {
+		name string
+		f    func() (Result, error)
+		want rmGolden
+	}{
+		{"BradleyTerry", func() (Result, error) { return BradleyTerry(g.Chosen, g.Rejected, nil) }, g.BT},
+		{"BradleyTerry margin", func() (Result, error) { return BradleyTerry(g.Chosen, g.Rejected, g.Margin) }, g.BTMargin},
+		{"SoftRanking", func() (Result, error) { return SoftRanking(g.Chosen, g.Rejected, levels) }, g.Soft},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := c.f()
+			require.NoError(t, err)
+			want := c.want
+			assert.InDelta(t, want.Loss, r.Loss, 1e-12*(1+math.Abs(want.Loss)), "loss")
+			for i := range want.GradChosen {
+				assert.InDelta(t, want.GradChosen[i], r.GradChosen[i], 1e-12*(1+math.Abs(want.GradChosen[i])), "pair %d dL/dchosen", i)
+				assert.InDelta(t, want.GradRejected[i], r.GradRejected[i], 1e-12*(1+math.Abs(want.GradRejected[i])), "pair %d dL/drejected", i)
+			}
+		})
 	}
-	r, err := BradleyTerry(g.Chosen, g.Rejected, nil)
-	check("BradleyTerry", r, err, g.BT)
-	r, err = BradleyTerry(g.Chosen, g.Rejected, g.Margin)
-	check("BradleyTerry margin", r, err, g.BTMargin)
-	r, err = SoftRanking(g.Chosen, g.Rejected, levels)
-	check("SoftRanking", r, err, g.Soft)
 
-	gr := g.Grading
-	logits := tensor.New(gr.Shape...)
-	for i, x := range gr.Logits {
-		logits.Data()[i] = float32(x)
-	}
-	grad := tensor.New(gr.Shape...)
-	loss, err := Grading(grad, logits, gr.Labels, gr.Lam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assert.InDelta(t, gr.Loss, loss, 1e-6*(1+math.Abs(gr.Loss)), "Grading: loss %v, want %v", loss, gr.Loss)
-	for i, w := range gr.Grad {
-		if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
-			t.Errorf("Grading: grad[%d] = %v, want %v", i, grad.Data()[i], w)
+	t.Run("Grading", func(t *testing.T) {
+		gr := g.Grading
+		logits := tensor.New(gr.Shape...)
+		for i, x := range gr.Logits {
+			logits.Data()[i] = float32(x)
 		}
-	}
+		grad := tensor.New(gr.Shape...)
+		loss, err := Grading(grad, logits, gr.Labels, gr.Lam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assert.InDelta(t, gr.Loss, loss, 1e-6*(1+math.Abs(gr.Loss)), "Grading: loss %v, want %v", loss, gr.Loss)
+		for i, w := range gr.Grad {
+			if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
+				t.Errorf("Grading: grad[%d] = %v, want %v", i, grad.Data()[i], w)
+			}
+		}
+	})
 }
 
 func TestGoldenOnline(t *testing.T) {
 	g := loadGolden(t).Online
-	near := func(name string, got, want []float64, tol float64) {
+	// Every value is compared to 1e-12 relative (with 1 added to the
+	// scale): float64 arithmetic in a different order from NumPy's.
+	near := func(t *testing.T, name string, got, want []float64, tol float64) {
 		t.Helper()
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
@@ -241,79 +248,95 @@ func TestGoldenOnline(t *testing.T) {
 			assert.InDelta(t, want[i], got[i], tol*(1+math.Abs(want[i])), "%s[%d] = %v, want %v", name, i, got[i], want[i])
 		}
 	}
-	for k, want := range map[int][]float64{3: g.GRPOk3, 4: g.GRPOk4} {
-		adv, err := GRPO(g.Rewards, k, 1e-4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		near("GRPO", adv, want, 1e-12)
-	}
-	for eps, want := range map[float64]ppoGolden{0.2: g.PPO02, 0.1: g.PPO01} {
-		r, err := PPOClip(g.Logp, g.OldLogp, g.Adv, eps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		near("PPOClip loss", []float64{r.Loss, r.ClipFrac, r.ApproxKL}, []float64{want.Loss, want.Clipfrac, want.ApproxKL}, 1e-12)
-		near("PPOClip grad", r.Grad, want.Grad, 1e-12)
-	}
-	for est, want := range map[KLEstimator]lossGrad{K1: g.K1, K2: g.K2, K3: g.K3} {
-		r, err := KL(est, g.Logp, g.RefLogp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		near(est.String()+" loss", []float64{r.Loss}, []float64{want.Loss}, 1e-12)
-		near(est.String()+" grad", r.Grad, want.Grad, 1e-12)
+	for _, c := range []struct {
+		k    int
+		want []float64
+	}{{3, g.GRPOk3}, {4, g.GRPOk4}} {
+		t.Run(fmt.Sprintf("GRPO/k=%d", c.k), func(t *testing.T) {
+			adv, err := GRPO(g.Rewards, c.k, 1e-4)
+			require.NoError(t, err)
+			near(t, "adv", adv, c.want, 1e-12)
+		})
 	}
 	for _, c := range []struct {
+		eps  float64
+		want ppoGolden
+	}{{0.2, g.PPO02}, {0.1, g.PPO01}} {
+		t.Run(fmt.Sprintf("PPOClip/eps=%v", c.eps), func(t *testing.T) {
+			r, err := PPOClip(g.Logp, g.OldLogp, g.Adv, c.eps)
+			require.NoError(t, err)
+			near(t, "loss, clipfrac, approx KL", []float64{r.Loss, r.ClipFrac, r.ApproxKL}, []float64{c.want.Loss, c.want.Clipfrac, c.want.ApproxKL}, 1e-12)
+			near(t, "grad", r.Grad, c.want.Grad, 1e-12)
+		})
+	}
+	for _, c := range []struct {
+		est  KLEstimator
+		want lossGrad
+	}{{K1, g.K1}, {K2, g.K2}, {K3, g.K3}} {
+		t.Run("KL/"+c.est.String(), func(t *testing.T) {
+			r, err := KL(c.est, g.Logp, g.RefLogp)
+			require.NoError(t, err)
+			near(t, "loss", []float64{r.Loss}, []float64{c.want.Loss}, 1e-12)
+			near(t, "grad", r.Grad, c.want.Grad, 1e-12)
+		})
+	}
+	for _, c := range []struct {
+		name string
 		base []float64
 		want lossGrad
-	}{{nil, g.ReinforceMean}, {g.Baseline, g.ReinforceBase}} {
-		r, err := Reinforce(g.Logp, g.Adv, c.base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		near("Reinforce loss", []float64{r.Loss}, []float64{c.want.Loss}, 1e-12)
-		near("Reinforce grad", r.Grad, c.want.Grad, 1e-12)
+	}{{"mean baseline", nil, g.ReinforceMean}, {"given baseline", g.Baseline, g.ReinforceBase}} {
+		t.Run("Reinforce/"+c.name, func(t *testing.T) {
+			r, err := Reinforce(g.Logp, g.Adv, c.base)
+			require.NoError(t, err)
+			near(t, "loss", []float64{r.Loss}, []float64{c.want.Loss}, 1e-12)
+			near(t, "grad", r.Grad, c.want.Grad, 1e-12)
+		})
 	}
-	shaped, err := ShapeRewards(g.Adv, g.OldLogp, g.RefLogp, g.ShapedBeta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	near("ShapeRewards", shaped, g.Shaped, 1e-12)
+	t.Run("ShapeRewards", func(t *testing.T) {
+		shaped, err := ShapeRewards(g.Adv, g.OldLogp, g.RefLogp, g.ShapedBeta)
+		require.NoError(t, err)
+		near(t, "shaped", shaped, g.Shaped, 1e-12)
+	})
 }
 
 func TestGoldenTokens(t *testing.T) {
 	g := loadGolden(t).Tokens
-	for name, c := range map[string]tokenGolden{"small": g.Small, "stress": g.Stress} {
-		logits := tensor.New(c.Shape...)
-		for i, x := range c.Logits {
-			logits.Data()[i] = float32(x)
-		}
-		lp := make([]float32, c.Shape[0])
-		if err := TokenLogProbs(lp, logits, c.Targets); err != nil {
-			t.Fatal(err)
-		}
-		// float32 log-probs: within a few ulp of the logit scale.
-		scale := float64(tensor.Max(logits.Data()))
-		tol := 1e-6 * math.Max(1, math.Abs(scale))
-		for i, w := range c.Logp {
-			if math.Abs(float64(lp[i])-w) > tol {
-				t.Errorf("%s: logp[%d] = %v, want %v", name, i, lp[i], w)
+	for _, tc := range []struct {
+		name string
+		c    tokenGolden
+	}{{"small", g.Small}, {"stress", g.Stress}} {
+		name, c := tc.name, tc.c
+		t.Run(name, func(t *testing.T) {
+			logits := tensor.New(c.Shape...)
+			for i, x := range c.Logits {
+				logits.Data()[i] = float32(x)
 			}
-		}
-		dl := make([]float32, len(c.Dlogp))
-		for i, x := range c.Dlogp {
-			dl[i] = float32(x)
-		}
-		grad := tensor.New(c.Shape...)
-		if err := TokenLogProbsBackward(grad, logits, c.Targets, dl); err != nil {
-			t.Fatal(err)
-		}
-		for i, w := range c.Grad {
-			if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
-				t.Errorf("%s: grad[%d] = %v, want %v", name, i, grad.Data()[i], w)
+			lp := make([]float32, c.Shape[0])
+			if err := TokenLogProbs(lp, logits, c.Labels); err != nil {
+				t.Fatal(err)
 			}
-		}
+			// float32 log-probs: within a few ulp of the logit scale.
+			scale := float64(tensor.Max(logits.Data()))
+			tol := 1e-6 * math.Max(1, math.Abs(scale))
+			for i, w := range c.Logp {
+				if math.Abs(float64(lp[i])-w) > tol {
+					t.Errorf("%s: logp[%d] = %v, want %v", name, i, lp[i], w)
+				}
+			}
+			dl := make([]float32, len(c.Dlogp))
+			for i, x := range c.Dlogp {
+				dl[i] = float32(x)
+			}
+			grad := tensor.New(c.Shape...)
+			if err := TokenLogProbsBackward(grad, logits, c.Labels, dl); err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range c.Grad {
+				if math.Abs(float64(grad.Data()[i])-w) > 1e-6 {
+					t.Errorf("%s: grad[%d] = %v, want %v", name, i, grad.Data()[i], w)
+				}
+			}
+		})
 	}
 	s := g.Sequence
 	l := Layout{Width: s.Width, PromptLen: s.PromptLen, Len: s.Len}
@@ -322,16 +345,18 @@ func TestGoldenTokens(t *testing.T) {
 		tok[i] = float32(x)
 	}
 	for _, avg := range []bool{false, true} {
-		want := s.Sum
-		if avg {
-			want = s.Mean
-		}
-		got := make([]float64, len(l.Len))
-		if err := SequenceLogProbs(got, tok, l, avg); err != nil {
-			t.Fatal(err)
-		}
-		for b := range want {
-			assert.InDelta(t, want[b], got[b], 1e-12*(1+math.Abs(want[b])), "SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
-		}
+		t.Run(fmt.Sprintf("SequenceLogProbs/average=%v", avg), func(t *testing.T) {
+			want := s.Sum
+			if avg {
+				want = s.Mean
+			}
+			got := make([]float64, len(l.Len))
+			if err := SequenceLogProbs(got, tok, l, avg); err != nil {
+				t.Fatal(err)
+			}
+			for b := range want {
+				assert.InDelta(t, want[b], got[b], 1e-12*(1+math.Abs(want[b])), "SequenceLogProbs(average=%v)[%d] = %v, want %v", avg, b, got[b], want[b])
+			}
+		})
 	}
 }

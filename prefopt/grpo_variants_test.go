@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type grpoGolden struct {
@@ -89,31 +90,30 @@ func TestGoldenGRPOVariants(t *testing.T) {
 			o.Level = SequenceLevel
 		}
 		r := Rollout{Logp: g.Logp, OldLogp: g.OldLogp, RefLogp: g.RefLogp, Len: g.Lens, Adv: adv[k.Scale]}
-		res, err := o.Loss(r)
 		name := k.LossType + "/" + k.Level
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		assert.InDelta(t, c.Loss, res.Loss, 1e-12*(1+math.Abs(c.Loss)), "%s %+v: loss %v, want %v", name, k, res.Loss, c.Loss)
-		for i := range c.Grad {
-			assert.InDelta(t, c.Grad[i], res.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s %+v: grad[%d] = %v, want %v", name, k, i, res.Grad[i], c.Grad[i])
-		}
-		for _, f := range []struct {
-			name      string
-			got, want float64
-		}{
-			{"kl", res.KL, c.KL}, {"clip_ratio/low_mean", res.ClipLow, c.ClipLow},
-			{"clip_ratio/high_mean", res.ClipHigh, c.ClipHigh}, {"clip_ratio/region_mean", res.ClipRegion, c.ClipRegion},
-		} {
-			if f.name == "kl" && k.Beta == 0 {
-				continue // TRL logs kl only with a KL penalty
+		t.Run(name, func(t *testing.T) {
+			res, err := o.Loss(r)
+			require.NoError(t, err)
+			assert.InDelta(t, c.Loss, res.Loss, 1e-12*(1+math.Abs(c.Loss)), "%s %+v: loss %v, want %v", name, k, res.Loss, c.Loss)
+			for i := range c.Grad {
+				assert.InDelta(t, c.Grad[i], res.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s %+v: grad[%d] = %v, want %v", name, k, i, res.Grad[i], c.Grad[i])
 			}
-			if f.name == "clip_ratio/region_mean" && o.Type == LossCISPO {
-				f.want = c.ClipHigh // TRL logs only cispo_clip_ratio
+			for _, f := range []struct {
+				name      string
+				got, want float64
+			}{
+				{"kl", res.KL, c.KL}, {"clip_ratio/low_mean", res.ClipLow, c.ClipLow},
+				{"clip_ratio/high_mean", res.ClipHigh, c.ClipHigh}, {"clip_ratio/region_mean", res.ClipRegion, c.ClipRegion},
+			} {
+				if f.name == "kl" && k.Beta == 0 {
+					continue // TRL logs kl only with a KL penalty
+				}
+				if f.name == "clip_ratio/region_mean" && o.Type == LossCISPO {
+					f.want = c.ClipHigh // TRL logs only cispo_clip_ratio
+				}
+				assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
 			}
-			assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s %+v: %s = %v, want %v", name, k, f.name, f.got, f.want)
-		}
+		})
 	}
 }
 

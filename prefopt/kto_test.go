@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type ktoGolden struct {
@@ -39,27 +40,26 @@ func TestGoldenKTO(t *testing.T) {
 		o := KTO{Beta: c.Kind.Beta, DesirableWeight: c.Kind.DW, UndesirableWeight: c.Kind.UW, APOZero: c.Kind.LossType == "apo_zero_unpaired"}
 		b := KTOBatch{Policy: c.Policy, Ref: c.Ref, Desirable: c.Labels, PolicyKL: c.PolicyKL, RefKL: c.RefKL}
 		name := c.Name + "/" + c.Kind.LossType + " β=" + jsonString(c.Kind.Beta)
-		r, err := o.Loss(b)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		for _, f := range []struct {
-			name      string
-			got, want float64
-		}{
-			{"loss", r.Loss, c.Loss}, {"kl", r.KL, c.KL},
-			{"rewards/chosen", r.Stats.RewardsChosen, c.RewardsChosen},
-			{"rewards/rejected", r.Stats.RewardsRejected, c.RewardsRejected},
-			{"rewards/margins", r.Stats.Margin, c.Margin},
-			{"logps/chosen", r.Stats.LogPChosen, c.LogPChosen},
-			{"logps/rejected", r.Stats.LogPRejected, c.LogPRejected},
-		} {
-			assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s: %s = %v, want %v", name, f.name, f.got, f.want)
-		}
-		for i := range c.Grad {
-			assert.InDelta(t, c.Grad[i], r.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s: grad[%d] = %v, want %v", name, i, r.Grad[i], c.Grad[i])
-		}
+		t.Run(name, func(t *testing.T) {
+			r, err := o.Loss(b)
+			require.NoError(t, err)
+			for _, f := range []struct {
+				name      string
+				got, want float64
+			}{
+				{"loss", r.Loss, c.Loss}, {"kl", r.KL, c.KL},
+				{"rewards/chosen", r.Stats.RewardsChosen, c.RewardsChosen},
+				{"rewards/rejected", r.Stats.RewardsRejected, c.RewardsRejected},
+				{"rewards/margins", r.Stats.Margin, c.Margin},
+				{"logps/chosen", r.Stats.LogPChosen, c.LogPChosen},
+				{"logps/rejected", r.Stats.LogPRejected, c.LogPRejected},
+			} {
+				assert.InDelta(t, f.want, f.got, 1e-12*(1+math.Abs(f.want)), "%s: %s = %v, want %v", name, f.name, f.got, f.want)
+			}
+			for i := range c.Grad {
+				assert.InDelta(t, c.Grad[i], r.Grad[i], 1e-12*(1+math.Abs(c.Grad[i])), "%s: grad[%d] = %v, want %v", name, i, r.Grad[i], c.Grad[i])
+			}
+		})
 	}
 }
 

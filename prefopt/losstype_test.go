@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // objGolden mirrors testdata/objectives.json, written by
@@ -169,17 +170,16 @@ func TestGoldenLossTypes(t *testing.T) {
 	for _, c := range g.Pairwise {
 		o := lossTypeObjective(t, c.Kind, state)
 		name := c.Batch + "/" + c.Kind.Name + " β=" + jsonString(c.Kind.Beta)
-		r, err := o.Loss(g.batch(t, c.Batch))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		checkPair(t, name, r, c, 1e-12)
-		checkStats(t, name, r.Stats, c, c.Kind.Name != "sft", 1e-12)
-		if c.Kind.Name == "bco_pair" {
-			got := o.(*BCOPair).Shift.Mean
-			assert.InDelta(t, c.Shift, got, 1e-12*(1+math.Abs(c.Shift)), "%s: running shift %v, want %v", name, got, c.Shift)
-		}
+		t.Run(name, func(t *testing.T) {
+			r, err := o.Loss(g.batch(t, c.Batch))
+			require.NoError(t, err)
+			checkPair(t, name, r, c, 1e-12)
+			checkStats(t, name, r.Stats, c, c.Kind.Name != "sft", 1e-12)
+			if c.Kind.Name == "bco_pair" {
+				got := o.(*BCOPair).Shift.Mean
+				assert.InDelta(t, c.Shift, got, 1e-12*(1+math.Abs(c.Shift)), "%s: running shift %v, want %v", name, got, c.Shift)
+			}
+		})
 	}
 }
 

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestGRPOGroups(t *testing.T) {
@@ -191,11 +192,9 @@ func TestOnlineErrors(t *testing.T) {
 		{"expand", errOf(Expand(one, []int{-1})), "negative"},
 		{"loo", errOf(LeaveOneOut(two, 1)), "k = 1"},
 	} {
-		if c.err == nil {
-			t.Errorf("%s: no error", c.name)
-		} else if !strings.Contains(c.err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, c.err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			assert.ErrorContains(t, c.err, c.want)
+		})
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestGoldenORPOCPO(t *testing.T) {
@@ -24,13 +26,12 @@ func TestGoldenORPOCPO(t *testing.T) {
 				o = CPO{Beta: k.Beta, LabelSmoothing: k.Eps, Alpha: k.Alpha, SimPO: k.Name == "simpo", Gamma: k.Gamma}
 			}
 			name := set.name + " " + c.Batch + "/" + k.Name + " β=" + jsonString(k.Beta)
-			r, err := o.Loss(g.batch(t, c.Batch))
-			if err != nil {
-				t.Errorf("%s: %v", name, err)
-				continue
-			}
-			checkPair(t, name, r, c, 1e-11)
-			checkStats(t, name, r.Stats, c, true, 1e-11)
+			t.Run(name, func(t *testing.T) {
+				r, err := o.Loss(g.batch(t, c.Batch))
+				require.NoError(t, err)
+				checkPair(t, name, r, c, 1e-11)
+				checkStats(t, name, r.Stats, c, true, 1e-11)
+			})
 		}
 	}
 }

@@ -3,8 +3,9 @@ package prefopt
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // torchtune's DPO tests (docs/ALGORITHMS.md): h = [0, 10, 20].
@@ -37,12 +38,9 @@ func TestTorchtuneValues(t *testing.T) {
 		{"IPO summed", IPO{Tau: 0.1, SumLogProbs: true}, []float64{25, 25, 225}, 1e-9},
 		{"Hinge", Hinge{Beta: 0.1}, []float64{1, 0, 0}, 1e-9},
 	} {
-		got := per(c.o)
-		for i := range got {
-			if math.Abs(got[i]-c.want[i]) > c.tol {
-				t.Errorf("%s: pair %d loss %v, want %v", c.name, i, got[i], c.want[i])
-			}
-		}
+		t.Run(c.name, func(t *testing.T) {
+			assert.InDeltaSlice(t, c.want, per(c.o), c.tol, "per-pair losses")
+		})
 	}
 }
 
@@ -185,14 +183,10 @@ func TestPairwiseErrors(t *testing.T) {
 			PolicyChosen: []float64{1e300}, PolicyRejected: []float64{-1e300},
 			RefChosen: []float64{0}, RefRejected: []float64{0}}, "overflow"},
 	} {
-		_, err := c.o.Loss(c.b)
-		if err == nil {
-			t.Errorf("%s: no error", c.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.o.Loss(c.b)
+			assert.ErrorContains(t, err, c.want)
+		})
 	}
 	// Reference-free SimPO needs no reference.
 	if _, err := (SimPO{Beta: 2, Gamma: 1}).Loss(noRef); err != nil {

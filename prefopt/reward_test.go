@@ -3,10 +3,10 @@ package prefopt
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
+	"github.com/stretchr/testify/assert"
 )
 
 func TestLevels(t *testing.T) {
@@ -156,11 +156,9 @@ func TestRewardErrors(t *testing.T) {
 		{"grading all skipped", errOf(Grading(nil, logits, []int32{-1, -1}, 1)), "negative"},
 		{"grading shape", errOf(Grading(tensor.New(3, 2), logits, []int32{0, 1}, 1)), "shape"},
 	} {
-		if c.err == nil {
-			t.Errorf("%s: no error", c.name)
-		} else if !strings.Contains(c.err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", c.name, c.err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			assert.ErrorContains(t, c.err, c.want)
+		})
 	}
 	// Outputs untouched on error.
 	g := tensor.New(2, 3)

@@ -79,6 +79,7 @@ type RecordError struct {
 	Err   error
 }
 
+// Error names the line and, if known, the field.
 func (e *RecordError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("recipe: record at line %d: %v", e.Line, e.Err)
@@ -86,6 +87,7 @@ func (e *RecordError) Error() string {
 	return fmt.Sprintf("recipe: record at line %d: field %q: %v", e.Line, e.Field, e.Err)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *RecordError) Unwrap() error { return e.Err }
 
 // text is a field that is a string or a list of messages.

@@ -263,9 +263,9 @@ func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, gr
 		if _, err := te.body(s, false); err != nil {
 			return 0, fmt.Errorf("teacher: %w", err)
 		}
-		th = distill.Head{H: te.hs, W: te.Model.Head.W.Value}
+		th = distill.Head{H: te.hs, W: te.Model.HeadWeight()}
 	}
-	sh := distill.Head{H: st.hs, W: st.Model.Head.W.Value}
+	sh := distill.Head{H: st.hs, W: st.Model.HeadWeight()}
 	var g distill.HeadGrad
 	if grad {
 		g = distill.HeadGrad{H: st.hs, W: st.headGrad()}

@@ -179,19 +179,7 @@ func (c *Committee) Train(ctx context.Context, req itec.TrainRequest) (itec.Memb
 		}
 		o := c.Online
 		o.Policy, o.Ref, o.Config = m, base.Model, c.config(c.Online.Config, req.Seed, run)
-		o.Reward = func(ctx context.Context, prompt []int32, cs [][]int32) ([]float64, error) {
-			p, err := c.Tokenizer.Decode(prompt)
-			if err != nil {
-				return nil, err
-			}
-			ys := make([]string, len(cs))
-			for i, y := range cs {
-				if ys[i], err = c.Tokenizer.Decode(y); err != nil {
-					return nil, err
-				}
-			}
-			return req.Reward.Score(ctx, p, ys)
-		}
+		o.Reward = TextReward(c.Tokenizer, req.Reward)
 		_, err = o.Train(ctx, prompts)
 	default:
 		return itec.Member{}, fmt.Errorf("recipe: Committee.Train: no recipe for algorithm %q", req.Algorithm)

@@ -196,7 +196,7 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 	case k == 0:
 	case sc.Unfused:
 		sc.logits, sc.clse = fit(sc.logits, k, v), fitF64(sc.clse, k)
-		tensor.Gemm(false, true, 1, sc.hs, m.Head.W.Value, 0, sc.logits)
+		tensor.Gemm(false, true, 1, sc.hs, m.HeadWeight(), 0, sc.logits)
 		if err := prefopt.TokenLogProbsLSE(sc.ctok, sc.clse, sc.logits, sc.labels); err != nil {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
@@ -276,7 +276,7 @@ func (sc *Scorer) gather(h *tensor.Dense, s Seqs) {
 // head returns the scored positions' hidden states with the model's
 // output weight, the fused losses' input.
 func (sc *Scorer) head() prefopt.Head {
-	return prefopt.Head{H: sc.hs, W: sc.Model.Head.W.Value}
+	return prefopt.Head{H: sc.hs, W: sc.Model.HeadWeight()}
 }
 
 // headGrad returns where the head's gradient goes: the output weight's
@@ -346,7 +346,7 @@ func (sc *Scorer) Logits() *tensor.Dense {
 	if !sc.headed {
 		sc.logits = fit(sc.logits, len(sc.rows), sc.Model.Config.Vocab)
 		if len(sc.rows) > 0 {
-			tensor.Gemm(false, true, 1, sc.hs, sc.Model.Head.W.Value, 0, sc.logits)
+			tensor.Gemm(false, true, 1, sc.hs, sc.Model.HeadWeight(), 0, sc.logits)
 		}
 		sc.headed = true
 	}
@@ -378,7 +378,7 @@ func (sc *Scorer) backwardLogits(m *nn.Model, g *tensor.Dense) {
 	}
 	if k > 0 && sc.hidden.RequiresGrad() {
 		sc.dhs = fit(sc.dhs, k, sc.hs.Dim(1))
-		tensor.Gemm(false, false, 1, g, m.Head.W.Value, 0, sc.dhs) // dH = G·W on the scored rows
+		tensor.Gemm(false, false, 1, g, m.HeadWeight(), 0, sc.dhs) // dH = G·W on the scored rows
 	}
 	sc.backwardHidden(sc.dhs)
 }
@@ -569,7 +569,7 @@ func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
 		all[i] = int32(i)
 	}
 	sc.acc.Rows = sc.fused.ChunkRows
-	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.Head.W.Value}, Rows: all,
+	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.HeadWeight()}, Rows: all,
 		Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			for r := range hi - lo {
 				fn(lo+r, z.Row(r))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/distill/cache"
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -21,13 +22,33 @@ import (
 // holding token i. Only whole windows are covered. progress, if not nil,
 // gets the running token count.
 func PrecomputeTop1(ctx context.Context, teacher *nn.Model, tokens []int32, seq int, path string, progress func(done int64)) ([]int32, error) {
+	t, err := precomputeStream(ctx, "PrecomputeTop1", teacher, tokens, seq, 1, path, progress)
+	return t.IDs, err
+}
+
+// PrecomputeTopK is PrecomputeTop1 for the teacher's k most likely next
+// tokens per token, with their log-probabilities (bfloat16), as
+// distill.SparseKL reads them: row i holds the predictions of token i+1,
+// in descending order of probability, so IDs[i·k] is the top-1.
+func PrecomputeTopK(ctx context.Context, teacher *nn.Model, tokens []int32, seq, k int, path string, progress func(done int64)) (distill.TopK, error) {
+	return precomputeStream(ctx, "PrecomputeTopK", teacher, tokens, seq, k, path, progress)
+}
+
+func precomputeStream(ctx context.Context, op string, teacher *nn.Model, tokens []int32, seq, k int, path string, progress func(done int64)) (distill.TopK, error) {
 	if seq < 1 || len(tokens) < seq {
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: %d tokens hold no window of %d", len(tokens), seq)
+		return distill.TopK{}, fmt.Errorf("recipe: %s: %d tokens hold no window of %d", op, len(tokens), seq)
+	}
+	if k < 1 || k > teacher.Config.Vocab {
+		return distill.TopK{}, fmt.Errorf("recipe: %s: k = %d outside [1, %d]", op, k, teacher.Config.Vocab)
 	}
 	n := (len(tokens) / seq) * seq
-	w, err := cache.Create(path, cache.Format{Vocab: teacher.Config.Vocab, K: 1, PackIDs: true})
+	f := cache.Format{Vocab: teacher.Config.Vocab, K: k, PackIDs: true}
+	if k > 1 {
+		f.LogProbs = cache.BF16
+	}
+	w, err := cache.Create(path, f)
 	if err != nil {
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: %w", err)
+		return distill.TopK{}, fmt.Errorf("recipe: %s: %w", op, err)
 	}
 	tp := autograd.NewTape()
 	tp.NoGrad = true
@@ -41,29 +62,35 @@ func PrecomputeTop1(ctx context.Context, teacher *nn.Model, tokens []int32, seq 
 	}
 	if _, err := cache.Precompute(ctx, w, fn, cache.SliceTokens(tokens[:n]), 16*seq, progress); err != nil {
 		w.Abort()
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: %w", err)
+		return distill.TopK{}, fmt.Errorf("recipe: %s: %w", op, err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: %w", err)
+		return distill.TopK{}, fmt.Errorf("recipe: %s: %w", op, err)
 	}
 	r, err := cache.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: %w", err)
+		return distill.TopK{}, fmt.Errorf("recipe: %s: %w", op, err)
 	}
 	defer r.Close()
-	out := make([]int32, 0, n)
+	out := distill.TopK{K: k, IDs: make([]int32, 0, n*k)}
+	if k > 1 {
+		out.LogProbs = make([]float32, 0, n*k)
+	}
 	for {
 		b, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("recipe: PrecomputeTop1: %w", err)
+			return distill.TopK{}, fmt.Errorf("recipe: %s: %w", op, err)
 		}
-		out = append(out, b.IDs...)
+		out.IDs = append(out.IDs, b.IDs...)
+		if k > 1 {
+			out.LogProbs = append(out.LogProbs, b.LogProbs...)
+		}
 	}
-	if len(out) != n {
-		return nil, fmt.Errorf("recipe: PrecomputeTop1: cache %s holds %d tokens, wrote %d", path, len(out), n)
+	if len(out.IDs) != n*k {
+		return distill.TopK{}, fmt.Errorf("recipe: %s: cache %s holds %d entries, wrote %d", op, path, len(out.IDs), n*k)
 	}
 	return out, nil
 }

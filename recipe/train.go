@@ -133,8 +133,12 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 
 // The files a trainer keeps in Config.Dir.
 const (
+	// CheckpointFile holds the trainable parameters, AdamW's moments and
+	// the step, rewritten atomically every Config.SaveEvery steps and
+	// after the last.
 	CheckpointFile = "checkpoint.safetensors"
-	MetricsFile    = "metrics.jsonl"
+	// MetricsFile is the metrics log, one JSON Record per line.
+	MetricsFile = "metrics.jsonl"
 )
 
 // task is one trainer's part of the shared loop.

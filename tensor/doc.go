@@ -48,11 +48,17 @@
 // "avx512bf16" tier the micro-kernel multiplies pairs of bfloat16 with
 // VDPBF16PS (12×32 tile, 24 accumulators); every other tier widens B to
 // float32 while packing it (and A once per call) and runs its float32
-// micro-kernel, so the weights still take and stream half the bytes. VDPBF16PS doubles the
-// multiply-adds per instruction but not necessarily per cycle: on the
-// Intel Xeon (Sapphire Rapids class, in a VM) this was measured on it
-// retires one per 2.3 cycles, below two float32 FMAs per cycle, so that
-// tier is opt-in (SetTier) rather than chosen at init. The "amx" tier, on
+// micro-kernel, so the weights still take and stream half the bytes.
+// GemmWiden keeps float32 activations exact against bfloat16 weights, on
+// every tier the float32 kernel's speed: the product of a frozen layer
+// under training. VDPBF16PS doubles the multiply-adds per instruction
+// but not necessarily per cycle: on the Intel Xeon (Sapphire Rapids
+// class, in a VM) this was measured on, it retires one every two cycles
+// and holds the FMA ports meanwhile (a loop alternating it with
+// VFMADD231PS takes the sum of their times), so its peak is half the
+// float32 FMA's in FLOPs (simd's BenchmarkPeak: 95 against 186 GFLOPS
+// per core), and that tier is opt-in (SetTier) rather than chosen at
+// init. The "amx" tier, on
 // CPUs with AMX-BF16 where Linux grants the tile state
 // (arch_prctl(ARCH_REQ_XCOMP_PERM), requested once at init), multiplies
 // 32×32 tiles of C with TDPBF16PS; it is opt-in too until it has been

@@ -50,6 +50,24 @@ func GemmMixed(transA, transB bool, alpha float32, a *Dense, b *BF16, beta float
 	gemmBF16(g)
 }
 
+// GemmWiden computes c = alpha·op(a)·op(b) + beta·c for float32 a and
+// bfloat16 b with a kept exact: b is widened to float32 (exactly) while it
+// is packed and the float32 micro-kernel runs, on every tier. It is the
+// product of a frozen bfloat16 layer under training, as a LoRA adapter
+// on a bfloat16 base needs — y = x·Wᵀ is GemmWiden(false, true, 1, x, w,
+// 0, y) and dx = dy·W is GemmWiden(false, false, 1, dy, w, 0, dx) — when
+// neither the activations nor their gradients should lose bits: the
+// result is the float32 product with the weights' values, at the speed
+// of Gemm, the weights taking half the bytes. GemmMixed, which rounds a,
+// is the faster route only where the tier multiplies bfloat16 itself.
+// It panics with a *ShapeError on mismatched shapes.
+func GemmWiden(transA, transB bool, alpha float32, a *Dense, b *BF16, beta float32, c *Dense) {
+	m, k, n := gemmShape("GemmWiden", transA, transB, a.shape, b.shape, c.shape)
+	g := dense(transA, transB, m, n, k, alpha, a.data, nil, beta, c.data)
+	g.b16 = b.data
+	gemm(g, true)
+}
+
 // gemmBF16 brings A to the form the route reads, once per call, then runs
 // the product: bfloat16 for the bfloat16 micro-kernel (GemmMixed's
 // activations rounded), float32 for the widening route (GemmBF16's

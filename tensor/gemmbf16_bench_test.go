@@ -9,9 +9,9 @@ import (
 )
 
 // BenchmarkGemmBF16 measures GemmBF16 (bfloat16 a·b, float32 c) at 1024³
-// and a 4096×512×512 layer, and GemmMixed on the layer (float32
-// activations times bfloat16 weights [out,in], the frozen-layer forward),
-// in GFLOPS (2·M·N·K per call), on every tier: the tier's name is the
+// and a 4096×512×512 layer, and GemmMixed and GemmWiden (float32
+// activations, rounded or exact, times bfloat16 weights [out,in], the
+// frozen-layer forward), in GFLOPS (2·M·N·K per call), on every tier: the tier's name is the
 // first part of the benchmark's name.
 func BenchmarkGemmBF16(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
@@ -23,19 +23,22 @@ func BenchmarkGemmBF16(b *testing.B) {
 			m, k, n := s[0], s[1], s[2]
 			a, w := FromSlice(randSlice(r, m*k), m, k), FromSlice(randSlice(r, n*k), n, k).BF16()
 			a16, c := a.BF16(), New(m, n)
-			for _, mixed := range []bool{false, true} {
-				op := "bf16"
-				if mixed {
-					op = "mixed"
+			for _, op := range bf16Ops {
+				if op == opWiden && tier == simd.AVX512BF16 {
+					continue // the float32 kernel: avx512's
 				}
-				b.Run(fmt.Sprintf("%v/%s/%dx%dx%d", tier, op, m, k, n), func(b *testing.B) {
+				name := map[bf16Op]string{opBF16: "bf16", opMixed: "mixed", opWiden: "widen"}[op]
+				b.Run(fmt.Sprintf("%v/%s/%dx%dx%d", tier, name, m, k, n), func(b *testing.B) {
 					prev, _ := simd.Use(tier)
 					defer simd.Use(prev)
 					for b.Loop() {
-						if mixed {
-							GemmMixed(false, true, 1, a, w, 0, c)
-						} else {
+						switch op {
+						case opBF16:
 							GemmBF16(false, true, 1, a16, w, 0, c)
+						case opMixed:
+							GemmMixed(false, true, 1, a, w, 0, c)
+						case opWiden:
+							GemmWiden(false, true, 1, a, w, 0, c)
 						}
 					}
 					b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")

@@ -21,25 +21,42 @@ func roundSlice(x []float32) ([]uint16, []float32) {
 	return h, f
 }
 
-// checkBF16 runs GemmBF16 (or GemmMixed) with each tier forced, operands
-// placed at misaligned offsets, and compares every element with the
-// float64 product of the bfloat16-rounded inputs.
-func checkBF16(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
+// bf16Op is the product a check runs.
+type bf16Op int
+
+const (
+	opBF16  bf16Op = iota // GemmBF16: both operands bfloat16
+	opMixed               // GemmMixed: float32 a, rounded to bfloat16
+	opWiden               // GemmWiden: float32 a kept exact
+)
+
+var bf16Ops = []bf16Op{opBF16, opMixed, opWiden}
+
+func (o bf16Op) String() string { return [...]string{"GemmBF16", "GemmMixed", "GemmWiden"}[o] }
+
+// checkBF16 runs GemmBF16, GemmMixed or GemmWiden with each tier forced,
+// operands placed at misaligned offsets, and compares every element with
+// the float64 product of the bfloat16-rounded inputs (a unrounded for
+// GemmWiden).
+func checkBF16(t *testing.T, r *rand.Rand, op bf16Op, transA, transB bool, m, n, k, off int, alpha, beta float32) {
 	t.Helper()
-	checkBF16Tiers(t, r, false, mixed, transA, transB, m, n, k, off, alpha, beta)
+	checkBF16Tiers(t, r, false, op, transA, transB, m, n, k, off, alpha, beta)
 }
 
 // checkBF16One is checkBF16 on the kernel table as it stands.
-func checkBF16One(t *testing.T, r *rand.Rand, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
+func checkBF16One(t *testing.T, r *rand.Rand, op bf16Op, transA, transB bool, m, n, k, off int, alpha, beta float32) {
 	t.Helper()
-	checkBF16Tiers(t, r, true, mixed, transA, transB, m, n, k, off, alpha, beta)
+	checkBF16Tiers(t, r, true, op, transA, transB, m, n, k, off, alpha, beta)
 }
 
-func checkBF16Tiers(t *testing.T, r *rand.Rand, current, mixed, transA, transB bool, m, n, k, off int, alpha, beta float32) {
+func checkBF16Tiers(t *testing.T, r *rand.Rand, current bool, op bf16Op, transA, transB bool, m, n, k, off int, alpha, beta float32) {
 	t.Helper()
 	a32, b32 := randSlice(r, m*k), randSlice(r, k*n)
 	a16, ar := roundSlice(a32)
 	b16, br := roundSlice(b32)
+	if op == opWiden {
+		ar = a32
+	}
 	c := randSlice(r, m*n)
 	if beta == 0 {
 		for i := 0; i < len(c); i += 3 {
@@ -73,12 +90,13 @@ func checkBF16Tiers(t *testing.T, r *rand.Rand, current, mixed, transA, transB b
 		}
 		C := FromSlice(at32(c), m, n)
 		B := FromSliceBF16(at16(b16), bsh...)
-		op := "GemmBF16"
-		if mixed {
-			op = "GemmMixed"
-			GemmMixed(transA, transB, alpha, FromSlice(at32(a32), ash...), B, beta, C)
-		} else {
+		switch op {
+		case opBF16:
 			GemmBF16(transA, transB, alpha, FromSliceBF16(at16(a16), ash...), B, beta, C)
+		case opMixed:
+			GemmMixed(transA, transB, alpha, FromSlice(at32(a32), ash...), B, beta, C)
+		case opWiden:
+			GemmWiden(transA, transB, alpha, FromSlice(at32(a32), ash...), B, beta, C)
 		}
 		if !current {
 			simd.Use(prev)
@@ -97,13 +115,13 @@ var bf16Sizes = []int{0, 1, 2, 3, 5, 11, 12, 13, 31, 32, 33, 67}
 
 func TestGemmBF16Shapes(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	for _, mixed := range []bool{false, true} {
+	for _, op := range bf16Ops {
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
 				for i, m := range bf16Sizes {
 					for j, n := range bf16Sizes {
 						k := bf16Sizes[(i+2*j)%len(bf16Sizes)]
-						checkBF16(t, r, mixed, tA, tB, m, n, k, (i+j)%4, 1, 0)
+						checkBF16(t, r, op, tA, tB, m, n, k, (i+j)%4, 1, 0)
 					}
 				}
 			}
@@ -127,12 +145,12 @@ func TestGemmBF16Large(t *testing.T) {
 		shapes = []shape{{130, 40, 600, 1, 0}, {37, 50, 1025, 1, -0.25}, {1, 300, 333, 2, 0}}
 	}
 	for _, s := range shapes {
-		for c := range 8 {
-			mixed, tA, tB := c&4 != 0, c&2 != 0, c&1 != 0
+		for c := range 12 {
+			op, tA, tB := bf16Op(c/4), c&2 != 0, c&1 != 0
 			if slow && tA == tB {
 				continue
 			}
-			checkBF16(t, r, mixed, tA, tB, s.m, s.n, s.k, 1, s.alpha, s.beta)
+			checkBF16(t, r, op, tA, tB, s.m, s.n, s.k, 1, s.alpha, s.beta)
 		}
 	}
 }
@@ -197,6 +215,8 @@ func TestBF16Shapes(t *testing.T) {
 		func() { MatVecBF16(make([]float32, 3), NewBF16(12), make([]float32, 4)) },
 		func() { GemmBF16(false, false, 1, NewBF16(2, 3), NewBF16(4, 5), 0, New(2, 5)) },
 		func() { GemmMixed(false, true, 1, New(2, 3), NewBF16(4, 5), 0, New(2, 4)) },
+		func() { GemmWiden(false, true, 1, New(2, 3), NewBF16(4, 5), 0, New(2, 4)) },
+		func() { GemmWiden(false, false, 1, New(2, 3), NewBF16(4, 5), 0, New(2, 5)) },
 		func() { FromSliceBF16(make([]uint16, 5), 2, 3) },
 	} {
 		func() {
@@ -254,6 +274,7 @@ func TestBF16Allocs(t *testing.T) {
 		for name, f := range map[string]func(){
 			"GemmBF16":   func() { GemmBF16(false, true, 1, a16, w, 0, c) },
 			"GemmMixed":  func() { GemmMixed(false, true, 1, a, w, 0, c) },
+			"GemmWiden":  func() { GemmWiden(false, true, 1, a, w, 0, c) },
 			"MatVecBF16": func() { MatVecBF16(y, w, x) },
 		} {
 			f()
@@ -302,8 +323,8 @@ func TestGemmBF16Blocked(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	for _, s := range [][3]int{{1, 1, 1}, {32, 32, 32}, {33, 31, 17}, {70, 45, 600}, {5, 64, 1025}} {
 		for c := range 8 {
-			mixed, tA, tB := c&4 != 0, c&2 != 0, c&1 != 0
-			checkBF16One(t, r, mixed, tA, tB, s[0], s[1], s[2], 1, 1, 0)
+			op, tA, tB := bf16Op(c/4), c&2 != 0, c&1 != 0
+			checkBF16One(t, r, op, tA, tB, s[0], s[1], s[2], 1, 1, 0)
 		}
 	}
 }

@@ -14,7 +14,7 @@ const gemmVecCols = 2048 // columns of C per task: 8 KiB of C, four 8 KiB runs o
 // (a layer's weights [out,in] times one token), each element of C is a
 // dot product of a with a contiguous row of B, on every tier.
 func (g *gemmArgs) vec(k *simd.GemmKernel) bool {
-	if g.m != 1 || g.bf {
+	if g.m != 1 || g.b16 != nil {
 		return false
 	}
 	if g.transB { // a must be contiguous for Dot: strided only through gonumblas

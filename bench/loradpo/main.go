@@ -3,7 +3,8 @@
 // backward, AdamW on the adapters — on a model of SmolLM2-135M's shape
 // with random weights, and reports the peak resident memory against the
 // model's float32 size. bench/loradpo_compare.sh runs it next to the
-// PyTorch eager anchor doing the same math.
+// PyTorch eager anchor doing the same math; with -bf16 the frozen base is
+// held in bfloat16, and bench/bf16_compare.sh times the two bases.
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/recipe"
+	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
@@ -37,7 +39,14 @@ func main() {
 	quick := flag.Bool("quick", false, "a small model, for smoke tests")
 	recompute := flag.Bool("recompute", false, "gradient checkpointing (recipe.Config.Recompute)")
 	unfused := flag.Bool("unfused", false, "form the completion positions' logits whole (recipe.Config.Unfused) instead of the fused LM head")
+	bf16 := flag.Bool("bf16", false, "hold the frozen base in bfloat16 (Model.FreezeBF16) before adding the adapters")
+	tier := flag.String("tier", "", "pin the kernel tier (tensor.SetTier), e.g. avx512bf16; empty keeps the CPU's default")
 	flag.Parse()
+	if *tier != "" {
+		if _, err := tensor.SetTier(*tier); err != nil {
+			log.Fatal(err)
+		}
+	}
 	cfg := SmolLM2
 	if *quick {
 		cfg = nn.Config{Vocab: 512, DModel: 64, Layers: 2, Heads: 4, KVHeads: 2, Context: 256, Hidden: 128, Tied: true}
@@ -45,6 +54,11 @@ func main() {
 	m, err := nn.NewModel(cfg, 1)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *bf16 {
+		if err := m.FreezeBF16(); err != nil {
+			log.Fatal(err)
+		}
 	}
 	if _, err := m.AddLoRA(nn.LoRAConfig{Rank: *rank, Alpha: 2 * float64(*rank), Targets: []string{"q", "k", "v", "o"}}, 2); err != nil {
 		log.Fatal(err)
@@ -71,11 +85,13 @@ func main() {
 	p := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: 0.1},
 		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1, Recompute: *recompute, Unfused: *unfused}}
 	var times []time.Duration
+	var final recipe.Record
 	last := time.Now()
 	p.Config.Callback = func(r recipe.Record) {
 		now := time.Now()
 		times = append(times, now.Sub(last))
 		last = now
+		final = r
 	}
 	if _, err := p.Train(context.Background(), data, nil); err != nil {
 		log.Fatal(err)
@@ -84,9 +100,26 @@ func main() {
 	for _, t := range times[1:] {
 		best = min(best, t)
 	}
-	model := float64(4*m.NumParams()) / (1 << 20)
+	specs, err := cfg.Specs() // the whole model, whatever the base is held in
+	if err != nil {
+		log.Fatal(err)
+	}
+	elems := 0
+	for _, s := range specs {
+		n := 1
+		for _, d := range s.Shape {
+			n *= d
+		}
+		elems += n
+	}
+	model := float64(4*elems) / (1 << 20)
 	hwm := peakRSS()
+	fmt.Printf("go tier %s bf16_base %v\n", tensor.Tier(), *bf16)
 	fmt.Printf("go step_ms %.1f\n", float64(best.Microseconds())/1e3)
+	// The last step's figures, to compare the bases: the loss and the
+	// policy's mean log-prob of the chosen completions.
+	fmt.Printf("go last_loss %.7g\n", final.Metrics["loss"])
+	fmt.Printf("go last_logps_chosen %.7g\n", final.Metrics["logps/chosen"])
 	fmt.Printf("go rss_before_training_mib %.0f\n", start)
 	fmt.Printf("go training_peak_rss_mib %.0f\n", hwm)
 	fmt.Printf("go model_f32_mib %.0f\n", model)

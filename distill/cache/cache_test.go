@@ -14,6 +14,9 @@ import (
 	"testing"
 
 	"github.com/posttrain/posttrain/tensor"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // predictions draws n tokens of K distinct ids and sorted log-probs.
@@ -127,41 +130,55 @@ func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	for i, f := range formats {
 		for _, n := range []int{0, 1, 6, 7, 50} {
-			path := filepath.Join(dir, fmt.Sprintf("c%d-%d.ptc", i, n))
-			ids, lps := predictions(r, f, n)
-			writeFile(t, path, f, ids, lps, 3)
-			rd, err := Open(path)
-			if err != nil {
-				t.Fatalf("%+v n=%d: %v", f, n, err)
-			}
-			if rd.Tokens() != int64(n) || rd.Format() != f.withDefaults() {
-				t.Errorf("%+v: reads back %d tokens, format %+v", f, rd.Tokens(), rd.Format())
-			}
-			gotIDs, gotLPs, err := readAll(rd)
-			if err != nil {
-				t.Fatalf("%+v n=%d: %v", f, n, err)
-			}
-			if !slicesEqual(gotIDs, ids) {
-				t.Errorf("%+v n=%d: ids differ", f, n)
-			}
-			if f.LogProbs != None && !slicesEqual(gotLPs, stored(f.LogProbs, lps)) {
-				t.Errorf("%+v n=%d: log-probs differ from their %v round trip", f, n, f.LogProbs)
-			}
-			info, _ := os.Stat(path)
-			wantSize := int64(headerSize)
-			bt := f.withDefaults().BlockTokens
-			for s := 0; s < n; s += bt {
-				wantSize += f.blockBytes(min(bt, n-s))
-			}
-			if info.Size() != wantSize {
-				t.Errorf("%+v n=%d: %d bytes, want %d", f, n, info.Size(), wantSize)
-			}
-			rd.Close()
+			t.Run(fmt.Sprintf("%s/n=%d", formatName(f), n), func(t *testing.T) {
+				path := filepath.Join(dir, fmt.Sprintf("c%d-%d.ptc", i, n))
+				ids, lps := predictions(r, f, n)
+				writeFile(t, path, f, ids, lps, 3)
+				rd, err := Open(path)
+				if err != nil {
+					t.Fatalf("%+v n=%d: %v", f, n, err)
+				}
+				if rd.Tokens() != int64(n) || rd.Format() != f.withDefaults() {
+					t.Errorf("%+v: reads back %d tokens, format %+v", f, rd.Tokens(), rd.Format())
+				}
+				gotIDs, gotLPs, err := readAll(rd)
+				if err != nil {
+					t.Fatalf("%+v n=%d: %v", f, n, err)
+				}
+				if !slicesEqual(gotIDs, ids) {
+					t.Errorf("%+v n=%d: ids differ", f, n)
+				}
+				if f.LogProbs != None && !slicesEqual(gotLPs, stored(f.LogProbs, lps)) {
+					t.Errorf("%+v n=%d: log-probs differ from their %v round trip", f, n, f.LogProbs)
+				}
+				info, _ := os.Stat(path)
+				wantSize := int64(headerSize)
+				bt := f.withDefaults().BlockTokens
+				for s := 0; s < n; s += bt {
+					wantSize += f.blockBytes(min(bt, n-s))
+				}
+				if info.Size() != wantSize {
+					t.Errorf("%+v n=%d: %d bytes, want %d", f, n, info.Size(), wantSize)
+				}
+				rd.Close()
+			})
 		}
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*.tmp*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
+}
+
+// formatName names a format in subtest names: "V=1000,K=8,bf16,packed,B=5".
+func formatName(f Format) string {
+	s := fmt.Sprintf("V=%d,K=%d,%v", f.Vocab, f.K, f.LogProbs)
+	if f.PackIDs {
+		s += ",packed"
+	}
+	if f.BlockTokens != 0 {
+		s += fmt.Sprintf(",B=%d", f.BlockTokens)
+	}
+	return s
 }
 
 func slicesEqual[T comparable](a, b []T) bool {
@@ -190,9 +207,9 @@ func TestBytesPerToken(t *testing.T) {
 		{Format{Vocab: 49152, K: 32, LogProbs: F16, PackIDs: true}, 128},
 		{Format{Vocab: 100000, K: 1, PackIDs: true}, 17.0 / 8},
 	} {
-		if got := c.f.BytesPerToken(); got != c.want {
-			t.Errorf("%+v: %v bytes per token, want %v", c.f, got, c.want)
-		}
+		t.Run(formatName(c.f), func(t *testing.T) {
+			assert.Equal(t, c.want, c.f.BytesPerToken()) // exact: a ratio of small integers
+		})
 	}
 }
 
@@ -225,20 +242,21 @@ func TestWriteErrors(t *testing.T) {
 	}
 	defer w.Abort()
 	for _, c := range []struct {
+		name string
 		ids  []int32
 		lps  []float32
 		want string
 	}{
-		{[]int32{1}, []float32{-1}, "multiple of k"},
-		{[]int32{1, 2}, nil, "0 log-probs for 2 ids"},
-		{[]int32{1, 2, 3, 10}, []float32{-1, -2, -1, -2}, "token 1: id 10"},
-		{[]int32{1, 2, 3, -1}, []float32{-1, -2, -1, -2}, "token 1: id -1"},
-		{[]int32{1, 2}, []float32{-1, 0.5}, "token 0: log-prob 0.5"},
-		{[]int32{1, 2}, []float32{float32(math.NaN()), -1}, "log-prob NaN"},
+		{"ragged", []int32{1}, []float32{-1}, "multiple of k"},
+		{"no log-probs", []int32{1, 2}, nil, "0 log-probs for 2 ids"},
+		{"id ≥ V", []int32{1, 2, 3, 10}, []float32{-1, -2, -1, -2}, "token 1: id 10"},
+		{"id < 0", []int32{1, 2, 3, -1}, []float32{-1, -2, -1, -2}, "token 1: id -1"},
+		{"log-prob > 0", []int32{1, 2}, []float32{-1, 0.5}, "token 0: log-prob 0.5"},
+		{"log-prob NaN", []int32{1, 2}, []float32{float32(math.NaN()), -1}, "log-prob NaN"},
 	} {
-		if err := w.Write(c.ids, c.lps); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("Write(%v, %v) = %v, want an error mentioning %q", c.ids, c.lps, err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			assert.ErrorContains(t, w.Write(c.ids, c.lps), c.want)
+		})
 	}
 	if w.Tokens() != 0 {
 		t.Errorf("%d tokens written by failed calls", w.Tokens())
@@ -307,10 +325,11 @@ func TestCorruption(t *testing.T) {
 		{"no blocks", b[:headerSize], "truncated"},
 		{"trailing", append(bytes.Clone(b), 0), "1 trailing bytes after block 4"},
 	} {
-		err := readBytes(c.data)
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want ErrCorrupt mentioning %q", c.name, err, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			err := readBytes(c.data)
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.ErrorContains(t, err, c.want)
+		})
 	}
 	// An id ≥ V under a valid checksum (a writer bug, or a forged file) is
 	// caught too, naming the block.
@@ -319,9 +338,9 @@ func TestCorruption(t *testing.T) {
 	blk := make([]byte, g.blockBytes(4))
 	packIDs(blk[:2], []int32{1, 2, 7, 3}, 3)
 	putCRC(blk)
-	if err := readBytes(append(raw, blk...)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "block 0 token 2: id 7") {
-		t.Errorf("forged id: %v", err)
-	}
+	err := readBytes(append(raw, blk...))
+	require.ErrorIs(t, err, ErrCorrupt, "forged id")
+	assert.ErrorContains(t, err, "block 0 token 2: id 7", "forged id")
 }
 
 func putCRC(blk []byte) {

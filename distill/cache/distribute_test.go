@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // shuffled is an Executor that answers batches out of order, after random
@@ -94,5 +97,62 @@ func TestDistribute(t *testing.T) {
 		t.Fatalf("a failed batch: %v; want its error, not a cancellation", err)
 	} else if errors.Is(err, context.Canceled) {
 		t.Fatalf("a failed batch reported as %v", err)
+	}
+}
+
+// failing is an Executor whose batches fail on a schedule, ignoring
+// cancellation as a remote worker past the point of no return would, and
+// that records how many of its calls ever ran at once.
+type failing struct {
+	teacher  Teacher
+	errs     map[int64]error
+	delay    map[int64]time.Duration
+	mu       sync.Mutex
+	running  int
+	inFlight int // the most calls at once
+}
+
+func (e *failing) Predict(ctx context.Context, t Task) (Prediction, error) {
+	e.mu.Lock()
+	e.running++
+	e.inFlight = max(e.inFlight, e.running)
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running--
+		e.mu.Unlock()
+	}()
+	time.Sleep(e.delay[t.Batch])
+	if err := e.errs[t.Batch]; err != nil {
+		return Prediction{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Predict(t.Format, e.teacher, t.Tokens, t.First)
+}
+
+// Of two batches that fail, the earlier one's error is returned whichever
+// fails first: batch 40 fails at once, batch 35 after a delay (during
+// which 40 is usually in flight), and the report is batch 35's. No more
+// than window batches are ever in flight.
+func TestDistributeEarliestFailure(t *testing.T) {
+	const v = 50
+	f := Format{Vocab: v, K: 2, LogProbs: BF16, BlockTokens: 16}
+	tokens := make([]int32, 1000)
+	e35, e40 := errors.New("batch 35 lost"), errors.New("batch 40 lost")
+	for _, window := range []int{1, 3, 8} {
+		t.Run(fmt.Sprintf("window=%d", window), func(t *testing.T) {
+			w, err := Create(filepath.Join(t.TempDir(), "c.ptc"), f)
+			require.NoError(t, err)
+			defer w.Abort()
+			var calls int
+			ex := &failing{teacher: toyTeacher(v, &calls),
+				errs:  map[int64]error{35: e35, 40: e40},
+				delay: map[int64]time.Duration{35: 5 * time.Millisecond}}
+			done, err := Precompute(t.Context(), w, nil, SliceTokens(tokens), 10, nil, Distribute(ex, "c", window))
+			require.ErrorIs(t, err, e35)
+			assert.LessOrEqual(t, done, int64(350), "tokens written past the failed batch")
+			assert.LessOrEqual(t, ex.inFlight, window, "batches in flight")
+		})
 	}
 }

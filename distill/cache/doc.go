@@ -37,8 +37,9 @@
 // offset and the file's exact size, so a reader can seek to any block, and
 // a truncated or overlong file is detected before any data is trusted.
 //
-// Writers write to a temporary file in the target directory and rename it
-// into place on Close, so a crash never leaves a partial file under the
+// Writers write to a temporary file in the target directory and, on
+// Close, sync it, rename it into place and sync the directory
+// (internal/atomicfile), so a crash never leaves a partial file under the
 // final name. The Reader memory-maps the file (golang.org/x/exp/mmap) and
 // copies out one block at a time, verifying its checksum first: the file
 // is never loaded whole. Every corruption — bad magic or header checksum,

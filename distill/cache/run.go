@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -54,7 +55,11 @@ func (s *sliceSource) ReadTokens(buf []int32) (int, error) {
 //
 // With the Distribute option, batches become tasks of an Executor (a
 // fleet of workers, say) with several in flight, and teacher may be nil;
-// they are written in order, so dst's bytes are the same either way.
+// they are written in order, so dst's bytes are the same either way. Of
+// batches that fail at once, the error of the earliest is returned, not
+// the cancellations its failure causes in the others. dst.Write and
+// progress are called one at a time, batch after batch, though not
+// necessarily on the calling goroutine.
 func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource, batch int, progress func(tokens int64), opts ...Option) (int64, error) {
 	f := dst.Format()
 	if err := f.withDefaults().validate(); err != nil {
@@ -67,94 +72,134 @@ func Precompute(ctx context.Context, dst Sink, teacher Teacher, src TokenSource,
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type inflight struct {
-		n    int
-		done chan Prediction
-		err  chan error
+	p := &pipeline{f: f, dst: dst, src: src, batch: batch, progress: progress, o: o}
+	p.turn = sync.NewCond(&p.mu)
+	// window workers, each carrying one batch at a time from the source
+	// through the executor to dst: a sliding window of batches in flight,
+	// on internal/parallel's bounded, cancellable loop. A failing worker
+	// cancels the context the others' Predict calls see.
+	err := parallel.Each(ctx, o.window, o.window, p.work)
+	if p.err != nil {
+		err = p.err
 	}
-	var (
-		queue []*inflight
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error // the first executor error, not the cancellations it causes
-		done  int64 // tokens written
-		read  int64 // tokens read
-		index int64 // batches read
-	)
-	defer wg.Wait()
-	// flush writes the oldest batch in flight once it is back.
-	flush := func() error {
-		b := queue[0]
-		queue = queue[1:]
-		var p Prediction
-		select {
-		case p = <-b.done:
-		case <-b.err:
-			mu.Lock()
-			defer mu.Unlock()
-			return first
-		}
-		if len(p.IDs) != b.n*f.K || (f.LogProbs != None) != (p.LogProbs != nil) {
-			return fmt.Errorf("cache: Precompute: executor returned %d ids for %d tokens of K = %d", len(p.IDs), b.n, f.K)
-		}
-		if err := dst.Write(p.IDs, p.LogProbs); err != nil {
+	return p.done, err
+}
+
+// pipeline is one Precompute call's shared state.
+type pipeline struct {
+	f        Format
+	dst      Sink
+	src      TokenSource
+	batch    int
+	progress func(int64)
+	o        options
+
+	readMu sync.Mutex // guards src and the three below
+	eof    bool
+	read   int64 // tokens read
+	index  int64 // batches read
+
+	mu     sync.Mutex // guards the rest
+	turn   *sync.Cond // signalled when next or stop changes
+	next   int64      // the batch dst gets next
+	done   int64      // tokens written
+	stop   bool       // a batch failed: take no more, write no more
+	failed int64      // the earliest failed batch, if stop
+	err    error      // its error
+}
+
+// work is one worker: it takes batches until the source ends or a batch
+// fails, and returns an error only to have the other workers cancelled.
+func (p *pipeline) work(ctx context.Context, _ int) error {
+	for {
+		t, ok, err := p.take(ctx)
+		if err != nil || !ok {
 			return err
 		}
-		done += int64(b.n)
-		if progress != nil {
-			progress(done)
+		pred, err := p.o.ex.Predict(ctx, t)
+		if err == nil && (len(pred.IDs) != len(t.Tokens)*p.f.K || (p.f.LogProbs != None) != (pred.LogProbs != nil)) {
+			err = fmt.Errorf("cache: Precompute: executor returned %d ids for %d tokens of K = %d", len(pred.IDs), len(t.Tokens), p.f.K)
 		}
-		return nil
+		if err != nil {
+			return p.fail(t.Batch, err)
+		}
+		if err := p.write(t, pred); err != nil {
+			return err
+		}
 	}
-	for eof := false; !eof || len(queue) > 0; {
-		if eof || len(queue) >= o.window {
-			if err := flush(); err != nil {
-				return done, err
-			}
-			continue
+}
+
+// take reads the next batch; ok is false once the source is exhausted or
+// the run has stopped.
+func (p *pipeline) take(ctx context.Context) (t Task, ok bool, err error) {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	for !p.eof {
+		p.mu.Lock()
+		stop := p.stop
+		p.mu.Unlock()
+		if stop {
+			return Task{}, false, nil
 		}
 		if err := ctx.Err(); err != nil {
-			// A failed batch cancels ctx: report its error, not the
-			// cancellation.
-			mu.Lock()
-			if first != nil {
-				err = first
-			}
-			mu.Unlock()
-			return done, err
+			return Task{}, false, p.fail(p.index, err)
 		}
-		buf := make([]int32, batch)
-		n, rerr := src.ReadTokens(buf)
+		buf := make([]int32, p.batch) // the executor may keep it until Predict returns
+		n, rerr := p.src.ReadTokens(buf)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return done, fmt.Errorf("cache: Precompute: token source after %d tokens: %w", read, rerr)
+			return Task{}, false, p.fail(p.index, fmt.Errorf("cache: Precompute: token source after %d tokens: %w", p.read, rerr))
 		}
-		eof = rerr != nil
+		p.eof = rerr != nil
 		if n == 0 {
 			continue
 		}
-		b := &inflight{n: n, done: make(chan Prediction, 1), err: make(chan error, 1)}
-		queue = append(queue, b)
-		t := Task{ID: fmt.Sprintf("%s/b%d", o.corpus, index), Corpus: o.corpus, Batch: index, First: read, Tokens: buf[:n], Format: f}
-		read += int64(n)
-		index++
-		wg.Go(func() {
-			p, err := o.ex.Predict(ctx, t)
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				cancel() // stop the other batches
-				b.err <- err
-				return
-			}
-			b.done <- p
-		})
+		t = Task{ID: fmt.Sprintf("%s/b%d", p.o.corpus, p.index), Corpus: p.o.corpus, Batch: p.index, First: p.read, Tokens: buf[:n], Format: p.f}
+		p.read += int64(n)
+		p.index++
+		return t, true, nil
 	}
-	return done, nil
+	return Task{}, false, nil
+}
+
+// write waits for batch t's turn and hands its predictions to dst.
+func (p *pipeline) write(t Task, pred Prediction) error {
+	p.mu.Lock()
+	for p.next != t.Batch && !p.stop {
+		p.turn.Wait()
+	}
+	if p.stop {
+		p.mu.Unlock()
+		return nil
+	}
+	if err := p.dst.Write(pred.IDs, pred.LogProbs); err != nil {
+		p.mu.Unlock()
+		return p.fail(t.Batch, err)
+	}
+	p.done += int64(len(t.Tokens))
+	if p.progress != nil {
+		p.progress(p.done)
+	}
+	p.next++
+	p.turn.Broadcast()
+	p.mu.Unlock()
+	return nil
+}
+
+// fail records batch b's error and stops the run; it returns err for the
+// worker to return. A cancellation after the run has stopped is the
+// consequence of another failure, not one of its own.
+func (p *pipeline) fail(b int64, err error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stop && errors.Is(err, context.Canceled) {
+		return err
+	}
+	if !p.stop || b < p.failed {
+		p.failed, p.err = b, err
+	}
+	p.stop = true
+	p.turn.Broadcast()
+	return err
 }
 
 // An Executor computes the teacher's predictions for batches of a corpus.

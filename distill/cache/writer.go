@@ -9,19 +9,19 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 
+	"github.com/posttrain/posttrain/internal/atomicfile"
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Writer writes one cache file. It writes to a temporary file in the same
-// directory and renames it into place on Close, so a reader never sees a
-// half-written cache under the final name.
+// Writer writes one cache file. It writes through internal/atomicfile to
+// a temporary file in the same directory, which Close syncs and renames
+// into place (and syncs the directory), so a reader never sees a
+// half-written cache under the final name, even after a crash.
 type Writer struct {
 	f      Format
 	path   string
-	file   *os.File
+	file   *atomicfile.File
 	bw     *bufio.Writer
 	ids    []int32   // the pending block's ids
 	lps    []float32 // and log-probs
@@ -44,7 +44,7 @@ func create(path string, f Format, index uint32) (*Writer, error) {
 	if err := f.validate(); err != nil {
 		return nil, fmt.Errorf("cache: %s: %v", path, err)
 	}
-	file, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	file, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -137,7 +137,8 @@ func (w *Writer) flush() error {
 }
 
 // Close writes the last block and the final header, syncs, and renames
-// the file into place. On error the temporary file is removed.
+// the file into place. On error the temporary file is removed and no file
+// appears under the final name.
 func (w *Writer) Close() error {
 	if w.done {
 		return w.err
@@ -154,16 +155,11 @@ func (w *Writer) Close() error {
 		_, err = w.file.WriteAt(encodeHeader(w.f, w.header()), 0)
 	}
 	if err == nil {
-		err = w.file.Sync()
-	}
-	if cerr := w.file.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.file.Name(), w.path)
+		err = w.file.Commit()
+	} else {
+		w.file.Abort()
 	}
 	if err != nil {
-		os.Remove(w.file.Name())
 		w.err = fmt.Errorf("cache: %s: %w", w.path, err)
 		return w.err
 	}
@@ -188,8 +184,7 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	w.err = errors.New("cache: aborted")
-	w.file.Close()
-	os.Remove(w.file.Name())
+	w.file.Abort()
 }
 
 // check validates a Write call's input; first is the index of its first

@@ -11,8 +11,6 @@ import (
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/itec"
-	"github.com/posttrain/posttrain/mirrordescent"
-	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"gonum.org/v1/plot"
 )
@@ -37,19 +35,15 @@ func itecStage(ctx context.Context, cfg config, p prefTask, res *results, w io.W
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return out, err
 	}
-	gen := policy(cfg, nil)
 	pol := policy(cfg, p.student)
-	com := &lab.Committee{
-		Dir: dir, Body: p.student, Gen: gen,
-		SFT:         lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: cfg.TuneLR * 3},
-		Pref:        lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: cfg.TuneLR},
-		DPO:         prefopt.DPO{Beta: 0.1},
-		IPO:         prefopt.IPO{Tau: 1},
-		RL:          lab.RLConfig{MDLOO: mirrordescent.DefaultMDLOO(), Iters: cfg.RLIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR},
-		Reward:      lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: cfg.RewardLR},
-		EvalPrompts: p.testPrompts, EvalSamples: cfg.EvalSamples, TestPairs: p.testPairs,
+	com := lab.NewCommittee(lab.CommitteeConfig{
+		Dir: dir, Body: p.student, Len: cfg.RespLen,
+		TuneSteps: cfg.TuneSteps, SFTLR: cfg.TuneLR * 3, PrefLR: cfg.TuneLR,
+		RLIters: cfg.RLIters, RLPrompts: cfg.RLPrompts, RLLR: cfg.RLLR,
+		RewardSteps: cfg.RewardSteps, RewardLR: cfg.RewardLR,
+		EvalPrompts: p.testPrompts, EvalSamples: cfg.EvalSamples,
 		Seed: cfg.Seed + 20, Bars: cfg.Progress,
-	}
+	}, p.testPairs)
 	base, err := com.Evaluate(ctx, itec.Member{Name: "student", Model: pol})
 	if err != nil {
 		return out, err

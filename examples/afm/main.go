@@ -52,9 +52,27 @@
 // CPU). Progress bars go to standard error only when both standard output
 // and standard error are terminals; -no-progress turns them off there too.
 //
+// With -model DIR (a Hugging Face directory: config.json, the
+// safetensors weights, tokenizer.json — SmolLM2, Qwen2.5, Llama…) the same
+// recipe runs with that model as the teacher, every stage through package
+// recipe, on the SFT records of -data (JSONL in TRL's formats,
+// conversations rendered with the model's chat template): the student
+// is a copy of the teacher with every FFN pruned to the fraction -prune
+// of its width (or -student DIR), distilled on the records' completions
+// with AFM's convex target read from a top-1 cache (recipe.Distill); then
+// iTeC runs from it on the records' prompts through recipe.Committee:
+// committee sampling, the oracle's labels, a reward model refreshed with
+// the soft-label loss (recipe.Reward), and new members by rejection
+// sampling (recipe.SFT), DPO and IPO (recipe.Preference) and MDLOO
+// (recipe.Online). It reports the held-out loss, perplexity and top-1
+// accuracy of teacher and student, and each member's oracle reward, and
+// writes the student and the best member as Hugging Face directories
+// under -out (student/, best/), the members' checkpoints under itec/.
+//
 // Usage:
 //
 //	go run ./examples/afm [-quick] [-out out/afm] [-seed 1] [-seeds 3] [-no-progress] …
+//	go run ./examples/afm -model DIR -data chat.jsonl [-prune 0.5 | -student DIR] [-quick] [-out out/afm-model] [-student-steps 100] [-rounds 2] [-rl-iters 8] …
 package main
 
 import (
@@ -71,6 +89,7 @@ import (
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor/nn"
 	"gonum.org/v1/plot"
 )
@@ -140,16 +159,44 @@ func (c *config) quick() {
 
 func main() {
 	cfg := defaults()
-	quick := flag.Bool("quick", false, "a small run of every stage, in well under 30 s (CI)")
-	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints")
+	quick := flag.Bool("quick", false, "a small run of every stage, in well under 30 s (CI); with -model, a step or two of each")
+	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for results.md, curves.png and checkpoints (with -model: student/, best/, itec/; default out/afm-model)")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
-	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5)")
-	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
-	student := flag.Int("student-steps", 0, "student distillation steps per arm and seed (0: the default)")
+	seeds := flag.Int("seeds", 0, "repetitions of each compared run, for the 95% intervals (0: the default, 3; the reward models always get at least 5); not used with -model")
+	teacher := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default); not used with -model")
+	student := flag.Int("student-steps", 0, "student distillation steps per arm and seed (0: the default); with -model, the student's distillation steps")
 	rounds := flag.Int("rounds", 0, "iTeC rounds (0: the default, 2)")
-	final := flag.Int("rl-iters", 0, "stage 5 iterations per algorithm and seed (0: the default)")
+	final := flag.Int("rl-iters", 0, "stage 5 iterations per algorithm and seed (0: the default); with -model, MDLOO iterations per iTeC member")
 	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
+	mc := modelDefaults()
+	flag.StringVar(&mc.Model, "model", "", "a Hugging Face model directory (config.json, safetensors, tokenizer.json): run the recipe with it as the teacher")
+	flag.StringVar(&mc.Data, "data", "", "with -model: SFT records, JSONL in TRL's formats: completions to distill on, prompts for iTeC (at least 10 records)")
+	flag.StringVar(&mc.Student, "student", "", "with -model: the student's Hugging Face directory (same tokenizer); empty: a copy of the teacher pruned by -prune")
+	flag.Float64Var(&mc.Prune, "prune", mc.Prune, "with -model and no -student: the fraction of every FFN hidden layer's width the student keeps")
+	flag.IntVar(&mc.Records, "records", 0, "with -model: use the first N records of -data (0: all)")
+	maxTokens := flag.Int("max-tokens", 0, "with -model: tokens per sampled response (0: the default, "+fmt.Sprint(mc.MaxTokens)+")")
 	flag.Parse()
+	if mc.Model != "" {
+		if *quick {
+			mc.quick()
+		}
+		for _, f := range []struct{ dst, v *int }{{&mc.DistillSteps, student}, {&mc.Rounds, rounds}, {&mc.RLSteps, final}, {&mc.MaxTokens, maxTokens}} {
+			if *f.v > 0 {
+				*f.dst = *f.v
+			}
+		}
+		mc.Out, mc.Seed, mc.Progress = cfg.Out, cfg.Seed, lab.Progress(*noBars)
+		if cfg.Out == defaults().Out {
+			mc.Out = modelDefaults().Out
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		if _, err := runModel(ctx, mc, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "afm:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *quick {
 		cfg.quick()
 	}
@@ -249,9 +296,9 @@ func seedsNote(n int) string {
 // pct formats a fraction as a percentage.
 func pct(s lab.Stat) lab.Stat { return lab.Stat{Mean: 100 * s.Mean, Half: 100 * s.Half, N: s.N} }
 
-// policy returns the sampling settings of every stage with model m.
-func policy(cfg config, m *nn.TinyLM) lab.Policy {
-	return lab.Policy{M: m, Len: cfg.RespLen, Temperature: 1}
+// policy returns model m with the sampling settings of every stage.
+func policy(cfg config, m *nn.TinyLM) *recipe.Generator {
+	return lab.Gen(m, cfg.RespLen)
 }
 
 // prefTask is what stage 3 hands on: the student, the prompts and the

@@ -9,71 +9,28 @@ import (
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/mirrordescent"
-	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
 // ppoEps is PPO-clip's ε, the value of Schulman et al. (2017) and TRL.
 const ppoEps = 0.2
 
-// learner is one online-RL algorithm of stage 5: nil update is MDLOO.
+// learner is one online-RL algorithm of stage 5: a nil algorithm is
+// MDLOO. All three shape the rewards with MDLOO's β·KL and take
+// leave-one-out advantages.
 type learner struct {
 	name, steps string
-	update      func(o mirrordescent.MDLOO) func(ctx context.Context, k int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error
+	algorithm   func(o mirrordescent.MDLOO) recipe.Algorithm
 }
 
 var learners = []learner{
 	{name: "MDLOO (AFM)", steps: fmt.Sprintf("%d mirror-descent steps", mirrordescent.DefaultSteps)},
-	{name: "RLOO", steps: "1 policy-gradient step", update: rloo},
-	{name: "PPO-clip", steps: fmt.Sprintf("%d clipped steps, ε = %.1f", mirrordescent.DefaultSteps, ppoEps), update: ppoClip},
-}
-
-// rloo is REINFORCE with the leave-one-out baseline (Ahmadian et al.
-// 2024) on MDLOO's KL-shaped advantages: one step per batch.
-func rloo(o mirrordescent.MDLOO) func(context.Context, int, mirrordescent.Policy, []float64, []float64, []float64) error {
-	return func(ctx context.Context, _ int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error {
-		adv, _, err := o.Advantages(scores, oldLP, refLP)
-		if err != nil {
-			return err
-		}
-		lp := make([]float64, len(adv))
-		if err := pol.LogProbs(ctx, lp); err != nil {
-			return err
-		}
-		r, err := prefopt.Reinforce(lp, adv, make([]float64, len(adv)))
-		if err != nil {
-			return err
-		}
-		return pol.Step(ctx, r.Grad)
-	}
-}
-
-// ppoClip is PPO's clipped surrogate at sequence level on MDLOO's
-// KL-shaped leave-one-out advantages, for as many steps as MDLOO takes.
-func ppoClip(o mirrordescent.MDLOO) func(context.Context, int, mirrordescent.Policy, []float64, []float64, []float64) error {
-	return func(ctx context.Context, _ int, pol mirrordescent.Policy, scores, oldLP, refLP []float64) error {
-		adv, _, err := o.Advantages(scores, oldLP, refLP)
-		if err != nil {
-			return err
-		}
-		lp := make([]float64, len(adv))
-		for range o.Steps {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := pol.LogProbs(ctx, lp); err != nil {
-				return err
-			}
-			r, err := prefopt.PPOClip(lp, oldLP, adv, ppoEps)
-			if err != nil {
-				return err
-			}
-			if err := pol.Step(ctx, r.Grad); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	{name: "RLOO", steps: "1 policy-gradient step", algorithm: func(o mirrordescent.MDLOO) recipe.Algorithm { return recipe.RLOO{Beta: o.Beta} }},
+	{name: "PPO-clip", steps: fmt.Sprintf("%d clipped steps, ε = %.1f", mirrordescent.DefaultSteps, ppoEps),
+		algorithm: func(o mirrordescent.MDLOO) recipe.Algorithm {
+			return recipe.PPO{Eps: ppoEps, Beta: o.Beta, Epochs: o.Steps}
+		}},
 }
 
 // rlStage trains the best iTeC member against the last reward model with
@@ -95,12 +52,12 @@ func rlStage(ctx context.Context, cfg config, p prefTask, c committeeOut, res *r
 		s, i := job/len(learners), job%len(learners)
 		l := learners[i]
 		m := c.best.Clone()
-		rc := lab.RLConfig{MDLOO: o, Iters: cfg.FinalIters, Prompts: cfg.RLPrompts, LR: cfg.RLLR, Seed: cfg.Seed + 30 + uint64(s),
+		rc := lab.RLConfig{MDLOO: o, Iters: cfg.FinalIters, Prompts: cfg.RLPrompts, Len: cfg.RespLen, LR: cfg.RLLR, Seed: cfg.Seed + 30 + uint64(s),
 			EvalEvery: max(1, cfg.FinalIters/2), EvalPrompts: p.testPrompts, EvalSamples: cfg.EvalSamples}
-		if l.update != nil {
-			rc.Update = l.update(o)
+		if l.algorithm != nil {
+			rc.Algorithm = l.algorithm(o)
 		}
-		cv, err := lab.MDLOO(ctx, policy(cfg, m), c.best, c.reward, prompts, rc, bar)
+		cv, err := lab.RL(ctx, m, c.best, c.reward, prompts, rc, bar)
 		if err != nil {
 			return fmt.Errorf("%s, seed %d: %w", l.name, s+1, err)
 		}

@@ -16,9 +16,29 @@
 // held-out perplexity, which rewards spreading probability over the
 // alternatives, suffers as w grows — read the table for this run.
 //
+// With -teacher DIR (a Hugging Face directory: config.json, the
+// safetensors weights, tokenizer.json — SmolLM2, Qwen2.5, Llama…) it
+// distills that model into -student DIR (a smaller model with the same
+// tokenizer) or, without -student, into a copy of the teacher whose
+// every SwiGLU hidden layer is pruned to the fraction -prune of its
+// width (nn.Model.PruneFFN), on the completions of the SFT records of
+// -data (JSONL in TRL's formats, conversations rendered with the chat
+// template), through recipe.Distill. -loss picks the target: afm
+// (default) is AFM's convex combination w·teacher top-1 + (1−w)·labels,
+// the top-1 read from a cache the teacher fills in one pass before
+// training (out/teacher-top1.cache); topk is top-k KL from a cache;
+// soft and jsd read a live teacher; ce is the labels alone, the control.
+// A tenth of the records (when there are ten or more) is held out: the
+// teacher's and the student's loss, perplexity and top-1 accuracy on
+// their completions are reported before and after. The student is
+// written under -out as a whole Hugging Face directory (the tokenizer's
+// files copied beside it); out/run holds the training log and the
+// checkpoint a run started again on the same -out resumes from.
+//
 // Usage:
 //
 //	go run ./examples/distill [-quick] [-out out/distill] [-seed 1] [-teacher-steps N] [-student-steps N]
+//	go run ./examples/distill -teacher DIR [-student DIR | -prune 0.5] -data chat.jsonl [-loss afm] [-w 0.9] [-quick] [-out out/distill] [-steps 100] [-batch 4] [-accum 2] [-lr 1e-4]
 package main
 
 import (
@@ -64,12 +84,47 @@ func (c *config) quick() {
 func main() {
 	cfg := defaults()
 	quick := flag.Bool("quick", false, "a few seconds' run (CI)")
-	flag.StringVar(&cfg.Out, "out", cfg.Out, "directory for the cache, results.md and curves.png")
+	flag.StringVar(&cfg.Out, "out", cfg.Out, "output directory: the cache, results.md and curves.png (TinyLM), or the student model, the cache and run/ (with -teacher)")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random choice")
 	ts := flag.Int("teacher-steps", 0, "teacher pre-training steps (0: the default)")
 	ss := flag.Int("student-steps", 0, "training steps per student (0: the default)")
 	noBars := flag.Bool("no-progress", false, "no progress bars (they are drawn on stderr only when stdout and stderr are terminals)")
+	mc := modelDefaults()
+	flag.StringVar(&mc.Teacher, "teacher", "", "a Hugging Face model directory (config.json, safetensors, tokenizer.json): distill it into -student or a pruned copy")
+	flag.StringVar(&mc.Student, "student", "", "with -teacher: the student's Hugging Face directory (same tokenizer); empty: a copy of the teacher pruned by -prune")
+	flag.Float64Var(&mc.Prune, "prune", mc.Prune, "with -teacher and no -student: the fraction of every FFN hidden layer's width the student keeps")
+	flag.StringVar(&mc.Data, "data", "", "with -teacher: SFT records, JSONL in TRL's formats; their completions are distilled")
+	flag.StringVar(&mc.Loss, "loss", mc.Loss, "with -teacher: the target, one of "+lossNames)
+	flag.Float64Var(&mc.Weight, "w", mc.Weight, "with -loss afm: the teacher's weight w")
+	flag.IntVar(&mc.K, "k", mc.K, "with -loss topk: teacher tokens cached per position")
+	flag.Float64Var(&mc.Alpha, "alpha", mc.Alpha, "with -loss topk: the KL term's weight (the labels get 1 − alpha)")
+	flag.Float64Var(&mc.Temperature, "temperature", mc.Temperature, "with -loss soft or jsd: the softmax temperature")
+	flag.Float64Var(&mc.Beta, "beta", mc.Beta, "with -loss jsd: the mixture's teacher weight (0: forward KL, 1: reverse KL)")
+	mSteps := flag.Int("steps", 0, "with -teacher: optimizer steps (0: the default, "+fmt.Sprint(mc.Steps)+")")
+	batch := flag.Int("batch", 0, "with -teacher: records per micro-batch (0: the default, "+fmt.Sprint(mc.Batch)+")")
+	accum := flag.Int("accum", 0, "with -teacher: micro-batches per optimizer step (0: the default, "+fmt.Sprint(mc.Accum)+")")
+	flag.Float64Var(&mc.LR, "lr", mc.LR, "with -teacher: peak learning rate (warmup over a tenth of the steps, cosine to a tenth)")
+	flag.IntVar(&mc.MaxPrompt, "max-prompt", mc.MaxPrompt, "with -teacher: prompt tokens kept (its end); at most half the context")
+	flag.IntVar(&mc.MaxCompletion, "max-completion", mc.MaxCompletion, "with -teacher: completion tokens kept (its start)")
+	flag.IntVar(&mc.Records, "records", 0, "with -teacher: use the first N records of -data (0: all)")
+	flag.BoolVar(&mc.Recompute, "recompute", false, "with -teacher: gradient checkpointing of the student (less memory, about a third more compute)")
 	flag.Parse()
+	if mc.Teacher != "" {
+		if *quick {
+			mc.quick()
+		}
+		for _, x := range []struct{ dst, v *int }{{&mc.Steps, mSteps}, {&mc.Batch, batch}, {&mc.Accum, accum}} {
+			if *x.v > 0 {
+				*x.dst = *x.v
+			}
+		}
+		mc.Out, mc.Seed, mc.Progress = cfg.Out, cfg.Seed, lab.Progress(*noBars)
+		if _, err := runModel(context.Background(), mc, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "distill:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *quick {
 		cfg.quick()
 	}

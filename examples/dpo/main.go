@@ -16,7 +16,7 @@
 // prompts, and how far the policy moved from the base: the mean of
 // log π(y) − log π_base(y) over the policy's own samples, an estimate of
 // KL(π‖π_base) in nats per response (approximate: samples are drawn with
-// non-ASCII bytes masked out, see lab.Policy).
+// non-ASCII bytes masked out, see lab.Gen).
 //
 // The hyperparameters (β, τ, γ, the learning rate) are reasonable
 // defaults, not tuned per objective: read the table as one run of one
@@ -53,6 +53,7 @@ import (
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
@@ -151,17 +152,11 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		return err
 	}
 	data := lab.Load(cfg.Bytes)
-	base, err := nn.NewTinyLM(cfg.Model, cfg.Seed)
+	base, err := lab.Pretrain(ctx, cfg.Model, data.Train, cfg.BaseSteps, cfg.Seed, cfg.Progress)
 	if err != nil {
 		return err
 	}
-	bar := lab.NewBar(cfg.Progress, cfg.BaseSteps, "pre-train base")
-	_, err = lab.TrainLM(ctx, base, data.Train, lab.LMConfig{Steps: cfg.BaseSteps, Batch: 16, Seq: cfg.Model.Context, LR: 3e-3, MinLR: 3e-4, Seed: cfg.Seed}, bar)
-	bar.Finish()
-	if err != nil {
-		return err
-	}
-	gen := lab.Policy{M: base, Len: cfg.Len, Temperature: 1}
+	gen := lab.Gen(base, cfg.Len)
 	trainP, err := lab.Prompts(data.TrainText, cfg.Prompts, cfg.PromptLen, cfg.Seed)
 	if err != nil {
 		return err
@@ -219,8 +214,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		if out.evalLoss, out.evalAcc, err = evaluate(pol, base, test, o.obj); err != nil {
 			return err
 		}
-		p := gen
-		p.M = pol
+		p := lab.Gen(pol, cfg.Len)
 		if out.reward, err = lab.OracleReward(ctx, p, testP, cfg.EvalSamples, cfg.Seed+6); err != nil {
 			return err
 		}
@@ -286,7 +280,7 @@ func evaluate(pol, ref *nn.TinyLM, pairs []prefopt.Pair, obj prefopt.Objective) 
 
 // klEstimate is the mean of log π(y) − log π_base(y) over samples y of π
 // (two per prompt): a Monte Carlo estimate of KL(π‖π_base) per response.
-func klEstimate(ctx context.Context, p lab.Policy, base *nn.TinyLM, prompts []string, seed uint64) (float64, error) {
+func klEstimate(ctx context.Context, p *recipe.Generator, base *nn.TinyLM, prompts []string, seed uint64) (float64, error) {
 	rs, err := lab.Sample(ctx, p, prompts, 2, seed)
 	if err != nil {
 		return 0, err
@@ -297,7 +291,7 @@ func klEstimate(ctx context.Context, p lab.Policy, base *nn.TinyLM, prompts []st
 			ps, ys = append(ps, prompts[i]), append(ys, y)
 		}
 	}
-	a, err := lab.LogProbsOf(p.M, ps, ys)
+	a, err := lab.LogProbsOf(p.Model, ps, ys)
 	if err != nil {
 		return 0, err
 	}

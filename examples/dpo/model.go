@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/prefopt"
@@ -60,25 +59,16 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 	case c.LoRA <= 0:
 		return nil, fmt.Errorf("-lora %d: need a rank ≥ 1", c.LoRA)
 	}
-	m, err := hf.LoadModel(c.Model)
+	h, err := lab.LoadHF(c.Model)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := hf.LoadTokenizer(c.Model)
-	if err != nil {
-		return nil, err
-	}
-	// The limits never exceed the context: a pair that still does not fit
-	// is refused by the trainer with its line.
-	maxP := min(c.MaxPrompt, m.Config.Context/2)
-	maxC := min(c.MaxCompletion, m.Config.Context-maxP)
-	enc := &recipe.Encoder{Tokenizer: tok, MaxPrompt: maxP, MaxCompletion: maxC,
-		PromptTruncation: recipe.KeepEnd, CompletionTruncation: recipe.KeepStart}
+	m, pad := h.Model, h.Pad
 	f, err := os.Open(c.Data)
 	if err != nil {
 		return nil, err
 	}
-	pairs, err := enc.ReadPairs(f)
+	pairs, err := h.Encoder(c.MaxPrompt, c.MaxCompletion).ReadPairs(f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Data, err)
@@ -97,63 +87,44 @@ func runModel(ctx context.Context, c modelConfig, w io.Writer) (recipe.History, 
 	if err != nil {
 		return nil, err
 	}
-	pad, ok := tok.Pad()
-	if !ok {
-		pad, _ = tok.EOS() // any id works: padding is neither attended to nor scored
-		pad = max(pad, 0)
-	}
 	fmt.Fprintf(w, "%s: %d layers, width %d, vocabulary %d, %d parameters; LoRA rank %d on q,k,v,o: %d trainable\n",
 		c.Model, m.Config.Layers, m.Config.DModel, m.Config.Vocab, m.NumParams(), c.LoRA, ad.NumParams())
 	fmt.Fprintf(w, "%s: %d pairs for training, %d held out, %d tokens\n", c.Data, len(train), len(eval), recipe.Tokens(pairs))
 
-	bar := lab.NewBar(c.Progress, c.Steps, "DPO")
-	every := max(1, c.Steps/10)
-	ran := 0 // steps taken by this run: fewer than c.Steps after a resume
-	start := time.Now()
+	log := &lab.TrainLog{W: w, Bar: lab.NewBar(c.Progress, c.Steps, "DPO"), Total: c.Steps, Line: func(r recipe.Record) string {
+		return fmt.Sprintf("loss %.4f, pair accuracy %.2f, margin %.3g nats", r.Metrics["loss"], r.Metrics["rewards/accuracies"], r.Metrics["rewards/margins"])
+	}}
 	cfg := recipe.Config{
 		Steps: c.Steps, Batch: c.Batch, Accum: c.Accum, LR: c.LR, MinLR: c.LR / 10,
 		Warmup: c.Steps / 10, ClipNorm: 1, Seed: c.Seed, Pad: pad, Recompute: c.Recompute,
-		Dir: filepath.Join(c.Out, "run"),
-		Callback: func(r recipe.Record) {
-			if _, ok := r.Metrics["loss"]; ok {
-				ran++
-				bar.Add(1)
-			}
-			if r.Step%every == 0 || r.Step == c.Steps {
-				if l, ok := r.Metrics["loss"]; ok && c.Progress == nil {
-					fmt.Fprintf(w, "step %d/%d: loss %.4f, pair accuracy %.2f, margin %.3g nats\n",
-						r.Step, c.Steps, l, r.Metrics["rewards/accuracies"], r.Metrics["rewards/margins"])
-				}
-			}
-		},
+		Dir: filepath.Join(c.Out, "run"), Callback: log.Callback,
 	}
 	if len(eval) > 0 {
 		cfg.EvalEvery = c.Steps
 	}
 	dpo := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: c.Beta}, Config: cfg}
-	h, err := dpo.Train(ctx, train, eval)
-	bar.Finish()
+	log.Start()
+	hist, err := dpo.Train(ctx, train, eval)
+	log.Bar.Finish()
 	if err != nil {
 		return nil, err
 	}
-	elapsed := time.Since(start)
 	if err := hf.SaveAdapter(m, c.Out, c.Model); err != nil {
 		return nil, err
 	}
-	if ran < c.Steps {
-		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-ran, cfg.Dir)
+	if log.Ran() < c.Steps {
+		fmt.Fprintf(w, "resumed at step %d from the checkpoint in %s\n", c.Steps-log.Ran(), cfg.Dir)
 	}
-	if ran > 0 {
-		loss, _ := h.Last("loss")
-		fmt.Fprintf(w, "%d steps of %d pairs in %v (%.2f s/step); last training loss %.4f\n",
-			ran, c.Batch*max(1, c.Accum), elapsed.Round(time.Millisecond), elapsed.Seconds()/float64(ran), loss)
+	if log.Ran() > 0 {
+		loss, _ := hist.Last("loss")
+		fmt.Fprintf(w, "%s of %d pairs; last training loss %.4f\n", log.PerStep(), c.Batch*max(1, c.Accum), loss)
 	}
 	if len(eval) > 0 {
-		el, _ := h.Last("eval_loss")
-		ea, _ := h.Last("eval_rewards/accuracies")
-		em, _ := h.Last("eval_rewards/margins")
+		el, _ := hist.Last("eval_loss")
+		ea, _ := hist.Last("eval_rewards/accuracies")
+		em, _ := hist.Last("eval_rewards/margins")
 		fmt.Fprintf(w, "held out: loss %.4f (log 2 = 0.6931 before training), pair accuracy %.3f, margin %.3g nats\n", el, ea, em)
 	}
 	fmt.Fprintf(w, "adapter: %s, %s\n", filepath.Join(c.Out, hf.AdapterConfigFile), filepath.Join(c.Out, hf.AdapterWeightsFile))
-	return h, nil
+	return hist, nil
 }

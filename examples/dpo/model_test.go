@@ -11,27 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/posttrain/posttrain/tensor/nn"
+	"github.com/posttrain/posttrain/examples/internal/lab"
+	"github.com/posttrain/posttrain/examples/internal/labtest"
 	"github.com/posttrain/posttrain/tensor/nn/hf"
 )
-
-// tinyCheckpoint writes a random Llama-family model in Hugging Face
-// layout — config.json, model.safetensors, and the byte-level BPE
-// tokenizer with SmolLM2's chat template of recipe's test data — to a
-// temporary directory.
-func tinyCheckpoint(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	m, err := nn.NewModel(nn.Config{Vocab: 263, DModel: 32, Layers: 2, Heads: 4, KVHeads: 2, Context: 96, Hidden: 64, EOS: []int32{262}}, 7)
-	require.NoError(t, err)
-	require.NoError(t, hf.SaveModel(m, dir))
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "recipe", "testdata", "tok", f))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
-	}
-	return dir
-}
 
 // prefs writes n preference records to a JSONL file, alternating TRL's
 // plain and conversational formats.
@@ -55,7 +38,7 @@ func prefs(t *testing.T, n int) string {
 // model and changes its logits, and a second run with the same seed
 // writes the same adapter.
 func TestModelDPO(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	c := modelDefaults()
 	c.Model, c.Data, c.LoRA = dir, prefs(t, 12), 4
 	c.quick()
@@ -110,7 +93,7 @@ func TestModelDPO(t *testing.T) {
 func TestModelLearns(t *testing.T) {
 	c := modelDefaults()
 	c.quick()
-	c.Model, c.Data, c.Out, c.LoRA = tinyCheckpoint(t), prefs(t, 12), filepath.Join(t.TempDir(), "out"), 4
+	c.Model, c.Data, c.Out, c.LoRA = labtest.Checkpoint(t, lab.TinyConfig, 7), prefs(t, 12), filepath.Join(t.TempDir(), "out"), 4
 	c.Steps, c.LR = 30, 1e-2
 	h, err := runModel(context.Background(), c, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -124,7 +107,7 @@ func TestModelLearns(t *testing.T) {
 // TestModelErrors: bad input is an error naming it, and no adapter is
 // written.
 func TestModelErrors(t *testing.T) {
-	dir := tinyCheckpoint(t)
+	dir := labtest.Checkpoint(t, lab.TinyConfig, 7)
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"prompt": "a", "chosen": "b", "rejected": "c"}`+"\n"+`{"prompt": "a", "chosen": "b"}`+"\n"), 0o644))
 	for _, x := range []struct {

@@ -32,8 +32,6 @@ import (
 
 	"github.com/posttrain/posttrain/examples/internal/lab"
 	"github.com/posttrain/posttrain/itec"
-	"github.com/posttrain/posttrain/mirrordescent"
-	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
@@ -93,13 +91,7 @@ func main() {
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
 	data := lab.Load(cfg.Bytes)
-	base, err := nn.NewTinyLM(cfg.Model, cfg.Seed)
-	if err != nil {
-		return err
-	}
-	bar := lab.NewBar(cfg.Progress, cfg.BaseSteps, "pre-train base")
-	_, err = lab.TrainLM(ctx, base, data.Train, lab.LMConfig{Steps: cfg.BaseSteps, Batch: 16, Seq: cfg.Model.Context, LR: 3e-3, MinLR: 3e-4, Seed: cfg.Seed}, bar)
-	bar.Finish()
+	base, err := lab.Pretrain(ctx, cfg.Model, data.Train, cfg.BaseSteps, cfg.Seed, cfg.Progress)
 	if err != nil {
 		return err
 	}
@@ -111,9 +103,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gen := lab.Policy{Len: cfg.Len, Temperature: 1}
-	pol := gen
-	pol.M = base
+	pol := lab.Gen(base, cfg.Len)
 	// Held-out pairs for the reward model's accuracy.
 	ts, err := lab.Sample(ctx, pol, test, cfg.Samples, cfg.Seed+2)
 	if err != nil {
@@ -126,18 +116,14 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	com := &lab.Committee{
-		Dir: dir, Body: base, Gen: gen,
-		SFT:         lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: 3e-4},
-		Pref:        lab.TuneConfig{Steps: cfg.TuneSteps, Batch: 16, LR: 1e-4},
-		DPO:         prefopt.DPO{Beta: 0.1},
-		IPO:         prefopt.IPO{Tau: 1},
-		RL:          lab.RLConfig{MDLOO: mirrordescent.DefaultMDLOO(), Iters: cfg.RLIters, Prompts: cfg.RLBatch, LR: 1e-4},
-		Reward:      lab.RewardConfig{Steps: cfg.RewardSteps, Batch: 16, LR: 1e-3},
+	com := lab.NewCommittee(lab.CommitteeConfig{
+		Dir: dir, Body: base, Len: cfg.Len,
+		TuneSteps: cfg.TuneSteps, SFTLR: 3e-4, PrefLR: 1e-4,
+		RLIters: cfg.RLIters, RLPrompts: cfg.RLBatch, RLLR: 1e-4,
+		RewardSteps: cfg.RewardSteps, RewardLR: 1e-3,
 		EvalPrompts: test, EvalSamples: cfg.EvalSamples,
-		TestPairs: lab.LabelSamples(test, ts, 3, cfg.Seed+3),
-		Seed:      cfg.Seed + 4, Bars: cfg.Progress,
-	}
+		Seed: cfg.Seed + 4, Bars: cfg.Progress,
+	}, lab.LabelSamples(test, ts, 3, cfg.Seed+3))
 	st, err := itec.Run(ctx, itec.Config{
 		Dir: dir, Prompts: prompts, Rounds: cfg.Rounds,
 		Initial:  []itec.Member{{Name: "base", Algorithm: itec.SFT, Model: pol}},

@@ -2,7 +2,9 @@
 // temporary file in the same directory, which is synced, closed and renamed
 // over the destination, and the directory is synced so the rename survives
 // a crash. A reader therefore sees the old file or the new one, never a
-// torn mix. Checkpoints, cache manifests and model files all use it.
+// torn mix. Checkpoints, teacher caches, their manifests and model files
+// all use it: Write for a byte slice, WriteFunc for a stream produced by
+// one function, File for a file written over many calls.
 //
 // A process killed in the middle of a write leaves its temporary file
 // behind (nothing runs at SIGKILL). The destination is untouched, so the
@@ -40,25 +42,81 @@ func Write(path string, data []byte) error {
 // to the temporary file, so a file larger than memory can be written
 // whole or not at all. An error from write leaves path as it was.
 func WriteFunc(path string, write func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMark+"*"+tempSuffix)
+	f, err := Create(path)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	err = write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
-		err = f.Sync()
+	if err != nil {
+		f.Abort()
+		return err
 	}
-	if cerr := f.Close(); err == nil {
+	return f.Commit()
+}
+
+// File is a file being written atomically, for writers that WriteFunc's
+// one callback does not fit: one that appends over many calls, as a
+// cache fills batch by batch, or that patches what it wrote, as a header
+// rewritten with the final counts. Its data goes to a temporary file
+// beside the destination; Commit makes it the destination, whole, and
+// Abort discards it. Until one of them is called the destination is
+// untouched. A File is not safe for concurrent use.
+type File struct {
+	f    *os.File
+	path string
+	done bool
+}
+
+// Create starts an atomic write of path: a temporary file in path's
+// directory, named as IsTemp recognizes.
+func Create(path string) (*File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tempMark+"*"+tempSuffix)
+	if err != nil {
+		return nil, err
+	}
+	return &File{f: f, path: path}, nil
+}
+
+// errDone is returned by writes after Commit or Abort.
+var errDone = errors.New("atomicfile: write after Commit or Abort")
+
+// Write appends p to the temporary file.
+func (f *File) Write(p []byte) (int, error) {
+	if f.done {
+		return 0, errDone
+	}
+	return f.f.Write(p)
+}
+
+// WriteAt writes p at offset off of the temporary file, as os.File's
+// WriteAt does; it does not move the offset Write appends at.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if f.done {
+		return 0, errDone
+	}
+	return f.f.WriteAt(p, off)
+}
+
+// Commit syncs and closes the temporary file, renames it over the
+// destination and syncs the directory so the rename survives a crash. On
+// error the temporary file is removed and the destination is left as it
+// was. Commit after Commit or Abort is an error.
+func (f *File) Commit() error {
+	if f.done {
+		return errDone
+	}
+	f.done = true
+	tmp := f.f.Name()
+	err := f.f.Sync()
+	if cerr := f.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Rename(tmp, f.path)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -66,11 +124,23 @@ func WriteFunc(path string, write func(w io.Writer) error) error {
 	}
 	// Make the rename itself durable; a directory that cannot be opened
 	// or synced (some filesystems refuse) leaves the file written anyway.
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(filepath.Dir(f.path)); err == nil {
 		d.Sync()
 		d.Close()
 	}
 	return nil
+}
+
+// Abort closes and removes the temporary file, leaving the destination as
+// it was. It does nothing after Commit or Abort, so a deferred Abort is a
+// safe cleanup on every error path.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.f.Close()
+	os.Remove(f.f.Name())
 }
 
 // IsTemp reports whether name (a base name, no directory) has the shape of

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestWrite(t *testing.T) {
@@ -177,4 +180,54 @@ func TestRemoveStale(t *testing.T) {
 	if _, err := RemoveStale(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("RemoveStale of a missing directory succeeded")
 	}
+}
+
+// A File streams over many writes and patches its start; the destination
+// keeps its old content until Commit, and Abort leaves it so.
+func TestFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "cache.ptc")
+	require.NoError(t, Write(p, []byte("old")))
+
+	f, err := Create(p)
+	require.NoError(t, err)
+	for _, s := range []string{"hhhh", "body-1,", "body-2"} {
+		_, err := f.Write([]byte(s))
+		require.NoError(t, err)
+	}
+	_, err = f.WriteAt([]byte("HEAD"), 0)
+	require.NoError(t, err)
+	_, err = f.Write([]byte(".")) // WriteAt did not move the append offset
+	require.NoError(t, err)
+	b, _ := os.ReadFile(p)
+	assert.Equal(t, "old", string(b), "destination before Commit")
+	temps, _ := filepath.Glob(filepath.Join(dir, ".cache.ptc.atomicfile-*.tmp"))
+	require.Len(t, temps, 1, "the temporary file's name")
+	assert.True(t, IsTemp(filepath.Base(temps[0])))
+
+	require.NoError(t, f.Commit())
+	b, _ = os.ReadFile(p)
+	assert.Equal(t, "HEADbody-1,body-2.", string(b))
+	ents, _ := os.ReadDir(dir)
+	assert.Len(t, ents, 1, "a temporary file left after Commit")
+	_, err = f.Write([]byte("late"))
+	assert.Error(t, err, "Write after Commit")
+	assert.Error(t, f.Commit(), "Commit twice")
+	f.Abort() // a no-op after Commit
+	b, _ = os.ReadFile(p)
+	assert.Equal(t, "HEADbody-1,body-2.", string(b), "Abort after Commit")
+
+	g, err := Create(p)
+	require.NoError(t, err)
+	_, err = g.Write([]byte("discarded"))
+	require.NoError(t, err)
+	g.Abort()
+	b, _ = os.ReadFile(p)
+	assert.Equal(t, "HEADbody-1,body-2.", string(b), "destination after Abort")
+	ents, _ = os.ReadDir(dir)
+	assert.Len(t, ents, 1, "a temporary file left after Abort")
+	assert.Error(t, g.Commit(), "Commit after Abort")
+
+	_, err = Create(filepath.Join(dir, "missing", "f"))
+	assert.Error(t, err, "Create in a missing directory")
 }

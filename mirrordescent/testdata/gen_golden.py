@@ -32,32 +32,32 @@ def project_bisect(x):
 
 
 proj = []
-for x in [
-    [0.5, 0.5],
-    [1.0, 0.0, 0.0],
-    [2.0, 0.0],
-    [0.1, 0.2, 0.3],
-    [-1.0, -2.0, -3.0],
-    [10.0, 10.0, 10.0, 10.0],
-    list(rng.normal(size=7)),
-    list(rng.normal(scale=5, size=50)),
-    list(rng.uniform(-1, 1, size=200) * 1e-3),
+for name, x in [
+    ("on the simplex", [0.5, 0.5]),
+    ("vertex", [1.0, 0.0, 0.0]),
+    ("past a vertex", [2.0, 0.0]),
+    ("inside, sum 0.6", [0.1, 0.2, 0.3]),
+    ("all negative", [-1.0, -2.0, -3.0]),
+    ("all equal", [10.0, 10.0, 10.0, 10.0]),
+    ("normal n=7", list(rng.normal(size=7))),
+    ("normal×5 n=50", list(rng.normal(scale=5, size=50))),
+    ("tiny n=200", list(rng.uniform(-1, 1, size=200) * 1e-3)),
 ]:
-    proj.append({"x": [float(v) for v in x], "want": [float(v) for v in project_bisect(x)]})
+    proj.append({"name": name, "x": [float(v) for v in x], "want": [float(v) for v in project_bisect(x)]})
 
 eg = []
 for n, eta, scale in [(3, 0.5, 1.0), (10, 0.1, 3.0), (64, 2.0, 0.5), (5, 0.0, 1.0)]:
     x = rng.dirichlet(np.ones(n))
     g = rng.normal(scale=scale, size=n)
     w = x * np.exp(-eta * g)
-    eg.append({"x": list(map(float, x)), "grad": list(map(float, g)), "eta": eta,
+    eg.append({"name": f"n={n} eta={eta} scale={scale}", "x": list(map(float, x)), "grad": list(map(float, g)), "eta": eta,
                "want": list(map(float, w / w.sum()))})
 
 kl = []
 for n in [2, 6, 30]:
     p = rng.dirichlet(np.ones(n))
     q = rng.dirichlet(np.ones(n))
-    kl.append({"p": list(map(float, p)), "q": list(map(float, q)),
+    kl.append({"name": f"n={n}", "p": list(map(float, p)), "q": list(map(float, q)),
                "want": float(np.sum(p * np.log(p / q)))})
 
 tab = []
@@ -65,7 +65,7 @@ for n, t in [(4, 1.0), (12, 0.3), (7, 5.0)]:
     pk = rng.dirichlet(np.ones(n))
     a = rng.normal(size=n)
     w = pk * np.exp(t * a)
-    tab.append({"logp": list(map(float, np.log(pk))), "adv": list(map(float, a)), "t": t,
+    tab.append({"name": f"n={n} t={t}", "logp": list(map(float, np.log(pk))), "adv": list(map(float, a)), "t": t,
                 "want": list(map(float, np.log(w / w.sum())))})
 
 
@@ -88,7 +88,7 @@ for n, t, spread in [(4, 1.0, 0.1), (8, 0.5, 0.5), (16, 2.0, 2.0), (6, 0.25, 0.0
     new = old + rng.normal(scale=spread, size=n)
     adv = rng.normal(size=n)
     loss, gain, klh, grad = surrogate_torch(new, old, adv, t)
-    seq.append({"new": list(map(float, new)), "old": list(map(float, old)), "adv": list(map(float, adv)),
+    seq.append({"name": f"n={n} t={t} spread={spread}", "new": list(map(float, new)), "old": list(map(float, old)), "adv": list(map(float, adv)),
                 "t": t, "loss": loss, "gain": gain, "kl": klh, "grad": grad})
 
 tok = []
@@ -99,7 +99,7 @@ for lengths, t in [([3, 1, 4], 1.0), ([5, 0, 2, 6], 0.7)]:
     adv = rng.normal(size=len(lengths))
     adv_tok = np.repeat(adv, lengths)
     loss, gain, klh, grad = surrogate_torch(new.astype(np.float64), old.astype(np.float64), adv_tok, t)
-    tok.append({"new": list(map(float, new)), "old": list(map(float, old)), "lengths": lengths,
+    tok.append({"name": f"lengths={lengths} t={t}", "new": list(map(float, new)), "old": list(map(float, old)), "lengths": lengths,
                 "adv": list(map(float, adv)), "t": t, "loss": loss, "gain": gain, "kl": klh, "grad": grad})
 
 loo = []
@@ -114,7 +114,7 @@ for k, prompts, beta in [(2, 3, 0.05), (4, 2, 0.1), (5, 1, 0.0)]:
         for i in range(k):
             others = [shaped[g * k + j] for j in range(k) if j != i]
             adv[g * k + i] = shaped[g * k + i] - sum(others) / (k - 1)
-    loo.append({"k": k, "beta": beta, "scores": list(map(float, scores)), "old": list(map(float, old)),
+    loo.append({"name": f"K={k} prompts={prompts} beta={beta}", "k": k, "beta": beta, "scores": list(map(float, scores)), "old": list(map(float, old)),
                 "ref": list(map(float, ref)), "shaped": list(map(float, shaped)), "adv": list(map(float, adv))})
 
 out = {"project": proj, "entropic": eg, "kl": kl, "tabular": tab, "surrogate": seq, "token": tok, "mdloo": loo}

@@ -33,7 +33,8 @@
 //
 // Every op is tested against PyTorch float64 values and gradients
 // (testdata/gen_golden.py) and against central finite differences with
-// GradCheck, which is exported for users' own compositions. Matrix
+// GradCheckWith (GradCheck with positional settings), which is exported
+// for users' own compositions. Matrix
 // products go through tensor.Gemm; work is split over rows, batches and
 // heads in blocks fixed by the sizes alone, so results are bit-identical
 // for any Tape.Workers.

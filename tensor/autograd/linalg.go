@@ -54,19 +54,23 @@ func (t *Tape) matmul(a, b *Var, transB bool) *Var {
 // gemmRows computes c = x·op(y) + beta·c, splitting the rows of x and c
 // into blocks that run in parallel.
 func (t *Tape) gemmRows(transB bool, x, y *tensor.Dense, beta float32, c *tensor.Dense) {
+	t.rowBlocks(x, c, func(xs, cs *tensor.Dense) { tensor.Gemm(false, transB, 1, xs, y, beta, cs) })
+}
+
+// rowBlocks runs f on matching blocks of rowBlock rows of x [M,K] and
+// c [M,N], in parallel: a product whose rows are independent.
+func (t *Tape) rowBlocks(x, c *tensor.Dense, f func(xs, cs *tensor.Dense)) {
 	m, k := x.Dim(0), x.Dim(1)
 	n := c.Dim(1)
 	nb := chunks(m, rowBlock)
 	if nb == 1 {
-		tensor.Gemm(false, transB, 1, x, y, beta, c)
+		f(x, c)
 		return
 	}
 	xd, cd := x.Data(), c.Data()
 	t.parallel(nb, func(i int) {
 		r0, r1 := i*rowBlock, min((i+1)*rowBlock, m)
-		xs := tensor.FromSlice(xd[r0*k:r1*k], r1-r0, k)
-		cs := tensor.FromSlice(cd[r0*n:r1*n], r1-r0, n)
-		tensor.Gemm(false, transB, 1, xs, y, beta, cs)
+		f(tensor.FromSlice(xd[r0*k:r1*k], r1-r0, k), tensor.FromSlice(cd[r0*n:r1*n], r1-r0, n))
 	})
 }
 

@@ -175,7 +175,7 @@ func TestGradCheck(t *testing.T) {
 					list = append(list, v)
 				}
 			}
-			if err := GradCheck(builder(c, in), list, 1e-2, 2e-3, 1); err != nil {
+			if err := GradCheckWith(builder(c, in), list, GradCheckOptions{Tol: 2e-3, Seed: 1}); err != nil {
 				t.Fatal(err)
 			}
 		})

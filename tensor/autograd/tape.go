@@ -37,8 +37,9 @@ func Const(value *tensor.Dense) *Var { return &Var{Value: value} }
 // Shape returns the shape of the value.
 func (v *Var) Shape() []int { return v.Value.Shape() }
 
-// RequiresGrad reports whether gradients flow to v.
-func (v *Var) RequiresGrad() bool { return v.needs }
+// RequiresGrad reports whether gradients flow to v. A nil Var, such as
+// the float32 weight of a layer frozen in bfloat16, takes none.
+func (v *Var) RequiresGrad() bool { return v != nil && v.needs }
 
 // ZeroGrad sets v's gradient to zero (a no-op when it has none).
 func (v *Var) ZeroGrad() {

@@ -96,14 +96,9 @@ func (o *AdamW) Step() (float64, error) {
 // WarmupCosine is the learning rate at step (0-based) of a schedule that
 // rises linearly over the first warmup steps (peak·(step+1)/warmup, so
 // step warmup−1 reaches peak), then follows a cosine from peak at step
-// warmup down to floor at step total, and stays at floor after.
+// warmup down to floor at step total, and stays at floor after. It is
+// CosineSchedule{Warmup: warmup, Total: total, Peak: peak, Floor: floor}.LR(step),
+// kept positional for existing callers; new code names the settings.
 func WarmupCosine(step, warmup, total int, peak, floor float64) float64 {
-	switch {
-	case step < warmup:
-		return peak * float64(step+1) / float64(warmup)
-	case step >= total:
-		return floor
-	}
-	p := float64(step-warmup) / float64(max(1, total-warmup))
-	return floor + 0.5*(peak-floor)*(1+math.Cos(math.Pi*p))
+	return CosineSchedule{Warmup: warmup, Total: total, Peak: peak, Floor: floor}.LR(step)
 }

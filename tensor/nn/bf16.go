@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/posttrain/posttrain/tensor"
 	"github.com/posttrain/posttrain/tensor/autograd"
@@ -15,19 +16,71 @@ import (
 // decoding time streaming weights from memory: every token reads every
 // weight once. FreezeBF16 holds those weights as bfloat16, half the
 // bytes, and the decoder reads them as they are, with a multi-row kernel
-// for a few tokens at a time (the activations stay float32 and exact) and tensor.GemmMixed for a prompt's rows (the
-// activations rounded to bfloat16 once per product).
+// for a few tokens at a time (the activations stay float32 and exact)
+// and tensor.GemmMixed for a prompt's rows (the activations rounded to
+// bfloat16 once per product).
 
-// ErrFrozen is returned by the operations that need float32 weights —
-// Forward, and so training — on a model frozen in bfloat16.
-var ErrFrozen = errors.New("model is frozen in bfloat16 (FreezeBF16): inference only")
+// ErrFrozen is returned by the operations that need float32 matrices —
+// Save, PruneFFN — on a model frozen in bfloat16.
+var ErrFrozen = errors.New("model is frozen in bfloat16 (FreezeBF16): its matrices are not float32")
 
 // frozen holds a model's matrices in bfloat16: every Linear's weight
 // (the untied head's too) and the embedding, which is the head when
-// Config.Tied.
+// Config.Tied. The layers point at them too (Linear.w16, Embedding.w16),
+// for the recorded forward pass.
 type frozen struct {
 	w     map[*Linear]*tensor.BF16
 	embed *tensor.BF16
+
+	once sync.Once
+	head *tensor.Dense // the head widened, made by HeadWeight
+}
+
+// attach makes f the model's frozen matrices, in place of the float32
+// ones.
+func (m *Model) attach(f *frozen) {
+	m.frozen = f
+	m.Embed.W, m.Embed.w16 = nil, f.embed
+	for l, w := range f.w {
+		l.W, l.w16 = nil, w
+	}
+}
+
+// embed16 returns the rows of a bfloat16 table for ids, widened, as a
+// constant: a frozen table takes no gradient. An id outside the table
+// panics with a *tensor.ShapeError, as in Tape.Embedding.
+func embed16(w *tensor.BF16, ids []int32) *autograd.Var {
+	v, d := w.Dim(0), w.Dim(1)
+	out := tensor.New(len(ids), d)
+	for i, id := range ids {
+		if id < 0 || int(id) >= v {
+			panic(&tensor.ShapeError{Op: "Embedding", Msg: fmt.Sprintf("id %d at position %d outside a table of %d rows", id, i, v)})
+		}
+		tensor.FromBF16(out.Data()[i*d:(i+1)*d], w.Data()[int(id)*d:(int(id)+1)*d])
+	}
+	return autograd.Const(out)
+}
+
+// dims returns the layer's output and input sizes.
+func (l *Linear) dims() (out, in int) {
+	if l.W == nil && l.w16 != nil {
+		return l.w16.Dim(0), l.w16.Dim(1)
+	}
+	return l.W.Value.Dim(0), l.W.Value.Dim(1)
+}
+
+// HeadWeight returns the output head's weight [Vocab, DModel] in
+// float32: Head.W's value (the embedding's when tied), or, for a model
+// frozen in bfloat16, the head's bfloat16 values widened — made on the
+// first call and kept, Vocab·DModel floats, since the fused log-prob
+// heads of training read float32 weights. Decoding never makes it.
+func (m *Model) HeadWeight() *tensor.Dense {
+	f := m.frozen
+	if f == nil {
+		return m.Head.W.Value
+	}
+	f.once.Do(func() { f.head = f.w[&m.Head].Dense() })
+	return f.head
 }
 
 // FreezeBF16 rounds the model's matrices — the embedding, every
@@ -38,12 +91,14 @@ type frozen struct {
 // in bfloat16 loses nothing: its words come back as they were.
 //
 // A frozen model decodes (NewDecoder, Generate, GenerateBatch) and scores
-// (Logits), and Clone copies it frozen; it cannot be trained: Forward and
-// Hidden return ErrFrozen, as do Save, PruneFFN and AddLoRA, and Params
-// lists only the float32 parameters left. FreezeBF16 returns an error,
+// (Logits), and Clone copies it frozen. Its matrices do not train, but
+// AddLoRA puts adapters on it, and Forward and Hidden record passes
+// through the bfloat16 layers with gradients to their inputs: LoRA on a
+// bfloat16 base. Save and PruneFFN return ErrFrozen, and Params lists
+// only the float32 parameters left. FreezeBF16 returns an error,
 // changing nothing, on a model that carries LoRA adapters (merge them
-// first with Adapter.Merge and detach them); freezing a frozen model
-// does nothing.
+// first with Adapter.Merge and detach them, or freeze before adding
+// them); freezing a frozen model does nothing.
 func (m *Model) FreezeBF16() error {
 	if m.frozen != nil {
 		return nil
@@ -52,11 +107,9 @@ func (m *Model) FreezeBF16() error {
 		return fmt.Errorf("nn: FreezeBF16: the model carries LoRA adapters")
 	}
 	f := &frozen{w: map[*Linear]*tensor.BF16{}, embed: m.Embed.W.Value.BF16()}
-	m.Embed.W = nil
 	for i := range m.Blocks {
 		for _, ml := range m.Blocks[i].linears() {
 			f.w[ml.l] = ml.l.W.Value.BF16()
-			ml.l.W = nil
 		}
 	}
 	if m.Config.Tied {
@@ -64,8 +117,7 @@ func (m *Model) FreezeBF16() error {
 	} else {
 		f.w[&m.Head] = m.Head.W.Value.BF16()
 	}
-	m.Head.W = nil
-	m.frozen = f
+	m.attach(f)
 	return nil
 }
 
@@ -124,8 +176,7 @@ func (m *Model) cloneFrozen() *Model {
 	} else {
 		f.w[&c.Head] = copyBF16(m.frozen.w[&m.Head])
 	}
-	c.Embed.W, c.Head.W = nil, nil
-	c.frozen = f
+	c.attach(f)
 	return c
 }
 
@@ -300,6 +351,6 @@ func FromTensorsBF16(cfg Config, ts []Tensor, mats []TensorBF16) (*Model, error)
 	} else {
 		f.w[&m.Head] = mat["head.weight"]
 	}
-	m.frozen = f
+	m.attach(f)
 	return m, nil
 }

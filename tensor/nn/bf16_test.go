@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/posttrain/posttrain/tensor/autograd"
 )
 
 // bf16Pair returns a frozen copy of m and a float32 copy whose matrices
@@ -171,23 +169,16 @@ func TestFrozenAllocs(t *testing.T) {
 	}
 }
 
-// TestFrozenRefusesTraining checks that what needs float32 weights says
+// TestFrozenRefusesFloat32 checks that what needs float32 matrices says
 // so, and that the rest of the model's API still holds together.
-func TestFrozenRefusesTraining(t *testing.T) {
+func TestFrozenRefusesFloat32(t *testing.T) {
 	m := bf16Model(t, false)
 	fz, ref := bf16Pair(m)
 	require.True(t, fz.Frozen())
 	require.False(t, m.Frozen())
-	tape := autograd.NewTape()
-	_, err := fz.Forward(tape, randTokens(4, 301, 1), 1)
-	assert.ErrorIs(t, err, ErrFrozen, "Forward")
-	_, err = fz.Hidden(tape, randTokens(4, 301, 1), 1)
-	assert.ErrorIs(t, err, ErrFrozen, "Hidden")
 	assert.ErrorIs(t, fz.Save(filepath.Join(t.TempDir(), "m.safetensors")), ErrFrozen, "Save")
-	_, err = fz.PruneFFN(10)
+	_, err := fz.PruneFFN(10)
 	assert.ErrorIs(t, err, ErrFrozen, "PruneFFN")
-	_, err = fz.AddLoRA(LoRAConfig{Rank: 2, Alpha: 4}, 1)
-	assert.ErrorIs(t, err, ErrFrozen, "AddLoRA")
 	for _, p := range fz.Params() {
 		assert.Equal(t, 1, p.Var.Value.Dims(), "Params lists %q", p.Name)
 	}

@@ -232,6 +232,9 @@ func (d *Decoder) run(seqs []int, tokens []int32, prefill bool) {
 	d.maxPos = maxPos
 	lin := func(y []float32, l *Linear, x []float32, nr int) {
 		if d.lin16(y, l, x, nr, prefill) {
+			if l.LoRA != nil { // adapters on a bfloat16 base
+				l.LoRA.addRows(y, x, nr)
+			}
 			return
 		}
 		var b []float32

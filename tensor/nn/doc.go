@@ -53,14 +53,22 @@
 // of the same rounded weights only in summation order, and a sequence
 // decodes bit for bit the same alone or batched; a prompt's rows go
 // through tensor.GemmMixed, which rounds the activations to bfloat16
-// (2⁻⁹ relative) before each product. A frozen model cannot train:
-// Forward, Save and PruneFFN return ErrFrozen.
+// (2⁻⁹ relative) before each product. A frozen model's base does not
+// train, but LoRA adapters on it do (Dettmers et al. 2023, "QLoRA", with
+// bfloat16 in place of 4-bit storage): Forward and Hidden record the
+// bfloat16 layers with autograd's MatMulTBF16, whose products keep the
+// activations and their gradients float32 and exact (unless a tier with
+// bfloat16 arithmetic is pinned), so a step is the float32 step on the
+// rounded weights: it costs the same arithmetic (the GEMMs widen the
+// weights while packing them) and holds the base in half the bytes. Save and
+// PruneFFN return ErrFrozen.
 //
 // # Training
 //
 // AdamW is Adam with decoupled weight decay (Kingma & Ba 2015; Loshchilov
-// & Hutter 2019), with global-norm gradient clipping; WarmupCosine is the
-// usual schedule. A non-finite gradient is reported as an error and the
+// & Hutter 2019), with global-norm gradient clipping; CosineSchedule is the
+// usual schedule (linear warmup, then a cosine decay; WarmupCosine takes
+// the same settings positionally). A non-finite gradient is reported as an error and the
 // step is skipped. Reusing one Tape across steps (Tape.Reset) keeps a
 // training loop from reallocating its activations.
 //

@@ -23,6 +23,7 @@ func Example() {
 	opt := nn.NewAdamW(m.Params(), 0)
 	tp := autograd.NewTape()
 	const steps = 35
+	sched := nn.CosineSchedule{Warmup: 5, Total: steps, Peak: 1e-2, Floor: 1e-3}
 	for step := range steps {
 		tp.Reset() // reuse the tape's buffers
 		m.ZeroGrad()
@@ -35,7 +36,7 @@ func Example() {
 			panic(err)
 		}
 		tp.Backward(loss, nil)
-		opt.LR = nn.WarmupCosine(step, 5, steps, 1e-2, 1e-3)
+		opt.LR = sched.LR(step)
 		if _, err := opt.Step(); err != nil {
 			panic(err)
 		}
@@ -64,4 +65,21 @@ func ExampleLoadTinyLM() {
 	}
 	fmt.Println(back.Config.Layers, back.NumParams() == m.NumParams())
 	// Output: 2 true
+}
+
+// A schedule's settings by name: four warmup steps up to the peak, then a
+// cosine down to the floor at step 14 (its midpoint, step 9, is halfway
+// between peak and floor), and the floor after.
+func ExampleCosineSchedule() {
+	sched := nn.CosineSchedule{Warmup: 4, Total: 14, Peak: 1, Floor: 0.1}
+	for _, step := range []int{0, 1, 3, 9, 14, 20} {
+		fmt.Printf("step %2d: %.3f\n", step, sched.LR(step))
+	}
+	// Output:
+	// step  0: 0.250
+	// step  1: 0.500
+	// step  3: 1.000
+	// step  9: 0.550
+	// step 14: 0.100
+	// step 20: 0.100
 }

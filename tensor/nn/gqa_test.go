@@ -53,13 +53,13 @@ func TestGQAGradients(t *testing.T) {
 		ins = append(ins, p.Var)
 	}
 	toks := []int32{1, 5, 9, 2, 0, 10, 3, 3, 7, 4}
-	err := autograd.GradCheck(func(tp *autograd.Tape) *autograd.Var {
+	err := autograd.GradCheckWith(func(tp *autograd.Tape) *autograd.Var {
 		out, err := m.Forward(tp, toks, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out
-	}, ins, 1e-2, 2e-2, 5)
+	}, ins, autograd.GradCheckOptions{Tol: 2e-2, Seed: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

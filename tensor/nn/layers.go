@@ -32,15 +32,23 @@ func ones(n int) *autograd.Var {
 
 // Linear is y = x·Wᵀ + B; W is [out, in] as in PyTorch, and B [out] is
 // nil for a layer without bias. LoRA, when set, adds a low-rank update
-// (see AddLoRA).
+// (see AddLoRA). In a model frozen in bfloat16 (Model.FreezeBF16) W is
+// nil and the layer multiplies by its bfloat16 weights.
 type Linear struct {
 	W, B *autograd.Var
 	LoRA *LoRA
+
+	w16 *tensor.BF16 // the weights when frozen in bfloat16, else nil
 }
 
 // Forward applies the layer to x [N, in].
 func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
-	y := t.MatMulT(x, l.W)
+	var y *autograd.Var
+	if l.W == nil && l.w16 != nil {
+		y = t.MatMulTBF16(x, l.w16)
+	} else {
+		y = t.MatMulT(x, l.W)
+	}
 	if l.B != nil {
 		y = t.Add(y, l.B)
 	}
@@ -50,11 +58,19 @@ func (l *Linear) Forward(t *autograd.Tape, x *autograd.Var) *autograd.Var {
 	return y
 }
 
-// Embedding maps token ids to rows of W [vocab, d].
-type Embedding struct{ W *autograd.Var }
+// Embedding maps token ids to rows of W [vocab, d]. In a model frozen in
+// bfloat16 W is nil and the rows are read from the bfloat16 table.
+type Embedding struct {
+	W *autograd.Var
+
+	w16 *tensor.BF16 // the table when frozen in bfloat16, else nil
+}
 
 // Forward returns the rows of W for ids, shape [len(ids), d].
 func (e *Embedding) Forward(t *autograd.Tape, ids []int32) *autograd.Var {
+	if e.W == nil && e.w16 != nil {
+		return embed16(e.w16, ids)
+	}
 	return t.Embedding(e.W, ids)
 }
 

@@ -113,9 +113,6 @@ func (m *Model) AddLoRA(cfg LoRAConfig, seed uint64) (*Adapter, error) {
 // newAdapter validates cfg, builds the adapters with weights from init and
 // attaches them.
 func (m *Model) newAdapter(cfg LoRAConfig, seed uint64, init func(rows, cols int, kind string, rng *rand.Rand) *tensor.Dense) (*Adapter, error) {
-	if m.frozen != nil {
-		return nil, fmt.Errorf("nn: LoRA: %w", ErrFrozen)
-	}
 	cfg.Targets = slices.Clone(cfg.Targets)
 	cfg.Layers = slices.Clone(cfg.Layers)
 	if len(cfg.Targets) == 0 {
@@ -157,7 +154,7 @@ func (m *Model) newAdapter(cfg LoRAConfig, seed uint64, init func(rows, cols int
 			if !want[ml.kind] {
 				continue
 			}
-			out, in := ml.l.W.Value.Dim(0), ml.l.W.Value.Dim(1)
+			out, in := ml.l.dims()
 			l := &LoRA{
 				Name:    fmt.Sprintf("layers.%d.%s", i, ml.path),
 				A:       autograd.Param(init(cfg.Rank, in, "A", rng)),
@@ -286,27 +283,41 @@ func (a *Adapter) Merged() bool { return a.merged }
 // that inference costs what the base does; the adapters then add nothing
 // until Unmerge. Switching a merged adapter off is not possible: Enable
 // does not change the merged weights, so Merge and Unmerge are for
-// inference and export.
+// inference and export. A base frozen in bfloat16 takes the sum rounded
+// to bfloat16, as PEFT merges into a bfloat16 model.
 func (a *Adapter) Merge() {
 	if a.merged {
 		return
 	}
 	for _, l := range a.Modules {
-		tensor.Gemm(false, false, float32(l.Scale), l.B.Value, l.A.Value, 1, l.base.W.Value)
+		l.fold(float32(l.Scale))
 	}
 	a.merged = true
 }
 
 // Unmerge subtracts what Merge added, W ← W − Scale·B·A. The base weights
-// come back up to float32 rounding, not bit for bit.
+// come back up to float32 rounding (bfloat16 rounding for a base frozen
+// in bfloat16), not bit for bit.
 func (a *Adapter) Unmerge() {
 	if !a.merged {
 		return
 	}
 	for _, l := range a.Modules {
-		tensor.Gemm(false, false, -float32(l.Scale), l.B.Value, l.A.Value, 1, l.base.W.Value)
+		l.fold(-float32(l.Scale))
 	}
 	a.merged = false
+}
+
+// fold adds alpha·B·A to the base weight, in float32, rounding the sum
+// back to bfloat16 for a frozen base.
+func (l *LoRA) fold(alpha float32) {
+	if w := l.base.w16; l.base.W == nil && w != nil {
+		d := w.Dense()
+		tensor.Gemm(false, false, alpha, l.B.Value, l.A.Value, 1, d)
+		tensor.ToBF16(w.Data(), d.Data())
+		return
+	}
+	tensor.Gemm(false, false, alpha, l.B.Value, l.A.Value, 1, l.base.W.Value)
 }
 
 func (l *LoRA) active() bool { return !l.ad.off && !l.ad.merged }

@@ -67,13 +67,13 @@ func TestLoRAGradients(t *testing.T) {
 	for _, p := range a.Params() {
 		vars = append(vars, p.Var)
 	}
-	err = autograd.GradCheck(func(t *autograd.Tape) *autograd.Var {
+	err = autograd.GradCheckWith(func(t *autograd.Tape) *autograd.Var {
 		out, err := m.Forward(t, ids, 2)
 		if err != nil {
 			panic(err)
 		}
 		return out
-	}, vars, 1e-2, 2e-2, 5)
+	}, vars, autograd.GradCheckOptions{Tol: 2e-2, Seed: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -400,9 +400,6 @@ func (m *Model) Hidden(t *autograd.Tape, tokens []int32, batch int) (*autograd.V
 }
 
 func (m *Model) hidden(op string, t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
-	if m.frozen != nil {
-		return nil, fmt.Errorf("nn: %s: %w", op, ErrFrozen)
-	}
 	if batch <= 0 || len(tokens) == 0 || len(tokens)%batch != 0 {
 		return nil, fmt.Errorf("nn: %s: %d tokens do not split into %d sequences", op, len(tokens), batch)
 	}

@@ -140,7 +140,7 @@ func TestOverfit(t *testing.T) {
 			t.Fatal(err)
 		}
 		tp.Backward(l, nil)
-		opt.LR = WarmupCosine(s, 5, steps, 2e-2, 1e-3)
+		opt.LR = CosineSchedule{Warmup: 5, Total: steps, Peak: 2e-2, Floor: 1e-3}.LR(s)
 		if _, err := opt.Step(); err != nil {
 			t.Fatal(err)
 		}

@@ -3,59 +3,13 @@ package lab
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/posttrain/posttrain/distill"
 	"github.com/posttrain/posttrain/prefopt"
-	"github.com/posttrain/posttrain/tensor"
-	"github.com/posttrain/posttrain/tensor/autograd"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
-
-// The top-k cache must hold, per position, the teacher's k most likely
-// next tokens in descending order with their log-probabilities (to
-// bfloat16 precision), and Top1 its argmax.
-func TestPrecomputeTopK(t *testing.T) {
-	m := tinyLM(t, 4)
-	var tok nn.ByteTokenizer
-	ids := tok.Encode(strings.Repeat("Light and Colours; ", 5))
-	const seq, k = 16, 5
-	tk, err := PrecomputeTopK(context.Background(), m, ids, seq, k, filepath.Join(t.TempDir(), "c"), Bar{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := len(ids) / seq * seq
-	if tk.K != k || len(tk.IDs) != n*k || len(tk.LogProbs) != n*k {
-		t.Fatalf("K %d, %d ids, %d log-probs for %d tokens", tk.K, len(tk.IDs), len(tk.LogProbs), n)
-	}
-	logits, err := m.Forward(autograd.NewTape(), ids[:n], n/seq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	top1 := Top1(tk)
-	for i := range n {
-		row := logits.Value.Data()[i*256 : (i+1)*256]
-		lse := math.Inf(-1)
-		for _, z := range row {
-			lse = math.Max(lse, float64(z)) + math.Log1p(math.Exp(-math.Abs(lse-float64(z))))
-		}
-		if want := tensor.ArgMax(row); int(top1[i]) != want {
-			t.Fatalf("position %d: Top1 %d, argmax %d", i, top1[i], want)
-		}
-		for j := range k {
-			id := tk.IDs[i*k+j]
-			want := float64(row[id]) - lse
-			if got := float64(tk.LogProbs[i*k+j]); math.Abs(got-want) > 1e-2*math.Abs(want)+1e-3 {
-				t.Errorf("position %d, rank %d: log-prob %v, want %v", i, j, got, want)
-			}
-			if j > 0 && row[id] > row[tk.IDs[i*k+j-1]] {
-				t.Errorf("position %d: rank %d above rank %d", i, j, j-1)
-			}
-		}
-	}
-}
 
 // With a teacher whose top-1 is the true next token with probability 1,
 // SparseKL (bucketed leftover 0) is the cross-entropy whatever α: a run

@@ -4,164 +4,111 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
-	"sync"
+	"strings"
 
 	"github.com/posttrain/posttrain/itec"
+	"github.com/posttrain/posttrain/mirrordescent"
 	"github.com/posttrain/posttrain/prefopt"
+	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// Committee plugs TinyLMs into itec.Run: it is the Trainer (one recipe per
-// algorithm), the RewardTrainer and the Evaluator (the oracle's mean
-// reward on held-out prompts).
-type Committee struct {
-	Dir    string     // member checkpoints
-	Body   *nn.TinyLM // every refreshed reward model starts from a copy
-	Gen    Policy     // sampling settings of members (M is ignored)
-	SFT    TuneConfig // rejection sampling: fine-tuning on the committee's picks
-	Pref   TuneConfig // DPO and IPO
-	DPO    prefopt.DPO
-	IPO    prefopt.IPO
-	RL     RLConfig // online RL (MDLOO against the refreshed reward model)
-	Reward RewardConfig
+// CommitteeConfig sets the byte-level recipe.Committee of the examples:
+// the trainers' settings, the oracle's held-out evaluation, and progress
+// bars.
+type CommitteeConfig struct {
+	Dir  string    // member and reward-model checkpoints
+	Body *nn.Model // every refreshed reward model starts from a copy
+	Len  int       // bytes per sampled response
 
-	EvalPrompts []string
+	TuneSteps     int     // rejection-sampling (SFT), DPO and IPO steps per member
+	SFTLR, PrefLR float64 // their learning rates (constant)
+	RLIters       int     // MDLOO iterations per member
+	RLPrompts     int     // prompts per iteration
+	RLLR          float64
+	RewardSteps   int
+	RewardLR      float64 // peak; warmup over a tenth of the steps, cosine to a tenth
+
+	EvalPrompts []string // held-out prompts of the oracle's evaluation
 	EvalSamples int
+	Seed        uint64
+	Bars        io.Writer // progress bars of training (nil: none)
+}
+
+// NewCommittee returns the Committee of c over bytes: members
+// sample with ByteSampling; rejection sampling fine-tunes with recipe.SFT,
+// DPO (β = 0.1) and IPO (τ = 1) with recipe.Preference, online RL with
+// recipe.Online and MDLOO; reward models are a copy of Body with a score
+// head on the mean of the response's hidden states, trained with AFM's
+// soft-label loss; a member's evaluation is the oracle's mean reward on
+// the held-out prompts, with the same seeds for every member.
+func NewCommittee(c CommitteeConfig, testPairs []prefopt.Pair) *Committee {
+	tune := func(lr float64) recipe.Config {
+		return recipe.Config{Steps: c.TuneSteps, Batch: 16, LR: lr, MinLR: lr, ClipNorm: 1}
+	}
+	md := mirrordescent.DefaultMDLOO()
+	rl := RLConfig{MDLOO: md, Iters: c.RLIters, Prompts: c.RLPrompts, Len: c.Len, LR: c.RLLR}
+	var bar Bar
+	var run string
+	return &Committee{TestPairs: testPairs, Committee: &recipe.Committee{
+		Dir: c.Dir, Tokenizer: recipe.Bytes{}, Sampling: ByteSampling(c.Len), RewardBody: c.Body,
+		SFT: tune(c.SFTLR), Pref: tune(c.PrefLR),
+		Reward: recipe.Config{Steps: c.RewardSteps, Batch: 16, LR: c.RewardLR, MinLR: c.RewardLR / 10, Warmup: max(1, c.RewardSteps/10),
+			ClipNorm: 1, WeightDecay: 0.01},
+		DPO: prefopt.DPO{Beta: 0.1}, IPO: prefopt.IPO{Tau: 1},
+		RewardLoss: recipe.SoftRanking, RewardPool: recipe.MeanCompletion,
+		Online: *rl.Online(nil, nil, nil),
+		Eval: func(ctx context.Context, g itec.Generator) (float64, error) {
+			return OracleReward(ctx, g, c.EvalPrompts, c.EvalSamples, c.Seed^0xe7a1)
+		},
+		Callback: func(r string, _ recipe.Record) {
+			if c.Bars == nil {
+				return
+			}
+			if r != run {
+				bar.Finish()
+				total := c.TuneSteps
+				switch {
+				case strings.HasSuffix(r, "reward model"):
+					total = c.RewardSteps
+				case strings.HasSuffix(r, string(itec.OnlineRL)):
+					total = c.RLIters
+				}
+				bar, run = NewBar(c.Bars, total, "  "+r), r
+			}
+			bar.Add(1)
+		},
+		Seed: c.Seed,
+	}}
+}
+
+// Committee is a recipe.Committee that records the accuracy of every
+// reward model it refreshes on held-out pairs.
+type Committee struct {
+	*recipe.Committee
 	// TestPairs, if set, are held-out labeled pairs on which every
 	// refreshed reward model's accuracy is recorded in RewardAcc.
 	TestPairs []prefopt.Pair
-	Seed      uint64
-	Bars      io.Writer // progress bars of training (nil: none)
-
-	// RewardAcc is, per refresh, the reward model's accuracy on TestPairs
-	// (all pairs, and those labeled above negligibly better).
+	// RewardAcc is, per refresh, the reward model's Accuracy on
+	// TestPairs (all pairs, and those labeled above negligibly better).
 	RewardAcc [][2]float64
-
-	mu  sync.Mutex
-	rms map[string]*RewardModel
 }
 
-func (c *Committee) policy(m *nn.TinyLM) Policy {
-	p := c.Gen
-	p.M = m
-	return p
-}
-
-// Train implements itec.Trainer. The new member starts from the
-// committee's first member (the best of the latest round's, as Run orders
-// the committee), which is also the reference of DPO, IPO and MDLOO.
-// DPO and IPO learn from the pairs labeled above negligibly better
-// (Decided).
-func (c *Committee) Train(ctx context.Context, req itec.TrainRequest) (itec.Member, error) {
-	base, ok := req.Committee[0].Model.(Policy)
-	if !ok {
-		return itec.Member{}, fmt.Errorf("lab: committee member %q is not a lab.Policy", req.Committee[0].Name)
-	}
-	m := base.M.Clone()
-	desc := fmt.Sprintf("  round %d: %s", req.Round, req.Algorithm)
-	var err error
-	switch req.Algorithm {
-	case itec.SFT, itec.RejectionSampling:
-		ps, rs := make([]string, len(req.Demos)), make([]string, len(req.Demos))
-		for i, d := range req.Demos {
-			ps[i], rs[i] = d.Prompt, d.Response
-		}
-		cfg := c.SFT
-		cfg.Seed = req.Seed
-		bar := NewBar(c.Bars, cfg.Steps, desc)
-		_, err = SFT(ctx, m, ps, rs, cfg, bar)
-		bar.Finish()
-	case itec.DPO, itec.IPO:
-		var obj prefopt.Objective = c.DPO
-		if req.Algorithm == itec.IPO {
-			obj = c.IPO
-		}
-		cfg := c.Pref
-		cfg.Seed = req.Seed
-		bar := NewBar(c.Bars, cfg.Steps, desc)
-		pairs := Decided(req.Pairs)
-		if len(pairs) == 0 {
-			pairs = req.Pairs // nothing decided yet: learn from what there is
-		}
-		_, _, err = TrainPairs(ctx, m, base.M, pairs, obj, cfg, bar)
-		bar.Finish()
-	case itec.OnlineRL:
-		cfg := c.RL
-		cfg.Seed = req.Seed
-		cfg.EvalEvery = 0
-		bar := NewBar(c.Bars, cfg.Iters, desc)
-		_, err = MDLOO(ctx, c.policy(m), base.M, req.Reward, req.Prompts, cfg, bar)
-		bar.Finish()
-	default:
-		return itec.Member{}, fmt.Errorf("lab: no recipe for algorithm %q", req.Algorithm)
-	}
-	if err != nil {
-		return itec.Member{}, err
-	}
-	path := filepath.Join(c.Dir, fmt.Sprintf("r%d-%s.safetensors", req.Round, req.Algorithm))
-	if err := m.Save(path); err != nil {
-		return itec.Member{}, err
-	}
-	return itec.Member{Ref: path, Model: c.policy(m)}, nil
-}
-
-// LoadMember implements itec.Trainer.
-func (c *Committee) LoadMember(_ context.Context, m itec.Member) (itec.Generator, error) {
-	lm, err := nn.LoadTinyLM(m.Ref)
-	if err != nil {
-		return nil, err
-	}
-	return c.policy(lm), nil
-}
-
-// Refresh implements itec.RewardTrainer: a fresh reward model from Body,
-// trained on every pair so far with the soft-label ranking loss.
+// Refresh implements itec.RewardTrainer: recipe.Committee's, then the
+// new reward model's accuracy.
 func (c *Committee) Refresh(ctx context.Context, round int, pairs []prefopt.Pair) (itec.Scorer, string, error) {
-	rm := NewRewardModel(c.Body)
-	cfg := c.Reward
-	cfg.Seed = c.Seed + uint64(round)
-	bar := NewBar(c.Bars, cfg.Steps, fmt.Sprintf("  round %d: reward model", round))
-	_, err := TrainReward(ctx, rm, pairs, cfg, bar)
-	bar.Finish()
+	s, ref, err := c.Committee.Refresh(ctx, round, pairs)
+	if err != nil || len(c.TestPairs) == 0 {
+		return s, ref, err
+	}
+	rm, ok := c.RewardModel(ref)
+	if !ok {
+		return nil, "", fmt.Errorf("lab: no reward model %s", ref)
+	}
+	all, dec, err := Accuracy(rm, c.TestPairs)
 	if err != nil {
 		return nil, "", err
 	}
-	ref := fmt.Sprintf("rm-r%d", round)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.TestPairs) > 0 {
-		all, dec, err := Accuracy(rm, c.TestPairs)
-		if err != nil {
-			return nil, "", err
-		}
-		c.RewardAcc = append(c.RewardAcc, [2]float64{all, dec})
-	}
-	if c.rms == nil {
-		c.rms = map[string]*RewardModel{}
-	}
-	c.rms[ref] = rm
-	return rm, ref, nil
-}
-
-// LoadReward implements itec.RewardTrainer for reward models refreshed by
-// this process (reward models are not written to disk, so a run resumed by
-// a new process cannot).
-func (c *Committee) LoadReward(_ context.Context, ref string) (itec.Scorer, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if rm, ok := c.rms[ref]; ok {
-		return rm, nil
-	}
-	return nil, fmt.Errorf("lab: reward model %q was not refreshed by this process", ref)
-}
-
-// Evaluate implements itec.Evaluator: the oracle's mean reward on the
-// held-out prompts, with the same seeds for every member.
-func (c *Committee) Evaluate(ctx context.Context, m itec.Member) (float64, error) {
-	p, ok := m.Model.(Policy)
-	if !ok {
-		return 0, fmt.Errorf("lab: member %q is not a lab.Policy", m.Name)
-	}
-	return OracleReward(ctx, p, c.EvalPrompts, c.EvalSamples, c.Seed^0xe7a1)
+	c.RewardAcc = append(c.RewardAcc, [2]float64{all, dec})
+	return s, ref, nil
 }

@@ -1,10 +1,14 @@
 // Package lab is the shared workbench of posttrain's example programs:
-// the corpus as byte tokens, a language-model training loop with a
-// pluggable loss, teacher caches, sampling, sequence log-probs, preference
-// and reward-model training, an oracle labeler and a calibrated rater,
-// MDLOO, the itec plumbing, means with 95 % intervals, tables, progress
-// bars (on a terminal only) and plots. It is internal: the examples are what to read,
-// and this package keeps them from repeating each other.
+// what is specific to them — the corpus as byte tokens, the byte-level
+// pre-training loop and its held-out measures, an oracle labeler and a
+// calibrated rater, means with 95 % intervals, tables, plots and progress
+// bars (on a terminal only) — and the few lines that point package
+// recipe, where the trainers live, at bytes and text: a byte-level
+// recipe.Generator (Gen), the examples' recipe.Committee (NewCommittee),
+// online RL with held-out oracle curves (RL), and loading a Hugging Face
+// directory for the -model runs (LoadHF). It is internal: the examples
+// are what to read, and this package keeps them from repeating each
+// other.
 package lab
 
 import (

@@ -28,6 +28,16 @@ func Progress(off bool) io.Writer {
 	return os.Stderr
 }
 
+// progress returns a callback of running totals (cache.Precompute's)
+// that advances b.
+func (b Bar) progress() func(done int64) {
+	var last int64
+	return func(done int64) {
+		b.Add(int(done - last))
+		last = done
+	}
+}
+
 // Bar is a progress bar; the zero Bar shows nothing.
 type Bar struct{ b *progressbar.ProgressBar }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/posttrain/posttrain/itec"
 	"github.com/posttrain/posttrain/prefopt"
 	"github.com/posttrain/posttrain/recipe"
 	"github.com/posttrain/posttrain/tensor"
@@ -12,28 +11,15 @@ import (
 	"github.com/posttrain/posttrain/tensor/nn"
 )
 
-// RewardModel is a recipe.RewardModel over bytes: a TinyLM body, its
-// final hidden states mean-pooled over the response, times a linear head.
-// Score is safe for concurrent use while the model is not trained.
-type RewardModel struct {
-	*recipe.RewardModel
-	scorer itec.Scorer
-}
-
-// NewRewardModel starts a reward model from a copy of body, with a zero
+// NewRewardModel starts a byte-level reward model from a copy of body:
+// its final hidden states mean-pooled over the response, times a zero
 // head.
-func NewRewardModel(body *nn.TinyLM) *RewardModel {
-	rm := &recipe.RewardModel{Body: body.Clone(), Head: autograd.Param(tensor.New(1, body.Config.DModel)), Pool: recipe.MeanCompletion}
-	return &RewardModel{RewardModel: rm, scorer: rm.Scorer(recipe.Bytes{})}
+func NewRewardModel(body *nn.TinyLM) *recipe.RewardModel {
+	return &recipe.RewardModel{Body: body.Clone(), Head: autograd.Param(tensor.New(1, body.Config.DModel)), Pool: recipe.MeanCompletion}
 }
 
-// Score implements itec.Scorer.
-func (r *RewardModel) Score(ctx context.Context, prompt string, responses []string) ([]float64, error) {
-	return r.scorer.Score(ctx, prompt, responses)
-}
-
-// ScorePairs scores responses[i] to prompts[i], in batches.
-func (r *RewardModel) ScorePairs(prompts, responses []string) ([]float64, error) {
+// ScorePairs scores responses[i] to prompts[i] with r, in batches.
+func ScorePairs(r *recipe.RewardModel, prompts, responses []string) ([]float64, error) {
 	const per = 64
 	out := make([]float64, 0, len(prompts))
 	var tok nn.ByteTokenizer
@@ -69,7 +55,7 @@ type RewardConfig struct {
 // TrainReward trains r on pairs with AFM's soft-label ranking loss
 // (prefopt.SoftRanking) through recipe.Reward — warmup over a tenth of
 // the steps, cosine to a tenth of LR — and returns the loss per step.
-func TrainReward(ctx context.Context, r *RewardModel, pairs []prefopt.Pair, cfg RewardConfig, bar Bar) ([]float64, error) {
+func TrainReward(ctx context.Context, r *recipe.RewardModel, pairs []prefopt.Pair, cfg RewardConfig, bar Bar) ([]float64, error) {
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("lab: no preference pairs to train a reward model on")
 	}
@@ -83,21 +69,21 @@ func TrainReward(ctx context.Context, r *RewardModel, pairs []prefopt.Pair, cfg 
 	}
 	rc := recipe.Config{Steps: cfg.Steps, Batch: cfg.Batch, LR: cfg.LR, MinLR: cfg.LR / 10, Warmup: max(1, cfg.Steps/10),
 		ClipNorm: 1, WeightDecay: 0.01, Seed: cfg.Seed, Callback: func(recipe.Record) { bar.Add(1) }}
-	h, err := (&recipe.Reward{Model: r.RewardModel, Loss: loss, Config: rc}).Train(ctx, tp, nil)
+	h, err := (&recipe.Reward{Model: r, Loss: loss, Config: rc}).Train(ctx, tp, nil)
 	return curve(h, "loss"), err
 }
 
 // Accuracy is the fraction of pairs whose chosen response r scores
 // higher, over all pairs and over the pairs labeled above negligibly
 // better (whose labels carry the task's signal, not a near tie).
-func Accuracy(r *RewardModel, pairs []prefopt.Pair) (all, decided float64, err error) {
+func Accuracy(r *recipe.RewardModel, pairs []prefopt.Pair) (all, decided float64, err error) {
 	ps := make([]string, 0, 2*len(pairs))
 	rs := make([]string, 0, 2*len(pairs))
 	for _, p := range pairs {
 		ps = append(ps, p.Prompt, p.Prompt)
 		rs = append(rs, p.Chosen, p.Rejected)
 	}
-	sc, err := r.ScorePairs(ps, rs)
+	sc, err := ScorePairs(r, ps, rs)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -9,15 +9,6 @@ package simd
 //go:noescape
 func gemmBF16AVX512(kp int, a, b []uint16, c []float32, ldc int, acc bool)
 
-// peakBF16 and peakFMA run n×24 independent VDPBF16PS or VFMADD231PS
-// (zmm), for BenchmarkPeak.
-//
-//go:noescape
-func peakBF16(n int)
-
-//go:noescape
-func peakFMA(n int)
-
 // gemmBF16AMX is BF16Kernel.Run for a 32×32 tile in four AMX tiles, kp a
 // multiple of 16 (bf16_amd64.s, written by _gen/gemm).
 //

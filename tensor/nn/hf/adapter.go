@@ -16,7 +16,10 @@ import (
 
 // The files of a PEFT LoRA adapter directory.
 const (
-	AdapterConfigFile  = "adapter_config.json"
+	// AdapterConfigFile is PEFT's adapter_config.json: rank, alpha and
+	// the target modules.
+	AdapterConfigFile = "adapter_config.json"
+	// AdapterWeightsFile holds the A and B matrices under PEFT's names.
 	AdapterWeightsFile = "adapter_model.safetensors"
 )
 

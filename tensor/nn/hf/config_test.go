@@ -2,8 +2,10 @@ package hf
 
 import (
 	"reflect"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -43,17 +45,15 @@ func TestParseConfig(t *testing.T) {
 		{"heads do not group", `{"architectures": ["LlamaForCausalLM"], ` + base + `, "num_key_value_heads": 3}`, nil, "not divisible"},
 		{"not json", `{"architectures": `, nil, "unexpected end"},
 	} {
-		c, err := parseConfig([]byte(tc.json))
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig([]byte(tc.json))
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
 			}
-		case err != nil:
-			t.Errorf("%s: %v", tc.name, err)
-		case !tc.check(c):
-			t.Errorf("%s: config %+v", tc.name, c)
-		}
+			require.NoError(t, err)
+			assert.True(t, tc.check(c), "config %+v", c)
+		})
 	}
 }
 

@@ -139,39 +139,41 @@ func TestGenerationConfig(t *testing.T) {
 // it back bit for bit.
 func TestRoundTrip(t *testing.T) {
 	for _, name := range fixtures {
-		m, err := LoadModel(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, shard := range []int64{ShardSize, 20000} {
-			dir := filepath.Join(t.TempDir(), "out")
-			if err := SaveModelWith(m, dir, SaveOptions{ShardSize: shard}); err != nil {
-				t.Fatal(err)
-			}
-			_, errIdx := os.Stat(filepath.Join(dir, indexFile))
-			if (shard < ShardSize) != (errIdx == nil) {
-				t.Fatalf("%s shard %d: index present %v", name, shard, errIdx == nil)
-			}
-			back, err := LoadModel(dir)
+		t.Run(name, func(t *testing.T) {
+			m, err := LoadModel(filepath.Join("testdata", name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(back.Config, m.Config) {
-				t.Fatalf("%s: config %+v, want %+v", name, back.Config, m.Config)
-			}
-			p, q := m.Params(), back.Params()
-			if len(p) != len(q) {
-				t.Fatalf("%s: %d params, want %d", name, len(q), len(p))
-			}
-			for i := range p {
-				a, b := p[i].Var.Value.Data(), q[i].Var.Value.Data()
-				for j := range a {
-					if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
-						t.Fatalf("%s: %s[%d] differs", name, p[i].Name, j)
+			for _, shard := range []int64{ShardSize, 20000} {
+				dir := filepath.Join(t.TempDir(), "out")
+				if err := SaveModelWith(m, dir, SaveOptions{ShardSize: shard}); err != nil {
+					t.Fatal(err)
+				}
+				_, errIdx := os.Stat(filepath.Join(dir, indexFile))
+				if (shard < ShardSize) != (errIdx == nil) {
+					t.Fatalf("%s shard %d: index present %v", name, shard, errIdx == nil)
+				}
+				back, err := LoadModel(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(back.Config, m.Config) {
+					t.Fatalf("%s: config %+v, want %+v", name, back.Config, m.Config)
+				}
+				p, q := m.Params(), back.Params()
+				if len(p) != len(q) {
+					t.Fatalf("%s: %d params, want %d", name, len(q), len(p))
+				}
+				for i := range p {
+					a, b := p[i].Var.Value.Data(), q[i].Var.Value.Data()
+					for j := range a {
+						if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
+							t.Fatalf("%s: %s[%d] differs", name, p[i].Name, j)
+						}
 					}
 				}
 			}
-		}
+		})
 	}
 }
 
@@ -214,38 +216,40 @@ func TestSaveHalf(t *testing.T) {
 func TestDecoderMatchesLogits(t *testing.T) {
 	ref := loadReference(t)
 	for _, name := range fixtures {
-		m, err := LoadModel(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := ref[name].IDs
-		full, _ := m.Logits(ids)
-		v := m.Config.Vocab
-		d := m.NewDecoder()
-		check := func(pos int, got []float32) {
-			want := full.Data()[pos*v : (pos+1)*v]
-			for j := range got {
-				if math.Abs(float64(got[j]-want[j])) > 1e-4*max(1, math.Abs(float64(want[j]))) {
-					t.Fatalf("%s position %d logit %d: cache %v, full %v", name, pos, j, got[j], want[j])
-				}
-			}
-		}
-		for i, id := range ids {
-			got, err := d.Step(id)
+		t.Run(name, func(t *testing.T) {
+			m, err := LoadModel(filepath.Join("testdata", name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(i, got)
-		}
-		d.Reset()
-		half := len(ids) / 2
-		got, err := d.Prefill(0, ids[:half])
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(half-1, got)
-		got, _ = d.Prefill(0, ids[half:])
-		check(len(ids)-1, got)
+			ids := ref[name].IDs
+			full, _ := m.Logits(ids)
+			v := m.Config.Vocab
+			d := m.NewDecoder()
+			check := func(pos int, got []float32) {
+				want := full.Data()[pos*v : (pos+1)*v]
+				for j := range got {
+					if math.Abs(float64(got[j]-want[j])) > 1e-4*max(1, math.Abs(float64(want[j]))) {
+						t.Fatalf("%s position %d logit %d: cache %v, full %v", name, pos, j, got[j], want[j])
+					}
+				}
+			}
+			for i, id := range ids {
+				got, err := d.Step(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(i, got)
+			}
+			d.Reset()
+			half := len(ids) / 2
+			got, err := d.Prefill(0, ids[:half])
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(half-1, got)
+			got, _ = d.Prefill(0, ids[half:])
+			check(len(ids)-1, got)
+		})
 	}
 }
 

@@ -1,9 +1,9 @@
 package main
 
 // The bfloat16 kernels (bf16_amd64.s, bf16_arm64.s): the AVX512-BF16 GEMM
-// micro-kernel (12×32 tile of VDPBF16PS), the AMX tile kernel and the
-// instruction-peak loops for the benchmarks; the NEON block of DotsBF16
-// (dots.go) goes to bf16_arm64.s too.
+// micro-kernel (12×32 tile of VDPBF16PS) and the AMX tile kernel; the
+// NEON block of DotsBF16 (dots.go) goes to bf16_arm64.s too. The
+// instruction-peak loops are in peak.go.
 //
 // Go's assembler has no mnemonic for VDPBF16PS, so vdpbf16ps encodes it
 // as six BYTEs with the Intel-syntax instruction beside them. Every
@@ -25,7 +25,6 @@ func writeBF16(dir string) {
 	var w asm
 	w.WriteString(header)
 	bf16Gemm(&w)
-	bf16Peak(&w)
 	bf16AMX(&w)
 	if err := os.WriteFile(filepath.Join(dir, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -233,37 +232,6 @@ func bf16AMX(w *asm) {
 	w.amx("tilerelease")
 	w.f("RET")
 	w.WriteString("\n")
-}
-
-// bf16Peak writes loops of n×24 independent VDPBF16PS (or VFMADD231PS) on
-// registers alone, for the benchmark that measures each instruction's
-// peak rate on this CPU.
-func bf16Peak(w *asm) {
-	for _, bf := range []bool{true, false} {
-		name := "peakFMA"
-		if bf {
-			name = "peakBF16"
-		}
-		w.WriteString("// func " + name + "(n int)\n")
-		w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-8\n")
-		w.f("MOVQ n+0(FP), CX")
-		for i := range 24 {
-			w.f("VPXORD Z%d, Z%d, Z%d", i, i, i)
-		}
-		w.label(name + "_loop")
-		for i := range 24 {
-			if bf {
-				w.f("%s", vdpbf16ps(i, 24+i%2, 26+i%6))
-			} else {
-				w.f("VFMADD231PS Z%d, Z%d, Z%d", 24+i%2, 26+i%6, i)
-			}
-		}
-		w.f("DECQ CX")
-		w.f("JNZ %s_loop", name)
-		w.f("VZEROUPPER")
-		w.f("RET")
-		w.WriteString("\n")
-	}
 }
 
 func bitsOf(n int) int {

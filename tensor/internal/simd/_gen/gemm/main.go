@@ -442,6 +442,7 @@ func main() {
 	}
 	writeBF16(*out)
 	writeDots(*out)
+	writePeak(*out)
 }
 
 // fmlaElem encodes FMLA Vd.4S, Vn.4S, Vm.S[i], which the Go assembler
