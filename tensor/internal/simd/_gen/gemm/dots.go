@@ -290,13 +290,7 @@ func dots4BF16AVX2(w *asm) {
 			w.f("CMPQ CX, $%d", i)
 			w.f("JLE %s_next", name)
 		}
-		w.f("VEXTRACTF128 $1, Y%d, X12", i)
-		w.f("VADDPS X12, X%d, X%d", i, i)
-		w.f("VMOVHLPS X%d, X%d, X12", i, i)
-		w.f("VADDPS X12, X%d, X%d", i, i)
-		w.f("VMOVSHDUP X%d, X12", i)
-		w.f("VADDSS X12, X%d, X%d", i, i)
-		w.f("VMOVSS X%d, %d(DI)", i, 4*i)
+		reduceY(w, i, fmt.Sprintf("%d(DI)", 4*i))
 	}
 	w.label(name + "_next")
 	w.f("MOVQ ldx+88(FP), CX")
@@ -381,17 +375,11 @@ func dots4AVX2(w *asm) {
 				w.f("CMPQ CX, $%d", i)
 				w.f("JLE %s_row%d", name, r+1)
 			}
-			w.f("VEXTRACTF128 $1, Y%d, X12", a)
-			w.f("VADDPS X12, X%d, X%d", a, a)
-			w.f("VMOVHLPS X%d, X%d, X12", a, a)
-			w.f("VADDPS X12, X%d, X%d", a, a)
-			w.f("VMOVSHDUP X%d, X12", a)
-			w.f("VADDSS X12, X%d, X%d", a, a)
-			if r == 0 {
-				w.f("VMOVSS X%d, %d(DI)", a, 4*i)
-			} else {
-				w.f("VMOVSS X%d, %d(DI)(R8*1)", a, 4*i)
+			dst := fmt.Sprintf("%d(DI)", 4*i)
+			if r == 1 {
+				dst += "(R8*1)"
 			}
+			reduceY(w, a, dst)
 		}
 		w.label(fmt.Sprintf("%s_row%d", name, r+1))
 	}
@@ -472,4 +460,17 @@ func weightRows(w *asm, name string, esz int) {
 		w.f("LEAQ %s, R%d", [...]string{"", "(R10)(R15*1)", "(R10)(R15*2)", "(R11)(R15*2)"}[i], 10+i)
 	}
 	w.label(name + "_rows")
+}
+
+// reduceY adds the eight lanes of accumulator Y(a), in the one order every
+// AVX2 output uses (lane j with j+4, then j+2, then j+1), and stores the
+// sum to dst; X12 is scratch.
+func reduceY(w *asm, a int, dst string) {
+	w.f("VEXTRACTF128 $1, Y%d, X12", a)
+	w.f("VADDPS X12, X%d, X%d", a, a)
+	w.f("VMOVHLPS X%d, X%d, X12", a, a)
+	w.f("VADDPS X12, X%d, X%d", a, a)
+	w.f("VMOVSHDUP X%d, X12", a)
+	w.f("VADDSS X12, X%d, X%d", a, a)
+	w.f("VMOVSS X%d, %s", a, dst)
 }
