@@ -2,7 +2,6 @@ package distill
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -35,9 +34,12 @@ const tinyProb = 1e-30
 // any other overlap (grad shifted against the logits by a row, say) is an
 // error.
 //
-// The loss is exact, to float64 rounding of float32 inputs, for logits of
-// any finite magnitude: −log p_k is formed as (max − z_k) + log Σ e^(z−max),
-// so all-equal logits of 1e16 or 3e38 give log V, not 2 or 0.
+// The loss is accurate to 2⁻²⁸ absolute per row for logits of any finite
+// magnitude: log p_y comes from tensor.LogSoftmaxAt, whose float64
+// log-sum-exp is exact to float64's grid below 2²⁴ and which past it forms
+// (z_y − max) − log Σ e^(z−max), the difference first, so all-equal
+// logits of 1e16 or 3e38 give log V, not 2 or 0; log p_ŷ is log p_y plus
+// the exact float64 difference z_ŷ − z_y.
 //
 // It returns an error, leaving grad untouched, if w is outside [0, 1]; a
 // tensor is not 2-D or grad's shape differs from the logits'; labels or
@@ -46,23 +48,26 @@ const tinyProb = 1e-30
 // by being them; or the logits hold NaN or ±Inf.
 //
 // The logits are read from memory twice — once for the finiteness check
-// of every row (so that grad stays untouched on error), once for each
-// row's maximum — and the gradient is written once; the other passes over
-// a row (z − max, one exponential per logit, the sum, the scaling) run in
-// cache. Rows are spread over GOMAXPROCS goroutines, and steady-state
-// calls do not allocate.
+// of every row (so that grad stays untouched on error), once by
+// tensor.LogSoftmaxAt's one fused pass for the row's log-sum-exp, in
+// float64 — and the gradient, e^(z−lse) by tensor.SoftmaxLSE, is written
+// in one more pass while the row is in cache. Rows are spread over
+// GOMAXPROCS goroutines, and steady-state calls do not allocate.
 func ConvexCombination(grad, logits *tensor.Dense, labels, teacherTop1 []int32, teacherWeight float64) (float64, error) {
-	return convex("ConvexCombination", grad, logits, labels, teacherTop1, teacherWeight)
+	return convex("ConvexCombination", grad, logits, labels, teacherTop1, teacherWeight, false)
 }
 
 // CrossEntropy returns the mean over counted rows of −log softmax(logits_i)[labels[i]]
 // and, when grad is not nil, its gradient: ConvexCombination with w = 0.
 // Negative labels are ignored, as there.
 func CrossEntropy(grad, logits *tensor.Dense, labels []int32) (float64, error) {
-	return convex("CrossEntropy", grad, logits, labels, nil, 0)
+	return convex("CrossEntropy", grad, logits, labels, nil, 0, false)
 }
 
-func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w float64) (float64, error) {
+// convex is ConvexCombination; finite says the logits are known to be
+// finite (a fused chunk, bounded before it was formed), sparing their
+// check.
+func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w float64, finite bool) (float64, error) {
 	n, v, err := dims(op, "logits", logits)
 	if err != nil {
 		return 0, err
@@ -80,8 +85,10 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 	if err != nil {
 		return 0, err
 	}
-	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
-		return 0, err
+	if !finite {
+		if err := checkFinite(op, "logits", logits, "", nil); err != nil {
+			return 0, err
+		}
 	}
 	if count == 0 {
 		if grad != nil {
@@ -92,13 +99,16 @@ func convex(op string, grad, logits *tensor.Dense, labels, teacher []int32, w fl
 
 	j := convexJobs.get()
 	defer convexJobs.put(j)
-	*j = convexJob{grad: grad, logits: logits, labels: labels, teacher: teacher, w: w,
+	*j = convexJob{op: op, grad: grad, logits: logits, labels: labels, teacher: teacher, w: w,
 		inv: 1 / float64(count), n: n, v: v, rows: chunkRows(v), parts: j.parts}
 	nc := (n + j.rows - 1) / j.rows
 	j.parts.reset(nc)
 	run(j, nc)
-	sum, _ := j.parts.total()
+	sum, err := j.parts.total()
 	j.grad, j.logits, j.labels, j.teacher = nil, nil, nil, nil
+	if err != nil {
+		return 0, err
+	}
 	return sum / float64(count), nil
 }
 
@@ -135,6 +145,7 @@ func checkConvex(op string, labels, teacher []int32, w float64, n, v int, keep f
 }
 
 type convexJob struct {
+	op              string
 	grad, logits    *tensor.Dense
 	labels, teacher []int32
 	w               float64
@@ -153,20 +164,13 @@ func (j *convexJob) chunk(c int, s *scratch) {
 	if j.grad != nil {
 		gd = j.grad.Data()
 	}
-	ones := s.ones(v)
 	var sum float64
 	for i := lo; i < hi; i++ {
 		zi := z[i*v : (i+1)*v]
-		var g []float32
-		if gd != nil {
-			g = gd[i*v : (i+1)*v]
-		} else {
-			g = buf(&s.a, v)
-		}
 		y := j.labels[i]
 		if y < 0 {
 			if gd != nil {
-				clear(g)
+				clear(gd[i*v : (i+1)*v])
 			}
 			continue
 		}
@@ -174,30 +178,24 @@ func (j *convexJob) chunk(c int, s *scratch) {
 		if j.teacher != nil && j.w != 0 {
 			t = j.teacher[i]
 		}
-		// e = exp(z − max z) and s = Σ e, with one exponential per logit:
-		// the max pass reads the row from memory, the rest from cache.
-		// Then log p_k = (z_k − max) − log s, exact up to the rounding of
-		// s, for logits of any magnitude; and p = e/s.
-		m := tensor.Max(zi)
-		// −log p_k = (max − z_k) + log s: the difference first, in float64,
-		// where it is exact for any two float32s, and the small log s
-		// after. Forming log Σ e^z = max + log s first would round it to
-		// the float64 grid at max (a step of 2 at |max| = 1e16) and lose
-		// log s entirely.
-		dy, dt := float64(m)-float64(zi[y]), float64(m)-float64(zi[t])
-		copy(g, zi) // a no-op when grad is the logits
-		tensor.Axpy(-m, ones, g)
-		tensor.Exp(g, g)
-		es := float64(tensor.Sum(g))
-		ls := math.Log(es)
+		// log p_y and the log-sum-exp in float64, in one fused pass over
+		// the row (exact for logits of any magnitude); log p_t from it by
+		// the exact float64 difference z_t − z_y, so that the row is
+		// read once more, for the gradient, not twice.
+		lp, lse, ok := tensor.LogSoftmaxAt(zi, int(y))
+		if !ok {
+			j.parts.errs[c] = fmt.Errorf("distill: %s: logits row %d is not finite", j.op, i)
+			return
+		}
 		if y == t {
-			sum += ls + dy
+			sum -= lp
 		} else {
-			sum += ls + j.w*dt + (1-j.w)*dy
+			lpt := lp + (float64(zi[t]) - float64(zi[y]))
+			sum -= j.w*lpt + (1-j.w)*lp
 		}
 		if gd != nil {
-			inv := j.inv / es
-			tensor.Scale(g, float32(inv), g)
+			g := gd[i*v : (i+1)*v]
+			tensor.SoftmaxLSE(g, float32(j.inv), zi, lse) // g may be zi
 			if y == t {
 				g[y] -= float32(j.inv)
 			} else {

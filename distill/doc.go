@@ -74,15 +74,19 @@
 //
 // The losses are fused. ConvexCombination reads the logits from memory
 // twice — one vectorized pass (tensor.Sum) over the batch proves them
-// finite, then per row one pass takes the maximum — and writes the
-// gradient once, straight into grad (which may even be the logits tensor
-// itself); the rest of a row's work (z − max, one exponential per logit,
-// their sum, the scaling to (p − q)/N) runs on the row while it is in
-// cache. There is no [N, V] temporary: what a row needs beyond grad lives
-// in per-worker scratch rows. Rows are split into chunks whose layout
-// depends only on the shape, handed to a fixed pool of GOMAXPROCS
-// goroutines, and their float64 partial sums are added in chunk order, so
-// results are bit-identical for any number of workers. Steady-state calls
+// finite, then per row tensor.LogSoftmaxAt's one pass forms the label's
+// log-probability and the row's log-sum-exp in float64 — and writes the
+// gradient once, e^(z − lse) by tensor.SoftmaxLSE, straight into grad
+// (which may even be the logits tensor itself), while the row is in
+// cache. The divergences take each row in blocks that stay in L1, with
+// three transcendental passes per logit (one exponential per model, the
+// mixture's logarithm for GeneralizedJSD), the KLs as dot products with
+// the unnormalized softmaxes plus float64 constants. There is no [N, V]
+// temporary: what a row needs beyond grad lives in per-worker scratch
+// rows. Rows are split into chunks whose layout depends only on the
+// shape, handed to a fixed pool of GOMAXPROCS goroutines, and their
+// float64 partial sums are added in chunk order, so results are
+// bit-identical for any number of workers. Steady-state calls
 // do not allocate.
 //
 // Log-probabilities are formed as (z_k − max z) − log Σ e^(z − max z) in

@@ -1,30 +1,26 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/internal/lmhead"
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Head is a model's final hidden states and output layer, the input of the
-// fused losses: its logits are H·Wᵀ + Bias.
-type Head struct {
-	H    *tensor.Dense // [N, D] final hidden states, one row per position
-	W    *tensor.Dense // [V, D] output weight (lm_head, or the tied embedding)
-	Bias []float32     // [V], or nil for none
-}
+// Head is a model's final hidden states and output layer, the input of
+// the fused losses: its logits are H·Wᵀ + Bias, with H [N, D] (one row
+// per position), W [V, D] (lm_head, or the tied embedding) and Bias [V]
+// or nil. It is the same type as prefopt.Head.
+type Head = lmhead.Model
 
 // HeadGrad receives a fused loss's gradients. H is overwritten with
 // dLoss/dH (zero rows for ignored positions); W and Bias are accumulated
 // into (+=), as a model's parameter gradients are across micro-batches.
 // Any field may be nil to skip that gradient; H may be the student's H
-// itself, overwriting the hidden states with their gradient.
-type HeadGrad struct {
-	H    *tensor.Dense // [N, D]
-	W    *tensor.Dense // [V, D]
-	Bias []float32     // [V]
-}
+// itself, overwriting the hidden states with their gradient. It is the
+// same type as prefopt.HeadGrad.
+type HeadGrad = lmhead.Grad
 
 // Fused computes the package's losses straight from a Head, without the
 // [N, V] logits: rows are taken a chunk at a time, the chunk's logits are
@@ -40,6 +36,16 @@ type HeadGrad struct {
 // summed chunk by chunk), and do not depend on the number of workers. Every check of the unfused
 // loss is made, and H, W and Bias are checked for NaN and ±Inf, before any
 // output is written, so an error leaves every output untouched.
+//
+// A call is cancelled through ctx, checked before each chunk: it then
+// returns ctx's error, wrapped (errors.Is(err, context.Canceled) holds).
+// Cancelled before the first chunk's gradient is written — in the
+// checks, or in the forward-only pass that runs first when the logits
+// could overflow — it leaves every output untouched; cancelled later, the
+// gradient outputs hold the chunks done so far (grad.W those chunks'
+// contribution added), and must be discarded, as a stopping training loop
+// does. Leaving them untouched there would take a private [V, D] buffer
+// for dW, as large as W itself.
 //
 // The zero value is ready to use. A Fused keeps its scratch between calls
 // and must not be used by two goroutines at once.
@@ -60,18 +66,18 @@ type Fused struct {
 // CrossEntropy is CrossEntropy over the logits of s, fused: it returns
 // the mean over counted rows of −log softmax(z_i)[labels[i]] and writes
 // the gradients into grad.
-func (f *Fused) CrossEntropy(grad HeadGrad, s Head, labels []int32) (float64, error) {
-	return f.convex("Fused.CrossEntropy", grad, s, labels, nil, 0)
+func (f *Fused) CrossEntropy(ctx context.Context, grad HeadGrad, s Head, labels []int32) (float64, error) {
+	return f.convex(ctx, "Fused.CrossEntropy", grad, s, labels, nil, 0)
 }
 
 // ConvexCombination is ConvexCombination over the logits of s, fused:
 // the AFM target w·onehot(teacherTop1) + (1−w)·onehot(labels), whose
 // teacher enters only through its stored top-1 ids (see distill/cache).
-func (f *Fused) ConvexCombination(grad HeadGrad, s Head, labels, teacherTop1 []int32, teacherWeight float64) (float64, error) {
-	return f.convex("Fused.ConvexCombination", grad, s, labels, teacherTop1, teacherWeight)
+func (f *Fused) ConvexCombination(ctx context.Context, grad HeadGrad, s Head, labels, teacherTop1 []int32, teacherWeight float64) (float64, error) {
+	return f.convex(ctx, "Fused.ConvexCombination", grad, s, labels, teacherTop1, teacherWeight)
 }
 
-func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32, w float64) (float64, error) {
+func (f *Fused) convex(ctx context.Context, op string, grad HeadGrad, s Head, labels, teacher []int32, w float64) (float64, error) {
 	n, v, _, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
@@ -90,15 +96,15 @@ func (f *Fused) convex(op string, grad HeadGrad, s Head, labels, teacher []int32
 		if teacher != nil {
 			tea = pick(&f.teacher, teacher, f.rows[lo:hi])
 		}
-		return convex(op, g, z, lab, tea, w)
+		return convex(op, g, z, lab, tea, w, true)
 	}
-	return f.run(op, grad, s, nil, 1, count, loss)
+	return f.run(ctx, op, grad, s, nil, 1, count, loss)
 }
 
 // SparseKL is SparseKL over the logits of s, fused: the teacher's stored
 // top-k log-probabilities against the student's head, mixed with the
 // hard-label cross-entropy by α.
-func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, leftover Leftover, alpha float64) (float64, error) {
+func (f *Fused) SparseKL(ctx context.Context, grad HeadGrad, s Head, labels []int32, teacher TopK, leftover Leftover, alpha float64) (float64, error) {
 	const op = "Fused.SparseKL"
 	n, v, _, err := f.check(op, grad, s)
 	if err != nil {
@@ -121,9 +127,9 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 			copy(ids[r*k:(r+1)*k], teacher.IDs[int(i)*k:int(i+1)*k])
 			copy(lps[r*k:(r+1)*k], teacher.LogProbs[int(i)*k:int(i+1)*k])
 		}
-		return SparseKL(g, z, lab, TopK{IDs: ids, LogProbs: lps, K: k}, leftover, alpha)
+		return sparseKL(op, g, z, lab, TopK{IDs: ids, LogProbs: lps, K: k}, leftover, alpha, true)
 	}
-	return f.run(op, grad, s, nil, 1, len(f.rows), loss)
+	return f.run(ctx, op, grad, s, nil, 1, len(f.rows), loss)
 }
 
 // SoftTarget is SoftTarget with both models given by their heads, fused:
@@ -132,47 +138,45 @@ func (f *Fused) SparseKL(grad HeadGrad, s Head, labels []int32, teacher TopK, le
 // from the student's; its vocabulary and row count may not. labels is an
 // optional mask: rows with a negative label are ignored (nil counts every
 // row), and the mean is over counted rows.
-func (f *Fused) SoftTarget(grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
-	return f.divergence("Fused.SoftTarget", grad, s, t, labels, 0, temperature, temperature*temperature)
+func (f *Fused) SoftTarget(ctx context.Context, grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
+	return f.divergence(ctx, "Fused.SoftTarget", grad, s, t, labels, 0, temperature, temperature*temperature)
 }
 
 // ForwardKL is ForwardKL over the two heads' logits, fused; labels as for
 // SoftTarget.
-func (f *Fused) ForwardKL(grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
-	return f.divergence("Fused.ForwardKL", grad, s, t, labels, 0, temperature, 1)
+func (f *Fused) ForwardKL(ctx context.Context, grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
+	return f.divergence(ctx, "Fused.ForwardKL", grad, s, t, labels, 0, temperature, 1)
 }
 
 // ReverseKL is ReverseKL over the two heads' logits, fused; labels as for
 // SoftTarget.
-func (f *Fused) ReverseKL(grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
-	return f.divergence("Fused.ReverseKL", grad, s, t, labels, 1, temperature, 1)
+func (f *Fused) ReverseKL(ctx context.Context, grad HeadGrad, s, t Head, labels []int32, temperature float64) (float64, error) {
+	return f.divergence(ctx, "Fused.ReverseKL", grad, s, t, labels, 1, temperature, 1)
 }
 
 // GeneralizedJSD is GeneralizedJSD over the two heads' logits, fused;
 // labels as for SoftTarget.
-func (f *Fused) GeneralizedJSD(grad HeadGrad, s, t Head, labels []int32, beta, temperature float64) (float64, error) {
+func (f *Fused) GeneralizedJSD(ctx context.Context, grad HeadGrad, s, t Head, labels []int32, beta, temperature float64) (float64, error) {
 	const op = "Fused.GeneralizedJSD"
 	if err := checkUnit(op, "beta", beta); err != nil {
 		return 0, err
 	}
-	return f.divergence(op, grad, s, t, labels, beta, temperature, 1)
+	return f.divergence(ctx, op, grad, s, t, labels, beta, temperature, 1)
 }
 
-func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, beta, temp, factor float64) (float64, error) {
+func (f *Fused) divergence(ctx context.Context, op string, grad HeadGrad, s, t Head, labels []int32, beta, temp, factor float64) (float64, error) {
 	n, v, d, err := f.check(op, grad, s)
 	if err != nil {
 		return 0, err
 	}
-	tm := lmhead.Model{H: t.H, W: t.W, Bias: t.Bias}
-	tn, tv, _, err := tm.Dims("distill", op, "teacher")
+	tn, tv, _, err := t.Dims("distill", op, "teacher")
 	if err != nil {
 		return 0, err
 	}
 	if tn != n || tv != v {
 		return 0, fmt.Errorf("distill: %s: teacher has %d rows and vocabulary %d, student %d and %d", op, tn, tv, n, v)
 	}
-	g := lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
-	if err := g.Check("distill", op, model(s), n, v, d, tm); err != nil {
+	if err := grad.Check("distill", op, s, n, v, d, t); err != nil {
 		return 0, err
 	}
 	if err := checkTemperature(op, temp); err != nil {
@@ -188,10 +192,10 @@ func (f *Fused) divergence(op string, grad HeadGrad, s, t Head, labels []int32, 
 		}
 	}
 	loss := func(_, _ int, z, zt *tensor.Dense, g *tensor.Dense) (float64, error) {
-		return divergence(op, g, z, zt, beta, temp, factor)
+		return divergence(op, g, z, zt, beta, temp, factor, true)
 	}
 	// The row kernels divide the logits by T before anything else.
-	return f.run(op, grad, s, &tm, 1/temp, len(f.rows), loss)
+	return f.run(ctx, op, grad, s, &t, 1/temp, len(f.rows), loss)
 }
 
 // keep appends row i to f.rows.
@@ -199,15 +203,11 @@ func (f *Fused) keep(i int) { f.rows = append(f.rows, int32(i)) }
 
 // check validates the student head and grad's shapes.
 func (f *Fused) check(op string, grad HeadGrad, s Head) (n, v, d int, err error) {
-	m := model(s)
-	if n, v, d, err = m.Dims("distill", op, "student"); err != nil {
+	if n, v, d, err = s.Dims("distill", op, "student"); err != nil {
 		return 0, 0, 0, err
 	}
-	g := lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
-	return n, v, d, g.Check("distill", op, m, n, v, d)
+	return n, v, d, grad.Check("distill", op, s, n, v, d)
 }
-
-func model(h Head) lmhead.Model { return lmhead.Model{H: h.H, W: h.W, Bias: h.Bias} }
 
 // chunkLoss is one loss on a chunk of logits z (and a teacher's zt): the
 // chunk's mean loss, with its gradient written into g (z itself, or nil).
@@ -219,9 +219,8 @@ type chunkLoss func(lo, hi int, z, zt, g *tensor.Dense) (float64, error)
 // logits, times scale, cannot be bounded away from overflow, a forward-only pass first
 // runs the loss on every chunk without gradients, so that an error still
 // leaves the outputs untouched.
-func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale float64, count int, loss chunkLoss) (float64, error) {
-	sm := lmhead.Model{H: s.H, W: s.W, Bias: s.Bias}
-	bound, err := lmhead.Finite("distill", op, "student", sm, f.rows)
+func (f *Fused) run(ctx context.Context, op string, grad HeadGrad, s Head, t *lmhead.Model, scale float64, count int, loss chunkLoss) (float64, error) {
+	bound, err := lmhead.Finite("distill", op, "student", s, f.rows)
 	if err != nil {
 		return 0, err
 	}
@@ -240,7 +239,7 @@ func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale flo
 	}
 	f.c.Rows = f.ChunkRows
 	var sum float64
-	pass := lmhead.Pass{S: sm, T: t, Rows: f.rows,
+	pass := lmhead.Pass{Name: "distill: " + op, S: s, T: t, Rows: f.rows,
 		Loss: func(lo, hi int, z, zt *tensor.Dense) (float32, error) {
 			for k, m := range []*tensor.Dense{z, zt} {
 				if m == nil {
@@ -261,12 +260,12 @@ func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale flo
 			return 0, err
 		}}
 	if !(bound*scale < lmhead.Safe) {
-		if err := f.c.Run(pass); err != nil {
+		if err := f.c.Run(ctx, pass); err != nil {
 			return 0, err
 		}
 	}
 	sum = 0
-	g := &lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
+	g := &grad
 	if g.H == nil && g.W == nil && g.Bias == nil {
 		g = nil
 	}
@@ -282,7 +281,7 @@ func (f *Fused) run(op string, grad HeadGrad, s Head, t *lmhead.Model, scale flo
 		// the mean over all count rows.
 		return float32(float64(hi-lo) / float64(count)), err
 	}
-	if err := f.c.Run(pass); err != nil {
+	if err := f.c.Run(ctx, pass); err != nil {
 		return 0, err
 	}
 	return sum / float64(count), nil

@@ -2,6 +2,7 @@ package distill
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -150,7 +151,7 @@ func BenchmarkFused(b *testing.B) {
 			hb := newHeadBench(hs, false)
 			f := Fused{ChunkRows: benchChunk(b)}
 			call := func() {
-				if _, err := f.ConvexCombination(hb.grad, hb.s, hb.labels, hb.top1, DefaultTeacherWeight); err != nil {
+				if _, err := f.ConvexCombination(context.Background(), hb.grad, hb.s, hb.labels, hb.top1, DefaultTeacherWeight); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -199,7 +200,7 @@ func BenchmarkFusedJSD(b *testing.B) {
 			hb := newHeadBench(hs, true)
 			f := Fused{ChunkRows: benchChunk(b)}
 			call := func() {
-				if _, err := f.GeneralizedJSD(hb.grad, hb.s, hb.t, nil, 0.5, 1); err != nil {
+				if _, err := f.GeneralizedJSD(context.Background(), hb.grad, hb.s, hb.t, nil, 0.5, 1); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,6 +1,7 @@
 package distill_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/distill"
@@ -19,7 +20,7 @@ func ExampleFused_CrossEntropy() {
 	}
 	grad := distill.HeadGrad{H: tensor.New(1, 2), W: tensor.New(3, 2)}
 	var f distill.Fused
-	loss, err := f.CrossEntropy(grad, head, []int32{0})
+	loss, err := f.CrossEntropy(context.Background(), grad, head, []int32{0})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -21,6 +25,14 @@ type fusedSetup struct {
 	labels      []int32
 	top1        []int32
 	top         TopK
+	ctx         context.Context // nil: context.Background()
+}
+
+func (fs *fusedSetup) context() context.Context {
+	if fs.ctx == nil {
+		return context.Background()
+	}
+	return fs.ctx
 }
 
 func newFusedSetup(r *rand.Rand, n, v, d int, scale float64, bias bool) *fusedSetup {
@@ -43,7 +55,7 @@ func newFusedSetup(r *rand.Rand, n, v, d int, scale float64, bias bool) *fusedSe
 }
 
 // logits returns H·Wᵀ + Bias, formed as the fused path forms it.
-func (h Head) logits() *tensor.Dense {
+func headLogits(h Head) *tensor.Dense {
 	z := tensor.New(h.H.Dim(0), h.W.Dim(0))
 	tensor.Gemm(false, true, 1, h.H, h.W, 0, z)
 	if h.Bias != nil {
@@ -77,28 +89,28 @@ func fusedCases() []fusedCase {
 	cs := []fusedCase{
 		{name: "CrossEntropy",
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-				return f.CrossEntropy(g, fs.s, fs.labels)
+				return f.CrossEntropy(fs.context(), g, fs.s, fs.labels)
 			},
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return CrossEntropy(g, z, fs.labels)
 			}},
 		{name: "SparseKL/bucket/0.6",
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-				return f.SparseKL(g, fs.s, fs.labels, fs.top, Bucket, 0.6)
+				return f.SparseKL(fs.context(), g, fs.s, fs.labels, fs.top, Bucket, 0.6)
 			},
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return SparseKL(g, z, fs.labels, fs.top, Bucket, 0.6)
 			}},
 		{name: "SparseKL/drop/0",
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-				return f.SparseKL(g, fs.s, fs.labels, fs.top, Drop, 0)
+				return f.SparseKL(fs.context(), g, fs.s, fs.labels, fs.top, Drop, 0)
 			},
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return SparseKL(g, z, fs.labels, fs.top, Drop, 0)
 			}},
 		{name: "SparseKL/drop/1/nil-labels",
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-				return f.SparseKL(g, fs.s, nil, fs.top, Drop, 1)
+				return f.SparseKL(fs.context(), g, fs.s, nil, fs.top, Drop, 1)
 			},
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return SparseKL(g, z, nil, fs.top, Drop, 1)
@@ -107,7 +119,7 @@ func fusedCases() []fusedCase {
 	for _, w := range []float64{0, DefaultTeacherWeight, 1} {
 		cs = append(cs, fusedCase{name: fmt.Sprintf("Convex/%v", w),
 			fused: func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-				return f.ConvexCombination(g, fs.s, fs.labels, fs.top1, w)
+				return f.ConvexCombination(fs.context(), g, fs.s, fs.labels, fs.top1, w)
 			},
 			unfused: func(g, z, _ *tensor.Dense, fs *fusedSetup, _ []int) (float64, error) {
 				return ConvexCombination(g, z, fs.labels, fs.top1, w)
@@ -115,21 +127,27 @@ func fusedCases() []fusedCase {
 	}
 	type div struct {
 		name  string
-		fused func(f *Fused, g HeadGrad, s, t Head, labels []int32) (float64, error)
+		fused func(ctx context.Context, f *Fused, g HeadGrad, s, t Head, labels []int32) (float64, error)
 		plain func(g, s, t *tensor.Dense) (float64, error)
 	}
 	divs := []div{
-		{"SoftTarget", func(f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) { return f.SoftTarget(g, s, t, l, 2) },
+		{"SoftTarget", func(ctx context.Context, f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) {
+			return f.SoftTarget(ctx, g, s, t, l, 2)
+		},
 			func(g, s, t *tensor.Dense) (float64, error) { return SoftTarget(g, s, t, 2) }},
-		{"ForwardKL", func(f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) { return f.ForwardKL(g, s, t, l, 1.5) },
+		{"ForwardKL", func(ctx context.Context, f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) {
+			return f.ForwardKL(ctx, g, s, t, l, 1.5)
+		},
 			func(g, s, t *tensor.Dense) (float64, error) { return ForwardKL(g, s, t, 1.5) }},
-		{"ReverseKL", func(f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) { return f.ReverseKL(g, s, t, l, 0.8) },
+		{"ReverseKL", func(ctx context.Context, f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) {
+			return f.ReverseKL(ctx, g, s, t, l, 0.8)
+		},
 			func(g, s, t *tensor.Dense) (float64, error) { return ReverseKL(g, s, t, 0.8) }},
 	}
 	for _, beta := range []float64{0, 0.3, 1} {
 		divs = append(divs, div{fmt.Sprintf("GJSD/%v", beta),
-			func(f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) {
-				return f.GeneralizedJSD(g, s, t, l, beta, 1.2)
+			func(ctx context.Context, f *Fused, g HeadGrad, s, t Head, l []int32) (float64, error) {
+				return f.GeneralizedJSD(ctx, g, s, t, l, beta, 1.2)
 			},
 			func(g, s, t *tensor.Dense) (float64, error) { return GeneralizedJSD(g, s, t, beta, 1.2) }})
 	}
@@ -145,7 +163,7 @@ func fusedCases() []fusedCase {
 					if masked {
 						l = fs.labels
 					}
-					return dv.fused(f, g, fs.s, fs.t, l)
+					return dv.fused(fs.context(), f, g, fs.s, fs.t, l)
 				},
 				unfused: func(g, z, zt *tensor.Dense, fs *fusedSetup, idx []int) (float64, error) {
 					if !masked {
@@ -180,10 +198,10 @@ func (c fusedCase) counted(fs *fusedSetup) []int {
 // head: dH = G·W, dW = dW0 + Gᵀ·H, dBias = dBias0 + Σ_rows G.
 func (c fusedCase) reference(t *testing.T, fs *fusedSetup, g HeadGrad) float64 {
 	t.Helper()
-	z := fs.s.logits()
+	z := headLogits(fs.s)
 	var zt *tensor.Dense
 	if c.teacher {
-		zt = fs.t.logits()
+		zt = headLogits(fs.t)
 	}
 	gz := tensor.New(fs.n, fs.v)
 	loss, err := c.unfused(gz, z, zt, fs, c.counted(fs))
@@ -277,7 +295,7 @@ func TestFusedHugeLogits(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	fs := newFusedSetup(r, 23, 41, 11, 1e4, true)
 	fs.t.W = randDense(r, 1e4/math.Sqrt(float64(fs.dt)), fs.v, fs.dt)
-	if m := tensor.Max(fs.s.logits().Data()); m < 5e3 {
+	if m := tensor.Max(headLogits(fs.s).Data()); m < 5e3 {
 		t.Fatalf("logits only reach %v", m)
 	}
 	for _, c := range fusedCases() {
@@ -497,7 +515,7 @@ func TestFusedIgnoredRows(t *testing.T) {
 	fs := newFusedSetup(r, 20, 30, 8, 3, false)
 	clean := cloneGrad(newGrad(r, fs))
 	g := cloneGrad(clean)
-	l1, err := (&Fused{ChunkRows: 3}).CrossEntropy(g, fs.s, fs.labels)
+	l1, err := (&Fused{ChunkRows: 3}).CrossEntropy(context.Background(), g, fs.s, fs.labels)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +526,7 @@ func TestFusedIgnoredRows(t *testing.T) {
 		}
 	}
 	g2 := cloneGrad(clean)
-	l2, err := (&Fused{ChunkRows: 3}).CrossEntropy(g2, Head{H: dirty, W: fs.s.W}, fs.labels)
+	l2, err := (&Fused{ChunkRows: 3}).CrossEntropy(context.Background(), g2, Head{H: dirty, W: fs.s.W}, fs.labels)
 	if err != nil || l1 != l2 || !slices.Equal(g.H.Data(), g2.H.Data()) || !slices.Equal(g.W.Data(), g2.W.Data()) {
 		t.Errorf("NaN in ignored rows changed the result: %v %v %v", l1, l2, err)
 	}
@@ -519,7 +537,7 @@ func TestFusedIgnoredRows(t *testing.T) {
 	}
 	none := slices.Repeat([]int32{-100}, fs.n)
 	g3 := cloneGrad(clean)
-	l3, err := (&Fused{}).ConvexCombination(g3, fs.s, none, fs.top1, 0.9)
+	l3, err := (&Fused{}).ConvexCombination(context.Background(), g3, fs.s, none, fs.top1, 0.9)
 	if err != nil || l3 != 0 || slices.ContainsFunc(g3.H.Data(), func(x float32) bool { return x != 0 }) ||
 		!slices.Equal(g3.W.Data(), clean.W.Data()) || !slices.Equal(g3.Bias, clean.Bias) {
 		t.Errorf("all rows ignored: loss %v, err %v, or gradients touched", l3, err)
@@ -531,14 +549,14 @@ func TestFusedInPlace(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	fs := newFusedSetup(r, 40, 30, 8, 3, true)
 	want := HeadGrad{H: tensor.New(fs.n, fs.d), W: tensor.New(fs.v, fs.d)}
-	wl, err := (&Fused{ChunkRows: 6}).ConvexCombination(want, fs.s, fs.labels, fs.top1, 0.9)
+	wl, err := (&Fused{ChunkRows: 6}).ConvexCombination(context.Background(), want, fs.s, fs.labels, fs.top1, 0.9)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := fs.s
 	s.H = fs.s.H.Clone()
 	got := HeadGrad{H: s.H, W: tensor.New(fs.v, fs.d)}
-	gl, err := (&Fused{ChunkRows: 6}).ConvexCombination(got, s, fs.labels, fs.top1, 0.9)
+	gl, err := (&Fused{ChunkRows: 6}).ConvexCombination(context.Background(), got, s, fs.labels, fs.top1, 0.9)
 	if err != nil || gl != wl || !slices.Equal(got.H.Data(), want.H.Data()) || !slices.Equal(got.W.Data(), want.W.Data()) {
 		t.Errorf("in place: loss %v (want %v), err %v, or gradients differ", gl, wl, err)
 	}
@@ -554,15 +572,17 @@ func TestFusedErrors(t *testing.T) {
 		edit       func(fs *fusedSetup, g *HeadGrad)
 		call       func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error)
 	}
-	ce := func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) { return f.CrossEntropy(g, fs.s, fs.labels) }
+	ce := func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
+		return f.CrossEntropy(context.Background(), g, fs.s, fs.labels)
+	}
 	convex := func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-		return f.ConvexCombination(g, fs.s, fs.labels, fs.top1, 0.9)
+		return f.ConvexCombination(context.Background(), g, fs.s, fs.labels, fs.top1, 0.9)
 	}
 	jsd := func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-		return f.GeneralizedJSD(g, fs.s, fs.t, fs.labels, 0.5, 1)
+		return f.GeneralizedJSD(context.Background(), g, fs.s, fs.t, fs.labels, 0.5, 1)
 	}
 	sparse := func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-		return f.SparseKL(g, fs.s, fs.labels, fs.top, Bucket, 0.5)
+		return f.SparseKL(context.Background(), g, fs.s, fs.labels, fs.top, Bucket, 0.5)
 	}
 	nan := float32(math.NaN())
 	cases := []tc{
@@ -595,13 +615,13 @@ func TestFusedErrors(t *testing.T) {
 		{"sparse K", "teacher K = 21 outside [1, V = 20]", func(fs *fusedSetup, _ *HeadGrad) { fs.top.K = 21 }, sparse},
 		{"sparse repeat", "teacher row 8 repeats id", func(fs *fusedSetup, _ *HeadGrad) { fs.top.IDs[8*3+1] = fs.top.IDs[8*3] }, sparse},
 		{"temperature", "temperature 0", nil, func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-			return f.SoftTarget(g, fs.s, fs.t, nil, 0)
+			return f.SoftTarget(context.Background(), g, fs.s, fs.t, nil, 0)
 		}},
 		{"beta", "beta 1.5 outside", nil, func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-			return f.GeneralizedJSD(g, fs.s, fs.t, nil, 1.5, 1)
+			return f.GeneralizedJSD(context.Background(), g, fs.s, fs.t, nil, 1.5, 1)
 		}},
 		{"weight", "teacher weight -0.1", nil, func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-			return f.ConvexCombination(g, fs.s, fs.labels, fs.top1, -0.1)
+			return f.ConvexCombination(context.Background(), g, fs.s, fs.labels, fs.top1, -0.1)
 		}},
 		// Finite inputs whose logits overflow float32: found by the
 		// forward-only pass, before any gradient is written.
@@ -614,7 +634,7 @@ func TestFusedErrors(t *testing.T) {
 			}
 		}, ce},
 		{"tiny temperature", "overflow float32", nil, func(f *Fused, g HeadGrad, fs *fusedSetup) (float64, error) {
-			return f.ForwardKL(g, fs.s, fs.t, nil, 1e-38)
+			return f.ForwardKL(context.Background(), g, fs.s, fs.t, nil, 1e-38)
 		}},
 	}
 	for _, c := range cases {
@@ -641,5 +661,35 @@ func TestFusedErrors(t *testing.T) {
 				t.Error("outputs changed on error")
 			}
 		})
+	}
+}
+
+// A cancelled context stops every fused loss with its error, wrapped,
+// before any output is written — also when the logits could overflow and
+// a forward-only pass runs first.
+func TestFusedCancel(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, scale := range []float64{3, 1e19} {
+		fs := newFusedSetup(r, 23, 31, 9, 3, true)
+		if scale > 3 {
+			for k := range fs.s.W.Row(2) {
+				fs.s.W.Row(2)[k] = float32(scale)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		fs.ctx = ctx
+		for _, c := range fusedCases() {
+			t.Run(fmt.Sprintf("scale%g/%s", scale, c.name), func(t *testing.T) {
+				g := newGrad(r, fs)
+				before := cloneGrad(g)
+				_, err := c.fused(&Fused{ChunkRows: 4}, g, fs)
+				require.ErrorIs(t, err, context.Canceled)
+				assert.True(t, strings.HasPrefix(err.Error(), "distill: Fused."), "error %q lacks the package and op", err)
+				assert.Equal(t, before.H.Data(), g.H.Data(), "grad H")
+				assert.Equal(t, before.W.Data(), g.W.Data(), "grad W")
+				assert.Equal(t, before.Bias, g.Bias, "grad bias")
+			})
+		}
 	}
 }

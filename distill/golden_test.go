@@ -139,3 +139,65 @@ func TestGoldenSparse(t *testing.T) {
 		})
 	}
 }
+
+// blocks.json is written by testdata/gen_blocks.py: the divergences on
+// rows longer than divBlock, swept block by block, with a partial last
+// block, and at a spread of logits where the mixture underflows. The
+// logits come from an integer formula both sides evaluate alike.
+type blocksFile struct {
+	N, V, Stride int
+	Cases        []struct {
+		Name, Kind string
+		Beta, T    float64
+		ScaleS     float64 `json:"scale_s"`
+		ScaleT     float64 `json:"scale_t"`
+		Loss       float64
+		Grad       []float64
+	}
+}
+
+func blockLogits(n, v, mul, off, mod int, scale float64) *tensor.Dense {
+	x := tensor.New(n, v)
+	d := x.Data()
+	for i := range n {
+		for k := range v {
+			m := (k*mul + i*off + 17) % mod
+			d[i*v+k] = float32(-float64(m) * scale / float64(mod))
+		}
+	}
+	return x
+}
+
+func TestGoldenDivergenceBlocks(t *testing.T) {
+	b, err := os.ReadFile("testdata/blocks.json")
+	require.NoError(t, err)
+	var f blocksFile
+	require.NoError(t, json.Unmarshal(b, &f))
+	require.NotEmpty(t, f.Cases)
+	require.Greater(t, f.V, 2*divBlock, "rows must span blocks")
+	require.NotZero(t, f.V%divBlock, "the last block must be partial")
+	for _, c := range f.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			s := blockLogits(f.N, f.V, 7919, 4099, 2003, c.ScaleS)
+			te := blockLogits(f.N, f.V, 6151, 3571, 1999, c.ScaleT)
+			grad := tensor.New(f.N, f.V)
+			var loss float64
+			switch c.Kind {
+			case "soft":
+				loss, err = SoftTarget(grad, s, te, c.T)
+			case "forward":
+				loss, err = ForwardKL(grad, s, te, c.T)
+			case "reverse":
+				loss, err = ReverseKL(grad, s, te, c.T)
+			default:
+				loss, err = GeneralizedJSD(grad, s, te, c.Beta, c.T)
+			}
+			require.NoError(t, err)
+			var sub []float32
+			for k := 0; k < len(grad.Data()); k += f.Stride {
+				sub = append(sub, grad.Data()[k])
+			}
+			checkClose(t, loss, c.Loss, sub, c.Grad)
+		})
+	}
+}

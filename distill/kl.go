@@ -31,7 +31,7 @@ import (
 // logits/T overflows float32 (|logit|/T > 3.4e38) makes the loss
 // non-finite, that too is an error, but grad has then been written.
 func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
-	return divergence("SoftTarget", grad, student, teacher, 0, temperature, temperature*temperature)
+	return divergence("SoftTarget", grad, student, teacher, 0, temperature, temperature*temperature, false)
 }
 
 // ForwardKL returns mean_i KL(p_T ‖ p_S), with p_S = softmax(student_i/T)
@@ -41,7 +41,7 @@ func SoftTarget(grad, student, teacher *tensor.Dense, temperature float64) (floa
 // computed in float64 above T = 8 as SoftTarget is. Errors as for
 // SoftTarget.
 func ForwardKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
-	return divergence("ForwardKL", grad, student, teacher, 0, temperature, 1)
+	return divergence("ForwardKL", grad, student, teacher, 0, temperature, 1, false)
 }
 
 // ReverseKL returns mean_i KL(p_S ‖ p_T), the mode-seeking divergence, and
@@ -49,7 +49,7 @@ func ForwardKL(grad, student, teacher *tensor.Dense, temperature float64) (float
 // GeneralizedJSD with β = 1. Above T = 8 it is computed in float64 as
 // SoftTarget is. Errors as for SoftTarget.
 func ReverseKL(grad, student, teacher *tensor.Dense, temperature float64) (float64, error) {
-	return divergence("ReverseKL", grad, student, teacher, 1, temperature, 1)
+	return divergence("ReverseKL", grad, student, teacher, 1, temperature, 1, false)
 }
 
 // GeneralizedJSD returns the generalized Jensen–Shannon divergence of GKD
@@ -81,10 +81,13 @@ func GeneralizedJSD(grad, student, teacher *tensor.Dense, beta, temperature floa
 	if err := checkUnit("GeneralizedJSD", "beta", beta); err != nil {
 		return 0, err
 	}
-	return divergence("GeneralizedJSD", grad, student, teacher, beta, temperature, 1)
+	return divergence("GeneralizedJSD", grad, student, teacher, beta, temperature, 1, false)
 }
 
-func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, factor float64) (float64, error) {
+// divergence computes every divergence here; finite says the logits are
+// known to be finite (fused chunks, bounded before they were formed),
+// sparing their check.
+func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, factor float64, finite bool) (float64, error) {
 	n, v, err := dims(op, "student", student)
 	if err != nil {
 		return 0, err
@@ -101,8 +104,10 @@ func divergence(op string, grad, student, teacher *tensor.Dense, beta, temp, fac
 	if err := checkOverlap(op, grad, "student", student, "teacher", teacher); err != nil {
 		return 0, err
 	}
-	if err := checkFinite(op, "student", student, "teacher", teacher); err != nil {
-		return 0, err
+	if !finite {
+		if err := checkFinite(op, "student", student, "teacher", teacher); err != nil {
+			return 0, err
+		}
 	}
 	if n == 0 {
 		return 0, nil
@@ -139,9 +144,13 @@ type divJob struct {
 
 var divJobs = newFreeList[divJob]()
 
-// logTiny is log(tinyProb): below it a float32 log of a mixture
-// probability has lost precision and is recomputed in float64.
-var logTiny = float32(math.Log(tinyProb))
+// logTiny is log(tinyProb).
+var logTiny = math.Log(tinyProb)
+
+// divBlock is the length of the blocks a row is swept in: the block's
+// slices of the row buffers and its temporaries (eight of them, 32 KB)
+// stay in L1 across the several kernels that read them in turn.
+const divBlock = 1024
 
 func (j *divJob) chunk(c int, sc *scratch) {
 	lo, hi := c*j.rows, min((c+1)*j.rows, j.n)
@@ -151,7 +160,6 @@ func (j *divJob) chunk(c int, sc *scratch) {
 	if j.grad != nil {
 		gd = j.grad.Data()
 	}
-	a, b, p, q := buf(&sc.a, v), buf(&sc.b, v), buf(&sc.c, v), buf(&sc.d, v)
 	var sum float64
 	for i := lo; i < hi; i++ {
 		var g []float32
@@ -159,67 +167,153 @@ func (j *divJob) chunk(c int, sc *scratch) {
 			g = gd[i*v : (i+1)*v]
 		}
 		if j.hot {
-			sum += j.klHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], a, buf64(&sc.f, v), buf64(&sc.h, v))
+			sum += j.klHot(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], buf(&sc.a, v), buf64(&sc.f, v), buf64(&sc.h, v))
 			continue
 		}
-		tensor.Scale(a, j.invT, sd[i*v:(i+1)*v])
-		tensor.LogSoftmax(a, a) // log p_S
-		tensor.Scale(b, j.invT, td[i*v:(i+1)*v])
-		tensor.LogSoftmax(b, b) // log p_T
-		switch j.beta {
-		case 0: // KL(p_T ‖ p_S); gradient p_S − p_T
-			tensor.Exp(p, b)
-			tensor.Sub(q, b, a)
-			sum += float64(tensor.Dot(p, q))
-			if g != nil {
-				tensor.Exp(g, a)
-				tensor.Sub(g, g, p)
-				tensor.Scale(g, j.gscale, g)
-			}
-		case 1: // KL(p_S ‖ p_T); gradient p_S⊙(log p_S − log p_T − KL)
-			tensor.Exp(p, a)
-			tensor.Sub(q, a, b)
-			kl := tensor.Dot(p, q)
-			sum += float64(kl)
-			if g != nil {
-				tensor.Mul(g, p, q)
-				tensor.Axpy(-kl, p, g)
-				tensor.Scale(g, j.gscale, g)
-			}
-		default:
-			sum += j.mixed(g, a, b, p, q, buf(&sc.e, v))
-		}
+		sum += j.row(g, sd[i*v:(i+1)*v], td[i*v:(i+1)*v], sc)
 	}
 	j.parts.sum[c] = sum
 }
 
-// mixed handles 0 < β < 1 for one row, given a = log p_S and b = log p_T,
-// with scratch p, q, m; it clobbers a and b.
-func (j *divJob) mixed(g, a, b, p, q, m []float32) float64 {
+// row returns one row's divergence and writes its gradient, times gscale,
+// to g (if not nil; g may be srow itself, which is read first).
+//
+// Every divergence here is a function of the two log-softmaxes, and the
+// row is written as such in three transcendental passes, where forming
+// log p_S and log p_T and then their exponentials (and log M) took five
+// and a dozen more passes over the whole row. Each side is shifted by its
+// maximum, a' = s/T − max, and exponentiated once, P = e^(a'), with
+// S = Σ P, so p_S = P/S and log p_S = a' − log S, the log-sum-exp in
+// float64: the shifted logits are exact differences of float32s, as in
+// tensor.LogSoftmax, so the log-probabilities stay accurate for logits
+// of any magnitude. With β's mixture written M = (1−β)/S_S · M̃,
+// M̃ = P + r·Q, r = β·S_S/((1−β)·S_T), so that the logarithm is taken of
+// one vector only,
+//
+//	log p_S − log M = a' − log M̃ − log(1−β),
+//	log p_T − log M = b' − log M̃ − log(1−β) + log S_S − log S_T,
+//
+// and every KL below is a dot product with P or Q plus a constant. The
+// row is swept in divBlock blocks, so that the temporaries stay in L1: a
+// first sweep per side for P (and S), a second for the sums, a third for
+// the gradient, which needs the row's KL. Where M̃ falls below tinyProb
+// its float32 log has lost precision (or is log 0): those entries are
+// recomputed in float64 in log space.
+func (j *divJob) row(g, srow, trow []float32, sc *scratch) float64 {
+	v := len(srow)
+	a, b, p, q := buf(&sc.a, v), buf(&sc.b, v), buf(&sc.c, v), buf(&sc.d, v)
+	tmp := buf(&sc.e, 2*divBlock)
+	m, cst := tmp[:divBlock], tmp[divBlock:]
+	ss := j.expShift(a, p, srow, cst)
+	st := j.expShift(b, q, trow, cst)
+	ls, lt := math.Log(ss), math.Log(st)
 	beta := j.beta
-	tensor.Exp(p, a) // p_S
-	tensor.Exp(q, b) // p_T
-	tensor.Scale(m, float32(1-beta), p)
-	tensor.Axpy(float32(beta), q, m)
-	tensor.Log(m, m) // log M
-	// Where both probabilities are tiny the float32 mixture lost precision
-	// (or underflowed to log 0 = −Inf): recompute log M in log space.
-	la, lb := math.Log1p(-beta), math.Log(beta)
-	for k, x := range m {
-		if x < logTiny {
-			m[k] = float32(logAddExp(float64(a[k])+la, float64(b[k])+lb))
+	var kl, c float64 // the row's divergence; the gradient's constant
+	switch beta {
+	case 0: // KL(p_T ‖ p_S) = Σ q·(b' − a') + log S_S − log S_T
+		var d float64
+		for k := 0; k < v; k += divBlock {
+			e := min(k+divBlock, v)
+			mb := m[:e-k]
+			tensor.Sub(mb, b[k:e], a[k:e])
+			d += float64(tensor.Dot(q[k:e], mb))
 		}
+		kl = d/st + ls - lt
+	case 1: // KL(p_S ‖ p_T) = Σ p·(a' − b') + log S_T − log S_S
+		var d float64
+		for k := 0; k < v; k += divBlock {
+			e := min(k+divBlock, v)
+			tensor.Sub(a[k:e], a[k:e], b[k:e]) // kept for the gradient
+			d += float64(tensor.Dot(p[k:e], a[k:e]))
+		}
+		c = d / ss
+		kl = c + lt - ls
+	default:
+		r := beta * ss / ((1 - beta) * st)
+		lr := math.Log(r)
+		var ds, dt float64
+		for k := 0; k < v; k += divBlock {
+			e := min(k+divBlock, v)
+			mb := m[:e-k]
+			// −M̃ first, so that Max finds its smallest entry.
+			tensor.Scale(mb, float32(-r), q[k:e])
+			tensor.Sub(mb, mb, p[k:e])
+			tiny := -tensor.Max(mb) < tinyProb
+			tensor.Scale(mb, -1, mb)
+			tensor.Log(mb, mb) // log M̃
+			if tiny {
+				for x, w := range mb {
+					if float64(w) < logTiny || w != w {
+						mb[x] = float32(logAddExp(float64(a[k+x]), lr+float64(b[k+x])))
+					}
+				}
+			}
+			tensor.Sub(a[k:e], a[k:e], mb) // a' − log M̃, kept for the gradient
+			ds += float64(tensor.Dot(p[k:e], a[k:e]))
+			tensor.Sub(mb, b[k:e], mb)
+			dt += float64(tensor.Dot(q[k:e], mb))
+		}
+		l1b := math.Log1p(-beta)
+		c = ds / ss
+		klS := c - l1b
+		klT := dt/st - l1b + ls - lt
+		kl = beta*klT + (1-beta)*klS
 	}
-	tensor.Sub(b, b, m)
-	klT := float64(tensor.Dot(q, b))
-	tensor.Sub(a, a, m)
-	klS := tensor.Dot(p, a)
-	if g != nil {
-		tensor.Mul(g, p, a)
-		tensor.Axpy(-klS, p, g)
-		tensor.Scale(g, float32(1-beta)*j.gscale, g)
+	if g == nil {
+		return kl
 	}
-	return beta*klT + (1-beta)*float64(klS)
+	if beta == 0 { // gradient p_S − p_T
+		gs := float64(j.gscale)
+		for k := 0; k < v; k += divBlock {
+			e := min(k+divBlock, v)
+			tensor.Scale(g[k:e], float32(gs/ss), p[k:e])
+			tensor.Axpy(float32(-gs/st), q[k:e], g[k:e])
+		}
+		return kl
+	}
+	// p_S⊙(log p_S − log p_T − KL) for β = 1 and
+	// (1−β)·p_S⊙(log p_S − log M − KL(p_S ‖ M)) otherwise: both are
+	// P⊙(a − c)/S_S with a as the sums left it.
+	w := float32(float64(j.gscale) * (1 - beta) / ss)
+	if beta == 1 {
+		w = float32(float64(j.gscale) / ss)
+	}
+	for k := 0; k < v; k += divBlock {
+		e := min(k+divBlock, v)
+		tensor.Mul(g[k:e], p[k:e], a[k:e])
+		tensor.Axpy(float32(-c), p[k:e], g[k:e])
+		tensor.Scale(g[k:e], w, g[k:e])
+	}
+	return kl
+}
+
+// expShift writes a = x/T − max(x/T) and p = e^a, block by block, and
+// returns Σ p (at least 1: the maximum contributes e⁰). cst is scratch of
+// divBlock entries.
+func (j *divJob) expShift(a, p, x, cst []float32) float64 {
+	mx := tensor.Max(x)
+	if j.invT != 1 {
+		// Rounding is monotone, so the maximum of the scaled row is the
+		// scaled maximum.
+		mx *= j.invT
+	}
+	for k := range cst {
+		cst[k] = mx
+	}
+	var s float64
+	for k := 0; k < len(x); k += divBlock {
+		e := min(k+divBlock, len(x))
+		ab := a[k:e]
+		if j.invT != 1 {
+			tensor.Scale(ab, j.invT, x[k:e])
+			tensor.Sub(ab, ab, cst[:e-k])
+		} else {
+			tensor.Sub(ab, x[k:e], cst[:e-k])
+		}
+		tensor.Exp(p[k:e], ab)
+		s += float64(tensor.Sum(p[k:e]))
+	}
+	return s
 }
 
 func logAddExp(x, y float64) float64 {

@@ -72,19 +72,7 @@ func (f freeList[T]) put(x *T) {
 // scratch is one worker's reusable row buffers.
 type scratch struct {
 	a, b, c, d, e []float32
-	one           []float32 // all ones, for Axpy to add a constant
 	f, h          []float64 // float64 rows, for the high-temperature path
-}
-
-// ones returns n ones.
-func (s *scratch) ones(n int) []float32 {
-	if len(s.one) < n {
-		s.one = make([]float32, n)
-		for i := range s.one {
-			s.one[i] = 1
-		}
-	}
-	return s.one[:n]
 }
 
 // buf returns (*p)[:n], growing *p if needed.

@@ -85,7 +85,12 @@ const sumTolerance = 1e-2
 // sum above 1 (beyond bfloat16 rounding) or, for Drop, to 0, a label ≥ V,
 // or NaN or ±Inf in the logits.
 func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover Leftover, alpha float64) (float64, error) {
-	const op = "SparseKL"
+	return sparseKL("SparseKL", grad, logits, labels, teacher, leftover, alpha, false)
+}
+
+// sparseKL is SparseKL; finite says the logits are known to be finite
+// (a fused chunk, bounded before it was formed), sparing their check.
+func sparseKL(op string, grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover Leftover, alpha float64, finite bool) (float64, error) {
 	n, v, err := dims(op, "logits", logits)
 	if err != nil {
 		return 0, err
@@ -100,8 +105,10 @@ func SparseKL(grad, logits *tensor.Dense, labels []int32, teacher TopK, leftover
 	if err != nil {
 		return 0, err
 	}
-	if err := checkFinite(op, "logits", logits, "", nil); err != nil {
-		return 0, err
+	if !finite {
+		if err := checkFinite(op, "logits", logits, "", nil); err != nil {
+			return 0, err
+		}
 	}
 	if count == 0 {
 		if grad != nil {

@@ -1,29 +1,25 @@
 package prefopt
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/internal/lmhead"
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Head is a policy's final hidden states and output layer: its logits are
-// H·Wᵀ + Bias. The fused log-probs take it in place of the logits.
-type Head struct {
-	H    *tensor.Dense // [N, D] final hidden states, one row per position
-	W    *tensor.Dense // [V, D] output weight (lm_head, or the tied embedding)
-	Bias []float32     // [V], or nil for none
-}
+// Head is a policy's final hidden states and output layer: its logits
+// are H·Wᵀ + Bias, with H [N, D] (one row per position), W [V, D]
+// (lm_head, or the tied embedding) and Bias [V] or nil. The fused
+// log-probs take it in place of the logits. It is the same type as
+// distill.Head.
+type Head = lmhead.Model
 
 // HeadGrad receives the fused backward pass's gradients. H is overwritten
 // with dL/dH (zero rows where nothing is scored); W and Bias are
 // accumulated into (+=). Any field may be nil to skip it; H may be the
-// head's H itself.
-type HeadGrad struct {
-	H    *tensor.Dense // [N, D]
-	W    *tensor.Dense // [V, D]
-	Bias []float32     // [V]
-}
+// head's H itself. It is the same type as distill.HeadGrad.
+type HeadGrad = lmhead.Grad
 
 // Fused computes per-token log-probs and their backward pass straight from
 // a Head, without the [N, V] logits: rows are taken a chunk at a time, the
@@ -37,11 +33,22 @@ type HeadGrad struct {
 // Between the two passes run the package's usual reductions —
 // SequenceLogProbs, an Objective, SequenceLogProbsBackward — exactly as
 // on the unfused log-probs; Pairwise does the whole round trip for a
-// pairwise objective. The backward pass forms each chunk's logits again,
-// and their softmax from scratch (a chunk's rows differ between the passes,
-// and so may the logits' last bits, so a log-sum-exp kept from the forward
-// pass could not be trusted), so a step costs four GEMMs instead of three,
-// and nothing of size V is kept between the passes.
+// pairwise objective. Called on its own, TokenLogProbsBackward forms each
+// chunk's logits again, and their softmax from scratch (its chunks skip
+// the rows whose dlogp is 0, so they differ from the forward pass's, and
+// so may the logits' last bits: a log-sum-exp kept from the forward pass
+// could not be trusted), so the round trip costs four GEMMs. Pairwise,
+// which knows that nothing changed in between, runs the backward pass
+// over the forward pass's own chunks, last first: the last chunk's logits
+// are still in the buffer and are not formed again, and every row's
+// log-sum-exp from the forward pass makes its softmax one pass. That is
+// the three GEMMs of the floor (forward, dH, dW) when the scored rows fit
+// in one chunk (ChunkRows, 256 to 1024 rows by default), and
+// 3 + (k−1)/k for k chunks. Fewer is not possible within a chunk's memory:
+// dW = Σ_i dlogp_i·(onehot(y_i) − p_i)·h_iᵀ needs every row's softmax
+// p_i again once the objective has produced the dlogp_i, which depend on
+// the whole batch, so keeping the logits between the passes would take
+// the N·V floats the fused path exists to avoid.
 //
 // Results equal the unfused functions on H·Wᵀ + Bias up to float32
 // rounding (of the logits' last bits and of dW's sum over chunks), and do
@@ -49,6 +56,15 @@ type HeadGrad struct {
 // checked for NaN and ±Inf, and every other input as the unfused
 // functions check it, before any output is written; an error leaves every
 // output untouched.
+//
+// Each call is cancelled through ctx, checked before each chunk: it
+// then returns ctx's error, wrapped (errors.Is(err, context.Canceled)
+// holds). TokenLogProbs then leaves dst untouched; TokenLogProbsBackward
+// and Pairwise leave the gradients untouched if cancelled before the
+// first chunk's gradient is written, and otherwise with the chunks done
+// so far (grad.W those chunks' contribution added), to be discarded —
+// leaving them untouched there would take a private [V, D] buffer for
+// dW, as large as W itself.
 //
 // The zero value is ready to use. A Fused keeps its scratch between calls
 // and must not be used by two goroutines at once.
@@ -63,12 +79,14 @@ type Fused struct {
 	labels []int32
 	dlogp  []float32
 	out    []float32
+	lse    []float64 // each row's log-sum-exp, from the last TokenLogProbs
+	lseC   []float64 // a chunk's
 }
 
 // TokenLogProbs writes dst[i] = log softmax(z_i)[labels[i]] for the
 // logits z = H·Wᵀ + Bias of s, and 0 where labels[i] is negative. With no
 // gradient to carry, it is one GEMM over the labelled rows.
-func (f *Fused) TokenLogProbs(dst []float32, s Head, labels []int32) error {
+func (f *Fused) TokenLogProbs(ctx context.Context, dst []float32, s Head, labels []int32) error {
 	const op = "Fused.TokenLogProbs"
 	n, _, _, err := f.check(op, HeadGrad{}, s, labels)
 	if err != nil {
@@ -83,23 +101,24 @@ func (f *Fused) TokenLogProbs(dst []float32, s Head, labels []int32) error {
 			f.rows = append(f.rows, int32(i))
 		}
 	}
-	m := model(s)
-	if _, err := lmhead.Finite("prefopt", op, "head", m, f.rows); err != nil {
+	if _, err := lmhead.Finite("prefopt", op, "head", s, f.rows); err != nil {
 		return err
 	}
 	// Results go to scratch and are committed once every row has passed.
 	out := growF32(&f.out, n)
 	clear(out)
+	lse := growF64(&f.lse, n) // for Pairwise's backward
 	if len(f.rows) > 0 {
 		f.c.Rows = f.ChunkRows
-		err := f.c.Run(lmhead.Pass{S: m, Rows: f.rows, Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
+		err := f.c.Run(ctx, lmhead.Pass{Name: "prefopt: " + op, S: s, Rows: f.rows, Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			idx := f.rows[lo:hi]
 			dl := growF32(&f.dlogp, len(idx))
-			if err := tokenLogProbs(op, dl, nil, z, pickLabels(&f.labels, labels, idx)); err != nil {
+			ls := growF64(&f.lseC, len(idx))
+			if err := tokenLogProbs(op, dl, ls, z, pickLabels(&f.labels, labels, idx)); err != nil {
 				return 0, overflow(op, z, idx, err)
 			}
 			for r, i := range idx {
-				out[i] = dl[r]
+				out[i], lse[i] = dl[r], ls[r]
 			}
 			return 0, nil
 		}})
@@ -118,8 +137,17 @@ func (f *Fused) TokenLogProbs(dst []float32, s Head, labels []int32) error {
 //	dL/dz_i = dlogp[i]·(onehot(labels[i]) − softmax(z_i)).
 //
 // Rows whose label is negative or whose dlogp is 0 cost nothing.
-func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlogp []float32) error {
-	const op = "Fused.TokenLogProbsBackward"
+func (f *Fused) TokenLogProbsBackward(ctx context.Context, grad HeadGrad, s Head, labels []int32, dlogp []float32) error {
+	return f.backward(ctx, "Fused.TokenLogProbsBackward", grad, s, labels, dlogp, false)
+}
+
+// backward is TokenLogProbsBackward. With kept, it follows a successful
+// TokenLogProbs over the same head and labels in the same call (Pairwise):
+// the chunks are those of that forward pass (every labelled row, so
+// their logits come out bit for bit the same), its last chunk's logits
+// are reused rather than formed again, and its log-sum-exps turn each
+// row's softmax into one pass.
+func (f *Fused) backward(ctx context.Context, op string, grad HeadGrad, s Head, labels []int32, dlogp []float32, kept bool) error {
 	n, _, _, err := f.check(op, grad, s, labels)
 	if err != nil {
 		return err
@@ -127,19 +155,23 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 	if len(dlogp) != n {
 		return fmt.Errorf("prefopt: %s: dlogp has %d entries, H %d rows", op, len(dlogp), n)
 	}
-	f.rows = f.rows[:0]
+	if !kept {
+		f.rows = f.rows[:0]
+	}
 	for i, g := range dlogp {
 		if !finite(float64(g)) {
 			return fmt.Errorf("prefopt: %s: dlogp[%d] is %v", op, i, g)
 		}
-		if labels[i] >= 0 && g != 0 {
+		if !kept && labels[i] >= 0 && g != 0 {
 			f.rows = append(f.rows, int32(i))
 		}
 	}
-	m := model(s)
-	bound, err := lmhead.Finite("prefopt", op, "head", m, f.rows)
-	if err != nil {
-		return err
+	var bound float64
+	if !kept {
+		// (The forward pass checked the kept rows and formed their logits.)
+		if bound, err = lmhead.Finite("prefopt", op, "head", s, f.rows); err != nil {
+			return err
+		}
 	}
 	if len(f.rows) == 0 {
 		if grad.H != nil {
@@ -148,8 +180,8 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 		return nil
 	}
 	f.c.Rows = f.ChunkRows
-	pass := lmhead.Pass{S: m, Rows: f.rows}
-	if !(bound < lmhead.Safe) {
+	pass := lmhead.Pass{Name: "prefopt: " + op, S: s, Rows: f.rows, Reuse: kept}
+	if !kept && !(bound < lmhead.Safe) {
 		// Logits that may overflow: find out before writing anything.
 		pass.Loss = func(lo, hi int, z, _ *tensor.Dense) (float32, error) {
 			idx := f.rows[lo:hi]
@@ -159,11 +191,11 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 			}
 			return 0, nil
 		}
-		if err := f.c.Run(pass); err != nil {
+		if err := f.c.Run(ctx, pass); err != nil {
 			return err
 		}
 	}
-	g := &lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
+	g := &grad
 	if g.H == nil && g.W == nil && g.Bias == nil {
 		return nil
 	}
@@ -174,9 +206,16 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 		for r, i := range idx {
 			dl[r] = dlogp[i]
 		}
-		return 1, tokenLogProbsBackward(op, z, z, pickLabels(&f.labels, labels, idx), dl, nil)
+		var ls []float64
+		if kept {
+			ls = growF64(&f.lseC, len(idx))
+			for r, i := range idx {
+				ls[r] = f.lse[i]
+			}
+		}
+		return 1, tokenLogProbsBackward(op, z, z, pickLabels(&f.labels, labels, idx), dl, ls)
 	}
-	return f.c.Run(pass)
+	return f.c.Run(ctx, pass)
 }
 
 // Pairwise runs a pairwise objective from the policy's head in one call:
@@ -187,7 +226,7 @@ func (f *Fused) TokenLogProbsBackward(grad HeadGrad, s Head, labels []int32, dlo
 // the objective with the reference log-probs in ref (RefChosen and
 // RefRejected; the policy fields are filled in here), and the backward
 // pass into grad. It returns the objective's Result.
-func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, average bool, obj Objective, ref Batch) (Result, error) {
+func (f *Fused) Pairwise(ctx context.Context, grad HeadGrad, s Head, tokens []int32, l, lr Layout, average bool, obj Objective, ref Batch) (Result, error) {
 	const op = "Fused.Pairwise"
 	if obj == nil {
 		return Result{}, fmt.Errorf("prefopt: %s: nil objective", op)
@@ -213,7 +252,7 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 		return Result{}, err // before the forward pass, not after it
 	}
 	logp := make([]float32, nc+nr)
-	if err := f.TokenLogProbs(logp, s, labels); err != nil {
+	if err := f.TokenLogProbs(ctx, logp, s, labels); err != nil {
 		return Result{}, err
 	}
 	b := ref
@@ -236,7 +275,7 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 	if err := SequenceLogProbsBackward(dlogp[nc:], res.GradRejected, lr, average); err != nil {
 		return Result{}, err
 	}
-	if err := f.TokenLogProbsBackward(grad, s, labels, dlogp); err != nil {
+	if err := f.backward(ctx, op, grad, s, labels, dlogp, true); err != nil {
 		return Result{}, err
 	}
 	return res, nil
@@ -244,12 +283,10 @@ func (f *Fused) Pairwise(grad HeadGrad, s Head, tokens []int32, l, lr Layout, av
 
 // check validates the head, grad's shapes and the labels' length and range.
 func (f *Fused) check(op string, grad HeadGrad, s Head, labels []int32) (n, v, d int, err error) {
-	m := model(s)
-	if n, v, d, err = m.Dims("prefopt", op, "head"); err != nil {
+	if n, v, d, err = s.Dims("prefopt", op, "head"); err != nil {
 		return 0, 0, 0, err
 	}
-	g := lmhead.Grad{H: grad.H, W: grad.W, Bias: grad.Bias}
-	if err := g.Check("prefopt", op, m, n, v, d); err != nil {
+	if err := grad.Check("prefopt", op, s, n, v, d); err != nil {
 		return 0, 0, 0, err
 	}
 	if len(labels) != n {
@@ -262,8 +299,6 @@ func (f *Fused) check(op string, grad HeadGrad, s Head, labels []int32) (n, v, d
 	}
 	return n, v, d, nil
 }
-
-func model(s Head) lmhead.Model { return lmhead.Model{H: s.H, W: s.W, Bias: s.Bias} }
 
 // overflow names the first row of chunk z (rows idx of the batch) whose
 // logits are not finite, or returns err.
@@ -292,6 +327,13 @@ func pickLabels(buf *[]int32, src, idx []int32) []int32 {
 func growF32(p *[]float32, n int) []float32 {
 	if cap(*p) < n {
 		*p = make([]float32, n)
+	}
+	return (*p)[:n]
+}
+
+func growF64(p *[]float64, n int) []float64 {
+	if cap(*p) < n {
+		*p = make([]float64, n)
 	}
 	return (*p)[:n]
 }

@@ -1,6 +1,7 @@
 package prefopt
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -24,10 +25,10 @@ func BenchmarkFusedTokenLogProbs(b *testing.B) {
 		var f Fused
 		logp := make([]float32, len(labels))
 		return func() {
-			if err := f.TokenLogProbs(logp, s, labels); err != nil {
+			if err := f.TokenLogProbs(context.Background(), logp, s, labels); err != nil {
 				b.Fatal(err)
 			}
-			if err := f.TokenLogProbsBackward(g, s, labels, dlogp); err != nil {
+			if err := f.TokenLogProbsBackward(context.Background(), g, s, labels, dlogp); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,6 +1,7 @@
 package prefopt_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/prefopt"
@@ -20,12 +21,12 @@ func ExampleFused_TokenLogProbs() {
 	labels := []int32{0, prefopt.Ignore}
 	var f prefopt.Fused
 	logp := make([]float32, 2)
-	if err := f.TokenLogProbs(logp, head, labels); err != nil {
+	if err := f.TokenLogProbs(context.Background(), logp, head, labels); err != nil {
 		fmt.Println(err)
 		return
 	}
 	grad := prefopt.HeadGrad{H: tensor.New(2, 2), W: tensor.New(3, 2)}
-	if err := f.TokenLogProbsBackward(grad, head, labels, []float32{1, 1}); err != nil {
+	if err := f.TokenLogProbsBackward(context.Background(), grad, head, labels, []float32{1, 1}); err != nil {
 		fmt.Println(err)
 		return
 	}

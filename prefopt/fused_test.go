@@ -1,6 +1,7 @@
 package prefopt
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/posttrain/posttrain/tensor"
 )
@@ -34,7 +38,7 @@ func newHeadSetup(rng *rand.Rand, n, v, d int, scale float64, bias bool) *headSe
 	return hs
 }
 
-func (h Head) logits() *tensor.Dense {
+func headLogits(h Head) *tensor.Dense {
 	z := tensor.New(h.H.Dim(0), h.W.Dim(0))
 	tensor.Gemm(false, true, 1, h.H, h.W, 0, z)
 	if h.Bias != nil {
@@ -82,7 +86,7 @@ func TestFusedTokenLogProbsMatchesUnfused(t *testing.T) {
 		hs := newHeadSetup(rng, c.n, c.v, c.d, c.scale, c.bias)
 		{
 			t.Run(fmt.Sprintf("%dx%dx%d/chunk%d/scale%v", c.n, c.v, c.d, c.chunk, c.scale), func(t *testing.T) {
-				z := hs.s.logits()
+				z := headLogits(hs.s)
 				want := make([]float32, c.n)
 				if err := TokenLogProbs(want, z, hs.labels); err != nil {
 					t.Fatal(err)
@@ -92,7 +96,7 @@ func TestFusedTokenLogProbsMatchesUnfused(t *testing.T) {
 				for i := range got {
 					got[i] = 7 // ignored rows must be written as 0
 				}
-				if err := f.TokenLogProbs(got, hs.s, hs.labels); err != nil {
+				if err := f.TokenLogProbs(context.Background(), got, hs.s, hs.labels); err != nil {
 					t.Fatal(err)
 				}
 				// The logits agree to float32 rounding of sums of
@@ -124,7 +128,7 @@ func TestFusedTokenLogProbsMatchesUnfused(t *testing.T) {
 					tensor.Axpy(1, gz.Row(i), wg.Bias)
 				}
 				gg := cloneHeadGrad(g0)
-				if err := f.TokenLogProbsBackward(gg, hs.s, hs.labels, dlogp); err != nil {
+				if err := f.TokenLogProbsBackward(context.Background(), gg, hs.s, hs.labels, dlogp); err != nil {
 					t.Fatal(err)
 				}
 				for _, p := range []struct {
@@ -153,7 +157,7 @@ func TestFusedTokenLogProbsFiniteDifferences(t *testing.T) {
 		c[i] = float64(dlogp[i])
 	}
 	g := HeadGrad{H: tensor.New(hs.n, hs.d), W: tensor.New(hs.v, hs.d), Bias: make([]float32, hs.v)}
-	if err := (&Fused{ChunkRows: 2}).TokenLogProbsBackward(g, hs.s, hs.labels, dlogp); err != nil {
+	if err := (&Fused{ChunkRows: 2}).TokenLogProbsBackward(context.Background(), g, hs.s, hs.labels, dlogp); err != nil {
 		t.Fatal(err)
 	}
 	to64 := func(x []float32) []float64 {
@@ -225,11 +229,11 @@ func TestFusedTokenLogProbsWorkers(t *testing.T) {
 		runtime.GOMAXPROCS(procs)
 		var f Fused
 		logp := make([]float32, hs.n)
-		if err := f.TokenLogProbs(logp, hs.s, hs.labels); err != nil {
+		if err := f.TokenLogProbs(context.Background(), logp, hs.s, hs.labels); err != nil {
 			t.Fatal(err)
 		}
 		g := HeadGrad{H: tensor.New(hs.n, hs.d), W: tensor.New(hs.v, hs.d), Bias: make([]float32, hs.v)}
-		if err := f.TokenLogProbsBackward(g, hs.s, hs.labels, dlogp); err != nil {
+		if err := f.TokenLogProbsBackward(context.Background(), g, hs.s, hs.labels, dlogp); err != nil {
 			t.Fatal(err)
 		}
 		if slices.ContainsFunc(g.H.Data(), func(x float32) bool { return x != x }) {
@@ -261,13 +265,13 @@ func TestFusedPairwise(t *testing.T) {
 	ref := Batch{RefChosen: []float64{-20, -9, -12}, RefRejected: []float64{-18, -7, -15}}
 	obj := DPO{Beta: 0.1}
 	g := HeadGrad{H: tensor.New(nc+nr, d), W: tensor.New(v, d)}
-	res, err := (&Fused{ChunkRows: 5}).Pairwise(g, s, tokens, l, lr, false, obj, ref)
+	res, err := (&Fused{ChunkRows: 5}).Pairwise(context.Background(), g, s, tokens, l, lr, false, obj, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// The same by hand, unfused.
-	z := s.logits()
+	z := headLogits(s)
 	labels := make([]int32, nc+nr)
 	if err := l.Targets(labels[:nc], tokens[:nc]); err != nil {
 		t.Fatal(err)
@@ -308,23 +312,43 @@ func TestFusedPairwise(t *testing.T) {
 		t.Errorf("dW[%d] relative error %.2g", at, e)
 	}
 
+	// One chunk (the backward pass forms no logits: three GEMMs), and
+	// dH written over H: the same gradients.
+	for _, chunk := range []int{0, 5} {
+		h := s.H.Clone()
+		gi := HeadGrad{H: h, W: tensor.New(v, d)}
+		res2, err := (&Fused{ChunkRows: chunk}).Pairwise(context.Background(), gi, Head{H: h, W: s.W, Bias: s.Bias}, tokens, l, lr, false, obj, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(res2.Loss-want.Loss) > 1e-12 {
+			t.Errorf("chunk %d, in place: loss %v, unfused %v", chunk, res2.Loss, want.Loss)
+		}
+		if e, at := worstRel(h.Data(), wh.Data()); e > 2e-6 {
+			t.Errorf("chunk %d, in place: dH[%d] relative error %.2g", chunk, at, e)
+		}
+		if e, at := worstRel(gi.W.Data(), ww.Data()); e > 2e-6 {
+			t.Errorf("chunk %d, in place: dW[%d] relative error %.2g", chunk, at, e)
+		}
+	}
+
 	// Errors leave grad untouched.
 	before := cloneHeadGrad(HeadGrad{H: g.H, W: g.W, Bias: []float32{}})
 	for name, call := range map[string]func() error{
 		"nil objective": func() error {
-			_, err := (&Fused{}).Pairwise(g, s, tokens, l, lr, false, nil, ref)
+			_, err := (&Fused{}).Pairwise(context.Background(), g, s, tokens, l, lr, false, nil, ref)
 			return err
 		},
 		"short tokens": func() error {
-			_, err := (&Fused{}).Pairwise(g, s, tokens[1:], l, lr, false, obj, ref)
+			_, err := (&Fused{}).Pairwise(context.Background(), g, s, tokens[1:], l, lr, false, obj, ref)
 			return err
 		},
 		"grad W shape": func() error {
-			_, err := (&Fused{}).Pairwise(HeadGrad{H: g.H, W: tensor.New(v, d+1)}, s, tokens, l, lr, false, obj, ref)
+			_, err := (&Fused{}).Pairwise(context.Background(), HeadGrad{H: g.H, W: tensor.New(v, d+1)}, s, tokens, l, lr, false, obj, ref)
 			return err
 		},
 		"missing reference": func() error {
-			_, err := (&Fused{}).Pairwise(g, s, tokens, l, lr, false, obj, Batch{})
+			_, err := (&Fused{}).Pairwise(context.Background(), g, s, tokens, l, lr, false, obj, Batch{})
 			return err
 		},
 	} {
@@ -376,7 +400,7 @@ func TestFusedTokenLogProbsErrors(t *testing.T) {
 			c.edit(&hs, &g, dlogp)
 			before := cloneHeadGrad(g)
 			f := &Fused{ChunkRows: 4}
-			err := f.TokenLogProbsBackward(g, hs.s, hs.labels, dlogp)
+			err := f.TokenLogProbsBackward(context.Background(), g, hs.s, hs.labels, dlogp)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "prefopt: Fused.") {
 				t.Fatalf("backward: error %v, want one containing %q", err, c.want)
 			}
@@ -387,7 +411,7 @@ func TestFusedTokenLogProbsErrors(t *testing.T) {
 				return
 			}
 			dst := slices.Repeat([]float32{5}, hs.n)
-			err = f.TokenLogProbs(dst, hs.s, hs.labels)
+			err = f.TokenLogProbs(context.Background(), dst, hs.s, hs.labels)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("forward: error %v, want one containing %q", err, c.want)
 			}
@@ -396,4 +420,44 @@ func TestFusedTokenLogProbsErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A cancelled context stops the fused calls with its error, wrapped,
+// before any output is written.
+func TestFusedCancel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	n, v, d := 13, 17, 6
+	s := Head{H: randLogits(rng, n, d, 1), W: randLogits(rng, v, d, 1)}
+	labels := make([]int32, n)
+	for i := range labels {
+		labels[i] = int32(rng.IntN(v))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dst := make([]float32, n)
+	for i := range dst {
+		dst[i] = 9
+	}
+	err := (&Fused{ChunkRows: 4}).TokenLogProbs(ctx, dst, s, labels)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "prefopt: Fused.TokenLogProbs: "), err.Error())
+	assert.Equal(t, slices.Repeat([]float32{9}, n), dst)
+
+	g := HeadGrad{H: randLogits(rng, n, d, 1), W: randLogits(rng, v, d, 1)}
+	before := cloneHeadGrad(g)
+	err = (&Fused{ChunkRows: 4}).TokenLogProbsBackward(ctx, g, s, labels, slices.Repeat([]float32{1}, n))
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, before.H.Data(), g.H.Data())
+	assert.Equal(t, before.W.Data(), g.W.Data())
+
+	l := Layout{Width: 4, PromptLen: []int{1, 2}, Len: []int{4, 3}}
+	lr := Layout{Width: 3, PromptLen: []int{1, 1}, Len: []int{3, 2}}
+	hs := Head{H: randLogits(rng, l.Size()+lr.Size(), d, 1), W: s.W}
+	gp := HeadGrad{H: randLogits(rng, l.Size()+lr.Size(), d, 1), W: randLogits(rng, v, d, 1)}
+	before = cloneHeadGrad(gp)
+	_, err = (&Fused{}).Pairwise(ctx, gp, hs, make([]int32, l.Size()+lr.Size()), l, lr, false, DPO{Beta: 0.1},
+		Batch{RefChosen: []float64{-3, -2}, RefRejected: []float64{-2, -1}})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, before.H.Data(), gp.H.Data())
+	assert.Equal(t, before.W.Data(), gp.W.Data())
 }

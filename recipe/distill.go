@@ -200,9 +200,10 @@ func (d *Distill) Train(ctx context.Context, train, eval []Example) (History, er
 		}
 	}
 	d.train, d.evalSet, d.st = train, eval, d.Config.scorer(d.Student)
-	d.st.Recompute = d.Config.Recompute
+	d.st.Recompute, d.st.ctx = d.Config.Recompute, ctx
 	if d.Teacher != nil {
 		d.te = d.Config.scorer(d.Teacher)
+		d.te.ctx = ctx
 	}
 	l := &loop{op: "Distill", cfg: d.Config, n: len(train), params: d.Student.TrainableParams(), zero: d.Student.ZeroGrad}
 	return l.run(ctx, d)
@@ -283,13 +284,13 @@ func (d *Distill) fusedLoss(st, te *Scorer, s Seqs, idx []int, scale float64, gr
 	var err error
 	switch l := d.Loss.(type) {
 	case ConvexLoss:
-		loss, err = d.fused.ConvexCombination(g, sh, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
+		loss, err = d.fused.ConvexCombination(st.context(), g, sh, labels, d.top1(te, idx, len(labels)), l.TeacherWeight)
 	case SoftTargetLoss:
-		loss, err = d.fused.SoftTarget(g, sh, th, labels, l.Temperature)
+		loss, err = d.fused.SoftTarget(st.context(), g, sh, th, labels, l.Temperature)
 	case JSDLoss:
-		loss, err = d.fused.GeneralizedJSD(g, sh, th, labels, l.Beta, l.Temperature)
+		loss, err = d.fused.GeneralizedJSD(st.context(), g, sh, th, labels, l.Beta, l.Temperature)
 	case SparseKLLoss:
-		loss, err = d.fused.SparseKL(g, sh, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
+		loss, err = d.fused.SparseKL(st.context(), g, sh, labels, d.topK(te, idx, l.K), l.Leftover, l.Alpha)
 	default:
 		return 0, fmt.Errorf("unknown loss %T", d.Loss)
 	}
@@ -385,9 +386,11 @@ func (d *Distill) Evaluate(ctx context.Context, xs []Example) (map[string]float6
 		return nil, nil
 	}
 	st := d.Config.scorer(d.Student)
+	st.ctx = ctx
 	var te *Scorer
 	if d.Teacher != nil {
 		te = d.Config.scorer(d.Teacher)
+		te.ctx = ctx
 	}
 	bs := max(1, d.Config.Batch)
 	var sum float64

@@ -101,10 +101,11 @@ func (o *Online) Train(ctx context.Context, prompts [][]int32) (History, error) 
 		}
 	}
 	o.prompts, o.pol = prompts, o.Config.scorer(o.Policy)
-	o.pol.Recompute = o.Config.Recompute
+	o.pol.Recompute, o.pol.ctx = o.Config.Recompute, ctx
 	o.ref = nil
 	if r := o.refModel(); r != nil {
 		o.ref = o.Config.scorer(r)
+		o.ref.ctx = ctx
 	}
 	l := &loop{op: "Online", cfg: o.Config, n: len(prompts), params: o.Policy.TrainableParams(), zero: o.Policy.ZeroGrad}
 	return l.run(ctx, o)

@@ -59,6 +59,10 @@ func (p *Preference) Train(ctx context.Context, train, eval []Pair) (History, er
 	p.train, p.evalPairs = train, eval
 	p.policy, p.ref = p.Config.scorer(p.Policy), nil
 	p.scorers()
+	p.policy.ctx = ctx
+	if p.ref != nil {
+		p.ref.ctx = ctx
+	}
 	l := &loop{op: "Preference", cfg: p.Config, n: len(train), params: p.Policy.TrainableParams(), zero: p.Policy.ZeroGrad}
 	return l.run(ctx, p)
 }
@@ -211,9 +215,11 @@ func (p *Preference) Evaluate(ctx context.Context, pairs []Pair) (map[string]flo
 	}
 	bs := max(1, p.Config.Batch)
 	pol := p.Config.scorer(p.Policy)
+	pol.ctx = ctx
 	var ref *Scorer
 	if r := p.refModel(); r != nil {
 		ref = p.Config.scorer(r)
+		ref.ctx = ctx
 	}
 	sums := map[string]float64{}
 	for i := 0; i < len(pairs); i += bs {

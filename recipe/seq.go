@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/posttrain/posttrain/internal/lmhead"
@@ -114,7 +115,10 @@ type Scorer struct {
 	// for tests and for losses that need the logits themselves.
 	Unfused bool
 
-	fused  prefopt.Fused
+	fused prefopt.Fused
+	// ctx is the running trainer's context, which cancels the fused
+	// head's calls between chunks; nil outside a trainer.
+	ctx    context.Context
 	acc    lmhead.Chunker
 	headed bool // the last pass formed sc.logits
 	tape   *autograd.Tape
@@ -139,6 +143,14 @@ type Scorer struct {
 	cos, sin *tensor.Dense
 	dtok     []float32
 	dh       *tensor.Dense
+}
+
+// context returns the context of the fused head's calls.
+func (sc *Scorer) context() context.Context {
+	if sc.ctx == nil {
+		return context.Background()
+	}
+	return sc.ctx
 }
 
 // NewScorer returns a Scorer for m.
@@ -201,7 +213,7 @@ func (sc *Scorer) forward(s Seqs, record bool) ([]float64, error) {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
 	default:
-		if err := sc.fused.TokenLogProbs(sc.ctok, sc.head(), sc.labels); err != nil {
+		if err := sc.fused.TokenLogProbs(sc.context(), sc.ctok, sc.head(), sc.labels); err != nil {
 			return nil, fmt.Errorf("recipe: Scorer: %w", err)
 		}
 	}
@@ -326,7 +338,7 @@ func (sc *Scorer) backwardTokens(m *nn.Model, op string) error {
 	}
 	if len(sc.rows) > 0 {
 		g := prefopt.HeadGrad{H: sc.hs, W: sc.headGrad()}
-		if err := sc.fused.TokenLogProbsBackward(g, sc.head(), sc.labels, sc.cd); err != nil {
+		if err := sc.fused.TokenLogProbsBackward(sc.context(), g, sc.head(), sc.labels, sc.cd); err != nil {
 			return fmt.Errorf("recipe: Scorer.%s: %w", op, err)
 		}
 	}
@@ -576,7 +588,7 @@ func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
 			}
 			return 0, nil
 		}}
-	_ = sc.acc.Run(pass) // the loss above never fails
+	_ = sc.acc.Run(sc.context(), pass) // the loss never fails; a cancellation shows in the trainer's next check
 }
 
 func fit(d *tensor.Dense, r, c int) *tensor.Dense {

@@ -37,7 +37,7 @@ func (s *SFT) Train(ctx context.Context, train, eval []Example) (History, error)
 		}
 	}
 	s.train, s.evalSet, s.sc = train, eval, s.Config.scorer(s.Model)
-	s.sc.Recompute = s.Config.Recompute
+	s.sc.Recompute, s.sc.ctx = s.Config.Recompute, ctx
 	l := &loop{op: "SFT", cfg: s.Config, n: len(train), params: s.Model.TrainableParams(), zero: s.Model.ZeroGrad}
 	return l.run(ctx, s)
 }
@@ -111,6 +111,7 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 		return nil, nil
 	}
 	sc := s.Config.scorer(s.Model)
+	sc.ctx = ctx
 	bs := max(1, s.Config.Batch)
 	var nll float64
 	var hits, n int

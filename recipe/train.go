@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
@@ -329,28 +331,34 @@ func (o *order) take(first, count int) []int {
 
 const checkpointFormat = "posttrain.recipe.checkpoint"
 
-// checksum hashes tensors' names, shapes and data in order.
+// checksum hashes tensors' names, shapes and data in order: per tensor
+// its name, a zero byte, each dimension as a little-endian uint64, then
+// its float32 values little-endian, streamed, so the hash needs no copy
+// of a tensor.
 func checksum(ts []nn.Tensor) string {
 	h := sha256.New()
-	var b [8]byte
 	for _, t := range ts {
-		h.Write([]byte(t.Name))
-		h.Write([]byte{0})
-		for _, d := range t.Value.Shape() {
-			binary.LittleEndian.PutUint64(b[:], uint64(d))
-			h.Write(b[:])
-		}
-		buf := make([]byte, 4*t.Value.Len())
-		for i, v := range t.Value.Data() {
-			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-		}
-		h.Write(buf)
+		hashHead(h, t.Name, t.Value.Shape())
+		nn.WriteF32(h, t.Value.Data()) // a hash never fails to write
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// hashHead hashes what checksum hashes before a tensor's data.
+func hashHead(h hash.Hash, name string, shape []int) {
+	var b [8]byte
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	for _, d := range shape {
+		binary.LittleEndian.PutUint64(b[:], uint64(d))
+		h.Write(b[:])
+	}
+}
+
 // saveCheckpoint writes the trainable parameters and AdamW's moments
-// atomically, with a SHA-256 over them in the metadata.
+// atomically, with a SHA-256 over them in the metadata. Both the hash and
+// the file are streamed from the tensors themselves: the memory it needs
+// beyond them is a few buffers.
 func saveCheckpoint(path string, step int, params []nn.Named, opt *nn.AdamW) error {
 	astep, m, v := opt.Moments()
 	ts := make([]nn.Tensor, 0, 3*len(params))
@@ -372,52 +380,91 @@ func saveCheckpoint(path string, step int, params []nn.Named, opt *nn.AdamW) err
 }
 
 // loadCheckpoint restores a checkpoint into params and opt and returns its
-// step, or 0 if there is none. A checkpoint that fails its checksum or
-// does not match the parameters is an error, and nothing is restored.
+// step, or 0 if there is none. It reads the file twice through a small
+// buffer, never holding a copy of it: first to check the header against
+// the parameters and the data against its checksum, then straight into
+// the parameters and the optimizer's moments. A checkpoint that fails its
+// checksum or does not match the parameters is an error, and nothing is
+// restored; only a read error in the second pass, of a file just read
+// whole, could leave the state partly restored, and it is reported.
 func loadCheckpoint(path string, params []nn.Named, opt *nn.AdamW) (int, error) {
-	ts, md, err := nn.LoadSafetensors(path)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
 	if err != nil {
-		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
-			return 0, nil
-		}
 		return 0, fmt.Errorf("checkpoint: %v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: %v", err)
+	}
+	infos, md, err := nn.ReadSafetensorsHeader(f, st.Size())
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: %v (file %s)", err, path)
 	}
 	if md["format"] != checkpointFormat {
 		return 0, fmt.Errorf("checkpoint %s: format %q, want %q", path, md["format"], checkpointFormat)
 	}
-	if sum := checksum(ts); sum != md["sha256"] {
-		return 0, fmt.Errorf("checkpoint %s: checksum mismatch (file corrupt or edited)", path)
-	}
 	step, err1 := strconv.Atoi(md["step"])
 	astep, err2 := strconv.Atoi(md["adam_step"])
-	if err1 != nil || err2 != nil || step < 0 {
+	if err1 != nil || err2 != nil || step < 0 || astep < 0 {
 		return 0, fmt.Errorf("checkpoint %s: bad step metadata %q, %q", path, md["step"], md["adam_step"])
 	}
-	by := make(map[string]*tensor.Dense, len(ts))
-	for _, t := range ts {
-		by[t.Name] = t.Value
+	by := make(map[string]*nn.TensorInfo, len(infos))
+	for i := range infos {
+		by[infos[i].Name] = &infos[i]
 	}
 	if len(by) != 3*len(params) {
 		return 0, fmt.Errorf("checkpoint %s: %d tensors for %d trainable parameters (a different model or adapter?)", path, len(by), len(params))
 	}
-	m, v := make([][]float32, len(params)), make([][]float32, len(params))
+	_, m, v := opt.Moments()
+	if len(m) != len(params) || len(v) != len(params) {
+		return 0, fmt.Errorf("checkpoint %s: the optimizer holds %d moments for %d parameters", path, len(m), len(params))
+	}
+	prefixes := [3]string{"param.", "adam_m.", "adam_v."}
 	for i, p := range params {
-		for _, pre := range []string{"param.", "adam_m.", "adam_v."} {
+		if len(m[i]) != p.Var.Value.Len() || len(v[i]) != p.Var.Value.Len() {
+			return 0, fmt.Errorf("checkpoint %s: the optimizer's moments of %s do not fit it", path, p.Name)
+		}
+		for _, pre := range prefixes {
 			t, ok := by[pre+p.Name]
 			if !ok {
 				return 0, fmt.Errorf("checkpoint %s: no tensor %s", path, pre+p.Name)
 			}
-			if !slices.Equal(t.Shape(), p.Var.Value.Shape()) {
-				return 0, fmt.Errorf("checkpoint %s: %s has shape %v, the parameter %v", path, pre+p.Name, t.Shape(), p.Var.Value.Shape())
+			if !slices.Equal(t.Shape, p.Var.Value.Shape()) {
+				return 0, fmt.Errorf("checkpoint %s: %s has shape %v, the parameter %v", path, pre+p.Name, t.Shape, p.Var.Value.Shape())
+			}
+			if t.Dtype != "F32" {
+				return 0, fmt.Errorf("checkpoint %s: %s is %s, want F32", path, pre+p.Name, t.Dtype)
 			}
 		}
-		m[i], v[i] = by["adam_m."+p.Name].Data(), by["adam_v."+p.Name].Data()
 	}
+	// The checksum covers the tensors in the order of their data, the
+	// order they were written in; for F32 the bytes on disk are exactly
+	// the bytes checksum hashes.
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	for _, t := range infos {
+		hashHead(h, t.Name, t.Shape)
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(f, t.Begin, t.End-t.Begin), buf); err != nil {
+			return 0, fmt.Errorf("checkpoint %s: %s: %v", path, t.Name, err)
+		}
+	}
+	if hex.EncodeToString(h.Sum(nil)) != md["sha256"] {
+		return 0, fmt.Errorf("checkpoint %s: checksum mismatch (file corrupt or edited)", path)
+	}
+	for i, p := range params {
+		for j, dst := range [3][]float32{p.Var.Value.Data(), m[i], v[i]} {
+			if err := nn.ReadTensorData(f, by[prefixes[j]+p.Name], dst); err != nil {
+				return 0, fmt.Errorf("checkpoint %s: %v (the state is partly restored)", path, err)
+			}
+		}
+	}
+	// The moments are in place; this sets the step.
 	if err := opt.SetMoments(astep, m, v); err != nil {
 		return 0, fmt.Errorf("checkpoint %s: %v", path, err)
-	}
-	for _, p := range params {
-		copy(p.Var.Value.Data(), by["param."+p.Name].Data())
 	}
 	return step, nil
 }

@@ -108,81 +108,86 @@ def sparse(logits, labels, ids, lps, k, mode, alpha):
     return out(torch.stack(terms).mean(), z)
 
 
-cases = {"convex": [], "divergence": [], "sparse": []}
+def main():
+    cases = {"convex": [], "divergence": [], "sparse": []}
 
-# Convex combination: ordinary logits, an ignored row, a row where the
-# teacher agrees with the label, and w = 0.9, 0 and 1.
-n, v = 6, 13
-logits = f32(rng.standard_normal((n, v)) * 3)
-labels = [3, -100, 7, 0, 12, 5]
-teacher = [9, 4, 7, 2, 1, 5]
-for w in (0.9, 0.0, 1.0, 0.3):
-    loss, grad = convex(logits, labels, teacher, w)
-    cases["convex"].append(dict(name=f"random_w{w}", n=n, v=v, logits=logits.ravel().tolist(),
-                                labels=labels, teacher=teacher, w=w, loss=loss, grad=grad))
+    # Convex combination: ordinary logits, an ignored row, a row where the
+    # teacher agrees with the label, and w = 0.9, 0 and 1.
+    n, v = 6, 13
+    logits = f32(rng.standard_normal((n, v)) * 3)
+    labels = [3, -100, 7, 0, 12, 5]
+    teacher = [9, 4, 7, 2, 1, 5]
+    for w in (0.9, 0.0, 1.0, 0.3):
+        loss, grad = convex(logits, labels, teacher, w)
+        cases["convex"].append(dict(name=f"random_w{w}", n=n, v=v, logits=logits.ravel().tolist(),
+                                    labels=labels, teacher=teacher, w=w, loss=loss, grad=grad))
 
-# Stress: logits of magnitude 1e4 with gaps of 1e3; labels on tokens whose
-# probability underflows float32 (log p about -2e4).
-n, v = 4, 9
-base = np.array([-1e4, -9e3, -5e3, 0, 1e3, 2e3, 5e3, 9e3, 1e4])
-logits = f32(np.stack([rng.permutation(base) + rng.standard_normal(v) for _ in range(n)]))
-labels = [int(np.argmin(logits[0])), int(np.argmax(logits[1])), 4, int(np.argsort(logits[3])[-2])]
-teacher = [int(np.argmax(logits[0])), int(np.argmin(logits[1])), 4, int(np.argmax(logits[3]))]
-loss, grad = convex(logits, labels, teacher, 0.9)
-cases["convex"].append(dict(name="stress", n=n, v=v, logits=logits.ravel().tolist(),
-                            labels=labels, teacher=teacher, w=0.9, loss=loss, grad=grad))
+    # Stress: logits of magnitude 1e4 with gaps of 1e3; labels on tokens whose
+    # probability underflows float32 (log p about -2e4).
+    n, v = 4, 9
+    base = np.array([-1e4, -9e3, -5e3, 0, 1e3, 2e3, 5e3, 9e3, 1e4])
+    logits = f32(np.stack([rng.permutation(base) + rng.standard_normal(v) for _ in range(n)]))
+    labels = [int(np.argmin(logits[0])), int(np.argmax(logits[1])), 4, int(np.argsort(logits[3])[-2])]
+    teacher = [int(np.argmax(logits[0])), int(np.argmin(logits[1])), 4, int(np.argmax(logits[3]))]
+    loss, grad = convex(logits, labels, teacher, 0.9)
+    cases["convex"].append(dict(name="stress", n=n, v=v, logits=logits.ravel().tolist(),
+                                labels=labels, teacher=teacher, w=0.9, loss=loss, grad=grad))
 
-# Divergences.
-n, v = 5, 17
-s = f32(rng.standard_normal((n, v)) * 2)
-t = f32(rng.standard_normal((n, v)) * 2 + 0.5)
-for kind, beta, T in [("soft", 0, 1.0), ("soft", 0, 2.0), ("forward", 0, 1.5), ("reverse", 1, 0.7),
-                      ("gjsd", 0.5, 1.0), ("gjsd", 0.1, 2.0), ("gjsd", 0.9, 1.0), ("gjsd", 0.0, 1.0),
-                      ("gjsd", 1.0, 1.3)]:
-    loss, grad = divergence(kind, s, t, beta, T)
-    cases["divergence"].append(dict(name=f"{kind}_b{beta}_T{T}", kind=kind, n=n, v=v, student=s.ravel().tolist(),
-                                    teacher=t.ravel().tolist(), beta=beta, T=T, loss=loss, grad=grad))
-# Stress divergences: magnitude 1e4, gaps 1e3.
-n, v = 3, 9
-s = f32(np.stack([rng.permutation(base) for _ in range(n)]))
-t = f32(np.stack([rng.permutation(base) for _ in range(n)]))
-s[0] = t[0] + f32(rng.standard_normal(v))  # one row where the two nearly agree
-for kind, beta, T in [("soft", 0, 1.0), ("reverse", 1, 1.0), ("gjsd", 0.5, 1.0), ("gjsd", 0.3, 1000.0)]:
-    loss, grad = divergence(kind, s, t, beta, T)
-    cases["divergence"].append(dict(name=f"stress_{kind}_b{beta}_T{T}", kind=kind, n=n, v=v,
-                                    student=s.ravel().tolist(), teacher=t.ravel().tolist(), beta=beta, T=T,
-                                    loss=loss, grad=grad))
+    # Divergences.
+    n, v = 5, 17
+    s = f32(rng.standard_normal((n, v)) * 2)
+    t = f32(rng.standard_normal((n, v)) * 2 + 0.5)
+    for kind, beta, T in [("soft", 0, 1.0), ("soft", 0, 2.0), ("forward", 0, 1.5), ("reverse", 1, 0.7),
+                          ("gjsd", 0.5, 1.0), ("gjsd", 0.1, 2.0), ("gjsd", 0.9, 1.0), ("gjsd", 0.0, 1.0),
+                          ("gjsd", 1.0, 1.3)]:
+        loss, grad = divergence(kind, s, t, beta, T)
+        cases["divergence"].append(dict(name=f"{kind}_b{beta}_T{T}", kind=kind, n=n, v=v, student=s.ravel().tolist(),
+                                        teacher=t.ravel().tolist(), beta=beta, T=T, loss=loss, grad=grad))
+    # Stress divergences: magnitude 1e4, gaps 1e3.
+    n, v = 3, 9
+    s = f32(np.stack([rng.permutation(base) for _ in range(n)]))
+    t = f32(np.stack([rng.permutation(base) for _ in range(n)]))
+    s[0] = t[0] + f32(rng.standard_normal(v))  # one row where the two nearly agree
+    for kind, beta, T in [("soft", 0, 1.0), ("reverse", 1, 1.0), ("gjsd", 0.5, 1.0), ("gjsd", 0.3, 1000.0)]:
+        loss, grad = divergence(kind, s, t, beta, T)
+        cases["divergence"].append(dict(name=f"stress_{kind}_b{beta}_T{T}", kind=kind, n=n, v=v,
+                                        student=s.ravel().tolist(), teacher=t.ravel().tolist(), beta=beta, T=T,
+                                        loss=loss, grad=grad))
 
-# Sparse top-k from a teacher's log-softmax (float32, as stored).
-n, v, k = 5, 20, 4
-logits = f32(rng.standard_normal((n, v)) * 2)
-tl = rng.standard_normal((n, v)) * 3
-tlp = tl - np.log(np.exp(tl).sum(-1, keepdims=True))
-ids = np.argsort(-tlp, axis=-1)[:, :k]
-lps = f32(np.take_along_axis(tlp, ids, -1))
-ids = ids.astype(np.int32)
-labels = [3, 11, -100, 0, 19]
-for mode in ("drop", "bucket"):
-    for alpha in (1.0, 0.5, 0.0):
-        lab = labels if alpha < 1 else None
-        loss, grad = sparse(logits, lab, ids, lps, k, mode, alpha)
-        cases["sparse"].append(dict(name=f"{mode}_a{alpha}", n=n, v=v, k=k, logits=logits.ravel().tolist(),
-                                    labels=lab, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
-                                    mode=mode, alpha=alpha, loss=loss, grad=grad))
+    # Sparse top-k from a teacher's log-softmax (float32, as stored).
+    n, v, k = 5, 20, 4
+    logits = f32(rng.standard_normal((n, v)) * 2)
+    tl = rng.standard_normal((n, v)) * 3
+    tlp = tl - np.log(np.exp(tl).sum(-1, keepdims=True))
+    ids = np.argsort(-tlp, axis=-1)[:, :k]
+    lps = f32(np.take_along_axis(tlp, ids, -1))
+    ids = ids.astype(np.int32)
+    labels = [3, 11, -100, 0, 19]
+    for mode in ("drop", "bucket"):
+        for alpha in (1.0, 0.5, 0.0):
+            lab = labels if alpha < 1 else None
+            loss, grad = sparse(logits, lab, ids, lps, k, mode, alpha)
+            cases["sparse"].append(dict(name=f"{mode}_a{alpha}", n=n, v=v, k=k, logits=logits.ravel().tolist(),
+                                        labels=lab, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
+                                        mode=mode, alpha=alpha, loss=loss, grad=grad))
 
-# Sparse stress: logits of magnitude 1e4, gaps 1e3, so the student's mass
-# off the support (the bucket) and some support probabilities underflow
-# float32; the teacher keeps 30% outside its top 3.
-n, v, k = 3, 9, 3
-logits = f32(np.stack([rng.permutation(base) + rng.standard_normal(v) for _ in range(n)]))
-ids = np.stack([rng.permutation(v)[:k] for _ in range(n)]).astype(np.int32)
-ids[0] = np.argsort(-logits[0])[:k]  # row 0: the support holds all the student's mass
-lps = f32(np.log(np.array([[0.4, 0.2, 0.1]] * n)))
-labels = [int(np.argmin(logits[0])), 2, int(np.argmax(logits[2]))]
-for mode in ("drop", "bucket"):
-    loss, grad = sparse(logits, labels, ids, lps, k, mode, 0.7)
-    cases["sparse"].append(dict(name=f"stress_{mode}", n=n, v=v, k=k, logits=logits.ravel().tolist(),
-                                labels=labels, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
-                                mode=mode, alpha=0.7, loss=loss, grad=grad))
+    # Sparse stress: logits of magnitude 1e4, gaps 1e3, so the student's mass
+    # off the support (the bucket) and some support probabilities underflow
+    # float32; the teacher keeps 30% outside its top 3.
+    n, v, k = 3, 9, 3
+    logits = f32(np.stack([rng.permutation(base) + rng.standard_normal(v) for _ in range(n)]))
+    ids = np.stack([rng.permutation(v)[:k] for _ in range(n)]).astype(np.int32)
+    ids[0] = np.argsort(-logits[0])[:k]  # row 0: the support holds all the student's mass
+    lps = f32(np.log(np.array([[0.4, 0.2, 0.1]] * n)))
+    labels = [int(np.argmin(logits[0])), 2, int(np.argmax(logits[2]))]
+    for mode in ("drop", "bucket"):
+        loss, grad = sparse(logits, labels, ids, lps, k, mode, 0.7)
+        cases["sparse"].append(dict(name=f"stress_{mode}", n=n, v=v, k=k, logits=logits.ravel().tolist(),
+                                    labels=labels, ids=ids.ravel().tolist(), logprobs=lps.ravel().tolist(),
+                                    mode=mode, alpha=0.7, loss=loss, grad=grad))
 
-print(json.dumps(cases, indent=None))
+    print(json.dumps(cases, indent=None))
+
+
+if __name__ == "__main__":
+    main()

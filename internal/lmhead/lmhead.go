@@ -21,6 +21,7 @@
 package lmhead
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -31,18 +32,25 @@ import (
 	"github.com/posttrain/posttrain/tensor"
 )
 
-// Model is one model's final hidden states and output layer: its logits
+// Model is a model's final hidden states and output layer, the input of
+// the fused losses of distill and prefopt (both name it Head): its logits
 // are H·Wᵀ + Bias.
 type Model struct {
-	H, W *tensor.Dense // [N, D] and [V, D]
-	Bias []float32     // [V] or nil
+	H    *tensor.Dense // [N, D] final hidden states, one row per position
+	W    *tensor.Dense // [V, D] output weight (lm_head, or the tied embedding)
+	Bias []float32     // [V], or nil for none
 }
 
-// Grad receives a fused loss's gradients; nil fields are skipped. H is
-// overwritten (ignored rows get zeros); W and Bias are added to.
+// Grad receives a fused loss's gradients (distill and prefopt name it
+// HeadGrad). H is overwritten with dL/dH (zero rows for positions that
+// are not scored); W and Bias are accumulated into (+=), as a model's
+// parameter gradients are across micro-batches. Any field may be nil to
+// skip that gradient; H may be the head's H itself, overwriting the
+// hidden states with their gradient.
 type Grad struct {
-	H, W *tensor.Dense
-	Bias []float32
+	H    *tensor.Dense // [N, D]
+	W    *tensor.Dense // [V, D]
+	Bias []float32     // [V]
 }
 
 // Dims checks m's shapes and returns N, V and D. pkg and op prefix the
@@ -204,14 +212,32 @@ type Chunker struct {
 	Rows int // rows per chunk; 0 chooses from the cache size
 
 	hs, ht, z, zt, dh []float32
+
+	// kept describes the last chunk of the last forward-only Run, whose
+	// logits are still in z: see Pass.Reuse.
+	kept struct {
+		ok          bool
+		h, w        *tensor.Dense
+		rows, chunk int
+	}
 }
 
 // Pass is one fused call.
 type Pass struct {
+	Name string // error prefix, "distill: Fused.CrossEntropy"
 	S    Model  // the model whose head gets the gradient
 	T    *Model // a second model (a live teacher), chunked alongside, or nil
 	Rows []int32
 	Grad *Grad // nil: forward only
+	// Reuse says that the Chunker's previous Run was forward-only over the
+	// same S and Rows, and that nothing has changed since: the chunks then
+	// run last to first, and the last chunk's logits, still in the
+	// Chunker's buffer, are used instead of being formed again, sparing
+	// one chunk's GEMM (all of the forward GEMM when the rows fit in one
+	// chunk). Without a teacher only; where the previous Run does not
+	// match (another head, row count or chunk size), every chunk is
+	// formed again.
+	Reuse bool
 	// Loss turns the chunk of logits for Rows[lo:hi] into their gradient,
 	// in place in z (when Grad is set), and returns the factor the
 	// gradient GEMMs scale it by. zt is the teacher's chunk, or nil.
@@ -261,9 +287,12 @@ var llcOnce = sync.OnceValue(func() int {
 func llc() int { return llcOnce() }
 
 // Run runs p chunk by chunk. Rows not in p.Rows get zero rows of dh
-// before the first chunk. It stops at the first error of p.Loss; by then
-// earlier chunks have written their gradients.
-func (c *Chunker) Run(p Pass) error {
+// before the first chunk. It stops at the first error of p.Loss, and
+// when ctx is done, checked before each chunk (its error is returned
+// wrapped, so that errors.Is(err, context.Canceled) holds); by then
+// earlier chunks have written their gradients. Nothing is written before
+// the first chunk's loss has run.
+func (c *Chunker) Run(ctx context.Context, p Pass) error {
 	n, d := p.S.H.Dim(0), p.S.H.Dim(1)
 	v := p.S.W.Dim(0)
 	heads := 1
@@ -275,15 +304,25 @@ func (c *Chunker) Run(p Pass) error {
 		rows = ChunkRows(v, heads)
 	}
 	rows = min(rows, len(p.Rows))
-	if p.Grad != nil && p.Grad.H != nil {
-		clearOthers(p.Grad.H, p.Rows, n, d)
-	}
-	for lo := 0; lo < len(p.Rows); lo += rows {
+	k := c.kept
+	reuse := p.Reuse && p.T == nil && k.ok && k.h == p.S.H && k.w == p.S.W && k.rows == len(p.Rows) && k.chunk == rows
+	c.kept.ok = false
+	nc := (len(p.Rows) + rows - 1) / rows
+	for ci := range nc {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		if p.Reuse {
+			ci = nc - 1 - ci
+		}
+		lo := ci * rows
 		hi := min(lo+rows, len(p.Rows))
 		idx := p.Rows[lo:hi]
 		hs := gather(&c.hs, p.S.H, idx)
 		z := tensor.FromSlice(grow(&c.z, len(idx)*v), len(idx), v)
-		forward(z, hs, p.S)
+		if !reuse || ci != nc-1 {
+			forward(z, hs, p.S)
+		}
 		var zt *tensor.Dense
 		if p.T != nil {
 			ht := gather(&c.ht, p.T.H, idx)
@@ -298,6 +337,9 @@ func (c *Chunker) Run(p Pass) error {
 			continue
 		}
 		g := p.Grad
+		if g.H != nil && (ci == 0 && !p.Reuse || ci == nc-1 && p.Reuse) {
+			clearOthers(g.H, p.Rows, n, d)
+		}
 		// dW first: when dh is H itself, the dh GEMM overwrites hs.
 		if g.W != nil {
 			tensor.Gemm(true, false, alpha, z, hs, 1, g.W)
@@ -320,6 +362,9 @@ func (c *Chunker) Run(p Pass) error {
 				}
 			}
 		}
+	}
+	if p.Grad == nil && p.T == nil {
+		c.kept.ok, c.kept.h, c.kept.w, c.kept.rows, c.kept.chunk = true, p.S.H, p.S.W, len(p.Rows), rows
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/posttrain/posttrain/tensor"
 
@@ -35,34 +36,15 @@ type entry struct {
 // EncodeSafetensors returns the safetensors encoding of tensors (as F32,
 // in the given order) and metadata: an 8-byte little-endian header
 // length, a JSON header padded with spaces to a multiple of 8 bytes, then
-// the raw little-endian data.
+// the raw little-endian data. SaveSafetensors writes the same bytes
+// without holding them all in memory.
 func EncodeSafetensors(tensors []Tensor, metadata map[string]string) ([]byte, error) {
-	header := map[string]any{}
-	if len(metadata) > 0 {
-		header["__metadata__"] = metadata
-	}
-	off := 0
-	for _, t := range tensors {
-		if t.Name == "" || t.Name == "__metadata__" {
-			return nil, fmt.Errorf("nn: safetensors: bad tensor name %q", t.Name)
-		}
-		if _, dup := header[t.Name]; dup {
-			return nil, fmt.Errorf("nn: safetensors: duplicate tensor name %q", t.Name)
-		}
-		n := 4 * t.Value.Len()
-		header[t.Name] = entry{Dtype: "F32", Shape: append([]int{}, t.Value.Shape()...), Offsets: [2]int{off, off + n}}
-		off += n
-	}
-	h, err := json.Marshal(header)
+	h, size, err := encodeHeader(tensors, metadata)
 	if err != nil {
-		return nil, fmt.Errorf("nn: safetensors: %v", err)
+		return nil, err
 	}
-	for len(h)%8 != 0 {
-		h = append(h, ' ')
-	}
-	out := make([]byte, 8, 8+len(h)+off)
-	binary.LittleEndian.PutUint64(out, uint64(len(h)))
-	out = append(out, h...)
+	out := make([]byte, len(h), size)
+	copy(out, h)
 	for _, t := range tensors {
 		for _, v := range t.Value.Data() {
 			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
@@ -71,31 +53,141 @@ func EncodeSafetensors(tensors []Tensor, metadata map[string]string) ([]byte, er
 	return out, nil
 }
 
+// encodeHeader returns the length prefix and padded JSON header of the
+// encoding of tensors and metadata, and the size of the whole encoding.
+func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, int, error) {
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	off := 0
+	for _, t := range tensors {
+		if t.Name == "" || t.Name == "__metadata__" {
+			return nil, 0, fmt.Errorf("nn: safetensors: bad tensor name %q", t.Name)
+		}
+		if _, dup := header[t.Name]; dup {
+			return nil, 0, fmt.Errorf("nn: safetensors: duplicate tensor name %q", t.Name)
+		}
+		n := 4 * t.Value.Len()
+		header[t.Name] = entry{Dtype: "F32", Shape: append([]int{}, t.Value.Shape()...), Offsets: [2]int{off, off + n}}
+		off += n
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return nil, 0, fmt.Errorf("nn: safetensors: %v", err)
+	}
+	pad := (8 - len(h)%8) % 8
+	out := make([]byte, 8, 8+len(h)+pad)
+	binary.LittleEndian.PutUint64(out, uint64(len(h)+pad))
+	out = append(out, h...)
+	for range pad {
+		out = append(out, ' ')
+	}
+	return out, len(out) + off, nil
+}
+
+// chunk is the size of the buffer data is converted through on its way
+// to and from a file: large enough that the per-call costs vanish, small
+// enough not to matter beside a model.
+const chunk = 64 << 10
+
+// chunks recycles conversion buffers: next to a model of gigabytes the
+// garbage collector runs rarely, so a fresh buffer per tensor would pile
+// up to tens of megabytes before it is reclaimed.
+var chunks = sync.Pool{New: func() any { return new([chunk]byte) }}
+
+// WriteF32 writes data to w as little-endian float32 values, the layout
+// of safetensors F32 data, through a fixed 64 KiB buffer: a tensor of
+// any size is written, or hashed, without a copy of it in memory.
+func WriteF32(w io.Writer, data []float32) error {
+	b := chunks.Get().(*[chunk]byte)
+	defer chunks.Put(b)
+	buf := b[:]
+	for len(data) > 0 {
+		n := min(len(data), chunk/4)
+		for i, v := range data[:n] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		if _, err := w.Write(buf[:4*n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
 // SaveSafetensors writes tensors and metadata to path atomically: to a
 // temporary file in the same directory, synced, then renamed over path,
-// so a crash leaves either the old file or the new one.
-func SaveSafetensors(path string, tensors []Tensor, metadata map[string]string) (err error) {
-	b, err := EncodeSafetensors(tensors, metadata)
+// so a crash leaves either the old file or the new one. The file holds
+// exactly EncodeSafetensors' bytes, streamed: the memory it needs beyond
+// the tensors is a few buffers, whatever their size.
+func SaveSafetensors(path string, tensors []Tensor, metadata map[string]string) error {
+	h, _, err := encodeHeader(tensors, metadata)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(path, b); err != nil {
+	err = atomicfile.WriteFunc(path, func(w io.Writer) error {
+		if _, err := w.Write(h); err != nil {
+			return err
+		}
+		for _, t := range tensors {
+			if err := WriteF32(w, t.Value.Data()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("nn: safetensors: %v", err)
 	}
 	return nil
 }
 
-// LoadSafetensors reads a safetensors file; see DecodeSafetensors.
+// LoadSafetensors reads a safetensors file; see DecodeSafetensors. It
+// reads each tensor straight from the file into its float32 storage, so
+// the memory it needs beyond the tensors is a small buffer.
 func LoadSafetensors(path string) ([]Tensor, map[string]string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("nn: safetensors: %v", err)
 	}
-	ts, md, err := DecodeSafetensors(b)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("nn: safetensors: %v", err)
+	}
+	ts, md, err := decode(f, st.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%v (file %s)", err, path)
 	}
 	return ts, md, nil
+}
+
+// ReadTensorData reads the data of t from r, a safetensors file as
+// ReadSafetensorsHeader described it, converting it into dst (of
+// t.Len() elements) through a fixed 64 KiB buffer.
+func ReadTensorData(r io.ReaderAt, t *TensorInfo, dst []float32) error {
+	size := int64(dtypeSize[t.Dtype])
+	if size == 0 {
+		return fmt.Errorf("nn: safetensors: tensor %q: unsupported dtype %q", t.Name, t.Dtype)
+	}
+	if int64(len(dst))*size != t.End-t.Begin {
+		return fmt.Errorf("nn: safetensors: tensor %q: %d bytes of data for %d elements", t.Name, t.End-t.Begin, len(dst))
+	}
+	b := chunks.Get().(*[chunk]byte)
+	defer chunks.Put(b)
+	buf := b[:]
+	per := chunk / int(size)
+	for off := t.Begin; len(dst) > 0; {
+		n := min(len(dst), per)
+		raw := buf[:n*int(size)]
+		if _, err := r.ReadAt(raw, off); err != nil {
+			return fmt.Errorf("nn: safetensors: tensor %q: %v", t.Name, err)
+		}
+		DecodeTensorData(dst[:n], raw, t.Dtype)
+		dst, off = dst[n:], off+int64(len(raw))
+	}
+	return nil
 }
 
 var dtypeSize = map[string]int{"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
@@ -221,14 +313,23 @@ func ReadSafetensorsHeader(r io.ReaderAt, size int64) ([]TensorInfo, map[string]
 // ReadSafetensorsHeader does; an error names the tensor and the field at
 // fault.
 func DecodeSafetensors(b []byte) ([]Tensor, map[string]string, error) {
-	infos, md, err := ReadSafetensorsHeader(bytes.NewReader(b), int64(len(b)))
+	return decode(bytes.NewReader(b), int64(len(b)))
+}
+
+// decode validates the safetensors file of size bytes behind r and reads
+// its tensors.
+func decode(r io.ReaderAt, size int64) ([]Tensor, map[string]string, error) {
+	infos, md, err := ReadSafetensorsHeader(r, size)
 	if err != nil {
 		return nil, nil, err
 	}
 	out := make([]Tensor, 0, len(infos))
-	for _, it := range infos {
+	for i := range infos {
+		it := &infos[i]
 		t := tensor.New(slices.Clone(it.Shape)...)
-		DecodeTensorData(t.Data(), b[it.Begin:it.End], it.Dtype)
+		if err := ReadTensorData(r, it, t.Data()); err != nil {
+			return nil, nil, err
+		}
 		out = append(out, Tensor{Name: it.Name, Value: t})
 	}
 	return out, md, nil

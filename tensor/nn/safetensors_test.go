@@ -1,11 +1,14 @@
 package nn
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -85,19 +88,10 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if md["k"] != "v" || len(got) != len(ts) {
-		t.Fatalf("metadata %v, %d tensors", md, len(got))
+	if md["k"] != "v" {
+		t.Fatalf("metadata %v", md)
 	}
-	for i := range ts {
-		if got[i].Name != ts[i].Name || !slices.Equal(got[i].Value.Shape(), ts[i].Value.Shape()) {
-			t.Fatalf("tensor %d: %s %v, want %s %v", i, got[i].Name, got[i].Value.Shape(), ts[i].Name, ts[i].Value.Shape())
-		}
-		for j, v := range ts[i].Value.Data() {
-			if math.Float32bits(got[i].Value.Data()[j]) != math.Float32bits(v) {
-				t.Fatalf("%s[%d]: bits %x, want %x", ts[i].Name, j, math.Float32bits(got[i].Value.Data()[j]), math.Float32bits(v))
-			}
-		}
-	}
+	sameTensors(t, got, ts)
 	raw, _ := os.ReadFile(path)
 	if hl := binary.LittleEndian.Uint64(raw); hl%8 != 0 {
 		t.Errorf("header length %d not padded to 8", hl)
@@ -170,4 +164,170 @@ func FuzzDecodeSafetensors(f *testing.F) {
 			t.Fatalf("re-encoding failed: %v", err)
 		}
 	})
+}
+
+// streamTensors are odd shapes, empty ones and some larger than the
+// 64 KiB conversion buffer, so that every chunk boundary is crossed.
+func streamTensors() []Tensor {
+	shapes := [][]int{{3, 7001}, {}, {0}, {5, 0, 2}, {16384}, {5, 3, 1}, {1, 16385}, {2}}
+	ts := make([]Tensor, len(shapes))
+	x := uint32(1)
+	for i, sh := range shapes {
+		v := tensor.New(sh...)
+		for j := range v.Data() {
+			x = x*1664525 + 1013904223
+			v.Data()[j] = math.Float32frombits(x) // every bit pattern, NaNs included
+		}
+		ts[i] = Tensor{Name: fmt.Sprintf("t%d.%v", i, sh), Value: v}
+	}
+	return ts
+}
+
+// TestSaveSafetensorsStream: the streamed file is EncodeSafetensors'
+// bytes exactly, its data section is the tensors' little-endian bits in
+// order, and neither saving nor loading copies the data in memory.
+func TestSaveSafetensorsStream(t *testing.T) {
+	ts := streamTensors()
+	md := map[string]string{"sha256": strings.Repeat("ab", 32), "odd": "x"}
+	path := filepath.Join(t.TempDir(), "s.safetensors")
+	if err := SaveSafetensors(path, ts, md); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := EncodeSafetensors(ts, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("streamed file (%d bytes) differs from EncodeSafetensors (%d bytes)", len(got), len(want))
+	}
+	hl := binary.LittleEndian.Uint64(got)
+	data := got[8+hl:]
+	for _, x := range ts {
+		for j, v := range x.Value.Data() {
+			if b := binary.LittleEndian.Uint32(data[4*j:]); b != math.Float32bits(v) {
+				t.Fatalf("%s[%d]: bits %x on disk, want %x", x.Name, j, b, math.Float32bits(v))
+			}
+		}
+		data = data[4*x.Value.Len():]
+	}
+	if len(data) != 0 {
+		t.Fatalf("%d bytes after the last tensor", len(data))
+	}
+	back, md2, err := LoadSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps(md, md2) {
+		t.Fatalf("metadata %v", md2)
+	}
+	sameTensors(t, back, ts)
+
+	// Memory: a 16 MiB tensor costs saving far less than its size, and
+	// loading little more than the tensor it returns.
+	big := []Tensor{{"big", tensor.New(4 << 20)}}
+	alloc := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc
+	}
+	bigPath := filepath.Join(t.TempDir(), "big.safetensors")
+	if n := alloc(func() {
+		if err := SaveSafetensors(bigPath, big, nil); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 4<<20 {
+		t.Errorf("saving 16 MiB allocated %d bytes", n)
+	}
+	if n := alloc(func() {
+		if _, _, err := LoadSafetensors(bigPath); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 16<<20+4<<20 {
+		t.Errorf("loading 16 MiB allocated %d bytes", n)
+	}
+}
+
+// TestReadTensorData: reading through the buffer, chunk by chunk, equals
+// converting the whole data at once, for every dtype; a destination of
+// the wrong length or a short file is an error naming the tensor.
+func TestReadTensorData(t *testing.T) {
+	const n = 40000 // several chunks of every dtype
+	for _, dtype := range []string{"F32", "F16", "BF16", "F64"} {
+		size := DtypeSize(dtype)
+		raw := make([]byte, 16+n*size)
+		x := uint32(7)
+		for i := range raw {
+			x = x*1664525 + 1013904223
+			raw[i] = byte(x >> 24)
+		}
+		info := &TensorInfo{Name: "w", Dtype: dtype, Shape: []int{n}, Begin: 16, End: int64(16 + n*size)}
+		want := make([]float32, n)
+		DecodeTensorData(want, raw[16:], dtype)
+		got := make([]float32, n)
+		if err := ReadTensorData(bytes.NewReader(raw), info, got); err != nil {
+			t.Fatalf("%s: %v", dtype, err)
+		}
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s[%d]: %x, want %x", dtype, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+			}
+		}
+		if err := ReadTensorData(bytes.NewReader(raw), info, got[1:]); err == nil || !strings.Contains(err.Error(), `"w"`) {
+			t.Errorf("%s: short destination: %v", dtype, err)
+		}
+		if err := ReadTensorData(bytes.NewReader(raw[:len(raw)-1]), info, got); err == nil || !strings.Contains(err.Error(), `"w"`) {
+			t.Errorf("%s: truncated data: %v", dtype, err)
+		}
+	}
+}
+
+// TestWriteF32: the bytes are the values' little-endian bits, across
+// buffer boundaries, and a writer's error comes back.
+func TestWriteF32(t *testing.T) {
+	d := streamTensors()[0].Value.Data()
+	var b bytes.Buffer
+	if err := WriteF32(&b, d); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 4*len(d) {
+		t.Fatalf("%d bytes for %d values", b.Len(), len(d))
+	}
+	for i, v := range d {
+		if binary.LittleEndian.Uint32(b.Bytes()[4*i:]) != math.Float32bits(v) {
+			t.Fatalf("value %d", i)
+		}
+	}
+	if err := WriteF32(failWriter{}, d); err == nil {
+		t.Error("a failing writer's error was lost")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+// sameTensors fails unless got holds want's names, shapes and bits, in
+// order.
+func sameTensors(t *testing.T, got, want []Tensor) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d tensors, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Name != w.Name || !slices.Equal(g.Value.Shape(), w.Value.Shape()) {
+			t.Fatalf("tensor %d: %s %v, want %s %v", i, g.Name, g.Value.Shape(), w.Name, w.Value.Shape())
+		}
+		for j, v := range w.Value.Data() {
+			if math.Float32bits(g.Value.Data()[j]) != math.Float32bits(v) {
+				t.Fatalf("%s[%d]: bits %x, want %x", w.Name, j, math.Float32bits(g.Value.Data()[j]), math.Float32bits(v))
+			}
+		}
+	}
 }
