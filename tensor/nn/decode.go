@@ -43,6 +43,7 @@ type Decoder struct {
 	one                         [1]int
 
 	jobs16 []dot16Job // dots16's shares, for a frozen model
+	split  []float32  // dots16's input rows, split for its kernel
 	all    bool       // Prefill keeps every row's logits (Logits)
 }
 
