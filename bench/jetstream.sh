@@ -3,8 +3,8 @@
 # per-task overhead on the loopback (publish → worker ack → result, median,
 # goal ≤ 1 ms) with and without Sync (one fsync per task, the result's),
 # and the speed-up of two posttrain-worker processes over one on a
-# CPU-bound TinyLM sampling
-# workload (goal ≥ 1.8x on 2 cores). The worker counts alternate within
+# CPU-bound TinyLM sampling workload, with responses of 48 and of 112
+# tokens (goal ≥ 1.8x on 2 cores). The worker counts alternate within
 # each round so that a change in the machine's load hits both alike; the
 # script prints the median of ROUNDS rounds. There is no external anchor:
 # the baseline is one worker.
@@ -27,8 +27,10 @@ for n in BenchmarkOverhead/sync=off BenchmarkOverhead/sync=on; do
 	printf '%-28s %s µs median round trip (rounds: %s)\n' "$n" "$(median "$n" <<<"$out")" "$(awk -v n="$n" '$1==n {printf "%s ", $2}' <<<"$out")"
 done
 
-echo "== two worker processes vs one (TinyLM sampling, 64 samples an op; median of $rounds rounds)"
-raw=$(go test -run '^$' -bench 'Workers' -benchtime 5x -count "$rounds" .)
+# workers LEN: two worker processes against one, responses of LEN tokens.
+workers() {
+echo "== two worker processes vs one (TinyLM sampling, 64 responses of $1 tokens an op; median of $rounds rounds)"
+raw=$(JETSTREAM_BENCH_LEN=$1 go test -run '^$' -bench 'Workers' -benchtime 5x -count "$rounds" .)
 out=$(metric 'samples/s' <<<"$raw")
 one=$(median BenchmarkWorkers/procs=1 <<<"$out")
 two=$(median BenchmarkWorkers/procs=2 <<<"$out")
@@ -42,3 +44,9 @@ w=$(metric 'worker-cpu-ms/sample' <<<"$raw" | sed 's/procs=[12]/all/' | median B
 c=$(metric 'coord-cpu-ms/sample' <<<"$raw" | sed 's/procs=[12]/all/' | median BenchmarkWorkers/all)
 echo "CPU per sample: worker $w ms, coordinator and server $c ms"
 awk -v w="$w" -v c="$c" 'BEGIN { printf "speed-up on 2 idle cores from CPU time, 2w/(w+c): %.2fx\n", 2*w/(w+c) }'
+}
+# 48 tokens is about 2 ms of sampling a response, where the coordinator's
+# fixed cost per task shows; 112 tokens (the most the 128-token context
+# takes after the prompt) is closer to a committee member's real responses.
+workers 48
+workers 112

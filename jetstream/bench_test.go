@@ -89,9 +89,18 @@ func BenchmarkOverhead(b *testing.B) {
 // BenchmarkWorkers samples a TinyLM committee member's responses (a
 // CPU-bound generation workload) through worker processes of the
 // posttrain-worker command, one task at a time each: compare procs=2 with
-// procs=1 for the scaling (bench/jetstream.sh prints the ratio).
+// procs=1 for the scaling (bench/jetstream.sh prints the ratio). Each
+// response is JETSTREAM_BENCH_LEN tokens (default 48, about 2 ms of
+// sampling): the shorter the task, the larger the coordinator's share.
 func BenchmarkWorkers(b *testing.B) {
 	bin := workerCommand(b)
+	length := "48"
+	if v := os.Getenv("JETSTREAM_BENCH_LEN"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("JETSTREAM_BENCH_LEN=%q: want a positive token count", v)
+		}
+		length = v
+	}
 	_, path := tinyModel(b, 11, 128)
 	for _, procs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
@@ -113,7 +122,7 @@ func BenchmarkWorkers(b *testing.B) {
 			}
 			defer ex.Close()
 			for p := range procs {
-				cmd := exec.Command(bin, "-url", s.URL(), "-run", run, "-concurrency", "1", "-len", "48", "-name", "p"+strconv.Itoa(p))
+				cmd := exec.Command(bin, "-url", s.URL(), "-run", run, "-concurrency", "1", "-len", length, "-name", "p"+strconv.Itoa(p))
 				cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 				if err := cmd.Start(); err != nil {
 					b.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/posttrain/posttrain/tensor/nn"
 )
@@ -41,63 +40,13 @@ type Sampling struct {
 // with a KV cache; each stops after an end-of-sequence token of the model
 // (kept), at MaxTokens, or when the context is full.
 func (s Sampling) sample(ctx context.Context, m *nn.Model, prompts [][]int32, seeds []uint64) ([][]int32, error) {
-	if s.Mask == nil {
-		ss := make([]*nn.Sampler, len(seeds))
-		for i, seed := range seeds {
-			ss[i] = nn.NewSampler(seed, s.Temperature, s.TopK, s.TopP)
-		}
-		return m.GenerateBatch(prompts, s.MaxTokens, ss)
+	ss := make([]*nn.Sampler, len(seeds))
+	for i, seed := range seeds {
+		ss[i] = nn.NewSamplerWith(seed, nn.SamplerOptions{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP, Mask: s.Mask})
 	}
-	v := m.Config.Vocab
-	d := m.NewBatchDecoder(len(prompts))
-	logits := make([]float32, len(prompts)*v)
-	longest := 0
-	for i, p := range prompts {
-		l, err := d.Prefill(i, p)
-		if err != nil {
-			return nil, fmt.Errorf("prompt %d: %w", i, err)
-		}
-		copy(logits[i*v:], l)
-		longest = max(longest, len(p))
-	}
-	out := make([][]int32, len(prompts))
-	ss := make([]*nn.Sampler, len(prompts))
-	live := make([]int, 0, len(prompts))
-	for i := range prompts {
-		ss[i] = nn.NewSampler(seeds[i], s.Temperature, s.TopK, s.TopP)
-		if s.MaxTokens > 0 {
-			live = append(live, i)
-		}
-	}
-	var next []int32
-	for len(live) > 0 {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		kept, next := live[:0], next[:0]
-		for r, i := range live {
-			row := logits[r*v : (r+1)*v]
-			s.Mask(row)
-			t, err := ss[i].Sample(row)
-			if err != nil {
-				return nil, fmt.Errorf("sequence %d: %w", i, err)
-			}
-			out[i] = append(out[i], t)
-			if len(out[i]) == s.MaxTokens || slices.Contains(m.Config.EOS, t) || d.PosOf(i) == m.Config.Context {
-				continue
-			}
-			kept = append(kept, i)
-			next = append(next, t)
-		}
-		live = kept
-		if len(live) == 0 {
-			break
-		}
-		l, err := d.StepBatch(live, next)
-		if err != nil {
-			return nil, err
-		}
-		copy(logits, l)
+	out, err := m.GenerateBatchContext(ctx, prompts, s.MaxTokens, ss)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

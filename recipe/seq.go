@@ -98,14 +98,27 @@ type Scorer struct {
 	// PassTokens bounds the tokens LogProbs runs in one pass: a batch is
 	// split into groups of whole sequences of at most this many tokens
 	// (at least one sequence), so the memory of a pass without gradients
-	// stays bounded whatever the batch. 0 means DefaultPassTokens.
+	// stays bounded whatever the batch; and the block-by-block passes
+	// (LogProbs, and Forward and Backward with Recompute) run each block
+	// on such groups, so their activations are one group's of one block.
+	// 0 means DefaultPassTokens.
 	PassTokens int
 	// Recompute turns on gradient checkpointing (Chen et al. 2016; TRL's
 	// gradient_checkpointing): Forward keeps only each decoder block's
 	// input, and Backward runs each block forward again, on its own, just
-	// before its backward pass. Activations then cost one block's worth
-	// instead of the whole model's, for about a third more compute. The
-	// gradients are the same (LoRA dropout masks are redrawn identically).
+	// before its backward pass — half by half, the attention half twice —
+	// and group by group (PassTokens). Activations then cost one half
+	// block's worth of one group instead of the whole model's, for about
+	// 40% more compute. The gradients are the same up to float32 rounding
+	// (LoRA dropout masks are redrawn identically).
+	//
+	// A training step then holds, besides the weights (4·P bytes) and the
+	// trained parameters' gradients and AdamW moments (12 bytes each):
+	// the blocks' inputs, 4·(Layers+1)·N·DModel bytes for a batch of N
+	// tokens; a few [N, DModel] buffers; one half block's activations and
+	// gradients for one group of G ≤ PassTokens tokens (about 190 kB per
+	// token at SmolLM2-135M's shape with LoRA on q, k, v, o); and one
+	// chunk of the head's logits (HeadChunkBytes).
 	Recompute bool
 	// Unfused forms the scored positions' logits [M, V] whole, as Logits
 	// returns them, instead of taking the log-probs and their gradient
@@ -137,12 +150,19 @@ type Scorer struct {
 	dhs    *tensor.Dense
 	// Gradient checkpointing: the blocks' inputs, the tape that
 	// recomputes them, the RoPE tables of the recorded batch.
-	inputs   []*tensor.Dense
-	xL, in   *autograd.Var
-	dx       *tensor.Dense
-	cos, sin *tensor.Dense
-	dtok     []float32
-	dh       *tensor.Dense
+	inputs []*tensor.Dense
+	xL, in *autograd.Var
+	dx, dg *tensor.Dense
+	xb     *tensor.Dense // the block-by-block pass's residual stream
+	grp    [][2]int
+	mid    *tensor.Dense // a block's middle, recomputed
+	mv     *autograd.Var
+	// RoPE tables of the last width, for ropeFor.
+	ropeCos, ropeSin *tensor.Dense
+	ropeFor          *nn.Model
+	cos, sin         *tensor.Dense
+	dtok             []float32
+	dh               *tensor.Dense
 }
 
 // context returns the context of the fused head's calls.
@@ -161,18 +181,14 @@ func NewScorer(m *nn.Model) *Scorer { return &Scorer{Model: m, tape: autograd.Ne
 func (sc *Scorer) Forward(s Seqs) ([]float64, error) { return sc.forward(s, true) }
 
 // DefaultPassTokens is Scorer.PassTokens' default.
-const DefaultPassTokens = 1024
+const DefaultPassTokens = 256
 
 // LogProbs returns the completion log-probs of s's sequences without
 // recording anything (evaluation, reference models), in passes of at
 // most PassTokens tokens. Logits and TokenLogProbs then describe the last
 // pass only when the batch took more than one.
 func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
-	budget := sc.PassTokens
-	if budget <= 0 {
-		budget = DefaultPassTokens
-	}
-	per := max(1, budget/s.Layout.Width)
+	per := max(1, sc.passTokens()/s.Layout.Width)
 	if per >= s.N() {
 		return sc.forward(s, false)
 	}
@@ -285,9 +301,21 @@ func (sc *Scorer) gather(h *tensor.Dense, s Seqs) {
 	}
 }
 
+// HeadChunkBytes bounds the logits a fused pass holds at once: a chunk
+// of the scored rows whose [rows, V] logits fit in it (at least 16 rows,
+// at most lmhead's cache-sized default). The cache-sized chunk of a large
+// last-level cache can be tens of MB, a fifth of what a small model's
+// training step needs besides its weights.
+const HeadChunkBytes = 16 << 20
+
 // head returns the scored positions' hidden states with the model's
-// output weight, the fused losses' input.
+// output weight, the fused losses' input, and sizes the fused head's
+// chunks by HeadChunkBytes.
 func (sc *Scorer) head() prefopt.Head {
+	if sc.fused.ChunkRows == 0 {
+		v := sc.Model.Config.Vocab
+		sc.fused.ChunkRows = min(lmhead.ChunkRows(v, 1), max(16, HeadChunkBytes/(4*v)/16*16))
+	}
 	return prefopt.Head{H: sc.hs, W: sc.Model.HeadWeight()}
 }
 
@@ -417,12 +445,12 @@ func (sc *Scorer) backwardHidden(dhs *tensor.Dense) {
 // checkpointed runs the decoder body on the recording tape one block at a
 // time, keeping each block's input and forgetting its activations, and
 // returns the final norm's output recorded on sc.tape from a leaf holding
-// the last block's output.
+// the last block's output. Each block runs on one group of sequences at a
+// time (groups), so the tape holds one group's activations of one block.
 func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	m := sc.Model
-	b := s.N()
 	var err error
-	if sc.cos, sc.sin, err = rope(m, s); err != nil {
+	if sc.cos, sc.sin, err = sc.rope(s); err != nil {
 		return nil, err
 	}
 	// The blocks run on sc.tape, rewound between them, so one arena
@@ -442,12 +470,17 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	}
 	x := buf(0)
 	copy(x.Data(), m.Embed.Forward(t, s.Tokens).Value.Data())
+	groups := sc.groups(s)
+	w := s.Layout.Width
 	for i := range m.Blocks {
 		sc.inputs = append(sc.inputs, x)
-		t.Reset()
-		y := m.Blocks[i].Forward(t, autograd.Const(x), b, sc.cos, sc.sin).Value
-		x = buf(i + 1)
-		copy(x.Data(), y.Data())
+		next := buf(i + 1)
+		for _, g := range groups {
+			t.Reset()
+			y := m.Blocks[i].Forward(t, autograd.Const(rows(x, g[0]*w, g[1]*w)), g[1]-g[0], sc.cos, sc.sin).Value
+			copy(next.Data()[g[0]*w*d:], y.Data())
+		}
+		x = next
 	}
 	t.Reset()
 	sc.inputs = append(sc.inputs, x)
@@ -455,60 +488,115 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 	return m.Norm.Forward(sc.tape, sc.xL), nil
 }
 
-// leaf returns the Scorer's reusable gradient-taking leaf holding x, its
-// gradient zeroed: one [N, D] gradient buffer serves every block.
-func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var {
-	if sc.in == nil || sc.in.Grad.Len() < x.Len() {
-		sc.in = autograd.Param(x)
+// groups splits s's sequences into runs [first, end) of whole sequences of
+// at most PassTokens tokens (at least one sequence each), the unit that
+// the block-by-block passes run a block on: a block's activations are then
+// those of one group, whatever the batch. The sequences of a batch never
+// attend to one another, so a block gives every row the same value on a
+// group as on the whole batch. LoRA dropout draws its mask over a block's
+// whole input, so with dropout on there is one group.
+func (sc *Scorer) groups(s Seqs) [][2]int {
+	per := s.N()
+	if a := sc.Model.LoRA(); a == nil || a.Config.Dropout == 0 {
+		per = max(1, sc.passTokens()/max(1, s.Layout.Width))
 	}
-	sc.in.Value = x
-	sc.in.Grad = fit(sc.in.Grad, x.Dim(0), x.Dim(1))
-	sc.in.Grad.Zero()
-	return sc.in
+	sc.grp = sc.grp[:0]
+	for b := 0; b < s.N(); b += per {
+		sc.grp = append(sc.grp, [2]int{b, min(b+per, s.N())})
+	}
+	return sc.grp
 }
 
-// rope checks s for a block-by-block pass of m, as Model.Hidden checks
-// its input, and returns the RoPE tables of its width.
-func rope(m *nn.Model, s Seqs) (cos, sin *tensor.Dense, err error) {
+func (sc *Scorer) passTokens() int {
+	if sc.PassTokens > 0 {
+		return sc.PassTokens
+	}
+	return DefaultPassTokens
+}
+
+// rows returns rows [lo, hi) of d [N, D] as a [hi−lo, D] view.
+func rows(d *tensor.Dense, lo, hi int) *tensor.Dense {
+	c := d.Dim(1)
+	return tensor.FromSlice(d.Data()[lo*c:hi*c], hi-lo, c)
+}
+
+// leaf returns the Scorer's reusable gradient-taking leaf holding x, its
+// gradient zeroed: one [N, D] gradient buffer serves every block.
+func (sc *Scorer) leaf(x *tensor.Dense) *autograd.Var { return reuseLeaf(&sc.in, x) }
+
+// midLeaf is leaf for a block's middle (the attention half's output),
+// with its own gradient buffer.
+func (sc *Scorer) midLeaf(x *tensor.Dense) *autograd.Var { return reuseLeaf(&sc.mv, x) }
+
+// reuseLeaf points the leaf *v (made on first use, or when its gradient
+// buffer is too small) at x and zeroes its gradient.
+func reuseLeaf(v **autograd.Var, x *tensor.Dense) *autograd.Var {
+	if *v == nil || cap((*v).Grad.Data()) < x.Len() {
+		*v = autograd.Param(x)
+	}
+	l := *v
+	l.Value = x
+	l.Grad = fit(l.Grad, x.Dim(0), x.Dim(1))
+	l.Grad.Zero()
+	return l
+}
+
+// rope checks s for a block-by-block pass, as Model.Hidden checks its
+// input, and returns the RoPE tables of s's width, kept for the next
+// batch of that width.
+func (sc *Scorer) rope(s Seqs) (cos, sin *tensor.Dense, err error) {
+	m := sc.Model
 	if s.Layout.Width > m.Config.Context {
 		return nil, nil, fmt.Errorf("sequence length %d exceeds context %d", s.Layout.Width, m.Config.Context)
 	}
 	if err := m.CheckTokens(s.Tokens); err != nil {
 		return nil, nil, err
 	}
-	cos, sin = m.RoPETables(s.Layout.Width)
-	return cos, sin, nil
+	if w := s.Layout.Width; sc.ropeCos == nil || sc.ropeFor != m || sc.ropeCos.Dim(0) != w {
+		sc.ropeCos, sc.ropeSin = m.RoPETables(w)
+		sc.ropeFor = m
+	}
+	return sc.ropeCos, sc.ropeSin, nil
 }
 
 // blockwise runs the decoder body without gradients one block at a time
-// on sc.tape, rewinding the tape between blocks, so a pass holds one
-// block's activations whatever the depth; the final norm's output is on
-// the tape.
+// on sc.tape, rewinding the tape between blocks and running each block on
+// one group of sequences at a time, so a pass holds one group's
+// activations of one block whatever the depth and the batch; the final
+// norm's output is on the tape.
 func (sc *Scorer) blockwise(s Seqs) (*autograd.Var, error) {
 	m := sc.Model
-	b := s.N()
-	cos, sin, err := rope(m, s)
+	cos, sin, err := sc.rope(s)
 	if err != nil {
 		return nil, err
 	}
 	t := sc.tape
-	x := m.Embed.Forward(t, s.Tokens).Value.Clone()
+	e := m.Embed.Forward(t, s.Tokens).Value
+	sc.xb = fit(sc.xb, e.Dim(0), e.Dim(1))
+	x := sc.xb
+	copy(x.Data(), e.Data())
+	w, d := s.Layout.Width, x.Dim(1)
+	groups := sc.groups(s)
 	for i := range m.Blocks {
-		t.Reset()
-		y := m.Blocks[i].Forward(t, autograd.Const(x), b, cos, sin).Value
-		copy(x.Data(), y.Data())
+		for _, g := range groups {
+			t.Reset()
+			y := m.Blocks[i].Forward(t, autograd.Const(rows(x, g[0]*w, g[1]*w)), g[1]-g[0], cos, sin).Value
+			copy(x.Data()[g[0]*w*d:], y.Data())
+		}
 	}
 	t.Reset()
 	return m.Norm.Forward(t, autograd.Const(x)), nil
 }
 
 // backwardBlocks carries the gradient that the head's backward pass left
-// in the last block's output down through the blocks, recomputing each.
+// in the last block's output down through the blocks, recomputing each,
+// one group of sequences at a time.
 func (sc *Scorer) backwardBlocks() {
 	m := sc.Model
 	g := sc.xL.Grad
 	sc.xL = nil
-	b := len(sc.seqs.Layout.Len)
+	s := sc.seqs
+	w := s.Layout.Width
 	t := sc.tape // the head's backward pass is done with it
 	// Below the lowest block with trainable parameters (and a frozen
 	// embedding) nothing more needs a gradient.
@@ -522,18 +610,41 @@ func (sc *Scorer) backwardBlocks() {
 	if embed {
 		low = 0
 	}
+	groups := sc.groups(s)
+	// g is the gradient of block i's output; the groups' input gradients
+	// go to next, which becomes the next g (sc.dg and sc.dx, since the
+	// leaf, whose gradient g first is, is reused by the groups).
+	sc.dx = fit(sc.dx, g.Dim(0), g.Dim(1))
+	sc.dg = fit(sc.dg, g.Dim(0), g.Dim(1))
+	copy(sc.dg.Data(), g.Data())
+	g, next := sc.dg, sc.dx
 	for i := len(m.Blocks) - 1; i >= low; i-- {
-		t.Reset()
-		sc.dx = fit(sc.dx, g.Dim(0), g.Dim(1))
-		copy(sc.dx.Data(), g.Data()) // the leaf's gradient buffer is reused below
-		in := sc.leaf(sc.inputs[i])
-		y := m.Blocks[i].Forward(t, in, b, sc.cos, sc.sin)
-		t.Backward(y, sc.dx)
-		g = in.Grad
+		blk := &m.Blocks[i]
+		for _, gr := range groups {
+			// Half by half: the attention half's output, then the MLP
+			// half's forward and backward from it, then the attention
+			// half again and its backward. The tape holds one half's
+			// activations and gradients, for one more forward pass of the
+			// attention half.
+			lo, hi, nb := gr[0]*w, gr[1]*w, gr[1]-gr[0]
+			t.Reset()
+			in := sc.leaf(rows(sc.inputs[i], lo, hi))
+			x1 := blk.ForwardAttn(t, in, nb, sc.cos, sc.sin).Value
+			sc.mid = fit(sc.mid, x1.Dim(0), x1.Dim(1))
+			copy(sc.mid.Data(), x1.Data())
+			t.Reset()
+			mid := sc.midLeaf(sc.mid)
+			t.Backward(blk.ForwardMLP(t, mid), rows(g, lo, hi))
+			t.Reset()
+			in = sc.leaf(rows(sc.inputs[i], lo, hi))
+			t.Backward(blk.ForwardAttn(t, in, nb, sc.cos, sc.sin), mid.Grad)
+			copy(rows(next, lo, hi).Data(), in.Grad.Data())
+		}
+		g, next = next, g
 	}
 	if embed {
 		t.Reset()
-		t.Backward(m.Embed.Forward(t, sc.seqs.Tokens), g)
+		t.Backward(m.Embed.Forward(t, s.Tokens), g)
 	}
 	t.Reset()
 	sc.inputs = sc.inputs[:0]
@@ -580,6 +691,7 @@ func (sc *Scorer) eachLogits(fn func(r int, z []float32)) {
 	for i := range all {
 		all[i] = int32(i)
 	}
+	sc.head()
 	sc.acc.Rows = sc.fused.ChunkRows
 	pass := lmhead.Pass{S: lmhead.Model{H: sc.hs, W: sc.Model.HeadWeight()}, Rows: all,
 		Loss: func(lo, hi int, z, _ *tensor.Dense) (float32, error) {

@@ -17,6 +17,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 
@@ -50,16 +52,73 @@ type Config struct {
 	// the vocabulary works: padding is neither attended to nor scored.
 	Pad int32
 	// Recompute turns on gradient checkpointing for the trained model's
-	// passes (Scorer.Recompute): activation memory of one decoder block
-	// instead of all, for about a third more compute. The reward model's
-	// pass does not use it.
+	// passes (Scorer.Recompute, whose doc gives the step's memory):
+	// activation memory of half a decoder block for one group of
+	// sequences instead of all of them, for about 40% more compute. The
+	// reward model's pass does not use it.
 	Recompute bool
+	// GCBytes bounds the garbage a run lets build up: after a
+	// micro-batch, when the heap has handed out more than this many bytes
+	// since the last collection, the trainer runs one (runtime.GC). A
+	// step leaves some garbage (the tape's small objects, a few MB for a
+	// small model), and with the model's weights in the Go heap the
+	// runtime's own pacing (GOGC) would let it grow to the size of the
+	// weights before collecting: the peak memory of a long run would be
+	// up to twice the model's. A collection costs milliseconds, the
+	// weights holding no pointers to scan. 0 means DefaultGCBytes;
+	// negative leaves collection to the runtime alone.
+	GCBytes int64
 	// Unfused forms the whole [tokens, vocabulary] logits of the scored
 	// positions (Scorer.Unfused) instead of taking every loss straight
 	// from the hidden states and the output head a chunk of rows at a
 	// time, the default. Results agree to float32 rounding; the fused
 	// path holds a chunk's logits instead of all of them.
 	Unfused bool
+}
+
+// DefaultGCBytes is Config.GCBytes' default.
+const DefaultGCBytes = 8 << 20
+
+// collector runs the collector once the heap has handed out more than
+// limit bytes since the last collection (by anyone).
+type collector struct {
+	limit  uint64
+	base   uint64 // bytes allocated at the last collection seen
+	cycles uint64
+	s      [2]metrics.Sample
+}
+
+func newCollector(limit int64) *collector {
+	if limit < 0 {
+		return nil
+	}
+	if limit == 0 {
+		limit = DefaultGCBytes
+	}
+	c := &collector{limit: uint64(limit)}
+	c.s[0].Name, c.s[1].Name = "/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles"
+	c.read()
+	return c
+}
+
+func (c *collector) read() (allocs, cycles uint64) {
+	metrics.Read(c.s[:])
+	allocs, cycles = c.s[0].Value.Uint64(), c.s[1].Value.Uint64()
+	if cycles != c.cycles {
+		c.base, c.cycles = allocs, cycles
+	}
+	return allocs, cycles
+}
+
+// check collects if the garbage since the last collection may exceed the limit.
+func (c *collector) check() {
+	if c == nil {
+		return
+	}
+	if allocs, _ := c.read(); allocs-c.base > c.limit {
+		runtime.GC()
+		c.read()
+	}
 }
 
 // scorer returns a Scorer for m on c's head path.
@@ -161,6 +220,7 @@ type loop struct {
 	params []nn.Named
 	zero   func()
 	setLR  func(*nn.AdamW)
+	gc     *collector
 }
 
 // History is what a run logged, in order: the records of its steps and
@@ -285,6 +345,9 @@ func (l *loop) step(ctx context.Context, t task, step int, order *order, opt *nn
 	cfg, acc := l.cfg, l.cfg.accum()
 	tokens := 0
 	l.zero()
+	if l.gc == nil {
+		l.gc = newCollector(cfg.GCBytes)
+	}
 	for k := range acc {
 		first := (step*acc + k) * cfg.Batch
 		idx := order.take(first, cfg.Batch)
@@ -296,6 +359,7 @@ func (l *loop) step(ctx context.Context, t task, step int, order *order, opt *nn
 		for name, v := range m {
 			sums[name] += v / float64(acc)
 		}
+		l.gc.check()
 	}
 	norm, err := opt.Step()
 	if err != nil {

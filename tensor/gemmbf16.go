@@ -372,13 +372,19 @@ func MatVecBF16(y []float32, w *BF16, x []float32) {
 	if rows == 0 {
 		return
 	}
+	j := getJob()
+	if n := simd.SplitLen(cols); cap(j.split) < n {
+		j.split = make([]float32, n)
+	}
+	xs := j.split[:simd.SplitLen(cols)]
+	simd.SplitBF16(xs, x)
 	w0 := max(1, min(runtime.GOMAXPROCS(0), rows*cols/matVecMinWork))
 	if w0 == 1 {
-		simd.K.MatVecBF16(y, w.data, cols, x)
+		simd.K.DotsBF16(y, 0, w.data, cols, xs, 0, 1, rows, cols)
+		putJob(j)
 		return
 	}
-	j := getJob()
-	j.g = gemmArgs{n: rows, k: cols, a: x, b16: w.data, c: y}
+	j.g = gemmArgs{n: rows, k: cols, a: xs, b16: w.data, c: y}
 	j.batch, j.vec = 0, false
 	j.mv = max(4, ceilDiv(ceilDiv(rows, w0*gemmTasksPerWorker), 4)*4)
 	j.ntask = ceilDiv(rows, j.mv)
@@ -390,9 +396,10 @@ func MatVecBF16(y []float32, w *BF16, x []float32) {
 // 256 KiB of bfloat16, about 20 µs of one core's memory bandwidth.
 const matVecMinWork = 1 << 17
 
-// matVecTask computes rows [t·rows, …) of a MatVecBF16.
+// matVecTask computes rows [t·rows, …) of a MatVecBF16, with g.a the
+// input split by simd.SplitBF16.
 func (g *gemmArgs) matVecTask(t, rows int) {
 	r0 := t * rows
 	r1 := min(g.n, r0+rows)
-	simd.K.MatVecBF16(g.c[r0:r1], g.b16[r0*g.k:], g.k, g.a)
+	simd.K.DotsBF16(g.c[r0:r1], 0, g.b16[r0*g.k:], g.k, g.a, 0, 1, r1-r0, g.k)
 }

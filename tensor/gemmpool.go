@@ -22,9 +22,10 @@ type gemmJob struct {
 	g     gemmArgs
 	pl    gemmPlan
 	acc   bool
-	batch int  // > 0: task t is the whole product for batch item t
-	vec   bool // the one-row streaming path (gemmvec.go)
-	mv    int  // > 0: a bfloat16 matrix–vector product, mv rows per task (gemmbf16.go)
+	batch int       // > 0: task t is the whole product for batch item t
+	vec   bool      // the one-row streaming path (gemmvec.go)
+	mv    int       // > 0: a bfloat16 matrix–vector product, mv rows per task (gemmbf16.go)
+	split []float32 // MatVecBF16's input, split for simd.K.DotsBF16; kept for the next call
 	ntask int
 }
 

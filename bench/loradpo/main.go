@@ -16,7 +16,10 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/posttrain/posttrain/prefopt"
@@ -41,6 +44,8 @@ func main() {
 	unfused := flag.Bool("unfused", false, "form the completion positions' logits whole (recipe.Config.Unfused) instead of the fused LM head")
 	bf16 := flag.Bool("bf16", false, "hold the frozen base in bfloat16 (Model.FreezeBF16) before adding the adapters")
 	tier := flag.String("tier", "", "pin the kernel tier (tensor.SetTier), e.g. avx512bf16; empty keeps the CPU's default")
+	memstats := flag.Bool("memstats", false, "print the Go heap and the resident set after every step (stderr)")
+	memprof := flag.String("memprofile", "", "write a heap profile (live and allocated) after training to this file")
 	flag.Parse()
 	if *tier != "" {
 		if _, err := tensor.SetTier(*tier); err != nil {
@@ -84,21 +89,30 @@ func main() {
 	start := peakRSS()
 	p := &recipe.Preference{Policy: m, Objective: prefopt.DPO{Beta: 0.1},
 		Config: recipe.Config{Steps: 1 + *steps, Batch: *batch, Accum: *pairs / *batch, LR: 1e-4, ClipNorm: 1, Recompute: *recompute, Unfused: *unfused}}
-	var times []time.Duration
+	var times, cpus []time.Duration
 	var final recipe.Record
-	last := time.Now()
+	last, lastCPU := time.Now(), cpuTime()
 	p.Config.Callback = func(r recipe.Record) {
-		now := time.Now()
-		times = append(times, now.Sub(last))
-		last = now
+		times = append(times, time.Since(last))
+		cpus = append(cpus, cpuTime()-lastCPU)
 		final = r
+		if *memstats {
+			printMem(r.Step)
+		}
+		if *memprof != "" && r.Step == 1 {
+			writeHeap(*memprof + ".1") // what the later steps allocate is the difference
+		}
+		last, lastCPU = time.Now(), cpuTime() // the step's time leaves out the callback's
 	}
 	if _, err := p.Train(context.Background(), data, nil); err != nil {
 		log.Fatal(err)
 	}
-	best := times[1]
-	for _, t := range times[1:] {
-		best = min(best, t)
+	if *memprof != "" {
+		writeHeap(*memprof)
+	}
+	best, bestCPU := times[1], cpus[1]
+	for i, t := range times[1:] {
+		best, bestCPU = min(best, t), min(bestCPU, cpus[1+i])
 	}
 	specs, err := cfg.Specs() // the whole model, whatever the base is held in
 	if err != nil {
@@ -116,6 +130,9 @@ func main() {
 	hwm := peakRSS()
 	fmt.Printf("go tier %s bf16_base %v\n", tensor.Tier(), *bf16)
 	fmt.Printf("go step_ms %.1f\n", float64(best.Microseconds())/1e3)
+	// On a loaded machine the wall time says little; the process's CPU
+	// time per step (user + system, all threads) says more.
+	fmt.Printf("go step_cpu_ms %.1f\n", float64(bestCPU.Microseconds())/1e3)
 	// The last step's figures, to compare the bases: the loss and the
 	// policy's mean log-prob of the chosen completions.
 	fmt.Printf("go last_loss %.7g\n", final.Metrics["loss"])
@@ -127,17 +144,66 @@ func main() {
 }
 
 // peakRSS returns VmHWM from /proc/self/status in MiB (0 elsewhere).
-func peakRSS() float64 {
+func peakRSS() float64 { return status("VmHWM:") }
+
+// status returns a field of /proc/self/status in MiB (0 elsewhere).
+func status(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
 			var kb float64
 			fmt.Sscan(f[1], &kb)
 			return kb / 1024
 		}
 	}
 	return 0
+}
+
+// printMem prints the step's Go heap figures (runtime/metrics) and the
+// process's resident set, to see where the bytes go.
+func printMem(step int) {
+	names := []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes", "/memory/classes/heap/unused:bytes",
+		"/memory/classes/heap/free:bytes", "/memory/classes/heap/released:bytes", "/gc/heap/goal:bytes", "/gc/cycles/total:gc-cycles"}
+	ss := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		ss[i].Name = n
+	}
+	metrics.Read(ss)
+	fmt.Fprintf(os.Stderr, "step %d:", step)
+	for _, s := range ss {
+		v := s.Value.Uint64()
+		if strings.HasSuffix(s.Name, "bytes") {
+			fmt.Fprintf(os.Stderr, " %s=%.0fMiB", strings.TrimSuffix(s.Name, ":bytes"), float64(v)/(1<<20))
+		} else {
+			fmt.Fprintf(os.Stderr, " %s=%d", s.Name, v)
+		}
+	}
+	fmt.Fprintf(os.Stderr, " VmRSS=%.0fMiB VmHWM=%.0fMiB\n", status("VmRSS:"), status("VmHWM:"))
+}
+
+// writeHeap writes a heap profile to file.
+func writeHeap(file string) {
+	runtime.GC() // the profile shows allocations as of the last completed collection
+	f, err := os.Create(file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// cpuTime returns the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

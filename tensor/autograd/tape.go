@@ -88,13 +88,31 @@ func (t *Tape) Len() int { return len(t.nodes) }
 
 // buf returns a scratch slice of length n from the arena. Its contents are
 // unspecified.
+//
+// The arena hands out its buffers in order. When the next one is too
+// small or more than twice too big — a tape that records different passes
+// between resets, such as a pass without gradients and one with — the
+// smallest unused buffer that is big enough takes its place, and only
+// when none is does the arena grow; a buffer is never dropped. So the
+// passes share one set of buffers, and a loop over a fixed set of passes
+// stops allocating (and making garbage for the collector) after its first
+// round.
 func (t *Tape) buf(n int) []float32 {
 	if t.nbuf < len(t.bufs) {
-		b := t.bufs[t.nbuf]
-		if cap(b) < n {
-			b = make([]float32, n)
-			t.bufs[t.nbuf] = b
+		if c := cap(t.bufs[t.nbuf]); c < n || c > 2*n {
+			best := -1
+			for j := t.nbuf; j < len(t.bufs); j++ {
+				if c := cap(t.bufs[j]); c >= n && (best < 0 || c < cap(t.bufs[best])) {
+					best = j
+				}
+			}
+			if best < 0 {
+				t.bufs = append(t.bufs, make([]float32, n))
+				best = len(t.bufs) - 1
+			}
+			t.bufs[t.nbuf], t.bufs[best] = t.bufs[best], t.bufs[t.nbuf]
 		}
+		b := t.bufs[t.nbuf]
 		t.nbuf++
 		return b[:n]
 	}

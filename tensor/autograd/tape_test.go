@@ -246,3 +246,35 @@ func TestLossShapePanics(t *testing.T) {
 		})
 	}
 }
+
+// TestArenaShared: passes that take buffers of different sizes in
+// different orders share one set of buffers — the arena holds what the
+// largest pass needs, not the largest size at every position — which,
+// once settled, it reuses without allocating or dropping any.
+func TestArenaShared(t *testing.T) {
+	tp := NewTape()
+	tp.NoGrad = true
+	small, big := Const(tensor.New(8, 8)), Const(tensor.New(64, 8))
+	x := Const(tensor.New(1, 8))
+	pass := func(bigFirst bool) {
+		tp.Reset()
+		if bigFirst {
+			tp.MatMul(tp.MatMulT(x, big), big) // [1,64] then [1,8]
+		} else {
+			tp.MatMulT(tp.MatMulT(x, small), big) // [1,8] then [1,64]
+		}
+	}
+	total := func() (n int) {
+		for _, b := range tp.bufs {
+			n += cap(b)
+		}
+		return n
+	}
+	for range 4 {
+		pass(false)
+		pass(true)
+	}
+	if n := total(); n != 72 || len(tp.bufs) != 2 {
+		t.Fatalf("arena holds %d buffers of %d floats in all, want 2 of 72", len(tp.bufs), n)
+	}
+}

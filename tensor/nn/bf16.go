@@ -15,10 +15,10 @@ import (
 // scorer, a generator for rejection sampling or online RL — spends its
 // decoding time streaming weights from memory: every token reads every
 // weight once. FreezeBF16 holds those weights as bfloat16, half the
-// bytes, and the decoder reads them as they are, with
-// tensor.MatVecBF16's kernel for a token at a time (the activations stay
-// float32 and exact) and tensor.GemmMixed for a prompt's rows (the
-// activations rounded to bfloat16 once per product).
+// bytes, and the decoder reads them as they are, with a multi-row kernel
+// for a few tokens at a time (the activations stay float32 and exact)
+// and tensor.GemmMixed for a prompt's rows (the activations rounded to
+// bfloat16 once per product).
 
 // ErrFrozen is returned by the operations that need float32 matrices —
 // Save, PruneFFN — on a model frozen in bfloat16.
@@ -231,49 +231,33 @@ func (d *Decoder) lin16(y []float32, l *Linear, x []float32, nr int, prefill boo
 }
 
 // dot16Job is one worker's share of a frozen product: outputs [o0, o1)
-// of every row, a tile of weight rows at a time so that the tile stays
-// in cache while each input row meets it.
+// of every row, against the input rows split once for all shares.
 type dot16Job struct {
-	y, x, b       []float32
-	w             []uint16
-	rows, in, out int
-	o0, o1        int
+	dotJob
+	w []uint16
 }
 
-// dot16Tile is the weight rows a tile holds: 16 KiB of bfloat16 for
-// in = 512. A multiple of 4, so the kernel groups rows as one call over
-// the whole matrix (tensor.MatVecBF16) does, and every output is the
-// same whatever the split or the batch.
-const dot16Tile = 16
-
 func (j *dot16Job) run() {
-	tile := dot16Tile
-	if j.rows == 1 { // nothing to reuse: one pass over the share
-		tile = j.o1 - j.o0
-	}
-	for t0 := j.o0; t0 < j.o1; t0 += tile {
-		t1 := min(j.o1, t0+tile)
-		w := j.w[t0*j.in:]
-		for r := range j.rows {
-			yr := j.y[r*j.out+t0 : r*j.out+t1]
-			simd.K.MatVecBF16(yr, w, j.in, j.x[r*j.in:(r+1)*j.in])
-			if j.b != nil {
-				tensor.Add(yr, yr, j.b[t0:t1])
-			}
-		}
-	}
+	simd.K.DotsBF16(j.y[j.o0:], j.out, j.w[j.o0*j.in:], j.in, j.x, simd.SplitLen(j.in), j.rows, j.o1-j.o0, j.in)
+	j.addBias()
 }
 
 // dots16 is dots for bfloat16 weights: y[r, o] = W[o]·x[r] + b[o], x
-// exact, with the shares aligned to tiles.
+// exact. The kernel reads each input row with its even and odd columns
+// apart (simd.SplitBF16), reordered here once per product.
 func (d *Decoder) dots16(y, x []float32, w []uint16, b []float32, rows, in, out int) {
 	if len(d.jobs16) != len(d.jobs) {
 		d.jobs16 = make([]dot16Job, len(d.jobs))
 	}
-	per := d.share(out, out*in*rows, dot16Tile)
+	ls := simd.SplitLen(in)
+	d.split = fit(d.split, rows*ls)
+	for r := range rows {
+		simd.SplitBF16(d.split[r*ls:(r+1)*ls], x[r*in:(r+1)*in])
+	}
+	per := d.share(out, out*in*rows, 16)
 	n := 0
 	for o0 := 0; o0 < out; o0 += per {
-		d.jobs16[n] = dot16Job{y: y, x: x, w: w, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per)}
+		d.jobs16[n] = dot16Job{dotJob{y: y, x: d.split, b: b, rows: rows, in: in, out: out, o0: o0, o1: min(out, o0+per)}, w}
 		d.tasks[n] = &d.jobs16[n]
 		n++
 	}

@@ -64,7 +64,7 @@ func peak(x []float32) float64 {
 
 // TestFrozenDecoding compares decoding a frozen model with decoding the
 // float32 model of the same bfloat16-rounded weights. A step keeps the
-// activations exact (tensor.MatVecBF16's kernel), so the two differ only
+// activations exact (the decoder's multi-row kernel), so the two differ only
 // in the order of float32 sums: 1e-4 of the row's largest logit. A
 // prefill over several tokens runs tensor.GemmMixed, which rounds the
 // activations to bfloat16 (2⁻⁹ relative each) before every product:

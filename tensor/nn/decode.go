@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -42,6 +43,7 @@ type Decoder struct {
 	one                         [1]int
 
 	jobs16 []dot16Job // dots16's shares, for a frozen model
+	split  []float32  // dots16's input rows, split for its kernel
 	all    bool       // Prefill keeps every row's logits (Logits)
 }
 
@@ -348,6 +350,12 @@ func (m *Model) Generate(prompt []int32, n int, s *Sampler) ([]int32, error) {
 // and returns each one's tokens as Generate would return them for it
 // alone: prompts of any lengths, each sequence stopping on its own.
 func (m *Model) GenerateBatch(prompts [][]int32, n int, ss []*Sampler) ([][]int32, error) {
+	return m.GenerateBatchContext(context.Background(), prompts, n, ss)
+}
+
+// GenerateBatchContext is GenerateBatch stopping with ctx's error, between
+// two decoding steps, once ctx is done.
+func (m *Model) GenerateBatchContext(ctx context.Context, prompts [][]int32, n int, ss []*Sampler) ([][]int32, error) {
 	if len(prompts) == 0 || len(ss) != len(prompts) {
 		return nil, fmt.Errorf("nn: Generate: %d prompts for %d samplers", len(prompts), len(ss))
 	}
@@ -393,6 +401,9 @@ func (m *Model) GenerateBatch(prompts [][]int32, n int, ss []*Sampler) ([][]int3
 		}
 	}
 	for len(live) > 0 {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		// Sample every live sequence, then step the ones that go on.
 		next = next[:0]
 		kept := live[:0]

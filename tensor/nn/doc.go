@@ -48,7 +48,7 @@
 // FreezeBF16 (or hf.LoadModelWith with Dtype "BF16") holds the matrices —
 // embedding, projections, head — as bfloat16 (Kalamkar et al. 2019),
 // half the bytes; the norms and biases stay float32. A decoding step
-// multiplies by them with tensor.MatVecBF16's kernel, the activations
+// multiplies by them with a multi-row matrix–vector kernel, the activations
 // float32 and exact, so one token's logits differ from the float32 model
 // of the same rounded weights only in summation order, and a sequence
 // decodes bit for bit the same alone or batched; a prompt's rows go

@@ -5,15 +5,17 @@ import (
 
 	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/internal/simd"
 )
 
 // Decoding a few rows at a time is a matrix–vector product per row: each
 // weight is used once per row, so the time goes to reading the weights.
-// dots streams every weight row once for all rows of the batch (the row
-// stays in L1 while each input row meets it) and splits the weight rows
-// over the shared worker pool. Each output is one tensor.Dot whatever
-// the split or the batch, so a sequence's logits do not depend on the
-// other sequences decoded with it.
+// dots streams every weight row once for all rows of the batch, with
+// simd's multi-row kernel (a block of four weight rows against four input
+// rows in registers), and splits the weight rows over the shared worker
+// pool. The kernel computes each output from its two rows alone, in one
+// fixed order, so a sequence's logits do not depend on the other
+// sequences decoded with it, nor on the split.
 
 // task is a share of work the pool runs.
 type task interface{ run() }
@@ -46,15 +48,18 @@ type dotJob struct {
 }
 
 func (j *dotJob) run() {
-	for o := j.o0; o < j.o1; o++ {
-		wr := j.w[o*j.in : (o+1)*j.in]
-		var bias float32
-		if j.b != nil {
-			bias = j.b[o]
-		}
-		for r := range j.rows {
-			j.y[r*j.out+o] = tensor.Dot(wr, j.x[r*j.in:(r+1)*j.in]) + bias
-		}
+	simd.K.Dots(j.y[j.o0:], j.out, j.w[j.o0*j.in:], j.in, j.x, j.in, j.rows, j.o1-j.o0, j.in)
+	j.addBias()
+}
+
+// addBias adds b[o0:o1] to the share's outputs of every row.
+func (j *dotJob) addBias() {
+	if j.b == nil {
+		return
+	}
+	for r := range j.rows {
+		yr := j.y[r*j.out+j.o0 : r*j.out+j.o1]
+		tensor.Add(yr, yr, j.b[j.o0:j.o1])
 	}
 }
 

@@ -122,8 +122,19 @@ type Block struct {
 	MLP          MLP
 }
 
-// Forward applies the block to x [batch·T, D].
+// Forward applies the block to x [batch·T, D]: ForwardMLP(ForwardAttn(x)).
 func (b *Block) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
-	x = t.Add(x, b.Attn.Forward(t, b.Norm1.Forward(t, x), batch, cos, sin))
+	return b.ForwardMLP(t, b.ForwardAttn(t, x, batch, cos, sin))
+}
+
+// ForwardAttn is the block's first half, x + Attn(Norm1 x): with
+// ForwardMLP, gradient checkpointing can recompute and differentiate a
+// block half by half, holding one half's activations at a time.
+func (b *Block) ForwardAttn(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
+	return t.Add(x, b.Attn.Forward(t, b.Norm1.Forward(t, x), batch, cos, sin))
+}
+
+// ForwardMLP is the block's second half, x + MLP(Norm2 x).
+func (b *Block) ForwardMLP(t *autograd.Tape, x *autograd.Var) *autograd.Var {
 	return t.Add(x, b.MLP.Forward(t, b.Norm2.Forward(t, x)))
 }

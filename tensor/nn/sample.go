@@ -18,6 +18,11 @@ type Sampler struct {
 	Temperature float64
 	TopK        int
 	TopP        float64
+	// Mask, when set, edits the logits in place before each draw — say,
+	// setting forbidden tokens to −Inf (constrained decoding, a grammar,
+	// banned words) — so every generation loop that draws through the
+	// sampler honours it. It must not keep the slice.
+	Mask func(logits []float32)
 
 	rng  *rand.Rand
 	idx  []int
@@ -31,10 +36,14 @@ func NewSampler(seed uint64, temperature float64, topK int, topP float64) *Sampl
 }
 
 // Sample returns a token id. It returns an error if the settings are
-// invalid or the logits hold NaN or +Inf (−Inf masks a token out).
+// invalid or the logits hold NaN or +Inf (−Inf masks a token out), after
+// Mask. With Mask set, the logits are edited in place.
 func (s *Sampler) Sample(logits []float32) (int32, error) {
 	if len(logits) == 0 {
 		return 0, fmt.Errorf("nn: Sampler: no logits")
+	}
+	if s.Mask != nil {
+		s.Mask(logits)
 	}
 	if s.Temperature < 0 || s.TopK < 0 || s.TopP < 0 || s.TopP > 1 || math.IsNaN(s.Temperature) || math.IsNaN(s.TopP) {
 		return 0, fmt.Errorf("nn: Sampler: bad settings temperature %v, top-k %d, top-p %v", s.Temperature, s.TopK, s.TopP)

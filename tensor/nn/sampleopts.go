@@ -8,10 +8,14 @@ type SamplerOptions struct {
 	Temperature float64 // 0 is greedy: the argmax, whatever the other settings
 	TopK        int     // keep the K most likely tokens; 0 keeps all
 	TopP        float64 // keep the smallest set with this much mass (nucleus); 0 or 1 keeps all
+	// Mask edits the logits before each draw (Sampler.Mask); nil leaves them.
+	Mask func(logits []float32)
 }
 
 // NewSamplerWith returns a sampler with o's settings whose draws follow
 // seed: NewSampler with named settings.
 func NewSamplerWith(seed uint64, o SamplerOptions) *Sampler {
-	return NewSampler(seed, o.Temperature, o.TopK, o.TopP)
+	s := NewSampler(seed, o.Temperature, o.TopK, o.TopP)
+	s.Mask = o.Mask
+	return s
 }

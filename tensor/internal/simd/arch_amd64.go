@@ -13,7 +13,7 @@ func registerArch() {
 		arithAVX2(&k)
 		expAVX2(&k)
 		gemmAVX2(&k)
-		k.MatVecBF16 = matVecAVX2
+		k.Dots, k.DotsBF16 = dotsAVX2, dotsBF16AVX2
 		register(AVX2, k)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasFMA && cpu.X86.HasF16C {
@@ -21,7 +21,7 @@ func registerArch() {
 		arithAVX512(&k)
 		expAVX512(&k)
 		gemmAVX512(&k)
-		k.MatVecBF16 = matVecAVX512
+		k.Dots, k.DotsBF16 = dotsAVX512, dotsBF16AVX512
 		register(AVX512, k)
 		if cpu.X86.HasAVX512BF16 {
 			bf16AVX512(&k)

@@ -6,6 +6,9 @@ package simd
 func registerArch() {
 	k := neonKernels()
 	gemmNEON(&k)
-	k.MatVecBF16 = matVecNEON
+	k.DotsBF16 = dotsBF16NEON
+	k.Dots = func(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, n, k int) {
+		dotsEach(dotNEON, y, ldy, w, ldw, x, ldx, m, n, k)
+	}
 	register(NEON, k)
 }

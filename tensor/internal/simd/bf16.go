@@ -36,36 +36,3 @@ func RoundBF16(f float32) uint16 { return toBF16(f) }
 
 // WidenBF16 returns the float32 value of bfloat16 h, exactly.
 func WidenBF16(h uint16) float32 { return fromBF16(h) }
-
-// matVecBF16Generic computes y[i] = Σ_j w[i*ldw+j]·x[j] for i < len(y),
-// j < len(x), in order of increasing j.
-func matVecBF16Generic(y []float32, w []uint16, ldw int, x []float32) {
-	for i := range y {
-		row := w[i*ldw : i*ldw+len(x)]
-		var s0, s1, s2, s3 float32
-		j := 0
-		for ; j+4 <= len(x); j += 4 {
-			s0 += fromBF16(row[j]) * x[j]
-			s1 += fromBF16(row[j+1]) * x[j+1]
-			s2 += fromBF16(row[j+2]) * x[j+2]
-			s3 += fromBF16(row[j+3]) * x[j+3]
-		}
-		for ; j < len(x); j++ {
-			s0 += fromBF16(row[j]) * x[j]
-		}
-		y[i] = (s0 + s1) + (s2 + s3)
-	}
-}
-
-// matVecTail adds columns [n0, len(x)) of the product onto y, for kernels
-// that handle only whole vectors of columns.
-func matVecTail(y []float32, w []uint16, ldw int, x []float32, n0 int) {
-	for i := range y {
-		row := w[i*ldw+n0 : i*ldw+len(x)]
-		s := y[i]
-		for j, v := range row {
-			s += fromBF16(v) * x[n0+j]
-		}
-		y[i] = s
-	}
-}

@@ -9,38 +9,6 @@ package simd
 //go:noescape
 func gemmBF16AVX512(kp int, a, b []uint16, c []float32, ldc int, acc bool)
 
-// matVecBF16AVX512 and matVecBF16AVX2 compute y = w·x over the first
-// len(x) columns, len(x) a multiple of 16 (8 for AVX2).
-//
-//go:noescape
-func matVecBF16AVX512(y []float32, w []uint16, ldw int, x []float32)
-
-//go:noescape
-func matVecBF16AVX2(y []float32, w []uint16, ldw int, x []float32)
-
-func matVecAVX512(y []float32, w []uint16, ldw int, x []float32) {
-	matVecWide(matVecBF16AVX512, 16, y, w, ldw, x)
-}
-
-func matVecAVX2(y []float32, w []uint16, ldw int, x []float32) {
-	matVecWide(matVecBF16AVX2, 8, y, w, ldw, x)
-}
-
-func matVecWide(kern func(y []float32, w []uint16, ldw int, x []float32), width int, y []float32, w []uint16, ldw int, x []float32) {
-	if len(y) == 0 {
-		return
-	}
-	n := len(x) / width * width
-	if n == 0 {
-		clear(y)
-	} else {
-		kern(y, w, ldw, x[:n])
-	}
-	if n < len(x) {
-		matVecTail(y, w, ldw, x, n)
-	}
-}
-
 // gemmBF16AMX is BF16Kernel.Run for a 32×32 tile in four AMX tiles, kp a
 // multiple of 16 (bf16_amd64.s, written by _gen/gemm).
 //

@@ -92,57 +92,6 @@ func TestBF16Kernel(t *testing.T) {
 	}
 }
 
-// TestMatVecBF16 runs every tier's matrix–vector kernel over row counts
-// that exercise the four-row blocks and the leftover rows, column counts
-// around every vector width, and misaligned y, w and x, with guards after
-// each, against a float64 sum.
-func TestMatVecBF16(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	cols := []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 100, 255, 576, 1025}
-	offs := []int{0, 1, 3}
-	if raceEnabled {
-		offs = offs[:1]
-	}
-	for _, tier := range Available() {
-		mv := Table(tier).MatVecBF16
-		t.Run(tier.String(), func(t *testing.T) {
-			for rows := range 10 {
-				for _, n := range cols {
-					for _, off := range offs {
-						ldw := n + off // rows of w start at every alignment
-						wa := newSlice16(rows*ldw, off)
-						w := wa.s()
-						copy(w, randBF16(r, len(w)))
-						xa, ya := newSlice(n, (off*5)%16), newSlice(rows, (off*3)%16)
-						x, y := xa.s(), ya.s()
-						for i := range x {
-							x[i] = float32(r.NormFloat64())
-						}
-						for i := range y {
-							y[i] = float32(math.NaN()) // overwritten, never read
-						}
-						mv(y, w, ldw, x)
-						what := fmt.Sprintf("rows=%d n=%d off=%d", rows, n, off)
-						xa.checkGuard(t, what)
-						ya.checkGuard(t, what)
-						for i := range y {
-							var s, sa float64
-							for j := range n {
-								p := float64(fromBF16(w[i*ldw+j])) * float64(x[j])
-								s += p
-								sa += math.Abs(p)
-							}
-							if math.Abs(float64(y[i])-s) > 0x1p-23*float64(n+1)*sa+0x1p-120 {
-								t.Fatalf("%s: y[%d] = %v, want %v", what, i, y[i], s)
-							}
-						}
-					}
-				}
-			}
-		})
-	}
-}
-
 // TestRoundBF16 checks the exported scalar conversions against the slice
 // kernels at the rounding boundaries.
 func TestRoundBF16(t *testing.T) {
@@ -178,8 +127,8 @@ func daz(h uint16) float64 {
 }
 
 // FuzzMatVecBF16 feeds arbitrary bfloat16 weights (NaN, Inf and
-// subnormals included) and float32 x to every tier's MatVecBF16 and the
-// BF16 micro-kernel and checks each element against a float64 sum: NaN
+// subnormals included) and float32 x to every tier's DotsBF16 (one input
+// row) and BF16 micro-kernel and checks each element against a float64 sum: NaN
 // exactly where the sum is NaN, and within the float32 summation bound
 // where no partial sum can overflow.
 func FuzzMatVecBF16(f *testing.F) {
@@ -214,7 +163,9 @@ func FuzzMatVecBF16(f *testing.F) {
 		}
 		for _, tier := range Available() {
 			y := make([]float32, nr)
-			Table(tier).MatVecBF16(y, w, nc, x)
+			xs := make([]float32, SplitLen(nc))
+			SplitBF16(xs, x)
+			Table(tier).DotsBF16(y, nr, w, nc, xs, 0, 1, nr, nc)
 			for i := range y {
 				var s, sa float64
 				for j := range nc {
@@ -222,7 +173,7 @@ func FuzzMatVecBF16(f *testing.F) {
 					s += p
 					sa += math.Abs(p)
 				}
-				check(tier, y[i], s, sa, fmt.Sprintf("MatVecBF16 %dx%d y[%d]", nr, nc, i))
+				check(tier, y[i], s, sa, fmt.Sprintf("DotsBF16 %dx%d y[%d]", nr, nc, i))
 			}
 			kern := Table(tier).BF16
 			if kern == nil || kern.KBlock > 1 || nc == 0 { // blocked layouts: TestBF16Kernel
@@ -256,7 +207,7 @@ func FuzzMatVecBF16(f *testing.F) {
 }
 
 // TestExhaustiveBF16 widens every one of the 65,536 bfloat16 patterns
-// through each tier's MatVecBF16 (as weights times 1, in the vector body)
+// through each tier's DotsBF16 (as weights times 1, in the vector body)
 // and BF16 micro-kernel (as A times 1) and checks the value: exact, NaN
 // for NaN, and for VDPBF16PS zero for subnormals. It is cheap enough to
 // run without SIMD_EXHAUSTIVE.
@@ -272,11 +223,13 @@ func TestExhaustiveBF16(t *testing.T) {
 	}
 	for _, tier := range Available() {
 		y := make([]float32, 65536)
-		Table(tier).MatVecBF16(y, w, cols, x)
+		xs := make([]float32, SplitLen(cols))
+		SplitBF16(xs, x)
+		Table(tier).DotsBF16(y, 0, w, cols, xs, 0, 1, 65536, cols)
 		for p, got := range y {
 			want := fromBF16(uint16(p))
 			if want != want && got == got || want == want && got != want {
-				t.Fatalf("%v: MatVecBF16 widened %#04x to %v, want %v", tier, p, got, want)
+				t.Fatalf("%v: DotsBF16 widened %#04x to %v, want %v", tier, p, got, want)
 			}
 		}
 		kern := Table(tier).BF16

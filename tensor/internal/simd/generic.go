@@ -27,7 +27,8 @@ var genericKernels = Kernels{
 	ToF16:      toF16Generic,
 	FromF16:    fromF16Generic,
 	Gemm:       gemmGeneric,
-	MatVecBF16: matVecBF16Generic,
+	Dots:       dotsGeneric,
+	DotsBF16:   dotsBF16Generic,
 }
 
 // BlockLen is how many elements a reduction sums in float32 lanes before it

@@ -101,10 +101,16 @@ type Kernels struct {
 	// tier has no bfloat16 arithmetic: package tensor then widens the
 	// operands while packing them for Gemm.
 	BF16 *BF16Kernel
-	// MatVecBF16 computes y[i] = Σ_j w[i*ldw+j]·x[j] for i < len(y) and
-	// j < len(x): a matrix–vector product with bfloat16 weights, bound by
-	// reading w.
-	MatVecBF16 func(y []float32, w []uint16, ldw int, x []float32)
+	// Dots computes y[r*ldy+i] = Σ_{j<k} w[i*ldw+j]·x[r*ldx+j] for the
+	// m input rows r and the n weight rows i (dots.go): the products of
+	// decoding a few tokens at once. An output's value depends only on its
+	// two rows and k, never on m, n or its place in the block, so
+	// splitting the rows or batching them changes no bit.
+	Dots func(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, n, k int)
+	// DotsBF16 is Dots for bfloat16 weights, with the input rows split by
+	// SplitBF16 (row r at xs[r*ldx:], ldx ≥ SplitLen(k)). Outputs are as
+	// independent of the batch as Dots's.
+	DotsBF16 func(y []float32, ldy int, w []uint16, ldw int, xs []float32, ldx, m, n, k int)
 }
 
 // K is the active table. Package tensor calls through it.

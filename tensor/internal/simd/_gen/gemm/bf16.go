@@ -1,9 +1,9 @@
 package main
 
 // The bfloat16 kernels (bf16_amd64.s, bf16_arm64.s): the AVX512-BF16 GEMM
-// micro-kernel (12×32 tile of VDPBF16PS), the matrix–vector kernels that
-// stream bfloat16 weights (AVX-512, AVX2, NEON). The instruction-peak
-// loops are in peak.go.
+// micro-kernel (12×32 tile of VDPBF16PS) and the AMX tile kernel; the
+// NEON block of DotsBF16 (dots.go) goes to bf16_arm64.s too. The
+// instruction-peak loops are in peak.go.
 //
 // Go's assembler has no mnemonic for VDPBF16PS, so vdpbf16ps encodes it
 // as six BYTEs with the Intel-syntax instruction beside them. Every
@@ -25,15 +25,13 @@ func writeBF16(dir string) {
 	var w asm
 	w.WriteString(header)
 	bf16Gemm(&w)
-	bf16MatVec(&w, "matVecBF16AVX512", "Z", 16)
-	bf16MatVec(&w, "matVecBF16AVX2", "Y", 8)
 	bf16AMX(&w)
 	if err := os.WriteFile(filepath.Join(dir, "bf16_amd64.s"), w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	var n asm
 	n.WriteString(header)
-	bf16NEON(&n)
+	dotsBF16NEON(&n)
 	if err := os.WriteFile(filepath.Join(dir, "bf16_arm64.s"), n.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -120,104 +118,6 @@ func bf16Gemm(w *asm) {
 		w.f("VMOVUPS Z%d, 64(DI)", 2*r+1)
 		w.f("ADDQ R8, DI")
 	}
-	w.f("VZEROUPPER")
-	w.f("RET")
-	w.WriteString("\n")
-}
-
-// bf16MatVec writes a kernel for y[i] = Σ_j w[i·ldw+j]·x[j], i < len(y), over
-// the first n columns, n = len(x) a multiple of the vector width (the Go
-// wrapper adds the rest). Four rows at a time share each load of x; each
-// row keeps two accumulators over two vectors of columns. A bfloat16 is
-// widened exactly by zero-extending it to 32 bits and shifting it into
-// the high half.
-func bf16MatVec(w *asm, name, reg string, width int) {
-	w.WriteString("// func " + name + "(y []float32, w []uint16, ldw int, x []float32)\n")
-	w.WriteString("TEXT ·" + name + "(SB), NOSPLIT, $0-80\n")
-	w.f("MOVQ y_base+0(FP), DI")
-	w.f("MOVQ y_len+8(FP), CX")
-	w.f("MOVQ w_base+24(FP), SI")
-	w.f("MOVQ ldw+48(FP), R8")
-	w.f("SHLQ $1, R8")
-	w.f("MOVQ x_base+56(FP), BX")
-	w.f("MOVQ x_len+64(FP), R9")
-	v := func(i int) string { return fmt.Sprintf("%s%d", reg, i) }
-	h := func(i int) string { return fmt.Sprintf("Y%d", i) } // the low half of a zmm
-	// Rows: R10 = row 0, R11 = row 1, R12 = row 2, R13 = row 3.
-	rowsBody := func(label string, rows int) {
-		w.label(label)
-		for a := range 2 * rows {
-			w.f("VXORPS %s, %s, %s", v(a), v(a), v(a))
-		}
-		w.f("MOVQ SI, R10")
-		for r := 1; r < rows; r++ {
-			w.f("LEAQ (R%d)(R8*1), R%d", 9+r, 10+r)
-		}
-		w.f("XORQ AX, AX") // column index, bytes of x / 2 = bytes of w
-		w.f("MOVQ R9, DX")
-		w.f("SHRQ $%d, DX", bitsOf(2*width))
-		w.f("JZ %s_one", label)
-		w.label(label + "_two")
-		for u := range 2 {
-			w.f("VMOVUPS %d(BX)(AX*2), %s", u*4*width, v(8+u))
-		}
-		for r := range rows {
-			for u := range 2 {
-				t := 10 + 2*r + u
-				w.f("VPMOVZXWD %d(R%d)(AX*1), %s", u*2*width, 10+r, v(t))
-				w.f("VPSLLD $16, %s, %s", v(t), v(t))
-				w.f("VFMADD231PS %s, %s, %s", v(8+u), v(t), v(2*r+u))
-			}
-		}
-		w.f("ADDQ $%d, AX", 4*width)
-		w.f("DECQ DX")
-		w.f("JNZ %s_two", label)
-		w.label(label + "_one")
-		w.f("TESTQ $%d, R9", width)
-		w.f("JZ %s_sum", label)
-		w.f("VMOVUPS (BX)(AX*2), %s", v(8))
-		for r := range rows {
-			t := 10 + 2*r
-			w.f("VPMOVZXWD (R%d)(AX*1), %s", 10+r, v(t))
-			w.f("VPSLLD $16, %s, %s", v(t), v(t))
-			w.f("VFMADD231PS %s, %s, %s", v(8), v(t), v(2*r))
-		}
-		w.label(label + "_sum")
-		for r := range rows {
-			a, b := v(2*r), v(2*r+1)
-			w.f("VADDPS %s, %s, %s", b, a, a)
-			if reg == "Z" {
-				w.f("VEXTRACTF64X4 $1, %s, Y9", a)
-				w.f("VADDPS Y9, %s, %s", h(2*r), h(2*r))
-			}
-			w.f("VEXTRACTF128 $1, Y%d, X9", 2*r)
-			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
-			w.f("VMOVHLPS X%d, X%d, X9", 2*r, 2*r)
-			w.f("VADDPS X9, X%d, X%d", 2*r, 2*r)
-			w.f("VMOVSHDUP X%d, X9", 2*r)
-			w.f("VADDSS X9, X%d, X%d", 2*r, 2*r)
-			w.f("VMOVSS X%d, %d(DI)", 2*r, 4*r)
-		}
-	}
-	w.f("MOVQ CX, DX")
-	w.f("SHRQ $2, DX")
-	w.f("JZ %s_rest", name)
-	w.f("MOVQ DX, R14")
-	rowsBody(name+"_four", 4)
-	w.f("ADDQ $16, DI")
-	w.f("LEAQ (SI)(R8*4), SI")
-	w.f("DECQ R14")
-	w.f("JNZ %s_four", name)
-	w.label(name + "_rest")
-	w.f("ANDQ $3, CX")
-	w.f("JZ %s_done", name)
-	w.f("MOVQ CX, R14")
-	rowsBody(name+"_row", 1)
-	w.f("ADDQ $4, DI")
-	w.f("ADDQ R8, SI")
-	w.f("DECQ R14")
-	w.f("JNZ %s_row", name)
-	w.label(name + "_done")
 	w.f("VZEROUPPER")
 	w.f("RET")
 	w.WriteString("\n")
@@ -332,49 +232,6 @@ func bf16AMX(w *asm) {
 	w.amx("tilerelease")
 	w.f("RET")
 	w.WriteString("\n")
-}
-
-// bf16NEON writes matVec4NEON: the partial sums of four rows of
-// y = w·x over the first len(x) columns (a multiple of 8), two 4-lane
-// accumulators per row, stored to out[8r … 8r+7] for the Go side to add.
-// ZIP1/ZIP2 with a zero register widen eight bfloat16 to float32 exactly
-// (Go's assembler has no SHLL, and USHLL shifts by at most 15).
-func bf16NEON(w *asm) {
-	w.WriteString("// func matVec4NEON(out *[32]float32, w []uint16, ldw int, x []float32)\n")
-	w.WriteString("TEXT ·matVec4NEON(SB), NOSPLIT, $0-64\n")
-	w.f("MOVD out+0(FP), R0")
-	w.f("MOVD w_base+8(FP), R5")
-	w.f("MOVD ldw+32(FP), R2")
-	w.f("LSL $1, R2, R2")
-	w.f("MOVD x_base+40(FP), R3")
-	w.f("MOVD x_len+48(FP), R4")
-	w.f("LSR $3, R4, R4")
-	for r := 1; r < 4; r++ {
-		w.f("ADD R2, R%d, R%d", 4+r, 5+r)
-	}
-	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 15} {
-		w.f("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
-	}
-	w.f("CBZ R4, neon_store")
-	w.label("neon_loop")
-	w.f("VLD1.P 32(R3), [V16.S4, V17.S4]")
-	for r := range 4 {
-		w.f("VLD1.P 16(R%d), [V%d.H8]", 5+r, 20+r)
-	}
-	for r := range 4 { // zip with zeros: each bfloat16 lands in the top half of a word
-		w.f("VZIP1 V%d.H8, V15.H8, V%d.H8", 20+r, 24+2*r)
-		w.f("VZIP2 V%d.H8, V15.H8, V%d.H8", 20+r, 25+2*r)
-	}
-	for r := range 4 {
-		w.f("VFMLA V16.S4, V%d.S4, V%d.S4", 24+2*r, 2*r)
-		w.f("VFMLA V17.S4, V%d.S4, V%d.S4", 25+2*r, 2*r+1)
-	}
-	w.f("SUB $1, R4, R4")
-	w.f("CBNZ R4, neon_loop")
-	w.label("neon_store")
-	w.f("VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)")
-	w.f("VST1 [V4.S4, V5.S4, V6.S4, V7.S4], (R0)")
-	w.f("RET")
 }
 
 func bitsOf(n int) int {

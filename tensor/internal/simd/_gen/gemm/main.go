@@ -441,6 +441,7 @@ func main() {
 		log.Fatal(err)
 	}
 	writeBF16(*out)
+	writeDots(*out)
 	writePeak(*out)
 }
 
