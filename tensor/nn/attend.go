@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/posttrain/posttrain/tensor"
+	"github.com/posttrain/posttrain/tensor/internal/simd"
 )
 
 // attnJob is one worker's share of a layer's attention: items [i0, i1),
@@ -60,14 +61,14 @@ func (j *attnJob) run() {
 		n := d.pos[r] + 1
 		kc := cs.k[j.l][kh*cs.cap*dh:][:n*dh]
 		vc := cs.v[j.l][kh*cs.cap*dh:][:n*dh]
-		j.sc = fit(j.sc, n)
-		att := j.sc
+		// The g query heads of this key/value head are adjacent in q:
+		// one multi-row kernel call scores them all, each key read once.
+		j.sc = fit(j.sc, g*n)
+		simd.K.Dots(j.sc, n, kc, dh, d.q[r*qd+kh*g*dh:][:g*dh], dh, g, n, dh)
 		for hi := range g {
 			h := kh*g + hi
-			qh := d.q[r*qd+h*dh:][:dh]
-			for p := range n {
-				att[p] = scale * tensor.Dot(qh, kc[p*dh:(p+1)*dh])
-			}
+			att := j.sc[hi*n:][:n]
+			tensor.Scale(att, scale, att)
 			tensor.Softmax(att, att)
 			oh := d.o[r*qd+h*dh:][:dh]
 			clear(oh)
