@@ -32,7 +32,46 @@ const attnBlock = 64
 // head-major copies nor the scores' gradient live on the tape. It
 // panics with a *tensor.ShapeError on shapes that do not fit together.
 func (t *Tape) Attention(q, k, v *Var, batch int, cos, sin *tensor.Dense) *Var {
-	a := t.attnShape(q, k, v, batch, cos, sin)
+	return t.attention(t.attnShape(q, k, v, batch, cos, sin), q, k, v, cos, sin)
+}
+
+// PackedAttention is Attention over sequences that each hold several
+// documents laid end to end — packing (Krell et al. 2021, "Efficient
+// sequence packing without cross-contamination") — with one sequence per
+// entry of starts: starts[b] lists the positions where the documents of
+// sequence b begin, 0 first, strictly increasing, each below T. Every
+// query attends only to the keys of its own document, and the rotary
+// positions restart at 0 at each document's start, so each document
+// gets exactly what Attention gives it alone: the mask is block-diagonal
+// causal, and the key blocks wholly before a block's first document are
+// skipped. An empty starts[b] is one document. It panics with a
+// *tensor.ShapeError on shapes that do not fit together or on starts
+// out of order.
+func (t *Tape) PackedAttention(q, k, v *Var, starts [][]int, cos, sin *tensor.Dense) *Var {
+	a := t.attnShape(q, k, v, len(starts), cos, sin)
+	a.seg = make([]int32, a.n)
+	for b, st := range starts {
+		seg := a.seg[b*a.tt : (b+1)*a.tt]
+		if len(st) > 0 && st[0] != 0 {
+			shapeErr("PackedAttention", "sequence %d: first document starts at %d, not 0", b, st[0])
+		}
+		for i, s0 := range st {
+			e := a.tt
+			if i+1 < len(st) {
+				e = st[i+1]
+			}
+			if s0 >= e || e > a.tt {
+				shapeErr("PackedAttention", "sequence %d: document starts %v not increasing within %d positions", b, st, a.tt)
+			}
+			for r := s0; r < e; r++ {
+				seg[r] = int32(s0)
+			}
+		}
+	}
+	return t.attention(a, q, k, v, cos, sin)
+}
+
+func (t *Tape) attention(a attnDims, q, k, v *Var, cos, sin *tensor.Dense) *Var {
 	qv, kv, vv := q.Value.Data(), k.Value.Data(), v.Value.Data()
 	cd, sd := cos.Data(), sin.Data()
 	// Kept for backward: the rotated queries and keys and the values of
@@ -46,7 +85,8 @@ func (t *Tape) Attention(q, k, v *Var, batch int, cos, sin *tensor.Dense) *Var {
 		b, kh := task/a.kvh, task%a.kvh
 		Q, K, V := a.taskQ(qr, task), a.taskKV(kr, task), a.taskKV(vr, task)
 		for r := range a.tt {
-			c, s := cd[r*a.h:(r+1)*a.h], sd[r*a.h:(r+1)*a.h]
+			pos := r - a.start(b, r)
+			c, s := cd[pos*a.h:(pos+1)*a.h], sd[pos*a.h:(pos+1)*a.h]
 			row := (b*a.tt + r)
 			src := qv[row*a.qd+kh*a.gd:][:a.gd]
 			for hi := range a.g {
@@ -58,16 +98,22 @@ func (t *Tape) Attention(q, k, v *Var, batch int, cos, sin *tensor.Dense) *Var {
 		o := obuf[task*attnBlock*a.gd:][:attnBlock*a.gd]
 		for blk := range a.blocks {
 			i0, i1, rows, off := a.block(blk)
-			p := probs[task*a.pLen+off:][:rows*i1]
-			tensor.Gemm(false, true, 1, mat(Q[i0*a.gd:i1*a.gd], rows, a.dh), mat(K[:i1*a.dh], i1, a.dh), 0, mat(p, rows, i1))
+			// The block meets keys lo…i1−1: lo is 0 unpacked, else the
+			// start of its first query's document.
+			lo := a.start(b, i0)
+			w := i1 - lo
+			p := probs[task*a.pLen+off:][:rows*w]
+			tensor.Gemm(false, true, 1, mat(Q[i0*a.gd:i1*a.gd], rows, a.dh), mat(K[lo*a.dh:i1*a.dh], w, a.dh), 0, mat(p, rows, w))
 			for j := range rows {
-				n := i0 + j/a.g + 1 // the keys query row j sees
-				pr := p[j*i1 : (j+1)*i1]
-				tensor.Scale(pr[:n], a.scale, pr[:n])
-				tensor.Softmax(pr[:n], pr[:n])
+				r := i0 + j/a.g
+				s0, n := a.start(b, r)-lo, r-lo+1 // the keys query row j sees
+				pr := p[j*w : (j+1)*w]
+				clear(pr[:s0])
+				tensor.Scale(pr[s0:n], a.scale, pr[s0:n])
+				tensor.Softmax(pr[s0:n], pr[s0:n])
 				clear(pr[n:])
 			}
-			tensor.Gemm(false, false, 1, mat(p, rows, i1), mat(V[:i1*a.dh], i1, a.dh), 0, mat(o[:rows*a.dh], rows, a.dh))
+			tensor.Gemm(false, false, 1, mat(p, rows, w), mat(V[lo*a.dh:i1*a.dh], w, a.dh), 0, mat(o[:rows*a.dh], rows, a.dh))
 			for r := i0; r < i1; r++ {
 				copy(od[(b*a.tt+r)*a.qd+kh*a.gd:][:a.gd], o[(r-i0)*a.gd:][:a.gd])
 			}
@@ -99,30 +145,40 @@ func (t *Tape) attnBackward(a attnDims, dout []float32, q, k, v *Var, qr, kr, vr
 			copy(dO[r*a.gd:][:a.gd], dout[(b*a.tt+r)*a.qd+kh*a.gd:][:a.gd])
 		}
 		dp := dps[task*attnBlock*a.g*a.tt:][:attnBlock*a.g*a.tt]
+		if a.seg != nil {
+			// Packed, the last block need not meet every key: the
+			// gradients start from zero instead.
+			clear(dK)
+			clear(dV)
+		}
 		for blk := a.blocks - 1; blk >= 0; blk-- {
 			i0, i1, rows, off := a.block(blk)
 			beta := float32(1)
-			if blk == a.blocks-1 {
+			if blk == a.blocks-1 && a.seg == nil {
 				beta = 0
 			}
-			p := mat(probs[task*a.pLen+off:][:rows*i1], rows, i1)
+			lo := a.start(b, i0)
+			w := i1 - lo
+			p := mat(probs[task*a.pLen+off:][:rows*w], rows, w)
 			dOb, Qb := mat(dO[i0*a.gd:i1*a.gd], rows, a.dh), mat(Q[i0*a.gd:i1*a.gd], rows, a.dh)
-			Kb, Vb := mat(K[:i1*a.dh], i1, a.dh), mat(V[:i1*a.dh], i1, a.dh)
-			ds := mat(dp[:rows*i1], rows, i1)
+			Kb, Vb := mat(K[lo*a.dh:i1*a.dh], w, a.dh), mat(V[lo*a.dh:i1*a.dh], w, a.dh)
+			ds := mat(dp[:rows*w], rows, w)
 			tensor.Gemm(false, true, 1, dOb, Vb, 0, ds)
-			tensor.Gemm(true, false, 1, p, dOb, beta, mat(dV[:i1*a.dh], i1, a.dh))
+			tensor.Gemm(true, false, 1, p, dOb, beta, mat(dV[lo*a.dh:i1*a.dh], w, a.dh))
 			pd, dd := p.Data(), ds.Data()
 			for j := range rows {
-				n := i0 + j/a.g + 1
-				pr, dr := pd[j*i1:j*i1+n], dd[j*i1:(j+1)*i1]
-				dot := tensor.Dot(pr, dr[:n])
+				r := i0 + j/a.g
+				s0, n := a.start(b, r)-lo, r-lo+1
+				pr, dr := pd[j*w+s0:j*w+n], dd[j*w:(j+1)*w]
+				dot := tensor.Dot(pr, dr[s0:n])
 				for c, pv := range pr {
-					dr[c] = a.scale * pv * (dr[c] - dot)
+					dr[s0+c] = a.scale * pv * (dr[s0+c] - dot)
 				}
+				clear(dr[:s0])
 				clear(dr[n:])
 			}
 			tensor.Gemm(false, false, 1, ds, Kb, 0, mat(dQ[i0*a.gd:i1*a.gd], rows, a.dh))
-			tensor.Gemm(true, false, 1, ds, Qb, beta, mat(dK[:i1*a.dh], i1, a.dh))
+			tensor.Gemm(true, false, 1, ds, Qb, beta, mat(dK[lo*a.dh:i1*a.dh], w, a.dh))
 		}
 	})
 	// Every element of the three gradients is written below, so new
@@ -146,7 +202,8 @@ func (t *Tape) attnBackward(a attnDims, dout []float32, q, k, v *Var, qr, kr, vr
 	t.parallel(rowBlocks, func(blk int) {
 		for row := blk * normBlock; row < min((blk+1)*normBlock, a.n); row++ {
 			b, r := row/a.tt, row%a.tt
-			c, s := cd[r*a.h:(r+1)*a.h], sd[r*a.h:(r+1)*a.h]
+			pos := r - a.start(b, r)
+			c, s := cd[pos*a.h:(pos+1)*a.h], sd[pos*a.h:(pos+1)*a.h]
 			for kh := range a.kvh {
 				task := b*a.kvh + kh
 				if gq != nil {
@@ -180,6 +237,17 @@ type attnDims struct {
 	kvh, tasks    int
 	blocks, pLen  int // row blocks per sequence; probabilities per task
 	scale         float32
+	// seg is, packed, the position where the document of each row
+	// begins; nil unpacked (one document per sequence).
+	seg []int32
+}
+
+// start returns where the document of position r of sequence b begins.
+func (a *attnDims) start(b, r int) int {
+	if a.seg == nil {
+		return 0
+	}
+	return int(a.seg[b*a.tt+r])
 }
 
 func (t *Tape) attnShape(q, k, v *Var, batch int, cos, sin *tensor.Dense) attnDims {
