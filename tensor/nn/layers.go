@@ -106,6 +106,15 @@ func (a *Attention) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, s
 	return a.O.Forward(t, o)
 }
 
+// ForwardPacked is Forward on packed sequences, one per entry of starts:
+// starts[b] lists where the documents of sequence b begin (0 first,
+// increasing), each attending only to itself with RoPE positions from 0
+// (autograd's PackedAttention).
+func (a *Attention) ForwardPacked(t *autograd.Tape, x *autograd.Var, starts [][]int, cos, sin *tensor.Dense) *autograd.Var {
+	o := t.PackedAttention(a.Q.Forward(t, x), a.K.Forward(t, x), a.V.Forward(t, x), starts, cos, sin)
+	return a.O.Forward(t, o)
+}
+
 // MLP is the SwiGLU feed-forward block: Down(SiLU(Gate·x) ∘ Up·x)
 // (Shazeer 2020).
 type MLP struct{ Gate, Up, Down Linear }
@@ -132,6 +141,16 @@ func (b *Block) Forward(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *
 // block half by half, holding one half's activations at a time.
 func (b *Block) ForwardAttn(t *autograd.Tape, x *autograd.Var, batch int, cos, sin *tensor.Dense) *autograd.Var {
 	return t.Add(x, b.Attn.Forward(t, b.Norm1.Forward(t, x), batch, cos, sin))
+}
+
+// ForwardPacked is Forward on packed sequences (Attention.ForwardPacked).
+func (b *Block) ForwardPacked(t *autograd.Tape, x *autograd.Var, starts [][]int, cos, sin *tensor.Dense) *autograd.Var {
+	return b.ForwardMLP(t, b.ForwardAttnPacked(t, x, starts, cos, sin))
+}
+
+// ForwardAttnPacked is ForwardAttn on packed sequences.
+func (b *Block) ForwardAttnPacked(t *autograd.Tape, x *autograd.Var, starts [][]int, cos, sin *tensor.Dense) *autograd.Var {
+	return t.Add(x, b.Attn.ForwardPacked(t, b.Norm1.Forward(t, x), starts, cos, sin))
 }
 
 // ForwardMLP is the block's second half, x + MLP(Norm2 x).

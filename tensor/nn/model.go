@@ -399,7 +399,64 @@ func (m *Model) Hidden(t *autograd.Tape, tokens []int32, batch int) (*autograd.V
 	return m.hidden("Hidden", t, tokens, batch)
 }
 
+// ForwardPacked is Forward on packed sequences, one per entry of
+// starts: sequence b holds documents laid end to end, starting at the
+// positions starts[b] (0 first, strictly increasing; empty is one
+// document). Each document attends only to itself and takes RoPE
+// positions from 0 at its start, so its logits are those Forward gives
+// it alone, up to float32 rounding — several short examples then share
+// one row of a batch instead of each padding a row of their own. A
+// target of −1 at the last position of each document keeps it from
+// predicting the next one's first token.
+//
+// It returns an error, recording nothing, for what Forward rejects and
+// for starts out of order.
+func (m *Model) ForwardPacked(t *autograd.Tape, tokens []int32, starts [][]int) (*autograd.Var, error) {
+	h, err := m.HiddenPacked(t, tokens, starts)
+	if err != nil {
+		return nil, err
+	}
+	return m.Head.Forward(t, h), nil
+}
+
+// HiddenPacked is ForwardPacked without the output head, as Hidden is
+// Forward without it.
+func (m *Model) HiddenPacked(t *autograd.Tape, tokens []int32, starts [][]int) (*autograd.Var, error) {
+	const op = "HiddenPacked"
+	if err := checkStarts(op, len(tokens), starts); err != nil {
+		return nil, err
+	}
+	return m.hiddenOf(op, t, tokens, len(starts), starts)
+}
+
+// CheckStarts reports whether starts describes packed sequences of n
+// tokens in all: one entry per sequence, the tokens splitting evenly
+// among them, each entry 0 first (or empty), strictly increasing and
+// below the sequences' length.
+func CheckStarts(n int, starts [][]int) error { return checkStarts("CheckStarts", n, starts) }
+
+func checkStarts(op string, n int, starts [][]int) error {
+	b := len(starts)
+	if b == 0 || n == 0 || n%b != 0 {
+		return fmt.Errorf("nn: %s: %d tokens do not split into %d sequences", op, n, b)
+	}
+	tt := n / b
+	for i, st := range starts {
+		for j, s := range st {
+			if (j == 0 && s != 0) || (j > 0 && s <= st[j-1]) || s >= tt {
+				return fmt.Errorf("nn: %s: sequence %d: document starts %v: need 0 first, strictly increasing, below the length %d", op, i, st, tt)
+			}
+		}
+	}
+	return nil
+}
+
 func (m *Model) hidden(op string, t *autograd.Tape, tokens []int32, batch int) (*autograd.Var, error) {
+	return m.hiddenOf(op, t, tokens, batch, nil)
+}
+
+// hiddenOf runs the body on batch sequences, packed when starts is not nil.
+func (m *Model) hiddenOf(op string, t *autograd.Tape, tokens []int32, batch int, starts [][]int) (*autograd.Var, error) {
 	if batch <= 0 || len(tokens) == 0 || len(tokens)%batch != 0 {
 		return nil, fmt.Errorf("nn: %s: %d tokens do not split into %d sequences", op, len(tokens), batch)
 	}
@@ -413,7 +470,11 @@ func (m *Model) hidden(op string, t *autograd.Tape, tokens []int32, batch int) (
 	cos, sin := m.ropeTables(tt)
 	x := m.Embed.Forward(t, tokens)
 	for i := range m.Blocks {
-		x = m.Blocks[i].Forward(t, x, batch, cos, sin)
+		if starts != nil {
+			x = m.Blocks[i].ForwardPacked(t, x, starts, cos, sin)
+		} else {
+			x = m.Blocks[i].Forward(t, x, batch, cos, sin)
+		}
 	}
 	return m.Norm.Forward(t, x), nil
 }
