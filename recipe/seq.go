@@ -19,6 +19,10 @@ type Seqs struct {
 	Tokens []int32
 	Layout prefopt.Layout
 	Labels []int32 // the scored next token of each position, prefopt.Ignore elsewhere
+	// Starts, for packed rows (Pack), lists where the examples of each
+	// row begin; nil when each row is one sequence. Packed, the Layout
+	// and the log-probs are per row, Labels alone marking what is scored.
+	Starts [][]int
 }
 
 // NewSeqs lays out prompts[i] followed by completions[i] for every i,
@@ -62,6 +66,14 @@ func (s Seqs) N() int { return len(s.Layout.Len) }
 // CompletionTokens returns the number of scored tokens.
 func (s Seqs) CompletionTokens() int {
 	n := 0
+	if s.Starts != nil {
+		for _, y := range s.Labels {
+			if y >= 0 {
+				n++
+			}
+		}
+		return n
+	}
 	for b, l := range s.Layout.Len {
 		n += l - s.Layout.PromptLen[b]
 	}
@@ -201,6 +213,9 @@ func (sc *Scorer) LogProbs(s Seqs) ([]float64, error) {
 			Labels: s.Labels[b*w : e*w],
 			Layout: prefopt.Layout{Width: w, PromptLen: s.Layout.PromptLen[b:e], Len: s.Layout.Len[b:e]},
 		}
+		if s.Starts != nil {
+			sub.Starts = s.Starts[b:e]
+		}
 		lp, err := sc.forward(sub, false)
 		if err != nil {
 			return nil, err
@@ -259,6 +274,14 @@ func (sc *Scorer) body(s Seqs, record bool) (*autograd.Var, error) {
 	if sc.tape == nil {
 		sc.tape = autograd.NewTape()
 	}
+	if s.Starts != nil {
+		if sc.Average {
+			return nil, fmt.Errorf("recipe: Scorer: packed rows have no per-sequence mean (Average)")
+		}
+		if err := nn.CheckStarts(len(s.Tokens), s.Starts); err != nil || len(s.Starts) != s.N() {
+			return nil, fmt.Errorf("recipe: Scorer: packed rows: %d starts for %d rows: %v", len(s.Starts), s.N(), err)
+		}
+	}
 	t := sc.tape
 	t.Reset()
 	t.NoGrad = !record
@@ -268,6 +291,8 @@ func (sc *Scorer) body(s Seqs, record bool) (*autograd.Var, error) {
 	switch {
 	case record && sc.Recompute:
 		h, err = sc.checkpointed(s)
+	case record && s.Starts != nil:
+		h, err = m.HiddenPacked(t, s.Tokens, s.Starts)
 	case record:
 		h, err = m.Hidden(t, s.Tokens, s.N())
 	default:
@@ -477,7 +502,7 @@ func (sc *Scorer) checkpointed(s Seqs) (*autograd.Var, error) {
 		next := buf(i + 1)
 		for _, g := range groups {
 			t.Reset()
-			y := m.Blocks[i].Forward(t, autograd.Const(rows(x, g[0]*w, g[1]*w)), g[1]-g[0], sc.cos, sc.sin).Value
+			y := sc.block(&m.Blocks[i], t, autograd.Const(rows(x, g[0]*w, g[1]*w)), s, g, sc.cos, sc.sin).Value
 			copy(next.Data()[g[0]*w*d:], y.Data())
 		}
 		x = next
@@ -580,7 +605,7 @@ func (sc *Scorer) blockwise(s Seqs) (*autograd.Var, error) {
 	for i := range m.Blocks {
 		for _, g := range groups {
 			t.Reset()
-			y := m.Blocks[i].Forward(t, autograd.Const(rows(x, g[0]*w, g[1]*w)), g[1]-g[0], cos, sin).Value
+			y := sc.block(&m.Blocks[i], t, autograd.Const(rows(x, g[0]*w, g[1]*w)), s, g, cos, sin).Value
 			copy(x.Data()[g[0]*w*d:], y.Data())
 		}
 	}
@@ -626,10 +651,10 @@ func (sc *Scorer) backwardBlocks() {
 			// half again and its backward. The tape holds one half's
 			// activations and gradients, for one more forward pass of the
 			// attention half.
-			lo, hi, nb := gr[0]*w, gr[1]*w, gr[1]-gr[0]
+			lo, hi := gr[0]*w, gr[1]*w
 			t.Reset()
 			in := sc.leaf(rows(sc.inputs[i], lo, hi))
-			x1 := blk.ForwardAttn(t, in, nb, sc.cos, sc.sin).Value
+			x1 := attnHalf(blk, t, in, s, gr, sc.cos, sc.sin).Value
 			sc.mid = fit(sc.mid, x1.Dim(0), x1.Dim(1))
 			copy(sc.mid.Data(), x1.Data())
 			t.Reset()
@@ -637,7 +662,7 @@ func (sc *Scorer) backwardBlocks() {
 			t.Backward(blk.ForwardMLP(t, mid), rows(g, lo, hi))
 			t.Reset()
 			in = sc.leaf(rows(sc.inputs[i], lo, hi))
-			t.Backward(blk.ForwardAttn(t, in, nb, sc.cos, sc.sin), mid.Grad)
+			t.Backward(attnHalf(blk, t, in, s, gr, sc.cos, sc.sin), mid.Grad)
 			copy(rows(next, lo, hi).Data(), in.Grad.Data())
 		}
 		g, next = next, g
@@ -648,6 +673,19 @@ func (sc *Scorer) backwardBlocks() {
 	}
 	t.Reset()
 	sc.inputs = sc.inputs[:0]
+}
+
+// block runs blk on the rows of group g of s: packed when s is.
+func (sc *Scorer) block(blk *nn.Block, t *autograd.Tape, x *autograd.Var, s Seqs, g [2]int, cos, sin *tensor.Dense) *autograd.Var {
+	return blk.ForwardMLP(t, attnHalf(blk, t, x, s, g, cos, sin))
+}
+
+// attnHalf runs blk's attention half on the rows of group g of s.
+func attnHalf(blk *nn.Block, t *autograd.Tape, x *autograd.Var, s Seqs, g [2]int, cos, sin *tensor.Dense) *autograd.Var {
+	if s.Starts != nil {
+		return blk.ForwardAttnPacked(t, x, s.Starts[g[0]:g[1]], cos, sin)
+	}
+	return blk.ForwardAttn(t, x, g[1]-g[0], cos, sin)
 }
 
 // blockTrainable reports whether any parameter of b takes gradients.

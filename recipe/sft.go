@@ -13,12 +13,19 @@ import (
 // prompts masked out of the loss, as TRL's SFTTrainer with
 // completion_only_loss. A model carrying LoRA adapters trains only them.
 //
-// Sequences are padded, not packed: packing several examples into one
-// row is exact only with attention that stops at document boundaries,
-// which this decoder does not have.
+// By default each example pads a row of its own. With Pack, each
+// micro-batch's examples are packed into rows of at most PackLen tokens
+// (Pack): attention stops at each example's end and its RoPE positions
+// restart, so the loss and gradients are the padded batch's up to
+// float32 rounding, for fewer padded positions when lengths vary.
 type SFT struct {
 	Model  *nn.Model
 	Config Config
+	// Pack packs each micro-batch (and evaluation batch) into rows.
+	Pack bool
+	// PackLen is the length of a packed row; 0 means the model's
+	// context. Every example must fit in one.
+	PackLen int
 
 	train, evalSet []Example
 	sc             *Scorer
@@ -35,6 +42,9 @@ func (s *SFT) Train(ctx context.Context, train, eval []Example) (History, error)
 		if err := checkExamples(set, s.Model); err != nil {
 			return nil, err
 		}
+		if err := s.checkPack(set); err != nil {
+			return nil, err
+		}
 	}
 	s.train, s.evalSet, s.sc = train, eval, s.Config.scorer(s.Model)
 	s.sc.Recompute, s.sc.ctx = s.Config.Recompute, ctx
@@ -44,10 +54,7 @@ func (s *SFT) Train(ctx context.Context, train, eval []Example) (History, error)
 
 func checkExamples(xs []Example, m *nn.Model) error {
 	for i, x := range xs {
-		where := fmt.Sprintf("example %d", i)
-		if x.Line > 0 {
-			where = fmt.Sprintf("record at line %d", x.Line)
-		}
+		where := recordName(i, x)
 		switch {
 		case len(x.Prompt) == 0:
 			return fmt.Errorf("recipe: %s: empty prompt", where)
@@ -63,6 +70,40 @@ func checkExamples(xs []Example, m *nn.Model) error {
 		}
 	}
 	return nil
+}
+
+// packLen returns the length of a packed row.
+func (s *SFT) packLen() int {
+	if s.PackLen > 0 {
+		return s.PackLen
+	}
+	return s.Model.Config.Context
+}
+
+// checkPack rejects, before training starts, an example that no packed
+// row can hold.
+func (s *SFT) checkPack(xs []Example) error {
+	if !s.Pack {
+		return nil
+	}
+	if s.PackLen < 0 || s.PackLen > s.Model.Config.Context {
+		return fmt.Errorf("recipe: SFT: PackLen %d outside 0…%d (the model's context)", s.PackLen, s.Model.Config.Context)
+	}
+	w := s.packLen()
+	for i, x := range xs {
+		if l := len(x.Prompt) + len(x.Completion); l > w {
+			return fmt.Errorf("recipe: SFT: %s: %d tokens exceed the packed row of %d", recordName(i, x), l, w)
+		}
+	}
+	return nil
+}
+
+// seqs lays out a batch of examples, packed or padded.
+func (s *SFT) seqs(xs []Example) (Seqs, error) {
+	if s.Pack {
+		return Pack(xs, s.packLen(), s.Config.Pad)
+	}
+	return exampleSeqs(xs, s.Config.Pad)
 }
 
 func exampleSeqs(xs []Example, pad int32) (Seqs, error) {
@@ -83,7 +124,7 @@ func (s *SFT) micro(ctx context.Context, idx []int, pass uint64, scale float64) 
 		xs[i] = s.train[k]
 		tokens += len(xs[i].Prompt) + len(xs[i].Completion)
 	}
-	seqs, err := exampleSeqs(xs, s.Config.Pad)
+	seqs, err := s.seqs(xs)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -119,7 +160,7 @@ func (s *SFT) Evaluate(ctx context.Context, xs []Example) (map[string]float64, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		seqs, err := exampleSeqs(xs[i:min(i+bs, len(xs))], s.Config.Pad)
+		seqs, err := s.seqs(xs[i:min(i+bs, len(xs))])
 		if err != nil {
 			return nil, err
 		}
