@@ -24,6 +24,13 @@
 // truncation) or KeepStart. Every bad record is a *RecordError naming
 // its line and field.
 //
+// Pack lays SFT examples end to end in rows (first-fit in data order,
+// whole examples only) where that is exact: the decoder's packed pass
+// (nn.Model.HiddenPacked) keeps each example's attention inside it and
+// restarts its RoPE positions, and no example's last token predicts the
+// next one's first, so a packed batch has the padded batch's loss and
+// gradients (Krell et al. 2021) with less padding; SFT.Pack turns it on.
+//
 // # Sequence log-probs
 //
 // Scorer runs a padded batch of prompt+completion sequences (Seqs)
