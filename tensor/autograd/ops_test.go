@@ -104,6 +104,19 @@ func builder(c goldenCase, in map[string]*Var) func(t *Tape) *Var {
 		batch, heads := int(num("batch")), int(num("heads"))
 		cos, sin := RoPETables(0, s[0]/batch, s[1]/heads, num("base"))
 		return func(t *Tape) *Var { return t.Attention(in["q"], in["k"], in["v"], batch, cos, sin) }
+	case "attention_packed":
+		s := in["q"].Shape()
+		var starts [][]int
+		for _, st := range p["starts"].([]any) {
+			var row []int
+			for _, x := range st.([]any) {
+				row = append(row, int(x.(float64)))
+			}
+			starts = append(starts, row)
+		}
+		heads := int(num("heads"))
+		cos, sin := RoPETables(0, s[0]/len(starts), s[1]/heads, num("base"))
+		return func(t *Tape) *Var { return t.PackedAttention(in["q"], in["k"], in["v"], starts, cos, sin) }
 	case "embedding":
 		ids := ints(p["ids"])
 		return func(t *Tape) *Var { return t.Embedding(in["table"], ids) }

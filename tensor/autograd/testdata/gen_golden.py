@@ -119,4 +119,47 @@ case("attention_gqa", {"q": arr(2 * 70, 3 * 4), "k": arr(2 * 70, 4), "v": arr(2 
 case("attention_mha", {"q": arr(5, 2 * 6, scale=2), "k": arr(5, 2 * 6, scale=2), "v": arr(5, 2 * 6)},
      lambda q, k, v: attention_ref(q, k, v, 1, 2, 2, 10000.0), batch=1, heads=2, kv_heads=2, base=10000.0)
 
+
+
+def packed_attention_ref(q, k, v, starts, heads, kv_heads, base):
+    """Attention over packed sequences, the way variable-length attention
+    is usually masked: each position carries its document's id and its
+    position within the document; a query sees the keys of its own
+    document at or before it, and RoPE uses the in-document positions."""
+    batch = len(starts)
+    n, qd = q.shape
+    dh, t = qd // heads, n // batch
+    h = dh // 2
+    doc = torch.zeros(batch, t, dtype=torch.long)
+    pos = torch.zeros(batch, t, dtype=torch.float64)
+    for b, st in enumerate(starts):
+        bounds = list(st) + [t]
+        for d in range(len(st)):
+            doc[b, bounds[d]:bounds[d + 1]] = d
+            pos[b, bounds[d]:bounds[d + 1]] = torch.arange(bounds[d + 1] - bounds[d], dtype=torch.float64)
+    inv = base ** (-2 * torch.arange(h, dtype=torch.float64) / dh)
+    ang = pos[:, None, :, None] * inv  # [B, 1, T, h]
+    c, s = torch.cos(ang), torch.sin(ang)
+
+    def rot(x):
+        x0, x1 = x[..., :h], x[..., h:]
+        return torch.cat([x0 * c - x1 * s, x1 * c + x0 * s], -1)
+
+    q = rot(q.view(batch, t, heads, dh).transpose(1, 2))
+    k = rot(k.view(batch, t, kv_heads, dh).transpose(1, 2))
+    v = v.view(batch, t, kv_heads, dh).transpose(1, 2)
+    k = k.repeat_interleave(heads // kv_heads, 1)
+    v = v.repeat_interleave(heads // kv_heads, 1)
+    i = torch.arange(t)
+    allowed = (i[None, :, None] >= i[None, None, :]) & (doc[:, :, None] == doc[:, None, :])  # [B, Tq, Tk]
+    z = torch.where(allowed[:, None], (q @ k.transpose(-1, -2)) * dh ** -0.5, torch.tensor(-math.inf))
+    return (torch.softmax(z, -1) @ v).transpose(1, 2).reshape(n, qd)
+
+
+# Documents crossing the 64-position blocks, blocks starting at one and
+# inside one, one-token documents.
+st = [[0, 5, 64, 65], [0, 63]]
+case("attention_packed", {"q": arr(2 * 66, 2 * 4), "k": arr(2 * 66, 4), "v": arr(2 * 66, 4)},
+     lambda q, k, v: packed_attention_ref(q, k, v, st, 2, 1, 100.0), starts=st, heads=2, kv_heads=1, base=100.0)
+
 print(json.dumps({"generator": "gen_golden.py (torch %s, float64)" % torch.__version__, "cases": cases}))
