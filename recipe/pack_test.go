@@ -148,6 +148,20 @@ func TestSFTPackTrains(t *testing.T) {
 	if l := h[0].Metrics["loss"]; !(l > 0) {
 		t.Errorf("loss %v", l)
 	}
+	packed, err := Pack(xs, 64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := NewScorer(m)
+	sc.Average = true
+	if _, err := sc.Forward(packed); err == nil || !strings.Contains(err.Error(), "Average") {
+		t.Errorf("packed rows averaged: %v", err)
+	}
+	sc.Average = false
+	packed.Starts = packed.Starts[1:]
+	if _, err := sc.Forward(packed); err == nil || !strings.Contains(err.Error(), "starts for") {
+		t.Errorf("starts missing a row: %v", err)
+	}
 	s.PackLen = 45
 	if _, err := s.Train(context.Background(), xs, nil); err == nil || !strings.Contains(err.Error(), "record at line 3: 50 tokens exceed the packed row of 45") {
 		t.Errorf("long example: %v", err)

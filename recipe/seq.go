@@ -278,8 +278,11 @@ func (sc *Scorer) body(s Seqs, record bool) (*autograd.Var, error) {
 		if sc.Average {
 			return nil, fmt.Errorf("recipe: Scorer: packed rows have no per-sequence mean (Average)")
 		}
-		if err := nn.CheckStarts(len(s.Tokens), s.Starts); err != nil || len(s.Starts) != s.N() {
-			return nil, fmt.Errorf("recipe: Scorer: packed rows: %d starts for %d rows: %v", len(s.Starts), s.N(), err)
+		if len(s.Starts) != s.N() {
+			return nil, fmt.Errorf("recipe: Scorer: packed rows: %d starts for %d rows", len(s.Starts), s.N())
+		}
+		if err := nn.CheckStarts(len(s.Tokens), s.Starts); err != nil {
+			return nil, fmt.Errorf("recipe: Scorer: packed rows: %w", err)
 		}
 	}
 	t := sc.tape

@@ -30,7 +30,12 @@
 // Forward builds the training graph on an autograd.Tape and returns
 // logits [batch·T, Vocab]; CrossEntropy on the tape, or a loss from
 // distill or prefopt seeded through Tape.Backward, closes the loop.
-// Logits is the same forward without a tape. Decoder computes the same
+// Logits is the same forward without a tape. ForwardPacked and
+// HiddenPacked run rows that each hold several documents end to end
+// (sequence packing): attention is block-diagonal causal, each document
+// seeing only itself, and RoPE positions restart at each document, so
+// every document's logits are those it gets alone (Krell et al. 2021,
+// "Efficient Sequence Packing without Cross-contamination"). Decoder computes the same
 // function from cached keys and values (sized by the key/value heads): a
 // prompt enters in one batched pass (Prefill), then each step feeds one
 // token per sequence, reading each weight once for the whole batch
