@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posttrain/posttrain/internal/cputime"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -96,11 +97,11 @@ func newHeadBench(hs headSize, teacher bool) *headBench {
 func measure(b *testing.B, flops float64, call func()) {
 	var cpu time.Duration
 	peak := peakExtra(func() {
-		t0 := cpuTime()
+		t0 := cputime.Process()
 		for b.Loop() {
 			call()
 		}
-		cpu = cpuTime() - t0
+		cpu = cputime.Process() - t0
 	})
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-MB")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/posttrain/posttrain/internal/cputime"
 	"github.com/posttrain/posttrain/tensor"
 )
 
@@ -24,11 +25,11 @@ func BenchmarkLLMStep(b *testing.B) {
 		c.Context = tt
 		tr := newTrainer(b, c, batch)
 		tr.step(b)
-		cpu := cpuTime()
+		cpu := cputime.Process()
 		for b.Loop() {
 			tr.step(b)
 		}
-		cpu = cpuTime() - cpu
+		cpu = cputime.Process() - cpu
 		tokens := float64(batch*tt) * float64(b.N) / b.Elapsed().Seconds()
 		b.ReportMetric(tokens, "tokens/s")
 		b.ReportMetric(tokens*stepFLOPs(tr.m, tt)/1e9, "GFLOP/s")

@@ -1,14 +1,15 @@
 //go:build unix
 
-package nn
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns the process's user and system CPU time so far, or 0.
-func cpuTime() time.Duration {
+// Process returns the process's user and system CPU time so far, or 0
+// where it cannot be read.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
