@@ -78,7 +78,8 @@
 // log-probability and the row's log-sum-exp in float64 — and writes the
 // gradient once, e^(z − lse) by tensor.SoftmaxLSE, straight into grad
 // (which may even be the logits tensor itself), while the row is in
-// cache. The divergences take each row in blocks that stay in L1, with
+// cache. SparseKL's rows go through the same two passes, its leftover
+// bucket folded into the softmax's scale. The divergences take each row in blocks that stay in L1, with
 // three transcendental passes per logit (one exponential per model, the
 // mixture's logarithm for GeneralizedJSD), the KLs as dot products with
 // the unnormalized softmaxes plus float64 constants. There is no [N, V]

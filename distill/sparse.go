@@ -254,46 +254,72 @@ func (j *sparseJob) row(i int, sc *scratch) float64 {
 	for a, id := range ids {
 		zs[a] = z[id]
 	}
-	var zy float32
-	if y >= 0 {
-		zy = z[y]
-	}
-	full := j.mode == Bucket || y >= 0
-	if g == nil && full {
-		g = buf(&sc.a, v)
-	}
+	full := j.mode == Bucket || y >= 0 // the whole row's softmax is needed
 
+	// The row's log-softmax through the numeric core: log p at the
+	// teacher's first id and the float64 log-sum-exp in one pass, and
+	// every other log p from it by an exact float64 difference of logits,
+	// as ConvexCombination does, so logits of any magnitude keep full
+	// precision.
+	var lp0, lse float64
+	if full {
+		lp0, lse, _ = tensor.LogSoftmaxAt(z, int(ids[0])) // finite: checked
+	}
+	logp := func(zk float32) float64 { return lp0 + (float64(zk) - float64(zs[0])) }
+
+	var hard float64
+	if y >= 0 {
+		hard = -logp(z[y])
+	}
 	var qr, logpr float64 // Bucket: the teacher's and the student's leftover
-	var rest []float32    // Bucket: the student's softmax off the support
+	var rest []float32    // Bucket, tiny leftover: α·q_r/count times the student's softmax off the support
 	if j.mode == Bucket && k < v {
 		qr = max(0, 1-sT)
 	}
-	r := rowStats{z: z, p: g, zy: zy}
-	if qr > 0 {
-		// The softmax over the complement of the support, and its log-sum-exp
-		// lse_r = m_r − log max(rest), taken from the row maxima so that
-		// log p_r = lse_r − lse stays accurate when p_r is tiny.
-		rest = buf(&sc.b, v)
-		copy(rest, z)
-		for _, id := range ids {
-			rest[id] = float32(math.Inf(-1))
-		}
-		mr := tensor.Max(rest)
-		tensor.Softmax(rest, rest)
-		logpr = float64(mr) - math.Log(float64(tensor.Max(rest)))
-		r.m, r.mOK = tensor.Max(z), true
-	} else if full && g != nil && &g[0] == &z[0] {
-		r.m, r.mOK = tensor.Max(z), true // in place: keep what logp's slow path needs
-	}
-	var hard float64
-	if full {
-		tensor.Softmax(g, z)
-		if qr > 0 {
-			logpr -= float64(r.m) - math.Log(float64(tensor.Max(g))) // − lse
-		}
-		// Every log-probability is read before the gradient edits g.
+	// The gradient's scale off the support, where it is p/count times 1
+	// (cross-entropy and the soft term's p), 1 − α or 0, less the bucket's
+	// share α·q_r·p/p_r.
+	scale := 1.0
+	if j.mode == Drop {
+		scale = 0
 		if y >= 0 {
-			hard = -r.logp(y, zy)
+			scale = 1 - alpha
+		}
+	}
+	if qr > 0 {
+		// The student's leftover p_r = 1 − Σ_support p, in float64 from
+		// log-probabilities accurate to 2⁻⁵², is accurate to 1e-9 relative
+		// while p_r ≥ 2⁻²⁰, and its share folds into the softmax's scale.
+		// Below that, the subtraction has cancelled: log p_r comes from
+		// the log-softmax of the row with the support masked, at an entry
+		// o off the support, as log p_o − log p_o|rest, accurate however
+		// small p_r is, and the share is a masked softmax of its own.
+		var pS float64
+		for a := range ids {
+			pS += math.Exp(logp(zs[a]))
+		}
+		if pr := 1 - pS; pr >= 0x1p-20 {
+			logpr = math.Log(pr)
+			scale -= alpha * qr / pr
+		} else {
+			rest = buf(&sc.b, v)
+			copy(rest, z)
+			for _, id := range ids {
+				rest[id] = float32(math.Inf(-1))
+			}
+			o := offSupport(rest)
+			lpo, lseRest, _ := tensor.LogSoftmaxAt(rest, o)
+			logpr = logp(z[o]) - lpo
+			if g != nil {
+				tensor.SoftmaxLSE(rest, float32(alpha*qr*float64(j.inv)), rest, lseRest)
+			}
+		}
+	}
+	if g != nil {
+		if scale != 0 {
+			tensor.SoftmaxLSE(g, float32(scale*float64(j.inv)), z, lse) // g may be z
+		} else {
+			clear(g)
 		}
 	}
 
@@ -306,72 +332,52 @@ func (j *sparseJob) row(i int, sc *scratch) float64 {
 		for _, x := range zs {
 			s += math.Exp(float64(x) - m)
 		}
-		lse, logsT := m+math.Log(s), math.Log(sT)
-		if j.grad != nil {
-			if y >= 0 {
-				tensor.Scale(g, float32(1-alpha), g)
-			} else {
-				clear(g)
-			}
-		}
+		lseS, logsT := m+math.Log(s), math.Log(sT)
 		for a, id := range ids {
 			lq := float64(lps[a]) - logsT
-			lpt := float64(zs[a]) - lse
+			lpt := float64(zs[a]) - lseS
 			q := math.Exp(lq)
 			if q > 0 {
 				soft += q * (lq - lpt)
 			}
-			if j.grad != nil {
-				g[id] += float32(alpha * (math.Exp(lpt) - q))
+			if g != nil {
+				g[id] += float32(alpha * (math.Exp(lpt) - q) * float64(j.inv))
 			}
 		}
 	case Bucket:
-		for a, id := range ids {
+		for a := range ids {
 			if lq := float64(lps[a]); lq > math.Inf(-1) {
-				soft += math.Exp(lq) * (lq - r.logp(id, zs[a]))
+				soft += math.Exp(lq) * (lq - logp(zs[a]))
 			}
 		}
 		if qr > 0 {
 			soft += qr * (math.Log(qr) - logpr)
 		}
-		if j.grad != nil {
-			for a, id := range ids {
-				g[id] -= float32(alpha * math.Exp(float64(lps[a])))
+		if g != nil {
+			if rest != nil {
+				tensor.Axpy(-1, rest, g) // zero on the support
 			}
-			if qr > 0 {
-				tensor.Axpy(float32(-alpha*qr), rest, g)
+			// On the support, p − α·q (and − (1−α) at the label, below),
+			// set whole rather than corrected from the scaled softmax.
+			for a, id := range ids {
+				g[id] = float32((math.Exp(logp(zs[a])) - alpha*math.Exp(float64(lps[a]))) * float64(j.inv))
 			}
 		}
 	}
-	if j.grad != nil {
-		if y >= 0 {
-			g[y] -= float32(1 - alpha)
-		}
-		tensor.Scale(g, j.inv, g)
+	if g != nil && y >= 0 {
+		g[y] -= float32((1 - alpha) * float64(j.inv))
 	}
 	return alpha*soft + (1-alpha)*hard
 }
 
-// rowStats recovers accurate log-probabilities from a softmax row p of
-// logits z.
-type rowStats struct {
-	z, p []float32
-	zy   float32 // the label's logit, saved before p may overwrite z
-	m    float32 // max of z, once known
-	mOK  bool
-}
-
-// logp returns log p[k] in float64. The float32 probability is accurate to
-// a few ulp unless it is tiny, so its log is accurate to about 3e-7; a tiny
-// (or flushed) entry is instead (z_k − max z) + log p_max, where p_max ≥ 1/V
-// keeps full precision. Both avoid forming log Σ e^z in float32, whose
-// rounding at logits of magnitude 1e4 would cost 1e-3 absolute.
-func (r *rowStats) logp(k int32, zk float32) float64 {
-	if p := r.p[k]; p >= tinyProb {
-		return math.Log(float64(p))
+// offSupport returns the index of the first finite entry of a row of
+// finite logits whose support is masked to −Inf: there is one, since the
+// support leaves at least one token out.
+func offSupport(rest []float32) int {
+	for j, x := range rest {
+		if !math.IsInf(float64(x), -1) {
+			return j
+		}
 	}
-	if !r.mOK {
-		r.m, r.mOK = tensor.Max(r.z), true
-	}
-	return float64(zk) - float64(r.m) + math.Log(float64(tensor.Max(r.p)))
+	return 0
 }
