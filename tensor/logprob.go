@@ -11,7 +11,8 @@ import (
 // log-softmax at one index with a float64 log-sum-exp (LogSoftmaxAt), and
 // the softmax from that log-sum-exp in one pass (SoftmaxLSE). prefopt's
 // TokenLogProbs and Grading, autograd's CrossEntropy and LogProbs, and
-// distill's ConvexCombination, CrossEntropy and SparseKL all go through them, so they agree to the bit on the same row.
+// distill's ConvexCombination, CrossEntropy and SparseKL all go through
+// them, so they agree to the bit on the same row.
 
 // lseExact is the magnitude of a log-sum-exp below which x − lse, formed
 // in float64, is within 2⁻²⁹ of the truth: float64's grid step at 2²⁴ is
