@@ -6,6 +6,7 @@ import (
 
 	"github.com/posttrain/posttrain/internal/parallel"
 	"github.com/posttrain/posttrain/tensor/autograd"
+	"github.com/posttrain/posttrain/tensor/internal/simd"
 )
 
 // AdamW is Adam with decoupled weight decay (Loshchilov & Hutter 2019),
@@ -94,28 +95,24 @@ func (o *AdamW) Step() (float64, error) {
 	b1, b2 := o.Beta1, o.Beta2
 	c1 := 1 - math.Pow(b1, float64(o.step))
 	c2 := 1 - math.Pow(b2, float64(o.step))
-	// p ← p − lr·wd·p − lr·m̂/(√v̂ + ε), with m̂ = m/c1, v̂ = v/c2.
-	step := float32(o.LR / c1)
-	sc2 := float32(1 / math.Sqrt(c2))
-	eps := float32(o.Eps)
-	fb1, fb2, fc := float32(b1), float32(b2), float32(clip)
+	// p ← p − lr·wd·p − lr·m̂/(√v̂ + ε), with m̂ = m/c1, v̂ = v/c2, by
+	// the vector kernel, which rounds every operation as its generic twin
+	// does (simd.AdamWStep), so the update has the same bits on every
+	// tier and architecture.
+	fb1, fb2 := float32(b1), float32(b2)
+	base := simd.AdamWStep{Clip: float32(clip), B1: fb1, OneMinusB1: 1 - fb1, B2: fb2, OneMinusB2: 1 - fb2,
+		Shrink: 1, Step: float32(o.LR / c1), SC2: float32(1 / math.Sqrt(c2)), Eps: float32(o.Eps)}
+	decayed := base
+	decayed.Shrink = float32(1 - o.LR*o.WeightDecay)
 	parallel.For(len(o.spans), func(i int) {
 		sp := o.spans[i]
 		p := o.params[sp.k]
-		w, g := p.Value.Data()[sp.lo:sp.hi], p.Grad.Data()[sp.lo:sp.hi]
-		m, v := o.m[sp.k][sp.lo:sp.hi], o.v[sp.k][sp.lo:sp.hi]
-		shrink := float32(1)
+		s := &base
 		if o.decay[sp.k] {
-			shrink = float32(1 - o.LR*o.WeightDecay)
+			s = &decayed
 		}
-		g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
-		for i := range w {
-			gi := g[i] * fc
-			mi := fb1*m[i] + (1-fb1)*gi
-			vi := fb2*v[i] + (1-fb2)*gi*gi
-			m[i], v[i] = mi, vi
-			w[i] = w[i]*shrink - step*mi/(float32(math.Sqrt(float64(vi)))*sc2+eps)
-		}
+		simd.K.AdamW(p.Value.Data()[sp.lo:sp.hi], p.Grad.Data()[sp.lo:sp.hi],
+			o.m[sp.k][sp.lo:sp.hi], o.v[sp.k][sp.lo:sp.hi], s)
 	})
 	return norm, nil
 }

@@ -14,6 +14,7 @@ func arithAVX2(k *Kernels) {
 	k.Add, k.Sub, k.Mul = addAVX2, subAVX2, mulAVX2
 	k.Sum, k.Max, k.ArgMax, k.FirstAbove = sumAVX2, maxAVX2, argMaxAVX2, firstAboveAVX2
 	k.ToBF16, k.FromBF16, k.ToF16, k.FromF16 = toBF16AVX2, fromBF16AVX2, toF16AVX2, fromF16AVX2
+	k.AdamW = adamWAVX2
 }
 
 func arithAVX512(k *Kernels) {
@@ -21,6 +22,7 @@ func arithAVX512(k *Kernels) {
 	k.Add, k.Sub, k.Mul = addAVX512, subAVX512, mulAVX512
 	k.Sum, k.Max, k.ArgMax, k.FirstAbove = sumAVX512, maxAVX512, argMaxAVX512, firstAboveAVX512
 	k.ToBF16, k.FromBF16, k.ToF16, k.FromF16 = toBF16AVX512, fromBF16AVX512, toF16AVX512, fromF16AVX512
+	k.AdamW = adamWAVX512
 }
 
 // ArgMax takes two passes: the maximum (which reports any NaN), then the
@@ -135,3 +137,9 @@ func toF16AVX512(dst []uint16, x []float32)
 
 //go:noescape
 func fromF16AVX512(dst []float32, x []uint16)
+
+//go:noescape
+func adamWAVX2(w, g, m, v []float32, s *AdamWStep)
+
+//go:noescape
+func adamWAVX512(w, g, m, v []float32, s *AdamWStep)

@@ -29,6 +29,7 @@ var genericKernels = Kernels{
 	Gemm:       gemmGeneric,
 	Dots:       dotsGeneric,
 	DotsBF16:   dotsBF16Generic,
+	AdamW:      adamWGeneric,
 }
 
 // BlockLen is how many elements a reduction sums in float32 lanes before it

@@ -111,6 +111,12 @@ type Kernels struct {
 	// SplitBF16 (row r at xs[r*ldx:], ldx ≥ SplitLen(k)). Outputs are as
 	// independent of the batch as Dots's.
 	DotsBF16 func(y []float32, ldy int, w []uint16, ldw int, xs []float32, ldx, m, n, k int)
+
+	// AdamW applies one AdamW update with constants s to the weights w,
+	// the gradients g and the moments m and v, all of len(w), in place
+	// (adamw.go). Every tier rounds each operation as the generic twin
+	// does, so results are bit-identical across tiers.
+	AdamW func(w, g, m, v []float32, s *AdamWStep)
 }
 
 // K is the active table. Package tensor calls through it.

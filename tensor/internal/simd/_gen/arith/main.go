@@ -39,6 +39,7 @@ func main() {
 		g.fromBF16(t)
 		g.toF16(t)
 		g.fromF16(t)
+		g.adamW(t)
 	}
 	if err := os.WriteFile(*out, g.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -730,6 +731,77 @@ func (g *gen) fromF16(t tier) {
 			g.i("VCVTPH2PS X0, X0")
 			g.i("VMOVSS X0, (DI)(AX*4)")
 		})
+	})
+	g.ret()
+}
+
+// adamW: one AdamW update of w, g, m, v under the constants at s
+// (simd.AdamWStep, nine float32s in field order), each operation rounded
+// as adamWGeneric rounds it: multiplies and adds kept apart, never fused.
+// The square root and division are the slow part (about 20 cycles per
+// vector); the update is memory-bound all the same, 28 bytes per weight.
+func (g *gen) adamW(t tier) {
+	g.text("adamW", t, 104)
+	g.i("MOVQ w_base+0(FP), DI")
+	g.i("MOVQ w_len+8(FP), CX")
+	g.i("MOVQ g_base+24(FP), SI")
+	g.i("MOVQ m_base+48(FP), DX")
+	g.i("MOVQ v_base+72(FP), R10")
+	g.i("MOVQ s+96(FP), R11")
+	// Constants in the registers past the work ones: Z16… for AVX-512,
+	// Y6…Y14 for AVX2 (Y15 holds its tail mask).
+	c0 := 6
+	if t.avx512() {
+		c0 = 16
+	}
+	const clip, b1, omb1, b2, omb2, shrink, step, sc2, eps = 0, 1, 2, 3, 4, 5, 6, 7, 8
+	C := func(i int) string { return t.v(c0 + i) }
+	for i := range 9 {
+		g.i("VBROADCASTSS %d(R11), %s", 4*i, C(i))
+	}
+	// body updates vector k of the slices with work registers r…r+4,
+	// loading and storing through ld and st.
+	body := func(k, r int, ld func(mem string, reg int), st func(reg int, mem string)) {
+		G, M, V, T, W := r, r+1, r+2, r+3, r+4
+		ld(t.mem("SI", k, 4), G)
+		ld(t.mem("DX", k, 4), M)
+		ld(t.mem("R10", k, 4), V)
+		ld(t.mem("DI", k, 4), W)
+		g.i("VMULPS %s, %s, %s", C(clip), t.v(G), t.v(G))
+		g.i("VMULPS %s, %s, %s", C(b1), t.v(M), t.v(M))
+		g.i("VMULPS %s, %s, %s", C(omb1), t.v(G), t.v(T))
+		g.i("VADDPS %s, %s, %s", t.v(T), t.v(M), t.v(M))
+		g.i("VMULPS %s, %s, %s", C(b2), t.v(V), t.v(V))
+		g.i("VMULPS %s, %s, %s", C(omb2), t.v(G), t.v(T))
+		g.i("VMULPS %s, %s, %s", t.v(G), t.v(T), t.v(T))
+		g.i("VADDPS %s, %s, %s", t.v(T), t.v(V), t.v(V))
+		st(M, t.mem("DX", k, 4))
+		st(V, t.mem("R10", k, 4))
+		g.i("VSQRTPS %s, %s", t.v(V), t.v(T))
+		g.i("VMULPS %s, %s, %s", C(sc2), t.v(T), t.v(T))
+		g.i("VADDPS %s, %s, %s", C(eps), t.v(T), t.v(T))
+		g.i("VMULPS %s, %s, %s", C(step), t.v(M), t.v(M))
+		g.i("VDIVPS %s, %s, %s", t.v(T), t.v(M), t.v(M))
+		g.i("VMULPS %s, %s, %s", C(shrink), t.v(W), t.v(W))
+		g.i("VSUBPS %s, %s, %s", t.v(M), t.v(W), t.v(W))
+		st(W, t.mem("DI", k, 4))
+	}
+	ld := func(mem string, reg int) { g.i("VMOVUPS %s, %s", mem, t.v(reg)) }
+	st := func(reg int, mem string) { g.i("VMOVUPS %s, %s", t.v(reg), mem) }
+	g.i("XORQ AX, AX")
+	u := 1
+	if t.avx512() {
+		u = 2 // two independent chains hide the square root's and division's latency
+	}
+	g.loops(t, "CX", u, func() {
+		for k := range u {
+			body(k, 5*k, ld, st)
+		}
+	}, func() {
+		body(0, 0, ld, st)
+	}, func() {
+		g.mask(t, "BX")
+		body(0, 0, func(mem string, reg int) { g.mload(t, mem, reg) }, func(reg int, mem string) { g.mstore(t, reg, mem) })
 	})
 	g.ret()
 }
