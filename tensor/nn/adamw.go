@@ -54,6 +54,17 @@ func NewAdamW(params []Named, lr float64) *AdamW {
 		}
 	}
 	o.sums = make([]float64, len(o.spans))
+	// The moments are fresh pages. The first Step would read each (the
+	// kernel maps the shared zero page) and then write it (a copy-on-write
+	// fault and a TLB shootdown across the cores), ten times the cost of
+	// faulting it by a write: at SmolLM2-135M's 1 GB of moments the first
+	// Step took 5 s instead of 0.14 s. Writing them here, on the workers,
+	// faults each page once.
+	parallel.For(len(o.spans), func(i int) {
+		sp := o.spans[i]
+		clear(o.m[sp.k][sp.lo:sp.hi])
+		clear(o.v[sp.k][sp.lo:sp.hi])
+	})
 	return o
 }
 
