@@ -172,6 +172,9 @@ section_fused() {
 			# The most any fused path can reach: torch against the floor.
 			row "  bound: three GEMMs vs torch eager" "$(ratio "$g" 1e9) s" "$ta s" "$(ratio "$ta" "$(ratio "$g" 1e9)")" ""
 			row "  bound, CPU seconds" "$gc s" "$tc s" "$(ratio "$tc" "$gc")" ""
+			# The same three GEMMs through OpenBLAS: no BLAS here does better.
+			local ob=$(cd /tmp && OPENBLAS_NUM_THREADS=2 "$PY" "$OLDPWD/bench/fused_openblas.py" "$n" "$h" "$v")
+			[ "$ob" = - ] || row "  bound: OpenBLAS's three GEMMs vs torch eager" "$ob s" "$ta s" "$(ratio "$ta" "$ob")" ""
 		else
 			echo "  torch eager skipped: not enough free memory for its three [N, V] tensors"
 		fi
