@@ -3,7 +3,7 @@ and PyTorch eager, timed the same way (median of repeated runs, after a warm
 call). Prints one "name value unit" line. Needs Debian's python3-numpy and
 python3-torch; never run by CI.
 
-    /usr/bin/python3 bench/anchor.py exp | dot | logsoftmax | convex | tokenlogprobs | tinylm
+    /usr/bin/python3 bench/anchor.py exp | dot | logsoftmax | convex | tokenlogprobs | tinylm | adamw
 
 Gemm has its own script, bench/gemm_numpy.py, run by bench/gemm_compare.sh.
 """
@@ -71,6 +71,19 @@ def main():
             print(f"{what} {median_seconds(5, f) * 1e3:.1f} ms")
         elif what == "tinylm":
             tinylm(torch, F)
+        elif what == "adamw":
+            # One AdamW step with gradient-norm clipping on a SmolLM2-sized
+            # head, one 49,152 x 576 parameter (tensor/nn's BenchmarkAdamW),
+            # two threads; torch's defaults (its single-tensor loop on CPU).
+            torch.set_num_threads(2)
+            w = torch.nn.Parameter(torch.full((49152, 576), 0.02))
+            w.grad = (torch.arange(w.numel(), dtype=torch.float32) % 7 * 1e-4).reshape(w.shape)
+            opt = torch.optim.AdamW([w], lr=1e-3)
+
+            def f():
+                torch.nn.utils.clip_grad_norm_([w], 1.0)
+                opt.step()
+            print(f"adamw {median_seconds(9, f) * 1e3:.1f} ms")
         else:
             sys.exit(f"anchor.py: unknown workload {what!r}")
 

@@ -8,7 +8,7 @@
 # Needs Debian's python3-numpy and python3-torch (apt-get install -y
 # python3-numpy python3-torch), with libopenblas0 for their BLAS (without
 # it Debian's torch falls back to the reference BLAS, ~1.5 GFLOPS); not part
-# of CI. Sections: kernels gemm bf16 distill prefopt tinylm llm fused (the
+# of CI. Sections: kernels gemm bf16 distill prefopt adamw tinylm llm fused (the
 # last is heavy, several TFLOP, and not in the default list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +77,14 @@ section_prefopt() {
 	a=$(anchor tokenlogprobs)
 	row "vs torch log_softmax+gather+backward" "$(ratio "$t" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$t" 1e6)")" "≥ 5"
 	row "  the same, keeping the row log-sum-exps" "$(ratio "$l" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$l" 1e6)")" "≥ 5"
+}
+
+section_adamw() {
+	header "AdamW step with clipping, one 49,152 x 576 parameter (28.3M), 2 threads"
+	OUT=$(gobench ./tensor/nn/ '^BenchmarkAdamW$' 10x)
+	t=$(ns "BenchmarkAdamW/$TIER/49152x576"); g=$(ns "BenchmarkAdamW/generic/49152x576"); a=$(anchor adamw)
+	row "vs torch.optim.AdamW + clip_grad_norm_" "$(ratio "$t" 1e6) ms" "$a ms" "$(ratio "$a" "$(ratio "$t" 1e6)")" ""
+	row "vs the generic twin (the scalar loop)" "$(ratio "$t" 1e6) ms" "$(ratio "$g" 1e6) ms" "$(ratio "$g" "$t")" ""
 }
 
 section_tinylm() {
@@ -198,7 +206,7 @@ section_fused() {
 }
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt tinylm llm)
+[ ${#sections[@]} -gt 0 ] || sections=(kernels gemm bf16 distill prefopt adamw tinylm llm)
 for s in "${sections[@]}"; do
 	"section_$s"
 done
