@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -32,7 +33,7 @@ func TestAdamW(t *testing.T) {
 				for i, x := range v.s() {
 					v.s()[i] = float32(math.Abs(float64(x))) // a second moment is ≥ 0
 				}
-				ww, wm, wv := clone(w.s()), clone(m.s()), clone(v.s())
+				ww, wm, wv := slices.Clone(w.s()), slices.Clone(m.s()), slices.Clone(v.s())
 				adamWGeneric(ww, g.s(), wm, wv, &s)
 				k.AdamW(w.s(), g.s(), m.s(), v.s(), &s)
 				what := name("AdamW", f, n, off)
@@ -74,8 +75,6 @@ func TestAdamWRounding(t *testing.T) {
 	}
 }
 
-func clone(x []float32) []float32 { return append([]float32(nil), x...) }
-
 // FuzzAdamW feeds arbitrary bit patterns as weights, gradients and
 // moments (and, from the first nine words, the constants) to every tier
 // and compares with the generic twin bit for bit.
@@ -90,9 +89,9 @@ func FuzzAdamW(f *testing.F) {
 		}
 		n := len(x) / 4
 		for _, tier := range f32Tiers() {
-			in := clone(x)
+			in := slices.Clone(x)
 			w, g, m, v := in[:n], in[n:2*n], in[2*n:3*n], in[3*n:4*n]
-			ww, wm, wv := clone(w), clone(m), clone(v)
+			ww, wm, wv := slices.Clone(w), slices.Clone(m), slices.Clone(v)
 			adamWGeneric(ww, g, wm, wv, &s)
 			Table(tier).AdamW(w, g, m, v, &s)
 			for i := range n {
